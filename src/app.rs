@@ -1,0 +1,224 @@
+//! The public listener's request pipeline, outermost step first:
+//!
+//! 1. request id and access log (path only, never the query);
+//! 2. protocol limits (414, 431) and methods nobody may use;
+//! 3. path normalisation and longest-prefix routing (400, 404, 405);
+//! 4. the route's session requirement;
+//! 5. the upstream (streaming proxy, WebSocket).
+//!
+//! Every failure comes back as an error and becomes a problem+json response
+//! in one place, [`App::handle`], via [`crate::error::classify`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::config::{Auth, Config, Limits, FORBIDDEN_METHODS};
+use crate::error::{self, BoxError, Code, Refusal};
+use crate::routes::{normalize_path, Route, Router};
+use crate::session::SessionStore;
+use crate::upstream::forwarded::{self, Forwarded};
+use crate::upstream::{hygiene, Forward, Upstream};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The shared state behind the public listener. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: Arc<Config>,
+    router: Router,
+    upstream: Upstream,
+    store: Arc<dyn SessionStore>,
+}
+
+// === impl App ===
+
+impl App {
+    pub fn new(config: Arc<Config>, store: Arc<dyn SessionStore>) -> Result<Self, BoxError> {
+        let router = Router::new(&config.routes);
+        let upstream = Upstream::new(&config.cookie.name)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                router,
+                upstream,
+                store,
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.shared.store
+    }
+
+    /// Serves one request from `peer`. Never fails: errors become problems.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let trusted = forwarded::is_trusted(peer.ip(), &self.shared.config.trusted_proxies);
+        let request_id = request_id(request.headers(), trusted);
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+
+        let mut route_path = None;
+        let result = self
+            .route(
+                request.map(body::boxed),
+                peer,
+                trusted,
+                &request_id,
+                &mut route_path,
+            )
+            .await;
+        let mut response = match result {
+            Ok(response) => response,
+            Err(e) => {
+                let problem = error::classify(&*e);
+                if problem.status.is_server_error() {
+                    tracing::warn!(request_id = %request_id.to_str().unwrap_or(""), error = %error::chain(&*e), "request failed");
+                }
+                let mut response = problem.into_response(request_id.to_str().unwrap_or(""));
+                self.protect(response.headers_mut());
+                response
+            }
+        };
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+
+        let code = response.extensions().get::<Code>().map(|c| c.as_str());
+        tracing::info!(
+            target: "cloakroom::access",
+            request_id = %request_id.to_str().unwrap_or(""),
+            method = %method,
+            path = %path,
+            route = route_path.unwrap_or("-"),
+            status = response.status().as_u16(),
+            code = code.unwrap_or("-"),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+        response
+    }
+
+    async fn route<'a>(
+        &'a self,
+        request: Request<Body>,
+        peer: SocketAddr,
+        trusted: bool,
+        request_id: &HeaderValue,
+        route_path: &mut Option<&'a str>,
+    ) -> Result<Response<Body>, BoxError> {
+        check_limits(&request, &self.shared.config.limits)?;
+        let path = normalize_path(request.uri().path()).map_err(|e| {
+            tracing::debug!(error = %e, "refused request path");
+            Refusal::BadRequest("path")
+        })?;
+        let route = self.shared.router.find(&path).ok_or(Refusal::NotFound)?;
+        *route_path = Some(route.config.path.as_str());
+        check_method(route, request.method())?;
+        if hygiene::is_websocket_upgrade(request.headers()) && !route.config.websocket {
+            return Err(Refusal::BadRequest("websocket not enabled on this route").into());
+        }
+        if route.config.auth == Auth::Required {
+            // Sessions are established by the login flow; until a request
+            // carries one, a protected route has nobody to act for.
+            return Err(self.login_required(route, &request));
+        }
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| request.uri().authority().map(|a| a.to_string()));
+        let forwarded = Forwarded::from_request(request.headers(), peer.ip(), trusted, host.as_deref());
+        let forward = Forward {
+            path,
+            forwarded,
+            request_id: request_id.clone(),
+        };
+        self.shared.upstream.forward(route, request, forward).await
+    }
+
+    fn login_required(&self, route: &Route, request: &Request<Body>) -> BoxError {
+        if route.config.login_redirect && request.method() == Method::GET {
+            let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            return Box::new(Refusal::LoginRedirect(target.to_owned()));
+        }
+        Box::new(Refusal::LoginRequired)
+    }
+
+    /// Security headers on responses cloakroom writes itself (PX-26).
+    fn protect(&self, headers: &mut http::HeaderMap) {
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        if self.shared.config.is_https() {
+            headers.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            );
+        }
+    }
+}
+
+/// 414 for long targets, 431 for too many or too large headers.
+fn check_limits(request: &Request<Body>, limits: &Limits) -> Result<(), Refusal> {
+    let target_len = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target_len as u64 > limits.max_uri_bytes {
+        return Err(Refusal::UriTooLong);
+    }
+    let headers = request.headers();
+    // `len()` counts every value, so a repeated name counts each time.
+    let bytes: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if headers.len() as u64 > limits.max_headers || bytes as u64 > limits.max_header_bytes {
+        return Err(Refusal::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+/// 405 outside the route's allowlist, and for TRACE, TRACK and CONNECT everywhere.
+fn check_method(route: &Route, method: &Method) -> Result<(), Refusal> {
+    let forbidden = FORBIDDEN_METHODS.contains(&method.as_str());
+    let allowed = match &route.config.methods {
+        Some(list) => list.contains(method),
+        None => true,
+    };
+    if forbidden || !allowed {
+        let allow = match &route.config.methods {
+            Some(list) => list.iter().map(Method::as_str).collect::<Vec<_>>().join(", "),
+            None => "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".to_owned(),
+        };
+        return Err(Refusal::MethodNotAllowed { allow });
+    }
+    Ok(())
+}
+
+/// A trusted proxy's request id is kept (one id across the whole path);
+/// anyone else gets a fresh one.
+fn request_id(headers: &http::HeaderMap, trusted: bool) -> HeaderValue {
+    let given = headers.get(&X_REQUEST_ID).filter(|v| {
+        let ok_char = |b: &u8| b.is_ascii_alphanumeric() || b"-_.:".contains(b);
+        trusted && (1..=128).contains(&v.len()) && v.as_bytes().iter().all(ok_char)
+    });
+    match given {
+        Some(v) => v.clone(),
+        None => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"))
+        }
+    }
+}

@@ -1,0 +1,856 @@
+//! The typed configuration, read from YAML before any port is bound.
+//!
+//! `Config::load(text, env)` parses, substitutes `${VAR}`, reads `*_file`
+//! secrets, and checks every key, returning all problems at once with their
+//! key paths. `config/reference.yaml` documents each key and its default.
+
+pub mod env;
+pub mod node;
+pub mod units;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use http::Method;
+use ipnet::IpNet;
+use serde_json::Value;
+use url::Url;
+
+pub use self::env::{Env, MapEnv, ProcessEnv};
+use self::node::{from_text, Cursor, Each, Fields, FromNode};
+pub use self::node::{ConfigError, ConfigErrors};
+use crate::routes::normalize_path;
+use crate::secret::Secret;
+
+/// Everything cloakroom needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// The origin browsers use; `{public_url}/auth/callback` is the redirect URI.
+    pub public_url: Url,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub oidc: Option<OidcConfig>,
+    pub session: SessionConfig,
+    pub cookie: CookieConfig,
+    pub limits: Limits,
+    pub log: LogConfig,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The IdP and how cloakroom authenticates to it.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: Secret<String>,
+    pub token_endpoint_auth: TokenEndpointAuth,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpointAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub store: StoreConfig,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded store: one replica, sessions lost on restart.
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// The base name; `__Host-` is prepended when `public_url` is https.
+    pub name: String,
+    /// The key ring: the first key seals, every key unseals.
+    pub keys: Vec<CookieKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CookieKey {
+    pub id: String,
+    pub secret: Secret<Vec<u8>>,
+}
+
+/// Protocol limits applied to every request and connection.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_bytes: u64,
+    pub max_headers: u64,
+    pub max_uri_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub max_connections: u64,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    Auto,
+    Json,
+    Text,
+}
+
+/// One `routes[]` entry.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Normalised path prefix, matched on segment boundaries.
+    pub path: String,
+    pub upstream: Url,
+    pub auth: Auth,
+    pub token: TokenKind,
+    pub strip_prefix: bool,
+    /// `None` allows every method but TRACE, TRACK and CONNECT.
+    pub methods: Option<Vec<Method>>,
+    pub timeout: Duration,
+    pub max_body: u64,
+    pub websocket: bool,
+    /// Pages: a missing session redirects to login instead of answering 401.
+    pub login_redirect: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Required,
+    Optional,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    User,
+    None,
+}
+
+/// Methods no route may allow: they echo or tunnel and have no place behind a BFF.
+pub const FORBIDDEN_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
+
+// === impl Config ===
+
+impl Config {
+    /// Parses and validates a config file. Reads nothing but `env`.
+    pub fn load(text: &str, env: &dyn Env) -> Result<Self, ConfigErrors> {
+        let mut tree: Value = serde_saphyr::from_str(text)
+            .map_err(|e| ConfigErrors::single("", format!("not valid YAML: {e}")))?;
+        let mut errors = Vec::new();
+        let mut at = Cursor::root(&mut errors);
+        env::substitute(&mut tree, env, &mut at);
+        env::read_secret_files(&mut tree, env, &mut at);
+        let config = at.read::<Config>(&tree);
+        match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+
+    /// Whether the browser reaches cloakroom over https.
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+impl FromNode for Config {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let listen = f.or("listen", "0.0.0.0:8080".parse().expect("valid"), at);
+        let admin_listen = f.or("admin_listen", "127.0.0.1:9090".parse().expect("valid"), at);
+        let public_url = f.required::<PublicUrl>("public_url", at).map(|u| u.0);
+        let trusted_proxies = f.or("trusted_proxies", Vec::new(), at);
+        let oidc = f.optional::<OidcConfig>("oidc", at);
+        let oidc_given = f.has("oidc") || oidc.is_some();
+        let session = f.or("session", SessionConfig::default(), at);
+        let cookie = f.or("cookie", CookieConfig::default(), at);
+        let limits = f.or("limits", Limits::default(), at);
+        let log = f.or("log", LogConfig::default(), at);
+        let routes = f.required::<Each<RouteConfig>>("routes", at);
+        f.finish(at);
+
+        if let Some(routes) = &routes {
+            check_routes(routes, at);
+            let needs_login = routes
+                .parsed()
+                .find(|(_, r)| r.auth != Auth::None)
+                .map(|(i, _)| i);
+            if let Some(i) = needs_login {
+                if !oidc_given {
+                    at.error_at(
+                        "oidc",
+                        format!("required because routes[{i}] has auth other than none"),
+                    );
+                }
+                if cookie.as_ref().is_some_and(|c| c.keys.is_empty()) {
+                    at.error_at(
+                        "cookie.keys",
+                        format!("at least one key is required because routes[{i}] needs login (run `cloakroom keygen`)"),
+                    );
+                }
+            }
+        }
+        Ok(Config {
+            listen: listen.ok_or("")?,
+            admin_listen: admin_listen.ok_or("")?,
+            public_url: public_url.ok_or("")?,
+            trusted_proxies: trusted_proxies.ok_or("")?,
+            oidc,
+            session: session.ok_or("")?,
+            cookie: cookie.ok_or("")?,
+            limits: limits.ok_or("")?,
+            log: log.ok_or("")?,
+            routes: routes.and_then(Each::complete).ok_or("")?,
+        })
+    }
+}
+
+/// Rules that span routes: no two routes with the same prefix.
+fn check_routes(routes: &Each<RouteConfig>, at: &mut Cursor<'_>) {
+    let mut seen = HashSet::new();
+    for (i, route) in routes.parsed() {
+        if !seen.insert(route.path.as_str()) {
+            at.nested("routes", |at| {
+                at.error_at(
+                    &format!("[{i}].path"),
+                    format!("{} is already used by an earlier route", route.path),
+                )
+            });
+        }
+    }
+}
+
+/// `public_url`: an origin; http only for local development.
+struct PublicUrl(Url);
+
+from_text!(PublicUrl, |text| {
+    let url = absolute_http_url(text)?;
+    if url.path() != "/" || url.query().is_some() {
+        return Err("must be an origin only (scheme, host, port), without a path".into());
+    }
+    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if url.scheme() == "http" && !local {
+        return Err("must be https (plain http is allowed only for localhost development)".into());
+    }
+    Ok(PublicUrl(url))
+});
+
+fn absolute_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|_| "not an absolute http(s) URL".to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("not an absolute http(s) URL".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    if url.fragment().is_some() {
+        return Err("must not have a #fragment".into());
+    }
+    Ok(url)
+}
+
+from_text!(SocketAddr, |text| {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address like 0.0.0.0:8080"))
+});
+
+from_text!(IpNet, |text| {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not an IP address or CIDR range"))
+});
+
+from_text!(Duration, units::parse_duration);
+
+/// A byte count written with or without a unit.
+struct Bytes(u64);
+
+from_text!(Bytes, |text| units::parse_bytes(text).map(Bytes));
+
+from_text!(Method, |text| {
+    let upper = text.to_ascii_uppercase();
+    if FORBIDDEN_METHODS.contains(&upper.as_str()) {
+        return Err(format!("{upper} is never allowed"));
+    }
+    Method::from_bytes(upper.as_bytes()).map_err(|_| format!("{text:?} is not an HTTP method"))
+});
+
+from_text!(Auth, |text| match text {
+    "required" => Ok(Auth::Required),
+    "optional" => Ok(Auth::Optional),
+    "none" => Ok(Auth::None),
+    _ => Err(format!("{text:?} is not one of required, optional, none")),
+});
+
+from_text!(TokenKind, |text| match text {
+    "user" => Ok(TokenKind::User),
+    "none" => Ok(TokenKind::None),
+    _ => Err(format!("{text:?} is not one of user, none")),
+});
+
+from_text!(TokenEndpointAuth, |text| match text {
+    "client_secret_basic" => Ok(TokenEndpointAuth::ClientSecretBasic),
+    "client_secret_post" => Ok(TokenEndpointAuth::ClientSecretPost),
+    _ => Err(format!(
+        "{text:?} is not one of client_secret_basic, client_secret_post"
+    )),
+});
+
+from_text!(LogFormat, |text| match text {
+    "auto" => Ok(LogFormat::Auto),
+    "json" => Ok(LogFormat::Json),
+    "text" => Ok(LogFormat::Text),
+    _ => Err(format!("{text:?} is not one of auto, json, text")),
+});
+
+// === impl OidcConfig ===
+
+impl FromNode for OidcConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let issuer = f.required::<Issuer>("issuer", at).map(|i| i.0);
+        let client_id = f.required::<String>("client_id", at);
+        let client_secret = f.required::<String>("client_secret", at);
+        let token_endpoint_auth = f.or("token_endpoint_auth", TokenEndpointAuth::ClientSecretBasic, at);
+        let default_scopes = ["openid", "profile", "email", "offline_access"]
+            .map(String::from)
+            .to_vec();
+        let scopes = f.or::<Vec<String>>("scopes", default_scopes, at);
+        if scopes.as_ref().is_some_and(|s| !s.iter().any(|s| s == "openid")) {
+            at.error_at("scopes", "must include openid");
+        }
+        if client_secret.as_ref().is_some_and(String::is_empty) {
+            at.error_at("client_secret", "must not be empty");
+        }
+        f.finish(at);
+        Ok(OidcConfig {
+            issuer: issuer.ok_or("")?,
+            client_id: client_id.ok_or("")?,
+            client_secret: Secret::new(client_secret.ok_or("")?),
+            token_endpoint_auth: token_endpoint_auth.ok_or("")?,
+            scopes: scopes.ok_or("")?,
+        })
+    }
+}
+
+/// The issuer identifier: https, no query or fragment (OIDC Discovery §2).
+struct Issuer(Url);
+
+from_text!(Issuer, |text| {
+    let url = absolute_http_url(text)?;
+    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if url.scheme() == "http" && !local {
+        return Err("must be https".into());
+    }
+    if url.query().is_some() {
+        return Err("must not have a query".into());
+    }
+    Ok(Issuer(url))
+});
+
+// === impl SessionConfig ===
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            store: StoreConfig::Memory,
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+impl FromNode for SessionConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let d = Self::default();
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let store = f.or("store", d.store, at);
+        let idle_timeout = f.or("idle_timeout", d.idle_timeout, at);
+        let absolute_timeout = f.or("absolute_timeout", d.absolute_timeout, at);
+        f.finish(at);
+        if let (Some(idle), Some(abs)) = (idle_timeout, absolute_timeout) {
+            if idle > abs {
+                at.error_at("idle_timeout", "must not be longer than absolute_timeout");
+            }
+        }
+        Ok(SessionConfig {
+            store: store.ok_or("")?,
+            idle_timeout: idle_timeout.ok_or("")?,
+            absolute_timeout: absolute_timeout.ok_or("")?,
+        })
+    }
+}
+
+impl FromNode for StoreConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        match node {
+            Value::String(s) if s == "memory" => Ok(StoreConfig::Memory),
+            Value::Object(_) => {
+                let Some(mut f) = Fields::open(node, at) else {
+                    return Err(String::new());
+                };
+                let memory = f.has("memory");
+                f.optional::<Value>("memory", at);
+                f.finish(at);
+                if memory {
+                    Ok(StoreConfig::Memory)
+                } else {
+                    Err("choose a store: memory".into())
+                }
+            }
+            _ => Err("expected `memory`".into()),
+        }
+    }
+}
+
+impl FromNode for Value {
+    fn from_node(node: &Value, _: &mut Cursor<'_>) -> Result<Self, String> {
+        Ok(node.clone())
+    }
+}
+
+// === impl CookieConfig ===
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: "cloakroom".into(),
+            keys: Vec::new(),
+        }
+    }
+}
+
+impl FromNode for CookieConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let name = f.or::<String>("name", "cloakroom".into(), at);
+        let keys = f.or::<Each<CookieKey>>("keys", Each(Vec::new()), at);
+        f.finish(at);
+        if let Some(name) = &name {
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !token {
+                at.error_at("name", "use letters, digits, '-', '_' or '.' only");
+            }
+            if name.starts_with("__") {
+                at.error_at("name", "leave out the __Host- prefix; it is added for https");
+            }
+        }
+        if let Some(keys) = &keys {
+            let mut ids = HashSet::new();
+            for (i, key) in keys.parsed() {
+                if !ids.insert(key.id.as_str()) {
+                    at.error_at(&format!("keys[{i}].id"), "duplicate key id");
+                }
+            }
+        }
+        Ok(CookieConfig {
+            name: name.ok_or("")?,
+            keys: keys.and_then(Each::complete).ok_or("")?,
+        })
+    }
+}
+
+impl FromNode for CookieKey {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let id = f.required::<String>("id", at);
+        let secret = f.required::<KeyMaterial>("secret", at);
+        f.finish(at);
+        if id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > 16 || !id.is_ascii())
+        {
+            at.error_at("id", "must be 1 to 16 ASCII characters");
+        }
+        Ok(CookieKey {
+            id: id.ok_or("")?,
+            secret: secret.ok_or("")?.0,
+        })
+    }
+}
+
+/// A 256-bit key written in base64 (standard or URL-safe, padding optional).
+struct KeyMaterial(Secret<Vec<u8>>);
+
+from_text!(KeyMaterial, |text| {
+    let bytes = decode_base64(text).ok_or("not base64 (generate one with `cloakroom keygen`)")?;
+    if bytes.len() != 32 {
+        return Err(format!(
+            "must decode to 32 bytes, got {} (generate one with `cloakroom keygen`)",
+            bytes.len()
+        ));
+    }
+    if bytes.iter().all(|b| *b == 0) {
+        return Err("must not be all zeros".into());
+    }
+    Ok(KeyMaterial(Secret::new(bytes)))
+});
+
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    [URL_SAFE_NO_PAD, URL_SAFE, STANDARD_NO_PAD, STANDARD]
+        .iter()
+        .find_map(|e| e.decode(text).ok())
+}
+
+// === impl Limits ===
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl FromNode for Limits {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let d = Self::default();
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let max_header_bytes = f.or("max_header_bytes", Bytes(d.max_header_bytes), at);
+        let max_headers = f.or("max_headers", d.max_headers, at);
+        let max_uri_bytes = f.or("max_uri_bytes", Bytes(d.max_uri_bytes), at);
+        let header_read_timeout = f.or("header_read_timeout", d.header_read_timeout, at);
+        let max_connections = f.or("max_connections", d.max_connections, at);
+        let shutdown_grace = f.or("shutdown_grace", d.shutdown_grace, at);
+        f.finish(at);
+        if max_header_bytes
+            .as_ref()
+            .is_some_and(|b| !(1024..=1 << 20).contains(&b.0))
+        {
+            at.error_at("max_header_bytes", "must be between 1KiB and 1MiB");
+        }
+        if max_headers.is_some_and(|n| !(8..=1000).contains(&n)) {
+            at.error_at("max_headers", "must be between 8 and 1000");
+        }
+        if max_connections == Some(0) {
+            at.error_at("max_connections", "must be at least 1");
+        }
+        Ok(Limits {
+            max_header_bytes: max_header_bytes.ok_or("")?.0,
+            max_headers: max_headers.ok_or("")?,
+            max_uri_bytes: max_uri_bytes.ok_or("")?.0,
+            header_read_timeout: header_read_timeout.ok_or("")?,
+            max_connections: max_connections.ok_or("")?,
+            shutdown_grace: shutdown_grace.ok_or("")?,
+        })
+    }
+}
+
+// === impl LogConfig ===
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".into(),
+        }
+    }
+}
+
+impl FromNode for LogConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let d = Self::default();
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let format = f.or("format", d.format, at);
+        let level = f.or("level", d.level, at);
+        f.finish(at);
+        if let Some(level) = &level {
+            if tracing_subscriber::EnvFilter::try_new(level).is_err() {
+                at.error_at(
+                    "level",
+                    format!("{level:?} is not a log filter (e.g. info, debug, cloakroom=debug)"),
+                );
+            }
+        }
+        Ok(LogConfig {
+            format: format.ok_or("")?,
+            level: level.ok_or("")?,
+        })
+    }
+}
+
+// === impl RouteConfig ===
+
+impl RouteConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+}
+
+impl FromNode for RouteConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let path = f.required::<RoutePath>("path", at).map(|p| p.0);
+        let upstream = f.required::<Upstream>("upstream", at).map(|u| u.0);
+        let auth = f.or("auth", Auth::Required, at);
+        let default_token = match auth {
+            Some(Auth::None) => TokenKind::None,
+            _ => TokenKind::User,
+        };
+        let token = f.or("token", default_token, at);
+        let strip_prefix = f.or("strip_prefix", false, at);
+        let methods = f.optional::<Vec<Method>>("methods", at);
+        let timeout = f.or("timeout", Self::DEFAULT_TIMEOUT, at);
+        let max_body = f.or("max_body", Bytes(Self::DEFAULT_MAX_BODY), at);
+        let websocket = f.or("websocket", false, at);
+        let login_redirect = f.or("login_redirect", false, at);
+        f.finish(at);
+
+        if auth == Some(Auth::None) && token == Some(TokenKind::User) {
+            at.error_at(
+                "token",
+                "`user` needs a session; set auth to required or optional",
+            );
+        }
+        if auth == Some(Auth::None) && login_redirect == Some(true) {
+            at.error_at("login_redirect", "only meaningful with auth: required");
+        }
+        if methods.as_ref().is_some_and(Vec::is_empty) {
+            at.error_at(
+                "methods",
+                "must list at least one method (or be left out to allow all)",
+            );
+        }
+        if timeout == Some(Duration::ZERO) {
+            at.error_at("timeout", "must be longer than 0s");
+        }
+        Ok(RouteConfig {
+            path: path.ok_or("")?,
+            upstream: upstream.ok_or("")?,
+            auth: auth.ok_or("")?,
+            token: token.ok_or("")?,
+            strip_prefix: strip_prefix.ok_or("")?,
+            methods,
+            timeout: timeout.ok_or("")?,
+            max_body: max_body.ok_or("")?.0,
+            websocket: websocket.ok_or("")?,
+            login_redirect: login_redirect.ok_or("")?,
+        })
+    }
+}
+
+/// A route prefix: absolute, already in normal form, no query.
+struct RoutePath(String);
+
+from_text!(RoutePath, |text| {
+    if !text.starts_with('/') {
+        return Err("must start with /".into());
+    }
+    if text.contains(['?', '#']) {
+        return Err("must be a path only, without ? or #".into());
+    }
+    let normal = normalize_path(text).map_err(|e| format!("not a clean path: {e}"))?;
+    if normal != text {
+        return Err(format!("write it in normal form: {normal}"));
+    }
+    // `/api/` and `/api` mean the same prefix; keep one spelling.
+    let trimmed = match normal.trim_end_matches('/') {
+        "" => "/",
+        t => t,
+    };
+    Ok(RoutePath(trimmed.to_owned()))
+});
+
+/// An upstream base URL: absolute http(s), no query.
+struct Upstream(Url);
+
+from_text!(Upstream, |text| {
+    let url = absolute_http_url(text)?;
+    if url.query().is_some() {
+        return Err("must not have a query".into());
+    }
+    Ok(Upstream(url))
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+
+    fn load(yaml: &str) -> Result<Config, ConfigErrors> {
+        Config::load(
+            yaml,
+            &MapEnv::default().with_var("SECRET", "s3").with_var("KEY", KEY),
+        )
+    }
+
+    fn errors(yaml: &str) -> Vec<String> {
+        load(yaml)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load("public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://127.0.0.1:3000', auth: none}]").unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.session.store, StoreConfig::Memory);
+        assert_eq!(c.routes[0].timeout, Duration::from_secs(30));
+        assert_eq!(c.routes[0].token, TokenKind::None);
+        assert!(c.routes[0].methods.is_none());
+        assert_eq!(c.limits.max_headers, 100);
+    }
+
+    #[test]
+    fn three_mistakes_are_all_reported_with_their_key_paths() {
+        let got = errors(
+            "public_url: http://localhost:8080
+routes:
+  - path: /api/
+    upstream: http://api:8000
+    auth: none
+    timeuot: 5s
+  - path: /
+    upstream: not a url
+    auth: none
+    max_body: lots
+",
+        );
+        assert_eq!(
+            got,
+            [
+                "routes[0].timeuot: unknown key",
+                "routes[1].upstream: not an absolute http(s) URL",
+                "routes[1].max_body: \"lots\" is not a size (write e.g. 64KiB or 10MB)",
+            ]
+        );
+    }
+
+    #[test]
+    fn route_rules_are_checked() {
+        let got = errors(
+            "public_url: https://app.example.com
+routes:
+  - {path: api, upstream: 'http://a', auth: none}
+  - {path: /x/../y, upstream: 'ftp://a', auth: none, methods: [GET, TRACE]}
+  - {path: /z, upstream: 'http://a', auth: none, token: user, timeout: 10}
+  - {path: /w, upstream: 'http://a', auth: none}
+  - {path: /w/, upstream: 'http://b', auth: none}
+",
+        );
+        assert_eq!(
+            got,
+            [
+                "routes[0].path: must start with /",
+                "routes[1].path: write it in normal form: /y",
+                "routes[1].upstream: not an absolute http(s) URL",
+                "routes[1].methods[1]: TRACE is never allowed",
+                "routes[2].timeout: \"10\" has no unit (write e.g. 10s)",
+                "routes[2].token: `user` needs a session; set auth to required or optional",
+                "routes[4].path: /w is already used by an earlier route",
+            ]
+        );
+    }
+
+    #[test]
+    fn login_routes_need_oidc_and_a_cookie_key() {
+        let got = errors("public_url: https://app.example.com\nroutes: [{path: /api, upstream: 'http://a'}]");
+        assert_eq!(
+            got,
+            [
+                "oidc: required because routes[0] has auth other than none",
+                "cookie.keys: at least one key is required because routes[0] needs login (run `cloakroom keygen`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_variables_and_files_and_never_print() {
+        let yaml = "public_url: https://app.example.com
+oidc: {issuer: 'https://idp.example.com', client_id: spa, client_secret: '${SECRET}'}
+cookie: {keys: [{id: '1', secret_file: /run/key}]}
+routes: [{path: /api, upstream: 'http://a'}]";
+        let env = MapEnv::default()
+            .with_var("SECRET", "s3cr3t-value")
+            .with_file("/run/key", &format!("{KEY}\n"));
+        let c = Config::load(yaml, &env).unwrap();
+        assert_eq!(c.oidc.as_ref().unwrap().client_secret.expose(), "s3cr3t-value");
+        assert_eq!(c.cookie.keys[0].secret.expose().len(), 32);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cr3t-value"), "{debug}");
+    }
+
+    #[test]
+    fn weak_or_malformed_keys_and_plain_http_are_refused() {
+        let zeros = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let got = errors(&format!(
+            "public_url: http://app.example.com
+cookie: {{keys: [{{id: a, secret: c2hvcnQ}}, {{id: b, secret: {zeros}}}, {{id: c, secret: '${{KEY}}'}}, {{id: c, secret: '${{KEY}}'}}]}}
+routes: [{{path: /, upstream: 'http://a', auth: none}}]"
+        ));
+        assert_eq!(
+            got,
+            [
+                "public_url: must be https (plain http is allowed only for localhost development)",
+                "cookie.keys[0].secret: must decode to 32 bytes, got 5 (generate one with `cloakroom keygen`)",
+                "cookie.keys[1].secret: must not be all zeros",
+                "cookie.keys[3].id: duplicate key id",
+            ]
+        );
+    }
+
+    #[test]
+    fn reference_and_example_configs_load() {
+        let env = MapEnv::default()
+            .with_var("CLIENT_SECRET", "s")
+            .with_var("COOKIE_KEY_1", KEY)
+            .with_var("COOKIE_KEY_2", KEY);
+        for file in ["reference.yaml", "cloakroom.yaml"] {
+            let path = format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(e) = Config::load(&text, &env) {
+                panic!("{file}:\n{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn unset_variable_and_bad_yaml_are_errors() {
+        let got = errors("public_url: ${NOPE}\nroutes: []");
+        assert_eq!(got, ["public_url: environment variable NOPE is not set"]);
+        let got = errors("routes: [unclosed");
+        assert!(got[0].starts_with("not valid YAML"), "{got:?}");
+    }
+}

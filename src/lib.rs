@@ -1,0 +1,74 @@
+//! cloakroom: a Backend-for-Frontend token-handler reverse proxy.
+//!
+//! [`run`] is what `main` and the tests call: it takes bound listeners, a
+//! validated [`Config`] and a shutdown future.
+
+pub mod admin;
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod secret;
+pub mod server;
+pub mod session;
+pub mod telemetry;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use crate::config::Config;
+use crate::config::StoreConfig;
+use crate::error::BoxError;
+use crate::session::{MemoryStore, SessionStore};
+
+/// Runs cloakroom until `shutdown` resolves and in-flight requests drain.
+pub async fn run(
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    let config = Arc::new(config);
+    let store: Arc<dyn SessionStore> = match config.session.store {
+        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+    };
+    let app = app::App::new(config.clone(), store.clone())?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        routes = config.routes.len(),
+        "cloakroom started"
+    );
+
+    // One shutdown signal, seen by both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let limits = config.limits.clone();
+    let admin = tokio::spawn({
+        let limits = limits.clone();
+        let stop = stopped(stop_rx.clone());
+        async move {
+            let handler = move |request, _peer| admin::handle(request, store.clone());
+            server::serve(admin_listener, &limits, handler, stop).await;
+        }
+    });
+    let handler = move |request, peer| {
+        let app = app.clone();
+        async move { app.handle(request, peer).await }
+    };
+    server::serve(listener, &limits, handler, stopped(stop_rx)).await;
+    admin.await?;
+    tracing::info!("cloakroom stopped");
+    Ok(())
+}

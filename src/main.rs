@@ -1,0 +1,164 @@
+//! The `cloakroom` command: `serve`, `check`, `keygen`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use rand::RngCore;
+
+use cloakroom::config::{units::format_duration, ProcessEnv};
+use cloakroom::Config;
+
+/// Exit status for a config that does not load (sysexits `EX_USAGE`).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "cloakroom",
+    version,
+    about = "Backend-for-Frontend token-handler reverse proxy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        #[arg(long, default_value = "config/cloakroom.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and print the effective routes.
+    Check {
+        #[arg(long, default_value = "config/cloakroom.yaml")]
+        config: PathBuf,
+    },
+    /// Print a fresh 256-bit cookie key.
+    Keygen,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve { config } => serve(&config),
+        Command::Check { config } => check(&config),
+        Command::Keygen => {
+            let mut key = [0u8; 32];
+            rand::rng().fill_bytes(&mut key);
+            println!("{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("cloakroom: cannot read {}: {e}", path.display());
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })?;
+    Config::load(&text, &ProcessEnv).map_err(|errors| {
+        eprintln!("cloakroom: {} has {} error(s):", path.display(), errors.0.len());
+        for e in &errors.0 {
+            eprintln!("  {e}");
+        }
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    println!("{}: ok", path.display());
+    println!(
+        "listen {}  admin {}  public_url {}",
+        config.listen, config.admin_listen, config.public_url
+    );
+    println!(
+        "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} methods",
+        "path", "upstream", "auth", "token", "strip", "timeout", "max_body", "ws"
+    );
+    let router = cloakroom::routes::Router::new(&config.routes);
+    for route in router.routes() {
+        let r = &route.config;
+        let methods = r.methods.as_ref().map_or("all".to_owned(), |m| {
+            m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+        });
+        println!(
+            "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} {methods}",
+            r.path,
+            r.upstream.as_str(),
+            format!("{:?}", r.auth).to_lowercase(),
+            format!("{:?}", r.token).to_lowercase(),
+            r.strip_prefix,
+            format_duration(r.timeout),
+            r.max_body,
+            if r.websocket { "yes" } else { "no" },
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    cloakroom::telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cloakroom: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let bind = |addr| async move {
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                tracing::error!(%addr, error = %e, "cannot listen");
+                ExitCode::FAILURE
+            })
+        };
+        let listener = match bind(config.listen).await {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
+        let admin = match bind(config.admin_listen).await {
+            Ok(l) => l,
+            Err(code) => return code,
+        };
+        match cloakroom::run(listener, admin, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "cloakroom failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

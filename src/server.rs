@@ -1,0 +1,117 @@
+//! Accept loop: HTTP/1.1 and h2c (prior knowledge) on one port, connection
+//! cap, header-read timeout, graceful drain.
+//!
+//! Like mini-redis `server::run`, it takes a bound listener and a shutdown
+//! future, so tests bind port 0 and `main` passes a SIGTERM future.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::body::Body;
+use crate::config::Limits;
+
+/// Serves `handler` on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish for up to `limits.shutdown_grace`.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    limits: &Limits,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let builder = Arc::new(builder(limits));
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(
+        usize::try_from(limits.max_connections).unwrap_or(usize::MAX),
+    ));
+    tokio::pin!(shutdown);
+
+    loop {
+        // At the connection cap, stop accepting: the kernel backlog queues
+        // the rest instead of this process running out of file descriptors.
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = service_fn(move |request| {
+            let response = handler(request, peer);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let builder = builder.clone();
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
+    }
+}
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own caps sit above the configured limits: the app checks the
+    // exact limits and answers with a problem body; these only stop abuse
+    // that would never reach the app.
+    let header_room = usize::try_from(limits.max_header_bytes + limits.max_uri_bytes).unwrap_or(usize::MAX);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(header_room.saturating_mul(2).max(16 * 1024))
+        .max_headers(
+            usize::try_from(limits.max_headers)
+                .unwrap_or(100)
+                .saturating_mul(2),
+        )
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(header_room.saturating_mul(2)).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}

@@ -1,0 +1,89 @@
+//! The behaviour every [`SessionStore`] must show, as one suite run against
+//! each implementation (the memory store here, real Redis alike).
+//!
+//! Timing uses `tokio::time::sleep`, so a paused test clock runs it instantly
+//! for the memory store while a real server sees real seconds.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::store::{SessionStore, StoreError};
+
+/// Runs every contract check against `store`, on keys prefixed `contract:`.
+pub async fn run_all(store: &dyn SessionStore) {
+    missing_key_is_none_not_an_error(store).await;
+    put_creates_then_compare_and_sets(store).await;
+    stale_version_conflicts_and_keeps_the_newer_value(store).await;
+    values_expire_after_their_ttl(store).await;
+    take_hands_a_value_out_once(store).await;
+    delete_is_idempotent(store).await;
+    store.ping().await.expect("ping");
+}
+
+fn bytes(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
+}
+
+const TTL: Duration = Duration::from_secs(60);
+
+async fn missing_key_is_none_not_an_error(store: &dyn SessionStore) {
+    assert_eq!(store.get("contract:missing").await.unwrap(), None);
+    assert_eq!(store.take("contract:missing").await.unwrap(), None);
+}
+
+async fn put_creates_then_compare_and_sets(store: &dyn SessionStore) {
+    let key = "contract:cas";
+    assert_eq!(store.put(key, bytes("v1"), 0, TTL).await.unwrap(), 1);
+    assert!(matches!(
+        store.put(key, bytes("again"), 0, TTL).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.put(key, bytes("v2"), 1, TTL).await.unwrap(), 2);
+    let got = store.get(key).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (bytes("v2"), 2));
+    store.delete(key).await.unwrap();
+}
+
+async fn stale_version_conflicts_and_keeps_the_newer_value(store: &dyn SessionStore) {
+    let key = "contract:stale";
+    store.put(key, bytes("a"), 0, TTL).await.unwrap();
+    store.put(key, bytes("b"), 1, TTL).await.unwrap();
+    assert!(matches!(
+        store.put(key, bytes("late"), 1, TTL).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get(key).await.unwrap().unwrap().value, bytes("b"));
+    store.delete(key).await.unwrap();
+}
+
+async fn values_expire_after_their_ttl(store: &dyn SessionStore) {
+    let key = "contract:ttl";
+    store
+        .put(key, bytes("short"), 0, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(store.get(key).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.get(key).await.unwrap(), None);
+    // An expired key counts as absent for compare-and-set too.
+    assert_eq!(store.put(key, bytes("new"), 0, TTL).await.unwrap(), 1);
+    store.delete(key).await.unwrap();
+}
+
+async fn take_hands_a_value_out_once(store: &dyn SessionStore) {
+    let key = "contract:take";
+    store.put(key, bytes("once"), 0, TTL).await.unwrap();
+    let (a, b) = tokio::join!(store.take(key), store.take(key));
+    let handed_out: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(handed_out, vec![bytes("once")]);
+    assert_eq!(store.get(key).await.unwrap(), None);
+}
+
+async fn delete_is_idempotent(store: &dyn SessionStore) {
+    let key = "contract:delete";
+    store.put(key, bytes("x"), 0, TTL).await.unwrap();
+    store.delete(key).await.unwrap();
+    store.delete(key).await.unwrap();
+    assert_eq!(store.get(key).await.unwrap(), None);
+}

@@ -1,0 +1,235 @@
+//! The embedded store: one replica, first runs, tests.
+//!
+//! Shaped like mini-redis's `Db`: an `Arc<Shared>` whose std `Mutex` is never
+//! held across an `.await`, and one purge task that sleeps until the next
+//! expiry (or until woken because an earlier one was added). Reads also check
+//! expiry, so a key is gone at its deadline whether or not the purge has run.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::store::{SessionStore, StoreError, Versioned};
+
+/// A handle to the in-memory store; clones share the data.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+    // Stops the purge task when the last handle goes.
+    _guard: Arc<DropGuard>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    purge: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<String, Entry>,
+    /// (deadline, key), ordered so the next expiry is first.
+    expirations: BTreeSet<(Instant, String)>,
+    shutdown: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Bytes,
+    version: u64,
+    expires_at: Instant,
+}
+
+#[derive(Debug)]
+struct DropGuard {
+    shared: Arc<Shared>,
+}
+
+// === impl MemoryStore ===
+
+impl MemoryStore {
+    /// Creates the store and spawns its purge task on the current runtime.
+    pub fn new() -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            purge: Notify::new(),
+        });
+        tokio::spawn(purge_expired(shared.clone()));
+        Self {
+            _guard: Arc::new(DropGuard {
+                shared: shared.clone(),
+            }),
+            shared,
+        }
+    }
+
+    /// How many keys are held, live or awaiting purge.
+    pub fn len(&self) -> usize {
+        self.shared.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let state = self.shared.lock();
+        Ok(state.live(key).map(|e| Versioned {
+            value: e.value.clone(),
+            version: e.version,
+        }))
+    }
+
+    async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError> {
+        let expires_at = Instant::now() + ttl;
+        let mut state = self.shared.lock();
+        let current = state.live(key).map_or(0, |e| e.version);
+        if current != expected {
+            return Err(StoreError::Conflict);
+        }
+        let version = current + 1;
+        if let Some(old) = state.entries.insert(
+            key.to_owned(),
+            Entry {
+                value,
+                version,
+                expires_at,
+            },
+        ) {
+            state.expirations.remove(&(old.expires_at, key.to_owned()));
+        }
+        let wake = state
+            .expirations
+            .first()
+            .is_none_or(|(first, _)| expires_at < *first);
+        state.expirations.insert((expires_at, key.to_owned()));
+        drop(state);
+        if wake {
+            self.shared.purge.notify_one();
+        }
+        Ok(version)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.shared.lock().remove(key);
+        Ok(())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let mut state = self.shared.lock();
+        let live = state.live(key).is_some();
+        let entry = state.remove(key);
+        Ok(entry.filter(|_| live).map(|e| e.value))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated
+        // in a way that matters more than losing the store; keep serving.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+// === impl State ===
+
+impl State {
+    fn live(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key).filter(|e| e.expires_at > Instant::now())
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        self.expirations.remove(&(entry.expires_at, key.to_owned()));
+        Some(entry)
+    }
+
+    /// Removes what has expired; returns the next deadline, if any.
+    fn purge(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        while let Some((when, key)) = self.expirations.first().cloned() {
+            if when > now {
+                return Some(when);
+            }
+            self.expirations.pop_first();
+            self.entries.remove(&key);
+        }
+        None
+    }
+}
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.purge.notify_one();
+    }
+}
+
+async fn purge_expired(shared: Arc<Shared>) {
+    loop {
+        let next = {
+            let mut state = shared.lock();
+            if state.shutdown {
+                return;
+            }
+            state.purge()
+        };
+        match next {
+            Some(when) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(when) => {}
+                    _ = shared.purge.notified() => {}
+                }
+            }
+            None => shared.purge.notified().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn memory_store_meets_the_contract() {
+        crate::session::contract::run_all(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_keys_are_purged_in_the_background() {
+        let store = MemoryStore::new();
+        store
+            .put("a", Bytes::from_static(b"1"), 0, Duration::from_secs(5))
+            .await
+            .unwrap();
+        store
+            .put("b", Bytes::from_static(b"2"), 0, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(store.len(), 2);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(store.len(), 1, "a is purged without being read");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(store.is_empty());
+    }
+}

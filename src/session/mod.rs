@@ -1,0 +1,8 @@
+//! Server-side session state: the store contract and its implementations.
+
+pub mod contract;
+pub mod memory;
+pub mod store;
+
+pub use self::memory::MemoryStore;
+pub use self::store::{SessionStore, StoreError, Versioned};

@@ -1,0 +1,111 @@
+//! `X-Forwarded-For/Proto/Host`, written by cloakroom (threat-model PX-08).
+//!
+//! Client-sent values are believed only when the TCP peer is a configured
+//! trusted proxy (a load balancer in front of cloakroom); otherwise they are
+//! replaced by what cloakroom itself saw.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What the upstream is told about the original request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    pub for_chain: String,
+    pub proto: String,
+    pub host: Option<String>,
+}
+
+/// Whether `peer` is one of the trusted proxies.
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&peer))
+}
+
+// === impl Forwarded ===
+
+impl Forwarded {
+    /// Reads the request as received, before any header is stripped.
+    /// `host` is the `Host` or `:authority` the client used.
+    pub fn from_request(headers: &HeaderMap, peer: IpAddr, trusted: bool, host: Option<&str>) -> Self {
+        let text = |name: &HeaderName| -> Option<String> {
+            let values: Vec<&str> = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            (!values.is_empty()).then(|| values.join(", "))
+        };
+        let peer = peer.to_canonical().to_string();
+        if trusted {
+            Self {
+                for_chain: text(&X_FORWARDED_FOR).map_or(peer.clone(), |prior| format!("{prior}, {peer}")),
+                proto: text(&X_FORWARDED_PROTO).unwrap_or_else(|| "http".into()),
+                host: text(&X_FORWARDED_HOST).or_else(|| host.map(str::to_owned)),
+            }
+        } else {
+            Self {
+                for_chain: peer,
+                proto: "http".into(),
+                host: host.map(str::to_owned),
+            }
+        }
+    }
+
+    /// Writes the three headers, replacing whatever was there.
+    pub fn write(&self, headers: &mut HeaderMap) {
+        let mut set = |name: &HeaderName, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name.clone(), v);
+            }
+        };
+        set(&X_FORWARDED_FOR, &self.for_chain);
+        set(&X_FORWARDED_PROTO, &self.proto);
+        if let Some(host) = &self.host {
+            set(&X_FORWARDED_HOST, host);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spoofed() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        h
+    }
+
+    #[test]
+    fn px08_untrusted_peers_cannot_forge_forwarding_headers() {
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(!is_trusted(peer, &trusted));
+        let f = Forwarded::from_request(&spoofed(), peer, false, Some("app.example.com"));
+        assert_eq!(
+            f,
+            Forwarded {
+                for_chain: "203.0.113.9".into(),
+                proto: "http".into(),
+                host: Some("app.example.com".into())
+            }
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_extend_the_chain() {
+        let peer: IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(is_trusted(peer, &["10.0.0.0/8".parse().unwrap()]));
+        let f = Forwarded::from_request(&spoofed(), peer, true, Some("app.example.com"));
+        assert_eq!(f.for_chain, "6.6.6.6, 10.1.2.3");
+        assert_eq!(f.proto, "https");
+        assert_eq!(f.host.as_deref(), Some("evil.example"));
+    }
+}

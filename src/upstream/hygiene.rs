@@ -1,0 +1,245 @@
+//! Header hygiene between the browser and upstreams, both directions.
+//!
+//! Order matters (threat-model T36): `Connection`-nominated and fixed
+//! hop-by-hop headers go first, then client copies of identity and
+//! forwarding headers, then cloakroom's own cookies. Only after all of that
+//! does cloakroom write its own headers, so no client nomination can remove
+//! (or smuggle) a header cloakroom injected.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one hop and never cross a proxy (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Client headers that claim an identity or a forwarding path. Matched after
+/// lower-casing and turning `_` into `-`, because some servers treat
+/// `X_Forwarded_User` as `X-Forwarded-User` (threat-model T35).
+const IDENTITY_EXACT: &[&str] = &[
+    "authorization",
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "remote-user",
+    "x-remote-user",
+    "x-user",
+    "x-email",
+    "x-id-token",
+    "x-access-token",
+];
+const IDENTITY_PREFIXES: &[&str] = &["x-forwarded-", "x-auth-request-"];
+
+/// Removes hop-by-hop headers, including every header named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let nominated: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in nominated {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Removes every client-sent identity, credential and forwarding header.
+pub fn strip_client_identity(headers: &mut HeaderMap) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_identity_header(name.as_str()))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+fn is_identity_header(name: &str) -> bool {
+    // Header names from hyper are already lower case.
+    let canonical = name.replace('_', "-");
+    IDENTITY_EXACT.contains(&canonical.as_str()) || IDENTITY_PREFIXES.iter().any(|p| canonical.starts_with(p))
+}
+
+/// Whether a cookie name belongs to cloakroom: the base name, with or without
+/// a `__Host-`/`__Secure-` prefix, and anything derived from it.
+pub fn is_reserved_cookie(name: &str, base: &str) -> bool {
+    let bare = name
+        .strip_prefix("__Host-")
+        .or_else(|| name.strip_prefix("__Secure-"))
+        .unwrap_or(name);
+    bare == base || bare.strip_prefix(base).is_some_and(|rest| rest.starts_with('-'))
+}
+
+/// Rewrites `Cookie` so upstreams never see cloakroom's cookies (PX-10).
+pub fn strip_reserved_cookies(headers: &mut HeaderMap, base: &str) {
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| !is_reserved_cookie(pair.split('=').next().unwrap_or("").trim(), base))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
+/// Drops upstream `Set-Cookie`s that would overwrite cloakroom's cookies or
+/// widen their scope with `Domain` (PX-11). Returns how many were dropped.
+pub fn strip_upstream_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
+    if !headers.contains_key(header::SET_COOKIE) {
+        return 0;
+    }
+    let all: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).iter().cloned().collect();
+    let kept: Vec<HeaderValue> = all
+        .iter()
+        .filter(|v| {
+            let text = String::from_utf8_lossy(v.as_bytes());
+            let name = text.split(['=', ';']).next().unwrap_or("").trim();
+            let has_domain = text
+                .split(';')
+                .skip(1)
+                .any(|attr| attr.trim().to_ascii_lowercase().starts_with("domain"));
+            !is_reserved_cookie(name, base) && !has_domain
+        })
+        .cloned()
+        .collect();
+    let dropped = all.len() - kept.len();
+    if dropped > 0 {
+        headers.remove(header::SET_COOKIE);
+        for value in kept {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    dropped
+}
+
+/// Whether a request asks for a WebSocket upgrade (RFC 6455 §4.1).
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")));
+    let connection = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("upgrade"));
+    upgrade && connection
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn px09_connection_nominated_and_fixed_hop_by_hop_headers_go() {
+        let mut h = map(&[
+            ("connection", "X-CSRF, Cookie, keep-alive"),
+            ("x-csrf", "1"),
+            ("cookie", "a=b"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic x"),
+            ("upgrade", "h2c"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+    }
+
+    #[test]
+    fn px08_identity_headers_go_in_every_spelling() {
+        let mut h = map(&[
+            ("authorization", "Bearer attacker"),
+            ("x-forwarded-user", "admin"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x-auth-request-email", "a@b"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("content-type", "application/json"),
+        ]);
+        strip_client_identity(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["content-type"]);
+    }
+
+    #[test]
+    fn px10_cloakroom_cookies_never_reach_upstreams() {
+        let mut h = map(&[
+            ("cookie", "theme=dark; __Host-cloakroom=abc; cloakroom-login=x"),
+            ("cookie", "cloakroomish=1"),
+        ]);
+        strip_reserved_cookies(&mut h, "cloakroom");
+        assert_eq!(
+            h.get_all("cookie").iter().collect::<Vec<_>>(),
+            ["theme=dark; cloakroomish=1"]
+        );
+        let mut only_ours = map(&[("cookie", "__Host-cloakroom=abc")]);
+        strip_reserved_cookies(&mut only_ours, "cloakroom");
+        assert!(!only_ours.contains_key("cookie"));
+    }
+
+    #[test]
+    fn px11_upstream_cannot_set_reserved_or_domain_cookies() {
+        let mut h = map(&[
+            ("set-cookie", "__Host-cloakroom=x; Path=/; Secure"),
+            ("set-cookie", "wide=1; Domain=.example.com"),
+            ("set-cookie", "ok=1; Path=/; HttpOnly"),
+        ]);
+        assert_eq!(strip_upstream_set_cookies(&mut h, "cloakroom"), 2);
+        assert_eq!(
+            h.get_all("set-cookie").iter().collect::<Vec<_>>(),
+            ["ok=1; Path=/; HttpOnly"]
+        );
+    }
+
+    #[test]
+    fn websocket_upgrade_needs_both_headers() {
+        assert!(is_websocket_upgrade(&map(&[
+            ("upgrade", "websocket"),
+            ("connection", "keep-alive, Upgrade")
+        ])));
+        assert!(!is_websocket_upgrade(&map(&[("upgrade", "websocket")])));
+        assert!(!is_websocket_upgrade(&map(&[
+            ("upgrade", "h2c"),
+            ("connection", "upgrade")
+        ])));
+    }
+}

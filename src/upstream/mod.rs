@@ -1,0 +1,183 @@
+//! The leaf of every route: forward one request to its upstream.
+//!
+//! One pooled hyper client serves all routes; bodies stream both ways and are
+//! never buffered whole. Redirects are passed back, never followed. The
+//! per-route timeout covers connecting and waiting for response headers
+//! (504); a failed connect is a 502.
+
+pub mod forwarded;
+pub mod hygiene;
+
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri, Version};
+use http_body_util::Limited;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::body::{self, Body};
+use crate::error::{BoxError, Refusal, UpstreamError};
+use crate::routes::Route;
+
+use self::forwarded::Forwarded;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The shared upstream client.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<Connector, Body>,
+    /// Base name of cloakroom's cookies, kept from upstreams.
+    cookie_base: String,
+}
+
+/// What the front half of cloakroom learned about a request.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// The normalised, authorised path.
+    pub path: String,
+    pub forwarded: Forwarded,
+    pub request_id: HeaderValue,
+}
+
+static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+// === impl Upstream ===
+
+impl Upstream {
+    pub fn new(cookie_base: &str) -> Result<Self, BoxError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        // TLS to upstreams is always verified; there is no switch to turn it off.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(https);
+        Ok(Self {
+            client,
+            cookie_base: cookie_base.to_owned(),
+        })
+    }
+
+    /// Sends `request` (already authorised) to `route`'s upstream.
+    pub async fn forward(
+        &self,
+        route: &Route,
+        mut request: Request<Body>,
+        fwd: Forward,
+    ) -> Result<Response<Body>, BoxError> {
+        let config = &route.config;
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        // Refuse before reading a byte, so `Expect: 100-continue` never gets a 100.
+        if declared.is_some_and(|n| n > config.max_body) {
+            return Err(Refusal::BodyTooLarge.into());
+        }
+
+        let websocket = config.websocket && hygiene::is_websocket_upgrade(request.headers());
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+
+        let (mut parts, body) = request.into_parts();
+        let headers = &mut parts.headers;
+        hygiene::strip_hop_by_hop(headers);
+        hygiene::strip_client_identity(headers);
+        hygiene::strip_reserved_cookies(headers, &self.cookie_base);
+        headers.remove(header::HOST);
+        fwd.forwarded.write(headers);
+        headers.insert(X_REQUEST_ID.clone(), fwd.request_id);
+        if websocket {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        parts.uri = upstream_uri(route, &fwd.path, parts.uri.query())?;
+        parts.version = Version::HTTP_11;
+        let body = body::boxed(Limited::new(
+            body,
+            usize::try_from(config.max_body).unwrap_or(usize::MAX),
+        ));
+        let request = Request::from_parts(parts, body);
+
+        let response = match tokio::time::timeout(config.timeout, self.client.request(request)).await {
+            Err(_) => return Err(UpstreamError::Timeout(config.timeout).into()),
+            Ok(Err(e)) => return Err(UpstreamError::Unavailable(Box::new(e)).into()),
+            Ok(Ok(response)) => response,
+        };
+
+        let mut response = response;
+        if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) =
+            (client_upgrade, response.status())
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(bridge(client_upgrade, upstream_upgrade));
+            let (mut parts, _) = response.into_parts();
+            hygiene::strip_hop_by_hop(&mut parts.headers);
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            return Ok(Response::from_parts(parts, body::empty()));
+        }
+        let (mut parts, body) = response.into_parts();
+        hygiene::strip_hop_by_hop(&mut parts.headers);
+        let dropped = hygiene::strip_upstream_set_cookies(&mut parts.headers, &self.cookie_base);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "dropped upstream Set-Cookie using a reserved name or Domain"
+            );
+        }
+        Ok(Response::from_parts(parts, body::boxed(body)))
+    }
+}
+
+/// The upstream URI: the route's fixed scheme and authority (never the
+/// client's `Host`, so the proxy cannot be steered elsewhere), then the path.
+fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, BoxError> {
+    let upstream = &route.config.upstream;
+    let scheme: Scheme = upstream.scheme().parse()?;
+    let host = upstream.host_str().unwrap_or_default();
+    let authority: Authority = match upstream.port() {
+        Some(port) => format!("{host}:{port}").parse()?,
+        None => host.parse()?,
+    };
+    let mut path_and_query = route.upstream_path(path);
+    if let Some(q) = query {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    Ok(Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path_and_query)
+        .build()?)
+}
+
+/// Copies bytes both ways between an upgraded client and upstream connection.
+async fn bridge(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "websocket connection ended");
+    }
+}
