@@ -1,1 +1,283 @@
-fn main() {}
+//! Proxy throughput on loopback, measured with wrk, in one run:
+//!
+//! - `direct`: wrk → upstream (the reference ceiling);
+//! - `cloakroom`: wrk → cloakroom (anonymous route) → upstream;
+//! - `nginx`: wrk → nginx as a plain keep-alive reverse proxy → upstream,
+//!   when `nginx` is installed (`apt-get install nginx-light wrk`).
+//!
+//! Prints req/s, p50 and p99 latency, and ratios against nginx and direct.
+//! Run with `cargo bench --bench proxy`; `BENCH_SECONDS` (default 10) and
+//! `BENCH_CONNECTIONS` (default 64) tune the load.
+//!
+//! The upstream is this same executable re-started in upstream mode, so it
+//! is a separate process shared by every target.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+const ROLE: &str = "CLOAKROOM_BENCH_ROLE";
+const BODY: &[u8] = b"{\"ok\":true,\"items\":[1,2,3,4,5,6,7,8,9,10]}";
+
+fn main() {
+    if std::env::var(ROLE).as_deref() == Ok("upstream") {
+        let port: u16 = std::env::var("PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        return upstream(port);
+    }
+    if std::env::args().any(|a| a == "--list") || !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --benches` runs bench targets as tests: do nothing there.
+        return;
+    }
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("wrk is not installed: apt-get install wrk");
+        std::process::exit(1);
+    }
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let connections: u64 = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    let upstream_port = free_port();
+    let _upstream = Guard(
+        Command::new(std::env::current_exe().expect("own path"))
+            .env(ROLE, "upstream")
+            .env("PORT", upstream_port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start upstream"),
+    );
+    wait_for(upstream_port);
+
+    let cloakroom_port = free_port();
+    let config = dir.path().join("cloakroom.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{cloakroom_port}\nadmin_listen: 127.0.0.1:{admin}\npublic_url: http://localhost:{cloakroom_port}
+log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_port}', auth: none}}]\n",
+            admin = free_port()
+        ),
+    )
+    .expect("write config");
+    let _cloakroom = Guard(
+        Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start cloakroom"),
+    );
+    wait_for(cloakroom_port);
+
+    let nginx_port = free_port();
+    let _nginx = start_nginx(dir.path(), nginx_port, upstream_port);
+    if _nginx.is_some() {
+        wait_for(nginx_port);
+    }
+
+    let mut results = Vec::new();
+    let mut targets = vec![("direct", upstream_port), ("cloakroom", cloakroom_port)];
+    if _nginx.is_some() {
+        targets.push(("nginx", nginx_port));
+    }
+    for (name, port) in &targets {
+        let url = format!("http://127.0.0.1:{port}/api/items?page=1");
+        wrk(&url, 2, connections); // warm-up: pools, caches, CPU frequency
+        results.push((*name, wrk(&url, seconds, connections)));
+    }
+
+    println!(
+        "\nproxy benchmark: wrk -t2 -c{connections} -d{seconds}s, {} byte responses, loopback",
+        BODY.len()
+    );
+    println!(
+        "{:<10} {:>12} {:>10} {:>10}",
+        "target", "req/s", "p50 ms", "p99 ms"
+    );
+    for (name, r) in &results {
+        println!("{name:<10} {:>12.0} {:>10.3} {:>10.3}", r.rps, r.p50_ms, r.p99_ms);
+    }
+    let get = |n: &str| results.iter().find(|(name, _)| *name == n).map(|(_, r)| r.rps);
+    if let (Some(c), Some(d)) = (get("cloakroom"), get("direct")) {
+        println!("cloakroom / direct  = {:.2}x req/s", c / d);
+    }
+    match (get("cloakroom"), get("nginx")) {
+        (Some(c), Some(n)) => println!("cloakroom / nginx   = {:.2}x req/s", c / n),
+        _ => println!("nginx not installed: no nginx reference in this run"),
+    }
+}
+
+struct Sample {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn wrk(url: &str, seconds: u64, connections: u64) -> Sample {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            url,
+        ])
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+    };
+    let errors = text
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    if let Some(line) = errors {
+        eprintln!("warning: {url}: {}", line.trim());
+    }
+    Sample {
+        rps: field("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(0.0),
+        p50_ms: field("50%").map(to_ms).unwrap_or(f64::NAN),
+        p99_ms: field("99%").map(to_ms).unwrap_or(f64::NAN),
+    }
+}
+
+/// wrk prints latencies as `812.00us`, `1.23ms` or `1.02s`.
+fn to_ms(v: &str) -> f64 {
+    let (num, factor) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (v, f64::NAN)
+    };
+    num.parse::<f64>().map_or(f64::NAN, |n| n * factor)
+}
+
+fn start_nginx(dir: &Path, port: u16, upstream: u16) -> Option<Guard> {
+    let nginx = ["nginx", "/usr/sbin/nginx"]
+        .into_iter()
+        .find(|n| Command::new(n).arg("-v").output().is_ok())?;
+    let conf = dir.join("nginx.conf");
+    // A plain, tuned reverse proxy: keep-alive to the upstream, no access log,
+    // one worker per core, as a production nginx would run.
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nworker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  upstream app {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header Host $proxy_host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+  }}
+}}\n",
+            dir = dir.display()
+        ),
+    )
+    .ok()?;
+    let child = Command::new(nginx)
+        .args(["-c"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Guard(child))
+}
+
+fn upstream(port: u16) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind upstream");
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    let mut r = Response::new(Full::new(Bytes::from_static(BODY)));
+                    r.headers_mut()
+                        .insert("content-type", "application/json".parse().expect("static"));
+                    Ok::<_, Infallible>(r)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for(port: u16) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listening on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills the child process when the benchmark ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // SIGTERM first: nginx's master then stops its workers too.
+        let pid = self.0.id().to_string();
+        let terminated = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !terminated {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}

@@ -44,7 +44,7 @@ struct Shared {
 
 impl App {
     pub fn new(config: Arc<Config>, store: Arc<dyn SessionStore>) -> Result<Self, BoxError> {
-        let router = Router::new(&config.routes);
+        let router = Router::new(&config.routes)?;
         let upstream = Upstream::new(&config.cookie.name)?;
         Ok(Self {
             shared: Arc::new(Shared {

@@ -81,7 +81,13 @@ fn check(path: &Path) -> ExitCode {
         "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} methods",
         "path", "upstream", "auth", "token", "strip", "timeout", "max_body", "ws"
     );
-    let router = cloakroom::routes::Router::new(&config.routes);
+    let router = match cloakroom::routes::Router::new(&config.routes) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cloakroom: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     for route in router.routes() {
         let r = &route.config;
         let methods = r.methods.as_ref().map_or("all".to_owned(), |m| {
@@ -116,6 +122,7 @@ fn serve(path: &Path) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let shutdown = shutdown_signal();
         let bind = |addr| async move {
             tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 tracing::error!(%addr, error = %e, "cannot listen");
@@ -130,7 +137,7 @@ fn serve(path: &Path) -> ExitCode {
             Ok(l) => l,
             Err(code) => return code,
         };
-        match cloakroom::run(listener, admin, config, shutdown_signal()).await {
+        match cloakroom::run(listener, admin, config, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "cloakroom failed");
@@ -141,24 +148,25 @@ fn serve(path: &Path) -> ExitCode {
 }
 
 /// Resolves on SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+///
+/// The handlers are installed when this is called, not when first polled,
+/// so a signal that arrives right after the ports open is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(term) => {},
+            () = wait(interrupt) => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
 }

@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use http::uri::{Authority, Scheme};
+
 use crate::config::RouteConfig;
 
 /// Why a request path cannot be normalised; the request gets a 400.
@@ -26,6 +28,9 @@ pub enum PathError {
 #[derive(Debug)]
 pub struct Route {
     pub config: RouteConfig,
+    /// The upstream's scheme and authority, parsed once.
+    pub scheme: Scheme,
+    pub authority: Authority,
 }
 
 /// The route table: longest prefix first.
@@ -109,6 +114,21 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
 // === impl Route ===
 
 impl Route {
+    pub fn new(config: RouteConfig) -> Result<Self, http::Error> {
+        let upstream = &config.upstream;
+        let scheme = Scheme::try_from(upstream.scheme())?;
+        let host = upstream.host_str().unwrap_or_default();
+        let authority = match upstream.port() {
+            Some(port) => Authority::try_from(format!("{host}:{port}"))?,
+            None => Authority::try_from(host)?,
+        };
+        Ok(Self {
+            config,
+            scheme,
+            authority,
+        })
+    }
+
     /// Whether `path` (normalised) is inside this route's prefix, on a segment boundary.
     pub fn matches(&self, path: &str) -> bool {
         let prefix = self.config.path.as_str();
@@ -139,14 +159,14 @@ impl Route {
 // === impl Router ===
 
 impl Router {
-    pub fn new(configs: &[RouteConfig]) -> Self {
-        let mut routes: Vec<Arc<Route>> = configs
+    pub fn new(configs: &[RouteConfig]) -> Result<Self, http::Error> {
+        let mut routes = configs
             .iter()
-            .map(|c| Arc::new(Route { config: c.clone() }))
-            .collect();
+            .map(|c| Route::new(c.clone()).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         // Longest prefix first; the first match is the most specific.
         routes.sort_by_key(|r| std::cmp::Reverse(r.config.path.len()));
-        Self { routes }
+        Ok(Self { routes })
     }
 
     /// The most specific route for a normalised path.
@@ -221,7 +241,8 @@ mod tests {
             route("/", "http://spa", false),
             route("/api", "http://api", false),
             route("/api/admin", "http://admin", false),
-        ]);
+        ])
+        .unwrap();
         let upstream = |p: &str| {
             router
                 .find(p)
@@ -231,24 +252,18 @@ mod tests {
         assert_eq!(upstream("/api/administrator").as_deref(), Some("api"));
         assert_eq!(upstream("/api").as_deref(), Some("api"));
         assert_eq!(upstream("/apix").as_deref(), Some("spa"));
-        let no_root = Router::new(&[route("/api", "http://api", false)]);
+        let no_root = Router::new(&[route("/api", "http://api", false)]).unwrap();
         assert!(no_root.find("/other").is_none());
     }
 
     #[test]
     fn upstream_path_joins_base_and_strips_prefix() {
-        let r = Route {
-            config: route("/api", "http://api/v1/", true),
-        };
+        let r = Route::new(route("/api", "http://api/v1/", true)).unwrap();
         assert_eq!(r.upstream_path("/api/orders"), "/v1/orders");
         assert_eq!(r.upstream_path("/api"), "/v1/");
-        let r = Route {
-            config: route("/api", "http://api", false),
-        };
+        let r = Route::new(route("/api", "http://api", false)).unwrap();
         assert_eq!(r.upstream_path("/api/orders"), "/api/orders");
-        let r = Route {
-            config: route("/", "http://spa", true),
-        };
+        let r = Route::new(route("/", "http://spa", true)).unwrap();
         assert_eq!(r.upstream_path("/index.html"), "/index.html");
     }
 }

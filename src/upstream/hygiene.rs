@@ -71,9 +71,15 @@ pub fn strip_client_identity(headers: &mut HeaderMap) {
 }
 
 fn is_identity_header(name: &str) -> bool {
-    // Header names from hyper are already lower case.
-    let canonical = name.replace('_', "-");
-    IDENTITY_EXACT.contains(&canonical.as_str()) || IDENTITY_PREFIXES.iter().any(|p| canonical.starts_with(p))
+    // Header names from hyper are already lower case; `_` counts as `-`.
+    let same = |a: &[u8], b: &[u8]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (*x == b'_' && *y == b'-'))
+    };
+    let name = name.as_bytes();
+    IDENTITY_EXACT.iter().any(|known| same(name, known.as_bytes()))
+        || IDENTITY_PREFIXES
+            .iter()
+            .any(|p| name.len() >= p.len() && same(&name[..p.len()], p.as_bytes()))
 }
 
 /// Whether a cookie name belongs to cloakroom: the base name, with or without

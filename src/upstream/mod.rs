@@ -11,7 +11,6 @@ pub mod hygiene;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, Version};
 use http_body_util::Limited;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -146,24 +145,17 @@ impl Upstream {
 
 /// The upstream URI: the route's fixed scheme and authority (never the
 /// client's `Host`, so the proxy cannot be steered elsewhere), then the path.
-fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, BoxError> {
-    let upstream = &route.config.upstream;
-    let scheme: Scheme = upstream.scheme().parse()?;
-    let host = upstream.host_str().unwrap_or_default();
-    let authority: Authority = match upstream.port() {
-        Some(port) => format!("{host}:{port}").parse()?,
-        None => host.parse()?,
-    };
+fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
     let mut path_and_query = route.upstream_path(path);
     if let Some(q) = query {
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    Ok(Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
+    Uri::builder()
+        .scheme(route.scheme.clone())
+        .authority(route.authority.clone())
         .path_and_query(path_and_query)
-        .build()?)
+        .build()
 }
 
 /// Copies bytes both ways between an upgraded client and upstream connection.

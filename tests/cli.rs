@@ -1,0 +1,114 @@
+//! The `cloakroom` binary as an operator uses it.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+fn cloakroom() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+}
+
+fn config_file(yaml: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(yaml.as_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn check_lists_every_mistake_with_its_key_path() {
+    let file = config_file(
+        "public_url: http://localhost:8080
+limits: {max_connection: 10}
+routes:
+  - {path: /api, upstream: 'localhost:8000', auth: none}
+  - {path: /, upstream: 'http://spa:3000', auth: sometimes}
+",
+    );
+    let out = cloakroom()
+        .args(["check", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for line in [
+        "limits.max_connection: unknown key",
+        "routes[0].upstream: not an absolute http(s) URL",
+        "routes[1].auth: \"sometimes\" is not one of required, optional, none",
+    ] {
+        assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
+    }
+    assert!(stderr.contains("3 error(s)"), "{stderr}");
+}
+
+#[test]
+fn check_prints_the_effective_routes_longest_prefix_first() {
+    let out = cloakroom()
+        .args(["check", "--config", "config/cloakroom.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("http://127.0.0.1:3000/"), "{stdout}");
+}
+
+#[test]
+fn keygen_prints_a_fresh_256_bit_key() {
+    let run = || String::from_utf8(cloakroom().arg("keygen").output().unwrap().stdout).unwrap();
+    let (a, b) = (run(), run());
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(a.trim())
+        .unwrap();
+    assert_eq!(bytes.len(), 32);
+    assert_ne!(a, b);
+}
+
+#[test]
+fn serve_refuses_a_bad_config_before_binding() {
+    let file = config_file("public_url: nope\nroutes: []\n");
+    let out = cloakroom()
+        .args(["serve", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("public_url: not an absolute http(s) URL"));
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = config_file(&format!(
+        "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\npublic_url: http://localhost:{port}
+routes: [{{path: /, upstream: 'http://127.0.0.1:9', auth: none}}]\n"
+    ));
+    let mut child = cloakroom()
+        .args(["serve", "--config"])
+        .arg(file.path())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "cloakroom did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -1,0 +1,524 @@
+//! The proxy core against a real echo upstream: routing, hygiene, limits,
+//! streaming, WebSocket, HTTP/2, shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use support::{client, config, echoed, raw, App, Upstream};
+use tokio_tungstenite::tungstenite::Message;
+
+const BOUND: Duration = Duration::from_secs(10);
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let r = client().get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn forwards_to_the_route_upstream_with_normalised_path_and_query() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/api/orders", &up.url(), "")])).await;
+    let (status, json) = get_json(&app.url("/api/orders/./1//2?x=%2F&y=1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(json["uri"], "/api/orders/1/2?x=%2F&y=1");
+    assert_eq!(json["method"], "GET");
+}
+
+#[tokio::test]
+async fn px01_px02_escaping_paths_never_reach_an_unlisted_upstream_path() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/api/orders/", &up.url(), "")])).await;
+    // Normalised first, then matched: `/api/admin` has no route.
+    for path in ["/api/orders/../admin", "/api/orders/x/../../admin", "/other"] {
+        let r = client().get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let json: Value = r.json().await.unwrap();
+        assert_eq!(json["code"], "not_found");
+    }
+    // Ambiguous encodings are refused before matching. Sent raw: HTTP
+    // clients would resolve `%2e%2e` themselves.
+    for path in [
+        "/api/orders/%2e%2e/admin",
+        "/api/orders/..%2Fadmin",
+        "/api/orders/%5C..%5Cadmin",
+        "/api/orders/%00",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let response = raw(app.addr, request.as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
+        assert!(
+            response.contains("\"code\":\"bad_request\""),
+            "{path}: {response}"
+        );
+    }
+    assert_eq!(up.requests(), 0, "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn strip_prefix_and_upstream_base_path_compose() {
+    let up = Upstream::start().await;
+    let base = format!("{}/v1/", up.url());
+    let app = App::start(&config(&[
+        ("/api", &base, ", strip_prefix: true"),
+        ("/", &up.url(), ""),
+    ]))
+    .await;
+    assert_eq!(
+        get_json(&app.url("/api/orders?q=1")).await.1["uri"],
+        "/v1/orders?q=1"
+    );
+    assert_eq!(get_json(&app.url("/api")).await.1["uri"], "/v1/");
+    assert_eq!(get_json(&app.url("/apiary")).await.1["uri"], "/apiary");
+}
+
+#[tokio::test]
+async fn px05_methods_outside_the_allowlist_get_405() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[
+        ("/ro", &up.url(), ", methods: [GET, HEAD]"),
+        ("/", &up.url(), ""),
+    ]))
+    .await;
+    let r = client().post(app.url("/ro/x")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "method_not_allowed");
+    let trace = reqwest::Method::from_bytes(b"TRACE").unwrap();
+    let r = client()
+        .request(trace, app.url("/anything"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        405,
+        "TRACE is refused even where every method is allowed"
+    );
+    assert_eq!(up.requests(), 0);
+    assert_eq!(client().get(app.url("/ro/x")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn px06_px08_client_identity_and_forwarding_headers_are_replaced() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    let r = client()
+        .get(app.url("/h"))
+        .header("authorization", "Bearer attacker")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-proto", "https")
+        .header("x_forwarded_user", "admin")
+        .header("x-auth-request-email", "admin@example.com")
+        .header("forwarded", "for=6.6.6.6")
+        .header("x-request-id", "chosen-by-client")
+        .send()
+        .await
+        .unwrap();
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let json: Value = r.json().await.unwrap();
+    assert_eq!(echoed(&json, "authorization"), None);
+    assert_eq!(echoed(&json, "x_forwarded_user"), None);
+    assert_eq!(echoed(&json, "x-auth-request-email"), None);
+    assert_eq!(echoed(&json, "forwarded"), None);
+    assert_eq!(echoed(&json, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(echoed(&json, "x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(echoed(&json, "x-forwarded-host"), Some(app.addr.to_string()));
+    assert_eq!(
+        echoed(&json, "host"),
+        Some(up.addr.to_string()),
+        "upstream Host is the route's"
+    );
+    assert_ne!(
+        rid, "chosen-by-client",
+        "an untrusted peer cannot choose the request id"
+    );
+    assert_eq!(echoed(&json, "x-request-id"), Some(rid));
+}
+
+#[tokio::test]
+async fn px08_trusted_proxies_extend_the_forwarding_chain() {
+    let up = Upstream::start().await;
+    let yaml = config(&[("/", &up.url(), "")]) + "trusted_proxies: [127.0.0.0/8]\n";
+    let app = App::start(&yaml).await;
+    let r = client()
+        .get(app.url("/h"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.example.com")
+        .header("x-request-id", "lb-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "lb-123");
+    let json: Value = r.json().await.unwrap();
+    assert_eq!(
+        echoed(&json, "x-forwarded-for").as_deref(),
+        Some("203.0.113.7, 127.0.0.1")
+    );
+    assert_eq!(echoed(&json, "x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(
+        echoed(&json, "x-forwarded-host").as_deref(),
+        Some("app.example.com")
+    );
+}
+
+#[tokio::test]
+async fn px09_connection_nominated_headers_are_removed() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    let request = b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret, Keep-Alive\r\nX-Secret: 1\r\n\
+Keep-Alive: timeout=5\r\nProxy-Authorization: Basic eA==\r\nTE: trailers\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nX-Kept: yes\r\n\r\n";
+    let response = raw(app.addr, request, BOUND).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let json: Value = serde_json::from_str(body).unwrap();
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+        "connection",
+    ] {
+        assert_eq!(echoed(&json, gone), None, "{gone} must not be forwarded");
+    }
+    assert_eq!(echoed(&json, "x-kept").as_deref(), Some("yes"));
+    assert_eq!(json["version"], "HTTP/1.1", "PX-15: no h2c upgrade");
+}
+
+#[tokio::test]
+async fn px10_px11_cloakroom_cookies_stay_between_browser_and_cloakroom() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    let json: Value = client()
+        .get(app.url("/h"))
+        .header("cookie", "theme=dark; cloakroom=abc; cloakroom-login=x")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed(&json, "cookie").as_deref(), Some("theme=dark"));
+    let r = client().get(app.url("/cookies")).send().await.unwrap();
+    let set: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set, ["ok=1; Path=/"]);
+}
+
+#[tokio::test]
+async fn px16_header_and_target_limits_answer_431_and_414() {
+    let up = Upstream::start().await;
+    let yaml = config(&[("/", &up.url(), "")]) + "limits: {max_headers: 20, max_uri_bytes: 1KiB}\n";
+    let app = App::start(&yaml).await;
+    let mut many = client().get(app.url("/h"));
+    for i in 0..25 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    let r = many.send().await.unwrap();
+    assert_eq!(r.status(), 431);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "too_large");
+    let r = client()
+        .get(app.url(&format!("/{}", "a".repeat(2000))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 414);
+    let r = client()
+        .get(app.url("/h"))
+        .header("x-big", "b".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test]
+async fn px16_oversized_bodies_get_413_before_any_100_continue() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), ", max_body: 1KiB")])).await;
+    let request = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n";
+    let response = raw(app.addr, request, Duration::from_secs(2)).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(!response.contains("100 Continue"));
+    assert!(response.contains("\"code\":\"too_large\""));
+    assert_eq!(up.requests(), 0);
+
+    // A chunked body has no length up front: it is cut off where it crosses the limit.
+    let chunks =
+        futures_util::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 512]))));
+    let r = client()
+        .post(app.url("/upload"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(up.seen.upload_bytes.load(std::sync::atomic::Ordering::SeqCst) <= 1024);
+}
+
+#[tokio::test]
+async fn uf01_uf02_upstream_timeout_is_504_and_refused_connect_is_502() {
+    let up = Upstream::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = App::start(&config(&[
+        ("/slowpoke", &up.url(), ", timeout: 300ms, strip_prefix: true"),
+        ("/gone", &format!("http://{closed}"), ""),
+    ]))
+    .await;
+    let r = client().get(app.url("/slowpoke/sleep")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "upstream_timeout");
+    let r = client().get(app.url("/gone")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("upstream_unavailable"));
+    assert!(
+        !body.contains(&closed.port().to_string()),
+        "no upstream address in the body: {body}"
+    );
+}
+
+#[tokio::test]
+async fn px20_upstream_redirects_are_passed_back_not_followed() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    let r = client().get(app.url("/redirect")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "http://elsewhere.invalid/next");
+    assert_eq!(up.requests(), 1);
+}
+
+#[tokio::test]
+async fn slow_chunked_response_arrives_chunk_by_chunk() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    let r = client().get(app.url("/slow")).send().await.unwrap();
+    let mut body = r.bytes_stream();
+    // The first chunk arrives while the upstream is still holding the second.
+    let first = tokio::time::timeout(BOUND, body.next())
+        .await
+        .expect("first chunk")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"first");
+    up.seen.release.notify_one();
+    let second = tokio::time::timeout(BOUND, body.next())
+        .await
+        .expect("second chunk")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&second[..], b"second");
+    assert!(body.next().await.is_none());
+}
+
+#[tokio::test]
+async fn a_10_mb_upload_is_streamed_not_buffered() {
+    use std::sync::atomic::Ordering;
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), ", max_body: 20MiB")])).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn({
+        let mut rx = rx;
+        move |cx| rx.poll_recv(cx)
+    }));
+    let request = tokio::spawn(client().post(app.url("/upload")).body(body).send());
+    let mib = Bytes::from(vec![7u8; 1 << 20]);
+    tx.send(Ok(mib.clone())).await.unwrap();
+    // The upstream holds the first MiB while nine are still unsent: nothing
+    // waited for the whole body.
+    tokio::time::timeout(BOUND, async {
+        while up.seen.upload_bytes.load(Ordering::SeqCst) < 1 << 20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("first MiB reached the upstream before the rest was sent");
+    for _ in 0..9 {
+        tx.send(Ok(mib.clone())).await.unwrap();
+    }
+    drop(tx);
+    let r = request.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), (10u64 << 20).to_string());
+}
+
+#[tokio::test]
+async fn px24_websocket_echo_through_the_proxy() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[
+        ("/live", &up.url(), ", websocket: true, strip_prefix: true"),
+        ("/", &up.url(), ""),
+    ]))
+    .await;
+    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/live/ws", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    for text in ["hello", "through", "cloakroom"] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echo = tokio::time::timeout(BOUND, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), text);
+    }
+    ws.close(None).await.unwrap();
+
+    // Not on a route without `websocket: true`.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws", app.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
+        other => panic!("expected a 400, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_is_served_on_the_same_port() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2.post(app.url("/h2?x=1")).body("payload").send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let json: Value = r.json().await.unwrap();
+    assert_eq!(json["uri"], "/h2?x=1");
+    assert_eq!(json["body_len"], 7);
+    assert_eq!(json["version"], "HTTP/1.1", "upstreams are spoken to in HTTP/1.1");
+}
+
+#[tokio::test]
+async fn px19_absolute_form_targets_cannot_steer_the_upstream() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    let request =
+        b"GET http://evil.example/steal?x=1 HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    let response = raw(app.addr, request, BOUND).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(json["uri"], "/steal?x=1");
+    assert_eq!(echoed(&json, "host"), Some(up.addr.to_string()));
+}
+
+#[tokio::test]
+async fn protected_routes_without_a_session_answer_401_or_redirect_pages() {
+    let up = Upstream::start().await;
+    let key = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+    let yaml = format!(
+        "public_url: http://localhost:8080
+oidc: {{issuer: 'http://localhost:1', client_id: spa, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {key}}}]}}
+routes:
+  - {{path: /api, upstream: '{u}'}}
+  - {{path: /app, upstream: '{u}', login_redirect: true}}
+",
+        u = up.url()
+    );
+    let app = App::start(&yaml).await;
+    let r = client().get(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "login_required");
+    let r = client().post(app.url("/app/page")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "never a redirect for a non-GET");
+    let r = client().get(app.url("/app/page?tab=2")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "/auth/login?return_to=%2Fapp%2Fpage%3Ftab%3D2"
+    );
+    assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test]
+async fn px26_problem_responses_carry_security_headers() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/api", &up.url(), "")])).await;
+    let r = client().get(app.url("/nope")).send().await.unwrap();
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert!(r.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn px22_health_endpoints_live_only_on_the_admin_listener() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/api", &up.url(), "")])).await;
+    let admin = format!("http://{}", app.admin);
+    let r = client().get(format!("{admin}/healthz")).send().await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (200, "ok\n".to_owned())
+    );
+    let r = client().get(format!("{admin}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        client().get(app.url("/healthz")).send().await.unwrap().status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn px18_slow_header_senders_are_cut_off() {
+    let up = Upstream::start().await;
+    let yaml = config(&[("/", &up.url(), "")]) + "limits: {header_read_timeout: 1s}\n";
+    let app = App::start(&yaml).await;
+    // Half a request line, then silence: the connection is closed by the server.
+    let started = std::time::Instant::now();
+    let response = raw(app.addr, b"GET /h HTTP/1.1\r\nHost: x\r\nX-Slow: ", BOUND).await;
+    assert!(
+        started.elapsed() < BOUND,
+        "closed by the server, not by the test's bound"
+    );
+    assert!(!response.contains("200 OK"), "{response}");
+    assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_requests_finish() {
+    let up = Upstream::start().await;
+    let mut app = App::start(&config(&[("/", &up.url(), "")])).await;
+    let in_flight = tokio::spawn(client().get(app.url("/slow")).send());
+    tokio::time::timeout(BOUND, async {
+        while up.requests() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let stopped = app.begin_shutdown();
+    // New connections are refused once the listener is closed.
+    tokio::time::timeout(BOUND, async {
+        while tokio::net::TcpStream::connect(app.addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("listener closed");
+    up.seen.release.notify_one();
+    let r = in_flight.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "firstsecond");
+    tokio::time::timeout(BOUND, stopped).await.unwrap().unwrap();
+}
