@@ -178,10 +178,8 @@ fn websocket_echo(req: &mut Request<Incoming>) -> Response<BoxBody> {
             tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
                 .await;
         while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_text() || msg.is_binary() {
-                if ws.send(msg).await.is_err() {
-                    return;
-                }
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                return;
             }
         }
     });
