@@ -36,11 +36,19 @@ pub async fn run(
     let store: Arc<dyn SessionStore> = match config.session.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
     };
-    let app = app::App::new(config.clone(), store.clone())?;
+    // One App (and so one upstream connection pool) per worker thread.
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let apps = (0..workers)
+        .map(|_| app::App::new(config.clone(), store.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
         routes = config.routes.len(),
+        workers,
         "cloakroom started"
     );
 
@@ -60,14 +68,21 @@ pub async fn run(
         let stop = stopped(stop_rx.clone());
         async move {
             let handler = move |request, _peer| admin::handle(request, store.clone());
-            server::serve(admin_listener, &limits, handler, stop).await;
+            server::serve(admin_listener, &limits, vec![handler], stop).await;
         }
     });
-    let handler = move |request, peer| {
-        let app = app.clone();
-        async move { app.handle(request, peer).await }
-    };
-    server::serve(listener, &limits, handler, stopped(stop_rx)).await;
+    let handlers = apps
+        .into_iter()
+        .map(|app| {
+            move |request, peer| {
+                let app = app.clone();
+                // Boxed: the request future is large, and hyper moves the
+                // service future around by value; a pointer moves cheaply.
+                Box::pin(async move { app.handle(request, peer).await })
+            }
+        })
+        .collect();
+    server::serve(listener, &limits, handlers, stopped(stop_rx)).await;
     admin.await?;
     tracing::info!("cloakroom stopped");
     Ok(())

@@ -10,6 +10,11 @@ use rand::RngCore;
 use cloakroom::config::{units::format_duration, ProcessEnv};
 use cloakroom::Config;
 
+// A per-thread-cache allocator: request handling allocates many small,
+// short-lived buffers across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for a config that does not load (sysexits `EX_USAGE`).
 const EXIT_BAD_CONFIG: u8 = 64;
 
@@ -114,7 +119,7 @@ fn serve(path: &Path) -> ExitCode {
         Err(code) => return code,
     };
     cloakroom::telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cloakroom: cannot start the runtime: {e}");

@@ -1,5 +1,5 @@
-//! Accept loop: HTTP/1.1 and h2c (prior knowledge) on one port, connection
-//! cap, header-read timeout, graceful drain.
+//! Accept loop and worker threads: HTTP/1.1 and h2c (prior knowledge) on one
+//! port, connection cap, header-read timeout, graceful drain.
 //!
 //! Like mini-redis `server::run`, it takes a bound listener and a shutdown
 //! future, so tests bind port 0 and `main` passes a SIGTERM future.
@@ -16,31 +16,41 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::body::Body;
 use crate::config::Limits;
 
-/// Serves `handler` on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish for up to `limits.shutdown_grace`.
+/// Serves on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish for up to `limits.shutdown_grace`.
+///
+/// Each handler in `handlers` gets a thread with its own single-threaded
+/// runtime (thread per core, as nginx runs a process per core): a
+/// connection, its requests and the upstream connections they use all live
+/// on one thread, so handing work between tasks never wakes another core.
+/// This task only accepts, and deals connections out in turn.
 pub async fn serve<H, F>(
     listener: TcpListener,
     limits: &Limits,
-    handler: H,
+    handlers: Vec<H>,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = Arc::new(builder(limits));
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(
-        usize::try_from(limits.max_connections).unwrap_or(usize::MAX),
-    ));
+    let permits = Arc::new(Semaphore::new(usize::try_from(limits.max_connections).unwrap_or(usize::MAX)));
+    let mut lanes = Vec::with_capacity(handlers.len());
+    for (i, handler) in handlers.into_iter().enumerate() {
+        match Lane::spawn(i, handler, limits.clone()) {
+            Ok(lane) => lanes.push(lane),
+            Err(e) => tracing::error!(error = %e, "cannot start a worker thread"),
+        }
+    }
     tokio::pin!(shutdown);
 
-    loop {
+    let mut next = 0usize;
+    while !lanes.is_empty() {
         // At the connection cap, stop accepting: the kernel backlog queues
         // the rest instead of this process running out of file descriptors.
         let permit = tokio::select! {
@@ -63,31 +73,69 @@ pub async fn serve<H, F>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let response = handler(request, peer);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let builder = builder.clone();
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        let Ok(stream) = stream.into_std() else { continue };
+        next = (next + 1) % lanes.len();
+        if lanes[next].connections.send((stream, peer, permit)).is_err() {
+            tracing::error!("a worker thread stopped; dropping it");
+            lanes.remove(next);
+        }
     }
 
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
+    for lane in lanes {
+        drop(lane.connections);
+        let _ = lane.stopped.await;
+    }
+}
+
+type Connection = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
+
+/// One worker thread and the channel that feeds it connections.
+struct Lane {
+    connections: mpsc::UnboundedSender<Connection>,
+    stopped: oneshot::Receiver<()>,
+}
+
+impl Lane {
+    fn spawn<H, F>(index: usize, handler: H, limits: Limits) -> std::io::Result<Self>
+    where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<Body>> + Send + 'static,
     {
-        tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
+        let (connections, mut incoming) = mpsc::unbounded_channel::<Connection>();
+        let (done, stopped) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name(format!("cloakroom-worker-{index}")).spawn(move || {
+            runtime.block_on(async move {
+                let builder = Arc::new(builder(&limits));
+                let graceful = GracefulShutdown::new();
+                while let Some((stream, peer, permit)) = incoming.recv().await {
+                    let Ok(stream) = TcpStream::from_std(stream) else { continue };
+                    let handler = handler.clone();
+                    let service = service_fn(move |request| {
+                        let response = handler(request, peer);
+                        async move { Ok::<_, Infallible>(response.await) }
+                    });
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        drop(permit);
+                    });
+                }
+                if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+                    tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
+                }
+            });
+            // Dropping the runtime closes whatever outlived the grace period.
+            drop(runtime);
+            let _ = done.send(());
+        })?;
+        Ok(Self { connections, stopped })
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Config {
     pub limits: Limits,
     pub log: LogConfig,
     pub routes: Vec<RouteConfig>,
+    /// Worker threads serving requests; 0 means one per CPU.
+    pub workers: usize,
 }
 
 /// The IdP and how cloakroom authenticates to it.
@@ -182,6 +184,7 @@ impl FromNode for Config {
         let cookie = f.or("cookie", CookieConfig::default(), at);
         let limits = f.or("limits", Limits::default(), at);
         let log = f.or("log", LogConfig::default(), at);
+        let workers = f.or::<u64>("workers", 0, at);
         let routes = f.required::<Each<RouteConfig>>("routes", at);
         f.finish(at);
 
@@ -217,6 +220,7 @@ impl FromNode for Config {
             limits: limits.ok_or("")?,
             log: log.ok_or("")?,
             routes: routes.and_then(Each::complete).ok_or("")?,
+            workers: usize::try_from(workers.ok_or("")?).map_err(|_| "workers: too many")?,
         })
     }
 }
