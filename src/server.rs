@@ -39,7 +39,9 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(usize::try_from(limits.max_connections).unwrap_or(usize::MAX)));
+    let permits = Arc::new(Semaphore::new(
+        usize::try_from(limits.max_connections).unwrap_or(usize::MAX),
+    ));
     let mut lanes = Vec::with_capacity(handlers.len());
     for (i, handler) in handlers.into_iter().enumerate() {
         match Lane::spawn(i, handler, limits.clone()) {
@@ -105,7 +107,9 @@ impl Lane {
     {
         let (connections, mut incoming) = mpsc::unbounded_channel::<Connection>();
         let (done, stopped) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         std::thread::Builder::new().name(format!("cloakroom-worker-{index}")).spawn(move || {
             runtime.block_on(async move {
                 let builder = Arc::new(builder(&limits));

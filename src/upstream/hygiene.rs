@@ -8,18 +8,24 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Headers that describe one hop and never cross a proxy (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHORIZATION,
+        &header::PROXY_AUTHENTICATE,
+    ]
+    .contains(&name)
+}
 
 /// Client headers that claim an identity or a forwarding path. Matched after
 /// lower-casing and turning `_` into `-`, because some servers treat
@@ -43,6 +49,10 @@ const IDENTITY_PREFIXES: &[&str] = &["x-forwarded-", "x-auth-request-"];
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass of cheap comparisons finds out.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let nominated: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -53,8 +63,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in nominated {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    let fixed: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
+    for name in fixed {
+        headers.remove(name);
     }
 }
 

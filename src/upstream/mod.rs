@@ -7,27 +7,28 @@
 
 pub mod forwarded;
 pub mod hygiene;
+pub mod pool;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::Limited;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 
 use crate::body::{self, Body};
 use crate::error::{BoxError, Refusal, UpstreamError};
 use crate::routes::Route;
 
 use self::forwarded::Forwarded;
+use self::pool::Pool;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-
-/// The shared upstream client.
-#[derive(Clone, Debug)]
+/// The upstream side of one worker: its connection pool and hygiene rules.
+#[derive(Clone)]
 pub struct Upstream {
-    client: Client<Connector, Body>,
+    pool: Arc<Pool>,
     /// Base name of cloakroom's cookies, kept from upstreams.
     cookie_base: String,
 }
@@ -57,12 +58,8 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
         Ok(Self {
-            client,
+            pool: Pool::new(https),
             cookie_base: cookie_base.to_owned(),
         })
     }
@@ -93,14 +90,16 @@ impl Upstream {
         hygiene::strip_hop_by_hop(headers);
         hygiene::strip_client_identity(headers);
         hygiene::strip_reserved_cookies(headers, &self.cookie_base);
-        headers.remove(header::HOST);
+        // The route's upstream, never the client's `Host`: the proxy cannot
+        // be steered elsewhere (PX-19).
+        headers.insert(header::HOST, HeaderValue::from_str(route.authority.as_str())?);
         fwd.forwarded.write(headers);
         headers.insert(X_REQUEST_ID.clone(), fwd.request_id);
         if websocket {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
-        parts.uri = upstream_uri(route, &fwd.path, parts.uri.query())?;
+        parts.uri = origin_form(route, &fwd.path, parts.uri.query())?;
         parts.version = Version::HTTP_11;
         let body = body::boxed(Limited::new(
             body,
@@ -108,10 +107,10 @@ impl Upstream {
         ));
         let request = Request::from_parts(parts, body);
 
-        let response = match tokio::time::timeout(config.timeout, self.client.request(request)).await {
+        let sent = self.pool.send(&route.scheme, &route.authority, request);
+        let response = match tokio::time::timeout(config.timeout, sent).await {
             Err(_) => return Err(UpstreamError::Timeout(config.timeout).into()),
-            Ok(Err(e)) => return Err(UpstreamError::Unavailable(Box::new(e)).into()),
-            Ok(Ok(response)) => response,
+            Ok(result) => result?,
         };
 
         let mut response = response;
@@ -143,19 +142,15 @@ impl Upstream {
     }
 }
 
-/// The upstream URI: the route's fixed scheme and authority (never the
-/// client's `Host`, so the proxy cannot be steered elsewhere), then the path.
-fn upstream_uri(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+/// The request-target sent upstream: the route's base path, the authorised
+/// path, the query as received.
+fn origin_form(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
     let mut path_and_query = route.upstream_path(path);
     if let Some(q) = query {
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    Uri::builder()
-        .scheme(route.scheme.clone())
-        .authority(route.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
+    Uri::builder().path_and_query(path_and_query).build()
 }
 
 /// Copies bytes both ways between an upgraded client and upstream connection.
