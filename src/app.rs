@@ -62,11 +62,16 @@ impl App {
 
     /// Serves one request from `peer`. Never fails: errors become problems.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let started = Instant::now();
+        // Only pay for the access line's inputs when it will be written.
+        let access = tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO).then(|| {
+            (
+                Instant::now(),
+                request.method().clone(),
+                request.uri().path().to_owned(),
+            )
+        });
         let trusted = forwarded::is_trusted(peer.ip(), &self.shared.config.trusted_proxies);
         let request_id = request_id(request.headers(), trusted);
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
 
         let mut route_path = None;
         let result = self
@@ -94,17 +99,19 @@ impl App {
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
 
-        let code = response.extensions().get::<Code>().map(|c| c.as_str());
-        tracing::info!(
-            target: "cloakroom::access",
-            request_id = %request_id.to_str().unwrap_or(""),
-            method = %method,
-            path = %path,
-            route = route_path.unwrap_or("-"),
-            status = response.status().as_u16(),
-            code = code.unwrap_or("-"),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-        );
+        if let Some((started, method, path)) = access {
+            let code = response.extensions().get::<Code>().map(|c| c.as_str());
+            tracing::info!(
+                target: "cloakroom::access",
+                request_id = %request_id.to_str().unwrap_or(""),
+                method = %method,
+                path = %path,
+                route = route_path.unwrap_or("-"),
+                status = response.status().as_u16(),
+                code = code.unwrap_or("-"),
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+            );
+        }
         response
     }
 
@@ -217,8 +224,9 @@ fn request_id(headers: &http::HeaderMap, trusted: bool) -> HeaderValue {
     match given {
         Some(v) => v.clone(),
         None => {
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"))
+            let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+            let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
         }
     }
 }

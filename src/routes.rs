@@ -50,6 +50,9 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    if is_plain(raw) {
+        return Ok(raw.to_owned());
+    }
     let decoded = decode_unreserved(raw)?;
     let mut segments: Vec<&str> = Vec::new();
     let mut parts = decoded.split('/').skip(1).peekable();
@@ -77,6 +80,21 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// Whether a path is already normal: no escapes, backslashes or control
+/// characters, no empty, `.` or `..` segment. The common case, checked in
+/// one pass.
+fn is_plain(path: &str) -> bool {
+    let clean_bytes = path
+        .bytes()
+        .all(|b| b != b'%' && b != b'\\' && !b.is_ascii_control());
+    clean_bytes
+        && !(path.contains("//")
+            || path.contains("/./")
+            || path.contains("/../")
+            || path.ends_with("/.")
+            || path.ends_with("/.."))
 }
 
 /// Decodes `%XX` of unreserved characters and refuses ambiguous escapes.

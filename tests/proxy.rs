@@ -522,3 +522,64 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     assert_eq!(r.text().await.unwrap(), "firstsecond");
     tokio::time::timeout(BOUND, stopped).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    use std::sync::atomic::Ordering;
+    let up = Upstream::start().await;
+    let app = App::start(&(config(&[("/", &up.url(), "")]) + "workers: 1\n")).await;
+    for i in 0..5 {
+        let r = client().get(app.url(&format!("/r{i}"))).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    assert_eq!(up.requests(), 5);
+    assert_eq!(
+        up.seen.connections.load(Ordering::SeqCst),
+        1,
+        "one upstream connection served all five"
+    );
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_upstream_is_replaced() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that answers one request per connection, then hangs up
+    // without saying so in a header.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    let app = App::start(&(config(&[("/", &format!("http://{addr}"), "")]) + "workers: 1\n")).await;
+    for _ in 0..3 {
+        let r = client().get(app.url("/x")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

@@ -57,15 +57,16 @@ impl Forwarded {
     }
 
     /// Writes the three headers, replacing whatever was there.
-    pub fn write(&self, headers: &mut HeaderMap) {
-        let mut set = |name: &HeaderName, value: &str| {
-            if let Ok(v) = HeaderValue::from_str(value) {
+    pub fn write(self, headers: &mut HeaderMap) {
+        let mut set = |name: &HeaderName, value: String| {
+            // Takes the String's buffer; no copy.
+            if let Ok(v) = HeaderValue::try_from(value) {
                 headers.insert(name.clone(), v);
             }
         };
-        set(&X_FORWARDED_FOR, &self.for_chain);
-        set(&X_FORWARDED_PROTO, &self.proto);
-        if let Some(host) = &self.host {
+        set(&X_FORWARDED_FOR, self.for_chain);
+        set(&X_FORWARDED_PROTO, self.proto);
+        if let Some(host) = self.host {
             set(&X_FORWARDED_HOST, host);
         }
     }

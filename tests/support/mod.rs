@@ -27,6 +27,8 @@ type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 pub struct Seen {
     /// Requests that reached the upstream.
     pub requests: AtomicU64,
+    /// TCP connections accepted.
+    pub connections: AtomicU64,
     /// Upload bytes received so far on `/upload`.
     pub upload_bytes: AtomicU64,
     /// Lets `/slow` send its second chunk.
@@ -59,6 +61,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 let seen = shared.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| echo(req, seen.clone()));
