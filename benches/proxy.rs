@@ -6,8 +6,8 @@
 //!   when `nginx` is installed (`apt-get install nginx-light wrk`).
 //!
 //! Prints req/s, p50 and p99 latency, and ratios against nginx and direct.
-//! Run with `cargo bench --bench proxy`; `BENCH_SECONDS` (default 10) and
-//! `BENCH_CONNECTIONS` (default 64) tune the load.
+//! Run with `cargo bench --bench proxy`; `BENCH_SECONDS` (default 10),
+//! `BENCH_ROUNDS` (default 3) and `BENCH_CONNECTIONS` (default 64) tune it.
 //!
 //! The upstream is this same executable re-started in upstream mode, so it
 //! is a separate process shared by every target.
@@ -91,19 +91,36 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
         wait_for(nginx_port);
     }
 
-    let mut results = Vec::new();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let mut targets = vec![("direct", upstream_port), ("cloakroom", cloakroom_port)];
     if _nginx.is_some() {
         targets.push(("nginx", nginx_port));
     }
-    for (name, port) in &targets {
-        let url = format!("http://127.0.0.1:{port}/api/items?page=1");
-        wrk(&url, 2, connections); // warm-up: pools, caches, CPU frequency
-        results.push((*name, wrk(&url, seconds, connections)));
+    let url = |port: &u16| format!("http://127.0.0.1:{port}/api/items?page=1");
+    for (_, port) in &targets {
+        wrk(&url(port), 2, connections); // warm-up: pools, caches, CPU frequency
     }
+    // Rounds interleave the targets, so drift in the machine's state (other
+    // load, frequency) falls on all of them alike; the median round counts.
+    let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (i, (name, port)) in targets.iter().enumerate() {
+            let sample = wrk(&url(port), seconds, connections);
+            eprintln!("round {}: {name:<10} {:>10.0} req/s", round + 1, sample.rps);
+            samples[i].push(sample);
+        }
+    }
+    let results: Vec<(&str, Sample)> = targets
+        .iter()
+        .zip(samples)
+        .map(|((name, _), s)| (*name, median(s)))
+        .collect();
 
     println!(
-        "\nproxy benchmark: wrk -t2 -c{connections} -d{seconds}s, {} byte responses, loopback",
+        "\nproxy benchmark: wrk -t2 -c{connections} -d{seconds}s, median of {rounds} interleaved rounds, {} byte responses, loopback",
         BODY.len()
     );
     println!(
@@ -158,6 +175,13 @@ fn wrk(url: &str, seconds: u64, connections: u64) -> Sample {
         p50_ms: field("50%").map(to_ms).unwrap_or(f64::NAN),
         p99_ms: field("99%").map(to_ms).unwrap_or(f64::NAN),
     }
+}
+
+/// The sample with the median req/s (its latencies come with it).
+fn median(mut samples: Vec<Sample>) -> Sample {
+    samples.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mid = samples.len() / 2;
+    samples.swap_remove(mid)
 }
 
 /// wrk prints latencies as `812.00us`, `1.23ms` or `1.02s`.
