@@ -67,6 +67,12 @@ pub enum UpstreamError {
     RequestTooLarge,
 }
 
+/// Reading the client's request body failed (bad chunk framing, reset): the
+/// client's fault, even when it surfaces as a failed upstream send.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the request body failed")]
+pub struct ClientBodyError(#[source] pub BoxError);
+
 /// An RFC 9457 problem, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -183,12 +189,16 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
         });
     }
     if let Some(u) = e.downcast_ref::<UpstreamError>() {
-        // A body that outgrew the route limit surfaces as an upstream send
-        // failure; the limit is the real cause, so look underneath first.
+        // A request body that outgrew the route limit, or could not be read,
+        // surfaces as an upstream send failure; the client is the real
+        // cause, so look underneath first.
         let mut inner = e.source();
         while let Some(cause) = inner {
             if cause.is::<http_body_util::LengthLimitError>() {
                 return Some(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, Code::TooLarge));
+            }
+            if cause.is::<ClientBodyError>() {
+                return Some(Problem::new(StatusCode::BAD_REQUEST, Code::BadRequest));
             }
             inner = cause.source();
         }

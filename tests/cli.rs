@@ -112,3 +112,80 @@ routes: [{{path: /, upstream: 'http://127.0.0.1:9', auth: none}}]\n"
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// PX-25 for the proxy: credentials a browser sends (Authorization, cookies,
+/// an OAuth code in the query) never reach a log line; the access line is
+/// still written, with the path alone.
+#[cfg(unix)]
+#[test]
+fn px25_logs_carry_no_credentials_or_query_strings() {
+    use std::io::{Read, Write as _};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = config_file(&format!(
+        "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\npublic_url: http://localhost:{port}
+log: {{format: json, level: debug}}
+routes: [{{path: /, upstream: 'http://127.0.0.1:{dead}', auth: none}}]\n"
+    ));
+    let mut child = cloakroom()
+        .args(["serve", "--config"])
+        .arg(file.path())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "cloakroom did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secrets = [
+        "SECRET-BEARER-1",
+        "SECRET-COOKIE-2",
+        "SECRET-CODE-3",
+        "SECRET-STATE-4",
+    ];
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET /cb?code={}&state={} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nCookie: cloakroom={}\r\nConnection: close\r\n\r\n",
+        secrets[2], secrets[3], secrets[0], secrets[1]
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 502"), "{response}");
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let mut logs = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
+    child.wait().unwrap();
+    for secret in secrets {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs:\n{logs}");
+        assert!(!response.contains(secret), "{secret} leaked into the response");
+    }
+    let access = logs
+        .lines()
+        .find(|l| l.contains("cloakroom::access"))
+        .expect("an access line");
+    let line: serde_json::Value = serde_json::from_str(access).unwrap();
+    assert_eq!(line["path"], "/cb");
+    assert_eq!(line["status"], 502);
+    assert_eq!(line["code"], "upstream_unavailable");
+}

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use http_body_util::Limited;
+use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{self, Body};
-use crate::error::{BoxError, Refusal, UpstreamError};
+use crate::error::{BoxError, ClientBodyError, Refusal, UpstreamError};
 use crate::routes::Route;
 
 use self::forwarded::Forwarded;
@@ -101,10 +101,9 @@ impl Upstream {
         }
         parts.uri = origin_form(route, &fwd.path, parts.uri.query())?;
         parts.version = Version::HTTP_11;
-        let body = body::boxed(Limited::new(
-            body,
-            usize::try_from(config.max_body).unwrap_or(usize::MAX),
-        ));
+        let body = body.map_err(|e| -> BoxError { Box::new(ClientBodyError(e)) });
+        let limit = usize::try_from(config.max_body).unwrap_or(usize::MAX);
+        let body = body::boxed(Limited::new(body, limit));
         let request = Request::from_parts(parts, body);
 
         let sent = self.pool.send(&route.scheme, &route.authority, request);
