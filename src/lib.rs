@@ -7,6 +7,7 @@ pub mod admin;
 pub mod app;
 pub mod body;
 pub mod config;
+pub mod cookie;
 pub mod error;
 pub mod routes;
 pub mod secret;

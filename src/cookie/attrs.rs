@@ -1,0 +1,131 @@
+//! Cookie names and `Set-Cookie` attributes.
+//!
+//! Over https: `__Host-` prefix, `Secure`, `Path=/`, no `Domain` (BBA
+//! §6.1.3.2). The session cookie is `SameSite=Strict`; the pre-auth cookie
+//! must be `Lax`, because the IdP's redirect back to the callback is a
+//! cross-site navigation. Plain http (localhost development only) drops the
+//! prefix and `Secure`, which browsers would refuse there.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+
+use crate::config::Config;
+
+/// The names and attributes of cloakroom's two cookies.
+#[derive(Debug, Clone)]
+pub struct CookieNames {
+    pub session: String,
+    pub login: String,
+    secure: bool,
+}
+
+// === impl CookieNames ===
+
+impl CookieNames {
+    pub fn new(config: &Config) -> Self {
+        let secure = config.is_https();
+        let prefix = if secure { "__Host-" } else { "" };
+        let base = &config.cookie.name;
+        Self {
+            session: format!("{prefix}{base}"),
+            login: format!("{prefix}{base}-login"),
+            secure,
+        }
+    }
+
+    /// The session cookie; no `Max-Age`, so it ends with the browser
+    /// session at the latest (server-side timeouts are what count).
+    pub fn set_session(&self, value: &str) -> HeaderValue {
+        self.build(&self.session, value, "Strict", None)
+    }
+
+    /// The pre-auth cookie of one login, living no longer than its transaction.
+    pub fn set_login(&self, value: &str, max_age: Duration) -> HeaderValue {
+        self.build(&self.login, value, "Lax", Some(max_age))
+    }
+
+    /// Clears the session cookie with the attributes it was set with (CK-15).
+    pub fn clear_session(&self) -> HeaderValue {
+        self.build(&self.session, "", "Strict", Some(Duration::ZERO))
+    }
+
+    pub fn clear_login(&self) -> HeaderValue {
+        self.build(&self.login, "", "Lax", Some(Duration::ZERO))
+    }
+
+    fn build(&self, name: &str, value: &str, same_site: &str, max_age: Option<Duration>) -> HeaderValue {
+        let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}");
+        if self.secure {
+            cookie.push_str("; Secure");
+        }
+        if let Some(age) = max_age {
+            cookie.push_str(&format!("; Max-Age={}", age.as_secs()));
+        }
+        // Names and values are ours: token characters and base64url only.
+        HeaderValue::from_str(&cookie).unwrap_or(HeaderValue::from_static(""))
+    }
+
+    /// The first value of cookie `name` in the request, never a merge of
+    /// several (CK-04): a sibling domain may toss a second one in.
+    pub fn find<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MapEnv;
+
+    fn names(public_url: &str) -> CookieNames {
+        let yaml =
+            format!("public_url: {public_url}\nroutes: [{{path: /, upstream: 'http://a', auth: none}}]");
+        CookieNames::new(&Config::load(&yaml, &MapEnv::default()).unwrap())
+    }
+
+    #[test]
+    fn ck10_https_cookies_are_host_prefixed_secure_and_strict() {
+        let n = names("https://app.example.com");
+        assert_eq!(
+            n.set_session("v"),
+            "__Host-cloakroom=v; Path=/; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert_eq!(
+            n.set_login("v", Duration::from_secs(600)),
+            "__Host-cloakroom-login=v; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=600"
+        );
+        assert_eq!(
+            n.clear_session(),
+            "__Host-cloakroom=; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=0"
+        );
+    }
+
+    #[test]
+    fn localhost_development_drops_prefix_and_secure() {
+        let n = names("http://localhost:8080");
+        assert_eq!(
+            n.set_session("v"),
+            "cloakroom=v; Path=/; HttpOnly; SameSite=Strict"
+        );
+    }
+
+    #[test]
+    fn ck04_the_first_value_wins_and_values_are_never_merged() {
+        let mut h = http::HeaderMap::new();
+        h.append(
+            "cookie",
+            "a=1; cloakroom=first; cloakroom=second".parse().unwrap(),
+        );
+        h.append("cookie", "cloakroom=third".parse().unwrap());
+        assert_eq!(CookieNames::find(&h, "cloakroom"), Some("first"));
+        assert_eq!(CookieNames::find(&h, "cloak"), None);
+    }
+}
