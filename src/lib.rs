@@ -6,9 +6,11 @@
 pub mod admin;
 pub mod app;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod cookie;
 pub mod error;
+pub mod oidc;
 pub mod routes;
 pub mod secret;
 pub mod server;

@@ -1,0 +1,77 @@
+//! The IdP's signing keys, cached, refetched on an unknown `kid` at most
+//! once per throttle window (threat-model T24). Keys come only from the
+//! metadata's `jwks_uri`; `jku`, `x5u` and `jwk` token headers are ignored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use super::{http, IdpError};
+
+/// Minimum time between two fetches caused by unknown key ids.
+const REFETCH_THROTTLE: Duration = Duration::from_secs(10);
+
+pub struct Jwks {
+    uri: Url,
+    state: Mutex<State>,
+}
+
+struct State {
+    keys: Arc<JwkSet>,
+    fetched_at: Option<Instant>,
+}
+
+// === impl Jwks ===
+
+impl Jwks {
+    pub fn new(uri: Url) -> Self {
+        Self {
+            uri,
+            state: Mutex::new(State {
+                keys: Arc::new(JwkSet { keys: Vec::new() }),
+                fetched_at: None,
+            }),
+        }
+    }
+
+    /// The key a token names (or the only candidate when it names none).
+    /// Fails closed: an unknown `kid` after a throttled refetch is an error.
+    pub async fn find(&self, client: &reqwest::Client, kid: Option<&str>) -> Result<Option<Jwk>, IdpError> {
+        let mut state = self.state.lock().await;
+        if let Some(key) = pick(&state.keys, kid) {
+            return Ok(Some(key));
+        }
+        let may_fetch = state.fetched_at.is_none_or(|at| at.elapsed() >= REFETCH_THROTTLE);
+        if !may_fetch {
+            return Ok(None);
+        }
+        state.fetched_at = Some(Instant::now());
+        let keys: JwkSet = http::json(client.get(self.uri.clone())).await?;
+        state.keys = Arc::new(keys);
+        Ok(pick(&state.keys, kid))
+    }
+}
+
+fn pick(keys: &JwkSet, kid: Option<&str>) -> Option<Jwk> {
+    match kid {
+        Some(kid) => keys.find(kid).cloned(),
+        // No `kid`: acceptable only when there is exactly one signing key.
+        None => {
+            let signing: Vec<&Jwk> = keys
+                .keys
+                .iter()
+                .filter(|k| {
+                    !matches!(
+                        k.common.public_key_use,
+                        Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+                    )
+                })
+                .collect();
+            (signing.len() == 1).then(|| signing[0].clone())
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The OpenID Provider as cloakroom sees it: metadata, keys, token calls.
+
+pub mod discovery;
+pub mod http;
+pub mod id_token;
+pub mod jwks;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config::{OidcConfig, TokenEndpointAuth};
+use crate::secret::Secret;
+
+use self::discovery::Metadata;
+use self::id_token::{Expected, IdTokenError};
+use self::jwks::Jwks;
+
+/// An OAuth error response (RFC 6749 §5.2). The description is kept for
+/// logs only; it never reaches a browser.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OAuthError {
+    pub error: String,
+    #[serde(default)]
+    pub error_description: Option<String>,
+}
+
+/// Why an IdP call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdpError {
+    #[error("IdP refused: {}", .0.error)]
+    Rejected(OAuthError),
+    #[error("IdP unreachable")]
+    Unreachable(#[source] crate::error::BoxError),
+    #[error("IdP answer unusable: {0}")]
+    BadResponse(&'static str),
+}
+
+/// A token endpoint answer. Tokens are secrets: they never print.
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: Secret<String>,
+    #[serde(default)]
+    pub token_type: String,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    #[serde(default)]
+    pub refresh_token: Option<Secret<String>>,
+    #[serde(default)]
+    pub id_token: Option<Secret<String>>,
+}
+
+/// The provider, discovered once and shared by every worker.
+pub struct Idp {
+    pub config: OidcConfig,
+    client: reqwest::Client,
+    discovered: RwLock<Option<(Arc<Metadata>, Arc<Jwks>)>>,
+    discovering: tokio::sync::Mutex<()>,
+}
+
+// === impl Idp ===
+
+impl Idp {
+    pub fn new(config: OidcConfig) -> Result<Arc<Self>, reqwest::Error> {
+        Ok(Arc::new(Self {
+            config,
+            client: http::client()?,
+            discovered: RwLock::new(None),
+            discovering: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The configured issuer, as a string compared exactly.
+    pub fn issuer(&self) -> &str {
+        self.config.issuer.as_str().trim_end_matches('/')
+    }
+
+    /// Whether discovery has succeeded (readiness).
+    pub fn is_ready(&self) -> bool {
+        self.discovered.read().map(|d| d.is_some()).unwrap_or(false)
+    }
+
+    /// The metadata, discovering it on first use (one attempt at a time).
+    pub async fn metadata(&self) -> Result<Arc<Metadata>, IdpError> {
+        self.discovered().await.map(|(m, _)| m)
+    }
+
+    async fn discovered(&self) -> Result<(Arc<Metadata>, Arc<Jwks>), IdpError> {
+        if let Some(found) = self.cached() {
+            return Ok(found);
+        }
+        let _one_at_a_time = self.discovering.lock().await;
+        if let Some(found) = self.cached() {
+            return Ok(found);
+        }
+        match discovery::discover(&self.client, self.issuer()).await {
+            Ok(metadata) => {
+                let jwks = Arc::new(Jwks::new(metadata.jwks_uri.clone()));
+                let found = (Arc::new(metadata), jwks);
+                if let Ok(mut slot) = self.discovered.write() {
+                    *slot = Some(found.clone());
+                }
+                tracing::info!(issuer = self.issuer(), "IdP discovered");
+                Ok(found)
+            }
+            Err(discovery::DiscoveryError::Idp(e)) => Err(e),
+            Err(e) => {
+                tracing::error!(error = %e, "IdP metadata refused; logins are disabled until it is fixed");
+                Err(IdpError::BadResponse("IdP metadata refused"))
+            }
+        }
+    }
+
+    fn cached(&self) -> Option<(Arc<Metadata>, Arc<Jwks>)> {
+        self.discovered.read().ok().and_then(|d| d.clone())
+    }
+
+    /// Retries discovery in the background until it succeeds, so readiness
+    /// turns true without waiting for the first login (UF-06).
+    pub fn discover_in_background(self: &Arc<Self>) {
+        let idp = self.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(500);
+            while idp.discovered().await.is_err() {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+
+    /// Exchanges an authorization code (RFC 6749 §4.1.3 with PKCE).
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<TokenResponse, IdpError> {
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("code_verifier", verifier),
+            ("redirect_uri", redirect_uri),
+        ];
+        self.token_request(&form).await
+    }
+
+    /// Revokes a refresh token (RFC 7009) when the IdP offers revocation.
+    pub async fn revoke(&self, refresh_token: &str) -> Result<(), IdpError> {
+        let metadata = self.metadata().await?;
+        let Some(endpoint) = &metadata.revocation_endpoint else {
+            return Ok(());
+        };
+        let form = [("token", refresh_token), ("token_type_hint", "refresh_token")];
+        let response = self
+            .authenticate(self.client.post(endpoint.clone()), &form)
+            .send()
+            .await
+            .map_err(|e| IdpError::Unreachable(Box::new(e)))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(IdpError::BadResponse("revocation refused"))
+        }
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, IdpError> {
+        let metadata = self.metadata().await?;
+        let request = self.authenticate(self.client.post(metadata.token_endpoint.clone()), form);
+        let tokens: TokenResponse = http::json(request).await?;
+        if !tokens.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(IdpError::BadResponse("token_type is not Bearer"));
+        }
+        Ok(tokens)
+    }
+
+    /// Adds client authentication and the form body.
+    fn authenticate(
+        &self,
+        request: reqwest::RequestBuilder,
+        form: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        let id = self.config.client_id.as_str();
+        let secret = self.config.client_secret.expose().as_str();
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        let request = match self.config.token_endpoint_auth {
+            // RFC 6749 §2.3.1: both parts form-urlencoded before Basic.
+            TokenEndpointAuth::ClientSecretBasic => {
+                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                request.basic_auth(enc(id), Some(enc(secret)))
+            }
+            TokenEndpointAuth::ClientSecretPost => {
+                fields.push(("client_id", id));
+                fields.push(("client_secret", secret));
+                request
+            }
+        };
+        request.form(&fields)
+    }
+
+    /// Validates an ID token against the provider's keys (fail closed).
+    pub async fn validate_id_token(
+        &self,
+        token: &str,
+        nonce: Option<&str>,
+        access_token: Option<&str>,
+    ) -> Result<Map<String, Value>, IdTokenCheckError> {
+        let (metadata, jwks) = self.discovered().await?;
+        let (_, kid) = id_token::header(token)?;
+        let jwk = jwks
+            .find(&self.client, kid.as_deref())
+            .await?
+            .ok_or(IdTokenError::UnknownKey)?;
+        let expected = Expected {
+            issuer: self.issuer(),
+            client_id: &self.config.client_id,
+            nonce,
+            access_token,
+            provider_algs: &metadata.id_token_signing_alg_values_supported,
+            now: crate::clock::now(),
+        };
+        Ok(id_token::validate(token, &jwk, &expected)?)
+    }
+}
+
+/// An ID token could not be checked (IdP down) or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IdTokenCheckError {
+    #[error(transparent)]
+    Idp(#[from] IdpError),
+    #[error(transparent)]
+    Invalid(#[from] IdTokenError),
+}

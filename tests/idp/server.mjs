@@ -1,0 +1,102 @@
+// The test IdP: oidc-provider (a certified OpenID Provider) on 127.0.0.1.
+//
+// Usage: node server.mjs '<json settings>'
+// Prints its issuer URL as the first line of stdout, then serves until killed.
+//
+// Settings (all optional):
+//   client_id, client_secret, redirect_uris, post_logout_redirect_uris
+//   access_token_ttl   seconds, default 300
+//   rotate_refresh     rotate refresh tokens on use, default true
+//
+// The dev interactions (a login form taking any user name and a consent
+// form) stand in for a real login page; any login becomes the subject.
+//
+// GET /__stats answers with what the tests must check on the IdP's side:
+// how many grants of each type succeeded, and how many grants were revoked.
+
+import http from 'node:http';
+import Provider from 'oidc-provider';
+
+const settings = JSON.parse(process.argv[2] || '{}');
+const API = 'urn:cloakroom:test-api';
+const stats = { grants: {}, revoked: 0, revocations: 0 };
+
+const server = http.createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients: [{
+    client_id: settings.client_id ?? 'cloakroom',
+    client_secret: settings.client_secret ?? 'test-secret',
+    redirect_uris: settings.redirect_uris ?? ['http://localhost:8080/auth/callback'],
+    post_logout_redirect_uris: settings.post_logout_redirect_uris ?? ['http://localhost:8080/'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: settings.token_endpoint_auth_method ?? 'client_secret_basic',
+  }],
+  pkce: { required: () => true },
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'api'],
+  claims: { openid: ['sub'], profile: ['name'], email: ['email', 'email_verified'] },
+  features: {
+    devInteractions: { enabled: true },
+    revocation: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => API,
+      useGrantedResource: () => true,
+      getResourceServerInfo: () => ({
+        scope: 'api',
+        audience: API,
+        accessTokenFormat: 'jwt',
+        accessTokenTTL: settings.access_token_ttl ?? 300,
+      }),
+    },
+  },
+  rotateRefreshToken: settings.rotate_refresh ?? true,
+  // Issue refresh tokens to this confidential client whenever it may use them.
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  ttl: {
+    AccessToken: settings.access_token_ttl ?? 300,
+    IdToken: 3600,
+    RefreshToken: 24 * 3600,
+    Interaction: 600,
+    Session: 3600,
+    Grant: 24 * 3600,
+  },
+  // Every consent is given in full, so the grant covers what was asked.
+  loadExistingGrant: async (ctx) => {
+    const grantId = ctx.oidc.result?.consent?.grantId
+      || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+    const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
+    grant.addOIDCScope('openid offline_access profile email');
+    grant.addResourceScope(API, 'api');
+    await grant.save();
+    return grant;
+  },
+  findAccount: async (ctx, sub) => ({
+    accountId: sub,
+    claims: async () => ({ sub, name: `User ${sub}`, email: `${sub}@example.test`, email_verified: true }),
+  }),
+});
+
+provider.on('grant.success', (ctx) => {
+  const type = ctx.oidc.params.grant_type;
+  stats.grants[type] = (stats.grants[type] ?? 0) + 1;
+});
+provider.on('grant.revoked', () => { stats.revoked += 1; });
+provider.on('revocation.success', () => { stats.revocations += 1; });
+
+const callback = provider.callback();
+server.on('request', (req, res) => {
+  if (req.url === '/__stats') {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(stats));
+    return;
+  }
+  callback(req, res);
+});
+
+console.log(issuer);
