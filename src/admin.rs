@@ -8,16 +8,24 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
 use crate::error::{Code, Problem};
+use crate::oidc::Idp;
 use crate::session::SessionStore;
 
 /// Answers one admin request.
-pub async fn handle<B>(request: Request<B>, store: Arc<dyn SessionStore>) -> Response<Body> {
+pub async fn handle<B>(
+    request: Request<B>,
+    store: Arc<dyn SessionStore>,
+    idp: Option<Arc<Idp>>,
+) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return Problem::new(StatusCode::METHOD_NOT_ALLOWED, Code::MethodNotAllowed).into_response("-");
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => match store.ping().await {
+            Ok(()) if idp.as_ref().is_some_and(|i| !i.is_ready()) => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "IdP not discovered yet\n")
+            }
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(e) => {
                 tracing::warn!(error = %e, "not ready: session store");

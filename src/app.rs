@@ -17,8 +17,10 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
+use crate::auth::{session, Auth};
 use crate::body::{self, Body};
-use crate::config::{Auth, Config, Limits, FORBIDDEN_METHODS};
+use crate::config::{Auth as AuthMode, Config, Limits, TokenKind, FORBIDDEN_METHODS};
+use crate::cookie::CookieNames;
 use crate::error::{self, BoxError, Code, Refusal};
 use crate::routes::{normalize_path, Route, Router};
 use crate::session::SessionStore;
@@ -38,12 +40,17 @@ struct Shared {
     router: Router,
     upstream: Upstream,
     store: Arc<dyn SessionStore>,
+    auth: Option<Arc<Auth>>,
 }
 
 // === impl App ===
 
 impl App {
-    pub fn new(config: Arc<Config>, store: Arc<dyn SessionStore>) -> Result<Self, BoxError> {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn SessionStore>,
+        auth: Option<Arc<Auth>>,
+    ) -> Result<Self, BoxError> {
         let router = Router::new(&config.routes)?;
         let upstream = Upstream::new(&config.cookie.name)?;
         Ok(Self {
@@ -52,6 +59,7 @@ impl App {
                 router,
                 upstream,
                 store,
+                auth,
             }),
         })
     }
@@ -72,6 +80,11 @@ impl App {
         });
         let trusted = forwarded::is_trusted(peer.ip(), &self.shared.config.trusted_proxies);
         let request_id = request_id(request.headers(), trusted);
+        let had_session_cookie = self
+            .shared
+            .auth
+            .as_ref()
+            .is_some_and(|a| CookieNames::find(request.headers(), &a.names.session).is_some());
 
         let mut route_path = None;
         let result = self
@@ -90,8 +103,15 @@ impl App {
                 if problem.status.is_server_error() {
                     tracing::warn!(request_id = %request_id.to_str().unwrap_or(""), error = %error::chain(&*e), "request failed");
                 }
+                let ends_session = problem.code == Code::LoginRequired && had_session_cookie;
                 let mut response = problem.into_response(request_id.to_str().unwrap_or(""));
                 self.protect(response.headers_mut());
+                if let (true, Some(auth)) = (ends_session, &self.shared.auth) {
+                    // The cookie names no usable session: drop it (§3.1).
+                    response
+                        .headers_mut()
+                        .append(header::SET_COOKIE, auth.names.clear_session());
+                }
                 response
             }
         };
@@ -128,16 +148,46 @@ impl App {
             tracing::debug!(error = %e, "refused request path");
             Refusal::BadRequest("path")
         })?;
+        if let (Some(auth), true) = (&self.shared.auth, path.starts_with("/auth/")) {
+            let rid = request_id.to_str().unwrap_or("");
+            let mut response = auth.handle(&path, request, rid).await?;
+            self.protect(response.headers_mut());
+            return Ok(response);
+        }
         let route = self.shared.router.find(&path).ok_or(Refusal::NotFound)?;
         *route_path = Some(route.config.path.as_str());
         check_method(route, request.method())?;
         if hygiene::is_websocket_upgrade(request.headers()) && !route.config.websocket {
             return Err(Refusal::BadRequest("websocket not enabled on this route").into());
         }
-        if route.config.auth == Auth::Required {
-            // Sessions are established by the login flow; until a request
-            // carries one, a protected route has nobody to act for.
-            return Err(self.login_required(route, &request));
+        let mut bearer = None;
+        let mut authenticated = false;
+        if route.config.auth != AuthMode::None {
+            let auth = self.shared.auth.as_ref().ok_or(Refusal::LoginRequired)?;
+            // Pages are navigations; every other protected route is an API.
+            if !route.config.login_redirect {
+                auth.csrf.check(request.method(), request.headers())?;
+            }
+            match session::load(auth, request.headers()).await {
+                Ok(loaded) if loaded.record.access_expires_at > crate::clock::now() => {
+                    authenticated = true;
+                    if route.config.token == TokenKind::User {
+                        bearer = Some(bearer_header(loaded.record.access_token.expose())?);
+                    }
+                }
+                Ok(_) => {
+                    // The access token has expired and cannot be renewed here.
+                    if route.config.auth == AuthMode::Required {
+                        return Err(self.login_required(route, &request));
+                    }
+                }
+                Err(e) if e.is::<Refusal>() => {
+                    if route.config.auth == AuthMode::Required {
+                        return Err(self.login_required(route, &request));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         let host = request
             .headers()
@@ -150,8 +200,16 @@ impl App {
             path,
             forwarded,
             request_id: request_id.clone(),
+            bearer,
         };
-        self.shared.upstream.forward(route, request, forward).await
+        let mut response = self.shared.upstream.forward(route, request, forward).await?;
+        if authenticated {
+            // A response made for one user is not for any shared cache (T41).
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Ok(response)
     }
 
     fn login_required(&self, route: &Route, request: &Request<Body>) -> BoxError {
@@ -212,6 +270,13 @@ fn check_method(route: &Route, method: &Method) -> Result<(), Refusal> {
         return Err(Refusal::MethodNotAllowed { allow });
     }
     Ok(())
+}
+
+/// `Authorization: Bearer <token>`, marked sensitive so no layer logs it.
+fn bearer_header(token: &str) -> Result<HeaderValue, BoxError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// A trusted proxy's request id is kept (one id across the whole path);

@@ -12,6 +12,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, Body};
+use crate::oidc::IdpError;
+use crate::session::StoreError;
 
 /// Any error a layer may return.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -20,6 +22,8 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     LoginRequired,
+    LoginFailed,
+    LoginExpired,
     CsrfFailed,
     NotFound,
     MethodNotAllowed,
@@ -54,6 +58,8 @@ pub enum Refusal {
     UriTooLong,
     #[error("request header fields too large")]
     HeadersTooLarge,
+    #[error("CSRF check failed: {0}")]
+    Csrf(&'static str),
 }
 
 /// An upstream failure, named without its address.
@@ -88,6 +94,8 @@ impl Code {
     pub fn as_str(self) -> &'static str {
         match self {
             Code::LoginRequired => "login_required",
+            Code::LoginFailed => "login_failed",
+            Code::LoginExpired => "login_expired",
             Code::CsrfFailed => "csrf_failed",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
@@ -186,6 +194,7 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
             Refusal::HeadersTooLarge => {
                 Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Code::TooLarge)
             }
+            Refusal::Csrf(_) => Problem::new(StatusCode::FORBIDDEN, Code::CsrfFailed),
         });
     }
     if let Some(u) = e.downcast_ref::<UpstreamError>() {
@@ -212,6 +221,24 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
     }
     if e.is::<http_body_util::LengthLimitError>() {
         return Some(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, Code::TooLarge));
+    }
+    let retry = |p: Problem| p.with_header(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    if let Some(StoreError::Unavailable(_)) = e.downcast_ref::<StoreError>() {
+        return Some(retry(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::SessionStoreUnavailable,
+        )));
+    }
+    if let Some(idp) = e.downcast_ref::<IdpError>() {
+        return Some(match idp {
+            IdpError::Unreachable(_) => retry(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::IdpUnavailable,
+            )),
+            IdpError::BadResponse(_) | IdpError::Rejected(_) => {
+                Problem::new(StatusCode::BAD_GATEWAY, Code::IdpBadResponse)
+            }
+        });
     }
     None
 }

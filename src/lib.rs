@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod clock;
 pub mod config;
@@ -44,8 +45,13 @@ pub async fn run(
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
+    let auth = auth::Auth::new(config.clone(), store.clone())?;
+    let idp = auth.as_ref().map(|a| a.idp.clone());
+    if let Some(idp) = &idp {
+        idp.discover_in_background();
+    }
     let apps = (0..workers)
-        .map(|_| app::App::new(config.clone(), store.clone()))
+        .map(|_| app::App::new(config.clone(), store.clone(), auth.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -70,7 +76,7 @@ pub async fn run(
         let limits = limits.clone();
         let stop = stopped(stop_rx.clone());
         async move {
-            let handler = move |request, _peer| admin::handle(request, store.clone());
+            let handler = move |request, _peer| admin::handle(request, store.clone(), idp.clone());
             server::serve(admin_listener, &limits, vec![handler], stop).await;
         }
     });

@@ -40,6 +40,13 @@ impl<'de, T: Zeroize + serde::Deserialize<'de>> serde::Deserialize<'de> for Secr
     }
 }
 
+/// Serialises the value itself: only for sealing records, never for output.
+impl<T: Zeroize + serde::Serialize> serde::Serialize for Secret<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

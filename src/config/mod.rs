@@ -33,6 +33,8 @@ pub struct Config {
     pub public_url: Url,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Origins besides `public_url` allowed to make unsafe API calls.
+    pub allowed_origins: Vec<String>,
     pub oidc: Option<OidcConfig>,
     pub session: SessionConfig,
     pub cookie: CookieConfig,
@@ -51,6 +53,11 @@ pub struct OidcConfig {
     pub client_secret: Secret<String>,
     pub token_endpoint_auth: TokenEndpointAuth,
     pub scopes: Vec<String>,
+    /// Where the IdP sends the browser after logout; default `{public_url}/`.
+    pub post_logout_redirect_uri: Option<Url>,
+    /// Send `id_token_hint` at logout, for IdPs that insist on it. Off by
+    /// default: the logout answer then carries no token of any kind.
+    pub id_token_hint: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +71,8 @@ pub struct SessionConfig {
     pub store: StoreConfig,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
+    /// ID token claims kept in the session and shown by `/auth/user`.
+    pub claims: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +187,7 @@ impl FromNode for Config {
         let admin_listen = f.or("admin_listen", "127.0.0.1:9090".parse().expect("valid"), at);
         let public_url = f.required::<PublicUrl>("public_url", at).map(|u| u.0);
         let trusted_proxies = f.or("trusted_proxies", Vec::new(), at);
+        let allowed_origins = f.or::<Vec<Origin>>("allowed_origins", Vec::new(), at);
         let oidc = f.optional::<OidcConfig>("oidc", at);
         let oidc_given = f.has("oidc") || oidc.is_some();
         let session = f.or("session", SessionConfig::default(), at);
@@ -214,6 +224,7 @@ impl FromNode for Config {
             admin_listen: admin_listen.ok_or("")?,
             public_url: public_url.ok_or("")?,
             trusted_proxies: trusted_proxies.ok_or("")?,
+            allowed_origins: allowed_origins.ok_or("")?.into_iter().map(|o| o.0).collect(),
             oidc,
             session: session.ok_or("")?,
             cookie: cookie.ok_or("")?,
@@ -239,6 +250,17 @@ fn check_routes(routes: &Each<RouteConfig>, at: &mut Cursor<'_>) {
         }
     }
 }
+
+/// An origin (`https://host[:port]`) as browsers send it in `Origin`.
+struct Origin(String);
+
+from_text!(Origin, |text| {
+    let url = absolute_http_url(text)?;
+    if url.path() != "/" || url.query().is_some() {
+        return Err("must be an origin only (scheme, host, port)".into());
+    }
+    Ok(Origin(url.origin().ascii_serialization()))
+});
 
 /// `public_url`: an origin; http only for local development.
 struct PublicUrl(Url);
@@ -338,6 +360,10 @@ impl FromNode for OidcConfig {
             .map(String::from)
             .to_vec();
         let scopes = f.or::<Vec<String>>("scopes", default_scopes, at);
+        let post_logout_redirect_uri = f
+            .optional::<Upstream>("post_logout_redirect_uri", at)
+            .map(|u| u.0);
+        let id_token_hint = f.or("id_token_hint", false, at);
         if scopes.as_ref().is_some_and(|s| !s.iter().any(|s| s == "openid")) {
             at.error_at("scopes", "must include openid");
         }
@@ -351,6 +377,8 @@ impl FromNode for OidcConfig {
             client_secret: Secret::new(client_secret.ok_or("")?),
             token_endpoint_auth: token_endpoint_auth.ok_or("")?,
             scopes: scopes.ok_or("")?,
+            post_logout_redirect_uri,
+            id_token_hint: id_token_hint.ok_or("")?,
         })
     }
 }
@@ -378,6 +406,7 @@ impl Default for SessionConfig {
             store: StoreConfig::Memory,
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_timeout: Duration::from_secs(12 * 3600),
+            claims: ["sub", "name", "email"].map(String::from).to_vec(),
         }
     }
 }
@@ -391,6 +420,7 @@ impl FromNode for SessionConfig {
         let store = f.or("store", d.store, at);
         let idle_timeout = f.or("idle_timeout", d.idle_timeout, at);
         let absolute_timeout = f.or("absolute_timeout", d.absolute_timeout, at);
+        let claims = f.or("claims", d.claims, at);
         f.finish(at);
         if let (Some(idle), Some(abs)) = (idle_timeout, absolute_timeout) {
             if idle > abs {
@@ -401,6 +431,7 @@ impl FromNode for SessionConfig {
             store: store.ok_or("")?,
             idle_timeout: idle_timeout.ok_or("")?,
             absolute_timeout: absolute_timeout.ok_or("")?,
+            claims: claims.ok_or("")?,
         })
     }
 }

@@ -114,10 +114,10 @@ pub fn validate(token: &str, jwk: &Jwk, expected: &Expected<'_>) -> Result<Map<S
     let claims = data.claims;
 
     // sub: a non-empty string (Core §2).
-    if !claims
+    if claims
         .get("sub")
         .and_then(Value::as_str)
-        .is_some_and(|s| !s.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Err(IdTokenError::Claim("sub"));
     }

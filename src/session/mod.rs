@@ -2,6 +2,7 @@
 
 pub mod contract;
 pub mod memory;
+pub mod record;
 pub mod store;
 
 pub use self::memory::MemoryStore;

@@ -40,6 +40,8 @@ pub struct Forward {
     pub path: String,
     pub forwarded: Forwarded,
     pub request_id: HeaderValue,
+    /// The `Authorization` value to inject, if the route sends a token.
+    pub bearer: Option<HeaderValue>,
 }
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -88,7 +90,12 @@ impl Upstream {
         let (mut parts, body) = request.into_parts();
         let headers = &mut parts.headers;
         hygiene::strip_hop_by_hop(headers);
+        // Inject or strip, in one place: the client's `Authorization` is
+        // always removed, ours added after (T35, T36).
         hygiene::strip_client_identity(headers);
+        if let Some(bearer) = fwd.bearer {
+            headers.insert(header::AUTHORIZATION, bearer);
+        }
         hygiene::strip_reserved_cookies(headers, &self.cookie_base);
         // The route's upstream, never the client's `Host`: the proxy cannot
         // be steered elsewhere (PX-19).

@@ -1,0 +1,170 @@
+//! `GET /auth/callback`: finish the code flow and start a new session.
+//!
+//! Every failure is a short HTML page with a stable code; the details go to
+//! the log, never to the page (T20). A top-level cross-site navigation from
+//! the IdP is expected here, so no CSRF header is asked for (CS-11): the
+//! state, bound to this browser's pre-auth cookie, plays that role (T14).
+
+use std::collections::HashMap;
+
+use http::request::Parts;
+use http::{header, Response, StatusCode};
+
+use super::login::{browser_hash, transaction_key, Transaction, LOGIN_TTL};
+use super::{page, redirect, session, Auth};
+use crate::body::Body;
+use crate::cookie::{CookieNames, Purpose};
+use crate::error::Code;
+use crate::oidc::{IdTokenCheckError, IdpError};
+use crate::session::StoreError;
+
+/// Parameters that must not appear twice (T18, LG-10).
+const SINGLE: &[&str] = &["code", "state", "iss", "error", "error_description"];
+
+pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<Body> {
+    let fail = |status, code, why: &str| {
+        tracing::warn!(request_id, reason = why, code = ?code, "login failed");
+        page::error(status, code, request_id)
+    };
+    let query = request.uri.query().unwrap_or("");
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if params.insert(k.to_string(), v.to_string()).is_some() && SINGLE.contains(&k.as_ref()) {
+            return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "duplicated parameter");
+        }
+    }
+    let Some(state) = params.get("state") else {
+        return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "no state");
+    };
+
+    // Single use: taken, not read. A replayed callback finds nothing (LG-03).
+    let transaction = match auth.store.take(&transaction_key(state)).await {
+        Ok(Some(bytes)) => serde_json::from_slice::<Transaction>(&bytes).ok(),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(request_id, error = %e, "login failed: store unavailable");
+            return page::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::SessionStoreUnavailable,
+                request_id,
+            );
+        }
+    };
+    let Some(transaction) = transaction else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            Code::LoginFailed,
+            "unknown or used state",
+        );
+    };
+    if crate::clock::now() > transaction.created_at + LOGIN_TTL.as_secs() {
+        return fail(StatusCode::BAD_REQUEST, Code::LoginExpired, "transaction expired");
+    }
+    // The state must come back to the browser that started the login.
+    let bound = CookieNames::find(&request.headers, &auth.names.login)
+        .and_then(|v| auth.ring.unseal(Purpose::Login, &auth.names.login, v).ok())
+        .is_some_and(|o| browser_hash(&o.plaintext) == transaction.browser);
+    if !bound {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            Code::LoginFailed,
+            "state not bound to this browser",
+        );
+    }
+
+    let metadata = match auth.idp.metadata().await {
+        Ok(m) => m,
+        Err(_) => {
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::IdpUnavailable,
+                "IdP unavailable",
+            )
+        }
+    };
+    // RFC 9207: the response names its issuer, and it must be ours.
+    match params.get("iss") {
+        Some(iss) if iss != auth.idp.issuer() => {
+            return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "iss mismatch");
+        }
+        None if metadata.authorization_response_iss_parameter_supported => {
+            return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "iss missing");
+        }
+        _ => {}
+    }
+    if let Some(error) = params.get("error") {
+        // The IdP's own words stay in the log (escaped by the logger).
+        tracing::warn!(request_id, idp_error = %error, "IdP returned an error");
+        return page::error(StatusCode::BAD_REQUEST, Code::LoginFailed, request_id);
+    }
+    let Some(code) = params.get("code") else {
+        return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "no code");
+    };
+
+    let tokens = match auth
+        .idp
+        .exchange_code(code, &transaction.verifier, &auth.redirect_uri())
+        .await
+    {
+        Ok(t) => t,
+        Err(IdpError::Unreachable(e)) => {
+            tracing::warn!(request_id, error = %e, "code exchange: IdP unreachable");
+            return page::error(StatusCode::SERVICE_UNAVAILABLE, Code::IdpUnavailable, request_id);
+        }
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                Code::LoginFailed,
+                &format!("code exchange: {e}"),
+            )
+        }
+    };
+    let Some(id_token) = &tokens.id_token else {
+        return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "no ID token");
+    };
+    let claims = match auth
+        .idp
+        .validate_id_token(
+            id_token.expose(),
+            Some(&transaction.nonce),
+            Some(tokens.access_token.expose()),
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(IdTokenCheckError::Idp(IdpError::Unreachable(_))) => {
+            return page::error(StatusCode::SERVICE_UNAVAILABLE, Code::IdpUnavailable, request_id);
+        }
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                Code::LoginFailed,
+                &format!("ID token: {e}"),
+            )
+        }
+    };
+
+    // A session the browser brought along is ended, never promoted (CK-11).
+    if let Ok(old) = session::load(auth, &request.headers).await {
+        let _ = auth.store.delete(&old.key).await;
+    }
+    let cookie = match session::create(auth, tokens, claims).await {
+        Ok(c) => c,
+        Err(StoreError::Unavailable(e)) => {
+            tracing::warn!(request_id, error = %e, "session not stored");
+            return page::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::SessionStoreUnavailable,
+                request_id,
+            );
+        }
+        Err(StoreError::Conflict) => {
+            return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "session id collision")
+        }
+    };
+    let mut response = redirect(&transaction.return_to);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, auth.names.set_session(&cookie));
+    response
+}

@@ -1,0 +1,48 @@
+//! CSRF guard for API routes, `/auth/user` and `/auth/logout`.
+//!
+//! Every call must carry `X-CSRF: 1`: a custom header that a cross-site
+//! form or `text/plain` fetch cannot add without a CORS preflight, which
+//! cloakroom never grants (threat-model T11). Unsafe methods must also come
+//! from an allowed origin: `Origin` exactly `public_url`'s or one listed in
+//! `allowed_origins`, or, without `Origin`, `Sec-Fetch-Site: same-origin`.
+//! `same-site` is not enough: a sibling subdomain is same-site (T12).
+
+use http::{header, HeaderMap, Method};
+
+use crate::config::Config;
+use crate::error::Refusal;
+
+pub struct Csrf {
+    origins: Vec<String>,
+}
+
+// === impl Csrf ===
+
+impl Csrf {
+    pub fn new(config: &Config) -> Self {
+        let mut origins = vec![config.public_url.origin().ascii_serialization()];
+        origins.extend(config.allowed_origins.iter().cloned());
+        Self { origins }
+    }
+
+    pub fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+        if headers.get("x-csrf").is_none_or(|v| v != "1") {
+            return Err(Refusal::Csrf("missing X-CSRF: 1"));
+        }
+        let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        if fetch_site == Some("cross-site") {
+            return Err(Refusal::Csrf("cross-site request"));
+        }
+        // Deliberately not Method::is_safe: OPTIONS and TRACE are not API reads.
+        let safe = method == Method::GET || method == Method::HEAD;
+        if safe {
+            return Ok(());
+        }
+        match headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("")) {
+            Some(origin) if self.origins.iter().any(|o| o == origin) => Ok(()),
+            Some(_) => Err(Refusal::Csrf("origin not allowed")),
+            None if fetch_site == Some("same-origin") => Ok(()),
+            None => Err(Refusal::Csrf("no Origin on an unsafe request")),
+        }
+    }
+}

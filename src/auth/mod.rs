@@ -1,0 +1,126 @@
+//! The BFF endpoints under `/auth/` and the session a request carries.
+//!
+//! - `GET /auth/login?return_to=`: start a code flow (PKCE S256, state, nonce);
+//! - `GET /auth/callback`: finish it, start a new session;
+//! - `GET /auth/user`: the session's claims and expiry;
+//! - `POST /auth/logout`: end the session here and at the IdP.
+
+pub mod callback;
+pub mod csrf;
+pub mod login;
+pub mod page;
+pub mod return_to;
+pub mod session;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+
+use crate::body::{self, Body};
+use crate::config::Config;
+use crate::cookie::{CookieNames, KeyRing};
+use crate::error::{BoxError, Refusal};
+use crate::oidc::Idp;
+use crate::session::SessionStore;
+
+/// Everything the login flow and sessions need, shared by all workers.
+pub struct Auth {
+    pub config: Arc<Config>,
+    pub idp: Arc<Idp>,
+    pub ring: KeyRing,
+    pub names: CookieNames,
+    pub store: Arc<dyn SessionStore>,
+    pub csrf: csrf::Csrf,
+}
+
+// === impl Auth ===
+
+impl Auth {
+    /// `None` when no `oidc` section is configured (anonymous routes only).
+    pub fn new(config: Arc<Config>, store: Arc<dyn SessionStore>) -> Result<Option<Arc<Self>>, BoxError> {
+        let Some(oidc) = config.oidc.clone() else {
+            return Ok(None);
+        };
+        let ring = KeyRing::new(&config.cookie.keys).ok_or("cookie.keys is empty")?;
+        let idp = Idp::new(oidc)?;
+        Ok(Some(Arc::new(Self {
+            names: CookieNames::new(&config),
+            csrf: csrf::Csrf::new(&config),
+            config,
+            idp,
+            ring,
+            store,
+        })))
+    }
+
+    /// The redirect URI registered at the IdP.
+    pub fn redirect_uri(&self) -> String {
+        format!("{}auth/callback", self.config.public_url)
+    }
+
+    /// Serves `/auth/*`.
+    pub async fn handle(
+        &self,
+        path: &str,
+        request: Request<Body>,
+        request_id: &str,
+    ) -> Result<Response<Body>, BoxError> {
+        // None of these endpoints reads a body.
+        let (request, _) = request.into_parts();
+        match (path, &request.method) {
+            ("/auth/login", &Method::GET) => login::start(self, &request).await,
+            ("/auth/callback", &Method::GET) => Ok(callback::finish(self, &request, request_id).await),
+            ("/auth/user", &Method::GET) => {
+                self.csrf.check(&request.method, &request.headers)?;
+                let loaded = session::load(self, &request.headers).await?;
+                Ok(json(StatusCode::OK, &session::user_info(self, &loaded)))
+            }
+            ("/auth/logout", &Method::POST) => {
+                self.csrf.check(&request.method, &request.headers)?;
+                session::logout(self, &request.headers).await
+            }
+            ("/auth/login" | "/auth/callback" | "/auth/user", _) => {
+                Err(Refusal::MethodNotAllowed { allow: "GET".into() }.into())
+            }
+            ("/auth/logout", _) => Err(Refusal::MethodNotAllowed { allow: "POST".into() }.into()),
+            _ => Err(Refusal::NotFound.into()),
+        }
+    }
+}
+
+/// A JSON answer that no cache keeps.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(body::full(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A redirect no cache keeps and no Referer leaks from (T19).
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    let h = response.headers_mut();
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// A random value of `bytes` bytes, base64url without padding.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}

@@ -1,0 +1,148 @@
+//! The session record: what the store holds for one session, sealed.
+//!
+//! Sealed with AES-256-GCM under the per-session key that only the cookie
+//! carries, with the store key as associated data, so a record cannot be
+//! moved under another session's key (threat-model T09, CK-14). Whoever
+//! reads the store alone recovers nothing.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use bytes::Bytes;
+use hmac::Mac;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::cookie::{SealError, Ticket};
+use crate::secret::Secret;
+
+/// Record format written by this release; older ones stay readable.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Record {
+    pub format: u32,
+    pub access_token: Secret<String>,
+    /// Seconds since the epoch.
+    pub access_expires_at: u64,
+    pub refresh_token: Option<Secret<String>>,
+    pub id_token: Option<Secret<String>>,
+    /// The ID token claims kept for `/auth/user` and identity checks.
+    pub claims: Map<String, Value>,
+    pub created_at: u64,
+    pub last_seen: u64,
+}
+
+/// The store key of a session: a keyed hash of its id (T08), keyed by the
+/// session's own data key so it survives cookie-key rotation. The hash tag
+/// keeps a session's keys in one Redis Cluster slot.
+pub fn store_key(ticket: &Ticket) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&ticket.data_key).expect("any key length");
+    mac.update(b"cloakroom session id");
+    mac.update(&ticket.sid);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("cloakroom:{{{hex}}}:s")
+}
+
+// === impl Record ===
+
+impl Record {
+    pub fn seal(&self, ticket: &Ticket, store_key: &str) -> Bytes {
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let cipher = Aes256Gcm::new(&ticket.data_key.into());
+        let sealed = cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &json,
+                    aad: store_key.as_bytes(),
+                },
+            )
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(12 + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Bytes::from(out)
+    }
+
+    /// Opens a record. A record of an unknown format is "no session" (RD-13).
+    pub fn open(bytes: &[u8], ticket: &Ticket, store_key: &str) -> Result<Self, SealError> {
+        if bytes.len() < 12 + 16 {
+            return Err(SealError::Malformed);
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| SealError::Malformed)?;
+        let cipher = Aes256Gcm::new(&ticket.data_key.into());
+        let json = zeroize::Zeroizing::new(
+            cipher
+                .decrypt(
+                    &Nonce::from(nonce),
+                    Payload {
+                        msg: sealed,
+                        aad: store_key.as_bytes(),
+                    },
+                )
+                .map_err(|_| SealError::Tampered)?,
+        );
+        let record: Record = serde_json::from_slice(&json).map_err(|_| SealError::Malformed)?;
+        if record.format > FORMAT {
+            return Err(SealError::Malformed);
+        }
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            format: FORMAT,
+            access_token: Secret::new("AT-secret".into()),
+            access_expires_at: 10,
+            refresh_token: Some(Secret::new("RT-secret".into())),
+            id_token: None,
+            claims: Map::new(),
+            created_at: 1,
+            last_seen: 1,
+        }
+    }
+
+    #[test]
+    fn ck14_a_record_is_unreadable_without_the_cookie() {
+        let ticket = Ticket::generate(0);
+        let key = store_key(&ticket);
+        let sealed = record().seal(&ticket, &key);
+        assert!(!sealed.windows(9).any(|w| w == b"AT-secret"));
+        assert!(!sealed.windows(9).any(|w| w == b"RT-secret"));
+        assert_eq!(
+            Record::open(&sealed, &ticket, &key)
+                .unwrap()
+                .access_token
+                .expose(),
+            "AT-secret"
+        );
+        assert!(
+            Record::open(&sealed, &Ticket::generate(0), &key).is_err(),
+            "another session's key"
+        );
+        let other = Ticket::generate(0);
+        assert!(
+            Record::open(&sealed, &ticket, &store_key(&other)).is_err(),
+            "moved under another key"
+        );
+    }
+
+    #[test]
+    fn ck12_store_keys_are_hashed_and_hash_tagged() {
+        let ticket = Ticket::generate(0);
+        let key = store_key(&ticket);
+        assert!(key.starts_with("cloakroom:{") && key.ends_with("}:s"), "{key}");
+        let sid_hex: String = ticket.sid.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!key.contains(&sid_hex));
+    }
+}
