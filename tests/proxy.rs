@@ -393,7 +393,7 @@ async fn px24_websocket_echo_through_the_proxy() {
 async fn h2c_prior_knowledge_is_served_on_the_same_port() {
     let up = Upstream::start().await;
     let app = App::start(&config(&[("/", &up.url(), "")])).await;
-    let h2 = reqwest::Client::builder()
+    let h2 = support::client_builder()
         .http2_prior_knowledge()
         .build()
         .unwrap();
@@ -433,7 +433,7 @@ routes:
         u = up.url()
     );
     let app = App::start(&yaml).await;
-    let r = client().get(app.url("/api/me")).send().await.unwrap();
+    let r = client().get(app.url("/api/me")).header("x-csrf", "1").send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "login_required");
     let r = client().post(app.url("/app/page")).send().await.unwrap();

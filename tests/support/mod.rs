@@ -282,10 +282,14 @@ pub fn config(routes: &[(&str, &str, &str)]) -> String {
 
 /// A client that never follows redirects and has no cookie store.
 pub fn client() -> reqwest::Client {
+    client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// reqwest is built without a default TLS crypto provider; pick ring, as
+/// cloakroom does.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
 }
 
 /// The headers the echo upstream reports, as (name, value) pairs.
