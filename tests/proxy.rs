@@ -393,10 +393,7 @@ async fn px24_websocket_echo_through_the_proxy() {
 async fn h2c_prior_knowledge_is_served_on_the_same_port() {
     let up = Upstream::start().await;
     let app = App::start(&config(&[("/", &up.url(), "")])).await;
-    let h2 = support::client_builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = support::client_builder().http2_prior_knowledge().build().unwrap();
     let r = h2.post(app.url("/h2?x=1")).body("payload").send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     let json: Value = r.json().await.unwrap();
@@ -433,7 +430,12 @@ routes:
         u = up.url()
     );
     let app = App::start(&yaml).await;
-    let r = client().get(app.url("/api/me")).header("x-csrf", "1").send().await.unwrap();
+    let r = client()
+        .get(app.url("/api/me"))
+        .header("x-csrf", "1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "login_required");
     let r = client().post(app.url("/app/page")).send().await.unwrap();

@@ -47,13 +47,9 @@ pub async fn json<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Resu
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-        });
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        // `application/json`, or a JSON subtype such as `application/jwk-set+json`.
+        .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
     let body = read_capped(response).await?;
     if !is_json {
         return Err(IdpError::BadResponse("the IdP answer is not JSON"));

@@ -87,7 +87,8 @@ provider.on('grant.success', (ctx) => {
   stats.grants[type] = (stats.grants[type] ?? 0) + 1;
 });
 provider.on('grant.revoked', () => { stats.revoked += 1; });
-provider.on('revocation.success', () => { stats.revocations += 1; });
+// A refresh token destroyed: revoked (RFC 7009) or its grant revoked.
+provider.on('refresh_token.destroyed', () => { stats.revocations += 1; });
 
 const callback = provider.callback();
 server.on('request', (req, res) => {

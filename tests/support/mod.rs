@@ -2,6 +2,8 @@
 //! each on `127.0.0.1:0`.
 #![allow(dead_code)]
 
+pub mod idp;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -218,10 +220,37 @@ pub struct App {
 impl App {
     /// Starts cloakroom with `yaml` (listen addresses are chosen here).
     pub async fn start(yaml: &str) -> Self {
-        let config = cloakroom::Config::load(yaml, &cloakroom::config::MapEnv::default())
-            .unwrap_or_else(|e| panic!("test config does not load:\n{e}"));
+        Self::bind().await.start(yaml)
+    }
+
+    /// Binds the listeners first, so the config can name the address.
+    pub async fn bind() -> Bound {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Bound {
+            addr: listener.local_addr().unwrap(),
+            listener,
+            admin,
+        }
+    }
+}
+
+/// Listeners bound for an [`App`] not started yet.
+pub struct Bound {
+    pub addr: SocketAddr,
+    listener: TcpListener,
+    admin: TcpListener,
+}
+
+impl Bound {
+    pub fn start(self, yaml: &str) -> App {
+        let config = cloakroom::Config::load(yaml, &cloakroom::config::MapEnv::default())
+            .unwrap_or_else(|e| panic!("test config does not load:\n{e}"));
+        if std::env::var_os("RUST_LOG").is_some() {
+            // Debugging a test: show cloakroom's logs.
+            cloakroom::telemetry::init(&config.log);
+        }
+        let Bound { listener, admin, .. } = self;
         let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -230,14 +259,16 @@ impl App {
             };
             cloakroom::run(listener, admin, config, shutdown).await.unwrap();
         });
-        Self {
+        App {
             addr,
             admin: admin_addr,
             stop: Some(stop),
             task: Some(task),
         }
     }
+}
 
+impl App {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -282,7 +313,10 @@ pub fn config(routes: &[(&str, &str, &str)]) -> String {
 
 /// A client that never follows redirects and has no cookie store.
 pub fn client() -> reqwest::Client {
-    client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 /// reqwest is built without a default TLS crypto provider; pick ring, as

@@ -1,0 +1,461 @@
+//! Login through the real IdP (oidc-provider), sessions, CSRF and logout.
+//! Test names carry the threat-model case ids they check.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::idp::{Browser, Idp};
+use support::{echoed, App, Upstream};
+
+const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+const API: &str = "urn:cloakroom:test-api";
+
+struct World {
+    idp: Idp,
+    up: Upstream,
+    _app: App,
+    base: String,
+}
+
+async fn world(extra: &str) -> World {
+    let up = Upstream::start().await;
+    let bound = App::bind().await;
+    let base = format!("http://127.0.0.1:{}", bound.addr.port());
+    let idp = Idp::start(json!({
+        "redirect_uris": [format!("{base}/auth/callback")],
+        "post_logout_redirect_uris": [format!("{base}/")],
+    }));
+    let yaml = format!(
+        "public_url: {base}
+log: {{level: warn}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
+cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+routes:
+  - {{path: /api, upstream: '{u}'}}
+  - {{path: /app, upstream: '{u}', login_redirect: true}}
+  - {{path: /, upstream: '{u}', auth: none}}
+{extra}",
+        iss = idp.issuer,
+        u = up.url()
+    );
+    let app = bound.start(&yaml);
+    World {
+        idp,
+        up,
+        _app: app,
+        base,
+    }
+}
+
+impl World {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Logs `user` in; returns the browser and the page it ended on.
+    async fn login(&self, user: &str) -> (Browser, support::idp::Page) {
+        let browser = Browser::new(&self.base);
+        let (page, _) = browser
+            .navigate(&self.url("/auth/login?return_to=/app/home"), user)
+            .await;
+        (browser, page)
+    }
+
+    /// Runs a login up to the IdP's redirect back; returns the callback URL
+    /// without fetching it.
+    async fn callback_url(&self, browser: &Browser, user: &str) -> String {
+        let (_, visited) = browser
+            .navigate_until(&self.url("/auth/login"), user, Some(&self.url("/auth/callback")))
+            .await;
+        visited.last().unwrap().clone()
+    }
+
+    async fn api(
+        &self,
+        browser: &Browser,
+        method: reqwest::Method,
+        headers: &[(&str, &str)],
+    ) -> support::idp::Page {
+        browser
+            .send(method, &self.url("/api/orders"), headers, None)
+            .await
+    }
+}
+
+fn cookie_name() -> &'static str {
+    // Plain-http development mode: no __Host- prefix.
+    "cloakroom"
+}
+
+#[tokio::test]
+async fn login_through_the_real_idp_puts_a_verified_bearer_jwt_on_upstream_calls() {
+    let w = world("").await;
+    let (browser, page) = w.login("alice").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.url.ends_with("/app/home"), "{}", page.url);
+
+    let r = w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["cache-control"], "no-store", "PX-21");
+    let seen: Value = serde_json::from_str(&r.body).unwrap();
+    let bearer = echoed(&seen, "authorization").expect("a bearer reached the upstream");
+    let token = bearer.strip_prefix("Bearer ").expect("Bearer scheme");
+
+    // Verified as the API would: the IdP's keys, its issuer, our audience.
+    let jwks = w.idp.jwks().await;
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[API]);
+    validation.set_issuer(&[&w.idp.issuer]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], "alice");
+
+    // The upstream never sees cloakroom's cookies.
+    assert!(echoed(&seen, "cookie").is_none_or(|c| !c.contains("cloakroom")));
+
+    // /auth/user: claims and expiry, no token.
+    let user = browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await;
+    assert_eq!(user.status, 200);
+    let info: Value = serde_json::from_str(&user.body).unwrap();
+    assert_eq!(info["sub"], "alice");
+    assert_eq!(info["email"], "alice@example.test");
+    assert!(info["expires_at"].as_u64().unwrap() > info["idle_expires_at"].as_u64().unwrap());
+
+    // PX-25: nothing cloakroom itself answered carried the access token.
+    for text in &browser.seen.lock().unwrap().texts {
+        if !text.contains("\"body_len\"") {
+            assert!(!text.contains(token), "access token leaked: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn ck10_session_cookie_attributes_and_single_small_login_cookie() {
+    let w = world("").await;
+    let browser = Browser::new(&w.base);
+    let callback = w.callback_url(&browser, "alice").await;
+    let login_cookie = browser
+        .cookie(&w.base, "cloakroom-login")
+        .expect("pre-auth cookie");
+    assert!(login_cookie.len() < 200, "small pre-auth cookie");
+    let page = browser.get(&callback, &[]).await;
+    assert_eq!(page.status, 302);
+    assert_eq!(page.headers["cache-control"], "no-store", "LG-14");
+    assert_eq!(page.headers["referrer-policy"], "no-referrer", "LG-14");
+    assert_eq!(page.headers["location"], "/", "LG-14: a clean URL");
+    let set: Vec<&str> = page
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("cloakroom="))
+        .expect("session cookie");
+    assert!(
+        session.ends_with("; Path=/; HttpOnly; SameSite=Strict"),
+        "{session}"
+    );
+    assert!(session.len() < 4096);
+}
+
+#[tokio::test]
+async fn twenty_tabs_log_in_at_once_with_one_pre_auth_cookie() {
+    let w = world("").await;
+    let browser = Browser::new(&w.base);
+    let mut callbacks = Vec::new();
+    for _ in 0..20 {
+        callbacks.push(w.callback_url(&browser, "alice").await);
+    }
+    let cookie_names: Vec<String> = browser.cookie(&w.base, "cloakroom-login").into_iter().collect();
+    assert_eq!(cookie_names.len(), 1);
+    let finished = futures_util::future::join_all(callbacks.iter().map(|c| {
+        let b = browser.clone();
+        async move { b.get(c, &[]).await.status }
+    }))
+    .await;
+    assert!(finished.iter().all(|s| *s == 302), "{finished:?}");
+}
+
+#[tokio::test]
+async fn cs01_to_cs06_api_calls_need_the_csrf_header_and_an_allowed_origin() {
+    let w = world("").await;
+    let (browser, _) = w.login("alice").await;
+    let before = w.up.requests();
+    let post = reqwest::Method::POST;
+    let base = w.base.clone();
+    for (case, headers) in [
+        ("CS-01 no X-CSRF", vec![("origin", base.as_str())]),
+        (
+            "CS-02 foreign origin",
+            vec![("x-csrf", "1"), ("origin", "https://evil.example")],
+        ),
+        ("CS-03 null origin", vec![("x-csrf", "1"), ("origin", "null")]),
+        (
+            "CS-04 simple request",
+            vec![("content-type", "text/plain"), ("origin", base.as_str())],
+        ),
+        (
+            "CS-05 cross-site",
+            vec![("x-csrf", "1"), ("sec-fetch-site", "cross-site")],
+        ),
+        (
+            "CS-05 same-site sibling",
+            vec![("x-csrf", "1"), ("sec-fetch-site", "same-site")],
+        ),
+        ("CS-05 no origin at all", vec![("x-csrf", "1")]),
+    ] {
+        let r = w.api(&browser, post.clone(), &headers).await;
+        assert_eq!(r.status, 403, "{case}: {}", r.body);
+        assert!(r.body.contains("csrf_failed"), "{case}");
+    }
+    let r = w.api(&browser, reqwest::Method::GET, &[]).await;
+    assert_eq!(r.status, 403, "CS-06: GET needs the header too");
+    assert_eq!(w.up.requests(), before, "no refused call reached the upstream");
+    let r = w
+        .api(&browser, post.clone(), &[("x-csrf", "1"), ("origin", &base)])
+        .await;
+    assert_eq!(r.status, 200, "same origin");
+    let r = w
+        .api(
+            &browser,
+            post,
+            &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "CS-05 same-origin");
+}
+
+#[tokio::test]
+async fn cs09_auth_user_needs_the_csrf_header() {
+    let w = world("").await;
+    let (browser, _) = w.login("alice").await;
+    assert_eq!(browser.get(&w.url("/auth/user"), &[]).await.status, 403);
+    assert_eq!(
+        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn lg01_lg02_lg03_lg08_lg10_callback_parameters_are_checked() {
+    let w = world("").await;
+    let browser = Browser::new(&w.base);
+    let good = w.callback_url(&browser, "alice").await;
+    let url = url::Url::parse(&good).unwrap();
+    let params: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+    let with = |pairs: &[(String, String)]| {
+        let mut u = url.clone();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+        u.to_string()
+    };
+    let without_state: Vec<_> = params.iter().filter(|(k, _)| k != "state").cloned().collect();
+    let mut wrong_state = params.clone();
+    wrong_state
+        .iter_mut()
+        .filter(|(k, _)| k == "state")
+        .for_each(|(_, v)| v.push('x'));
+    let mut wrong_iss = params.clone();
+    wrong_iss
+        .iter_mut()
+        .filter(|(k, _)| k == "iss")
+        .for_each(|(_, v)| *v = "https://evil.example".into());
+    let mut duplicated = params.clone();
+    duplicated.push(("code".into(), "other".into()));
+    for (case, target) in [
+        ("LG-01", with(&without_state)),
+        ("LG-02", with(&wrong_state)),
+        ("LG-10", with(&duplicated)),
+    ] {
+        let page = browser.get(&target, &[]).await;
+        assert_eq!(page.status, 400, "{case}");
+        assert!(page.body.contains("login_failed"), "{case}");
+    }
+    // LG-08: the issuer parameter is checked (the transaction is consumed).
+    let second = w.callback_url(&browser, "alice").await;
+    let mut u = url::Url::parse(&second).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                if k == "iss" {
+                    "https://evil.example".to_string()
+                } else {
+                    v.to_string()
+                },
+            )
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(&pairs);
+    assert_eq!(browser.get(u.as_str(), &[]).await.status, 400, "LG-08");
+    let _ = wrong_iss;
+
+    // The untouched callback works once, and a replay fails (LG-03).
+    assert_eq!(browser.get(&good, &[]).await.status, 302);
+    assert_eq!(browser.get(&good, &[]).await.status, 400, "LG-03");
+    let stats = w.idp.stats().await;
+    assert_eq!(
+        stats["grants"]["authorization_code"], 1,
+        "no token request for refused callbacks: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn lg05_a_callback_from_another_browser_is_refused() {
+    let w = world("").await;
+    let victim = Browser::new(&w.base);
+    let stolen = w.callback_url(&victim, "alice").await;
+    let attacker = Browser::new(&w.base);
+    let page = attacker.get(&stolen, &[]).await;
+    assert_eq!(page.status, 400);
+    assert!(attacker.cookie(&w.base, cookie_name()).is_none());
+}
+
+#[tokio::test]
+async fn lg11_idp_errors_are_shown_escaped() {
+    let w = world("").await;
+    let browser = Browser::new(&w.base);
+    let good = w.callback_url(&browser, "alice").await;
+    let url = url::Url::parse(&good).unwrap();
+    let mut u = url.clone();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "code")
+        .map(|(k, v)| (k.into(), v.into()))
+        .chain([
+            ("error".into(), "access_denied".into()),
+            ("error_description".into(), "<script>alert(1)</script>".into()),
+        ])
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(&pairs);
+    let page = browser.get(u.as_str(), &[]).await;
+    assert_eq!(page.status, 400);
+    assert!(!page.body.contains("<script>"), "{}", page.body);
+    assert!(page.body.contains("login_failed"));
+    assert!(page.body.contains("/auth/login"), "a way to sign in again");
+}
+
+#[tokio::test]
+async fn lg12_login_never_returns_off_origin() {
+    let w = world("").await;
+    for evil in [
+        "//evil.example",
+        "https://evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ] {
+        let browser = Browser::new(&w.base);
+        let start = format!("{}?return_to={}", w.url("/auth/login"), urlencode(evil));
+        let (_, visited) = browser.navigate(&start, "alice").await;
+        let last = visited.last().unwrap();
+        assert_eq!(last, &w.url("/"), "{evil} ended at {last}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn ck01_a_tampered_session_cookie_is_401_and_cleared() {
+    let w = world("").await;
+    let (browser, _) = w.login("alice").await;
+    let value = browser.cookie(&w.base, cookie_name()).unwrap();
+    let mut bytes = value.into_bytes();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    browser.set_cookie(&w.base, cookie_name(), std::str::from_utf8(&bytes).unwrap());
+    let before = w.up.requests();
+    let r = w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("login_required"));
+    let cleared = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .any(|v| v.to_str().unwrap().contains("Max-Age=0"));
+    assert!(cleared, "cookie cleared");
+    assert_eq!(w.up.requests(), before);
+}
+
+#[tokio::test]
+async fn ck11_a_planted_session_is_replaced_at_login_and_ended() {
+    let w = world("").await;
+    let (mallory, _) = w.login("mallory").await;
+    let planted = mallory.cookie(&w.base, cookie_name()).unwrap();
+    let victim = Browser::new(&w.base);
+    victim.set_cookie(&w.base, cookie_name(), &planted);
+    let (page, _) = victim
+        .navigate(&w.url("/auth/login?return_to=/app/home"), "alice")
+        .await;
+    assert_eq!(page.status, 200);
+    let fresh = victim.cookie(&w.base, cookie_name()).unwrap();
+    assert_ne!(fresh, planted);
+    let me: Value =
+        serde_json::from_str(&victim.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.body).unwrap();
+    assert_eq!(me["sub"], "alice");
+    // The planted session was deleted, not promoted.
+    assert_eq!(
+        mallory.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_logout() {
+    let w = world("").await;
+    let (browser, _) = w.login("alice").await;
+    let post = reqwest::Method::POST;
+    let refused = browser
+        .send(post.clone(), &w.url("/auth/logout"), &[], None)
+        .await;
+    assert_eq!(refused.status, 403, "CS-08: logout needs the CSRF header");
+    let get = browser.get(&w.url("/auth/logout"), &[("x-csrf", "1")]).await;
+    assert_eq!(get.status, 405, "CS-08: no logout by GET");
+
+    let r = browser
+        .send(
+            post,
+            &w.url("/auth/logout"),
+            &[("x-csrf", "1"), ("origin", &w.base)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let clear = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("cloakroom="));
+    assert_eq!(
+        clear.as_deref(),
+        Some("cloakroom=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        "CK-15"
+    );
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    let logout_url = url::Url::parse(body["logout_url"].as_str().unwrap()).unwrap();
+    assert!(logout_url
+        .as_str()
+        .starts_with(&format!("{}/session/end", w.idp.issuer)));
+    let q: std::collections::HashMap<_, _> = logout_url.query_pairs().collect();
+    assert_eq!(q["client_id"], "cloakroom");
+    assert_eq!(q["post_logout_redirect_uri"], format!("{}/", w.base));
+    assert!(!q.contains_key("id_token_hint"), "no token reaches the browser");
+    assert_eq!(
+        w.idp.stats().await["revocations"],
+        1,
+        "refresh token revoked (RFC 7009)"
+    );
+    assert_eq!(
+        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
+            .await
+            .status,
+        401
+    );
+}
