@@ -3,84 +3,11 @@
 
 mod support;
 
-use serde_json::{json, Value};
-use support::idp::{Browser, Idp};
-use support::{echoed, App, Upstream};
+use serde_json::Value;
+use support::echoed;
+use support::idp::{world, Browser};
 
-const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
 const API: &str = "urn:cloakroom:test-api";
-
-struct World {
-    idp: Idp,
-    up: Upstream,
-    _app: App,
-    base: String,
-}
-
-async fn world(extra: &str) -> World {
-    let up = Upstream::start().await;
-    let bound = App::bind().await;
-    let base = format!("http://127.0.0.1:{}", bound.addr.port());
-    let idp = Idp::start(json!({
-        "redirect_uris": [format!("{base}/auth/callback")],
-        "post_logout_redirect_uris": [format!("{base}/")],
-    }));
-    let yaml = format!(
-        "public_url: {base}
-log: {{level: warn}}
-oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
-routes:
-  - {{path: /api, upstream: '{u}'}}
-  - {{path: /app, upstream: '{u}', login_redirect: true}}
-  - {{path: /, upstream: '{u}', auth: none}}
-{extra}",
-        iss = idp.issuer,
-        u = up.url()
-    );
-    let app = bound.start(&yaml);
-    World {
-        idp,
-        up,
-        _app: app,
-        base,
-    }
-}
-
-impl World {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Logs `user` in; returns the browser and the page it ended on.
-    async fn login(&self, user: &str) -> (Browser, support::idp::Page) {
-        let browser = Browser::new(&self.base);
-        let (page, _) = browser
-            .navigate(&self.url("/auth/login?return_to=/app/home"), user)
-            .await;
-        (browser, page)
-    }
-
-    /// Runs a login up to the IdP's redirect back; returns the callback URL
-    /// without fetching it.
-    async fn callback_url(&self, browser: &Browser, user: &str) -> String {
-        let (_, visited) = browser
-            .navigate_until(&self.url("/auth/login"), user, Some(&self.url("/auth/callback")))
-            .await;
-        visited.last().unwrap().clone()
-    }
-
-    async fn api(
-        &self,
-        browser: &Browser,
-        method: reqwest::Method,
-        headers: &[(&str, &str)],
-    ) -> support::idp::Page {
-        browser
-            .send(method, &self.url("/api/orders"), headers, None)
-            .await
-    }
-}
 
 fn cookie_name() -> &'static str {
     // Plain-http development mode: no __Host- prefix.
@@ -125,7 +52,7 @@ async fn login_through_the_real_idp_puts_a_verified_bearer_jwt_on_upstream_calls
     assert!(info["expires_at"].as_u64().unwrap() > info["idle_expires_at"].as_u64().unwrap());
 
     // PX-25: nothing cloakroom itself answered carried the access token.
-    for text in &browser.seen.lock().unwrap().texts {
+    for (_, text) in &browser.seen.lock().unwrap().responses {
         if !text.contains("\"body_len\"") {
             assert!(!text.contains(token), "access token leaked: {text}");
         }
@@ -458,4 +385,53 @@ async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_
             .status,
         401
     );
+}
+
+#[tokio::test]
+async fn lg06_every_authorization_request_has_fresh_pkce_state_and_nonce() {
+    let w = world("").await;
+    let browser = Browser::new(&w.base);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let page = browser.get(&w.url("/auth/login"), &[]).await;
+        assert_eq!(page.status, 302);
+        let location = url::Url::parse(page.headers["location"].to_str().unwrap()).unwrap();
+        let q: std::collections::HashMap<String, String> = location
+            .query_pairs()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["response_type"], "code");
+        for name in ["state", "nonce", "code_challenge"] {
+            assert!(q[name].len() >= 43, "{name} carries at least 256 bits");
+            assert!(seen.insert(q[name].clone()), "{name} repeated");
+        }
+    }
+    assert!(browser.cookie(&w.base, "cloakroom-login").is_some());
+}
+
+#[tokio::test]
+async fn lg09_lg13_missing_iss_is_refused_and_return_to_comes_only_from_the_transaction() {
+    let w = world("").await;
+    let browser = Browser::new(&w.base);
+    let callback = w.callback_url(&browser, "alice").await;
+    let mut u = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != "iss")
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(&pairs);
+    assert_eq!(
+        browser.get(u.as_str(), &[]).await.status,
+        400,
+        "LG-09: the IdP advertises iss"
+    );
+
+    let callback = w.callback_url(&browser, "alice").await;
+    let page = browser
+        .get(&format!("{callback}&return_to=https%3A%2F%2Fevil.example"), &[])
+        .await;
+    assert_eq!(page.status, 302);
+    assert_eq!(page.headers["location"], "/", "LG-13");
 }

@@ -13,6 +13,7 @@
 //
 // GET /__stats answers with what the tests must check on the IdP's side:
 // how many grants of each type succeeded, and how many grants were revoked.
+// GET /__issued lists every token the token endpoint issued.
 
 import http from 'node:http';
 import Provider from 'oidc-provider';
@@ -20,6 +21,9 @@ import Provider from 'oidc-provider';
 const settings = JSON.parse(process.argv[2] || '{}');
 const API = 'urn:cloakroom:test-api';
 const stats = { grants: {}, revoked: 0, revocations: 0 };
+// Every token the token endpoint handed out, so tests can prove none of
+// them ever reaches a browser or a log line (PX-25).
+const issued = [];
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -82,6 +86,15 @@ const provider = new Provider(issuer, {
   }),
 });
 
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path === '/token' && ctx.body && typeof ctx.body === 'object') {
+    for (const key of ['access_token', 'refresh_token', 'id_token']) {
+      if (ctx.body[key]) issued.push(ctx.body[key]);
+    }
+  }
+});
+
 provider.on('grant.success', (ctx) => {
   const type = ctx.oidc.params.grant_type;
   stats.grants[type] = (stats.grants[type] ?? 0) + 1;
@@ -92,9 +105,9 @@ provider.on('refresh_token.destroyed', () => { stats.revocations += 1; });
 
 const callback = provider.callback();
 server.on('request', (req, res) => {
-  if (req.url === '/__stats') {
+  if (req.url === '/__stats' || req.url === '/__issued') {
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify(stats));
+    res.end(JSON.stringify(req.url === '/__stats' ? stats : issued));
     return;
   }
   callback(req, res);

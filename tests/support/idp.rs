@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Once};
 
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use super::{App, Upstream};
 
 /// A running `tests/idp/server.mjs`.
 pub struct Idp {
@@ -69,6 +72,18 @@ impl Idp {
             .unwrap()
     }
 
+    /// Every token the IdP issued (access, refresh, ID).
+    pub async fn issued(&self) -> Vec<String> {
+        super::client()
+            .get(format!("{}/__issued", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The IdP's public keys, to verify tokens as an API would.
     pub async fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
         super::client()
@@ -92,7 +107,8 @@ impl Drop for Idp {
 /// Everything a browser saw from one origin, for leak checks (PX-25).
 #[derive(Default, Clone)]
 pub struct Seen {
-    pub texts: Vec<String>,
+    /// (request URL, "status headers body") of each response.
+    pub responses: Vec<(String, String)>,
 }
 
 /// A minimal browser: a cookie jar per host:port, no JavaScript.
@@ -187,7 +203,8 @@ impl Browser {
         }
         if url.starts_with(&self.watch) {
             let mut seen = self.seen.lock().unwrap();
-            seen.texts.push(format!("{status} {headers:?} {body}"));
+            seen.responses
+                .push((url.to_owned(), format!("{status} {headers:?} {body}")));
         }
         Page {
             status,
@@ -270,4 +287,70 @@ fn form(html: &str) -> Option<(String, Vec<(String, String)>)> {
         }
     }
     Some((action, fields))
+}
+
+const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+
+pub struct World {
+    pub idp: Idp,
+    pub up: Upstream,
+    pub app: App,
+    pub base: String,
+}
+
+/// cloakroom in front of an echo upstream, logging in through the real IdP.
+/// Routes: `/api` (API, token), `/app` (pages), `/` (anonymous).
+pub async fn world(extra: &str) -> World {
+    let up = Upstream::start().await;
+    let bound = App::bind().await;
+    let base = format!("http://127.0.0.1:{}", bound.addr.port());
+    let idp = Idp::start(json!({
+        "redirect_uris": [format!("{base}/auth/callback")],
+        "post_logout_redirect_uris": [format!("{base}/")],
+    }));
+    let yaml = format!(
+        "public_url: {base}
+log: {{level: warn}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
+cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+routes:
+  - {{path: /api, upstream: '{u}'}}
+  - {{path: /app, upstream: '{u}', login_redirect: true}}
+  - {{path: /, upstream: '{u}', auth: none}}
+{extra}",
+        iss = idp.issuer,
+        u = up.url()
+    );
+    let app = bound.start(&yaml);
+    World { idp, up, app, base }
+}
+
+impl World {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Logs `user` in; returns the browser and the page it ended on.
+    pub async fn login(&self, user: &str) -> (Browser, Page) {
+        let browser = Browser::new(&self.base);
+        let (page, _) = browser
+            .navigate(&self.url("/auth/login?return_to=/app/home"), user)
+            .await;
+        (browser, page)
+    }
+
+    /// Runs a login up to the IdP's redirect back; returns the callback URL
+    /// without fetching it.
+    pub async fn callback_url(&self, browser: &Browser, user: &str) -> String {
+        let (_, visited) = browser
+            .navigate_until(&self.url("/auth/login"), user, Some(&self.url("/auth/callback")))
+            .await;
+        visited.last().unwrap().clone()
+    }
+
+    pub async fn api(&self, browser: &Browser, method: reqwest::Method, headers: &[(&str, &str)]) -> Page {
+        browser
+            .send(method, &self.url("/api/orders"), headers, None)
+            .await
+    }
 }

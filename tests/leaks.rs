@@ -1,0 +1,121 @@
+//! PX-25: across a whole session (login, API calls, user info, logout) no
+//! response cloakroom writes and no log line it emits contains a token, an
+//! authorization code, the client secret or a session cookie value.
+//!
+//! This test binary captures every log line of the process at debug level,
+//! so it holds this one test only.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use support::idp::world;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn px25_no_secret_reaches_a_response_or_a_log_line() {
+    let logs = Capture::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter("debug")
+        .with_writer(move || writer.clone())
+        .init();
+
+    let w = world("").await;
+    let browser = support::idp::Browser::new(&w.base);
+    let callback = w.callback_url(&browser, "alice").await;
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    assert_eq!(browser.get(&callback, &[]).await.status, 302);
+    let cookie = browser.cookie(&w.base, "cloakroom").expect("session cookie");
+    let api = w
+        .api(
+            &browser,
+            reqwest::Method::POST,
+            &[("x-csrf", "1"), ("origin", &w.base)],
+        )
+        .await;
+    assert_eq!(api.status, 200);
+    assert_eq!(
+        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
+        200
+    );
+    // A failing call too, so error paths are logged.
+    assert_eq!(
+        w.api(&browser, reqwest::Method::POST, &[("x-csrf", "1")])
+            .await
+            .status,
+        403
+    );
+    let logout = browser
+        .send(
+            reqwest::Method::POST,
+            &w.url("/auth/logout"),
+            &[("x-csrf", "1"), ("origin", &w.base)],
+            None,
+        )
+        .await;
+    assert_eq!(logout.status, 200);
+    assert_eq!(
+        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
+            .await
+            .status,
+        401
+    );
+
+    let issued = w.idp.issued().await;
+    assert!(
+        issued.len() >= 3,
+        "access, refresh and ID token issued: {}",
+        issued.len()
+    );
+    let mut secrets: Vec<(&str, String)> = issued.into_iter().map(|t| ("token", t)).collect();
+    secrets.push(("authorization code", code));
+    secrets.push(("client secret", "test-secret".into()));
+    secrets.push(("session cookie", cookie));
+
+    let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(log_text.contains("cloakroom::access"), "logs were captured");
+    // What the browser got from cloakroom itself; proxied bodies are the
+    // upstream's (the test echo server repeats its request headers).
+    let responses: Vec<(String, String)> = browser
+        .seen
+        .lock()
+        .unwrap()
+        .responses
+        .iter()
+        .filter(|(_, t)| !t.contains("\"body_len\""))
+        .cloned()
+        .collect();
+    for (what, secret) in &secrets {
+        for line in log_text.lines() {
+            assert!(!line.contains(secret.as_str()), "{what} in a log line: {line}");
+        }
+        for (url, text) in &responses {
+            // The session cookie is legitimately set by the callback response.
+            if *what == "session cookie" && url.contains("/auth/callback") {
+                continue;
+            }
+            assert!(!text.contains(secret.as_str()), "{what} in a response: {text}");
+        }
+    }
+}
