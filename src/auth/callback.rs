@@ -111,6 +111,14 @@ pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<
             tracing::warn!(request_id, error = %e, "code exchange: IdP unreachable");
             return page::error(StatusCode::SERVICE_UNAVAILABLE, Code::IdpUnavailable, request_id);
         }
+        // A redirect, a wrong content type, an unreadable answer (LG-15).
+        Err(e @ IdpError::BadResponse(_)) => {
+            return fail(
+                StatusCode::BAD_GATEWAY,
+                Code::IdpBadResponse,
+                &format!("code exchange: {e}"),
+            );
+        }
         Err(e) => {
             return fail(
                 StatusCode::BAD_REQUEST,

@@ -14,6 +14,7 @@ pub fn error(status: StatusCode, code: Code, request_id: &str) -> Response<Body>
     let text = match code {
         Code::LoginExpired => "The sign-in took too long and has expired.",
         Code::IdpUnavailable => "The sign-in service is not reachable right now.",
+        Code::IdpBadResponse => "The sign-in service gave an answer that cannot be used.",
         Code::SessionStoreUnavailable => "Sign-in is not available right now.",
         _ => "The sign-in could not be completed.",
     };

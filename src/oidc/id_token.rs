@@ -58,8 +58,17 @@ const ALLOWED: &[Algorithm] = &[
 ];
 
 /// Reads the header's algorithm and key id, before any key is looked up.
+/// A `typ` other than `JWT` (an access token `at+jwt`, a `logout+jwt`) is
+/// not an ID token (ID-23). `jku`, `x5u` and `jwk` are never followed.
 pub fn header(token: &str) -> Result<(Algorithm, Option<String>), IdTokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| IdTokenError::Header)?;
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(IdTokenError::Header);
+    }
     Ok((header.alg, header.kid))
 }
 
@@ -129,15 +138,31 @@ pub fn validate(token: &str, jwk: &Jwk, expected: &Expected<'_>) -> Result<Map<S
     if iat > expected.now + LEEWAY_SECS {
         return Err(IdTokenError::Claim("iat"));
     }
-    // 4./5. with several audiences azp is required; if present it is us.
-    let audiences = match claims.get("aud") {
-        Some(Value::Array(a)) => a.len(),
-        _ => 1,
+    // 3. a single audience: us. An extra, untrusted audience is refused
+    //    (ID-05), so azp never has to choose between them.
+    let only_us = match claims.get("aud") {
+        Some(Value::String(aud)) => aud == expected.client_id,
+        Some(Value::Array(auds)) => auds.len() == 1 && auds[0].as_str() == Some(expected.client_id),
+        _ => false,
     };
-    match claims.get("azp").map(|v| v.as_str()) {
-        Some(Some(azp)) if azp == expected.client_id => {}
-        None if audiences == 1 => {}
-        _ => return Err(IdTokenError::Claim("azp")),
+    if !only_us {
+        return Err(IdTokenError::Claim("aud"));
+    }
+    // 5. azp, when present, is us.
+    if claims
+        .get("azp")
+        .is_some_and(|azp| azp.as_str() != Some(expected.client_id))
+    {
+        return Err(IdTokenError::Claim("azp"));
+    }
+    // A logout token (or anything with `events`) is not an ID token (ID-23).
+    if claims.contains_key("events") {
+        return Err(IdTokenError::Claim("events"));
+    }
+    // ID-10: exp must be a plain number (jsonwebtoken already checked it is
+    // in the future); a float or huge value is refused outright.
+    if claims.get("exp").and_then(Value::as_u64).is_none() {
+        return Err(IdTokenError::Claim("exp"));
     }
     // 11. nonce must equal the one sent in the authorization request.
     if let Some(nonce) = expected.nonce {

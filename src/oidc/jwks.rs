@@ -50,8 +50,18 @@ impl Jwks {
             return Ok(None);
         }
         state.fetched_at = Some(Instant::now());
-        let keys: JwkSet = http::json(client.get(self.uri.clone())).await?;
-        state.keys = Arc::new(keys);
+        let document: serde_json::Value = http::json(client.get(self.uri.clone())).await?;
+        // One key this version cannot read must not hide the others (ID-22).
+        let keys = document
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        state.keys = Arc::new(JwkSet { keys });
         Ok(pick(&state.keys, kid))
     }
 }

@@ -2,6 +2,7 @@
 //! each on `127.0.0.1:0`.
 #![allow(dead_code)]
 
+pub mod fake_idp;
 pub mod idp;
 
 use std::convert::Infallible;

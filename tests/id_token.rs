@@ -1,0 +1,300 @@
+//! ID token validation (OIDC Core §3.1.3.7) and IdP misbehaviour, through a
+//! whole login against a purpose-built IdP that forges what a certified one
+//! never would. Test names carry the threat-model case ids.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{json, Map, Value};
+use support::fake_idp::{self, claims, raw, sign, FakeIdp, ATTACKER_PEM, KEY_PEM};
+use support::idp::Browser;
+use support::{App, Upstream};
+
+const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+
+struct Fake {
+    idp: FakeIdp,
+    _app: App,
+    base: String,
+}
+
+async fn fake() -> Fake {
+    let idp = FakeIdp::start(Box::new(|iss, nonce, _| {
+        sign(&claims(iss, nonce), KEY_PEM, json!({"kid": "k1"}))
+    }))
+    .await;
+    let up = Upstream::start().await;
+    let bound = App::bind().await;
+    let base = format!("http://127.0.0.1:{}", bound.addr.port());
+    let yaml = format!(
+        "public_url: {base}
+log: {{level: warn}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+routes: [{{path: /api, upstream: '{u}'}}]
+",
+        iss = idp.issuer,
+        u = up.url()
+    );
+    let app = bound.start(&yaml);
+    std::mem::forget(up); // lives as long as the test process; nothing is proxied here
+    Fake { idp, _app: app, base }
+}
+
+impl Fake {
+    /// Sets how the next ID tokens are made.
+    fn forge(&self, f: impl Fn(&str, &str, &str) -> String + Send + Sync + 'static) {
+        self.idp.behaviour.lock().unwrap().forge = Box::new(f);
+    }
+
+    /// Runs one login; the callback's status (302 = session created).
+    async fn login(&self) -> (u16, String) {
+        let browser = Browser::new(&self.base);
+        let callback = format!("{}/auth/callback", self.base);
+        let (_, visited) = browser
+            .navigate_until(&format!("{}/auth/login", self.base), "alice", Some(&callback))
+            .await;
+        let page = browser.get(visited.last().unwrap(), &[]).await;
+        (page.status, page.body)
+    }
+
+    async fn refused(&self, case: &str) {
+        let (status, body) = self.login().await;
+        assert_eq!(status, 400, "{case} must be refused: {body}");
+        assert!(body.contains("login_failed"), "{case}: {body}");
+    }
+
+    async fn accepted(&self, case: &str) {
+        let (status, body) = self.login().await;
+        assert_eq!(status, 302, "{case} must be accepted: {body}");
+    }
+}
+
+fn with(f: impl Fn(&mut Map<String, Value>) + Send + Sync + 'static) -> impl Fn(&str, &str, &str) -> String {
+    move |iss, nonce, _| {
+        let mut c = claims(iss, nonce);
+        f(&mut c);
+        sign(&c, KEY_PEM, json!({"kid": "k1"}))
+    }
+}
+
+#[tokio::test]
+async fn id01_to_id12_claims_are_checked() {
+    let f = fake().await;
+    f.accepted("positive control").await;
+    let now = fake_idp::now();
+    let cases: Vec<(&str, Box<dyn Fn(&mut Map<String, Value>) + Send + Sync>)> = vec![
+        (
+            "ID-01 wrong iss",
+            Box::new(|c| {
+                c.insert("iss".into(), json!("https://evil.example"));
+            }),
+        ),
+        (
+            "ID-02 missing iss",
+            Box::new(|c| {
+                c.remove("iss");
+            }),
+        ),
+        (
+            "ID-03 wrong aud",
+            Box::new(|c| {
+                c.insert("aud".into(), json!("someone-else"));
+            }),
+        ),
+        (
+            "ID-04 missing aud",
+            Box::new(|c| {
+                c.remove("aud");
+            }),
+        ),
+        (
+            "ID-05 extra audience",
+            Box::new(|c| {
+                c.insert("aud".into(), json!(["cloakroom", "untrusted"]));
+            }),
+        ),
+        (
+            "ID-06 foreign azp",
+            Box::new(|c| {
+                c.insert("azp".into(), json!("someone-else"));
+            }),
+        ),
+        (
+            "ID-07 missing sub",
+            Box::new(|c| {
+                c.remove("sub");
+            }),
+        ),
+        (
+            "ID-07 empty sub",
+            Box::new(|c| {
+                c.insert("sub".into(), json!(""));
+            }),
+        ),
+        (
+            "ID-08 missing iat",
+            Box::new(|c| {
+                c.remove("iat");
+            }),
+        ),
+        (
+            "ID-09 iat in the future",
+            Box::new(move |c| {
+                c.insert("iat".into(), json!(now + 3600));
+            }),
+        ),
+        (
+            "ID-10 expired",
+            Box::new(move |c| {
+                c.insert("exp".into(), json!(now - 3600));
+            }),
+        ),
+        (
+            "ID-10 missing exp",
+            Box::new(|c| {
+                c.remove("exp");
+            }),
+        ),
+        (
+            "ID-10 huge exp",
+            Box::new(|c| {
+                c.insert("exp".into(), json!(1e300));
+            }),
+        ),
+        (
+            "ID-10 string exp",
+            Box::new(move |c| {
+                c.insert("exp".into(), json!((now + 300).to_string()));
+            }),
+        ),
+        (
+            "ID-10 float exp",
+            Box::new(move |c| {
+                c.insert("exp".into(), json!(now as f64 + 300.5));
+            }),
+        ),
+        (
+            "ID-11 nbf in the future",
+            Box::new(move |c| {
+                c.insert("nbf".into(), json!(now + 3600));
+            }),
+        ),
+        (
+            "ID-12 wrong nonce",
+            Box::new(|c| {
+                c.insert("nonce".into(), json!("other"));
+            }),
+        ),
+        (
+            "ID-12 missing nonce",
+            Box::new(|c| {
+                c.remove("nonce");
+            }),
+        ),
+        (
+            "ID-20 wrong at_hash",
+            Box::new(|c| {
+                c.insert("at_hash".into(), json!("AAAAAAAAAAAAAAAAAAAAAA"));
+            }),
+        ),
+        (
+            "ID-23 events claim",
+            Box::new(|c| {
+                c.insert(
+                    "events".into(),
+                    json!({"http://schemas.openid.net/event/backchannel-logout": {}}),
+                );
+            }),
+        ),
+    ];
+    for (case, edit) in cases {
+        f.forge(with(move |c| edit(c)));
+        f.refused(case).await;
+    }
+    f.forge(with(|c| {
+        c.insert("aud".into(), json!(["cloakroom"]));
+        c.insert("azp".into(), json!("cloakroom"));
+    }));
+    f.accepted("ID-05 aud as a one-element array").await;
+}
+
+#[tokio::test]
+async fn id13_to_id19_signatures_algorithms_and_keys() {
+    let f = fake().await;
+    f.forge(|iss, nonce, _| sign(&claims(iss, nonce), ATTACKER_PEM, json!({"kid": "k1"})));
+    f.refused("ID-13 signed by another key").await;
+    f.forge(|iss, nonce, _| raw(json!({"alg": "none"}), &claims(iss, nonce), ""));
+    f.refused("ID-14 alg none").await;
+    f.forge(|iss, nonce, _| {
+        // HS256 "signed" with the published public key as the HMAC secret.
+        let c = claims(iss, nonce);
+        let header = json!({"alg": "HS256", "kid": "k1"});
+        let secret = jsonwebtoken::EncodingKey::from_secret(b"JOGomhQScn_JZKSlk-zno1DZ34WLdLthok1k46hvOu0");
+        jsonwebtoken::encode(&serde_json::from_value(header).unwrap(), &c, &secret).unwrap()
+    });
+    f.refused("ID-15 HS256 with the public key").await;
+    f.forge(|iss, nonce, _| sign(&claims(iss, nonce), KEY_PEM, json!({"kid": null})));
+    f.accepted("ID-16 no kid, single key").await;
+    f.forge(|iss, nonce, _| {
+        sign(
+            &claims(iss, nonce),
+            ATTACKER_PEM,
+            json!({"kid": "evil", "jku": "https://evil.example/jwks"}),
+        )
+    });
+    f.refused("ID-19 jku pointing elsewhere").await;
+    f.forge(|iss, nonce, _| {
+        sign(
+            &claims(iss, nonce),
+            KEY_PEM,
+            json!({"kid": "k1", "typ": "at+jwt"}),
+        )
+    });
+    f.refused("ID-23 an access token as ID token").await;
+}
+
+#[tokio::test]
+async fn id22_an_unreadable_key_beside_the_real_one_does_no_harm() {
+    let f = fake().await;
+    f.idp.behaviour.lock().unwrap().extra_keys =
+        vec![json!({"kty": "weird", "kid": "x"}), json!("not a key")];
+    f.accepted("ID-22").await;
+}
+
+#[tokio::test]
+async fn t24_unknown_kids_refetch_the_jwks_at_most_once_per_window() {
+    let f = fake().await;
+    f.accepted("warm the key cache").await;
+    let before = f.idp.jwks_fetches.load(Ordering::SeqCst);
+    for i in 0..5 {
+        let kid = format!("random-{i}");
+        f.forge(move |iss, nonce, _| sign(&claims(iss, nonce), KEY_PEM, json!({"kid": kid})));
+        f.refused("unknown kid").await;
+    }
+    let fetched = f.idp.jwks_fetches.load(Ordering::SeqCst) - before;
+    assert!(fetched <= 1, "{fetched} JWKS fetches for five unknown kids");
+}
+
+#[tokio::test]
+async fn lg15_a_redirecting_token_endpoint_is_not_followed() {
+    let f = fake().await;
+    let evil = Upstream::start().await;
+    f.idp.behaviour.lock().unwrap().token_redirect = Some(format!("{}/steal", evil.url()));
+    let (status, body) = f.login().await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("idp_bad_response"));
+    assert_eq!(evil.requests(), 0, "the code and secret went nowhere else");
+}
+
+#[tokio::test]
+async fn lg07_an_idp_without_s256_is_never_used() {
+    let f = fake().await;
+    f.idp.behaviour.lock().unwrap().s256 = false;
+    let browser = Browser::new(&f.base);
+    let page = browser.get(&format!("{}/auth/login", f.base), &[]).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("idp_unavailable"));
+    assert_eq!(f.idp.token_calls.load(Ordering::SeqCst), 0);
+}
