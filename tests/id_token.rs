@@ -71,6 +71,9 @@ impl Fake {
     }
 }
 
+/// A change to otherwise valid claims.
+type Edit = Box<dyn Fn(&mut Map<String, Value>) + Send + Sync>;
+
 fn with(f: impl Fn(&mut Map<String, Value>) + Send + Sync + 'static) -> impl Fn(&str, &str, &str) -> String {
     move |iss, nonce, _| {
         let mut c = claims(iss, nonce);
@@ -84,7 +87,7 @@ async fn id01_to_id12_claims_are_checked() {
     let f = fake().await;
     f.accepted("positive control").await;
     let now = fake_idp::now();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Map<String, Value>) + Send + Sync>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "ID-01 wrong iss",
             Box::new(|c| {
