@@ -165,7 +165,9 @@ impl App {
         if route.config.auth != AuthMode::None {
             let auth = self.shared.auth.as_ref().ok_or(Refusal::LoginRequired)?;
             // Pages are navigations; every other protected route is an API.
-            if !route.config.login_redirect {
+            if hygiene::is_websocket_upgrade(request.headers()) {
+                auth.csrf.check_websocket(request.headers())?;
+            } else if !route.config.login_redirect {
                 auth.csrf.check(request.method(), request.headers())?;
             }
             match session::load(auth, request.headers()).await {

@@ -393,7 +393,13 @@ async fn lg06_every_authorization_request_has_fresh_pkce_state_and_nonce() {
     let browser = Browser::new(&w.base);
     let mut seen = std::collections::HashSet::new();
     for _ in 0..200 {
-        let page = browser.get(&w.url("/auth/login"), &[]).await;
+        // LG-22: request parameters other than return_to are never passed on.
+        let page = browser
+            .get(
+                &w.url("/auth/login?scope=admin&prompt=none&redirect_uri=https://evil.example"),
+                &[],
+            )
+            .await;
         assert_eq!(page.status, 302);
         let location = url::Url::parse(page.headers["location"].to_str().unwrap()).unwrap();
         let q: std::collections::HashMap<String, String> = location
@@ -401,6 +407,9 @@ async fn lg06_every_authorization_request_has_fresh_pkce_state_and_nonce() {
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
         assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["scope"], "openid profile email offline_access", "LG-22");
+        assert_eq!(q["redirect_uri"], w.url("/auth/callback"), "LG-22/LG-23");
+        assert!(!q.contains_key("prompt"), "LG-22");
         assert_eq!(q["response_type"], "code");
         for name in ["state", "nonce", "code_challenge"] {
             assert!(q[name].len() >= 43, "{name} carries at least 256 bits");
@@ -434,4 +443,82 @@ async fn lg09_lg13_missing_iss_is_refused_and_return_to_comes_only_from_the_tran
         .await;
     assert_eq!(page.status, 302);
     assert_eq!(page.headers["location"], "/", "LG-13");
+}
+
+#[tokio::test]
+async fn ck08_ck09_idle_and_absolute_timeouts_are_enforced_server_side() {
+    let w = world("session: {idle_timeout: 3s, absolute_timeout: 6s}").await;
+    // Idle: no activity for longer than the idle timeout.
+    let (idle, _) = w.login("alice").await;
+    tokio::time::sleep(std::time::Duration::from_millis(4200)).await;
+    assert_eq!(
+        w.api(&idle, reqwest::Method::GET, &[("x-csrf", "1")])
+            .await
+            .status,
+        401,
+        "CK-09 idle"
+    );
+
+    // Absolute: steady activity keeps the idle timer fresh but cannot pass
+    // the absolute end.
+    let (busy, _) = w.login("bob").await;
+    let mut statuses = Vec::new();
+    for _ in 0..9 {
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        statuses.push(
+            w.api(&busy, reqwest::Method::GET, &[("x-csrf", "1")])
+                .await
+                .status,
+        );
+    }
+    assert!(
+        statuses[..4].iter().all(|s| *s == 200),
+        "activity extends idle expiry: {statuses:?}"
+    );
+    let first_401 = statuses
+        .iter()
+        .position(|s| *s == 401)
+        .expect("the absolute timeout ends the session");
+    assert!(
+        statuses[first_401..].iter().all(|s| *s == 401),
+        "CK-08 stays ended: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn cs10_px24_websocket_needs_an_allowed_origin_and_a_session() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let w = world("").await;
+    let (browser, _) = w.login("alice").await;
+    let cookie = format!("cloakroom={}", browser.cookie(&w.base, "cloakroom").unwrap());
+    let ws_url = w.url("/live/ws").replace("http://", "ws://");
+    let handshake = |origin: &str, cookie: &str| {
+        let mut request = ws_url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+        if !cookie.is_empty() {
+            request.headers_mut().insert("cookie", cookie.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    let status = |r: Result<_, tokio_tungstenite::tungstenite::Error>| match r {
+        Ok((_, response)) => {
+            let response: tokio_tungstenite::tungstenite::handshake::client::Response = response;
+            response.status().as_u16()
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    };
+    let before = w.up.requests();
+    assert_eq!(
+        status(handshake("https://evil.example", &cookie).await),
+        403,
+        "CS-10"
+    );
+    assert_eq!(status(handshake(&w.base, "").await), 401, "no session");
+    assert_eq!(
+        w.up.requests(),
+        before,
+        "no upstream connection for refused handshakes"
+    );
+    assert_eq!(status(handshake(&w.base, &cookie).await), 101, "PX-24");
 }

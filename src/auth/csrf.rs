@@ -25,6 +25,15 @@ impl Csrf {
         Self { origins }
     }
 
+    /// A WebSocket handshake cannot carry custom headers, and browsers
+    /// always send `Origin` with it: that must be an allowed one (CS-10).
+    pub fn check_websocket(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            Some(origin) if self.origins.iter().any(|o| o == origin) => Ok(()),
+            _ => Err(Refusal::Csrf("websocket from a foreign origin")),
+        }
+    }
+
     pub fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
         if headers.get("x-csrf").is_none_or(|v| v != "1") {
             return Err(Refusal::Csrf("missing X-CSRF: 1"));

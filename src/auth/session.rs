@@ -19,8 +19,11 @@ use crate::oidc::TokenResponse;
 use crate::session::record::{self, Record};
 use crate::session::StoreError;
 
-/// Writes of `last_seen` are spaced at least this far apart.
-const TOUCH_EVERY: u64 = 60;
+/// Writes of `last_seen` are spaced a tenth of the idle timeout apart, at
+/// most a minute: idle expiry stays accurate without a write per request.
+fn touch_every(auth: &Auth) -> u64 {
+    (auth.config.session.idle_timeout.as_secs() / 10).min(60)
+}
 
 /// A session found on a request.
 pub struct Loaded {
@@ -61,7 +64,7 @@ pub async fn load(auth: &Auth, headers: &HeaderMap) -> Result<Loaded, BoxError> 
         return Err(Refusal::LoginRequired.into());
     }
     let mut version = stored.version;
-    if now >= record.last_seen + TOUCH_EVERY {
+    if now >= record.last_seen + touch_every(auth) {
         // Activity extends the idle expiry, never the absolute one (CK-09).
         record.last_seen = now;
         let ttl = ttl(auth, &ticket, now);

@@ -316,6 +316,7 @@ cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
 routes:
   - {{path: /api, upstream: '{u}'}}
   - {{path: /app, upstream: '{u}', login_redirect: true}}
+  - {{path: /live, upstream: '{u}', websocket: true, strip_prefix: true}}
   - {{path: /, upstream: '{u}', auth: none}}
 {extra}",
         iss = idp.issuer,
