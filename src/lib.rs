@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 pub use crate::config::Config;
 use crate::config::StoreConfig;
 use crate::error::BoxError;
-use crate::session::{MemoryStore, SessionStore};
+use crate::session::{MemoryStore, RedisStore, SessionStore};
 
 /// Runs cloakroom until `shutdown` resolves and in-flight requests drain.
 pub async fn run(
@@ -37,8 +37,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
     let config = Arc::new(config);
-    let store: Arc<dyn SessionStore> = match config.session.store {
+    let store: Arc<dyn SessionStore> = match &config.session.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Redis(redis) => Arc::new(RedisStore::connect(redis).await?),
     };
     // One App (and so one upstream connection pool) per worker thread.
     let workers = match config.workers {

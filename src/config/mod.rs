@@ -79,6 +79,19 @@ pub struct SessionConfig {
 pub enum StoreConfig {
     /// The embedded store: one replica, sessions lost on restart.
     Memory,
+    /// Redis, shared by every replica.
+    Redis(RedisConfig),
+}
+
+/// Where Redis is and how long to wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`; credentials make it a secret.
+    pub url: Secret<String>,
+    /// Cluster seed nodes; when set, `url` is not used.
+    pub cluster: Vec<Secret<String>>,
+    pub command_timeout: Duration,
+    pub connect_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -446,17 +459,56 @@ impl FromNode for StoreConfig {
                 };
                 let memory = f.has("memory");
                 f.optional::<Value>("memory", at);
+                let redis = f.optional::<RedisConfig>("redis", at);
+                let chose_redis = redis.is_some();
                 f.finish(at);
-                if memory {
-                    Ok(StoreConfig::Memory)
-                } else {
-                    Err("choose a store: memory".into())
+                match (memory, redis) {
+                    (true, None) if !chose_redis => Ok(StoreConfig::Memory),
+                    (false, Some(redis)) => Ok(StoreConfig::Redis(redis)),
+                    (true, _) => Err("choose one store: memory or redis".into()),
+                    (false, None) => Err(String::new()),
                 }
             }
-            _ => Err("expected `memory`".into()),
+            _ => Err("expected `memory` or a `redis:` mapping".into()),
         }
     }
 }
+
+impl FromNode for RedisConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let url = f.optional::<RedisUrl>("url", at).map(|u| u.0);
+        let cluster = f.or::<Vec<RedisUrl>>("cluster", Vec::new(), at);
+        let command_timeout = f.or("command_timeout", Duration::from_millis(500), at);
+        let connect_timeout = f.or("connect_timeout", Duration::from_secs(2), at);
+        f.finish(at);
+        let cluster: Vec<Secret<String>> = cluster.unwrap_or_default().into_iter().map(|u| u.0).collect();
+        if url.is_none() && cluster.is_empty() {
+            at.error("set `url` (standalone) or `cluster` (seed nodes)");
+            return Err(String::new());
+        }
+        Ok(RedisConfig {
+            url: url.unwrap_or_else(|| Secret::new(String::new())),
+            cluster,
+            command_timeout: command_timeout.ok_or("")?,
+            connect_timeout: connect_timeout.ok_or("")?,
+        })
+    }
+}
+
+/// A Redis URL; kept secret because it may carry a password.
+struct RedisUrl(Secret<String>);
+
+from_text!(RedisUrl, |text| {
+    match text.split_once("://") {
+        Some(("redis", rest)) if !rest.is_empty() => Ok(RedisUrl(Secret::new(text.to_owned()))),
+        Some(("rediss", _)) => Err("rediss:// (TLS) is not supported by this build yet".into()),
+        // Never echo the value: it may hold a password.
+        _ => Err("not a redis://host:port URL".into()),
+    }
+});
 
 impl FromNode for Value {
     fn from_node(node: &Value, _: &mut Cursor<'_>) -> Result<Self, String> {

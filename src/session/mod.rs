@@ -3,7 +3,9 @@
 pub mod contract;
 pub mod memory;
 pub mod record;
+pub mod redis;
 pub mod store;
 
 pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
 pub use self::store::{SessionStore, StoreError, Versioned};

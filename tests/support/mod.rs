@@ -4,6 +4,7 @@
 
 pub mod fake_idp;
 pub mod idp;
+pub mod redis;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

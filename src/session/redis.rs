@@ -1,0 +1,185 @@
+//! The Redis store: standalone or Cluster, shared by every replica.
+//!
+//! A value is a hash `{v: version, d: data}` with a TTL on every key. Writes
+//! are compare-and-set in one Lua script, so two replicas can never both
+//! win a write to the same version (threat-model T27). Keys arrive
+//! hash-tagged (`cloakroom:{…}:s`), so a session's keys share a Cluster slot
+//! and scripts never touch two slots.
+//!
+//! Every command is bounded by `command_timeout`; a slow or absent Redis is
+//! a `StoreError::Unavailable` (503, session kept), never "no session"
+//! (RD-04, RD-05). Connections are multiplexed and reconnect on their own.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Script};
+
+use super::store::{SessionStore, StoreError, Versioned};
+use crate::config::RedisConfig;
+use crate::error::BoxError;
+
+/// Compare-and-set: writes `d` if the stored version is ARGV[1] (0: absent).
+const PUT: &str = r"
+local current = redis.call('HGET', KEYS[1], 'v') or '0'
+if current ~= ARGV[1] then return -1 end
+local next = tonumber(current) + 1
+redis.call('HSET', KEYS[1], 'v', next, 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return next
+";
+
+/// Read and delete in one step: a value is handed out at most once.
+const TAKE: &str = r"
+local d = redis.call('HGET', KEYS[1], 'd')
+if d then redis.call('DEL', KEYS[1]) end
+return d
+";
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A handle to Redis; clones share the multiplexed connections.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: Connection,
+    put: Script,
+    take: Script,
+    timeout: Duration,
+}
+
+// === impl RedisStore ===
+
+impl RedisStore {
+    /// Connects, and checks credentials, before serving: a wrong password or
+    /// ACL user fails the start (RD-11) instead of every request.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, BoxError> {
+        let connection = if config.cluster.is_empty() {
+            let client = redis::Client::open(config.url.expose().as_str())?;
+            let manager = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.command_timeout));
+            Connection::Single(client.get_connection_manager_with_config(manager).await?)
+        } else {
+            let nodes: Vec<&str> = config.cluster.iter().map(|n| n.expose().as_str()).collect();
+            let client = redis::cluster::ClusterClientBuilder::new(nodes)
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.command_timeout)
+                .build()?;
+            Connection::Cluster(client.get_async_connection().await?)
+        };
+        let store = Self {
+            connection,
+            put: Script::new(PUT),
+            take: Script::new(TAKE),
+            timeout: config.command_timeout,
+        };
+        store.ping().await?;
+        store.warn_about_eviction().await;
+        Ok(store)
+    }
+
+    /// `allkeys-*` eviction silently drops live sessions: users see random
+    /// logouts (RD-08). Say so at start.
+    async fn warn_about_eviction(&self) {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("maxmemory-policy");
+        if let Ok(reply) = self.query::<Vec<String>>(&cmd).await {
+            if let Some(policy) = reply.get(1).filter(|p| p.starts_with("allkeys")) {
+                tracing::warn!(
+                    policy,
+                    "Redis evicts keys without a TTL preference; use noeviction or volatile-lru"
+                );
+            }
+        }
+    }
+
+    async fn query<T: FromRedisValue + Send>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        let call = async {
+            match &self.connection {
+                Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
+                Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            }
+        };
+        bounded(self.timeout, call).await
+    }
+
+    async fn script<T: FromRedisValue + Send>(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.key(key);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let call = async {
+            match &self.connection {
+                Connection::Single(c) => invocation.invoke_async(&mut c.clone()).await,
+                Connection::Cluster(c) => invocation.invoke_async(&mut c.clone()).await,
+            }
+        };
+        bounded(self.timeout, call).await
+    }
+}
+
+async fn bounded<T>(
+    timeout: Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(StoreError::Unavailable(Box::new(e))),
+        Err(_) => Err(StoreError::Unavailable(
+            format!("Redis did not answer within {timeout:?}").into(),
+        )),
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(key).arg("v").arg("d");
+        let (version, data): (Option<u64>, Option<Vec<u8>>) = self.query(&cmd).await?;
+        Ok(match (version, data) {
+            (Some(version), Some(data)) => Some(Versioned {
+                value: Bytes::from(data),
+                version,
+            }),
+            _ => None,
+        })
+    }
+
+    async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError> {
+        let expected = expected.to_string();
+        let ttl = ttl.as_millis().max(1).to_string();
+        let version: i64 = self
+            .script(&self.put, key, &[expected.as_bytes(), &value, ttl.as_bytes()])
+            .await?;
+        u64::try_from(version).map_err(|_| StoreError::Conflict)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(key);
+        self.query::<i64>(&cmd).await.map(|_| ())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let data: Option<Vec<u8>> = self.script(&self.take, key, &[]).await?;
+        Ok(data.map(Bytes::from))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+}
