@@ -22,7 +22,9 @@ use crate::body::{self, Body};
 use crate::config::{Auth as AuthMode, Config, Limits, TokenKind, FORBIDDEN_METHODS};
 use crate::cookie::CookieNames;
 use crate::error::{self, BoxError, Code, Refusal};
+use crate::refresh::{self, RefreshError};
 use crate::routes::{normalize_path, Route, Router};
+use crate::secret::Secret;
 use crate::session::SessionStore;
 use crate::upstream::forwarded::{self, Forwarded};
 use crate::upstream::{hygiene, Forward, Upstream};
@@ -171,16 +173,11 @@ impl App {
                 auth.csrf.check(request.method(), request.headers())?;
             }
             match session::load(auth, request.headers()).await {
-                Ok(loaded) if loaded.record.access_expires_at > crate::clock::now() => {
+                Ok(loaded) => {
                     authenticated = true;
+                    let token = access_token(auth, &loaded).await?;
                     if route.config.token == TokenKind::User {
-                        bearer = Some(bearer_header(loaded.record.access_token.expose())?);
-                    }
-                }
-                Ok(_) => {
-                    // The access token has expired and cannot be renewed here.
-                    if route.config.auth == AuthMode::Required {
-                        return Err(self.login_required(route, &request));
+                        bearer = Some(bearer_header(token.expose())?);
                     }
                 }
                 Err(e) if e.is::<Refusal>() => {
@@ -272,6 +269,26 @@ fn check_method(route: &Route, method: &Method) -> Result<(), Refusal> {
         return Err(Refusal::MethodNotAllowed { allow });
     }
     Ok(())
+}
+
+/// The session's access token, refreshed first when it is about to expire.
+/// While the IdP or the store cannot refresh it, a token that is still
+/// valid is used as it is (RF-10); an expired one gives a 503 that keeps
+/// the session (RF-11).
+async fn access_token(auth: &Arc<Auth>, loaded: &session::Loaded) -> Result<Arc<Secret<String>>, BoxError> {
+    let now = crate::clock::now();
+    let record = &loaded.record;
+    if record.access_expires_at > now + auth.config.session.refresh_skew.as_secs() {
+        return Ok(Arc::new(record.access_token.clone()));
+    }
+    match refresh::refresh(auth, loaded).await {
+        Ok(fresh) => Ok(fresh.access_token),
+        Err(e) if e != RefreshError::Ended && record.access_expires_at > now => {
+            tracing::debug!(error = %e, "refresh postponed; the current access token is still valid");
+            Ok(Arc::new(record.access_token.clone()))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `Authorization: Bearer <token>`, marked sensitive so no layer logs it.

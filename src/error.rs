@@ -13,6 +13,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, Body};
 use crate::oidc::IdpError;
+use crate::refresh::RefreshError;
 use crate::session::StoreError;
 
 /// Any error a layer may return.
@@ -30,6 +31,7 @@ pub enum Code {
     BadRequest,
     TooLarge,
     SessionStoreUnavailable,
+    RefreshPending,
     IdpUnavailable,
     IdpBadResponse,
     UpstreamTimeout,
@@ -102,6 +104,7 @@ impl Code {
             Code::BadRequest => "bad_request",
             Code::TooLarge => "too_large",
             Code::SessionStoreUnavailable => "session_store_unavailable",
+            Code::RefreshPending => "refresh_pending",
             Code::IdpUnavailable => "idp_unavailable",
             Code::IdpBadResponse => "idp_bad_response",
             Code::UpstreamTimeout => "upstream_timeout",
@@ -228,6 +231,16 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
             StatusCode::SERVICE_UNAVAILABLE,
             Code::SessionStoreUnavailable,
         )));
+    }
+    if let Some(refresh) = e.downcast_ref::<RefreshError>() {
+        let unavailable = |code| retry(Problem::new(StatusCode::SERVICE_UNAVAILABLE, code));
+        return Some(match refresh {
+            RefreshError::Ended => Problem::new(StatusCode::UNAUTHORIZED, Code::LoginRequired),
+            RefreshError::IdpDown => unavailable(Code::IdpUnavailable),
+            RefreshError::StoreDown => unavailable(Code::SessionStoreUnavailable),
+            RefreshError::Pending => Problem::new(StatusCode::SERVICE_UNAVAILABLE, Code::RefreshPending)
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+        });
     }
     if let Some(idp) = e.downcast_ref::<IdpError>() {
         return Some(match idp {

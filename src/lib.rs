@@ -12,6 +12,7 @@ pub mod config;
 pub mod cookie;
 pub mod error;
 pub mod oidc;
+pub mod refresh;
 pub mod routes;
 pub mod secret;
 pub mod server;

@@ -32,6 +32,8 @@ pub struct Auth {
     pub names: CookieNames,
     pub store: Arc<dyn SessionStore>,
     pub csrf: csrf::Csrf,
+    /// Refreshes in flight in this replica, one per session.
+    pub refreshes: crate::refresh::Flights,
 }
 
 // === impl Auth ===
@@ -51,6 +53,7 @@ impl Auth {
             idp,
             ring,
             store,
+            refreshes: Default::default(),
         })))
     }
 

@@ -119,7 +119,7 @@ pub async fn create(
 }
 
 /// The store TTL: the idle timeout, cut at the absolute end.
-fn ttl(auth: &Auth, ticket: &Ticket, now: u64) -> Duration {
+pub(crate) fn ttl(auth: &Auth, ticket: &Ticket, now: u64) -> Duration {
     let session = &auth.config.session;
     let absolute_end = ticket.issued_at + session.absolute_timeout.as_secs();
     Duration::from_secs(

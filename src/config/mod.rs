@@ -73,6 +73,8 @@ pub struct SessionConfig {
     pub absolute_timeout: Duration,
     /// ID token claims kept in the session and shown by `/auth/user`.
     pub claims: Vec<String>,
+    /// Refresh when the access token has less than this left.
+    pub refresh_skew: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,6 +422,7 @@ impl Default for SessionConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_timeout: Duration::from_secs(12 * 3600),
             claims: ["sub", "name", "email"].map(String::from).to_vec(),
+            refresh_skew: Duration::from_secs(60),
         }
     }
 }
@@ -434,6 +437,7 @@ impl FromNode for SessionConfig {
         let idle_timeout = f.or("idle_timeout", d.idle_timeout, at);
         let absolute_timeout = f.or("absolute_timeout", d.absolute_timeout, at);
         let claims = f.or("claims", d.claims, at);
+        let refresh_skew = f.or("refresh_skew", d.refresh_skew, at);
         f.finish(at);
         if let (Some(idle), Some(abs)) = (idle_timeout, absolute_timeout) {
             if idle > abs {
@@ -445,6 +449,7 @@ impl FromNode for SessionConfig {
             idle_timeout: idle_timeout.ok_or("")?,
             absolute_timeout: absolute_timeout.ok_or("")?,
             claims: claims.ok_or("")?,
+            refresh_skew: refresh_skew.ok_or("")?,
         })
     }
 }

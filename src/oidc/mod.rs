@@ -146,6 +146,13 @@ impl Idp {
         self.token_request(&form).await
     }
 
+    /// Uses a refresh token (RFC 6749 §6). Called once per rotation, never
+    /// retried: a second use of a rotated token would revoke the grant.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, IdpError> {
+        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+            .await
+    }
+
     /// Revokes a refresh token (RFC 7009) when the IdP offers revocation.
     pub async fn revoke(&self, refresh_token: &str) -> Result<(), IdpError> {
         let metadata = self.metadata().await?;

@@ -18,6 +18,7 @@ pub async fn run_all(store: &dyn SessionStore) {
     values_expire_after_their_ttl(store).await;
     take_hands_a_value_out_once(store).await;
     delete_is_idempotent(store).await;
+    delete_if_compares_the_value(store).await;
     store.ping().await.expect("ping");
 }
 
@@ -86,4 +87,14 @@ async fn delete_is_idempotent(store: &dyn SessionStore) {
     store.delete(key).await.unwrap();
     store.delete(key).await.unwrap();
     assert_eq!(store.get(key).await.unwrap(), None);
+}
+
+async fn delete_if_compares_the_value(store: &dyn SessionStore) {
+    let key = "contract:delete-if";
+    store.put(key, bytes("mine"), 0, TTL).await.unwrap();
+    assert!(!store.delete_if(key, b"theirs").await.unwrap(), "another value");
+    assert!(store.get(key).await.unwrap().is_some());
+    assert!(store.delete_if(key, b"mine").await.unwrap());
+    assert_eq!(store.get(key).await.unwrap(), None);
+    assert!(!store.delete_if(key, b"mine").await.unwrap(), "already gone");
 }

@@ -129,6 +129,15 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let mut state = self.shared.lock();
+        if state.live(key).is_some_and(|e| e.value == value) {
+            state.remove(key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let mut state = self.shared.lock();
         let live = state.live(key).is_some();

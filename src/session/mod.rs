@@ -1,6 +1,7 @@
 //! Server-side session state: the store contract and its implementations.
 
 pub mod contract;
+pub mod lock;
 pub mod memory;
 pub mod record;
 pub mod redis;

@@ -33,6 +33,15 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return next
 ";
 
+/// Delete only if the value is still ARGV[1].
+const DELETE_IF: &str = r"
+if redis.call('HGET', KEYS[1], 'd') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
 /// Read and delete in one step: a value is handed out at most once.
 const TAKE: &str = r"
 local d = redis.call('HGET', KEYS[1], 'd')
@@ -52,6 +61,7 @@ pub struct RedisStore {
     connection: Connection,
     put: Script,
     take: Script,
+    delete_if: Script,
     timeout: Duration,
 }
 
@@ -78,6 +88,7 @@ impl RedisStore {
         let store = Self {
             connection,
             put: Script::new(PUT),
+            delete_if: Script::new(DELETE_IF),
             take: Script::new(TAKE),
             timeout: config.command_timeout,
         };
@@ -172,6 +183,11 @@ impl SessionStore for RedisStore {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(key);
         self.query::<i64>(&cmd).await.map(|_| ())
+    }
+
+    async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let deleted: i64 = self.script(&self.delete_if, key, &[value]).await?;
+        Ok(deleted == 1)
     }
 
     async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {

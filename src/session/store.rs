@@ -42,6 +42,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes a key; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
+    /// Removes a key only if it still holds `value`; `false` otherwise.
+    async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
+
     /// Reads and removes in one step: the value is handed out at most once.
     async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
 

@@ -296,18 +296,33 @@ pub struct World {
     pub up: Upstream,
     pub app: App,
     pub base: String,
+    /// Further replicas: (base URL, app).
+    pub others: Vec<(String, App)>,
 }
 
 /// cloakroom in front of an echo upstream, logging in through the real IdP.
 /// Routes: `/api` (API, token), `/app` (pages), `/` (anonymous).
 pub async fn world(extra: &str) -> World {
+    world_with(extra, json!({}), 1).await
+}
+
+/// `replicas` cloakroom instances with one config (`public_url` is the
+/// first's), the IdP started with `settings` merged into the defaults.
+pub async fn world_with(extra: &str, settings: serde_json::Value, replicas: usize) -> World {
     let up = Upstream::start().await;
-    let bound = App::bind().await;
-    let base = format!("http://127.0.0.1:{}", bound.addr.port());
-    let idp = Idp::start(json!({
+    let mut bound = Vec::new();
+    for _ in 0..replicas {
+        bound.push(App::bind().await);
+    }
+    let base = format!("http://127.0.0.1:{}", bound[0].addr.port());
+    let mut idp_settings = json!({
         "redirect_uris": [format!("{base}/auth/callback")],
         "post_logout_redirect_uris": [format!("{base}/")],
-    }));
+    });
+    for (k, v) in settings.as_object().unwrap() {
+        idp_settings[k] = v.clone();
+    }
+    let idp = Idp::start(idp_settings);
     let yaml = format!(
         "public_url: {base}
 log: {{level: warn}}
@@ -322,8 +337,18 @@ routes:
         iss = idp.issuer,
         u = up.url()
     );
-    let app = bound.start(&yaml);
-    World { idp, up, app, base }
+    let others: Vec<(String, App)> = bound
+        .drain(1..)
+        .map(|b| (format!("http://127.0.0.1:{}", b.addr.port()), b.start(&yaml)))
+        .collect();
+    let app = bound.pop().unwrap().start(&yaml);
+    World {
+        idp,
+        up,
+        app,
+        base,
+        others,
+    }
 }
 
 impl World {

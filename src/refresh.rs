@@ -1,0 +1,277 @@
+//! Token refresh with rotation, one at a time per session, across replicas.
+//!
+//! The failure this prevents (threat-model T26, §3.3): with rotating refresh
+//! tokens, two callers presenting the same refresh token make the IdP see
+//! reuse, revoke the whole grant, and log the user out. So:
+//!
+//! 1. A fresh enough access token is used as is (caller).
+//! 2. Inside a replica, one flight per session: callers share one spawned
+//!    task, which runs to the end even if every caller goes away, so a
+//!    rotated token is never lost to a cancelled request.
+//! 3. Across replicas, a lease in the store (`…:lock`), renewed every third
+//!    of its TTL while the IdP call is in flight.
+//! 4. After taking the lease, the record is read again: if another replica
+//!    refreshed meanwhile, its tokens are used and the IdP is not called.
+//! 5. The token endpoint is called once, never retried.
+//! 6. The new tokens are written with compare-and-set on the record version.
+//! 7. Callers that find the lease taken watch the record for the winner's
+//!    write, up to the obtain timeout, then answer 503 `refresh_pending`;
+//!    they never end the session.
+//! 8. `invalid_grant` ends the session (after one more read, in case a
+//!    winner's write explains it); an unreachable IdP keeps it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+
+use crate::auth::session::Loaded;
+use crate::auth::Auth;
+use crate::cookie::Ticket;
+use crate::oidc::{IdTokenCheckError, IdpError};
+use crate::secret::Secret;
+use crate::session::lock::{self, Lease};
+use crate::session::record::Record;
+use crate::session::StoreError;
+
+/// How long the lease lives without renewal: above a slow token call.
+const LEASE_TTL: Duration = Duration::from_secs(15);
+/// How long a caller waits for another replica's refresh.
+const OBTAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Why a refresh gave no new token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    /// The grant is gone (`invalid_grant`, identity changed, no refresh
+    /// token, session deleted): log in again.
+    #[error("the session can no longer be refreshed")]
+    Ended,
+    #[error("the IdP is unavailable for refresh")]
+    IdpDown,
+    #[error("the session store is unavailable for refresh")]
+    StoreDown,
+    #[error("another refresh of this session did not finish in time")]
+    Pending,
+}
+
+/// A usable access token and when it expires.
+#[derive(Clone)]
+pub struct Fresh {
+    pub access_token: Arc<Secret<String>>,
+    pub expires_at: u64,
+}
+
+/// In-flight refreshes of this replica, by session store key.
+pub type Flights = std::sync::Mutex<
+    std::collections::HashMap<String, Shared<BoxFuture<'static, Result<Fresh, RefreshError>>>>,
+>;
+
+/// Refreshes the session's tokens, sharing one flight per session.
+pub async fn refresh(auth: &Arc<Auth>, loaded: &Loaded) -> Result<Fresh, RefreshError> {
+    let flight = {
+        let mut flights = auth.refreshes.lock().unwrap_or_else(|p| p.into_inner());
+        flights
+            .entry(loaded.key.clone())
+            .or_insert_with(|| {
+                let (auth, ticket, key, version) = (
+                    auth.clone(),
+                    loaded.ticket.clone(),
+                    loaded.key.clone(),
+                    loaded.version,
+                );
+                let task = tokio::spawn(async move {
+                    let result = run(&auth, &ticket, &key, version).await;
+                    auth.refreshes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                    result
+                });
+                async move { task.await.unwrap_or(Err(RefreshError::StoreDown)) }
+                    .boxed()
+                    .shared()
+            })
+            .clone()
+    };
+    flight.await
+}
+
+async fn run(auth: &Auth, ticket: &Ticket, key: &str, seen: u64) -> Result<Fresh, RefreshError> {
+    let store = auth.store.as_ref();
+    let lock_key = lock::lock_key(key);
+    let deadline = tokio::time::Instant::now() + OBTAIN_TIMEOUT;
+    let lease = loop {
+        match lock::acquire(store, &lock_key, LEASE_TTL)
+            .await
+            .map_err(|_| RefreshError::StoreDown)?
+        {
+            Some(lease) => break lease,
+            None => {
+                // Another replica is refreshing: take its tokens when written.
+                if let Some(fresh) = written_since(auth, ticket, key, seen).await? {
+                    return Ok(fresh);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(RefreshError::Pending);
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    };
+    let result = renewing(auth, lease, locked(auth, ticket, key)).await;
+    if let Err(e) = &result {
+        tracing::info!(error = %e, "refresh did not succeed");
+    }
+    result
+}
+
+/// Runs `work` while renewing `lease`, then releases it.
+async fn renewing<T>(auth: &Auth, mut lease: Lease, work: impl std::future::Future<Output = T>) -> T {
+    let store = auth.store.as_ref();
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(LEASE_TTL / 3);
+    tick.tick().await;
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            _ = tick.tick() => {
+                if !matches!(lease.renew(store, LEASE_TTL).await, Ok(true)) {
+                    tracing::warn!("refresh lease lost while the IdP call was in flight");
+                }
+            }
+        }
+    };
+    let _ = lease.release(store).await;
+    result
+}
+
+/// The record, if another writer moved it past `seen` with a fresh token.
+async fn written_since(
+    auth: &Auth,
+    ticket: &Ticket,
+    key: &str,
+    seen: u64,
+) -> Result<Option<Fresh>, RefreshError> {
+    let stored = auth
+        .store
+        .get(key)
+        .await
+        .map_err(|_| RefreshError::StoreDown)?
+        .ok_or(RefreshError::Ended)?;
+    if stored.version == seen {
+        return Ok(None);
+    }
+    let record = Record::open(&stored.value, ticket, key).map_err(|_| RefreshError::Ended)?;
+    Ok(is_fresh(auth, &record).then(|| fresh(&record)))
+}
+
+fn is_fresh(auth: &Auth, record: &Record) -> bool {
+    record.access_expires_at > crate::clock::now() + auth.config.session.refresh_skew.as_secs()
+}
+
+fn fresh(record: &Record) -> Fresh {
+    Fresh {
+        access_token: Arc::new(record.access_token.clone()),
+        expires_at: record.access_expires_at,
+    }
+}
+
+/// Steps 4 to 8, holding the lease.
+async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, RefreshError> {
+    let store = auth.store.as_ref();
+    let stored = store
+        .get(key)
+        .await
+        .map_err(|_| RefreshError::StoreDown)?
+        .ok_or(RefreshError::Ended)?;
+    let record = Record::open(&stored.value, ticket, key).map_err(|_| RefreshError::Ended)?;
+    if is_fresh(auth, &record) {
+        return Ok(fresh(&record));
+    }
+    let refresh_token = record.refresh_token.clone().ok_or(RefreshError::Ended)?;
+    let tokens = match auth.idp.refresh(refresh_token.expose()).await {
+        Ok(tokens) => tokens,
+        Err(IdpError::Rejected(e)) if e.error == "invalid_grant" => {
+            // One more read: a winner's write may explain the rejection.
+            if let Ok(Some(now)) = store.get(key).await {
+                if let Ok(record) = Record::open(&now.value, ticket, key) {
+                    if is_fresh(auth, &record) {
+                        return Ok(fresh(&record));
+                    }
+                }
+            }
+            let _ = store.delete(key).await;
+            return Err(RefreshError::Ended);
+        }
+        Err(IdpError::Rejected(e)) => {
+            // invalid_client and friends are configuration problems, not
+            // the user's: keep the session and say so loudly.
+            tracing::error!(error = %e.error, "the IdP refused the refresh; check the client configuration");
+            return Err(RefreshError::IdpDown);
+        }
+        Err(_) => return Err(RefreshError::IdpDown),
+    };
+    // A refreshed ID token must describe the same user (T25).
+    if let Some(id_token) = &tokens.id_token {
+        match auth
+            .idp
+            .validate_id_token(id_token.expose(), None, Some(tokens.access_token.expose()))
+            .await
+        {
+            Ok(c) if c.get("sub") == record.claims.get("sub") && c.get("iss") == record.claims.get("iss") => {
+            }
+            Ok(_) => {
+                tracing::error!("refreshed ID token names another subject or issuer; ending the session");
+                let _ = store.delete(key).await;
+                return Err(RefreshError::Ended);
+            }
+            Err(IdTokenCheckError::Idp(_)) => return Err(RefreshError::IdpDown),
+            Err(IdTokenCheckError::Invalid(e)) => {
+                tracing::error!(error = %e, "refreshed ID token refused; ending the session");
+                let _ = store.delete(key).await;
+                return Err(RefreshError::Ended);
+            }
+        }
+    }
+    let now = crate::clock::now();
+    let expires_at = now + tokens.expires_in.unwrap_or(300);
+    // Compare-and-set; a concurrent touch of `last_seen` moves the version,
+    // so apply the new tokens to the newest record and try again.
+    let mut current = (stored, record);
+    for _ in 0..5 {
+        let (stored, mut record) = current;
+        record.access_token = tokens.access_token.clone();
+        record.access_expires_at = expires_at;
+        if let Some(rt) = &tokens.refresh_token {
+            record.refresh_token = Some(rt.clone());
+        }
+        if let Some(id) = &tokens.id_token {
+            record.id_token = Some(id.clone());
+        }
+        let ttl = crate::auth::session::ttl(auth, ticket, now);
+        match store
+            .put(key, record.seal(ticket, key), stored.version, ttl)
+            .await
+        {
+            Ok(_) => return Ok(fresh(&record)),
+            Err(StoreError::Conflict) => {
+                let newer = store
+                    .get(key)
+                    .await
+                    .map_err(|_| RefreshError::StoreDown)?
+                    .ok_or(RefreshError::Ended)?;
+                let newer_record =
+                    Record::open(&newer.value, ticket, key).map_err(|_| RefreshError::Ended)?;
+                current = (newer, newer_record);
+            }
+            Err(StoreError::Unavailable(e)) => {
+                // The rotated token is lost; with an IdP grace period the
+                // old one still works once (RF-18).
+                tracing::error!(error = %e, "refreshed tokens could not be stored");
+                return Err(RefreshError::StoreDown);
+            }
+        }
+    }
+    Err(RefreshError::Pending)
+}

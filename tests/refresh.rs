@@ -1,0 +1,128 @@
+//! Refresh with rotation against the real IdP (5-second access tokens,
+//! rotating refresh tokens), in one replica and across three sharing Redis.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::echoed;
+use support::idp::{world_with, Browser, World};
+use support::redis::RedisServer;
+
+/// Access tokens live 5 s; cloakroom refreshes when less than 2 s are left.
+async fn short_lived(replicas: usize, redis: Option<&RedisServer>) -> World {
+    let store = redis.map_or(String::new(), |r| {
+        format!("store: {{redis: {{url: '{}'}}}}, ", r.url())
+    });
+    let extra = format!("session: {{{store}refresh_skew: 2s}}");
+    world_with(
+        &extra,
+        json!({"access_token_ttl": 5, "rotate_refresh": true}),
+        replicas,
+    )
+    .await
+}
+
+async fn bearer(browser: &Browser, base: &str) -> (u16, Option<String>) {
+    let page = browser
+        .get(&format!("{base}/api/orders"), &[("x-csrf", "1")])
+        .await;
+    let seen: Option<Value> = serde_json::from_str(&page.body).ok();
+    (page.status, seen.and_then(|s| echoed(&s, "authorization")))
+}
+
+#[tokio::test]
+async fn rf01_tokens_refresh_before_expiry_and_the_new_refresh_token_replaces_the_old() {
+    let w = short_lived(1, None).await;
+    let (browser, _) = w.login("alice").await;
+    let (status, first) = bearer(&browser, &w.base).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (status, second) = bearer(&browser, &w.base).await;
+    assert_eq!(status, 200);
+    assert_ne!(first, second, "a new access token after the skew point");
+    let (_, third) = bearer(&browser, &w.base).await;
+    assert_eq!(second, third, "no second refresh while the new token is fresh");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (status, fourth) = bearer(&browser, &w.base).await;
+    assert_eq!(status, 200, "the rotated refresh token was stored and works");
+    assert_ne!(third, fourth);
+    let stats = w.idp.stats().await;
+    assert_eq!(stats["grants"]["refresh_token"], 2, "{stats}");
+    assert_eq!(stats["revoked"], 0, "no grant revoked: {stats}");
+}
+
+#[tokio::test]
+async fn rf14_200_parallel_calls_on_3_replicas_make_exactly_one_refresh() {
+    let redis = RedisServer::start();
+    let w = short_lived(3, Some(&redis)).await;
+    let (browser, _) = w.login("alice").await;
+    let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
+    let mut bases = vec![w.base.clone()];
+    bases.extend(w.others.iter().map(|(b, _)| b.clone()));
+    for base in &bases {
+        browser.set_cookie(base, "cloakroom", &cookie);
+    }
+    let (_, before) = bearer(&browser, &w.base).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+
+    let calls = (0..200).map(|i| {
+        let browser = browser.clone();
+        let base = bases[i % bases.len()].clone();
+        async move { bearer(&browser, &base).await }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let statuses: Vec<u16> = results.iter().map(|(s, _)| *s).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let tokens: std::collections::HashSet<_> = results.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(tokens.len(), 1, "every call carried the same fresh token");
+    assert_ne!(tokens.into_iter().next().unwrap(), before);
+    let stats = w.idp.stats().await;
+    assert_eq!(
+        stats["grants"]["refresh_token"], 1,
+        "exactly one refresh grant: {stats}"
+    );
+    assert_eq!(stats["revoked"], 0, "no grant revoked: {stats}");
+}
+
+#[tokio::test]
+async fn rf08_a_revoked_grant_ends_the_session_with_401() {
+    let w = short_lived(1, None).await;
+    let (browser, _) = w.login("alice").await;
+    assert_eq!(bearer(&browser, &w.base).await.0, 200);
+    // The user revokes the grant at the IdP (the refresh token is the one
+    // issued token that is not a JWT).
+    let refresh_token = w
+        .idp
+        .issued()
+        .await
+        .into_iter()
+        .find(|t| t.matches('.').count() != 2)
+        .unwrap();
+    let revoked = support::client()
+        .post(format!("{}/token/revocation", w.idp.issuer))
+        .basic_auth("cloakroom", Some("test-secret"))
+        .form(&[
+            ("token", refresh_token.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(page.body.contains("login_required"));
+    assert!(page
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().contains("Max-Age=0")));
+    assert_eq!(
+        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
+        401,
+        "ended everywhere"
+    );
+}
