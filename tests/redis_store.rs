@@ -117,3 +117,92 @@ async fn rd01_rd02_a_redis_outage_is_503_keeps_the_session_and_recovers() {
     }
     assert_eq!(status, 200, "RD-02: the same cookie works after recovery");
 }
+
+#[tokio::test]
+async fn lo_logout_on_one_replica_is_refused_on_the_others_at_once() {
+    let redis = RedisServer::start();
+    let w = support::idp::world_with(
+        &format!("session: {{store: {{redis: {{url: '{}'}}}}}}", redis.url()),
+        serde_json::json!({}),
+        3,
+    )
+    .await;
+    let (browser, _) = w.login("alice").await;
+    let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
+    for (base, _) in &w.others {
+        browser.set_cookie(base, "cloakroom", &cookie);
+        assert_eq!(
+            browser
+                .get(&format!("{base}/auth/user"), &[("x-csrf", "1")])
+                .await
+                .status,
+            200
+        );
+    }
+    let logout = browser
+        .send(
+            reqwest::Method::POST,
+            &w.url("/auth/logout"),
+            &[("x-csrf", "1"), ("origin", &w.base)],
+            None,
+        )
+        .await;
+    assert_eq!(logout.status, 200);
+    for (base, _) in &w.others {
+        let page = browser
+            .get(&format!("{base}/api/orders"), &[("x-csrf", "1")])
+            .await;
+        assert_eq!(page.status, 401, "replica {base} still accepts the cookie");
+    }
+}
+
+#[tokio::test]
+async fn session_size_in_redis_is_small_and_every_key_expires() {
+    let redis = RedisServer::start();
+    let w = world(&format!(
+        "session: {{store: {{redis: {{url: '{}'}}}}}}",
+        redis.url()
+    ))
+    .await;
+    let (_browser, _) = w.login("alice").await;
+    let keys = redis.cli(&["--scan", "--pattern", "cloakroom:*"]);
+    let sessions: Vec<&str> = keys.lines().filter(|k| k.ends_with(":s")).collect();
+    assert_eq!(sessions.len(), 1, "{keys}");
+    let bytes: u64 = redis
+        .cli(&["MEMORY", "USAGE", sessions[0]])
+        .trim()
+        .parse()
+        .unwrap();
+    eprintln!("one session in Redis: {bytes} bytes (MEMORY USAGE)");
+    assert!(bytes < 8192, "{bytes} bytes per session");
+    for key in keys.lines() {
+        let ttl: i64 = redis.cli(&["PTTL", key]).trim().parse().unwrap();
+        assert!(ttl > 0, "{key} has no TTL");
+    }
+}
+
+#[tokio::test]
+async fn rd09_a_three_master_cluster_meets_the_contract_and_serves_logins() {
+    let cluster = support::redis::RedisCluster::start();
+    let seeds = cluster.seeds();
+    let mut cfg = config("");
+    cfg.cluster = seeds.iter().map(|s| Secret::new(s.clone())).collect();
+    let store = RedisStore::connect(&cfg).await.unwrap();
+    cloakroom::session::contract::run_all(&store).await;
+    // Session, lock and transaction keys hash-tag into one slot: the Lua
+    // scripts never touch two slots (no CROSSSLOT) on any node.
+    let list = seeds
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let w = world(&format!("session: {{store: {{redis: {{cluster: [{list}]}}}}}}")).await;
+    let (browser, page) = w.login("alice").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
+            .await
+            .status,
+        200
+    );
+}
