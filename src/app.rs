@@ -201,7 +201,7 @@ impl App {
             request_id: request_id.clone(),
             bearer,
         };
-        let mut response = self.shared.upstream.forward(route, request, forward).await?;
+        let mut response = Box::pin(self.shared.upstream.forward(route, request, forward)).await?;
         if authenticated {
             // A response made for one user is not for any shared cache (T41).
             response

@@ -108,12 +108,19 @@ impl Upstream {
         }
         parts.uri = origin_form(route, &fwd.path, parts.uri.query())?;
         parts.version = Version::HTTP_11;
-        let body = body.map_err(|e| -> BoxError { Box::new(ClientBodyError(e)) });
-        let limit = usize::try_from(config.max_body).unwrap_or(usize::MAX);
-        let body = body::boxed(Limited::new(body, limit));
+        // Most API calls are bodiless GETs: nothing to limit or wrap.
+        let body = if http_body::Body::is_end_stream(&body) {
+            body::empty()
+        } else {
+            let body = body.map_err(|e| -> BoxError { Box::new(ClientBodyError(e)) });
+            let limit = usize::try_from(config.max_body).unwrap_or(usize::MAX);
+            body::boxed(Limited::new(body, limit))
+        };
         let request = Request::from_parts(parts, body);
 
-        let sent = self.pool.send(&route.scheme, &route.authority, request);
+        // Boxed: the send future is large and would otherwise be copied
+        // into every enclosing future on the way up.
+        let sent = Box::pin(self.pool.send(&route.scheme, &route.authority, request));
         let response = match tokio::time::timeout(config.timeout, sent).await {
             Err(_) => return Err(UpstreamError::Timeout(config.timeout).into()),
             Ok(result) => result?,
