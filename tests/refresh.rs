@@ -126,3 +126,29 @@ async fn rf08_a_revoked_grant_ends_the_session_with_401() {
         "ended everywhere"
     );
 }
+
+#[tokio::test]
+async fn rf10_rf11_an_idp_outage_serves_valid_tokens_then_503_and_never_logs_out() {
+    // 5-second tokens, refreshed when less than 4 s are left.
+    let mut w = world_with("session: {refresh_skew: 4s}", json!({"access_token_ttl": 5}), 1).await;
+    let (browser, _) = w.login("alice").await;
+    let (_, token) = bearer(&browser, &w.base).await;
+    w.idp.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Due for refresh, the IdP is gone, the token is still valid: use it.
+    let (status, still) = bearer(&browser, &w.base).await;
+    assert_eq!(status, 200, "RF-10");
+    assert_eq!(still, token);
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    // Expired and the IdP is gone: 503, session kept.
+    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    assert_eq!(page.status, 503, "RF-11: {}", page.body);
+    assert!(page.body.contains("idp_unavailable"));
+    assert!(page.headers.contains_key("retry-after"));
+    assert!(page.headers.get("set-cookie").is_none(), "the cookie is kept");
+    assert_eq!(
+        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
+        200,
+        "the session is kept"
+    );
+}

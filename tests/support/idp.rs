@@ -60,6 +60,12 @@ impl Idp {
         Self { issuer, child }
     }
 
+    /// Stops the IdP for good (its state is in memory): an IdP outage.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// What the IdP counted: grants by type, revocations.
     pub async fn stats(&self) -> serde_json::Value {
         super::client()
