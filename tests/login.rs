@@ -337,6 +337,7 @@ async fn ck11_a_planted_session_is_replaced_at_login_and_ended() {
 async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_logout() {
     let w = world("").await;
     let (browser, _) = w.login("alice").await;
+    let cookie = browser.cookie(&w.base, cookie_name()).unwrap();
     let post = reqwest::Method::POST;
     let refused = browser
         .send(post.clone(), &w.url("/auth/logout"), &[], None)
@@ -379,6 +380,8 @@ async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_
         1,
         "refresh token revoked (RFC 7009)"
     );
+    // LO-02: the old cookie, replayed, finds no session.
+    browser.set_cookie(&w.base, cookie_name(), &cookie);
     assert_eq!(
         w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
             .await
@@ -521,4 +524,37 @@ async fn cs10_px24_websocket_needs_an_allowed_origin_and_a_session() {
         "no upstream connection for refused handshakes"
     );
     assert_eq!(status(handshake(&w.base, &cookie).await), 101, "PX-24");
+}
+
+#[tokio::test]
+async fn lo05_logout_completes_locally_when_the_idp_is_down() {
+    let mut w = world("").await;
+    let (browser, _) = w.login("alice").await;
+    let cookie = browser.cookie(&w.base, cookie_name()).unwrap();
+    w.idp.kill();
+    let r = browser
+        .send(
+            reqwest::Method::POST,
+            &w.url("/auth/logout"),
+            &[("x-csrf", "1"), ("origin", &w.base)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().contains("Max-Age=0")));
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert!(body.get("logout_url").is_some());
+    // Replaying the old cookie finds no session: it was deleted.
+    browser.set_cookie(&w.base, cookie_name(), &cookie);
+    assert_eq!(
+        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
+            .await
+            .status,
+        401,
+        "the session is gone"
+    );
 }
