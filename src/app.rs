@@ -159,7 +159,8 @@ impl App {
         let route = self.shared.router.find(&path).ok_or(Refusal::NotFound)?;
         *route_path = Some(route.config.path.as_str());
         check_method(route, request.method())?;
-        if hygiene::is_websocket_upgrade(request.headers()) && !route.config.websocket {
+        let websocket = hygiene::is_websocket_upgrade(request.headers());
+        if websocket && !route.config.websocket {
             return Err(Refusal::BadRequest("websocket not enabled on this route").into());
         }
         let mut bearer = None;
@@ -167,7 +168,7 @@ impl App {
         if route.config.auth != AuthMode::None {
             let auth = self.shared.auth.as_ref().ok_or(Refusal::LoginRequired)?;
             // Pages are navigations; every other protected route is an API.
-            if hygiene::is_websocket_upgrade(request.headers()) {
+            if websocket {
                 auth.csrf.check_websocket(request.headers())?;
             } else if !route.config.login_redirect {
                 auth.csrf.check(request.method(), request.headers())?;
@@ -175,8 +176,8 @@ impl App {
             match session::load(auth, request.headers()).await {
                 Ok(loaded) => {
                     authenticated = true;
-                    let token = access_token(auth, &loaded).await?;
                     if route.config.token == TokenKind::User {
+                        let token = access_token(auth, &loaded).await?;
                         bearer = Some(bearer_header(token.expose())?);
                     }
                 }
