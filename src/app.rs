@@ -165,6 +165,7 @@ impl App {
         }
         let mut bearer = None;
         let mut authenticated = false;
+        let mut reseal = None;
         if route.config.auth != AuthMode::None {
             let auth = self.shared.auth.as_ref().ok_or(Refusal::LoginRequired)?;
             // Pages are navigations; every other protected route is an API.
@@ -176,6 +177,7 @@ impl App {
             match session::load(auth, request.headers()).await {
                 Ok(loaded) => {
                     authenticated = true;
+                    reseal = loaded.reseal(auth);
                     if route.config.token == TokenKind::User {
                         let token = access_token(auth, &loaded).await?;
                         bearer = Some(bearer_header(token.expose())?);
@@ -203,6 +205,9 @@ impl App {
             bearer,
         };
         let mut response = Box::pin(self.shared.upstream.forward(route, request, forward)).await?;
+        if let Some(cookie) = reseal {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
         if authenticated {
             // A response made for one user is not for any shared cache (T41).
             response

@@ -206,3 +206,62 @@ async fn rd09_a_three_master_cluster_meets_the_contract_and_serves_logins() {
         200
     );
 }
+
+#[tokio::test]
+async fn kr01_kr03_a_rotated_key_ring_keeps_sessions_and_reseals_cookies() {
+    use support::idp::{Browser, Idp};
+    use support::{App, Upstream};
+    const KEY1: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+    const KEY2: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    let (a, b) = (App::bind().await, App::bind().await);
+    let base_a = format!("http://127.0.0.1:{}", a.addr.port());
+    let base_b = format!("http://127.0.0.1:{}", b.addr.port());
+    let idp = Idp::start(serde_json::json!({"redirect_uris": [format!("{base_a}/auth/callback")]}));
+    let yaml = |keys: &str| {
+        format!(
+            "public_url: {base_a}
+log: {{level: warn}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
+cookie: {{keys: [{keys}]}}
+session: {{store: {{redis: {{url: '{r}'}}}}}}
+routes: [{{path: /api, upstream: '{u}'}}]
+",
+            iss = idp.issuer,
+            r = redis.url(),
+            u = up.url()
+        )
+    };
+    let k1 = format!("{{id: '1', secret: {KEY1}}}");
+    let k2 = format!("{{id: '2', secret: {KEY2}}}");
+    // Replica A still runs the old ring; B has k2 first, k1 still accepted.
+    let _a = a.start(&yaml(&k1));
+    let _b = b.start(&yaml(&format!("{k2}, {k1}")));
+
+    let browser = Browser::new(&base_a);
+    browser.navigate(&format!("{base_a}/auth/login"), "alice").await;
+    let old = browser.cookie(&base_a, "cloakroom").expect("logged in on A");
+    browser.set_cookie(&base_b, "cloakroom", &old);
+    let page = browser.get(&format!("{base_b}/api/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(page.status, 200, "KR-01: an old-key cookie still works");
+    let new = browser.cookie(&base_b, "cloakroom").unwrap();
+    assert_ne!(new, old, "re-sealed under the new primary key");
+    assert_eq!(
+        browser
+            .get(&format!("{base_b}/api/x"), &[("x-csrf", "1")])
+            .await
+            .status,
+        200
+    );
+    // KR-03: a replica that was never given k2 cannot open the new cookie,
+    // which is why k2 is added everywhere before it becomes primary.
+    browser.set_cookie(&base_a, "cloakroom", &new);
+    assert_eq!(
+        browser
+            .get(&format!("{base_a}/api/x"), &[("x-csrf", "1")])
+            .await
+            .status,
+        401
+    );
+}

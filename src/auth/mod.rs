@@ -77,7 +77,11 @@ impl Auth {
             ("/auth/user", &Method::GET) => {
                 self.csrf.check(&request.method, &request.headers)?;
                 let loaded = session::load(self, &request.headers).await?;
-                Ok(json(StatusCode::OK, &session::user_info(self, &loaded)))
+                let mut response = json(StatusCode::OK, &session::user_info(self, &loaded));
+                if let Some(cookie) = loaded.reseal(self) {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                Ok(response)
             }
             ("/auth/logout", &Method::POST) => {
                 self.csrf.check(&request.method, &request.headers)?;

@@ -31,6 +31,21 @@ pub struct Loaded {
     pub key: String,
     pub record: Record,
     pub version: u64,
+    /// The cookie was sealed with an older key of the ring: re-issue it
+    /// under the current one (KR-01).
+    pub stale_key: bool,
+}
+
+impl Loaded {
+    /// The `Set-Cookie` that re-seals this session's ticket, when due.
+    pub fn reseal(&self, auth: &Auth) -> Option<http::HeaderValue> {
+        self.stale_key.then(|| {
+            let value = auth
+                .ring
+                .seal(Purpose::Session, &auth.names.session, &self.ticket.to_bytes());
+            auth.names.set_session(&value)
+        })
+    }
 }
 
 /// Loads the session the request's cookie names, or refuses with
@@ -84,6 +99,7 @@ pub async fn load(auth: &Auth, headers: &HeaderMap) -> Result<Loaded, BoxError> 
         key,
         record,
         version,
+        stale_key: opened.stale_key,
     })
 }
 
