@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 pub use crate::config::Config;
 use crate::config::StoreConfig;
 use crate::error::BoxError;
-use crate::session::{MemoryStore, RedisStore, SessionStore};
+use crate::session::{CachedStore, MemoryStore, RedisStore, SessionStore};
 
 /// Runs cloakroom until `shutdown` resolves and in-flight requests drain.
 pub async fn run(
@@ -40,7 +40,15 @@ pub async fn run(
     let config = Arc::new(config);
     let store: Arc<dyn SessionStore> = match &config.session.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
-        StoreConfig::Redis(redis) => Arc::new(RedisStore::connect(redis).await?),
+        StoreConfig::Redis(redis) => {
+            let store = RedisStore::connect(redis).await?;
+            if redis.local_cache {
+                let url = redis.cluster.first().unwrap_or(&redis.url).expose().clone();
+                Arc::new(CachedStore::new(store, url))
+            } else {
+                Arc::new(store)
+            }
+        }
     };
     // One App (and so one upstream connection pool) per worker thread.
     let workers = match config.workers {

@@ -18,6 +18,7 @@ fn config(url: &str) -> RedisConfig {
         cluster: vec![],
         command_timeout: Duration::from_millis(300),
         connect_timeout: Duration::from_secs(1),
+        local_cache: false,
     }
 }
 
@@ -264,4 +265,52 @@ routes: [{{path: /api, upstream: '{u}'}}]
             .status,
         401
     );
+}
+
+/// Calls of one Redis command so far, from `INFO commandstats`.
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_local_cache_serves_sessions_without_redis_round_trips() {
+    let redis = RedisServer::start();
+    for (local_cache, most) in [(true, 1), (false, 20)] {
+        let w = world(&format!(
+            "session: {{store: {{redis: {{url: '{}', local_cache: {local_cache}}}}}}}",
+            redis.url()
+        ))
+        .await;
+        let (browser, _) = w.login("alice").await;
+        assert_eq!(
+            w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
+                .await
+                .status,
+            200
+        );
+        let before = calls(&redis, "hmget");
+        for _ in 0..20 {
+            assert_eq!(
+                w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
+                    .await
+                    .status,
+                200
+            );
+        }
+        let reads = calls(&redis, "hmget") - before;
+        assert!(
+            reads <= most,
+            "local_cache {local_cache}: {reads} session reads for 20 calls"
+        );
+        if !local_cache {
+            assert_eq!(reads, 20);
+        }
+    }
 }

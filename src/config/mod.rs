@@ -94,6 +94,9 @@ pub struct RedisConfig {
     pub cluster: Vec<Secret<String>>,
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Keep session records in each replica's memory, invalidated through
+    /// Redis pub/sub, so most requests need no Redis round trip.
+    pub local_cache: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -488,6 +491,7 @@ impl FromNode for RedisConfig {
         let cluster = f.or::<Vec<RedisUrl>>("cluster", Vec::new(), at);
         let command_timeout = f.or("command_timeout", Duration::from_millis(500), at);
         let connect_timeout = f.or("connect_timeout", Duration::from_secs(2), at);
+        let local_cache = f.or("local_cache", true, at);
         f.finish(at);
         let cluster: Vec<Secret<String>> = cluster.unwrap_or_default().into_iter().map(|u| u.0).collect();
         if url.is_none() && cluster.is_empty() {
@@ -499,6 +503,7 @@ impl FromNode for RedisConfig {
             cluster,
             command_timeout: command_timeout.ok_or("")?,
             connect_timeout: connect_timeout.ok_or("")?,
+            local_cache: local_cache.ok_or("")?,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Server-side session state: the store contract and its implementations.
 
+pub mod cache;
 pub mod contract;
 pub mod lock;
 pub mod memory;
@@ -7,6 +8,7 @@ pub mod record;
 pub mod redis;
 pub mod store;
 
+pub use self::cache::CachedStore;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::store::{SessionStore, StoreError, Versioned};

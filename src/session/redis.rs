@@ -142,6 +142,15 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Publishes `message` on `channel` (cache invalidation).
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(message);
+        self.query::<i64>(&cmd).await.map(|_| ())
+    }
+}
+
 async fn bounded<T>(
     timeout: Duration,
     call: impl Future<Output = redis::RedisResult<T>>,
