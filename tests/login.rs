@@ -233,7 +233,7 @@ async fn lg01_lg02_lg03_lg08_lg10_callback_parameters_are_checked() {
 }
 
 #[tokio::test]
-async fn lg05_a_callback_from_another_browser_is_refused() {
+async fn t14_a_callback_from_another_browser_is_refused() {
     let w = world("").await;
     let victim = Browser::new(&w.base);
     let stolen = w.callback_url(&victim, "alice").await;
