@@ -558,3 +558,39 @@ async fn lo05_logout_completes_locally_when_the_idp_is_down() {
         "the session is gone"
     );
 }
+
+#[tokio::test]
+async fn lg05_an_injected_code_fails_against_the_victims_pkce_verifier() {
+    let w = world("").await;
+    // The attacker runs a login of their own and keeps the code.
+    let attacker = Browser::new(&w.base);
+    let theirs = url::Url::parse(&w.callback_url(&attacker, "mallory").await).unwrap();
+    let code = theirs
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    // The victim's browser arrives at the callback with its own state but
+    // the attacker's code.
+    let victim = Browser::new(&w.base);
+    let mine = url::Url::parse(&w.callback_url(&victim, "alice").await).unwrap();
+    let pairs: Vec<(String, String)> = mine
+        .query_pairs()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                if k == "code" { code.clone() } else { v.to_string() },
+            )
+        })
+        .collect();
+    let mut injected = mine.clone();
+    injected.query_pairs_mut().clear().extend_pairs(&pairs);
+    let page = victim.get(injected.as_str(), &[]).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("login_failed"));
+    assert!(
+        victim.cookie(&w.base, cookie_name()).is_none(),
+        "no session for the victim"
+    );
+}
