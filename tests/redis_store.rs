@@ -314,3 +314,58 @@ async fn the_local_cache_serves_sessions_without_redis_round_trips() {
         }
     }
 }
+
+#[tokio::test]
+async fn rd01_n3_redis_killed_mid_run_across_3_replicas_gives_only_503s_and_loses_no_session() {
+    let mut redis = RedisServer::start();
+    let w = support::idp::world_with(
+        &format!(
+            "session: {{store: {{redis: {{url: '{}', command_timeout: 300ms}}}}}}",
+            redis.url()
+        ),
+        serde_json::json!({}),
+        3,
+    )
+    .await;
+    let mut bases = vec![w.base.clone()];
+    bases.extend(w.others.iter().map(|(b, _)| b.clone()));
+    // Five users, each logged in once and used on every replica.
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat", "dan", "eve"] {
+        let (browser, _) = w.login(name).await;
+        let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
+        for base in &bases {
+            browser.set_cookie(base, "cloakroom", &cookie);
+        }
+        users.push(browser);
+    }
+    let call = |browser: &support::idp::Browser, base: &str| {
+        let (browser, url) = (browser.clone(), format!("{base}/api/orders"));
+        async move { browser.get(&url, &[("x-csrf", "1")]).await.status }
+    };
+    for (i, user) in users.iter().enumerate() {
+        assert_eq!(call(user, &bases[i % 3]).await, 200);
+    }
+    redis.stop();
+    for (i, user) in users.iter().enumerate() {
+        for base in &bases {
+            let status = call(user, base).await;
+            assert_eq!(status, 503, "user {i} on {base} during the outage");
+        }
+    }
+    redis.resume();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (i, user) in users.iter().enumerate() {
+        for base in &bases {
+            let mut status = 0;
+            for _ in 0..30 {
+                status = call(user, base).await;
+                if status == 200 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(status, 200, "user {i} on {base} after recovery: no session lost");
+        }
+    }
+}
