@@ -85,8 +85,9 @@ async fn rd11_a_wrong_password_fails_the_start() {
 #[tokio::test]
 async fn rd01_rd02_a_redis_outage_is_503_keeps_the_session_and_recovers() {
     let mut redis = RedisServer::start();
+    // The store's own error path: no local cache that could answer for it.
     let w = world(&format!(
-        "session: {{store: {{redis: {{url: '{}', command_timeout: 300ms}}}}}}",
+        "session: {{store: {{redis: {{url: '{}', command_timeout: 300ms, local_cache: false}}}}}}",
         redis.url()
     ))
     .await;
@@ -347,10 +348,15 @@ async fn rd01_n3_redis_killed_mid_run_across_3_replicas_gives_only_503s_and_lose
         assert_eq!(call(user, &bases[i % 3]).await, 200);
     }
     redis.stop();
+    // Until a replica notices its invalidation subscription is gone it may
+    // still answer from its cache; after that, 503. Never a 401, never a 500.
     for (i, user) in users.iter().enumerate() {
         for base in &bases {
             let status = call(user, base).await;
-            assert_eq!(status, 503, "user {i} on {base} during the outage");
+            assert!(
+                status == 503 || status == 200,
+                "user {i} on {base} during the outage: {status}"
+            );
         }
     }
     redis.resume();
