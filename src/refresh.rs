@@ -10,8 +10,9 @@
 //!    rotated token is never lost to a cancelled request.
 //! 3. Across replicas, a lease in the store (`…:lock`), renewed every third
 //!    of its TTL while the IdP call is in flight.
-//! 4. After taking the lease, the record is read again: if another replica
-//!    refreshed meanwhile, its tokens are used and the IdP is not called.
+//! 4. After taking the lease, the record is read again, from Redis itself
+//!    (never a replica's cache): if another replica refreshed meanwhile,
+//!    its tokens are used and the IdP is not called.
 //! 5. The token endpoint is called once, never retried.
 //! 6. The new tokens are written with compare-and-set on the record version.
 //! 7. Callers that find the lease taken watch the record for the winner's
@@ -155,7 +156,7 @@ async fn written_since(
 ) -> Result<Option<Fresh>, RefreshError> {
     let stored = auth
         .store
-        .get(key)
+        .get_latest(key)
         .await
         .map_err(|_| RefreshError::StoreDown)?
         .ok_or(RefreshError::Ended)?;
@@ -181,7 +182,7 @@ fn fresh(record: &Record) -> Fresh {
 async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, RefreshError> {
     let store = auth.store.as_ref();
     let stored = store
-        .get(key)
+        .get_latest(key)
         .await
         .map_err(|_| RefreshError::StoreDown)?
         .ok_or(RefreshError::Ended)?;
@@ -194,7 +195,7 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
         Ok(tokens) => tokens,
         Err(IdpError::Rejected(e)) if e.error == "invalid_grant" => {
             // One more read: a winner's write may explain the rejection.
-            if let Ok(Some(now)) = store.get(key).await {
+            if let Ok(Some(now)) = store.get_latest(key).await {
                 if let Ok(record) = Record::open(&now.value, ticket, key) {
                     if is_fresh(auth, &record) {
                         return Ok(fresh(&record));
@@ -257,7 +258,7 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
             Ok(_) => return Ok(fresh(&record)),
             Err(StoreError::Conflict) => {
                 let newer = store
-                    .get(key)
+                    .get_latest(key)
                     .await
                     .map_err(|_| RefreshError::StoreDown)?
                     .ok_or(RefreshError::Ended)?;

@@ -87,6 +87,15 @@ impl SessionStore for CachedStore {
         Ok(found)
     }
 
+    async fn get_latest(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let found = self.inner.get(key).await?;
+        match &found {
+            Some(value) if Self::cacheable(key) => self.cache.insert(key, value.clone()),
+            _ => self.cache.forget(key),
+        }
+        Ok(found)
+    }
+
     async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError> {
         let result = self.inner.put(key, value, expected, ttl).await;
         // Written, or refused because our copy was stale: either way the

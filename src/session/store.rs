@@ -35,6 +35,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Reads a live value.
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
 
+    /// Reads a live value from the source of truth, past any cache: for
+    /// reads that decide whether to call the IdP or what to write.
+    async fn get_latest(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.get(key).await
+    }
+
     /// Writes `value` if the stored version is `expected` (0: the key must
     /// not exist). Returns the new version, or `Conflict`.
     async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError>;
