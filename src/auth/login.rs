@@ -20,6 +20,7 @@ use super::{page, random_token, redirect, return_to, Auth};
 use crate::body::Body;
 use crate::cookie::{CookieNames, Purpose};
 use crate::error::{BoxError, Code};
+use crate::session::record::hex;
 
 /// How long a login may take, from redirect to callback (≤ 10 minutes).
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
@@ -48,10 +49,6 @@ pub fn transaction_key(state: &str) -> String {
 
 pub fn browser_hash(secret: &[u8]) -> String {
     hex(&sha2::Sha256::digest(secret))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxError> {

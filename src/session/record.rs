@@ -41,8 +41,12 @@ pub fn store_key(ticket: &Ticket) -> String {
     mac.update(b"cloakroom session id");
     mac.update(&ticket.sid);
     let digest = mac.finalize().into_bytes();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("cloakroom:{{{hex}}}:s")
+    format!("cloakroom:{{{}}}:s", hex(&digest[..16]))
+}
+
+/// Lower-case hex, for store keys.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // === impl Record ===
@@ -142,7 +146,7 @@ mod tests {
         let ticket = Ticket::generate(0);
         let key = store_key(&ticket);
         assert!(key.starts_with("cloakroom:{") && key.ends_with("}:s"), "{key}");
-        let sid_hex: String = ticket.sid.iter().map(|b| format!("{b:02x}")).collect();
+        let sid_hex = hex(&ticket.sid);
         assert!(!key.contains(&sid_hex));
     }
 }
