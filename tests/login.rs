@@ -594,3 +594,16 @@ async fn lg05_an_injected_code_fails_against_the_victims_pkce_verifier() {
         "no session for the victim"
     );
 }
+
+#[tokio::test]
+async fn lg04_a_callback_after_the_login_timeout_is_login_expired() {
+    let w = world("session: {login_timeout: 1s}").await;
+    let browser = Browser::new(&w.base);
+    let callback = w.callback_url(&browser, "alice").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let page = browser.get(&callback, &[]).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("login_expired"), "{}", page.body);
+    assert!(page.body.contains("/auth/login"), "a way to sign in again");
+    assert!(browser.cookie(&w.base, cookie_name()).is_none());
+}

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use http::request::Parts;
 use http::{header, Response, StatusCode};
 
-use super::login::{browser_hash, transaction_key, Transaction, LOGIN_TTL};
+use super::login::{browser_hash, transaction_key, Transaction};
 use super::{page, redirect, session, Auth};
 use crate::body::Body;
 use crate::cookie::{CookieNames, Purpose};
@@ -57,7 +57,7 @@ pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<
             "unknown or used state",
         );
     };
-    if crate::clock::now() > transaction.created_at + LOGIN_TTL.as_secs() {
+    if crate::clock::now() > transaction.created_at + auth.config.session.login_timeout.as_secs() {
         return fail(StatusCode::BAD_REQUEST, Code::LoginExpired, "transaction expired");
     }
     // The state must come back to the browser that started the login.

@@ -22,8 +22,6 @@ use crate::cookie::{CookieNames, Purpose};
 use crate::error::{BoxError, Code};
 use crate::session::record::hex;
 
-/// How long a login may take, from redirect to callback (≤ 10 minutes).
-pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 /// The store keeps a transaction a little longer, so a late callback can be
 /// told "expired" rather than "unknown".
 const STORE_GRACE: Duration = Duration::from_secs(300);
@@ -95,7 +93,12 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxEr
     };
     let value = Bytes::from(serde_json::to_vec(&transaction)?);
     auth.store
-        .put(&transaction_key(&state), value, 0, LOGIN_TTL + STORE_GRACE)
+        .put(
+            &transaction_key(&state),
+            value,
+            0,
+            auth.config.session.login_timeout + STORE_GRACE,
+        )
         .await?;
 
     let oidc = &auth.idp.config;
@@ -112,8 +115,9 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxEr
     let mut response = redirect(url.as_str());
     // Set again each time, so the cookie outlives the newest transaction.
     let sealed = auth.ring.seal(Purpose::Login, &auth.names.login, &secret);
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, auth.names.set_login(&sealed, LOGIN_TTL));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        auth.names.set_login(&sealed, auth.config.session.login_timeout),
+    );
     Ok(response)
 }

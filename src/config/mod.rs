@@ -75,6 +75,8 @@ pub struct SessionConfig {
     pub claims: Vec<String>,
     /// Refresh when the access token has less than this left.
     pub refresh_skew: Duration,
+    /// How long a login may take, from `/auth/login` to the callback.
+    pub login_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,6 +428,7 @@ impl Default for SessionConfig {
             absolute_timeout: Duration::from_secs(12 * 3600),
             claims: ["sub", "name", "email"].map(String::from).to_vec(),
             refresh_skew: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -441,7 +444,11 @@ impl FromNode for SessionConfig {
         let absolute_timeout = f.or("absolute_timeout", d.absolute_timeout, at);
         let claims = f.or("claims", d.claims, at);
         let refresh_skew = f.or("refresh_skew", d.refresh_skew, at);
+        let login_timeout = f.or("login_timeout", d.login_timeout, at);
         f.finish(at);
+        if login_timeout.is_some_and(|t| t.is_zero() || t > Duration::from_secs(600)) {
+            at.error_at("login_timeout", "must be between 1s and 10m");
+        }
         if let (Some(idle), Some(abs)) = (idle_timeout, absolute_timeout) {
             if idle > abs {
                 at.error_at("idle_timeout", "must not be longer than absolute_timeout");
@@ -453,6 +460,7 @@ impl FromNode for SessionConfig {
             absolute_timeout: absolute_timeout.ok_or("")?,
             claims: claims.ok_or("")?,
             refresh_skew: refresh_skew.ok_or("")?,
+            login_timeout: login_timeout.ok_or("")?,
         })
     }
 }
