@@ -154,17 +154,21 @@ async fn written_since(
     key: &str,
     seen: u64,
 ) -> Result<Option<Fresh>, RefreshError> {
+    let (version, record) = read(auth, ticket, key).await?;
+    Ok((version != seen && is_fresh(auth, &record)).then(|| fresh(&record)))
+}
+
+/// The session's record and version, read from Redis itself (never a
+/// replica's cache: these reads decide whether to call the IdP).
+async fn read(auth: &Auth, ticket: &Ticket, key: &str) -> Result<(u64, Record), RefreshError> {
     let stored = auth
         .store
         .get_latest(key)
         .await
         .map_err(|_| RefreshError::StoreDown)?
         .ok_or(RefreshError::Ended)?;
-    if stored.version == seen {
-        return Ok(None);
-    }
     let record = Record::open(&stored.value, ticket, key).map_err(|_| RefreshError::Ended)?;
-    Ok(is_fresh(auth, &record).then(|| fresh(&record)))
+    Ok((stored.version, record))
 }
 
 fn is_fresh(auth: &Auth, record: &Record) -> bool {
@@ -181,12 +185,7 @@ fn fresh(record: &Record) -> Fresh {
 /// Steps 4 to 8, holding the lease.
 async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, RefreshError> {
     let store = auth.store.as_ref();
-    let stored = store
-        .get_latest(key)
-        .await
-        .map_err(|_| RefreshError::StoreDown)?
-        .ok_or(RefreshError::Ended)?;
-    let record = Record::open(&stored.value, ticket, key).map_err(|_| RefreshError::Ended)?;
+    let (version, record) = read(auth, ticket, key).await?;
     if is_fresh(auth, &record) {
         return Ok(fresh(&record));
     }
@@ -195,11 +194,9 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
         Ok(tokens) => tokens,
         Err(IdpError::Rejected(e)) if e.error == "invalid_grant" => {
             // One more read: a winner's write may explain the rejection.
-            if let Ok(Some(now)) = store.get_latest(key).await {
-                if let Ok(record) = Record::open(&now.value, ticket, key) {
-                    if is_fresh(auth, &record) {
-                        return Ok(fresh(&record));
-                    }
+            if let Ok((_, record)) = read(auth, ticket, key).await {
+                if is_fresh(auth, &record) {
+                    return Ok(fresh(&record));
                 }
             }
             let _ = store.delete(key).await;
@@ -239,9 +236,9 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
     let expires_at = now + tokens.expires_in.unwrap_or(300);
     // Compare-and-set; a concurrent touch of `last_seen` moves the version,
     // so apply the new tokens to the newest record and try again.
-    let mut current = (stored, record);
+    let mut current = (version, record);
     for _ in 0..5 {
-        let (stored, mut record) = current;
+        let (version, mut record) = current;
         record.access_token = tokens.access_token.clone();
         record.access_expires_at = expires_at;
         if let Some(rt) = &tokens.refresh_token {
@@ -251,20 +248,10 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
             record.id_token = Some(id.clone());
         }
         let ttl = crate::auth::session::ttl(auth, ticket, now);
-        match store
-            .put(key, record.seal(ticket, key), stored.version, ttl)
-            .await
-        {
+        match store.put(key, record.seal(ticket, key), version, ttl).await {
             Ok(_) => return Ok(fresh(&record)),
             Err(StoreError::Conflict) => {
-                let newer = store
-                    .get_latest(key)
-                    .await
-                    .map_err(|_| RefreshError::StoreDown)?
-                    .ok_or(RefreshError::Ended)?;
-                let newer_record =
-                    Record::open(&newer.value, ticket, key).map_err(|_| RefreshError::Ended)?;
-                current = (newer, newer_record);
+                current = read(auth, ticket, key).await?;
             }
             Err(StoreError::Unavailable(e)) => {
                 // The rotated token is lost; with an IdP grace period the

@@ -10,10 +10,9 @@ use std::collections::HashMap;
 use http::request::Parts;
 use http::{header, Response, StatusCode};
 
-use super::login::{browser_hash, transaction_key, Transaction};
+use super::login::{browser_hash, browser_secret, transaction_key, Transaction};
 use super::{page, redirect, session, Auth};
 use crate::body::Body;
-use crate::cookie::{CookieNames, Purpose};
 use crate::error::Code;
 use crate::oidc::{IdTokenCheckError, IdpError};
 use crate::session::StoreError;
@@ -61,8 +60,7 @@ pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<
         return fail(StatusCode::BAD_REQUEST, Code::LoginExpired, "transaction expired");
     }
     // The state must come back to the browser that started the login.
-    let bound = CookieNames::find(&request.headers, &auth.names.login)
-        .and_then(|v| auth.ring.unseal(Purpose::Login, &auth.names.login, v).ok())
+    let bound = browser_secret(auth, &request.headers)
         .is_some_and(|o| browser_hash(&o.plaintext) == transaction.browser);
     if !bound {
         return fail(

@@ -18,6 +18,7 @@ use sha2::Digest;
 
 use super::{page, random_token, redirect, return_to, Auth};
 use crate::body::Body;
+use crate::cookie::seal::Opened;
 use crate::cookie::{CookieNames, Purpose};
 use crate::error::{BoxError, Code};
 use crate::session::record::hex;
@@ -45,6 +46,12 @@ pub fn transaction_key(state: &str) -> String {
     )
 }
 
+/// The browser secret in this request's pre-auth cookie, if it opens.
+pub fn browser_secret(auth: &Auth, headers: &http::HeaderMap) -> Option<Opened> {
+    let value = CookieNames::find(headers, &auth.names.login)?;
+    auth.ring.unseal(Purpose::Login, &auth.names.login, value).ok()
+}
+
 pub fn browser_hash(secret: &[u8]) -> String {
     hex(&sha2::Sha256::digest(secret))
 }
@@ -68,9 +75,7 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxEr
     let return_to = return_to::sanitize(requested.as_deref());
 
     // Reuse this browser's pre-auth secret when it has a valid one.
-    let existing = CookieNames::find(&request.headers, &auth.names.login)
-        .and_then(|v| auth.ring.unseal(Purpose::Login, &auth.names.login, v).ok())
-        .filter(|o| o.plaintext.len() == 32 && !o.stale_key);
+    let existing = browser_secret(auth, &request.headers).filter(|o| o.plaintext.len() == 32 && !o.stale_key);
     let secret = match existing {
         Some(opened) => opened.plaintext.to_vec(),
         None => {

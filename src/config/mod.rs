@@ -290,12 +290,17 @@ from_text!(PublicUrl, |text| {
     if url.path() != "/" || url.query().is_some() {
         return Err("must be an origin only (scheme, host, port), without a path".into());
     }
-    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    if url.scheme() == "http" && !local {
+    if is_plain_remote(&url) {
         return Err("must be https (plain http is allowed only for localhost development)".into());
     }
     Ok(PublicUrl(url))
 });
+
+/// Plain http to anything but this machine: refused for the browser-facing
+/// origin and the issuer, allowed for localhost development only.
+fn is_plain_remote(url: &Url) -> bool {
+    url.scheme() == "http" && !matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+}
 
 fn absolute_http_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|_| "not an absolute http(s) URL".to_string())?;
@@ -408,8 +413,7 @@ struct Issuer(Url);
 
 from_text!(Issuer, |text| {
     let url = absolute_http_url(text)?;
-    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    if url.scheme() == "http" && !local {
+    if is_plain_remote(&url) {
         return Err("must be https".into());
     }
     if url.query().is_some() {
