@@ -43,8 +43,7 @@ pub async fn run(
         StoreConfig::Redis(redis) => {
             let store = RedisStore::connect(redis).await?;
             if redis.local_cache {
-                let url = redis.cluster.first().unwrap_or(&redis.url).expose().clone();
-                Arc::new(CachedStore::new(store, url))
+                Arc::new(CachedStore::new(store))
             } else {
                 Arc::new(store)
             }

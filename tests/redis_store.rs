@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cloakroom::config::RedisConfig;
+use cloakroom::config::{RedisConfig, RedisTopology};
 use cloakroom::secret::Secret;
 use cloakroom::session::{RedisStore, SessionStore, StoreError};
 use support::idp::world;
@@ -14,11 +14,10 @@ use support::redis::RedisServer;
 
 fn config(url: &str) -> RedisConfig {
     RedisConfig {
-        url: Secret::new(url.to_owned()),
-        cluster: vec![],
         command_timeout: Duration::from_millis(300),
         connect_timeout: Duration::from_secs(1),
         local_cache: false,
+        ..RedisConfig::standalone(url)
     }
 }
 
@@ -188,7 +187,7 @@ async fn rd09_a_three_master_cluster_meets_the_contract_and_serves_logins() {
     let cluster = support::redis::RedisCluster::start();
     let seeds = cluster.seeds();
     let mut cfg = config("");
-    cfg.cluster = seeds.iter().map(|s| Secret::new(s.clone())).collect();
+    cfg.topology = RedisTopology::Cluster(seeds.iter().map(|s| Secret::new(s.clone())).collect());
     let store = RedisStore::connect(&cfg).await.unwrap();
     cloakroom::session::contract::run_all(&store).await;
     // Session, lock and transaction keys hash-tag into one slot: the Lua

@@ -160,3 +160,106 @@ async fn rf10_rf11_an_idp_outage_serves_valid_tokens_then_503_and_never_logs_out
         "the session is kept"
     );
 }
+
+/// A session on `w` (3 replicas' worth of config in Redis) and a second
+/// replica as its own process, with the browser's cookie on both.
+async fn with_doomed_replica(w: &World) -> (Browser, support::Process) {
+    let doomed = support::Process::start(&w.yaml);
+    let (browser, _) = w.login("alice").await;
+    let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
+    browser.set_cookie(&doomed.base, "cloakroom", &cookie);
+    (browser, doomed)
+}
+
+/// Starts a refresh on `doomed` (the access token is due), kills it while
+/// its token call is held at the IdP, and returns the statuses the
+/// surviving replica answers until it gives something other than 503.
+async fn kill_mid_refresh(w: &World, browser: &Browser, mut doomed: support::Process) -> (Vec<u16>, String) {
+    let (status, _) = bearer(browser, &w.base).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let in_flight = {
+        let cookie = browser.cookie(&doomed.base, "cloakroom").unwrap();
+        let request = support::client()
+            .get(format!("{}/api/orders", doomed.base))
+            .header("x-csrf", "1")
+            .header("cookie", format!("cloakroom={cookie}"));
+        tokio::spawn(request.send())
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    doomed.kill();
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the doomed replica never answered"
+    );
+    // Past the access token's expiry: nothing can be served without a refresh.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The dead replica's lease runs out within its TTL (15 s); meanwhile
+    // the survivor answers 503 refresh_pending, keeping the session.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+        seen.push(page.status);
+        if page.status != 503 {
+            return (seen, page.body);
+        }
+        assert!(page.body.contains("refresh_pending"), "{}", page.body);
+        assert!(page.headers.get("set-cookie").is_none(), "the cookie is kept");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never recovered: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rf17_a_replica_killed_before_its_token_call_arrives_costs_a_wait_not_a_login() {
+    let redis = RedisServer::start();
+    let store = format!("store: {{redis: {{url: '{}'}}}}, ", redis.url());
+    let w = world_with(
+        &format!("session: {{{store}refresh_skew: 2s}}"),
+        // The first refresh is held 3 s, then dropped: its client is gone.
+        json!({"access_token_ttl": 5, "token_delay": {"call": 2, "ms": 3000, "phase": "before"}}),
+        1,
+    )
+    .await;
+    let (browser, doomed) = with_doomed_replica(&w).await;
+    let (_, before) = bearer(&browser, &w.base).await;
+    let (seen, body) = kill_mid_refresh(&w, &browser, doomed).await;
+    assert_eq!(
+        seen.last(),
+        Some(&200),
+        "the next refresh succeeds: {seen:?} {body}"
+    );
+    let seen_token = echoed(&serde_json::from_str(&body).unwrap(), "authorization");
+    assert_ne!(seen_token, before, "with a new access token");
+    let stats = w.idp.stats().await;
+    assert_eq!(stats["grants"]["refresh_token"], 1, "{stats}");
+    assert_eq!(stats["revoked"], 0, "no grant revoked: {stats}");
+}
+
+#[tokio::test]
+async fn rf18_a_replica_killed_after_the_idp_rotated_costs_exactly_one_login() {
+    let redis = RedisServer::start();
+    let store = format!("store: {{redis: {{url: '{}'}}}}, ", redis.url());
+    let w = world_with(
+        &format!("session: {{{store}refresh_skew: 2s}}"),
+        // The first refresh rotates the token at once; its answer is late.
+        json!({"access_token_ttl": 5, "token_delay": {"call": 2, "ms": 3000, "phase": "after"}}),
+        1,
+    )
+    .await;
+    let (browser, doomed) = with_doomed_replica(&w).await;
+    let (seen, body) = kill_mid_refresh(&w, &browser, doomed).await;
+    // The stored refresh token was spent by the dead replica: the IdP sees
+    // it reused and ends the grant. Without an IdP grace period that is one
+    // 401 login_required, the cookie cleared, never a loop.
+    assert_eq!(seen.last(), Some(&401), "{seen:?}");
+    assert!(body.contains("login_required"), "{body}");
+    let stats = w.idp.stats().await;
+    assert_eq!(stats["revoked"], 1, "{stats}");
+    let (browser, page) = w.login("alice").await;
+    assert_eq!(page.status, 200, "signing in again works");
+    assert_eq!(bearer(&browser, &w.base).await.0, 200);
+}

@@ -67,8 +67,9 @@ impl Env for MapEnv {
     }
 }
 
-/// Keys whose value may instead come from a file named by `<key>_file`.
-pub const SECRET_KEYS: &[&str] = &["client_secret", "secret", "password", "url"];
+/// Keys whose value may instead come from a file named by `<key>_file`:
+/// secrets, and PEM certificates that live beside them.
+pub const SECRET_KEYS: &[&str] = &["client_secret", "secret", "password", "url", "ca", "cert", "key"];
 
 /// Replaces every `<secret>_file: PATH` with `<secret>: <file contents>`.
 ///

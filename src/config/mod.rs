@@ -84,21 +84,82 @@ pub enum StoreConfig {
     /// The embedded store: one replica, sessions lost on restart.
     Memory,
     /// Redis, shared by every replica.
-    Redis(RedisConfig),
+    Redis(Box<RedisConfig>),
 }
 
 /// Where Redis is and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`; credentials make it a secret.
-    pub url: Secret<String>,
-    /// Cluster seed nodes; when set, `url` is not used.
-    pub cluster: Vec<Secret<String>>,
+    pub topology: RedisTopology,
+    /// ACL user and password for the data nodes; they override any in a URL.
+    pub username: Option<String>,
+    pub password: Option<Secret<String>>,
+    /// Certificates for `rediss://`; the system roots when absent.
+    pub tls: RedisTls,
+    /// After each write, wait for this many replicas to acknowledge it.
+    pub wait: Option<RedisWait>,
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
     /// Keep session records in each replica's memory, invalidated through
     /// Redis pub/sub, so most requests need no Redis round trip.
     pub local_cache: bool,
+}
+
+/// How cloakroom finds the Redis primary that takes its writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// `redis[s]://[user:password@]host:port[/db]`.
+    Standalone(Secret<String>),
+    /// Cluster seed nodes.
+    Cluster(Vec<Secret<String>>),
+    /// Sentinels that name the current primary of `master_name`.
+    Sentinel {
+        master_name: String,
+        nodes: Vec<Secret<String>>,
+    },
+}
+
+impl RedisTopology {
+    fn uses_tls(&self) -> bool {
+        let urls = match self {
+            RedisTopology::Standalone(url) => std::slice::from_ref(url),
+            RedisTopology::Cluster(urls) | RedisTopology::Sentinel { nodes: urls, .. } => urls,
+        };
+        urls.iter().any(|u| u.expose().starts_with("rediss://"))
+    }
+}
+
+/// PEM material for TLS to Redis.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// Trust only this CA bundle.
+    pub ca: Option<String>,
+    /// A client certificate and its key, for Redis with `tls-auth-clients`.
+    pub cert: Option<String>,
+    pub key: Option<Secret<String>>,
+}
+
+/// `WAIT <replicas> <timeout>` after every write (threat-model §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisWait {
+    pub replicas: u64,
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    /// A standalone Redis at `url` with every other setting at its default.
+    pub fn standalone(url: &str) -> Self {
+        Self {
+            topology: RedisTopology::Standalone(Secret::new(url.to_owned())),
+            username: None,
+            password: None,
+            tls: RedisTls::default(),
+            wait: None,
+            command_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(2),
+            local_cache: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -484,7 +545,7 @@ impl FromNode for StoreConfig {
                 f.finish(at);
                 match (memory, redis) {
                     (true, None) if !chose_redis => Ok(StoreConfig::Memory),
-                    (false, Some(redis)) => Ok(StoreConfig::Redis(redis)),
+                    (false, Some(redis)) => Ok(StoreConfig::Redis(Box::new(redis))),
                     (true, _) => Err("choose one store: memory or redis".into()),
                     (false, None) => Err(String::new()),
                 }
@@ -499,24 +560,138 @@ impl FromNode for RedisConfig {
         let Some(mut f) = Fields::open(node, at) else {
             return Err(String::new());
         };
+        let given = ["url", "cluster", "sentinel"].iter().filter(|k| f.has(k)).count();
         let url = f.optional::<RedisUrl>("url", at).map(|u| u.0);
-        let cluster = f.or::<Vec<RedisUrl>>("cluster", Vec::new(), at);
-        let command_timeout = f.or("command_timeout", Duration::from_millis(500), at);
-        let connect_timeout = f.or("connect_timeout", Duration::from_secs(2), at);
-        let local_cache = f.or("local_cache", true, at);
+        let cluster = f.optional::<Vec<RedisUrl>>("cluster", at);
+        let sentinel = f.optional::<SentinelConfig>("sentinel", at);
+        let username = f.optional::<String>("username", at);
+        let password = f.optional::<String>("password", at).map(Secret::new);
+        let tls = f.or("tls", RedisTls::default(), at);
+        let wait = f.optional::<RedisWait>("wait", at);
+        let defaults = RedisConfig::standalone("");
+        let command_timeout = f.or("command_timeout", defaults.command_timeout, at);
+        let connect_timeout = f.or("connect_timeout", defaults.connect_timeout, at);
+        let local_cache = f.or("local_cache", defaults.local_cache, at);
         f.finish(at);
-        let cluster: Vec<Secret<String>> = cluster.unwrap_or_default().into_iter().map(|u| u.0).collect();
-        if url.is_none() && cluster.is_empty() {
-            at.error("set `url` (standalone) or `cluster` (seed nodes)");
-            return Err(String::new());
+        let topology = match (url, cluster, sentinel) {
+            (Some(url), None, None) => RedisTopology::Standalone(url),
+            (None, Some(seeds), None) if !seeds.is_empty() => {
+                RedisTopology::Cluster(seeds.into_iter().map(|u| u.0).collect())
+            }
+            (None, Some(_), None) => {
+                at.error_at("cluster", "name at least one seed node");
+                return Err(String::new());
+            }
+            (None, None, Some(SentinelConfig(topology))) => topology,
+            // Already reported where it was given.
+            (None, None, None) if given > 0 => return Err(String::new()),
+            (None, None, None) => {
+                at.error("set one of `url` (standalone), `cluster` (seed nodes) or `sentinel`");
+                return Err(String::new());
+            }
+            _ => {
+                at.error("set only one of `url`, `cluster` and `sentinel`");
+                return Err(String::new());
+            }
+        };
+        let tls = tls.ok_or("")?;
+        let command_timeout = command_timeout.ok_or("")?;
+        if tls != RedisTls::default() && !topology.uses_tls() {
+            at.error_at("tls", "certificates are set but no URL uses rediss://");
+        }
+        if let Some(wait) = wait.filter(|w| w.timeout >= command_timeout) {
+            at.error_at(
+                "wait.timeout",
+                format!(
+                    "must be shorter than command_timeout ({command_timeout:?}), not {:?}",
+                    wait.timeout
+                ),
+            );
         }
         Ok(RedisConfig {
-            url: url.unwrap_or_else(|| Secret::new(String::new())),
-            cluster,
-            command_timeout: command_timeout.ok_or("")?,
+            topology,
+            username,
+            password,
+            tls,
+            wait,
+            command_timeout,
             connect_timeout: connect_timeout.ok_or("")?,
             local_cache: local_cache.ok_or("")?,
         })
+    }
+}
+
+/// `sentinel: {master_name, nodes}`, read into a [`RedisTopology`].
+struct SentinelConfig(RedisTopology);
+
+impl FromNode for SentinelConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let master_name = f.required::<String>("master_name", at);
+        let nodes = f.required::<Vec<RedisUrl>>("nodes", at);
+        f.finish(at);
+        let nodes = nodes.ok_or("")?;
+        if nodes.is_empty() {
+            at.error_at("nodes", "name at least one sentinel");
+            return Err(String::new());
+        }
+        Ok(SentinelConfig(RedisTopology::Sentinel {
+            master_name: master_name.ok_or("")?,
+            nodes: nodes.into_iter().map(|u| u.0).collect(),
+        }))
+    }
+}
+
+impl FromNode for RedisTls {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let ca = f.optional::<Pem>("ca", at).map(|p| p.0);
+        let cert = f.optional::<Pem>("cert", at).map(|p| p.0);
+        let key = f.optional::<Pem>("key", at).map(|p| Secret::new(p.0));
+        f.finish(at);
+        if cert.is_some() != key.is_some() {
+            at.error("a client certificate needs both `cert` and `key`");
+            return Err(String::new());
+        }
+        Ok(RedisTls { ca, cert, key })
+    }
+}
+
+/// PEM text, usually read from `<key>_file`.
+struct Pem(String);
+
+from_text!(Pem, |text| {
+    if text.contains("-----BEGIN ") {
+        Ok(Pem(text.to_owned()))
+    } else {
+        // Never echo the value: it may be a private key.
+        Err("expected PEM text (-----BEGIN …); use `<key>_file` for a path".into())
+    }
+});
+
+impl FromNode for RedisWait {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+        let Some(mut f) = Fields::open(node, at) else {
+            return Err(String::new());
+        };
+        let replicas = f.or("replicas", 1u64, at);
+        let timeout = f.or("timeout", Duration::from_millis(100), at);
+        f.finish(at);
+        let (replicas, timeout) = (replicas.ok_or("")?, timeout.ok_or("")?);
+        if replicas == 0 {
+            at.error_at("replicas", "must be at least 1");
+            return Err(String::new());
+        }
+        if timeout.is_zero() {
+            // WAIT with 0 blocks until the replicas answer, forever.
+            at.error_at("timeout", "must be more than 0");
+            return Err(String::new());
+        }
+        Ok(RedisWait { replicas, timeout })
     }
 }
 
@@ -525,10 +700,15 @@ struct RedisUrl(Secret<String>);
 
 from_text!(RedisUrl, |text| {
     match text.split_once("://") {
-        Some(("redis", rest)) if !rest.is_empty() => Ok(RedisUrl(Secret::new(text.to_owned()))),
-        Some(("rediss", _)) => Err("rediss:// (TLS) is not supported by this build yet".into()),
+        Some(("redis" | "rediss", rest)) if !rest.is_empty() && !rest.contains('#') => {
+            Ok(RedisUrl(Secret::new(text.to_owned())))
+        }
+        // `#insecure` would turn off certificate checks.
+        Some(("redis" | "rediss", _)) => {
+            Err("expected redis[s]://host:port[/db], without a #fragment".into())
+        }
         // Never echo the value: it may hold a password.
-        _ => Err("not a redis://host:port URL".into()),
+        _ => Err("not a redis://host:port or rediss://host:port URL".into()),
     }
 });
 
@@ -953,6 +1133,106 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
                 panic!("{file}:\n{e}");
             }
         }
+    }
+
+    fn redis(yaml: &str) -> Result<Config, ConfigErrors> {
+        let env = MapEnv::default()
+            .with_file(
+                "/ca.pem",
+                "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            )
+            .with_file("/pw", "hunter2\n");
+        Config::load(
+            &format!("public_url: http://localhost:8080\nroutes: []\nsession: {{store: {{redis: {yaml}}}}}"),
+            &env,
+        )
+    }
+
+    #[test]
+    fn redis_topologies_credentials_tls_and_wait_are_read() {
+        let c = redis(
+            "{sentinel: {master_name: main, nodes: ['rediss://s1:26379', 'rediss://s2:26379']},
+              username: app, password_file: /pw, tls: {ca_file: /ca.pem}, wait: {replicas: 2}}",
+        )
+        .unwrap();
+        let StoreConfig::Redis(r) = c.session.store else {
+            panic!("not redis")
+        };
+        let RedisTopology::Sentinel { master_name, nodes } = &r.topology else {
+            panic!("{:?}", r.topology)
+        };
+        assert_eq!((master_name.as_str(), nodes.len()), ("main", 2));
+        assert_eq!(r.username.as_deref(), Some("app"));
+        assert_eq!(r.password.as_ref().map(|p| p.expose().as_str()), Some("hunter2"));
+        assert!(r
+            .tls
+            .ca
+            .as_deref()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(
+            r.wait,
+            Some(RedisWait {
+                replicas: 2,
+                timeout: Duration::from_millis(100)
+            })
+        );
+
+        let c = redis("{cluster: ['redis://a:7000', 'redis://b:7000']}").unwrap();
+        let StoreConfig::Redis(r) = c.session.store else {
+            panic!("not redis")
+        };
+        assert!(matches!(&r.topology, RedisTopology::Cluster(seeds) if seeds.len() == 2));
+    }
+
+    #[test]
+    fn redis_mistakes_name_their_key() {
+        let got = |yaml: &str| {
+            redis(yaml)
+                .unwrap_err()
+                .0
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            got("{url: 'redis://a', cluster: ['redis://b']}"),
+            ["session.store.redis: set only one of `url`, `cluster` and `sentinel`"]
+        );
+        assert_eq!(
+            got("{sentinel: {nodes: []}}"),
+            [
+                "session.store.redis.sentinel.master_name: required key is missing",
+                "session.store.redis.sentinel.nodes: name at least one sentinel"
+            ]
+        );
+        assert_eq!(
+            got("{url: 'redis://a', tls: {ca_file: /ca.pem}}"),
+            ["session.store.redis.tls: certificates are set but no URL uses rediss://"]
+        );
+        assert_eq!(
+            got("{url: 'rediss://a', tls: {cert: '-----BEGIN CERTIFICATE-----'}}"),
+            ["session.store.redis.tls: a client certificate needs both `cert` and `key`"]
+        );
+        assert_eq!(
+            got("{url: 'rediss://a/#insecure'}"),
+            ["session.store.redis.url: expected redis[s]://host:port[/db], without a #fragment"]
+        );
+        assert_eq!(
+            got("{url: 'redis://a', wait: {replicas: 0, timeout: 1s}}"),
+            ["session.store.redis.wait.replicas: must be at least 1"]
+        );
+        assert_eq!(
+            got("{url: 'redis://a', wait: {timeout: 1s}}"),
+            ["session.store.redis.wait.timeout: must be shorter than command_timeout (500ms), not 1s"]
+        );
+        let leaked = got("{url: 'http://user:pw@a', tls: {key: 'secret-key-text'}}");
+        assert!(
+            !leaked
+                .iter()
+                .any(|e| e.contains("pw@") || e.contains("secret-key-text")),
+            "{leaked:?}"
+        );
     }
 
     #[test]

@@ -48,11 +48,10 @@ struct Cache {
 // === impl CachedStore ===
 
 impl CachedStore {
-    /// Wraps `inner` and subscribes to invalidations on `url` (a node of the
-    /// deployment: in a Cluster, messages reach every node).
-    pub fn new(inner: RedisStore, url: String) -> Self {
+    /// Wraps `inner` and subscribes to invalidations through it.
+    pub fn new(inner: RedisStore) -> Self {
         let cache = Arc::new(Cache::default());
-        tokio::spawn(subscribe(url, Arc::downgrade(&cache)));
+        tokio::spawn(subscribe(inner.clone(), Arc::downgrade(&cache)));
         Self { inner, cache }
     }
 
@@ -166,12 +165,12 @@ impl Cache {
 }
 
 /// Keeps a subscription to [`CHANNEL`] alive for as long as the cache is.
-async fn subscribe(url: String, cache: std::sync::Weak<Cache>) {
+async fn subscribe(store: RedisStore, cache: std::sync::Weak<Cache>) {
     let mut delay = Duration::from_millis(100);
     loop {
         let Some(live) = cache.upgrade() else { return };
         let subscribed = async {
-            let client = redis::Client::open(url.as_str())?;
+            let client = store.subscriber().await?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(CHANNEL).await?;
             Ok::<_, redis::RedisError>(pubsub)

@@ -6,6 +6,7 @@ pub mod lock;
 pub mod memory;
 pub mod record;
 pub mod redis;
+mod redis_link;
 pub mod store;
 
 pub use self::cache::CachedStore;

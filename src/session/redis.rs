@@ -1,4 +1,4 @@
-//! The Redis store: standalone or Cluster, shared by every replica.
+//! The Redis store: standalone, Sentinel or Cluster, shared by every replica.
 //!
 //! A value is a hash `{v: version, d: data}` with a TTL on every key. Writes
 //! are compare-and-set in one Lua script, so two replicas can never both
@@ -15,12 +15,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
-use redis::cluster_async::ClusterConnection;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use redis::{Cmd, FromRedisValue, Script};
 
+use super::redis_link::Link;
 use super::store::{SessionStore, StoreError, Versioned};
-use crate::config::RedisConfig;
+use crate::config::{RedisConfig, RedisWait};
 use crate::error::BoxError;
 
 /// Compare-and-set: writes `d` if the stored version is ARGV[1] (0: absent).
@@ -49,21 +51,37 @@ if d then redis.call('DEL', KEYS[1]) end
 return d
 ";
 
-#[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
 /// A handle to Redis; clones share the multiplexed connections.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: Connection,
+    link: Link,
     put: Script,
     take: Script,
     delete_if: Script,
     timeout: Duration,
+    wait: Option<Replication>,
 }
+
+/// `WAIT` after writes, paused for a while once replicas fall behind: a
+/// blocked `WAIT` holds up every command queued on the shared connection.
+#[derive(Clone)]
+struct Replication {
+    config: RedisWait,
+    paused_until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Replication {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.paused_until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn paused(&self) -> bool {
+        matches!(*self.lock(), Some(until) if Instant::now() < until)
+    }
+}
+
+/// How long writes skip `WAIT` after replicas failed to acknowledge one.
+const WAIT_PAUSE: Duration = Duration::from_secs(5);
 
 // === impl RedisStore ===
 
@@ -71,30 +89,47 @@ impl RedisStore {
     /// Connects, and checks credentials, before serving: a wrong password or
     /// ACL user fails the start (RD-11) instead of every request.
     pub async fn connect(config: &RedisConfig) -> Result<Self, BoxError> {
-        let connection = if config.cluster.is_empty() {
-            let client = redis::Client::open(config.url.expose().as_str())?;
-            let manager = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.connect_timeout))
-                .set_response_timeout(Some(config.command_timeout));
-            Connection::Single(client.get_connection_manager_with_config(manager).await?)
-        } else {
-            let nodes: Vec<&str> = config.cluster.iter().map(|n| n.expose().as_str()).collect();
-            let client = redis::cluster::ClusterClientBuilder::new(nodes)
-                .connection_timeout(config.connect_timeout)
-                .response_timeout(config.command_timeout)
-                .build()?;
-            Connection::Cluster(client.get_async_connection().await?)
-        };
         let store = Self {
-            connection,
+            link: Link::connect(config).await?,
             put: Script::new(PUT),
             delete_if: Script::new(DELETE_IF),
             take: Script::new(TAKE),
             timeout: config.command_timeout,
+            wait: config.wait.map(|config| Replication {
+                config,
+                paused_until: Arc::default(),
+            }),
         };
         store.ping().await?;
         store.warn_about_eviction().await;
         Ok(store)
+    }
+
+    /// A client for one data node, for the invalidation subscription.
+    pub(super) async fn subscriber(&self) -> redis::RedisResult<redis::Client> {
+        self.link.subscriber().await
+    }
+
+    /// Waits until replicas hold the writes made so far (threat-model
+    /// §3.2): a failover then keeps them. A shortfall is logged, not an
+    /// error: the write itself is done on the primary.
+    async fn replicate(&self) {
+        let Some(wait) = &self.wait else { return };
+        if wait.paused() {
+            return;
+        }
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(wait.config.replicas)
+            .arg(wait.config.timeout.as_millis() as u64);
+        let acknowledged = self.query::<u64>(&cmd).await;
+        if !matches!(acknowledged, Ok(n) if n >= wait.config.replicas) {
+            tracing::warn!(
+                acknowledged = acknowledged.as_ref().ok(),
+                wanted = wait.config.replicas,
+                "Redis replicas did not acknowledge a write in time; not waiting for them for {WAIT_PAUSE:?}"
+            );
+            *wait.lock() = Some(Instant::now() + WAIT_PAUSE);
+        }
     }
 
     /// `allkeys-*` eviction silently drops live sessions: users see random
@@ -113,13 +148,7 @@ impl RedisStore {
     }
 
     async fn query<T: FromRedisValue + Send>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        let call = async {
-            match &self.connection {
-                Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
-                Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
-            }
-        };
-        bounded(self.timeout, call).await
+        bounded(self.timeout, self.link.query(cmd)).await
     }
 
     async fn script<T: FromRedisValue + Send>(
@@ -132,13 +161,7 @@ impl RedisStore {
         for arg in args {
             invocation.arg(*arg);
         }
-        let call = async {
-            match &self.connection {
-                Connection::Single(c) => invocation.invoke_async(&mut c.clone()).await,
-                Connection::Cluster(c) => invocation.invoke_async(&mut c.clone()).await,
-            }
-        };
-        bounded(self.timeout, call).await
+        bounded(self.timeout, self.link.invoke(&invocation)).await
     }
 }
 
@@ -185,22 +208,32 @@ impl SessionStore for RedisStore {
         let version: i64 = self
             .script(&self.put, key, &[expected.as_bytes(), &value, ttl.as_bytes()])
             .await?;
-        u64::try_from(version).map_err(|_| StoreError::Conflict)
+        let version = u64::try_from(version).map_err(|_| StoreError::Conflict)?;
+        self.replicate().await;
+        Ok(version)
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(key);
-        self.query::<i64>(&cmd).await.map(|_| ())
+        self.query::<i64>(&cmd).await?;
+        self.replicate().await;
+        Ok(())
     }
 
     async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
         let deleted: i64 = self.script(&self.delete_if, key, &[value]).await?;
+        if deleted == 1 {
+            self.replicate().await;
+        }
         Ok(deleted == 1)
     }
 
     async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let data: Option<Vec<u8>> = self.script(&self.take, key, &[]).await?;
+        if data.is_some() {
+            self.replicate().await;
+        }
         Ok(data.map(Bytes::from))
     }
 

@@ -7,6 +7,10 @@
 //   client_id, client_secret, redirect_uris, post_logout_redirect_uris
 //   access_token_ttl   seconds, default 300
 //   rotate_refresh     rotate refresh tokens on use, default true
+//   token_delay        {call, ms, phase}: hold the call-th token endpoint
+//                      request ms milliseconds, `before` handling it (and drop
+//                      it if the client is gone by then: it never arrived) or
+//                      `after` (the grant is spent, the answer is late)
 //
 // The dev interactions (a login form taking any user name and a consent
 // form) stand in for a real login page; any login becomes the subject.
@@ -84,6 +88,25 @@ const provider = new Provider(issuer, {
     accountId: sub,
     claims: async () => ({ sub, name: `User ${sub}`, email: `${sub}@example.test`, email_verified: true }),
   }),
+});
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+let tokenCalls = 0;
+provider.use(async (ctx, next) => {
+  const delay = settings.token_delay;
+  if (!delay || ctx.path !== '/token' || ctx.method !== 'POST') return next();
+  tokenCalls += 1;
+  if (tokenCalls !== delay.call) return next();
+  if (delay.phase === 'after') {
+    await next();
+    await sleep(delay.ms);
+    return undefined;
+  }
+  let gone = false;
+  ctx.res.on('close', () => { if (!ctx.res.writableFinished) gone = true; });
+  await sleep(delay.ms);
+  if (gone) return undefined;
+  return next();
 });
 
 provider.use(async (ctx, next) => {

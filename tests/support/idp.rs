@@ -304,6 +304,8 @@ pub struct World {
     pub base: String,
     /// Further replicas: (base URL, app).
     pub others: Vec<(String, App)>,
+    /// The configuration every replica runs.
+    pub yaml: String,
 }
 
 /// cloakroom in front of an echo upstream, logging in through the real IdP.
@@ -354,6 +356,7 @@ routes:
         app,
         base,
         others,
+        yaml,
     }
 }
 

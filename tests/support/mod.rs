@@ -4,6 +4,7 @@
 
 pub mod fake_idp;
 pub mod idp;
+pub mod pki;
 pub mod redis;
 
 use std::convert::Infallible;
@@ -246,7 +247,7 @@ pub struct Bound {
 
 impl Bound {
     pub fn start(self, yaml: &str) -> App {
-        let config = cloakroom::Config::load(yaml, &cloakroom::config::MapEnv::default())
+        let config = cloakroom::Config::load(yaml, &cloakroom::config::ProcessEnv)
             .unwrap_or_else(|e| panic!("test config does not load:\n{e}"));
         if std::env::var_os("RUST_LOG").is_some() {
             // Debugging a test: show cloakroom's logs.
@@ -354,4 +355,75 @@ pub async fn raw(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// cloakroom as a process of its own, for tests that kill it.
+pub struct Process {
+    pub base: String,
+    child: std::process::Child,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Process {
+    /// Starts `cloakroom serve` with `yaml` on free ports; returns once it
+    /// reports ready.
+    pub fn start(yaml: &str) -> Self {
+        use std::io::{Read, Write};
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, admin) = (free(), free());
+        let mut config = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            config,
+            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n{yaml}\n"
+        )
+        .unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let ready = || {
+            let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", admin)) else {
+                return false;
+            };
+            let _ = stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            answer.starts_with("HTTP/1.1 200")
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !ready() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cloakroom did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+            _config: config,
+        }
+    }
+
+    /// SIGKILL: no drain, no cleanup, as a crashed or evicted pod.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

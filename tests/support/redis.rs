@@ -9,6 +9,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     extra: Vec<String>,
+    /// `redis-cli` arguments for a TLS-only server.
+    tls: Vec<String>,
 }
 
 impl RedisServer {
@@ -20,24 +22,101 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut server = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            extra,
+            tls: Vec::new(),
+        };
+        server.resume();
+        server
+    }
+
+    /// Starts a server that speaks only TLS, with certificates from `pki`;
+    /// with `clients_need_certificates`, only clients with one get in.
+    pub fn start_tls(pki: &super::pki::Pki, clients_need_certificates: bool) -> Self {
+        let port = free_port();
+        let auth = if clients_need_certificates { "yes" } else { "no" };
+        let extra = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &pki.path("server"),
+            "--tls-key-file",
+            &pki.path("server-key"),
+            "--tls-ca-cert-file",
+            &pki.path("ca"),
+            "--tls-auth-clients",
+            auth,
+        ];
+        let tls = [
+            "--tls",
+            "--cacert",
+            &pki.path("ca"),
+            "--cert",
+            &pki.path("client"),
+            "--key",
+            &pki.path("client-key"),
+        ];
         let mut server = Self {
             port,
             dir: tempfile::tempdir().unwrap(),
             child: None,
-            extra,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls: tls.iter().map(|s| s.to_string()).collect(),
+        };
+        server.resume();
+        server
+    }
+
+    /// Starts a replica of `primary`.
+    pub fn replica_of(primary: &RedisServer) -> Self {
+        let replica = Self::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "replica did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        replica
+    }
+
+    /// Starts a sentinel watching `primary` as `master_name`, quick to act:
+    /// it calls the primary down after one silent second.
+    pub fn sentinel(primary: &RedisServer, master_name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {master_name} 127.0.0.1 {p} 1\n\
+                 sentinel down-after-milliseconds {master_name} 1000\n\
+                 sentinel failover-timeout {master_name} 5000\n",
+                p = primary.port
+            ),
+        )
+        .unwrap();
+        let extra = [conf.to_string_lossy().into_owned(), "--sentinel".into()];
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+            extra: extra.to_vec(),
+            tls: Vec::new(),
         };
         server.resume();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_empty() { "redis" } else { "rediss" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn dir(&self) -> PathBuf {
@@ -46,7 +125,10 @@ impl RedisServer {
 
     /// (Re)starts the server on the same port and data directory.
     pub fn resume(&mut self) {
+        // A sentinel takes its config file first; other servers none.
+        let sentinel_conf = self.extra.iter().find(|a| a.ends_with("sentinel.conf")).cloned();
         let child = Command::new("redis-server")
+            .args(sentinel_conf)
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -59,7 +141,7 @@ impl RedisServer {
             ])
             .args(["--appendfsync", "always", "--protected-mode", "no", "--dir"])
             .arg(self.dir())
-            .args(&self.extra)
+            .args(self.extra.iter().filter(|a| !a.ends_with("sentinel.conf")))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -82,6 +164,14 @@ impl RedisServer {
         }
     }
 
+    /// Kills the server outright (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
     pub fn freeze(&self) {
         self.signal("-STOP");
@@ -99,6 +189,9 @@ impl RedisServer {
 
     fn answers_ping(&self) -> bool {
         use std::io::{Read, Write};
+        if !self.tls.is_empty() {
+            return self.cli(&["PING"]).trim() == "PONG";
+        }
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
@@ -111,6 +204,7 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
+            .args(&self.tls)
             .args(args)
             .output()
             .unwrap();
@@ -126,6 +220,14 @@ impl Drop for RedisServer {
             let _ = child.wait();
         }
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A three-master Redis Cluster on loopback ports.

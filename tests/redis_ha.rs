@@ -1,0 +1,185 @@
+//! Redis as production runs it: TLS with client certificates, a primary
+//! with a replica behind Sentinel, `WAIT`, and a failover under a live
+//! session. Every server is a real `redis-server` started here.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cloakroom::config::{RedisConfig, RedisTls, RedisTopology, RedisWait};
+use cloakroom::secret::Secret;
+use cloakroom::session::{RedisStore, SessionStore};
+use support::idp::world;
+use support::pki::Pki;
+use support::redis::RedisServer;
+
+const MASTER: &str = "cloakroom";
+
+fn tls(pki: &Pki, client_certificate: bool) -> RedisTls {
+    let read = |name: &str| std::fs::read_to_string(pki.path(name)).unwrap();
+    RedisTls {
+        ca: Some(read("ca")),
+        cert: client_certificate.then(|| read("client")),
+        key: client_certificate.then(|| Secret::new(read("client-key"))),
+    }
+}
+
+fn sentinel_config(sentinel: &RedisServer) -> RedisConfig {
+    RedisConfig {
+        topology: RedisTopology::Sentinel {
+            master_name: MASTER.into(),
+            nodes: vec![Secret::new(sentinel.url())],
+        },
+        wait: Some(RedisWait {
+            replicas: 1,
+            timeout: Duration::from_millis(200),
+        }),
+        command_timeout: Duration::from_secs(1),
+        local_cache: false,
+        ..RedisConfig::standalone("")
+    }
+}
+
+/// Waits until the sentinel has found the replica through the primary.
+fn await_sentinel_sees_replica(sentinel: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sentinel.cli(&["SENTINEL", "REPLICAS", MASTER]).contains("slave") {
+        assert!(Instant::now() < deadline, "sentinel never saw the replica");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn t09_tls_with_a_client_certificate_meets_the_contract_and_nothing_less_connects() {
+    let pki = Pki::new();
+    let redis = RedisServer::start_tls(&pki, true);
+    let mut config = RedisConfig::standalone(&redis.url());
+    config.tls = tls(&pki, true);
+    let store = RedisStore::connect(&config).await.unwrap();
+    cloakroom::session::contract::run_all(&store).await;
+
+    // Without the client certificate the server refuses us; without the CA
+    // its certificate is not trusted. Either way the start fails and says why.
+    let refused = |config: RedisConfig| async move {
+        match RedisStore::connect(&config).await {
+            Ok(_) => panic!("connected"),
+            Err(e) => e.to_string(),
+        }
+    };
+    config.tls = tls(&pki, false);
+    let error = refused(config.clone()).await;
+    assert!(error.contains("CertificateRequired"), "{error}");
+    config.tls = RedisTls::default();
+    let error = refused(config.clone()).await;
+    assert!(error.contains("UnknownIssuer"), "{error}");
+    // Plain TCP to a TLS port gets nowhere either.
+    let plain = RedisConfig::standalone(&redis.url().replace("rediss://", "redis://"));
+    assert!(RedisStore::connect(&plain).await.is_err(), "plain TCP");
+}
+
+#[tokio::test]
+async fn t09_a_login_over_tls_reads_certificates_from_files_and_uses_the_local_cache() {
+    let pki = Pki::new();
+    let redis = RedisServer::start_tls(&pki, true);
+    let w = world(&format!(
+        "session: {{store: {{redis: {{url: '{url}', tls: {{ca_file: '{ca}', cert_file: '{cert}', key_file: '{key}'}}}}}}}}",
+        url = redis.url(),
+        ca = pki.path("ca"),
+        cert = pki.path("client"),
+        key = pki.path("client-key"),
+    ))
+    .await;
+    let (browser, page) = w.login("alice").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = [("x-csrf", "1")];
+    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+    assert!(
+        redis.cli(&["DBSIZE"]).trim().parse::<u64>().unwrap() >= 1,
+        "the session is in Redis"
+    );
+    let headers = [("x-csrf", "1"), ("origin", w.base.as_str())];
+    let logout = browser
+        .send(reqwest::Method::POST, &w.url("/auth/logout"), &headers, None)
+        .await;
+    assert_eq!(logout.status, 200, "{}", logout.body);
+    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 401);
+}
+
+#[tokio::test]
+async fn rd06_sentinel_meets_the_contract_and_wait_puts_every_write_on_the_replica() {
+    let primary = RedisServer::start();
+    let replica = RedisServer::replica_of(&primary);
+    let sentinel = RedisServer::sentinel(&primary, MASTER);
+    let store = RedisStore::connect(&sentinel_config(&sentinel)).await.unwrap();
+    cloakroom::session::contract::run_all(&store).await;
+
+    // WAIT returns only once the replica has the write, so it is there
+    // the moment `put` returns.
+    for i in 0..20 {
+        let key = format!("cloakroom:{{w{i}}}:s");
+        store
+            .put(&key, Bytes::from_static(b"sealed"), 0, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(replica.cli(&["HGET", &key, "d"]).trim(), "sealed", "write {i}");
+    }
+
+    // A replica that stops answering slows writes down to the WAIT timeout
+    // once, then not at all; it never fails them.
+    replica.freeze();
+    for i in 0..5 {
+        let key = format!("cloakroom:{{frozen{i}}}:s");
+        let put = store
+            .put(&key, Bytes::from_static(b"x"), 0, Duration::from_secs(60))
+            .await;
+        assert!(put.is_ok(), "write {i} with the replica frozen: {put:?}");
+    }
+    replica.thaw();
+    assert_eq!(primary.cli(&["EXISTS", "cloakroom:{frozen4}:s"]).trim(), "1");
+}
+
+#[tokio::test]
+async fn rd06_a_sentinel_failover_keeps_the_session_and_answers_only_503_meanwhile() {
+    let mut primary = RedisServer::start();
+    let replica = RedisServer::replica_of(&primary);
+    let sentinel = RedisServer::sentinel(&primary, MASTER);
+    await_sentinel_sees_replica(&sentinel);
+    let w = world(&format!(
+        "session: {{store: {{redis: {{sentinel: {{master_name: {MASTER}, nodes: ['{}']}}, \
+         wait: {{replicas: 1, timeout: 200ms}}, command_timeout: 1s, local_cache: false}}}}}}",
+        sentinel.url()
+    ))
+    .await;
+    let (browser, page) = w.login("alice").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = [("x-csrf", "1")];
+    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+
+    // The primary dies; the sentinel promotes the replica.
+    primary.kill();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut seen = Vec::new();
+    loop {
+        let status = w.api(&browser, reqwest::Method::GET, &csrf).await.status;
+        seen.push(status);
+        assert!(
+            status == 200 || status == 503,
+            "only 200 or 503 during a failover: {seen:?}"
+        );
+        let promoted = replica.cli(&["ROLE"]).starts_with("master");
+        if status == 200 && promoted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the failover: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The session written with WAIT survived on the promoted replica, and
+    // new logins land there too.
+    let (_, page) = w.login("bob").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(replica.cli(&["DBSIZE"]).trim().parse::<u64>().unwrap() >= 2);
+}
