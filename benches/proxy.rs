@@ -1,16 +1,26 @@
 //! Proxy throughput on loopback, measured with wrk, in one run:
 //!
 //! - `direct`: wrk → upstream (the reference ceiling);
-//! - `cloakroom`: wrk → cloakroom (anonymous route) → upstream;
+//! - `anonymous`: wrk → cloakroom (anonymous route) → upstream;
 //! - `nginx`: wrk → nginx as a plain keep-alive reverse proxy → upstream,
-//!   when `nginx` is installed (`apt-get install nginx-light wrk`).
+//!   when `nginx` is installed (`apt-get install nginx-light wrk`);
+//! - `auth-memory`, `auth-redis-cache`, `auth-redis`: wrk with a session
+//!   cookie → cloakroom (login required, bearer injected) → upstream, with
+//!   the memory store, with Redis and the local cache, and with Redis
+//!   alone. These need Node.js (the test IdP logs the session in) and
+//!   `redis-server`; without them they are skipped.
 //!
-//! Prints req/s, p50 and p99 latency, and ratios against nginx and direct.
-//! Run with `cargo bench --bench proxy`; `BENCH_SECONDS` (default 10),
-//! `BENCH_ROUNDS` (default 3) and `BENCH_CONNECTIONS` (default 64) tune it.
+//! Prints req/s, p50 and p99 latency, and ratios against nginx, direct and
+//! the anonymous route. Run with `cargo bench --bench proxy`;
+//! `BENCH_SECONDS` (default 10), `BENCH_ROUNDS` (default 3) and
+//! `BENCH_CONNECTIONS` (default 64) tune it.
 //!
 //! The upstream is this same executable re-started in upstream mode, so it
 //! is a separate process shared by every target.
+
+#[path = "../tests/support/mod.rs"]
+#[allow(unused_imports)]
+mod support;
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -95,28 +105,36 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let mut targets = vec![("direct", upstream_port), ("cloakroom", cloakroom_port)];
+    let mut targets = vec![
+        Target::plain("direct", upstream_port),
+        Target::plain("anonymous", cloakroom_port),
+    ];
     if _nginx.is_some() {
-        targets.push(("nginx", nginx_port));
+        targets.push(Target::plain("nginx", nginx_port));
     }
-    let url = |port: &u16| format!("http://127.0.0.1:{port}/api/items?page=1");
-    for (_, port) in &targets {
-        wrk(&url(port), 2, connections); // warm-up: pools, caches, CPU frequency
+    let _authenticated = authenticated(upstream_port, &mut targets);
+    for target in &targets {
+        wrk(target, 2, connections); // warm-up: pools, caches, CPU frequency
     }
     // Rounds interleave the targets, so drift in the machine's state (other
     // load, frequency) falls on all of them alike; the median round counts.
     let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        for (i, (name, port)) in targets.iter().enumerate() {
-            let sample = wrk(&url(port), seconds, connections);
-            eprintln!("round {}: {name:<10} {:>10.0} req/s", round + 1, sample.rps);
+        for (i, target) in targets.iter().enumerate() {
+            let sample = wrk(target, seconds, connections);
+            eprintln!(
+                "round {}: {:<16} {:>10.0} req/s",
+                round + 1,
+                target.name,
+                sample.rps
+            );
             samples[i].push(sample);
         }
     }
     let results: Vec<(&str, Sample)> = targets
         .iter()
         .zip(samples)
-        .map(|((name, _), s)| (*name, median(s)))
+        .map(|(target, s)| (target.name, median(s)))
         .collect();
 
     println!(
@@ -124,20 +142,121 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
         BODY.len()
     );
     println!(
-        "{:<10} {:>12} {:>10} {:>10}",
+        "{:<16} {:>12} {:>10} {:>10}",
         "target", "req/s", "p50 ms", "p99 ms"
     );
     for (name, r) in &results {
-        println!("{name:<10} {:>12.0} {:>10.3} {:>10.3}", r.rps, r.p50_ms, r.p99_ms);
+        println!("{name:<16} {:>12.0} {:>10.3} {:>10.3}", r.rps, r.p50_ms, r.p99_ms);
     }
     let get = |n: &str| results.iter().find(|(name, _)| *name == n).map(|(_, r)| r.rps);
-    if let (Some(c), Some(d)) = (get("cloakroom"), get("direct")) {
-        println!("cloakroom / direct  = {:.2}x req/s", c / d);
+    let ratio = |a: &str, b: &str| {
+        if let (Some(x), Some(y)) = (get(a), get(b)) {
+            println!("{a:>16} / {b:<10} = {:.2}x req/s", x / y);
+        }
+    };
+    ratio("anonymous", "direct");
+    ratio("anonymous", "nginx");
+    for auth in ["auth-memory", "auth-redis-cache", "auth-redis"] {
+        ratio(auth, "anonymous");
+        ratio(auth, "nginx");
     }
-    match (get("cloakroom"), get("nginx")) {
-        (Some(c), Some(n)) => println!("cloakroom / nginx   = {:.2}x req/s", c / n),
-        _ => println!("nginx not installed: no nginx reference in this run"),
+    if get("nginx").is_none() {
+        println!("nginx not installed: no nginx reference in this run");
     }
+}
+
+/// What wrk loads: a port, and the headers a logged-in SPA would send.
+struct Target {
+    name: &'static str,
+    port: u16,
+    headers: Vec<String>,
+}
+
+impl Target {
+    fn plain(name: &'static str, port: u16) -> Self {
+        Self {
+            name,
+            port,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// The processes behind the authenticated targets, stopped on drop.
+struct Authenticated {
+    _idp: support::idp::Idp,
+    _redis: support::redis::RedisServer,
+    _replicas: Vec<support::Process>,
+}
+
+/// Starts the test IdP, Redis and three cloakroom processes (memory store,
+/// Redis with the local cache, Redis without), logs one session into each,
+/// and adds them to `targets`. Skipped when Node.js or Redis is missing.
+fn authenticated(upstream: u16, targets: &mut Vec<Target>) -> Option<Authenticated> {
+    let missing = ["node", "redis-server"]
+        .into_iter()
+        .find(|tool| Command::new(tool).arg("--version").output().is_err());
+    if let Some(tool) = missing {
+        eprintln!("{tool} is not installed: authenticated targets skipped");
+        return None;
+    }
+    let redis = support::redis::RedisServer::start_with(&["--appendonly", "no"]);
+    let stores = [
+        ("auth-memory", "memory".to_owned()),
+        (
+            "auth-redis-cache",
+            format!("{{redis: {{url: '{}'}}}}", redis.url()),
+        ),
+        (
+            "auth-redis",
+            format!("{{redis: {{url: '{}', local_cache: false}}}}", redis.url()),
+        ),
+    ];
+    let ports: Vec<u16> = stores.iter().map(|_| free_port()).collect();
+    let idp = support::idp::Idp::start(serde_json::json!({
+        "redirect_uris": ports.iter().map(|p| format!("http://127.0.0.1:{p}/auth/callback")).collect::<Vec<_>>(),
+        // No refresh during the run: the figures are for the session path.
+        "access_token_ttl": 3600,
+    }));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut replicas = Vec::new();
+    for ((name, store), port) in stores.into_iter().zip(ports) {
+        let yaml = format!(
+            "public_url: http://127.0.0.1:{port}
+log: {{level: warn}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
+cookie: {{keys: [{{id: '1', secret: {key}}}]}}
+session: {{store: {store}}}
+routes:
+  - {{path: /api, upstream: 'http://127.0.0.1:{upstream}'}}
+  - {{path: /, upstream: 'http://127.0.0.1:{upstream}', auth: none}}",
+            iss = idp.issuer,
+            key = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY",
+        );
+        replicas.push(support::Process::start_at(port, &yaml));
+        let base = format!("http://127.0.0.1:{port}");
+        let browser = support::idp::Browser::new(&base);
+        let (page, _) =
+            runtime.block_on(browser.navigate(&format!("{base}/auth/login?return_to=/"), "bench"));
+        let cookie = browser.cookie(&base, "cloakroom").filter(|_| page.status == 200);
+        let Some(cookie) = cookie else {
+            eprintln!("{name}: login failed ({}): skipped", page.status);
+            continue;
+        };
+        targets.push(Target {
+            name,
+            port,
+            headers: vec![format!("Cookie: cloakroom={cookie}"), "X-CSRF: 1".into()],
+        });
+    }
+    Some(Authenticated {
+        _idp: idp,
+        _redis: redis,
+        _replicas: replicas,
+    })
 }
 
 struct Sample {
@@ -146,17 +265,19 @@ struct Sample {
     p99_ms: f64,
 }
 
-fn wrk(url: &str, seconds: u64, connections: u64) -> Sample {
-    let out = Command::new("wrk")
-        .args([
-            "-t2",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            url,
-        ])
-        .output()
-        .expect("run wrk");
+fn wrk(target: &Target, seconds: u64, connections: u64) -> Sample {
+    let url = format!("http://127.0.0.1:{}/api/items?page=1", target.port);
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t2",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
+    for header in &target.headers {
+        command.args(["-H", header]);
+    }
+    let out = command.arg(&url).output().expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |prefix: &str| -> Option<&str> {
         text.lines()
@@ -168,7 +289,7 @@ fn wrk(url: &str, seconds: u64, connections: u64) -> Sample {
         .lines()
         .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
     if let Some(line) = errors {
-        eprintln!("warning: {url}: {}", line.trim());
+        eprintln!("warning: {}: {}", target.name, line.trim());
     }
     Sample {
         rps: field("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(0.0),

@@ -183,3 +183,60 @@ async fn rd06_a_sentinel_failover_keeps_the_session_and_answers_only_503_meanwhi
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(replica.cli(&["DBSIZE"]).trim().parse::<u64>().unwrap() >= 2);
 }
+
+/// The ACL a production deployment should give cloakroom: its own keys and
+/// channel, reads, writes, scripts, pub/sub and `WAIT`; nothing else.
+const LEAST_PRIVILEGE: &[&str] = &[
+    "ACL",
+    "SETUSER",
+    "cloakroom",
+    "on",
+    ">s3cret",
+    "resetkeys",
+    "~cloakroom:*",
+    "resetchannels",
+    "&cloakroom:invalidate",
+    "-@all",
+    "+@read",
+    "+@write",
+    "+@scripting",
+    "+@pubsub",
+    "+@connection",
+    "+wait",
+    "-@dangerous",
+];
+
+#[tokio::test]
+async fn rd11_a_least_privilege_acl_user_is_enough_and_its_password_is_checked() {
+    let redis = RedisServer::start();
+    assert_eq!(redis.cli(LEAST_PRIVILEGE).trim(), "OK");
+    let mut config = RedisConfig::standalone(&redis.url());
+    config.username = Some("cloakroom".into());
+    config.password = Some(Secret::new("s3cret".into()));
+    let store = RedisStore::connect(&config).await.unwrap();
+    cloakroom::session::contract::run_all(&store).await;
+
+    config.password = Some(Secret::new("wrong".into()));
+    match RedisStore::connect(&config).await {
+        Ok(_) => panic!("a wrong password connected"),
+        Err(e) => assert!(
+            !e.to_string().contains("wrong"),
+            "the password is not echoed: {e}"
+        ),
+    }
+
+    // A whole login, with the local cache's subscription, as that user.
+    let w = world(&format!(
+        "session: {{store: {{redis: {{url: '{}', username: cloakroom, password: s3cret}}}}}}",
+        redis.url()
+    ))
+    .await;
+    let (browser, page) = w.login("alice").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
+            .await
+            .status,
+        200
+    );
+}

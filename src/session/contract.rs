@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use super::store::{SessionStore, StoreError};
 
-/// Runs every contract check against `store`, on keys prefixed `contract:`.
+/// Runs every contract check against `store`, on `cloakroom:{contract-…}:s`
+/// keys: inside the namespace a production ACL grants.
 pub async fn run_all(store: &dyn SessionStore) {
     missing_key_is_none_not_an_error(store).await;
     put_creates_then_compare_and_sets(store).await;
@@ -29,12 +30,12 @@ fn bytes(s: &'static str) -> Bytes {
 const TTL: Duration = Duration::from_secs(60);
 
 async fn missing_key_is_none_not_an_error(store: &dyn SessionStore) {
-    assert_eq!(store.get("contract:missing").await.unwrap(), None);
-    assert_eq!(store.take("contract:missing").await.unwrap(), None);
+    assert_eq!(store.get("cloakroom:{contract-missing}:s").await.unwrap(), None);
+    assert_eq!(store.take("cloakroom:{contract-missing}:s").await.unwrap(), None);
 }
 
 async fn put_creates_then_compare_and_sets(store: &dyn SessionStore) {
-    let key = "contract:cas";
+    let key = "cloakroom:{contract-cas}:s";
     assert_eq!(store.put(key, bytes("v1"), 0, TTL).await.unwrap(), 1);
     assert!(matches!(
         store.put(key, bytes("again"), 0, TTL).await,
@@ -47,7 +48,7 @@ async fn put_creates_then_compare_and_sets(store: &dyn SessionStore) {
 }
 
 async fn stale_version_conflicts_and_keeps_the_newer_value(store: &dyn SessionStore) {
-    let key = "contract:stale";
+    let key = "cloakroom:{contract-stale}:s";
     store.put(key, bytes("a"), 0, TTL).await.unwrap();
     store.put(key, bytes("b"), 1, TTL).await.unwrap();
     assert!(matches!(
@@ -59,7 +60,7 @@ async fn stale_version_conflicts_and_keeps_the_newer_value(store: &dyn SessionSt
 }
 
 async fn values_expire_after_their_ttl(store: &dyn SessionStore) {
-    let key = "contract:ttl";
+    let key = "cloakroom:{contract-ttl}:s";
     store
         .put(key, bytes("short"), 0, Duration::from_secs(1))
         .await
@@ -73,7 +74,7 @@ async fn values_expire_after_their_ttl(store: &dyn SessionStore) {
 }
 
 async fn take_hands_a_value_out_once(store: &dyn SessionStore) {
-    let key = "contract:take";
+    let key = "cloakroom:{contract-take}:s";
     store.put(key, bytes("once"), 0, TTL).await.unwrap();
     let (a, b) = tokio::join!(store.take(key), store.take(key));
     let handed_out: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
@@ -82,7 +83,7 @@ async fn take_hands_a_value_out_once(store: &dyn SessionStore) {
 }
 
 async fn delete_is_idempotent(store: &dyn SessionStore) {
-    let key = "contract:delete";
+    let key = "cloakroom:{contract-delete}:s";
     store.put(key, bytes("x"), 0, TTL).await.unwrap();
     store.delete(key).await.unwrap();
     store.delete(key).await.unwrap();
@@ -90,7 +91,7 @@ async fn delete_is_idempotent(store: &dyn SessionStore) {
 }
 
 async fn delete_if_compares_the_value(store: &dyn SessionStore) {
-    let key = "contract:delete-if";
+    let key = "cloakroom:{contract-delete-if}:s";
     store.put(key, bytes("mine"), 0, TTL).await.unwrap();
     assert!(!store.delete_if(key, b"theirs").await.unwrap(), "another value");
     assert!(store.get(key).await.unwrap().is_some());

@@ -357,6 +357,14 @@ pub async fn raw(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// cloakroom as a process of its own, for tests that kill it.
 pub struct Process {
     pub base: String,
@@ -368,15 +376,13 @@ impl Process {
     /// Starts `cloakroom serve` with `yaml` on free ports; returns once it
     /// reports ready.
     pub fn start(yaml: &str) -> Self {
+        Self::start_at(free_port(), yaml)
+    }
+
+    /// Starts `cloakroom serve` with `yaml` listening on `port`.
+    pub fn start_at(port: u16, yaml: &str) -> Self {
         use std::io::{Read, Write};
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        let (port, admin) = (free(), free());
+        let admin = free_port();
         let mut config = tempfile::NamedTempFile::new().unwrap();
         write!(
             config,
