@@ -8,15 +8,15 @@
 //!
 //! Every command is bounded by `command_timeout`; a slow or absent Redis is
 //! a `StoreError::Unavailable` (503, session kept), never "no session"
-//! (RD-04, RD-05). Connections are multiplexed and reconnect on their own.
+//! (RD-04, RD-05). Connections are multiplexed and reconnect on their own
+//! (`redis_link`). With `wait`, writes wait for replicas (RD-06).
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use redis::{Cmd, FromRedisValue, Script};
 
