@@ -250,9 +250,18 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
         let ttl = crate::auth::session::ttl(auth, ticket, now);
         match store.put(key, record.seal(ticket, key), version, ttl).await {
             Ok(_) => return Ok(fresh(&record)),
-            Err(StoreError::Conflict) => {
-                current = read(auth, ticket, key).await?;
-            }
+            Err(StoreError::Conflict) => match read(auth, ticket, key).await {
+                Ok(newer) => current = newer,
+                Err(RefreshError::Ended) => {
+                    // Logged out while the IdP answered (RF-15): the new
+                    // refresh token must not outlive the session.
+                    if let Some(rt) = &tokens.refresh_token {
+                        let _ = auth.idp.revoke(rt.expose()).await;
+                    }
+                    return Err(RefreshError::Ended);
+                }
+                Err(e) => return Err(e),
+            },
             Err(StoreError::Unavailable(e)) => {
                 // The rotated token is lost; with an IdP grace period the
                 // old one still works once (RF-18).

@@ -56,10 +56,10 @@ async fn rf01_tokens_refresh_before_expiry_and_the_new_refresh_token_replaces_th
     assert_eq!(stats["revoked"], 0, "no grant revoked: {stats}");
 }
 
-#[tokio::test]
-async fn rf14_200_parallel_calls_on_3_replicas_make_exactly_one_refresh() {
-    let redis = RedisServer::start();
-    let w = short_lived(3, Some(&redis)).await;
+/// `calls` API calls at once, spread over every replica of `w`, when the
+/// access token is due: all succeed with one new token, from exactly one
+/// refresh grant, and no grant is revoked.
+async fn one_refresh_for_a_burst(w: &World, calls: usize) {
     let (browser, _) = w.login("alice").await;
     let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
     let mut bases = vec![w.base.clone()];
@@ -70,7 +70,7 @@ async fn rf14_200_parallel_calls_on_3_replicas_make_exactly_one_refresh() {
     let (_, before) = bearer(&browser, &w.base).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
 
-    let calls = (0..200).map(|i| {
+    let calls = (0..calls).map(|i| {
         let browser = browser.clone();
         let base = bases[i % bases.len()].clone();
         async move { bearer(&browser, &base).await }
@@ -79,8 +79,9 @@ async fn rf14_200_parallel_calls_on_3_replicas_make_exactly_one_refresh() {
     let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
     assert!(
         failed.is_empty(),
-        "{} of 200 failed, e.g. {:?}",
+        "{} of {} failed, e.g. {:?}",
         failed.len(),
+        results.len(),
         failed.first()
     );
     let tokens: std::collections::HashSet<_> = results.iter().map(|(_, t)| t.clone()).collect();
@@ -92,6 +93,19 @@ async fn rf14_200_parallel_calls_on_3_replicas_make_exactly_one_refresh() {
         "exactly one refresh grant: {stats}"
     );
     assert_eq!(stats["revoked"], 0, "no grant revoked: {stats}");
+}
+
+#[tokio::test]
+async fn rf01_rf20_50_parallel_calls_on_one_replica_make_exactly_one_refresh() {
+    let w = short_lived(1, None).await;
+    one_refresh_for_a_burst(&w, 50).await;
+}
+
+#[tokio::test]
+async fn rf02_200_parallel_calls_on_3_replicas_make_exactly_one_refresh() {
+    let redis = RedisServer::start();
+    let w = short_lived(3, Some(&redis)).await;
+    one_refresh_for_a_burst(&w, 200).await;
 }
 
 #[tokio::test]
@@ -262,4 +276,103 @@ async fn rf18_a_replica_killed_after_the_idp_rotated_costs_exactly_one_login() {
     let (browser, page) = w.login("alice").await;
     assert_eq!(page.status, 200, "signing in again works");
     assert_eq!(bearer(&browser, &w.base).await.0, 200);
+}
+
+#[tokio::test]
+async fn rf04_rf05_waiters_get_503_refresh_pending_while_the_holder_is_stuck_then_its_tokens() {
+    let redis = RedisServer::start();
+    let w = world_with(
+        &format!(
+            "session: {{store: {{redis: {{url: '{}'}}}}, refresh_skew: 2s}}",
+            redis.url()
+        ),
+        // The first refresh is answered 9 s late (the grant is spent at once).
+        json!({"access_token_ttl": 5, "token_delay": {"call": 2, "ms": 9000, "phase": "after"}}),
+        2,
+    )
+    .await;
+    let (browser, _) = w.login("alice").await;
+    let other = w.others[0].0.clone();
+    browser.set_cookie(
+        &other,
+        "cloakroom",
+        &browser.cookie(&w.base, "cloakroom").unwrap(),
+    );
+    let (_, before) = bearer(&browser, &w.base).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let holder = {
+        let (browser, base) = (browser.clone(), w.base.clone());
+        tokio::spawn(async move { bearer(&browser, &base).await })
+    };
+    // The access token has expired; the other replica waits for the lease
+    // for its obtain timeout (5 s), then answers 503 and keeps the session.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let page = browser
+        .get(&format!("{other}/api/orders"), &[("x-csrf", "1")])
+        .await;
+    assert_eq!(page.status, 503, "RF-05: {}", page.body);
+    assert!(page.body.contains("refresh_pending"), "{}", page.body);
+    assert!(page.headers.contains_key("retry-after"));
+    assert!(page.headers.get("set-cookie").is_none(), "the cookie is kept");
+
+    let (status, fresh) = holder.await.unwrap();
+    assert_eq!(status, 200);
+    assert_ne!(fresh, before);
+    // RF-04: the waiter's replica re-reads and takes the holder's tokens.
+    assert_eq!(bearer(&browser, &other).await, (200, fresh));
+    let stats = w.idp.stats().await;
+    assert_eq!(stats["grants"]["refresh_token"], 1, "{stats}");
+    assert_eq!(stats["revoked"], 0, "{stats}");
+}
+
+#[tokio::test]
+async fn rf15_a_logout_during_a_refresh_is_final_and_its_new_refresh_token_is_dead() {
+    let w = world_with(
+        "session: {refresh_skew: 2s}",
+        json!({"access_token_ttl": 5, "token_delay": {"call": 2, "ms": 3000, "phase": "after"}}),
+        1,
+    )
+    .await;
+    let (browser, _) = w.login("alice").await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let refreshing = {
+        let (browser, base) = (browser.clone(), w.base.clone());
+        tokio::spawn(async move { bearer(&browser, &base).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let headers = [("x-csrf", "1"), ("origin", w.base.as_str())];
+    let logout = browser
+        .send(reqwest::Method::POST, &w.url("/auth/logout"), &headers, None)
+        .await;
+    assert_eq!(logout.status, 200, "{}", logout.body);
+
+    let (status, _) = refreshing.await.unwrap();
+    assert_eq!(status, 401, "the refresh finished after the logout: no tokens");
+    let user = browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await;
+    assert_eq!(user.status, 401, "the session was not written back");
+    // Two revocations: the logout's, and the refresh token the late answer
+    // carried, which no session holds any more.
+    let stats = w.idp.stats().await;
+    assert_eq!(stats["revocation_requests"], 2, "{stats}");
+    // (This IdP ends the whole grant on a revocation, so neither token works.)
+    let newest_refresh_token = w
+        .idp
+        .issued()
+        .await
+        .into_iter()
+        .rev()
+        .find(|t| t.matches('.').count() != 2)
+        .unwrap();
+    let reuse = support::client()
+        .post(format!("{}/token", w.idp.issuer))
+        .basic_auth("cloakroom", Some("test-secret"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", newest_refresh_token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reuse.status(), 400);
+    assert!(reuse.text().await.unwrap().contains("invalid_grant"));
 }
