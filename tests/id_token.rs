@@ -1,6 +1,7 @@
-//! ID token validation (OIDC Core §3.1.3.7) and IdP misbehaviour, through a
-//! whole login against a purpose-built IdP that forges what a certified one
-//! never would. Test names carry the threat-model case ids.
+//! ID token validation (OIDC Core §3.1.3.7, and §12.2 for refreshes) and
+//! IdP misbehaviour, through a whole login against a purpose-built IdP that
+//! forges what a certified one never would. Test names carry the
+//! threat-model case ids.
 
 mod support;
 
@@ -32,6 +33,7 @@ async fn fake() -> Fake {
 log: {{level: warn}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s}}
 cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+session: {{refresh_skew: 2s}}
 routes: [{{path: /api, upstream: '{u}'}}]
 ",
         iss = idp.issuer,
@@ -300,4 +302,125 @@ async fn lg07_an_idp_without_s256_is_never_used() {
     assert_eq!(page.status, 503, "{}", page.body);
     assert!(page.body.contains("idp_unavailable"));
     assert_eq!(f.idp.token_calls.load(Ordering::SeqCst), 0);
+}
+
+// === Refresh answers (RF-07, RF-09, RF-12, RF-13) ===
+
+/// A valid refreshed ID token: same user, no nonce (OIDC Core §12.2).
+fn refreshed(edit: impl Fn(&mut Map<String, Value>) + Send + Sync + 'static) -> fake_idp::Forge {
+    Box::new(move |iss, _, _| {
+        let mut c = claims(iss, "");
+        c.remove("nonce");
+        edit(&mut c);
+        sign(&c, KEY_PEM, json!({"kid": "k1"}))
+    })
+}
+
+impl Fake {
+    /// Logs in with 3-second access tokens; refreshes are due after 1 s.
+    async fn session(&self) -> Browser {
+        self.idp.behaviour.lock().unwrap().expires_in = 3;
+        let browser = Browser::new(&self.base);
+        let callback = format!("{}/auth/callback", self.base);
+        let (_, visited) = browser
+            .navigate_until(&format!("{}/auth/login", self.base), "alice", Some(&callback))
+            .await;
+        assert_eq!(browser.get(visited.last().unwrap(), &[]).await.status, 302);
+        browser
+    }
+
+    async fn api(&self, browser: &Browser) -> support::idp::Page {
+        browser
+            .get(&format!("{}/api/x", self.base), &[("x-csrf", "1")])
+            .await
+    }
+
+    async fn user(&self, browser: &Browser) -> u16 {
+        browser
+            .get(&format!("{}/auth/user", self.base), &[("x-csrf", "1")])
+            .await
+            .status
+    }
+}
+
+async fn refresh_ends_the_session(case: &str, forge: fake_idp::Forge) {
+    let f = fake().await;
+    f.idp.behaviour.lock().unwrap().refresh_forge = Some(forge);
+    let browser = f.session().await;
+    assert_eq!(f.api(&browser).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let page = f.api(&browser).await;
+    assert_eq!(page.status, 401, "{case}: {}", page.body);
+    assert!(page.body.contains("login_required"), "{case}: {}", page.body);
+    assert_eq!(f.user(&browser).await, 401, "{case}: the session is gone");
+    assert_eq!(f.idp.refreshes.lock().unwrap().len(), 1, "{case}: no retry");
+}
+
+#[tokio::test]
+async fn rf12_a_refreshed_id_token_for_another_subject_ends_the_session() {
+    refresh_ends_the_session(
+        "RF-12 sub",
+        refreshed(|c| {
+            c.insert("sub".into(), json!("mallory"));
+        }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rf13_a_refreshed_id_token_with_another_issuer_audience_or_signer_ends_the_session() {
+    refresh_ends_the_session(
+        "RF-13 iss",
+        refreshed(|c| {
+            c.insert("iss".into(), json!("https://evil.example"));
+        }),
+    )
+    .await;
+    refresh_ends_the_session(
+        "RF-13 aud",
+        refreshed(|c| {
+            c.insert("aud".into(), json!("someone-else"));
+        }),
+    )
+    .await;
+    let attacker: fake_idp::Forge = Box::new(|iss, _, _| {
+        let mut c = claims(iss, "");
+        c.remove("nonce");
+        sign(&c, ATTACKER_PEM, json!({"kid": "k1"}))
+    });
+    refresh_ends_the_session("RF-13 signature", attacker).await;
+}
+
+#[tokio::test]
+async fn rf07_a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
+    let f = fake().await;
+    f.idp.behaviour.lock().unwrap().rotate = false;
+    f.idp.behaviour.lock().unwrap().refresh_forge = Some(refreshed(|_| {}));
+    let browser = f.session().await;
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        let page = f.api(&browser).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+    }
+    let used = f.idp.refreshes.lock().unwrap().clone();
+    assert_eq!(used.len(), 2, "{used:?}");
+    assert_eq!(used[0], used[1], "the second refresh used the original token");
+}
+
+#[tokio::test]
+async fn rf09_invalid_client_on_refresh_is_503_and_keeps_every_session() {
+    let f = fake().await;
+    let browser = f.session().await;
+    f.idp.behaviour.lock().unwrap().refresh_error = Some((401, "invalid_client".into()));
+    // Past the access token's expiry: nothing valid is left to serve.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let page = f.api(&browser).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("idp_unavailable"), "{}", page.body);
+    assert!(page.headers.contains_key("retry-after"));
+    assert!(page.headers.get("set-cookie").is_none(), "the cookie is kept");
+    assert_eq!(f.user(&browser).await, 200, "the session is kept");
+    // Credentials fixed: the same session refreshes.
+    f.idp.behaviour.lock().unwrap().refresh_error = None;
+    assert_eq!(f.api(&browser).await.status, 200);
 }

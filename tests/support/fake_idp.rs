@@ -1,5 +1,6 @@
 //! A purpose-built IdP for what a real one cannot be made to do: forged and
-//! malformed ID tokens, a token endpoint that redirects, broken metadata.
+//! malformed ID tokens (also in refresh answers), a token endpoint that
+//! redirects or refuses our client, broken metadata.
 //! Everything else is tested against the real oidc-provider.
 
 use std::collections::HashMap;
@@ -44,6 +45,14 @@ pub struct Behaviour {
     pub s256: bool,
     /// Extra entries in the JWKS `keys` list, before the real key.
     pub extra_keys: Vec<Value>,
+    /// Access token lifetime, seconds.
+    pub expires_in: u64,
+    /// Refresh grants answer a new refresh token (rotation).
+    pub rotate: bool,
+    /// Refresh grants answer this (status, OAuth error) instead of tokens.
+    pub refresh_error: Option<(u16, String)>,
+    /// Makes the ID token of refresh answers; `None`: they carry none.
+    pub refresh_forge: Option<Forge>,
 }
 
 pub struct FakeIdp {
@@ -51,6 +60,8 @@ pub struct FakeIdp {
     pub behaviour: Arc<Mutex<Behaviour>>,
     pub jwks_fetches: Arc<AtomicU64>,
     pub token_calls: Arc<AtomicU64>,
+    /// The refresh token of every refresh grant received, in order.
+    pub refreshes: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -66,6 +77,7 @@ struct Shared {
     nonces: Mutex<HashMap<String, String>>,
     jwks_fetches: Arc<AtomicU64>,
     token_calls: Arc<AtomicU64>,
+    refreshes: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeIdp {
@@ -78,6 +90,10 @@ impl FakeIdp {
             token_redirect: None,
             s256: true,
             extra_keys: vec![],
+            expires_in: 300,
+            rotate: true,
+            refresh_error: None,
+            refresh_forge: None,
         }));
         let shared = Arc::new(Shared {
             issuer: issuer.clone(),
@@ -85,8 +101,10 @@ impl FakeIdp {
             nonces: Mutex::new(HashMap::new()),
             jwks_fetches: Arc::default(),
             token_calls: Arc::default(),
+            refreshes: Arc::default(),
         });
         let (jwks_fetches, token_calls) = (shared.jwks_fetches.clone(), shared.token_calls.clone());
+        let refreshes = shared.refreshes.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -106,6 +124,7 @@ impl FakeIdp {
             behaviour,
             jwks_fetches,
             token_calls,
+            refreshes,
             task,
         }
     }
@@ -181,17 +200,44 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
                 r.headers_mut().insert("location", to.parse().unwrap());
                 return Ok(r);
             }
-            let nonce = shared
-                .nonces
-                .lock()
-                .unwrap()
-                .remove(form.get("code").map_or("", |c| c.as_str()));
             let access_token = format!("at-{}", rand_hex());
-            let id_token = (behaviour.forge)(&iss, nonce.as_deref().unwrap_or(""), &access_token);
-            reply(
-                StatusCode::OK,
-                json!({"access_token": access_token, "token_type": "Bearer", "expires_in": 300, "id_token": id_token}),
-            )
+            let mut answer = json!({
+                "access_token": access_token,
+                "token_type": "Bearer",
+                "expires_in": behaviour.expires_in,
+                "refresh_token": format!("rt-{}", rand_hex()),
+            });
+            if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+                shared
+                    .refreshes
+                    .lock()
+                    .unwrap()
+                    .push(form.get("refresh_token").cloned().unwrap_or_default());
+                if let Some((status, error)) = &behaviour.refresh_error {
+                    return Ok(reply(
+                        StatusCode::from_u16(*status).unwrap(),
+                        json!({ "error": error }),
+                    ));
+                }
+                if !behaviour.rotate {
+                    answer.as_object_mut().unwrap().remove("refresh_token");
+                }
+                if let Some(forge) = &behaviour.refresh_forge {
+                    answer["id_token"] = json!(forge(&iss, "", &access_token));
+                }
+            } else {
+                let nonce = shared
+                    .nonces
+                    .lock()
+                    .unwrap()
+                    .remove(form.get("code").map_or("", |c| c.as_str()));
+                answer["id_token"] = json!((behaviour.forge)(
+                    &iss,
+                    nonce.as_deref().unwrap_or(""),
+                    &access_token
+                ));
+            }
+            reply(StatusCode::OK, answer)
         }
         _ => reply(StatusCode::NOT_FOUND, json!({})),
     };
