@@ -190,6 +190,7 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
         return Ok(fresh(&record));
     }
     let refresh_token = record.refresh_token.clone().ok_or(RefreshError::Ended)?;
+    let spent = record.access_token.clone();
     let tokens = match auth.idp.refresh(refresh_token.expose()).await {
         Ok(tokens) => tokens,
         Err(IdpError::Rejected(e)) if e.error == "invalid_grant" => {
@@ -250,18 +251,27 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
         let ttl = crate::auth::session::ttl(auth, ticket, now);
         match store.put(key, record.seal(ticket, key), version, ttl).await {
             Ok(_) => return Ok(fresh(&record)),
-            Err(StoreError::Conflict) => match read(auth, ticket, key).await {
-                Ok(newer) => current = newer,
-                Err(RefreshError::Ended) => {
-                    // Logged out while the IdP answered (RF-15): the new
-                    // refresh token must not outlive the session.
-                    if let Some(rt) = &tokens.refresh_token {
-                        let _ = auth.idp.revoke(rt.expose()).await;
+            Err(StoreError::Conflict) => {
+                match read(auth, ticket, key).await {
+                    // Another writer refreshed meanwhile (our lease was lost):
+                    // the first commit stands, ours is dropped (RF-06).
+                    Ok((_, newer)) if newer.access_token.expose() != spent.expose() => {
+                        tracing::warn!("another replica refreshed this session while the lease was lost; keeping its tokens");
+                        return Ok(fresh(&newer));
                     }
-                    return Err(RefreshError::Ended);
+                    // Only a touch moved the version: apply our tokens to it.
+                    Ok(newer) => current = newer,
+                    Err(RefreshError::Ended) => {
+                        // Logged out while the IdP answered (RF-15): the new
+                        // refresh token must not outlive the session.
+                        if let Some(rt) = &tokens.refresh_token {
+                            let _ = auth.idp.revoke(rt.expose()).await;
+                        }
+                        return Err(RefreshError::Ended);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+            }
             Err(StoreError::Unavailable(e)) => {
                 // The rotated token is lost; with an IdP grace period the
                 // old one still works once (RF-18).

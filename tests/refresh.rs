@@ -376,3 +376,47 @@ async fn rf15_a_logout_during_a_refresh_is_final_and_its_new_refresh_token_is_de
     assert_eq!(reuse.status(), 400);
     assert!(reuse.text().await.unwrap().contains("invalid_grant"));
 }
+
+#[tokio::test]
+async fn rf06_a_refresh_that_lost_its_lease_does_not_overwrite_the_winner() {
+    let redis = RedisServer::start();
+    let w = world_with(
+        &format!(
+            "session: {{store: {{redis: {{url: '{}'}}}}, refresh_skew: 2s}}",
+            redis.url()
+        ),
+        // Reusable refresh tokens, so both refreshes succeed at the IdP;
+        // the first is answered 3 s late.
+        json!({"access_token_ttl": 5, "rotate_refresh": false,
+               "token_delay": {"call": 2, "ms": 3000, "phase": "after"}}),
+        2,
+    )
+    .await;
+    let (browser, _) = w.login("alice").await;
+    let other = w.others[0].0.clone();
+    browser.set_cookie(
+        &other,
+        "cloakroom",
+        &browser.cookie(&w.base, "cloakroom").unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let slow = {
+        let (browser, base) = (browser.clone(), w.base.clone());
+        tokio::spawn(async move { bearer(&browser, &base).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The slow writer's lease vanishes (a failover that lost it).
+    let locks = redis.cli(&["--scan", "--pattern", "cloakroom:*:lock"]);
+    let lock = locks.trim();
+    assert!(!lock.is_empty() && !lock.contains('\n'), "one lease: {locks:?}");
+    assert_eq!(redis.cli(&["DEL", lock]).trim(), "1");
+    // The other replica refreshes and commits first.
+    let (status, winner) = bearer(&browser, &other).await;
+    assert_eq!(status, 200);
+    // The slow writer's compare-and-set fails; it keeps the winner's tokens.
+    assert_eq!(slow.await.unwrap(), (200, winner.clone()));
+    assert_eq!(bearer(&browser, &w.base).await, (200, winner.clone()));
+    assert_eq!(bearer(&browser, &other).await, (200, winner));
+    let stats = w.idp.stats().await;
+    assert_eq!(stats["grants"]["refresh_token"], 2, "{stats}");
+}
