@@ -289,7 +289,8 @@ async fn access_token(auth: &Arc<Auth>, loaded: &session::Loaded) -> Result<Arc<
     }
     match refresh::refresh(auth, loaded).await {
         Ok(fresh) => Ok(fresh.access_token),
-        Err(e) if e != RefreshError::Ended && record.access_expires_at > now => {
+        // Judged now, not before the refresh: a slow IdP may have outlived it.
+        Err(e) if e != RefreshError::Ended && record.access_expires_at > crate::clock::now() => {
             tracing::debug!(error = %e, "refresh postponed; the current access token is still valid");
             Ok(Arc::new(record.access_token.clone()))
         }

@@ -392,7 +392,7 @@ async fn rf13_a_refreshed_id_token_with_another_issuer_audience_or_signer_ends_t
 }
 
 #[tokio::test]
-async fn rf07_a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
+async fn rf07_rf16_a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
     let f = fake().await;
     f.idp.behaviour.lock().unwrap().rotate = false;
     f.idp.behaviour.lock().unwrap().refresh_forge = Some(refreshed(|_| {}));
@@ -403,8 +403,16 @@ async fn rf07_a_refresh_answer_without_a_refresh_token_keeps_the_old_one() {
         assert_eq!(page.status, 200, "{}", page.body);
     }
     let used = f.idp.refreshes.lock().unwrap().clone();
-    assert_eq!(used.len(), 2, "{used:?}");
-    assert_eq!(used[0], used[1], "the second refresh used the original token");
+    assert_eq!(used.len(), 2, "{} refreshes", used.len());
+    assert_eq!(
+        used[0]["refresh_token"], used[1]["refresh_token"],
+        "the second refresh used the original token"
+    );
+    // RF-16: a refresh asks for nothing beyond the grant (no `scope`), and
+    // the client authenticates in the header, not the form.
+    let mut fields: Vec<&str> = used[0].keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["grant_type", "refresh_token"]);
 }
 
 #[tokio::test]

@@ -420,3 +420,27 @@ async fn rf06_a_refresh_that_lost_its_lease_does_not_overwrite_the_winner() {
     let stats = w.idp.stats().await;
     assert_eq!(stats["grants"]["refresh_token"], 2, "{stats}");
 }
+
+#[tokio::test]
+async fn rf19_a_token_call_that_timed_out_after_sending_is_not_retried() {
+    let w = world_with(
+        "session: {refresh_skew: 2s}",
+        // The first refresh is answered after cloakroom's 10 s read timeout.
+        json!({"access_token_ttl": 5, "token_delay": {"call": 2, "ms": 12000, "phase": "after"}}),
+        1,
+    )
+    .await;
+    let (browser, _) = w.login("alice").await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    // The access token expired while the IdP kept silent: 503, session
+    // kept, and never the expired token.
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("idp_unavailable"), "{}", page.body);
+    assert!(page.headers.get("set-cookie").is_none(), "the cookie is kept");
+    let stats = w.idp.stats().await;
+    assert_eq!(
+        stats["token_requests"], 2,
+        "the code exchange and one refresh, never a blind retry: {stats}"
+    );
+}

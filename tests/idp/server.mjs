@@ -17,7 +17,7 @@
 //
 // GET /__stats answers with what the tests must check on the IdP's side:
 // how many grants of each type succeeded, how many grants were revoked, and
-// how many revocation requests (RFC 7009) arrived.
+// how many token and revocation (RFC 7009) requests arrived.
 // GET /__issued lists every token the token endpoint issued.
 
 import http from 'node:http';
@@ -25,7 +25,9 @@ import Provider from 'oidc-provider';
 
 const settings = JSON.parse(process.argv[2] || '{}');
 const API = 'urn:cloakroom:test-api';
-const stats = { grants: {}, revoked: 0, revocations: 0, revocation_requests: 0 };
+const stats = {
+  grants: {}, revoked: 0, revocations: 0, revocation_requests: 0, token_requests: 0,
+};
 // Every token the token endpoint handed out, so tests can prove none of
 // them ever reaches a browser or a log line (PX-25).
 const issued = [];
@@ -95,6 +97,7 @@ const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 let tokenCalls = 0;
 provider.use(async (ctx, next) => {
   if (ctx.path === '/token/revocation' && ctx.method === 'POST') stats.revocation_requests += 1;
+  if (ctx.path === '/token' && ctx.method === 'POST') stats.token_requests += 1;
   const delay = settings.token_delay;
   if (!delay || ctx.path !== '/token' || ctx.method !== 'POST') return next();
   tokenCalls += 1;

@@ -60,8 +60,8 @@ pub struct FakeIdp {
     pub behaviour: Arc<Mutex<Behaviour>>,
     pub jwks_fetches: Arc<AtomicU64>,
     pub token_calls: Arc<AtomicU64>,
-    /// The refresh token of every refresh grant received, in order.
-    pub refreshes: Arc<Mutex<Vec<String>>>,
+    /// The form of every refresh grant received, in order.
+    pub refreshes: Arc<Mutex<Vec<HashMap<String, String>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -77,7 +77,7 @@ struct Shared {
     nonces: Mutex<HashMap<String, String>>,
     jwks_fetches: Arc<AtomicU64>,
     token_calls: Arc<AtomicU64>,
-    refreshes: Arc<Mutex<Vec<String>>>,
+    refreshes: Arc<Mutex<Vec<HashMap<String, String>>>>,
 }
 
 impl FakeIdp {
@@ -208,11 +208,7 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
                 "refresh_token": format!("rt-{}", rand_hex()),
             });
             if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
-                shared
-                    .refreshes
-                    .lock()
-                    .unwrap()
-                    .push(form.get("refresh_token").cloned().unwrap_or_default());
+                shared.refreshes.lock().unwrap().push(form.clone());
                 if let Some((status, error)) = &behaviour.refresh_error {
                     return Ok(reply(
                         StatusCode::from_u16(*status).unwrap(),
