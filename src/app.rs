@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
@@ -277,6 +277,9 @@ fn check_method(route: &Route, method: &Method) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// How long a request with a still-valid access token waits for its refresh.
+const REFRESH_PATIENCE: Duration = Duration::from_secs(2);
+
 /// The session's access token, refreshed first when it is about to expire.
 /// While the IdP or the store cannot refresh it, a token that is still
 /// valid is used as it is (RF-10); an expired one gives a 503 that keeps
@@ -287,7 +290,18 @@ async fn access_token(auth: &Arc<Auth>, loaded: &session::Loaded) -> Result<Arc<
     if record.access_expires_at > now + auth.config.session.refresh_skew.as_secs() {
         return Ok(Arc::new(record.access_token.clone()));
     }
-    match refresh::refresh(auth, loaded).await {
+    let flight = refresh::refresh(auth, loaded);
+    let valid_for = Duration::from_secs(record.access_expires_at.saturating_sub(now));
+    let refreshed = if valid_for > 2 * REFRESH_PATIENCE {
+        // The current token still works for a while: a slow IdP delays this
+        // request by at most REFRESH_PATIENCE; the refresh goes on without it.
+        tokio::time::timeout(REFRESH_PATIENCE, flight)
+            .await
+            .unwrap_or(Err(RefreshError::Pending))
+    } else {
+        flight.await
+    };
+    match refreshed {
         Ok(fresh) => Ok(fresh.access_token),
         // Judged now, not before the refresh: a slow IdP may have outlived it.
         Err(e) if e != RefreshError::Ended && record.access_expires_at > crate::clock::now() => {
