@@ -139,8 +139,18 @@ async fn rd06_sentinel_meets_the_contract_and_wait_puts_every_write_on_the_repli
     assert_eq!(primary.cli(&["EXISTS", "cloakroom:{frozen4}:s"]).trim(), "1");
 }
 
-#[tokio::test]
-async fn rd06_a_sentinel_failover_keeps_the_session_and_answers_only_503_meanwhile() {
+/// How the primary is lost.
+enum Fault {
+    /// SIGKILL: connections are reset at once.
+    Crash,
+    /// SIGSTOP: connections stay open and nothing answers (a partition).
+    Silence,
+}
+
+/// A primary with one replica behind a sentinel, a live session, then the
+/// primary lost: every answer meanwhile is 200 or 503, and the same cookie
+/// works once the sentinel has promoted the replica.
+async fn failover(fault: Fault) {
     let mut primary = RedisServer::start();
     let replica = RedisServer::replica_of(&primary);
     let sentinel = RedisServer::sentinel(&primary, MASTER);
@@ -156,8 +166,10 @@ async fn rd06_a_sentinel_failover_keeps_the_session_and_answers_only_503_meanwhi
     let csrf = [("x-csrf", "1")];
     assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
 
-    // The primary dies; the sentinel promotes the replica.
-    primary.kill();
+    match fault {
+        Fault::Crash => primary.kill(),
+        Fault::Silence => primary.freeze(),
+    }
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut seen = Vec::new();
     loop {
@@ -182,6 +194,16 @@ async fn rd06_a_sentinel_failover_keeps_the_session_and_answers_only_503_meanwhi
     let (_, page) = w.login("bob").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(replica.cli(&["DBSIZE"]).trim().parse::<u64>().unwrap() >= 2);
+}
+
+#[tokio::test]
+async fn rd06_a_crashed_primary_fails_over_keeping_the_session_with_only_503_meanwhile() {
+    failover(Fault::Crash).await;
+}
+
+#[tokio::test]
+async fn rd06_a_silent_primary_is_abandoned_for_the_promoted_replica() {
+    failover(Fault::Silence).await;
 }
 
 /// The ACL a production deployment should give cloakroom: its own keys and

@@ -80,6 +80,9 @@ impl Replication {
     }
 }
 
+/// How much later than the connection's timeout the backstop fires.
+const BACKSTOP_MARGIN: Duration = Duration::from_millis(100);
+
 /// How long writes skip `WAIT` after replicas failed to acknowledge one.
 const WAIT_PAUSE: Duration = Duration::from_secs(5);
 
@@ -174,11 +177,14 @@ impl RedisStore {
     }
 }
 
+/// Maps Redis errors to store errors, with a backstop timeout: the
+/// connection's own timeout (`timeout`) fires first, so that Sentinel can
+/// drop a silent primary; this one bounds whatever else might hang.
 async fn bounded<T>(
     timeout: Duration,
     call: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, call).await {
+    match tokio::time::timeout(timeout + BACKSTOP_MARGIN, call).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(StoreError::Unavailable(Box::new(e))),
         Err(_) => Err(StoreError::Unavailable(

@@ -6,6 +6,7 @@
 //! or a `READONLY` reply (the primary was demoted) drops the connection, and
 //! the next command asks the sentinels for the current primary (RD-06).
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ pub(super) struct SentinelPrimary {
     sentinels: tokio::sync::Mutex<SentinelClient>,
     connection: Mutex<Option<MultiplexedConnection>>,
     options: AsyncConnectionConfig,
+    /// A primary silent for this long is presumed gone (a partition).
+    timeout: Duration,
 }
 
 // === impl Link ===
@@ -85,8 +88,9 @@ impl Link {
             Link::Single { manager, .. } => cmd.query_async(&mut manager.clone()).await,
             Link::Cluster { connection, .. } => cmd.query_async(&mut connection.clone()).await,
             Link::Sentinel(primary) => {
-                let result = cmd.query_async(&mut primary.connection().await?).await;
-                primary.check(result)
+                primary
+                    .run(|mut c| async move { cmd.query_async(&mut c).await })
+                    .await
             }
         }
     }
@@ -96,8 +100,9 @@ impl Link {
             Link::Single { manager, .. } => script.invoke_async(&mut manager.clone()).await,
             Link::Cluster { connection, .. } => script.invoke_async(&mut connection.clone()).await,
             Link::Sentinel(primary) => {
-                let result = script.invoke_async(&mut primary.connection().await?).await;
-                primary.check(result)
+                primary
+                    .run(|mut c| async move { script.invoke_async(&mut c).await })
+                    .await
             }
         }
     }
@@ -165,6 +170,7 @@ impl SentinelPrimary {
             options: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout))
                 .set_response_timeout(Some(config.command_timeout)),
+            timeout: config.command_timeout,
         })
     }
 
@@ -190,9 +196,21 @@ impl SentinelPrimary {
         Ok(connection)
     }
 
-    /// Drops the connection when the reply says it no longer leads to a
-    /// working primary.
-    fn check<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
+    /// Runs `command` on the primary. A reply that says the connection no
+    /// longer leads to a working primary, or silence beyond the command
+    /// timeout, drops the connection: the next command asks the sentinels.
+    async fn run<T, F, Fut>(&self, command: F) -> RedisResult<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let attempt = async { command(self.connection().await?).await };
+        let result = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            ))),
+        };
         if let Err(e) = &result {
             if primary_lost(e) {
                 tracing::debug!(error = %e, "Redis primary lost; asking the sentinels again");
