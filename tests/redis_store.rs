@@ -374,3 +374,48 @@ async fn rd01_n3_redis_killed_mid_run_across_3_replicas_gives_only_503s_and_lose
         }
     }
 }
+
+#[tokio::test]
+async fn a_replica_that_cannot_hear_invalidations_stops_answering_from_its_cache() {
+    let redis = RedisServer::start();
+    let w = world(&format!(
+        "session: {{store: {{redis: {{url: '{}', command_timeout: 300ms}}}}}}",
+        redis.url()
+    ))
+    .await;
+    let (browser, _) = w.login("alice").await;
+    let csrf = [("x-csrf", "1")];
+    for _ in 0..3 {
+        assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+    }
+    // A silent Redis (a partition: nothing is closed) could be missing a
+    // logout's invalidation. The subscription's heartbeat notices within
+    // seconds, far inside the cache's 30 s age limit, and the cache stops
+    // answering: requests then need Redis, and get 503.
+    redis.freeze();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    loop {
+        let status = w.api(&browser, reqwest::Method::GET, &csrf).await.status;
+        seen.push(status);
+        if status == 503 {
+            break;
+        }
+        assert_eq!(status, 200, "{seen:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache kept answering: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    redis.thaw();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = w.api(&browser, reqwest::Method::GET, &csrf).await.status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the same cookie works once Redis answers");
+}

@@ -28,6 +28,9 @@ pub const CHANNEL: &str = "cloakroom:invalidate";
 /// An entry older than this is read again even without a message: a bound
 /// on the damage of a message lost in a way the subscriber did not notice.
 const MAX_AGE: Duration = Duration::from_secs(30);
+/// How often the subscription is checked, and how long its server may take
+/// to answer: the longest a silent server leaves the cache on.
+const HEARTBEAT: Duration = Duration::from_secs(3);
 /// Beyond this many entries the cache starts over rather than grow.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -180,11 +183,26 @@ async fn subscribe(store: RedisStore, cache: std::sync::Weak<Cache>) {
                 live.set_live(true);
                 delay = Duration::from_millis(100);
                 drop(live);
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    let Some(cache) = cache.upgrade() else { return };
-                    if let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) {
-                        cache.forget(key);
+                let (mut sink, mut messages) = pubsub.split();
+                let mut heartbeat = tokio::time::interval(HEARTBEAT);
+                heartbeat.tick().await;
+                loop {
+                    tokio::select! {
+                        message = messages.next() => {
+                            let Some(message) = message else { break };
+                            let Some(cache) = cache.upgrade() else { return };
+                            if let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) {
+                                cache.forget(key);
+                            }
+                        }
+                        _ = heartbeat.tick() => {
+                            // A server cut off by a partition closes nothing:
+                            // only asking it tells that messages stopped.
+                            let pong = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>()).await;
+                            if !matches!(pong, Ok(Ok(_))) || cache.strong_count() == 0 {
+                                break;
+                            }
+                        }
                     }
                 }
                 tracing::warn!("session invalidation subscription lost; local cache off until it is back");

@@ -7,6 +7,7 @@
 //! the next command asks the sentinels for the current primary (RD-06).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,11 +26,13 @@ use crate::error::BoxError;
 pub(super) enum Link {
     Single {
         manager: ConnectionManager,
-        client: Client,
+        client: Arc<Client>,
     },
     Cluster {
         connection: ClusterConnection,
-        seed: Client,
+        /// Subscribers take the seeds in turn, so one dead seed is skipped.
+        seeds: Arc<[Client]>,
+        next_seed: Arc<AtomicUsize>,
     },
     Sentinel(Arc<SentinelPrimary>),
 }
@@ -59,14 +62,20 @@ impl Link {
                     .set_connection_timeout(Some(config.connect_timeout))
                     .set_response_timeout(Some(config.command_timeout));
                 let manager = client.get_connection_manager_with_config(options).await?;
-                Link::Single { manager, client }
+                Link::Single {
+                    manager,
+                    client: Arc::new(client),
+                }
             }
             RedisTopology::Cluster(seeds) => {
                 let seeds = seeds
                     .iter()
                     .map(|s| data_node(s.expose(), config))
                     .collect::<RedisResult<Vec<_>>>()?;
-                let seed = client(seeds[0].clone(), certificates.clone())?;
+                let clients = seeds
+                    .iter()
+                    .map(|s| client(s.clone(), certificates.clone()))
+                    .collect::<RedisResult<Vec<_>>>()?;
                 let mut builder = redis::cluster::ClusterClientBuilder::new(seeds)
                     .connection_timeout(config.connect_timeout)
                     .response_timeout(config.command_timeout);
@@ -74,7 +83,11 @@ impl Link {
                     builder = builder.certs(certificates);
                 }
                 let connection = builder.build()?.get_async_connection().await?;
-                Link::Cluster { connection, seed }
+                Link::Cluster {
+                    connection,
+                    seeds: clients.into(),
+                    next_seed: Arc::default(),
+                }
             }
             RedisTopology::Sentinel { master_name, nodes } => {
                 let primary = SentinelPrimary::new(config, master_name, nodes, certificates)?;
@@ -108,11 +121,13 @@ impl Link {
     }
 
     /// A client for one data node, for a pub/sub subscription. In a
-    /// Cluster, published messages reach every node, so a seed will do.
+    /// Cluster, published messages reach every node, so any seed will do.
     pub(super) async fn subscriber(&self) -> RedisResult<Client> {
         match self {
-            Link::Single { client, .. } => Ok(client.clone()),
-            Link::Cluster { seed, .. } => Ok(seed.clone()),
+            Link::Single { client, .. } => Ok(Client::clone(client)),
+            Link::Cluster { seeds, next_seed, .. } => {
+                Ok(seeds[next_seed.fetch_add(1, Ordering::Relaxed) % seeds.len()].clone())
+            }
             Link::Sentinel(primary) => primary.sentinels.lock().await.async_get_client().await,
         }
     }
