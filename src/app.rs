@@ -218,7 +218,8 @@ impl App {
     }
 
     fn login_required(&self, route: &Route, request: &Request<Body>) -> BoxError {
-        if route.config.login_redirect && request.method() == Method::GET {
+        if route.config.login_redirect && request.method() == Method::GET && is_navigation(request.headers())
+        {
             let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
             return Box::new(Refusal::LoginRedirect(target.to_owned()));
         }
@@ -277,6 +278,19 @@ fn check_method(route: &Route, method: &Method) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Whether a request is the browser loading a page, the only kind that can
+/// follow a redirect to the IdP. A `fetch()` gets a 401 it can act on
+/// instead of a redirect it cannot follow (LG-21).
+fn is_navigation(headers: &http::HeaderMap) -> bool {
+    if let Some(mode) = headers.get("sec-fetch-mode") {
+        return mode == "navigate";
+    }
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = header("accept");
+    let wants_json = accept.contains("application/json") && !accept.contains("text/html");
+    !wants_json && !header("x-requested-with").eq_ignore_ascii_case("XMLHttpRequest")
+}
+
 /// How long a request with a still-valid access token waits for its refresh.
 const REFRESH_PATIENCE: Duration = Duration::from_secs(2);
 
@@ -289,6 +303,13 @@ async fn access_token(auth: &Arc<Auth>, loaded: &session::Loaded) -> Result<Arc<
     let record = &loaded.record;
     if record.access_expires_at > now + auth.config.session.refresh_skew.as_secs() {
         return Ok(Arc::new(record.access_token.clone()));
+    }
+    if record.refresh_token.is_none() {
+        // Nothing to refresh with: the token serves until it expires (LG-18).
+        if record.access_expires_at > now {
+            return Ok(Arc::new(record.access_token.clone()));
+        }
+        return Err(RefreshError::Ended.into());
     }
     let flight = refresh::refresh(auth, loaded);
     let valid_for = Duration::from_secs(record.access_expires_at.saturating_sub(now));

@@ -234,7 +234,7 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
         }
     }
     let now = crate::clock::now();
-    let expires_at = now + tokens.expires_in.unwrap_or(300);
+    let expires_at = now + tokens.access_token_lifetime(now);
     // Compare-and-set; a concurrent touch of `last_seen` moves the version,
     // so apply the new tokens to the newest record and try again.
     let mut current = (version, record);

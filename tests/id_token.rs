@@ -21,6 +21,11 @@ struct Fake {
 }
 
 async fn fake() -> Fake {
+    fake_with("session: {refresh_skew: 2s}").await
+}
+
+/// The fake IdP and cloakroom with `session` as its session settings.
+async fn fake_with(session: &str) -> Fake {
     let idp = FakeIdp::start(Box::new(|iss, nonce, _| {
         sign(&claims(iss, nonce), KEY_PEM, json!({"kid": "k1"}))
     }))
@@ -33,7 +38,7 @@ async fn fake() -> Fake {
 log: {{level: warn}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s}}
 cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
-session: {{refresh_skew: 2s}}
+{session}
 routes: [{{path: /api, upstream: '{u}'}}]
 ",
         iss = idp.issuer,
@@ -319,7 +324,12 @@ fn refreshed(edit: impl Fn(&mut Map<String, Value>) + Send + Sync + 'static) -> 
 impl Fake {
     /// Logs in with 3-second access tokens; refreshes are due after 1 s.
     async fn session(&self) -> Browser {
-        self.idp.behaviour.lock().unwrap().expires_in = 3;
+        self.idp.behaviour.lock().unwrap().expires_in = Some(3);
+        self.session_as_is().await
+    }
+
+    /// Logs in with the IdP's behaviour as it is.
+    async fn session_as_is(&self) -> Browser {
         let browser = Browser::new(&self.base);
         let callback = format!("{}/auth/callback", self.base);
         let (_, visited) = browser
@@ -431,4 +441,84 @@ async fn rf09_invalid_client_on_refresh_is_503_and_keeps_every_session() {
     // Credentials fixed: the same session refreshes.
     f.idp.behaviour.lock().unwrap().refresh_error = None;
     assert_eq!(f.api(&browser).await.status, 200);
+}
+
+// === Token answers at login (LG-16 to LG-19) ===
+
+#[tokio::test]
+async fn lg16_only_bearer_tokens_are_accepted_in_any_letter_case() {
+    let f = fake().await;
+    for (token_type, accepted) in [
+        ("mac", false),
+        ("DPoP", false),
+        ("bearer", true),
+        ("Bearer", true),
+    ] {
+        f.idp.behaviour.lock().unwrap().token_type = token_type.into();
+        let case = format!("LG-16 token_type {token_type}");
+        if accepted {
+            f.accepted(&case).await;
+        } else {
+            // An answer cloakroom cannot use: no session, an IdP fault.
+            let (status, body) = f.login().await;
+            assert_eq!(status, 502, "{case}: {body}");
+            assert!(body.contains("idp_bad_response"), "{case}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn lg17_an_answer_without_expires_in_gets_a_finite_default_lifetime() {
+    // Refresh when less than 299 s are left: with the 300 s default
+    // lifetime, a refresh is due one second after login, not never.
+    let f = fake_with("session: {refresh_skew: 299s}").await;
+    f.idp.behaviour.lock().unwrap().expires_in = None;
+    f.idp.behaviour.lock().unwrap().refresh_forge = Some(refreshed(|_| {}));
+    let browser = f.session_as_is().await;
+    assert_eq!(f.api(&browser).await.status, 200);
+    assert_eq!(
+        f.idp.refreshes.lock().unwrap().len(),
+        0,
+        "fresh right after login"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(f.api(&browser).await.status, 200);
+    assert_eq!(
+        f.idp.refreshes.lock().unwrap().len(),
+        1,
+        "due after the default lifetime"
+    );
+}
+
+#[tokio::test]
+async fn lg18_without_a_refresh_token_the_session_lasts_as_long_as_its_access_token() {
+    let f = fake().await;
+    f.idp.behaviour.lock().unwrap().issue_refresh_token = false;
+    let browser = f.session().await;
+    // Due for refresh (less than 2 s left), nothing to refresh with: still served.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(f.api(&browser).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    let page = f.api(&browser).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(page.body.contains("login_required"));
+    assert!(page
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().contains("Max-Age=0")));
+    assert_eq!(f.idp.refreshes.lock().unwrap().len(), 0, "no refresh attempt");
+}
+
+#[tokio::test]
+async fn lg19_a_discovery_document_naming_another_issuer_is_never_used() {
+    let f = fake().await;
+    let announced = format!("{}/", f.idp.issuer);
+    f.idp.behaviour.lock().unwrap().announced_issuer = Some(announced);
+    let page = Browser::new(&f.base)
+        .get(&format!("{}/auth/login", f.base), &[])
+        .await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("idp_unavailable"));
+    assert_eq!(f.idp.token_calls.load(Ordering::SeqCst), 0);
 }

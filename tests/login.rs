@@ -91,7 +91,7 @@ async fn ck10_session_cookie_attributes_and_single_small_login_cookie() {
 }
 
 #[tokio::test]
-async fn twenty_tabs_log_in_at_once_with_one_pre_auth_cookie() {
+async fn lg20_twenty_tabs_log_in_at_once_with_one_pre_auth_cookie() {
     let w = world("").await;
     let browser = Browser::new(&w.base);
     let mut callbacks = Vec::new();
@@ -606,4 +606,33 @@ async fn lg04_a_callback_after_the_login_timeout_is_login_expired() {
     assert!(page.body.contains("login_expired"), "{}", page.body);
     assert!(page.body.contains("/auth/login"), "a way to sign in again");
     assert!(browser.cookie(&w.base, cookie_name()).is_none());
+}
+
+#[tokio::test]
+async fn lg21_only_page_loads_are_redirected_to_the_idp_and_fetches_get_401() {
+    let w = world("").await;
+    let browser = Browser::new(&w.base);
+    let page = |headers: &'static [(&'static str, &'static str)]| {
+        let (browser, url) = (browser.clone(), w.url("/app/orders"));
+        async move { browser.get(&url, headers).await }
+    };
+    for headers in [
+        &[("sec-fetch-mode", "navigate"), ("accept", "text/html,*/*;q=0.8")][..],
+        &[("accept", "text/html")][..],
+        &[][..],
+    ] {
+        let r = page(headers).await;
+        assert_eq!(r.status, 302, "a page load: {headers:?}");
+        assert!(r.headers["location"].to_str().unwrap().contains("/auth/login"));
+    }
+    for headers in [
+        &[("sec-fetch-mode", "cors"), ("accept", "*/*")][..],
+        &[("accept", "application/json")][..],
+        &[("x-requested-with", "XMLHttpRequest")][..],
+    ] {
+        let r = page(headers).await;
+        assert_eq!(r.status, 401, "a fetch: {headers:?}");
+        assert!(r.body.contains("login_required"), "{}", r.body);
+        assert!(r.headers.get("location").is_none());
+    }
 }

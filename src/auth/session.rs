@@ -118,7 +118,7 @@ pub async fn create(
         .collect();
     let record = Record {
         format: record::FORMAT,
-        access_expires_at: now + tokens.expires_in.unwrap_or(300),
+        access_expires_at: now + tokens.access_token_lifetime(now),
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
         id_token: tokens.id_token,

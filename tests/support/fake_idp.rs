@@ -45,8 +45,13 @@ pub struct Behaviour {
     pub s256: bool,
     /// Extra entries in the JWKS `keys` list, before the real key.
     pub extra_keys: Vec<Value>,
-    /// Access token lifetime, seconds.
-    pub expires_in: u64,
+    /// Access token lifetime, seconds; `None` leaves `expires_in` out.
+    pub expires_in: Option<u64>,
+    pub token_type: String,
+    /// The code exchange answers a refresh token.
+    pub issue_refresh_token: bool,
+    /// The `issuer` discovery announces, if not the real one.
+    pub announced_issuer: Option<String>,
     /// Refresh grants answer a new refresh token (rotation).
     pub rotate: bool,
     /// Refresh grants answer this (status, OAuth error) instead of tokens.
@@ -90,7 +95,10 @@ impl FakeIdp {
             token_redirect: None,
             s256: true,
             extra_keys: vec![],
-            expires_in: 300,
+            expires_in: Some(300),
+            token_type: "Bearer".into(),
+            issue_refresh_token: true,
+            announced_issuer: None,
             rotate: true,
             refresh_error: None,
             refresh_forge: None,
@@ -145,11 +153,14 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
     };
     let response = match req.uri().path() {
         "/.well-known/openid-configuration" => {
-            let s256 = shared.behaviour.lock().unwrap().s256;
+            let behaviour = shared.behaviour.lock().unwrap();
+            let s256 = behaviour.s256;
+            let announced = behaviour.announced_issuer.clone().unwrap_or_else(|| iss.clone());
+            drop(behaviour);
             reply(
                 StatusCode::OK,
                 json!({
-                    "issuer": iss,
+                    "issuer": announced,
                     "authorization_endpoint": format!("{iss}/authorize"),
                     "token_endpoint": format!("{iss}/token"),
                     "jwks_uri": format!("{iss}/jwks"),
@@ -203,10 +214,13 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
             let access_token = format!("at-{}", rand_hex());
             let mut answer = json!({
                 "access_token": access_token,
-                "token_type": "Bearer",
+                "token_type": behaviour.token_type,
                 "expires_in": behaviour.expires_in,
                 "refresh_token": format!("rt-{}", rand_hex()),
             });
+            if behaviour.expires_in.is_none() {
+                answer.as_object_mut().unwrap().remove("expires_in");
+            }
             if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
                 shared.refreshes.lock().unwrap().push(form.clone());
                 if let Some((status, error)) = &behaviour.refresh_error {
@@ -222,6 +236,9 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
                     answer["id_token"] = json!(forge(&iss, "", &access_token));
                 }
             } else {
+                if !behaviour.issue_refresh_token {
+                    answer.as_object_mut().unwrap().remove("refresh_token");
+                }
                 let nonce = shared
                     .nonces
                     .lock()
