@@ -48,9 +48,17 @@ impl Loaded {
     }
 }
 
-/// Loads the session the request's cookie names, or refuses with
-/// `LoginRequired` (no session) or a `StoreError` (store down).
+/// Loads the session the request's cookie names and records the activity,
+/// or refuses with `LoginRequired` (no session) or a `StoreError` (store
+/// down).
 pub async fn load(auth: &Auth, headers: &HeaderMap) -> Result<Loaded, BoxError> {
+    let mut loaded = open(auth, headers).await?;
+    touch(auth, &mut loaded).await?;
+    Ok(loaded)
+}
+
+/// Reads and opens the session without recording activity.
+async fn open(auth: &Auth, headers: &HeaderMap) -> Result<Loaded, BoxError> {
     let value = CookieNames::find(headers, &auth.names.session).ok_or(Refusal::LoginRequired)?;
     let opened = auth
         .ring
@@ -69,7 +77,7 @@ pub async fn load(auth: &Auth, headers: &HeaderMap) -> Result<Loaded, BoxError> 
         return Err(Refusal::LoginRequired.into());
     }
     let stored = auth.store.get(&key).await?.ok_or(Refusal::LoginRequired)?;
-    let mut record = Record::open(&stored.value, &ticket, &key).map_err(|e| {
+    let record = Record::open(&stored.value, &ticket, &key).map_err(|e| {
         tracing::warn!(error = %e, "session record unreadable; treating as no session");
         Refusal::LoginRequired
     })?;
@@ -78,29 +86,31 @@ pub async fn load(auth: &Auth, headers: &HeaderMap) -> Result<Loaded, BoxError> 
         let _ = auth.store.delete(&key).await;
         return Err(Refusal::LoginRequired.into());
     }
-    let mut version = stored.version;
-    if now >= record.last_seen + touch_every(auth) {
-        // Activity extends the idle expiry, never the absolute one (CK-09).
-        record.last_seen = now;
-        let ttl = ttl(auth, &ticket, now);
-        match auth
-            .store
-            .put(&key, record.seal(&ticket, &key), version, ttl)
-            .await
-        {
-            Ok(v) => version = v,
-            // Another request touched it first: its write is as good.
-            Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
     Ok(Loaded {
         ticket,
         key,
         record,
-        version,
+        version: stored.version,
         stale_key: opened.stale_key,
     })
+}
+
+/// Activity extends the idle expiry, never the absolute one (CK-09).
+async fn touch(auth: &Auth, loaded: &mut Loaded) -> Result<(), BoxError> {
+    let now = crate::clock::now();
+    if now < loaded.record.last_seen + touch_every(auth) {
+        return Ok(());
+    }
+    loaded.record.last_seen = now;
+    let ttl = ttl(auth, &loaded.ticket, now);
+    let sealed = loaded.record.seal(&loaded.ticket, &loaded.key);
+    match auth.store.put(&loaded.key, sealed, loaded.version, ttl).await {
+        Ok(v) => loaded.version = v,
+        // Another request touched it first: its write is as good.
+        Err(StoreError::Conflict) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
 }
 
 /// Stores a new session for fresh tokens; returns the sealed cookie value.
@@ -170,7 +180,8 @@ pub fn user_info(auth: &Auth, loaded: &Loaded) -> Value {
 /// `POST /auth/logout`: delete the session, revoke its refresh token, clear
 /// the cookie, and answer with the IdP's end-session URL.
 pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, BoxError> {
-    let loaded = match load(auth, headers).await {
+    // Read, not touched: it is deleted next.
+    let loaded = match open(auth, headers).await {
         Ok(l) => Some(l),
         Err(e) if e.is::<Refusal>() => None,
         Err(e) => return Err(e),
