@@ -468,3 +468,51 @@ async fn rf10_a_slow_idp_holds_a_request_with_a_valid_token_briefly_and_the_refr
     let stats = w.idp.stats().await;
     assert_eq!(stats["grants"]["refresh_token"], 1, "{stats}");
 }
+
+#[tokio::test]
+async fn rd07_a_failover_that_loses_a_rotated_refresh_token_costs_one_login_not_a_loop() {
+    let redis = RedisServer::start();
+    let w = short_lived(1, Some(&redis)).await;
+    let (browser, _) = w.login("alice").await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut db = client.get_multiplexed_async_connection().await.unwrap();
+    let key = redis
+        .cli(&["--scan", "--pattern", "cloakroom:*:s"])
+        .trim()
+        .to_owned();
+    let before_refresh: Vec<u8> = redis::cmd("DUMP").arg(&key).query_async(&mut db).await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        bearer(&browser, &w.base).await.0,
+        200,
+        "refreshed: the token rotated"
+    );
+    // A failover to a replica that never got the refresh's write.
+    let _: () = redis::cmd("RESTORE")
+        .arg(&key)
+        .arg(60_000)
+        .arg(before_refresh)
+        .arg("REPLACE")
+        .query_async(&mut db)
+        .await
+        .unwrap();
+
+    // The stored refresh token is spent: one 401, the cookie cleared.
+    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(page.body.contains("login_required"));
+    assert!(page
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().contains("Max-Age=0")));
+    let stats = w.idp.stats().await;
+    assert_eq!(
+        stats["token_requests"], 3,
+        "login, refresh, one failed refresh: {stats}"
+    );
+    let (browser, page) = w.login("alice").await;
+    assert_eq!(page.status, 200, "signing in again works");
+    assert_eq!(bearer(&browser, &w.base).await.0, 200);
+}
