@@ -2,9 +2,10 @@
 //! primary found through Sentinel; in plain TCP or TLS.
 //!
 //! Every shape is multiplexed (one connection per node carries every
-//! request) and reconnects on its own. Behind Sentinel, a broken connection
-//! or a `READONLY` reply (the primary was demoted) drops the connection, and
-//! the next command asks the sentinels for the current primary (RD-06).
+//! request) and reconnects on its own. Behind Sentinel, a broken connection,
+//! a `READONLY` reply (the primary was demoted) or silence past the command
+//! timeout (a partition) drops the connection, and the next command asks
+//! the sentinels for the current primary (RD-06).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
