@@ -419,3 +419,100 @@ async fn a_replica_that_cannot_hear_invalidations_stops_answering_from_its_cache
     }
     assert_eq!(status, 200, "the same cookie works once Redis answers");
 }
+
+fn redis_world_yaml(redis: &RedisServer) -> String {
+    format!(
+        "session: {{store: {{redis: {{url: '{}', command_timeout: 300ms, local_cache: false}}}}}}",
+        redis.url()
+    )
+}
+
+#[tokio::test]
+async fn rd03_rd12_redis_down_at_login_or_callback_is_503_and_the_retry_works() {
+    let mut redis = RedisServer::start();
+    let w = world(&redis_world_yaml(&redis)).await;
+    let browser = support::idp::Browser::new(&w.base);
+    // Serving (so connected to Redis) before Redis goes away.
+    assert_eq!(browser.get(&w.url("/public"), &[]).await.status, 200);
+
+    // No transaction can be stored: no trip to the IdP.
+    redis.stop();
+    let page = browser.get(&w.url("/auth/login"), &[]).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.headers.get("location").is_none());
+    redis.resume();
+
+    // The transaction cannot be consumed: fail closed, no partial session.
+    let callback = w.callback_url(&browser, "alice").await;
+    redis.stop();
+    let page = browser.get(&callback, &[]).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(
+        browser.cookie(&w.base, "cloakroom").is_none(),
+        "no session cookie"
+    );
+    redis.resume();
+    // The code was never exchanged: the same callback completes the login.
+    let page = browser.get(&callback, &[]).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert_eq!(
+        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn rd08_a_full_noeviction_redis_refuses_writes_with_503_and_logs_nobody_out() {
+    let redis = RedisServer::start();
+    let w = world(&redis_world_yaml(&redis)).await;
+    let (browser, _) = w.login("alice").await;
+    let csrf = [("x-csrf", "1")];
+    // Full: every write is refused with OOM.
+    redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    let page = support::idp::Browser::new(&w.base)
+        .get(&w.url("/auth/login"), &[])
+        .await;
+    assert_eq!(page.status, 503, "a new login cannot be stored: {}", page.body);
+    assert!(page.body.contains("session_store_unavailable"));
+    // Reads still work: the existing session is served.
+    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    let (_, page) = w.login("bob").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+}
+
+#[tokio::test]
+async fn rd13_rd14_a_corrupt_or_vanished_record_is_a_clean_401() {
+    let redis = RedisServer::start();
+    let w = world(&redis_world_yaml(&redis)).await;
+    let csrf = [("x-csrf", "1")];
+    let cleared = |page: &support::idp::Page| {
+        page.headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().contains("Max-Age=0"))
+    };
+
+    let (alice, _) = w.login("alice").await;
+    let key = redis
+        .cli(&["--scan", "--pattern", "cloakroom:*:s"])
+        .trim()
+        .to_owned();
+    assert_eq!(redis.cli(&["HSET", &key, "d", "not a sealed record"]).trim(), "0");
+    let page = w.api(&alice, reqwest::Method::GET, &csrf).await;
+    assert_eq!(page.status, 401, "RD-13: {}", page.body);
+    assert!(page.body.contains("login_required") && cleared(&page));
+
+    let (bob, _) = w.login("bob").await;
+    assert_eq!(w.api(&bob, reqwest::Method::GET, &csrf).await.status, 200);
+    // Redis restarted empty.
+    assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
+    let page = w.api(&bob, reqwest::Method::GET, &csrf).await;
+    assert_eq!(page.status, 401, "RD-14: {}", page.body);
+    assert!(page.body.contains("login_required") && cleared(&page));
+    let (_, page) = w.login("bob").await;
+    assert_eq!(page.status, 200, "a clean re-login");
+}
