@@ -461,7 +461,7 @@ async fn rf10_a_slow_idp_holds_a_request_with_a_valid_token_briefly_and_the_refr
     // Due, and still valid for longer than the IdP takes: served with the
     // current token instead of waiting for the slow answer.
     assert_eq!(bearer(&browser, &w.base).await, (200, first.clone()));
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    tokio::time::sleep(Duration::from_millis(4000)).await;
     let (status, next) = bearer(&browser, &w.base).await;
     assert_eq!(status, 200);
     assert_ne!(next, first, "the refresh finished in the background");
