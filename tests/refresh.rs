@@ -447,17 +447,17 @@ async fn rf19_a_token_call_that_timed_out_after_sending_is_not_retried() {
 
 #[tokio::test]
 async fn rf10_a_slow_idp_holds_a_request_with_a_valid_token_briefly_and_the_refresh_lands_later() {
-    // 10-second tokens, refreshed when less than 8 s are left; the first
-    // refresh is answered after 4 s.
+    // 15-second tokens, refreshed when less than 10 s are left (5 s after
+    // they are issued); the first refresh is answered after 4 s.
     let w = world_with(
-        "session: {refresh_skew: 8s}",
-        json!({"access_token_ttl": 10, "token_delay": {"call": 2, "ms": 4000, "phase": "after"}}),
+        "session: {refresh_skew: 10s}",
+        json!({"access_token_ttl": 15, "token_delay": {"call": 2, "ms": 4000, "phase": "after"}}),
         1,
     )
     .await;
     let (browser, _) = w.login("alice").await;
     let (_, first) = bearer(&browser, &w.base).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     // Due, and still valid for longer than the IdP takes: served with the
     // current token instead of waiting for the slow answer.
     assert_eq!(bearer(&browser, &w.base).await, (200, first.clone()));
