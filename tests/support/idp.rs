@@ -134,6 +134,16 @@ pub struct Page {
     pub body: String,
 }
 
+impl Page {
+    /// Whether the response deletes a cookie (`Max-Age=0`).
+    pub fn clears_a_cookie(&self) -> bool {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().contains("Max-Age=0"))
+    }
+}
+
 impl Browser {
     /// A browser that records what `watch` (an origin like
     /// `http://127.0.0.1:1234`) sends it.
