@@ -637,6 +637,15 @@ impl FromNode for SentinelConfig {
             at.error_at("nodes", "name at least one sentinel");
             return Err(String::new());
         }
+        let tls = nodes
+            .iter()
+            .filter(|n| n.0.expose().starts_with("rediss://"))
+            .count();
+        if tls != 0 && tls != nodes.len() {
+            // One TLS setting covers the sentinels and the primary they name.
+            at.error_at("nodes", "use rediss:// for every sentinel or for none");
+            return Err(String::new());
+        }
         Ok(SentinelConfig(RedisTopology::Sentinel {
             master_name: master_name.ok_or("")?,
             nodes: nodes.into_iter().map(|u| u.0).collect(),
@@ -1224,6 +1233,10 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
                 "session.store.redis.sentinel.master_name: required key is missing",
                 "session.store.redis.sentinel.nodes: name at least one sentinel"
             ]
+        );
+        assert_eq!(
+            got("{sentinel: {master_name: m, nodes: ['rediss://a', 'redis://b']}}"),
+            ["session.store.redis.sentinel.nodes: use rediss:// for every sentinel or for none"]
         );
         assert_eq!(
             got("{url: 'redis://a', tls: {ca_file: /ca.pem}}"),
