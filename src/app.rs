@@ -301,7 +301,7 @@ const REFRESH_PATIENCE: Duration = Duration::from_secs(2);
 async fn access_token(auth: &Arc<Auth>, loaded: &session::Loaded) -> Result<Arc<Secret<String>>, BoxError> {
     let now = crate::clock::now();
     let record = &loaded.record;
-    if record.access_expires_at > now + auth.config.session.refresh_skew.as_secs() {
+    if refresh::is_fresh(auth, record) {
         return Ok(Arc::new(record.access_token.clone()));
     }
     if record.refresh_token.is_none() {

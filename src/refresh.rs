@@ -171,7 +171,8 @@ async fn read(auth: &Auth, ticket: &Ticket, key: &str) -> Result<(u64, Record), 
     Ok((stored.version, record))
 }
 
-fn is_fresh(auth: &Auth, record: &Record) -> bool {
+/// Whether the record's access token is good for longer than the skew.
+pub fn is_fresh(auth: &Auth, record: &Record) -> bool {
     record.access_expires_at > crate::clock::now() + auth.config.session.refresh_skew.as_secs()
 }
 

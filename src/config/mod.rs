@@ -125,8 +125,12 @@ impl RedisTopology {
             RedisTopology::Standalone(url) => std::slice::from_ref(url),
             RedisTopology::Cluster(urls) | RedisTopology::Sentinel { nodes: urls, .. } => urls,
         };
-        urls.iter().any(|u| u.expose().starts_with("rediss://"))
+        urls.iter().any(is_tls)
     }
+}
+
+fn is_tls(url: &Secret<String>) -> bool {
+    url.expose().starts_with("rediss://")
 }
 
 /// PEM material for TLS to Redis.
@@ -637,10 +641,7 @@ impl FromNode for SentinelConfig {
             at.error_at("nodes", "name at least one sentinel");
             return Err(String::new());
         }
-        let tls = nodes
-            .iter()
-            .filter(|n| n.0.expose().starts_with("rediss://"))
-            .count();
+        let tls = nodes.iter().filter(|n| is_tls(&n.0)).count();
         if tls != 0 && tls != nodes.len() {
             // One TLS setting covers the sentinels and the primary they name.
             at.error_at("nodes", "use rediss:// for every sentinel or for none");
