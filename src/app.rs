@@ -299,7 +299,7 @@ const REFRESH_PATIENCE: Duration = Duration::from_secs(2);
 /// valid is used as it is (RF-10); an expired one gives a 503 that keeps
 /// the session (RF-11).
 async fn access_token(auth: &Arc<Auth>, loaded: &session::Loaded) -> Result<Arc<Secret<String>>, BoxError> {
-    let now = crate::clock::now();
+    let now = auth.clock.now();
     let record = &loaded.record;
     if refresh::is_fresh(auth, record) {
         return Ok(Arc::new(record.access_token.clone()));
@@ -325,7 +325,7 @@ async fn access_token(auth: &Arc<Auth>, loaded: &session::Loaded) -> Result<Arc<
     match refreshed {
         Ok(fresh) => Ok(fresh.access_token),
         // Judged now, not before the refresh: a slow IdP may have outlived it.
-        Err(e) if e != RefreshError::Ended && record.access_expires_at > crate::clock::now() => {
+        Err(e) if e != RefreshError::Ended && record.access_expires_at > auth.clock.now() => {
             tracing::debug!(error = %e, "refresh postponed; the current access token is still valid");
             Ok(Arc::new(record.access_token.clone()))
         }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use crate::clock::Clock;
 pub use crate::config::Config;
 use crate::config::StoreConfig;
 use crate::error::BoxError;
@@ -35,6 +36,18 @@ pub async fn run(
     listener: TcpListener,
     admin_listener: TcpListener,
     config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
+    run_with_clock(listener, admin_listener, config, Clock::system(), shutdown).await
+}
+
+/// [`run`] with expiry judged by `clock`: tests move it forward to reach an
+/// expiry without waiting for it.
+pub async fn run_with_clock(
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    config: Config,
+    clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
     let config = Arc::new(config);
@@ -54,7 +67,7 @@ pub async fn run(
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
-    let auth = auth::Auth::new(config.clone(), store.clone())?;
+    let auth = auth::Auth::new(config.clone(), store.clone(), clock)?;
     let idp = auth.as_ref().map(|a| a.idp.clone());
     if let Some(idp) = &idp {
         idp.discover_in_background();

@@ -171,9 +171,27 @@ async fn read(auth: &Auth, ticket: &Ticket, key: &str) -> Result<(u64, Record), 
     Ok((stored.version, record))
 }
 
-/// Whether the record's access token is good for longer than the skew.
+/// Whether the record's access token is used as it is, without a refresh.
 pub fn is_fresh(auth: &Auth, record: &Record) -> bool {
-    record.access_expires_at > crate::clock::now() + auth.config.session.refresh_skew.as_secs()
+    auth.clock.now_ms() < refresh_point_ms(auth.config.session.refresh_skew, record)
+}
+
+/// When a token is renewed: `refresh_skew` before it expires, but never
+/// before half of its life has passed. A skew longer than the token's
+/// lifetime would make every token stale the moment it arrives, and every
+/// call a refresh grant (RF-21); half the lifetime still leaves the other
+/// half for the refresh to finish before the token expires. Counted in
+/// milliseconds: for a 2 s token, whole seconds would be half its life.
+fn refresh_point_ms(skew: Duration, record: &Record) -> u64 {
+    let skew = skew.as_millis() as u64;
+    match (record.access_issued_ms, record.access_lifetime) {
+        (Some(issued), Some(lifetime)) => {
+            let lifetime = lifetime.saturating_mul(1000);
+            issued.saturating_add(lifetime - skew.min(lifetime / 2))
+        }
+        // Written by an earlier release: the configured skew, as it was.
+        _ => (record.access_expires_at.saturating_mul(1000)).saturating_sub(skew),
+    }
 }
 
 fn fresh(record: &Record) -> Fresh {
@@ -234,15 +252,16 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
             }
         }
     }
-    let now = crate::clock::now();
-    let expires_at = now + tokens.access_token_lifetime(now);
+    let now_ms = auth.clock.now_ms();
+    let now = now_ms / 1000;
+    let lifetime = tokens.access_token_lifetime(now);
     // Compare-and-set; a concurrent touch of `last_seen` moves the version,
     // so apply the new tokens to the newest record and try again.
     let mut current = (version, record);
     for _ in 0..5 {
         let (version, mut record) = current;
         record.access_token = tokens.access_token.clone();
-        record.access_expires_at = expires_at;
+        record.set_access_lifetime(lifetime, now_ms);
         if let Some(rt) = &tokens.refresh_token {
             record.refresh_token = Some(rt.clone());
         }
@@ -282,4 +301,53 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
         }
     }
     Err(RefreshError::Pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record whose token was obtained at 1 000 s and lives `lifetime`
+    /// seconds; `known: false` as an earlier release wrote it.
+    fn obtained(lifetime: u64, known: bool) -> Record {
+        let mut record = Record {
+            format: crate::session::record::FORMAT,
+            access_token: Secret::new("AT".into()),
+            access_expires_at: 0,
+            access_issued_ms: None,
+            access_lifetime: None,
+            refresh_token: None,
+            id_token: None,
+            claims: Default::default(),
+            created_at: 1_000,
+            last_seen: 1_000,
+        };
+        record.set_access_lifetime(lifetime, 1_000_000);
+        if !known {
+            (record.access_issued_ms, record.access_lifetime) = (None, None);
+        }
+        record
+    }
+
+    #[test]
+    fn rf21_the_refresh_point_is_never_before_half_the_lifetime() {
+        let skew = Duration::from_secs(60);
+        // (lifetime, milliseconds after it was obtained when a token is due)
+        for (lifetime, due_after) in [
+            (2, 1_000),
+            (5, 2_500),
+            (30, 15_000),
+            (120, 60_000),
+            (300, 240_000),
+        ] {
+            let due = refresh_point_ms(skew, &obtained(lifetime, true));
+            assert_eq!(due, 1_000_000 + due_after, "{lifetime} s token");
+        }
+        // A record from before lifetimes were kept: the configured skew.
+        assert_eq!(refresh_point_ms(skew, &obtained(300, false)), 1_240_000);
+        assert_eq!(refresh_point_ms(skew, &obtained(5, false)), 945_000);
+        // A skew shorter than half the lifetime is taken as configured.
+        let short = Duration::from_secs(2);
+        assert_eq!(refresh_point_ms(short, &obtained(30, true)), 1_028_000);
+    }
 }

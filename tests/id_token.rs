@@ -6,6 +6,7 @@
 mod support;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use support::fake_idp::{self, claims, raw, sign, FakeIdp, ATTACKER_PEM, KEY_PEM};
@@ -18,6 +19,8 @@ struct Fake {
     idp: FakeIdp,
     _app: App,
     base: String,
+    /// cloakroom's clock: moved forward to reach a refresh point or an expiry.
+    clock: cloakroom::Clock,
 }
 
 async fn fake() -> Fake {
@@ -44,9 +47,15 @@ routes: [{{path: /api, upstream: '{u}'}}]
         iss = idp.issuer,
         u = up.url()
     );
-    let app = bound.start(&yaml);
+    let clock = cloakroom::Clock::system();
+    let app = bound.start_with_clock(&yaml, clock.clone());
     std::mem::forget(up); // lives as long as the test process; nothing is proxied here
-    Fake { idp, _app: app, base }
+    Fake {
+        idp,
+        _app: app,
+        base,
+        clock,
+    }
 }
 
 impl Fake {
@@ -358,7 +367,8 @@ async fn refresh_ends_the_session(case: &str, forge: fake_idp::Forge) {
     f.idp.behaviour.lock().unwrap().refresh_forge = Some(forge);
     let browser = f.session().await;
     assert_eq!(f.api(&browser).await.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // Past the refresh point of the 3 s token (half-way), before its expiry.
+    f.clock.advance(Duration::from_secs(2));
     let page = f.api(&browser).await;
     assert_eq!(page.status, 401, "{case}: {}", page.body);
     assert!(page.body.contains("login_required"), "{case}: {}", page.body);
@@ -408,7 +418,7 @@ async fn rf07_rf16_a_refresh_answer_without_a_refresh_token_keeps_the_old_one() 
     f.idp.behaviour.lock().unwrap().refresh_forge = Some(refreshed(|_| {}));
     let browser = f.session().await;
     for _ in 0..2 {
-        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        f.clock.advance(Duration::from_secs(2));
         let page = f.api(&browser).await;
         assert_eq!(page.status, 200, "{}", page.body);
     }
@@ -431,7 +441,7 @@ async fn rf09_invalid_client_on_refresh_is_503_and_keeps_every_session() {
     let browser = f.session().await;
     f.idp.behaviour.lock().unwrap().refresh_error = Some((401, "invalid_client".into()));
     // Past the access token's expiry: nothing valid is left to serve.
-    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    f.clock.advance(Duration::from_secs(4));
     let page = f.api(&browser).await;
     assert_eq!(page.status, 503, "{}", page.body);
     assert!(page.body.contains("idp_unavailable"), "{}", page.body);
@@ -469,8 +479,8 @@ async fn lg16_only_bearer_tokens_are_accepted_in_any_letter_case() {
 
 #[tokio::test]
 async fn lg17_an_answer_without_expires_in_gets_a_finite_default_lifetime() {
-    // Refresh when less than 299 s are left: with the 300 s default
-    // lifetime, a refresh is due one second after login, not never.
+    // With the 300 s default lifetime, a refresh is due half-way (the skew
+    // is longer than that), not never.
     let f = fake_with("session: {refresh_skew: 299s}").await;
     f.idp.behaviour.lock().unwrap().expires_in = None;
     f.idp.behaviour.lock().unwrap().refresh_forge = Some(refreshed(|_| {}));
@@ -481,12 +491,15 @@ async fn lg17_an_answer_without_expires_in_gets_a_finite_default_lifetime() {
         0,
         "fresh right after login"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    f.clock.advance(Duration::from_secs(140));
+    assert_eq!(f.api(&browser).await.status, 200);
+    assert_eq!(f.idp.refreshes.lock().unwrap().len(), 0, "not due yet");
+    f.clock.advance(Duration::from_secs(11));
     assert_eq!(f.api(&browser).await.status, 200);
     assert_eq!(
         f.idp.refreshes.lock().unwrap().len(),
         1,
-        "due after the default lifetime"
+        "due half-way through the default lifetime"
     );
 }
 
@@ -494,11 +507,12 @@ async fn lg17_an_answer_without_expires_in_gets_a_finite_default_lifetime() {
 async fn lg18_without_a_refresh_token_the_session_lasts_as_long_as_its_access_token() {
     let f = fake().await;
     f.idp.behaviour.lock().unwrap().issue_refresh_token = false;
-    let browser = f.session().await;
+    f.idp.behaviour.lock().unwrap().expires_in = Some(10);
+    let browser = f.session_as_is().await;
     // Due for refresh (less than 2 s left), nothing to refresh with: still served.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    f.clock.advance(Duration::from_secs(8));
     assert_eq!(f.api(&browser).await.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    f.clock.advance(Duration::from_secs(3));
     let page = f.api(&browser).await;
     assert_eq!(page.status, 401, "{}", page.body);
     assert!(page.body.contains("login_required"));

@@ -3,11 +3,12 @@
 
 mod support;
 
-use std::time::Duration;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::echoed;
-use support::idp::{world_with, Browser, World};
+use support::idp::{world_with, world_with_clock, Browser, World};
 use support::redis::RedisServer;
 
 /// Access tokens live 5 s; cloakroom refreshes when less than 2 s are left.
@@ -62,10 +63,9 @@ async fn rf01_tokens_refresh_before_expiry_and_the_new_refresh_token_replaces_th
     assert_eq!(stats["revoked"], 0, "no grant revoked: {stats}");
 }
 
-/// `calls` API calls at once, spread over every replica of `w`, when the
-/// access token is due: all succeed with one new token, from exactly one
-/// refresh grant, and no grant is revoked.
-async fn one_refresh_for_a_burst(w: &World, calls: usize) {
+/// Logs alice in on `w` and gives the browser her cookie on every replica;
+/// returns the browser and every replica's base URL.
+async fn signed_in_everywhere(w: &World) -> (Browser, Vec<String>) {
     let (browser, _) = w.login("alice").await;
     let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
     let mut bases = vec![w.base.clone()];
@@ -73,9 +73,12 @@ async fn one_refresh_for_a_burst(w: &World, calls: usize) {
     for base in &bases {
         browser.set_cookie(base, "cloakroom", &cookie);
     }
-    let (_, before) = bearer(&browser, &w.base).await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    (browser, bases)
+}
 
+/// `calls` API calls at once, spread over `bases`: every one must succeed.
+/// Returns the distinct access tokens the upstream saw.
+async fn burst(browser: &Browser, bases: &[String], calls: usize) -> HashSet<Option<String>> {
     let calls = (0..calls).map(|i| {
         let browser = browser.clone();
         let base = bases[i % bases.len()].clone();
@@ -90,15 +93,27 @@ async fn one_refresh_for_a_burst(w: &World, calls: usize) {
         results.len(),
         failed.first()
     );
-    let tokens: std::collections::HashSet<_> = results.iter().map(|(_, t)| t.clone()).collect();
+    results.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Refresh grants the IdP has answered, after asserting none was revoked.
+async fn refresh_grants(w: &World) -> u64 {
+    let stats = w.idp.stats().await;
+    assert_eq!(stats["revoked"], 0, "no grant revoked: {stats}");
+    stats["grants"]["refresh_token"].as_u64().unwrap_or(0)
+}
+
+/// `calls` API calls at once, spread over every replica of `w`, when the
+/// access token is due: all succeed with one new token, from exactly one
+/// refresh grant, and no grant is revoked.
+async fn one_refresh_for_a_burst(w: &World, calls: usize) {
+    let (browser, bases) = signed_in_everywhere(w).await;
+    let (_, before) = bearer(&browser, &w.base).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let tokens = burst(&browser, &bases, calls).await;
     assert_eq!(tokens.len(), 1, "every call carried the same fresh token");
     assert_ne!(tokens.into_iter().next().unwrap(), before);
-    let stats = w.idp.stats().await;
-    assert_eq!(
-        stats["grants"]["refresh_token"], 1,
-        "exactly one refresh grant: {stats}"
-    );
-    assert_eq!(stats["revoked"], 0, "no grant revoked: {stats}");
+    assert_eq!(refresh_grants(w).await, 1, "exactly one refresh grant");
 }
 
 #[tokio::test]
@@ -153,17 +168,17 @@ async fn rf08_a_revoked_grant_ends_the_session_with_401() {
 
 #[tokio::test]
 async fn rf10_rf11_an_idp_outage_serves_valid_tokens_then_503_and_never_logs_out() {
-    // 5-second tokens, refreshed when less than 4 s are left.
+    // 5-second tokens, refreshed half-way (the 4 s skew is longer than that).
     let mut w = world_with("session: {refresh_skew: 4s}", json!({"access_token_ttl": 5}), 1).await;
     let (browser, _) = w.login("alice").await;
     let (_, token) = bearer(&browser, &w.base).await;
     w.idp.kill();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    w.clock.advance(Duration::from_secs(3));
     // Due for refresh, the IdP is gone, the token is still valid: use it.
     let (status, still) = bearer(&browser, &w.base).await;
     assert_eq!(status, 200, "RF-10");
     assert_eq!(still, token);
-    tokio::time::sleep(Duration::from_millis(4000)).await;
+    w.clock.advance(Duration::from_secs(3));
     // Expired and the IdP is gone: 503, session kept.
     let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
     assert_eq!(page.status, 503, "RF-11: {}", page.body);
@@ -440,8 +455,8 @@ async fn rf19_a_token_call_that_timed_out_after_sending_is_not_retried() {
 
 #[tokio::test]
 async fn rf10_a_slow_idp_holds_a_request_with_a_valid_token_briefly_and_the_refresh_lands_later() {
-    // 15-second tokens, refreshed when less than 10 s are left (5 s after
-    // they are issued); the first refresh is answered after 4 s.
+    // 15-second tokens, refreshed when less than 7 s are left (half their
+    // life, before the 10 s skew); the first refresh is answered after 4 s.
     let w = world_with(
         "session: {refresh_skew: 10s}",
         json!({"access_token_ttl": 15, "token_delay": {"call": 2, "ms": 4000, "phase": "after"}}),
@@ -450,7 +465,7 @@ async fn rf10_a_slow_idp_holds_a_request_with_a_valid_token_briefly_and_the_refr
     .await;
     let (browser, _) = w.login("alice").await;
     let (_, first) = bearer(&browser, &w.base).await;
-    tokio::time::sleep(Duration::from_millis(5500)).await;
+    w.clock.advance(Duration::from_secs(8));
     // Due, and still valid for longer than the IdP takes: served with the
     // current token instead of waiting for the slow answer.
     assert_eq!(bearer(&browser, &w.base).await, (200, first.clone()));
@@ -504,4 +519,104 @@ async fn rd07_a_failover_that_loses_a_rotated_refresh_token_costs_one_login_not_
     let (browser, page) = w.login("alice").await;
     assert_eq!(page.status, 200, "signing in again works");
     assert_eq!(bearer(&browser, &w.base).await.0, 200);
+}
+
+/// With `lifetime`-second access tokens and the default 60 s skew, three
+/// replicas on one Redis: a token just obtained is served by every replica,
+/// and each expiry costs exactly one refresh grant, however many calls
+/// arrive at once. cloakroom's clock stands still between the steps, so
+/// however long a burst takes, no token ages during it.
+async fn one_grant_per_expiry(lifetime: u64) {
+    let redis = RedisServer::start();
+    let w = world_with_clock(
+        &format!("session: {{store: {{redis: {{url: '{}'}}}}}}", redis.url()),
+        json!({"access_token_ttl": lifetime, "rotate_refresh": true}),
+        3,
+        cloakroom::Clock::manual(),
+    )
+    .await;
+    let (browser, bases) = signed_in_everywhere(&w).await;
+    let mut current = burst(&browser, &bases, 200).await;
+    assert_eq!(current.len(), 1);
+    assert_eq!(
+        refresh_grants(&w).await,
+        0,
+        "the token from the login is served as it is"
+    );
+    for expiry in 1..=2 {
+        w.clock.advance(Duration::from_secs(lifetime + 1));
+        let renewed = burst(&browser, &bases, 200).await;
+        assert_eq!(renewed.len(), 1, "every call carried the same new token");
+        assert_ne!(renewed, current, "expiry {expiry}: a new token");
+        assert_eq!(refresh_grants(&w).await, expiry, "one grant for expiry {expiry}");
+        // Right after the refresh, every replica serves the new token as it is.
+        assert_eq!(burst(&browser, &bases, 200).await, renewed);
+        assert_eq!(
+            refresh_grants(&w).await,
+            expiry,
+            "no second grant for expiry {expiry}"
+        );
+        current = renewed;
+    }
+}
+
+#[tokio::test]
+async fn rf21_2s_tokens_are_refreshed_once_per_expiry_across_3_replicas() {
+    one_grant_per_expiry(2).await;
+}
+
+#[tokio::test]
+async fn rf21_5s_tokens_are_refreshed_once_per_expiry_across_3_replicas() {
+    one_grant_per_expiry(5).await;
+}
+
+#[tokio::test]
+async fn rf21_30s_tokens_are_refreshed_once_per_expiry_across_3_replicas() {
+    one_grant_per_expiry(30).await;
+}
+
+#[tokio::test]
+async fn rf21_300s_tokens_are_refreshed_once_per_expiry_across_3_replicas() {
+    one_grant_per_expiry(300).await;
+}
+
+#[tokio::test]
+async fn rf22_a_steady_50_calls_per_second_refresh_once_per_token_not_once_per_call() {
+    let redis = RedisServer::start();
+    let w = world_with(
+        &format!("session: {{store: {{redis: {{url: '{}'}}}}}}", redis.url()),
+        json!({"access_token_ttl": 5, "rotate_refresh": true}),
+        3,
+    )
+    .await;
+    let (browser, bases) = signed_in_everywhere(&w).await;
+    let run_for = Duration::from_secs(30);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    while started.elapsed() < run_for {
+        tick.tick().await;
+        let (browser, base) = (browser.clone(), bases[calls.len() % bases.len()].clone());
+        calls.push(tokio::spawn(async move { bearer(&browser, &base).await }));
+    }
+    let mut tokens = HashSet::new();
+    let total = calls.len();
+    for call in calls {
+        let (status, token) = call.await.unwrap();
+        assert_eq!(status, 200, "{token:?}");
+        tokens.insert(token);
+    }
+    let grants = refresh_grants(&w).await;
+    assert_eq!(
+        grants as usize,
+        tokens.len() - 1,
+        "each grant's token was used, and no token was refreshed twice"
+    );
+    // 5 s tokens are renewed half-way through their life (whole seconds:
+    // 2 to 3 s after they arrive): one grant per token, not one per call.
+    let most = run_for.as_secs() / 2 + 1;
+    assert!(
+        (run_for.as_secs() / 5..=most).contains(&grants),
+        "{grants} refresh grants for {total} calls in {run_for:?}"
+    );
 }

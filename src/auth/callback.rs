@@ -56,7 +56,7 @@ pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<
             "unknown or used state",
         );
     };
-    if crate::clock::now() > transaction.created_at + auth.config.session.login_timeout.as_secs() {
+    if auth.clock.now() > transaction.created_at + auth.config.session.login_timeout.as_secs() {
         return fail(StatusCode::BAD_REQUEST, Code::LoginExpired, "transaction expired");
     }
     // The state must come back to the browser that started the login.

@@ -93,7 +93,7 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxEr
         verifier,
         nonce: nonce.clone(),
         return_to,
-        created_at: crate::clock::now(),
+        created_at: auth.clock.now(),
         browser: browser_hash(&secret),
     };
     let value = Bytes::from(serde_json::to_vec(&transaction)?);

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::cookie::{CookieNames, KeyRing};
 use crate::error::{BoxError, Refusal};
@@ -34,13 +35,19 @@ pub struct Auth {
     pub csrf: csrf::Csrf,
     /// Refreshes in flight in this replica, one per session.
     pub refreshes: crate::refresh::Flights,
+    /// What every session and token expiry is judged by.
+    pub clock: Clock,
 }
 
 // === impl Auth ===
 
 impl Auth {
     /// `None` when no `oidc` section is configured (anonymous routes only).
-    pub fn new(config: Arc<Config>, store: Arc<dyn SessionStore>) -> Result<Option<Arc<Self>>, BoxError> {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn SessionStore>,
+        clock: Clock,
+    ) -> Result<Option<Arc<Self>>, BoxError> {
         let Some(oidc) = config.oidc.clone() else {
             return Ok(None);
         };
@@ -54,6 +61,7 @@ impl Auth {
             ring,
             store,
             refreshes: Default::default(),
+            clock,
         })))
     }
 

@@ -69,7 +69,7 @@ async fn open(auth: &Auth, headers: &HeaderMap) -> Result<Loaded, BoxError> {
         })?;
     let ticket = Ticket::from_bytes(&opened.plaintext).map_err(|_| Refusal::LoginRequired)?;
     let key = record::store_key(&ticket);
-    let now = crate::clock::now();
+    let now = auth.clock.now();
     let absolute = auth.config.session.absolute_timeout.as_secs();
     if now >= ticket.issued_at.saturating_add(absolute) {
         // Past the absolute lifetime, whatever the store says (CK-08).
@@ -97,7 +97,7 @@ async fn open(auth: &Auth, headers: &HeaderMap) -> Result<Loaded, BoxError> {
 
 /// Activity extends the idle expiry, never the absolute one (CK-09).
 async fn touch(auth: &Auth, loaded: &mut Loaded) -> Result<(), BoxError> {
-    let now = crate::clock::now();
+    let now = auth.clock.now();
     if now < loaded.record.last_seen + touch_every(auth) {
         return Ok(());
     }
@@ -119,16 +119,20 @@ pub async fn create(
     tokens: TokenResponse,
     claims: Map<String, Value>,
 ) -> Result<String, StoreError> {
-    let now = crate::clock::now();
+    let now_ms = auth.clock.now_ms();
+    let now = now_ms / 1000;
     let ticket = Ticket::generate(now);
     let key = record::store_key(&ticket);
     let kept: Map<String, Value> = claims
         .into_iter()
         .filter(|(name, _)| name == "sub" || name == "iss" || auth.config.session.claims.contains(name))
         .collect();
-    let record = Record {
+    let lifetime = tokens.access_token_lifetime(now);
+    let mut record = Record {
         format: record::FORMAT,
-        access_expires_at: now + tokens.access_token_lifetime(now),
+        access_expires_at: 0,
+        access_issued_ms: None,
+        access_lifetime: None,
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
         id_token: tokens.id_token,
@@ -136,6 +140,7 @@ pub async fn create(
         created_at: now,
         last_seen: now,
     };
+    record.set_access_lifetime(lifetime, now_ms);
     auth.store
         .put(&key, record.seal(&ticket, &key), 0, ttl(auth, &ticket, now))
         .await?;

@@ -25,6 +25,14 @@ pub struct Record {
     pub access_token: Secret<String>,
     /// Seconds since the epoch.
     pub access_expires_at: u64,
+    /// When the access token was obtained (milliseconds since the epoch) and
+    /// for how long the IdP said it lives (seconds), so the refresh point
+    /// can be a fraction of its life. Absent in records written by earlier
+    /// releases, which ignore both, so they need no format change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_issued_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_lifetime: Option<u64>,
     pub refresh_token: Option<Secret<String>>,
     pub id_token: Option<Secret<String>>,
     /// The ID token claims kept for `/auth/user` and identity checks.
@@ -52,6 +60,14 @@ pub fn hex(bytes: &[u8]) -> String {
 // === impl Record ===
 
 impl Record {
+    /// Records that the access token was obtained at `now_ms` and lives
+    /// `lifetime` seconds.
+    pub fn set_access_lifetime(&mut self, lifetime: u64, now_ms: u64) {
+        self.access_expires_at = now_ms / 1000 + lifetime;
+        self.access_issued_ms = Some(now_ms);
+        self.access_lifetime = Some(lifetime);
+    }
+
     pub fn seal(&self, ticket: &Ticket, store_key: &str) -> Bytes {
         let json = zeroize::Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
         let mut nonce = [0u8; 12];
@@ -108,6 +124,8 @@ mod tests {
             format: FORMAT,
             access_token: Secret::new("AT-secret".into()),
             access_expires_at: 10,
+            access_issued_ms: Some(5_000),
+            access_lifetime: Some(5),
             refresh_token: Some(Secret::new("RT-secret".into())),
             id_token: None,
             claims: Map::new(),

@@ -316,6 +316,8 @@ pub struct World {
     pub others: Vec<(String, App)>,
     /// The configuration every replica runs.
     pub yaml: String,
+    /// The clock every replica judges expiry by; a test may move it forward.
+    pub clock: cloakroom::Clock,
 }
 
 /// cloakroom in front of an echo upstream, logging in through the real IdP.
@@ -327,6 +329,16 @@ pub async fn world(extra: &str) -> World {
 /// `replicas` cloakroom instances with one config (`public_url` is the
 /// first's), the IdP started with `settings` merged into the defaults.
 pub async fn world_with(extra: &str, settings: serde_json::Value, replicas: usize) -> World {
+    world_with_clock(extra, settings, replicas, cloakroom::Clock::system()).await
+}
+
+/// [`world_with`], every replica judging expiry by `clock`.
+pub async fn world_with_clock(
+    extra: &str,
+    settings: serde_json::Value,
+    replicas: usize,
+    clock: cloakroom::Clock,
+) -> World {
     let up = Upstream::start().await;
     let mut bound = Vec::new();
     for _ in 0..replicas {
@@ -357,9 +369,12 @@ routes:
     );
     let others: Vec<(String, App)> = bound
         .drain(1..)
-        .map(|b| (format!("http://127.0.0.1:{}", b.addr.port()), b.start(&yaml)))
+        .map(|b| {
+            let base = format!("http://127.0.0.1:{}", b.addr.port());
+            (base, b.start_with_clock(&yaml, clock.clone()))
+        })
         .collect();
-    let app = bound.pop().unwrap().start(&yaml);
+    let app = bound.pop().unwrap().start_with_clock(&yaml, clock.clone());
     World {
         idp,
         up,
@@ -367,6 +382,7 @@ routes:
         base,
         others,
         yaml,
+        clock,
     }
 }
 

@@ -247,6 +247,11 @@ pub struct Bound {
 
 impl Bound {
     pub fn start(self, yaml: &str) -> App {
+        self.start_with_clock(yaml, cloakroom::Clock::system())
+    }
+
+    /// Starts cloakroom judging expiry by `clock`, which the test may move.
+    pub fn start_with_clock(self, yaml: &str, clock: cloakroom::Clock) -> App {
         let config = cloakroom::Config::load(yaml, &cloakroom::config::ProcessEnv)
             .unwrap_or_else(|e| panic!("test config does not load:\n{e}"));
         if std::env::var_os("RUST_LOG").is_some() {
@@ -260,7 +265,9 @@ impl Bound {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            cloakroom::run(listener, admin, config, shutdown).await.unwrap();
+            cloakroom::run_with_clock(listener, admin, config, clock, shutdown)
+                .await
+                .unwrap();
         });
         App {
             addr,
