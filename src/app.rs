@@ -171,7 +171,9 @@ impl App {
             // Pages are navigations; every other protected route is an API.
             if websocket {
                 auth.csrf.check_websocket(request.headers())?;
-            } else if !route.config.login_redirect {
+            } else if route.config.login_redirect {
+                auth.csrf.check_unsafe(request.method(), request.headers())?;
+            } else {
                 auth.csrf.check(request.method(), request.headers())?;
             }
             match session::load(auth, request.headers()).await {

@@ -158,6 +158,65 @@ async fn cs01_to_cs06_api_calls_need_the_csrf_header_and_an_allowed_origin() {
 }
 
 #[tokio::test]
+async fn cs12_page_routes_take_navigations_without_x_csrf_but_unsafe_methods_need_an_allowed_origin() {
+    let w = world("").await;
+    let (browser, _) = w.login("alice").await;
+    let page = w.url("/app/orders");
+    let base = w.base.clone();
+    let before = w.up.requests();
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        for (case, headers) in [
+            ("foreign origin", vec![("origin", "https://evil.example")]),
+            ("null origin", vec![("origin", "null")]),
+            ("no origin", vec![]),
+            ("same-site sibling", vec![("sec-fetch-site", "same-site")]),
+            (
+                "same-site sibling with its origin",
+                vec![
+                    ("sec-fetch-site", "same-site"),
+                    ("origin", "https://sibling.127.0.0.1"),
+                ],
+            ),
+            (
+                "cross-site",
+                vec![("sec-fetch-site", "cross-site"), ("origin", base.as_str())],
+            ),
+            (
+                "cross-site form navigation",
+                vec![("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")],
+            ),
+        ] {
+            let r = browser.send(method.clone(), &page, &headers, None).await;
+            assert_eq!(r.status, 403, "{method} {case}: {}", r.body);
+            assert!(r.body.contains("csrf_failed"), "{method} {case}");
+        }
+    }
+    assert_eq!(w.up.requests(), before, "no refused call reached the upstream");
+    // A form on the app's own pages posts with its origin, without X-CSRF.
+    let r = browser
+        .send(reqwest::Method::POST, &page, &[("origin", base.as_str())], None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Navigations still need no header, from anywhere (a link in an e-mail).
+    let r = browser
+        .get(
+            &page,
+            &[("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // And without a session, a page load still goes to the login.
+    let r = Browser::new(&w.base)
+        .get(&page, &[("sec-fetch-mode", "navigate")])
+        .await;
+    assert_eq!(r.status, 302);
+}
+
+#[tokio::test]
 async fn cs09_auth_user_needs_the_csrf_header() {
     let w = world("").await;
     let (browser, _) = w.login("alice").await;

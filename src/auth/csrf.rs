@@ -1,4 +1,4 @@
-//! CSRF guard for API routes, `/auth/user` and `/auth/logout`.
+//! CSRF guard for API routes, page routes, `/auth/user` and `/auth/logout`.
 //!
 //! Every call must carry `X-CSRF: 1`: a custom header that a cross-site
 //! form or `text/plain` fetch cannot add without a CORS preflight, which
@@ -34,18 +34,30 @@ impl Csrf {
         }
     }
 
+    /// API calls: `X-CSRF: 1` always, never cross-site, and an allowed
+    /// origin for unsafe methods.
     pub fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
         if headers.get("x-csrf").is_none_or(|v| v != "1") {
             return Err(Refusal::Csrf("missing X-CSRF: 1"));
         }
-        let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-        if fetch_site == Some("cross-site") {
+        if fetch_site(headers) == Some("cross-site") {
             return Err(Refusal::Csrf("cross-site request"));
         }
-        // Deliberately not Method::is_safe: OPTIONS and TRACE are not API reads.
-        let safe = method == Method::GET || method == Method::HEAD;
-        if safe {
+        self.check_unsafe(method, headers)
+    }
+
+    /// Pages (`login_redirect` routes) are loaded by navigations, which
+    /// cannot carry `X-CSRF`, and a link from another site must still open
+    /// them: reads pass. Every unsafe method still needs an allowed origin,
+    /// like an API call's (CS-12).
+    pub fn check_unsafe(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+        // Deliberately not Method::is_safe: OPTIONS and TRACE are not reads.
+        if method == Method::GET || method == Method::HEAD {
             return Ok(());
+        }
+        let fetch_site = fetch_site(headers);
+        if fetch_site == Some("cross-site") {
+            return Err(Refusal::Csrf("cross-site request"));
         }
         match headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("")) {
             Some(origin) if self.origins.iter().any(|o| o == origin) => Ok(()),
@@ -54,4 +66,8 @@ impl Csrf {
             None => Err(Refusal::Csrf("no Origin on an unsafe request")),
         }
     }
+}
+
+fn fetch_site(headers: &HeaderMap) -> Option<&str> {
+    headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
 }
