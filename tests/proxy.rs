@@ -438,7 +438,12 @@ routes:
         .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "login_required");
-    let r = client().post(app.url("/app/page")).send().await.unwrap();
+    let r = client()
+        .post(app.url("/app/page"))
+        .header("origin", "http://localhost:8080")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "never a redirect for a non-GET");
     let r = client().get(app.url("/app/page?tab=2")).send().await.unwrap();
     assert_eq!(r.status(), 302);

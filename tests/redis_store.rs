@@ -443,15 +443,16 @@ async fn rd03_rd12_redis_down_at_login_or_callback_is_503_and_the_retry_works() 
     // Serving (so connected to Redis) before Redis goes away.
     assert_eq!(browser.get(&w.url("/public"), &[]).await.status, 200);
 
-    // No transaction can be stored: no trip to the IdP.
+    // Starting a login stores nothing: it works with Redis down.
     redis.stop();
     let page = browser.get(&w.url("/auth/login"), &[]).await;
-    assert_eq!(page.status, 503, "{}", page.body);
-    assert!(page.headers.get("location").is_none());
+    assert_eq!(page.status, 302, "{}", page.body);
     redis.resume();
 
-    // The transaction cannot be consumed: fail closed, no partial session.
+    // Whether the login was already completed cannot be checked: fail
+    // closed, no partial session, and the pre-auth cookie is kept.
     let callback = w.callback_url(&browser, "alice").await;
+    let pre_auth = browser.cookie(&w.base, "cloakroom-login");
     redis.stop();
     let page = browser.get(&callback, &[]).await;
     assert_eq!(page.status, 503, "{}", page.body);
@@ -459,6 +460,7 @@ async fn rd03_rd12_redis_down_at_login_or_callback_is_503_and_the_retry_works() 
         browser.cookie(&w.base, "cloakroom").is_none(),
         "no session cookie"
     );
+    assert_eq!(browser.cookie(&w.base, "cloakroom-login"), pre_auth);
     redis.resume();
     // The code was never exchanged: the same callback completes the login.
     let page = browser.get(&callback, &[]).await;
@@ -477,14 +479,15 @@ async fn rd08_a_full_noeviction_redis_refuses_writes_with_503_and_logs_nobody_ou
     let w = world(&redis_world_yaml(&redis)).await;
     let (browser, _) = w.login("alice").await;
     let csrf = [("x-csrf", "1")];
+    let newcomer = support::idp::Browser::new(&w.base);
+    let callback = w.callback_url(&newcomer, "bob").await;
     // Full: every write is refused with OOM.
     redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
-    let page = support::idp::Browser::new(&w.base)
-        .get(&w.url("/auth/login"), &[])
-        .await;
-    assert_eq!(page.status, 503, "a new login cannot be stored: {}", page.body);
+    let page = newcomer.get(&callback, &[]).await;
+    assert_eq!(page.status, 503, "a new session cannot be stored: {}", page.body);
     assert!(page.body.contains("session_store_unavailable"));
+    assert!(newcomer.cookie(&w.base, "cloakroom").is_none());
     // Reads still work: the existing session is served.
     assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
     redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);

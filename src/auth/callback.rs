@@ -9,18 +9,46 @@ use std::collections::HashMap;
 
 use http::request::Parts;
 use http::{header, Response, StatusCode};
+use sha2::Digest;
 
-use super::login::{browser_hash, browser_secret, transaction_key, Transaction};
+use super::pending::{Pending, LATE_GRACE};
 use super::{page, redirect, session, Auth};
 use crate::body::Body;
 use crate::error::Code;
 use crate::oidc::{IdTokenCheckError, IdpError};
+use crate::session::record::hex;
 use crate::session::StoreError;
 
 /// Parameters that must not appear twice (T18, LG-10).
 const SINGLE: &[&str] = &["code", "state", "iss", "error", "error_description"];
 
+/// Finishes the login, and hands the browser its pre-auth cookie back
+/// without this login: cleared when no other login is pending (LG-26).
+/// A 503 leaves the cookie as it was, so the same callback can be retried.
 pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<Body> {
+    let mut pending = Pending::from_request(auth, &request.headers);
+    let had_cookie = crate::cookie::CookieNames::find(&request.headers, &auth.names.login).is_some();
+    let mut response = complete(auth, request, request_id, &mut pending).await;
+    if response.status() != StatusCode::SERVICE_UNAVAILABLE && (had_cookie || !pending.is_empty()) {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, pending.set_cookie(auth));
+    }
+    response
+}
+
+/// The store key recording that the login for `state` completed: the
+/// callback is single use even for someone replaying it with a copy of
+/// the old pre-auth cookie (LG-03). Written only by completed logins, so
+/// anonymous traffic cannot grow it.
+fn completed_key(state: &str) -> String {
+    format!(
+        "cloakroom:{{{}}}:login",
+        hex(&sha2::Sha256::digest(state.as_bytes())[..16])
+    )
+}
+
+async fn complete(auth: &Auth, request: &Parts, request_id: &str, pending: &mut Pending) -> Response<Body> {
     let fail = |status, code, why: &str| {
         tracing::warn!(request_id, reason = why, code = ?code, "login failed");
         page::error(status, code, request_id)
@@ -35,11 +63,29 @@ pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<
     let Some(state) = params.get("state") else {
         return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "no state");
     };
-
-    // Single use: taken, not read. A replayed callback finds nothing (LG-03).
-    let transaction = match auth.store.take(&transaction_key(state)).await {
-        Ok(Some(bytes)) => serde_json::from_slice::<Transaction>(&bytes).ok(),
-        Ok(None) => None,
+    // Only the browser that started this login holds its transaction: a
+    // state used anywhere else finds nothing, and takes nothing (LG-25).
+    let Some(transaction) = pending.take(state) else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            Code::LoginFailed,
+            "state unknown to this browser",
+        );
+    };
+    if auth.clock.now() > transaction.created_at + auth.config.session.login_timeout.as_secs() {
+        return fail(StatusCode::BAD_REQUEST, Code::LoginExpired, "transaction expired");
+    }
+    // A replay with a copy of the old pre-auth cookie. Failing closed: if
+    // the store cannot say, nothing is exchanged (RD-12).
+    match auth.store.get(&completed_key(state)).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                Code::LoginFailed,
+                "login already completed",
+            );
+        }
         Err(e) => {
             tracing::warn!(request_id, error = %e, "login failed: store unavailable");
             return page::error(
@@ -48,26 +94,6 @@ pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<
                 request_id,
             );
         }
-    };
-    let Some(transaction) = transaction else {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            Code::LoginFailed,
-            "unknown or used state",
-        );
-    };
-    if auth.clock.now() > transaction.created_at + auth.config.session.login_timeout.as_secs() {
-        return fail(StatusCode::BAD_REQUEST, Code::LoginExpired, "transaction expired");
-    }
-    // The state must come back to the browser that started the login.
-    let bound = browser_secret(auth, &request.headers)
-        .is_some_and(|o| browser_hash(&o.plaintext) == transaction.browser);
-    if !bound {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            Code::LoginFailed,
-            "state not bound to this browser",
-        );
     }
 
     let metadata = match auth.idp.metadata().await {
@@ -101,7 +127,7 @@ pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<
 
     let tokens = match auth
         .idp
-        .exchange_code(code, &transaction.verifier, &auth.redirect_uri())
+        .exchange_code(code, &transaction.verifier(), &auth.redirect_uri())
         .await
     {
         Ok(t) => t,
@@ -132,7 +158,7 @@ pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<
         .idp
         .validate_id_token(
             id_token.expose(),
-            Some(&transaction.nonce),
+            Some(&transaction.nonce()),
             Some(tokens.access_token.expose()),
         )
         .await
@@ -149,6 +175,31 @@ pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<
             )
         }
     };
+
+    // Single use: a second callback for this state finds it completed.
+    let ttl = auth.config.session.login_timeout + LATE_GRACE;
+    match auth
+        .store
+        .put(&completed_key(state), Default::default(), 0, ttl)
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Conflict) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                Code::LoginFailed,
+                "login already completed",
+            );
+        }
+        Err(StoreError::Unavailable(e)) => {
+            tracing::warn!(request_id, error = %e, "session not stored");
+            return page::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::SessionStoreUnavailable,
+                request_id,
+            );
+        }
+    }
 
     // A session the browser brought along is ended, never promoted (CK-11).
     if let Ok(old) = session::load(auth, &request.headers).await {

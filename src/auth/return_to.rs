@@ -6,6 +6,10 @@
 
 use url::Url;
 
+/// The longest `return_to` kept; a longer one falls back to `/` (it rides
+/// in the pre-auth cookie, which has room for a few kilobytes).
+pub const MAX_LEN: usize = 1024;
+
 /// The local path to return to, or `/` for anything else.
 pub fn sanitize(raw: Option<&str>) -> String {
     raw.and_then(local_path).unwrap_or_else(|| "/".to_owned())
@@ -15,7 +19,7 @@ fn local_path(raw: &str) -> Option<String> {
     // A path, not a scheme-relative URL (`//evil`), not a backslash trick
     // (`/\evil`), no control or whitespace characters browsers strip.
     let bytes = raw.as_bytes();
-    if raw.len() > 2048
+    if raw.len() > MAX_LEN
         || bytes.first() != Some(&b'/')
         || matches!(bytes.get(1), Some(b'/' | b'\\'))
         || raw
@@ -39,8 +43,9 @@ fn local_path(raw: &str) -> Option<String> {
         out.push('#');
         out.push_str(f);
     }
-    // Re-check the normalised form: `/%2F/evil` must not become `//evil`.
-    (out.starts_with('/') && !out.starts_with("//")).then_some(out)
+    // Re-check the normalised form: `/%2F/evil` must not become `//evil`,
+    // and percent-encoding must not have grown it past the limit.
+    (out.starts_with('/') && !out.starts_with("//") && out.len() <= MAX_LEN).then_some(out)
 }
 
 /// `%2F`, `%5C`, `%00`–`%1F` and `%7F`: nothing a real page link needs, and

@@ -120,10 +120,6 @@ impl SessionStore for CachedStore {
         Ok(deleted)
     }
 
-    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        self.inner.take(key).await
-    }
-
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

@@ -17,7 +17,6 @@ pub async fn run_all(store: &dyn SessionStore) {
     put_creates_then_compare_and_sets(store).await;
     stale_version_conflicts_and_keeps_the_newer_value(store).await;
     values_expire_after_their_ttl(store).await;
-    take_hands_a_value_out_once(store).await;
     delete_is_idempotent(store).await;
     delete_if_compares_the_value(store).await;
     store.ping().await.expect("ping");
@@ -31,7 +30,6 @@ const TTL: Duration = Duration::from_secs(60);
 
 async fn missing_key_is_none_not_an_error(store: &dyn SessionStore) {
     assert_eq!(store.get("cloakroom:{contract-missing}:s").await.unwrap(), None);
-    assert_eq!(store.take("cloakroom:{contract-missing}:s").await.unwrap(), None);
 }
 
 async fn put_creates_then_compare_and_sets(store: &dyn SessionStore) {
@@ -71,15 +69,6 @@ async fn values_expire_after_their_ttl(store: &dyn SessionStore) {
     // An expired key counts as absent for compare-and-set too.
     assert_eq!(store.put(key, bytes("new"), 0, TTL).await.unwrap(), 1);
     store.delete(key).await.unwrap();
-}
-
-async fn take_hands_a_value_out_once(store: &dyn SessionStore) {
-    let key = "cloakroom:{contract-take}:s";
-    store.put(key, bytes("once"), 0, TTL).await.unwrap();
-    let (a, b) = tokio::join!(store.take(key), store.take(key));
-    let handed_out: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
-    assert_eq!(handed_out, vec![bytes("once")]);
-    assert_eq!(store.get(key).await.unwrap(), None);
 }
 
 async fn delete_is_idempotent(store: &dyn SessionStore) {

@@ -138,13 +138,6 @@ impl SessionStore for MemoryStore {
         Ok(false)
     }
 
-    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        let mut state = self.shared.lock();
-        let live = state.live(key).is_some();
-        let entry = state.remove(key);
-        Ok(entry.filter(|_| live).map(|e| e.value))
-    }
-
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

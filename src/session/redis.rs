@@ -45,18 +45,11 @@ return 0
 ";
 
 /// Read and delete in one step: a value is handed out at most once.
-const TAKE: &str = r"
-local d = redis.call('HGET', KEYS[1], 'd')
-if d then redis.call('DEL', KEYS[1]) end
-return d
-";
-
 /// A handle to Redis; clones share the multiplexed connections.
 #[derive(Clone)]
 pub struct RedisStore {
     link: Link,
     put: Script,
-    take: Script,
     delete_if: Script,
     timeout: Duration,
     wait: Option<Replication>,
@@ -96,7 +89,6 @@ impl RedisStore {
             link: Link::connect(config).await?,
             put: Script::new(PUT),
             delete_if: Script::new(DELETE_IF),
-            take: Script::new(TAKE),
             timeout: config.command_timeout,
             wait: config.wait.map(|config| Replication {
                 config,
@@ -233,14 +225,6 @@ impl SessionStore for RedisStore {
             self.replicate().await;
         }
         Ok(deleted == 1)
-    }
-
-    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        let data: Option<Vec<u8>> = self.script(&self.take, key, &[]).await?;
-        if data.is_some() {
-            self.replicate().await;
-        }
-        Ok(data.map(Bytes::from))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

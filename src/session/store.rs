@@ -29,7 +29,7 @@ pub enum StoreError {
     Conflict,
 }
 
-/// Where sessions, login transactions and locks live.
+/// Where sessions, completed-login markers and locks live.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Reads a live value.
@@ -50,9 +50,6 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes a key only if it still holds `value`; `false` otherwise.
     async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
-
-    /// Reads and removes in one step: the value is handed out at most once.
-    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
 
     /// Checks the backend answers, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -428,6 +428,11 @@ impl Process {
         }
     }
 
+    /// The process id, to read its resource use.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no drain, no cleanup, as a crashed or evicted pod.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
