@@ -1052,9 +1052,23 @@ routes:
             [
                 "routes[0].timeuot: unknown key",
                 "routes[1].upstream: not an absolute http(s) URL",
-                "routes[1].max_body: \"lots\" is not a size (write e.g. 64KiB or 10MB)",
+                "routes[1].max_body: \"lots\" is not a size (expected e.g. 1024, 64KiB, 10MB, 1.5MiB)",
             ]
         );
+    }
+
+    #[test]
+    fn compound_durations_and_decimal_sizes_load() {
+        let c = load(
+            "public_url: http://localhost:8080
+session: {idle_timeout: 1h30m, absolute_timeout: 1.5d}
+routes: [{path: /, upstream: 'http://a', auth: none, max_body: 1.5MiB, timeout: 1m30s}]",
+        )
+        .unwrap();
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(90 * 60));
+        assert_eq!(c.session.absolute_timeout, Duration::from_secs(36 * 3600));
+        assert_eq!(c.routes[0].max_body, 1_572_864);
+        assert_eq!(c.routes[0].timeout, Duration::from_secs(90));
     }
 
     #[test]
