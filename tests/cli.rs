@@ -52,6 +52,37 @@ fn check_prints_the_effective_routes_longest_prefix_first() {
     assert!(stdout.contains("http://127.0.0.1:3000/"), "{stdout}");
 }
 
+/// Runs `cloakroom check` on `yaml`; the exit code and stderr.
+fn check(yaml: &str) -> (Option<i32>, String) {
+    let file = config_file(yaml);
+    let out = cloakroom()
+        .args(["check", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+const ONE_ROUTE: &str = "routes: [{path: /, upstream: 'http://127.0.0.1:3000', auth: none}]";
+
+#[test]
+fn check_refuses_a_log_level_that_would_silence_serve() {
+    for level in ["verbose", "warning"] {
+        let (code, stderr) = check(&format!(
+            "public_url: http://localhost:8080\nlog: {{level: {level}}}\n{ONE_ROUTE}\n"
+        ));
+        assert_eq!(code, Some(64), "{level}: {stderr}");
+        let expected = format!(
+            "log.level: \"{level}\" is not a log level: use one of trace, debug, info, warn, error, off"
+        );
+        assert!(stderr.contains(&expected), "{stderr}");
+    }
+    let (code, stderr) = check(&format!(
+        "public_url: http://localhost:8080\nlog: {{level: 'warn,cloakroom=debug'}}\n{ONE_ROUTE}\n"
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[test]
 fn keygen_prints_a_fresh_256_bit_key() {
     let run = || String::from_utf8(cloakroom().arg("keygen").output().unwrap().stdout).unwrap();

@@ -5,6 +5,7 @@
 //! key paths. `config/reference.yaml` documents each key and its default.
 
 pub mod env;
+pub mod log_filter;
 pub mod node;
 pub mod units;
 
@@ -890,13 +891,8 @@ impl FromNode for LogConfig {
         let format = f.or("format", d.format, at);
         let level = f.or("level", d.level, at);
         f.finish(at);
-        if let Some(level) = &level {
-            if tracing_subscriber::EnvFilter::try_new(level).is_err() {
-                at.error_at(
-                    "level",
-                    format!("{level:?} is not a log filter (e.g. info, debug, cloakroom=debug)"),
-                );
-            }
+        if let Some(Err(reason)) = level.as_deref().map(log_filter::check) {
+            at.error_at("level", reason);
         }
         Ok(LogConfig {
             format: format.ok_or("")?,
