@@ -284,6 +284,10 @@ impl FromNode for Config {
         let routes = f.required::<Each<RouteConfig>>("routes", at);
         f.finish(at);
 
+        if routes.as_ref().is_some_and(|r| r.0.is_empty()) {
+            // Every request would be a 404: surely not what was meant.
+            at.error_at("routes", "list at least one route");
+        }
         if let Some(routes) = &routes {
             check_routes(routes, at);
             let needs_login = routes
@@ -1094,6 +1098,14 @@ routes:
     }
 
     #[test]
+    fn an_empty_route_list_is_an_error_at_routes() {
+        assert_eq!(
+            errors("public_url: http://localhost:8080\nroutes: []"),
+            ["routes: list at least one route"]
+        );
+    }
+
+    #[test]
     fn login_routes_need_oidc_and_a_cookie_key() {
         let got = errors("public_url: https://app.example.com\nroutes: [{path: /api, upstream: 'http://a'}]");
         assert_eq!(
@@ -1182,7 +1194,7 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
             )
             .with_file("/pw", "hunter2\n");
         Config::load(
-            &format!("public_url: http://localhost:8080\nroutes: []\nsession: {{store: {{redis: {yaml}}}}}"),
+            &format!("public_url: http://localhost:8080\nroutes: [{{path: /, upstream: 'http://a', auth: none}}]\nsession: {{store: {{redis: {yaml}}}}}"),
             &env,
         )
     }
@@ -1280,7 +1292,7 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
 
     #[test]
     fn unset_variable_and_bad_yaml_are_errors() {
-        let got = errors("public_url: ${NOPE}\nroutes: []");
+        let got = errors("public_url: ${NOPE}\nroutes: [{path: /, upstream: 'http://a', auth: none}]");
         assert_eq!(got, ["public_url: environment variable NOPE is not set"]);
         let got = errors("routes: [unclosed");
         assert!(got[0].starts_with("not valid YAML"), "{got:?}");
