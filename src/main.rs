@@ -63,7 +63,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
         eprintln!("cloakroom: cannot read {}: {e}", path.display());
         ExitCode::from(EXIT_BAD_CONFIG)
     })?;
-    Config::load(&text, &ProcessEnv).map_err(|errors| {
+    Config::load_named(&text, &path.display().to_string(), &ProcessEnv).map_err(|errors| {
         eprintln!("cloakroom: {} has {} error(s):", path.display(), errors.0.len());
         for e in &errors.0 {
             eprintln!("  {e}");

@@ -84,6 +84,28 @@ fn check_refuses_a_log_level_that_would_silence_serve() {
 }
 
 #[test]
+fn check_names_the_file_line_and_column_of_a_yaml_syntax_error() {
+    let file = config_file(&format!(
+        "public_url: http://localhost:8080\nlog: {{level: info\n{ONE_ROUTE}\n"
+    ));
+    let out = cloakroom()
+        .args(["check", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let expected = format!("  {}:3:", file.path().display());
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&expected) && l.contains(": not valid YAML: ")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("<input>"), "{stderr}");
+}
+
+#[test]
 fn keygen_prints_a_fresh_256_bit_key() {
     let run = || String::from_utf8(cloakroom().arg("keygen").output().unwrap().stdout).unwrap();
     let (a, b) = (run(), run());

@@ -245,8 +245,14 @@ pub const FORBIDDEN_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
 impl Config {
     /// Parses and validates a config file. Reads nothing but `env`.
     pub fn load(text: &str, env: &dyn Env) -> Result<Self, ConfigErrors> {
-        let mut tree: Value = serde_saphyr::from_str(text)
-            .map_err(|e| ConfigErrors::single("", format!("not valid YAML: {e}")))?;
+        Self::load_named(text, "config", env)
+    }
+
+    /// Like [`Config::load`]; YAML syntax errors name `source` (the file
+    /// path) with the line and column, e.g. `config/x.yaml:7:4: …`.
+    pub fn load_named(text: &str, source: &str, env: &dyn Env) -> Result<Self, ConfigErrors> {
+        let mut tree: Value =
+            serde_saphyr::from_str(text).map_err(|e| ConfigErrors(vec![ConfigError::yaml(source, &e)]))?;
         let mut errors = Vec::new();
         let mut at = Cursor::root(&mut errors);
         env::substitute(&mut tree, env, &mut at);
@@ -1295,6 +1301,16 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
         let got = errors("public_url: ${NOPE}\nroutes: [{path: /, upstream: 'http://a', auth: none}]");
         assert_eq!(got, ["public_url: environment variable NOPE is not set"]);
         let got = errors("routes: [unclosed");
-        assert!(got[0].starts_with("not valid YAML"), "{got:?}");
+        assert!(got[0].starts_with("config:1:9: not valid YAML: "), "{got:?}");
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_the_file_line_and_column() {
+        let text = "public_url: http://localhost:8080\noidc: {client_secret: hunter2\nroutes: []\n";
+        let got = Config::load_named(text, "config/x.yaml", &MapEnv::default()).unwrap_err();
+        let got = got.to_string();
+        assert!(got.starts_with("config/x.yaml:3:7: not valid YAML: "), "{got}");
+        assert!(!got.contains('\n'), "one line: {got}");
+        assert!(!got.contains("hunter2"), "no snippet of the file: {got}");
     }
 }
