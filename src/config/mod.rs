@@ -268,6 +268,22 @@ impl Config {
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
     }
+
+    /// The redirect URI to register at the IdP: `{public_url}/auth/callback`.
+    pub fn redirect_uri(&self) -> String {
+        // `public_url` is an origin, so it always ends in `/`.
+        format!("{}auth/callback", self.public_url)
+    }
+
+    /// Where the IdP sends the browser after logout, to register there too:
+    /// `oidc.post_logout_redirect_uri`, else `{public_url}/`.
+    pub fn post_logout_redirect_uri(&self) -> String {
+        self.oidc
+            .as_ref()
+            .and_then(|o| o.post_logout_redirect_uri.as_ref())
+            .unwrap_or(&self.public_url)
+            .to_string()
+    }
 }
 
 impl FromNode for Config {
