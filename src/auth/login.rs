@@ -56,15 +56,17 @@ pub fn browser_hash(secret: &[u8]) -> String {
     hex(&sha2::Sha256::digest(secret))
 }
 
-pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxError> {
+pub async fn start(auth: &Auth, request: &Parts, request_id: &str) -> Result<Response<Body>, BoxError> {
     let metadata = match auth.idp.metadata().await {
         Ok(m) => m,
         Err(e) => {
-            tracing::warn!(error = %e, "login not started: IdP unavailable");
+            // The page stays generic; the cause is in `/readyz` and logged
+            // once per change by discovery (LG-27).
+            tracing::warn!(request_id, error = %e, "login not started: IdP unavailable");
             return Ok(page::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Code::IdpUnavailable,
-                "",
+                request_id,
             ));
         }
     };

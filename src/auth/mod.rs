@@ -72,7 +72,7 @@ impl Auth {
         // None of these endpoints reads a body.
         let (request, _) = request.into_parts();
         match (path, &request.method) {
-            ("/auth/login", &Method::GET) => login::start(self, &request).await,
+            ("/auth/login", &Method::GET) => login::start(self, &request, request_id).await,
             ("/auth/callback", &Method::GET) => Ok(callback::finish(self, &request, request_id).await),
             ("/auth/user", &Method::GET) => {
                 self.csrf.check(&request.method, &request.headers)?;

@@ -4,6 +4,7 @@ pub mod discovery;
 pub mod http;
 pub mod id_token;
 pub mod jwks;
+pub mod state;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::secret::Secret;
 use self::discovery::Metadata;
 use self::id_token::{Expected, IdTokenError};
 use self::jwks::Jwks;
+pub use self::state::DiscoveryState;
 
 /// An OAuth error response (RFC 6749 §5.2). The description is kept for
 /// logs only; it never reaches a browser.
@@ -85,6 +87,7 @@ pub struct Idp {
     client: reqwest::Client,
     discovered: RwLock<Option<(Arc<Metadata>, Arc<Jwks>)>>,
     discovering: tokio::sync::Mutex<()>,
+    state: state::Tracker,
 }
 
 // === impl Idp ===
@@ -96,6 +99,7 @@ impl Idp {
             client: http::client()?,
             discovered: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
+            state: state::Tracker::default(),
         }))
     }
 
@@ -107,6 +111,11 @@ impl Idp {
     /// Whether discovery has succeeded (readiness).
     pub fn is_ready(&self) -> bool {
         self.discovered.read().map(|d| d.is_some()).unwrap_or(false)
+    }
+
+    /// The latest discovery outcome and its cause, for `/readyz` (LG-27).
+    pub fn discovery_state(&self) -> DiscoveryState {
+        self.state.get()
     }
 
     /// The metadata, discovering it on first use (one attempt at a time).
@@ -129,13 +138,17 @@ impl Idp {
                 if let Ok(mut slot) = self.discovered.write() {
                     *slot = Some(found.clone());
                 }
-                tracing::info!(issuer = self.issuer(), "IdP discovered");
+                self.state.ready(self.issuer());
                 Ok(found)
             }
-            Err(discovery::DiscoveryError::Idp(e)) => Err(e),
             Err(e) => {
-                tracing::error!(error = %e, "IdP metadata refused; logins are disabled until it is fixed");
-                Err(IdpError::BadResponse("IdP metadata refused"))
+                let transient = matches!(e, discovery::DiscoveryError::Idp(IdpError::Unreachable(_)));
+                self.state
+                    .failed(self.issuer(), &crate::error::chain(&e), transient);
+                match e {
+                    discovery::DiscoveryError::Idp(e) => Err(e),
+                    _ => Err(IdpError::BadResponse("IdP metadata refused")),
+                }
             }
         }
     }
