@@ -59,6 +59,9 @@ pub struct OidcConfig {
     /// Send `id_token_hint` at logout, for IdPs that insist on it. Off by
     /// default: the logout answer then carries no token of any kind.
     pub id_token_hint: bool,
+    /// Where logout revokes refresh tokens (RFC 7009), for IdPs whose
+    /// metadata does not say; used in preference to the metadata (LO-13).
+    pub revocation_endpoint: Option<Url>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -481,6 +484,7 @@ impl FromNode for OidcConfig {
             .optional::<Upstream>("post_logout_redirect_uri", at)
             .map(|u| u.0);
         let id_token_hint = f.or("id_token_hint", false, at);
+        let revocation_endpoint = f.optional::<IdpEndpoint>("revocation_endpoint", at).map(|e| e.0);
         if scopes.as_ref().is_some_and(|s| !s.iter().any(|s| s == "openid")) {
             at.error_at("scopes", "must include openid");
         }
@@ -496,9 +500,22 @@ impl FromNode for OidcConfig {
             scopes: scopes.ok_or("")?,
             post_logout_redirect_uri,
             id_token_hint: id_token_hint.ok_or("")?,
+            revocation_endpoint,
         })
     }
 }
+
+/// An IdP endpoint set by hand: https (plain http only on this machine).
+struct IdpEndpoint(Url);
+
+from_text!(IdpEndpoint, |text| {
+    let url = absolute_http_url(text)?;
+    if is_plain_remote(&url) {
+        // It receives refresh tokens and the client secret.
+        return Err("must be https (plain http is allowed only for localhost development)".into());
+    }
+    Ok(IdpEndpoint(url))
+});
 
 /// The issuer identifier: https, no query or fragment (OIDC Discovery §2).
 struct Issuer(Url);
@@ -1153,6 +1170,35 @@ routes: [{path: /api, upstream: 'http://a'}]";
         assert_eq!(c.cookie.keys[0].secret.expose().len(), 32);
         let debug = format!("{c:?}");
         assert!(!debug.contains("s3cr3t-value"), "{debug}");
+    }
+
+    #[test]
+    fn lo13_a_revocation_endpoint_may_be_set_and_must_be_https() {
+        let yaml = |endpoint: &str| {
+            format!(
+                "public_url: https://app.example.com
+oidc: {{issuer: 'https://idp.example.com', client_id: spa, client_secret: s, revocation_endpoint: '{endpoint}'}}
+cookie: {{keys: [{{id: '1', secret: '${{KEY}}'}}]}}
+routes: [{{path: /api, upstream: 'http://a'}}]"
+            )
+        };
+        let c = load(&yaml("https://idp.example.com/oauth2/revoke")).unwrap();
+        assert_eq!(
+            c.oidc.unwrap().revocation_endpoint.unwrap().as_str(),
+            "https://idp.example.com/oauth2/revoke"
+        );
+        assert!(
+            load(&yaml("http://127.0.0.1:8081/revoke")).is_ok(),
+            "loopback for development"
+        );
+        assert_eq!(
+            errors(&yaml("http://idp.example.com/revoke")),
+            ["oidc.revocation_endpoint: must be https (plain http is allowed only for localhost development)"]
+        );
+        assert_eq!(
+            errors(&yaml("/revoke")),
+            ["oidc.revocation_endpoint: not an absolute http(s) URL"]
+        );
     }
 
     #[test]

@@ -386,14 +386,7 @@ impl Process {
     /// Starts `cloakroom serve` with `yaml` listening on `port`.
     pub fn start_at(port: u16, yaml: &str) -> Self {
         let process = Self::spawn(port, yaml, false);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while process.readyz().0 != 200 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "cloakroom did not become ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        process.wait_for(|status| status == 200, "cloakroom did not become ready");
         process
     }
 
@@ -401,13 +394,27 @@ impl Process {
     /// and keeps every log line; returns once the admin listener answers,
     /// ready or not. `RUST_LOG` is not passed on: the config's level holds.
     pub fn start_logged(yaml: &str) -> Self {
-        let process = Self::spawn(free_port(), yaml, true);
+        Self::start_logged_at(free_port(), yaml)
+    }
+
+    /// [`Process::start_logged`] listening on `port`.
+    pub fn start_logged_at(port: u16, yaml: &str) -> Self {
+        let process = Self::spawn(port, yaml, true);
+        process.wait_for(|status| status != 0, "cloakroom did not start");
+        process
+    }
+
+    /// Waits (20 s at most) until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        self.wait_for(|status| status == 200, "cloakroom did not become ready");
+    }
+
+    fn wait_for(&self, done: impl Fn(u16) -> bool, failure: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while process.readyz().0 == 0 {
-            assert!(std::time::Instant::now() < deadline, "cloakroom did not start");
+        while !done(self.readyz().0) {
+            assert!(std::time::Instant::now() < deadline, "{failure}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        process
     }
 
     fn spawn(port: u16, yaml: &str, logged: bool) -> Self {
