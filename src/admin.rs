@@ -10,12 +10,21 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::body::{self, Body};
 use crate::error::{Code, Problem};
 use crate::oidc::{DiscoveryState, Idp};
 use crate::session::SessionStore;
+
+/// The IdP part of `/readyz`: `{"issuer", "state", "cause"}`.
+#[derive(Serialize)]
+struct IdpReadiness<'a> {
+    issuer: &'a str,
+    #[serde(flatten)]
+    discovery: DiscoveryState,
+}
 
 /// Answers one admin request.
 pub async fn handle<B>(
@@ -41,24 +50,15 @@ async fn readyz(store: &dyn SessionStore, idp: Option<&Idp>) -> Response<Body> {
             false
         }
     };
-    let discovery = idp.map(|i| (i.issuer(), i.discovery_state()));
-    let idp_ok = discovery
-        .as_ref()
-        .is_none_or(|(_, state)| *state == DiscoveryState::Ready);
-    let idp_json = discovery.map(|(issuer, state)| {
-        let mut value = json!({ "issuer": issuer });
-        if let (Some(out), Ok(serde_json::Value::Object(state))) =
-            (value.as_object_mut(), serde_json::to_value(state))
-        {
-            out.extend(state);
-        }
-        value
+    let idp = idp.map(|i| IdpReadiness {
+        issuer: i.issuer(),
+        discovery: i.discovery_state(),
     });
-    let ready = store_ok && idp_ok;
+    let ready = store_ok && idp.as_ref().is_none_or(|i| i.discovery == DiscoveryState::Ready);
     let body = json!({
         "ready": ready,
         "session_store": if store_ok { "ok" } else { "unavailable" },
-        "idp": idp_json,
+        "idp": idp,
     });
     let status = if ready {
         StatusCode::OK
