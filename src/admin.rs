@@ -1,15 +1,30 @@
 //! The admin listener: `/healthz` (the process is up) and `/readyz` (it can
-//! serve: the session store answers). Nothing here reveals session data.
+//! serve: the session store answers and the IdP is discovered). Nothing here
+//! reveals session data.
+//!
+//! `/readyz` answers 200 or 503 with a JSON body naming what is not ready,
+//! including the last discovery failure's cause (LG-27), e.g.
+//! `{"ready":false,"session_store":"ok","idp":{"issuer":"https://idp.example.com","state":"failed","cause":"…"}}`.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::json;
 
 use crate::body::{self, Body};
 use crate::error::{Code, Problem};
-use crate::oidc::Idp;
+use crate::oidc::{DiscoveryState, Idp};
 use crate::session::SessionStore;
+
+/// The IdP part of `/readyz`: `{"issuer", "state", "cause"}`.
+#[derive(Serialize)]
+struct IdpReadiness<'a> {
+    issuer: &'a str,
+    #[serde(flatten)]
+    discovery: DiscoveryState,
+}
 
 /// Answers one admin request.
 pub async fn handle<B>(
@@ -22,27 +37,53 @@ pub async fn handle<B>(
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => match store.ping().await {
-            Ok(()) if idp.as_ref().is_some_and(|i| !i.is_ready()) => {
-                text(StatusCode::SERVICE_UNAVAILABLE, "IdP not discovered yet\n")
-            }
-            Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(e) => {
-                tracing::warn!(error = %e, "not ready: session store");
-                text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n")
-            }
-        },
+        "/readyz" => readyz(&*store, idp.as_deref()).await,
         _ => Problem::new(StatusCode::NOT_FOUND, Code::NotFound).into_response("-"),
     }
 }
 
+async fn readyz(store: &dyn SessionStore, idp: Option<&Idp>) -> Response<Body> {
+    let store_ok = match store.ping().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: session store");
+            false
+        }
+    };
+    let idp = idp.map(|i| IdpReadiness {
+        issuer: i.issuer(),
+        discovery: i.discovery_state(),
+    });
+    let ready = store_ok && idp.as_ref().is_none_or(|i| i.discovery == DiscoveryState::Ready);
+    let body = json!({
+        "ready": ready,
+        "session_store": if store_ok { "ok" } else { "unavailable" },
+        "idp": idp,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = respond(status, Bytes::from(format!("{body}\n")));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(body::full(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
+    let mut response = respond(status, Bytes::from_static(body.as_bytes()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    response
+}
+
+fn respond(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(body::full(body));
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -63,7 +63,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
         eprintln!("cloakroom: cannot read {}: {e}", path.display());
         ExitCode::from(EXIT_BAD_CONFIG)
     })?;
-    Config::load(&text, &ProcessEnv).map_err(|errors| {
+    Config::load_named(&text, &path.display().to_string(), &ProcessEnv).map_err(|errors| {
         eprintln!("cloakroom: {} has {} error(s):", path.display(), errors.0.len());
         for e in &errors.0 {
             eprintln!("  {e}");
@@ -82,6 +82,16 @@ fn check(path: &Path) -> ExitCode {
         "listen {}  admin {}  public_url {}",
         config.listen, config.admin_listen, config.public_url
     );
+    if let Some(oidc) = &config.oidc {
+        // The issuer as discovery compares it: without a trailing `/`.
+        let issuer = oidc.issuer.as_str().trim_end_matches('/');
+        println!("register at the IdP {issuer} for client_id {}:", oidc.client_id);
+        println!("  redirect URI              {}", config.redirect_uri());
+        println!(
+            "  post-logout redirect URI  {}",
+            config.post_logout_redirect_uri()
+        );
+    }
     println!(
         "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} methods",
         "path", "upstream", "auth", "token", "strip", "timeout", "max_body", "ws"

@@ -52,6 +52,128 @@ fn check_prints_the_effective_routes_longest_prefix_first() {
     assert!(stdout.contains("http://127.0.0.1:3000/"), "{stdout}");
 }
 
+/// Runs `cloakroom check` on `yaml`; the exit code and stderr.
+fn check(yaml: &str) -> (Option<i32>, String) {
+    let file = config_file(yaml);
+    let out = cloakroom()
+        .args(["check", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+const ONE_ROUTE: &str = "routes: [{path: /, upstream: 'http://127.0.0.1:3000', auth: none}]";
+
+#[test]
+fn check_refuses_a_log_level_that_would_silence_serve() {
+    for level in ["verbose", "warning"] {
+        let (code, stderr) = check(&format!(
+            "public_url: http://localhost:8080\nlog: {{level: {level}}}\n{ONE_ROUTE}\n"
+        ));
+        assert_eq!(code, Some(64), "{level}: {stderr}");
+        let expected = format!(
+            "log.level: \"{level}\" is not a log level: use one of trace, debug, info, warn, error, off"
+        );
+        assert!(stderr.contains(&expected), "{stderr}");
+    }
+    let (code, stderr) = check(&format!(
+        "public_url: http://localhost:8080\nlog: {{level: 'warn,cloakroom=debug'}}\n{ONE_ROUTE}\n"
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn check_names_the_file_line_and_column_of_a_yaml_syntax_error() {
+    let file = config_file(&format!(
+        "public_url: http://localhost:8080\nlog: {{level: info\n{ONE_ROUTE}\n"
+    ));
+    let out = cloakroom()
+        .args(["check", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let expected = format!("  {}:3:", file.path().display());
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&expected) && l.contains(": not valid YAML: ")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("<input>"), "{stderr}");
+}
+
+const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+
+#[test]
+fn check_prints_the_redirect_uris_to_register_at_the_idp() {
+    for (post_logout_key, post_logout) in [
+        ("", "https://app.example.com/"),
+        (
+            ", post_logout_redirect_uri: 'https://app.example.com/signed-out'",
+            "https://app.example.com/signed-out",
+        ),
+    ] {
+        let file = config_file(&format!(
+            "public_url: https://app.example.com
+oidc: {{issuer: 'https://idp.example.com', client_id: spa, client_secret: s{post_logout_key}}}
+cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+routes: [{{path: /api, upstream: 'http://api:8000'}}]
+"
+        ));
+        let out = cloakroom()
+            .args(["check", "--config"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            stdout.contains("redirect URI              https://app.example.com/auth/callback\n"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("post-logout redirect URI  {post_logout}\n")),
+            "{stdout}"
+        );
+    }
+}
+
+/// The reference config documents the variables it needs to be checked as
+/// it is; with exactly those set, it passes.
+#[test]
+fn check_accepts_the_reference_config_with_its_documented_variables() {
+    let reference = std::fs::read_to_string("config/reference.yaml").unwrap();
+    let documented = reference
+        .lines()
+        .find(|l| l.starts_with('#') && l.contains("cloakroom check --config config/reference.yaml"))
+        .expect("reference.yaml documents how to check it");
+    let mut check = cloakroom();
+    check.env_clear();
+    let mut words = documented.trim_start_matches('#').split_whitespace();
+    while let Some((name, value)) = words.next().and_then(|w| w.split_once('=')) {
+        if value.starts_with("$(") {
+            // `$(cloakroom keygen)`: a fresh key.
+            words.by_ref().find(|w| w.ends_with(')'));
+            check.env(name, KEY);
+        } else {
+            check.env(name, value);
+        }
+    }
+    let out = check
+        .args(["check", "--config", "config/reference.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("https://app.example.com/auth/callback"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn keygen_prints_a_fresh_256_bit_key() {
     let run = || String::from_utf8(cloakroom().arg("keygen").output().unwrap().stdout).unwrap();

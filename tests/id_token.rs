@@ -532,3 +532,203 @@ async fn lg19_a_discovery_document_naming_another_issuer_is_never_used() {
     assert!(page.body.contains("idp_unavailable"));
     assert_eq!(f.idp.token_calls.load(Ordering::SeqCst), 0);
 }
+
+// === Discovery failures (LG-27) ===
+
+/// `/readyz` on an admin listener: status and JSON body.
+async fn readyz(admin: &str) -> (u16, Value) {
+    let r = support::client()
+        .get(format!("{admin}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("/readyz is not JSON: {text}"));
+    (status, body)
+}
+
+/// Polls `/readyz` until `done` holds for its body (10 s at most).
+async fn readyz_until(admin: &str, done: impl Fn(&Value) -> bool) -> (u16, Value) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = readyz(admin).await;
+        if done(&body) {
+            return (status, body);
+        }
+        assert!(std::time::Instant::now() < deadline, "/readyz stayed at {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn cause(body: &Value) -> &str {
+    body["idp"]["cause"].as_str().unwrap_or("")
+}
+
+/// A login attempt's page: generic text and the request id, never the cause.
+async fn generic_login_failure(base: &str) {
+    let page = Browser::new(base).get(&format!("{base}/auth/login"), &[]).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    let request_id = page.headers["x-request-id"].to_str().unwrap();
+    assert!(!request_id.is_empty());
+    assert!(
+        page.body
+            .contains("The sign-in service is not reachable right now."),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(&format!("request: {request_id}<")),
+        "{}",
+        page.body
+    );
+    for detail in ["issuer", "S256", "well-known", "127.0.0.1"] {
+        assert!(
+            !page.body.contains(detail),
+            "{detail} on the user's page: {}",
+            page.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lg27_discovery_causes_are_logged_once_per_change_and_shown_in_readyz() {
+    let idp = FakeIdp::start(Box::new(|iss, nonce, _| {
+        sign(&claims(iss, nonce), KEY_PEM, json!({"kid": "k1"}))
+    }))
+    .await;
+    idp.behaviour.lock().unwrap().announced_issuer = Some(format!("{}/", idp.issuer));
+    let app = support::Process::start_logged(&format!(
+        "public_url: http://localhost:8080
+log: {{format: json, level: info}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]",
+        iss = idp.issuer
+    ));
+
+    // Issuer mismatch: the exact cause in /readyz, a generic page for users,
+    // however often discovery is retried.
+    let (status, body) = readyz_until(&app.admin, |b| b["idp"]["state"] == "failed").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["session_store"], "ok");
+    assert_eq!(body["idp"]["issuer"], idp.issuer.as_str());
+    assert_eq!(cause(&body), cause_of_mismatch(&idp.issuer));
+    for _ in 0..3 {
+        generic_login_failure(&app.base).await;
+    }
+
+    // Another cause: the new one is shown and logged.
+    {
+        let mut b = idp.behaviour.lock().unwrap();
+        b.announced_issuer = None;
+        b.s256 = false;
+    }
+    generic_login_failure(&app.base).await;
+    let (status, body) = readyz(&app.admin).await;
+    assert_eq!(status, 503);
+    assert_eq!(cause(&body), "the provider does not offer S256 PKCE");
+
+    // Fixed: ready, and logins start.
+    idp.behaviour.lock().unwrap().s256 = true;
+    let page = Browser::new(&app.base)
+        .get(&format!("{}/auth/login", app.base), &[])
+        .await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let (status, body) = readyz(&app.admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["idp"]["state"], "ready");
+
+    let discovery: Vec<(String, String)> = app
+        .logs()
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("IdP discover"))
+        })
+        .map(|l| {
+            (
+                l["level"].as_str().unwrap().to_owned(),
+                l["cause"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let attempts = idp.discovery_fetches.load(Ordering::SeqCst);
+    assert!(attempts >= 6, "{attempts} discovery attempts");
+    let expected = [
+        ("ERROR", cause_of_mismatch(&idp.issuer)),
+        ("ERROR", "the provider does not offer S256 PKCE".to_owned()),
+        ("INFO", String::new()),
+    ];
+    assert_eq!(
+        discovery,
+        expected.map(|(l, c)| (l.to_owned(), c)),
+        "one line per change, though discovery ran {attempts} times"
+    );
+}
+
+fn cause_of_mismatch(issuer: &str) -> String {
+    format!("metadata issuer \"{issuer}/\" differs from the configured issuer \"{issuer}\"")
+}
+
+/// LG-27 for TLS: an issuer whose certificate no trusted root signed.
+#[tokio::test]
+async fn lg27_a_tls_failure_is_named_in_readyz() {
+    let port = untrusted_tls_server();
+    let issuer = format!("https://127.0.0.1:{port}");
+    let app = App::start(&format!(
+        "public_url: http://localhost:8080
+log: {{level: warn}}
+oidc: {{issuer: '{issuer}', client_id: cloakroom, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
+    ))
+    .await;
+    let admin = format!("http://{}", app.admin);
+    let (status, body) = readyz_until(&admin, |b| b["idp"]["state"] == "failed").await;
+    assert_eq!(status, 503);
+    let cause = cause(&body);
+    assert!(
+        cause.contains(&format!("{issuer}/.well-known/openid-configuration")),
+        "{cause}"
+    );
+    assert!(
+        cause.contains("invalid peer certificate: UnknownIssuer"),
+        "{cause}"
+    );
+    generic_login_failure(&format!("http://{}", app.addr)).await;
+}
+
+/// A TLS server on 127.0.0.1 with a self-signed certificate; the port.
+fn untrusted_tls_server() -> u16 {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut tls = rustls::ServerConnection::new(config.clone()).unwrap();
+            // The client gives up during the handshake.
+            let _ = tls.complete_io(&mut stream);
+        }
+    });
+    port
+}

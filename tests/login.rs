@@ -5,9 +5,10 @@ mod support;
 
 use cloakroom::auth::pending::MAX_PENDING;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::echoed;
-use support::idp::{world, Browser};
+use support::idp::{world, world_with, Browser, Idp};
+use support::Upstream;
 
 const API: &str = "urn:cloakroom:test-api";
 
@@ -704,4 +705,115 @@ async fn lg21_only_page_loads_are_redirected_to_the_idp_and_fetches_get_401() {
         assert!(r.body.contains("login_required"), "{}", r.body);
         assert!(r.headers.get("location").is_none());
     }
+}
+
+// === LO-13: revocation endpoints the OIDC metadata does not name ===
+
+#[tokio::test]
+async fn lo13_logout_revokes_through_an_endpoint_listed_only_in_rfc8414_metadata() {
+    let w = world_with("", json!({"revocation_listed_in": "rfc8414"}), 1).await;
+    let discovery: Value = support::client()
+        .get(format!("{}/.well-known/openid-configuration", w.idp.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(discovery.get("revocation_endpoint").is_none(), "{discovery}");
+    let (browser, _) = w.login("alice").await;
+    assert_eq!(logout(&browser, &w.base).await, 200);
+    let stats = w.idp.stats().await;
+    assert_eq!(stats["revocation_requests"], 1, "{stats}");
+    assert_eq!(stats["revocations"], 1, "the refresh token is revoked at the IdP");
+}
+
+/// An IdP whose metadata names no revocation endpoint (it has one, at
+/// `/token/revocation`) and cloakroom as a process on a free port, with
+/// `oidc_extra` added to its `oidc` section and its logs kept.
+fn unlisted_revocation(up: &Upstream, oidc_extra: &str) -> (Idp, support::Process) {
+    let port = support::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(json!({
+        "revocation_listed_in": "nowhere",
+        "redirect_uris": [format!("{base}/auth/callback")],
+        "post_logout_redirect_uris": [format!("{base}/")],
+    }));
+    let extra = oidc_extra.replace("{issuer}", &idp.issuer);
+    let app = support::Process::start_logged_at(
+        port,
+        &format!(
+            "public_url: {base}
+log: {{format: json, level: info}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret{extra}}}
+cookie: {{keys: [{{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}}]}}
+routes: [{{path: /, upstream: '{u}', auth: none}}]",
+            iss = idp.issuer,
+            u = up.url()
+        ),
+    );
+    app.wait_ready();
+    (idp, app)
+}
+
+/// The start-up lines that say logout cannot revoke.
+fn cannot_revoke_warnings(app: &support::Process) -> Vec<Value> {
+    app.logs()
+        .into_iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("logout cannot revoke refresh tokens"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lo13_a_start_up_warning_when_logout_cannot_revoke() {
+    let up = Upstream::start().await;
+    let (idp, app) = unlisted_revocation(&up, "");
+    // Logged before readiness; give the log reader a moment to catch up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cannot_revoke_warnings(&app).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let warnings = cannot_revoke_warnings(&app);
+    assert_eq!(warnings.len(), 1, "{:?}", app.logs());
+    assert_eq!(warnings[0]["level"], "WARN");
+    assert_eq!(warnings[0]["issuer"], idp.issuer.as_str());
+    assert_eq!(warnings[0]["rfc8414"], "it lists none");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lo13_a_configured_revocation_endpoint_revokes_at_logout() {
+    let up = Upstream::start().await;
+    let (idp, app) = unlisted_revocation(&up, ", revocation_endpoint: '{issuer}/token/revocation'");
+    let browser = Browser::new(&app.base);
+    let (page, _) = browser
+        .navigate(&format!("{}/auth/login", app.base), "alice")
+        .await;
+    assert_eq!(page.status, 200, "logged in and back at the SPA: {}", page.body);
+    assert!(browser.cookie(&app.base, cookie_name()).is_some());
+    assert_eq!(logout(&browser, &app.base).await, 200);
+    let stats = idp.stats().await;
+    assert_eq!(stats["revocation_requests"], 1, "{stats}");
+    assert_eq!(stats["revocations"], 1, "the refresh token is revoked at the IdP");
+    assert!(
+        app.logs().iter().any(|l| l["message"] == "IdP discovered"),
+        "logs were read"
+    );
+    assert!(cannot_revoke_warnings(&app).is_empty(), "{:?}", app.logs());
+}
+
+/// `POST /auth/logout` as the SPA sends it; the status.
+async fn logout(browser: &Browser, base: &str) -> u16 {
+    browser
+        .send(
+            reqwest::Method::POST,
+            &format!("{base}/auth/logout"),
+            &[("x-csrf", "1"), ("origin", base)],
+            None,
+        )
+        .await
+        .status
 }

@@ -17,6 +17,8 @@ pub async fn start(auth: &Auth, request: &Parts, request_id: &str) -> Result<Res
     let metadata = match auth.idp.metadata().await {
         Ok(m) => m,
         Err(e) => {
+            // The page stays generic; the cause is in `/readyz` and logged
+            // once per change by discovery (LG-27).
             tracing::warn!(request_id, error = %e, "login not started: IdP unavailable");
             return Ok(page::error(
                 StatusCode::SERVICE_UNAVAILABLE,

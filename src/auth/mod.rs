@@ -68,7 +68,7 @@ impl Auth {
 
     /// The redirect URI registered at the IdP.
     pub fn redirect_uri(&self) -> String {
-        format!("{}auth/callback", self.config.public_url)
+        self.config.redirect_uri()
     }
 
     /// Serves `/auth/*`.

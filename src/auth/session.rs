@@ -221,10 +221,7 @@ async fn end_session_url(auth: &Auth, id_token: Option<&str>) -> Value {
         return Value::Null;
     };
     let oidc = &auth.idp.config;
-    let post_logout = oidc
-        .post_logout_redirect_uri
-        .as_ref()
-        .map_or_else(|| auth.config.public_url.to_string(), |u| u.to_string());
+    let post_logout = auth.config.post_logout_redirect_uri();
     let mut url = endpoint.clone();
     {
         let mut q = url.query_pairs_mut();

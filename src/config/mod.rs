@@ -5,6 +5,7 @@
 //! key paths. `config/reference.yaml` documents each key and its default.
 
 pub mod env;
+pub mod log_filter;
 pub mod node;
 pub mod units;
 
@@ -58,6 +59,9 @@ pub struct OidcConfig {
     /// Send `id_token_hint` at logout, for IdPs that insist on it. Off by
     /// default: the logout answer then carries no token of any kind.
     pub id_token_hint: bool,
+    /// Where logout revokes refresh tokens (RFC 7009), for IdPs whose
+    /// metadata does not say; used in preference to the metadata (LO-13).
+    pub revocation_endpoint: Option<Url>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,8 +248,14 @@ pub const FORBIDDEN_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
 impl Config {
     /// Parses and validates a config file. Reads nothing but `env`.
     pub fn load(text: &str, env: &dyn Env) -> Result<Self, ConfigErrors> {
-        let mut tree: Value = serde_saphyr::from_str(text)
-            .map_err(|e| ConfigErrors::single("", format!("not valid YAML: {e}")))?;
+        Self::load_named(text, "config", env)
+    }
+
+    /// Like [`Config::load`]; YAML syntax errors name `source` (the file
+    /// path) with the line and column, e.g. `config/x.yaml:7:4: …`.
+    pub fn load_named(text: &str, source: &str, env: &dyn Env) -> Result<Self, ConfigErrors> {
+        let mut tree: Value =
+            serde_saphyr::from_str(text).map_err(|e| ConfigErrors(vec![ConfigError::yaml(source, &e)]))?;
         let mut errors = Vec::new();
         let mut at = Cursor::root(&mut errors);
         env::substitute(&mut tree, env, &mut at);
@@ -260,6 +270,22 @@ impl Config {
     /// Whether the browser reaches cloakroom over https.
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
+    }
+
+    /// The redirect URI to register at the IdP: `{public_url}/auth/callback`.
+    pub fn redirect_uri(&self) -> String {
+        // `public_url` is an origin, so it always ends in `/`.
+        format!("{}auth/callback", self.public_url)
+    }
+
+    /// Where the IdP sends the browser after logout, to register there too:
+    /// `oidc.post_logout_redirect_uri`, else `{public_url}/`.
+    pub fn post_logout_redirect_uri(&self) -> String {
+        self.oidc
+            .as_ref()
+            .and_then(|o| o.post_logout_redirect_uri.as_ref())
+            .unwrap_or(&self.public_url)
+            .to_string()
     }
 }
 
@@ -283,6 +309,10 @@ impl FromNode for Config {
         let routes = f.required::<Each<RouteConfig>>("routes", at);
         f.finish(at);
 
+        if routes.as_ref().is_some_and(|r| r.0.is_empty()) {
+            // Every request would be a 404: surely not what was meant.
+            at.error_at("routes", "list at least one route");
+        }
         if let Some(routes) = &routes {
             check_routes(routes, at);
             let needs_login = routes
@@ -454,6 +484,7 @@ impl FromNode for OidcConfig {
             .optional::<Upstream>("post_logout_redirect_uri", at)
             .map(|u| u.0);
         let id_token_hint = f.or("id_token_hint", false, at);
+        let revocation_endpoint = f.optional::<IdpEndpoint>("revocation_endpoint", at).map(|e| e.0);
         if scopes.as_ref().is_some_and(|s| !s.iter().any(|s| s == "openid")) {
             at.error_at("scopes", "must include openid");
         }
@@ -469,9 +500,22 @@ impl FromNode for OidcConfig {
             scopes: scopes.ok_or("")?,
             post_logout_redirect_uri,
             id_token_hint: id_token_hint.ok_or("")?,
+            revocation_endpoint,
         })
     }
 }
+
+/// An IdP endpoint set by hand: https (plain http only on this machine).
+struct IdpEndpoint(Url);
+
+from_text!(IdpEndpoint, |text| {
+    let url = absolute_http_url(text)?;
+    if is_plain_remote(&url) {
+        // It receives refresh tokens and the client secret.
+        return Err("must be https (plain http is allowed only for localhost development)".into());
+    }
+    Ok(IdpEndpoint(url))
+});
 
 /// The issuer identifier: https, no query or fragment (OIDC Discovery §2).
 struct Issuer(Url);
@@ -890,13 +934,8 @@ impl FromNode for LogConfig {
         let format = f.or("format", d.format, at);
         let level = f.or("level", d.level, at);
         f.finish(at);
-        if let Some(level) = &level {
-            if tracing_subscriber::EnvFilter::try_new(level).is_err() {
-                at.error_at(
-                    "level",
-                    format!("{level:?} is not a log filter (e.g. info, debug, cloakroom=debug)"),
-                );
-            }
+        if let Some(Err(reason)) = level.as_deref().map(log_filter::check) {
+            at.error_at("level", reason);
         }
         Ok(LogConfig {
             format: format.ok_or("")?,
@@ -1052,9 +1091,23 @@ routes:
             [
                 "routes[0].timeuot: unknown key",
                 "routes[1].upstream: not an absolute http(s) URL",
-                "routes[1].max_body: \"lots\" is not a size (write e.g. 64KiB or 10MB)",
+                "routes[1].max_body: \"lots\" is not a size (expected e.g. 1024, 64KiB, 10MB, 1.5MiB)",
             ]
         );
+    }
+
+    #[test]
+    fn compound_durations_and_decimal_sizes_load() {
+        let c = load(
+            "public_url: http://localhost:8080
+session: {idle_timeout: 1h30m, absolute_timeout: 1.5d}
+routes: [{path: /, upstream: 'http://a', auth: none, max_body: 1.5MiB, timeout: 1m30s}]",
+        )
+        .unwrap();
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(90 * 60));
+        assert_eq!(c.session.absolute_timeout, Duration::from_secs(36 * 3600));
+        assert_eq!(c.routes[0].max_body, 1_572_864);
+        assert_eq!(c.routes[0].timeout, Duration::from_secs(90));
     }
 
     #[test]
@@ -1084,6 +1137,14 @@ routes:
     }
 
     #[test]
+    fn an_empty_route_list_is_an_error_at_routes() {
+        assert_eq!(
+            errors("public_url: http://localhost:8080\nroutes: []"),
+            ["routes: list at least one route"]
+        );
+    }
+
+    #[test]
     fn login_routes_need_oidc_and_a_cookie_key() {
         let got = errors("public_url: https://app.example.com\nroutes: [{path: /api, upstream: 'http://a'}]");
         assert_eq!(
@@ -1109,6 +1170,35 @@ routes: [{path: /api, upstream: 'http://a'}]";
         assert_eq!(c.cookie.keys[0].secret.expose().len(), 32);
         let debug = format!("{c:?}");
         assert!(!debug.contains("s3cr3t-value"), "{debug}");
+    }
+
+    #[test]
+    fn lo13_a_revocation_endpoint_may_be_set_and_must_be_https() {
+        let yaml = |endpoint: &str| {
+            format!(
+                "public_url: https://app.example.com
+oidc: {{issuer: 'https://idp.example.com', client_id: spa, client_secret: s, revocation_endpoint: '{endpoint}'}}
+cookie: {{keys: [{{id: '1', secret: '${{KEY}}'}}]}}
+routes: [{{path: /api, upstream: 'http://a'}}]"
+            )
+        };
+        let c = load(&yaml("https://idp.example.com/oauth2/revoke")).unwrap();
+        assert_eq!(
+            c.oidc.unwrap().revocation_endpoint.unwrap().as_str(),
+            "https://idp.example.com/oauth2/revoke"
+        );
+        assert!(
+            load(&yaml("http://127.0.0.1:8081/revoke")).is_ok(),
+            "loopback for development"
+        );
+        assert_eq!(
+            errors(&yaml("http://idp.example.com/revoke")),
+            ["oidc.revocation_endpoint: must be https (plain http is allowed only for localhost development)"]
+        );
+        assert_eq!(
+            errors(&yaml("/revoke")),
+            ["oidc.revocation_endpoint: not an absolute http(s) URL"]
+        );
     }
 
     #[test]
@@ -1172,7 +1262,7 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
             )
             .with_file("/pw", "hunter2\n");
         Config::load(
-            &format!("public_url: http://localhost:8080\nroutes: []\nsession: {{store: {{redis: {yaml}}}}}"),
+            &format!("public_url: http://localhost:8080\nroutes: [{{path: /, upstream: 'http://a', auth: none}}]\nsession: {{store: {{redis: {yaml}}}}}"),
             &env,
         )
     }
@@ -1270,9 +1360,19 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
 
     #[test]
     fn unset_variable_and_bad_yaml_are_errors() {
-        let got = errors("public_url: ${NOPE}\nroutes: []");
+        let got = errors("public_url: ${NOPE}\nroutes: [{path: /, upstream: 'http://a', auth: none}]");
         assert_eq!(got, ["public_url: environment variable NOPE is not set"]);
         let got = errors("routes: [unclosed");
-        assert!(got[0].starts_with("not valid YAML"), "{got:?}");
+        assert!(got[0].starts_with("config:1:9: not valid YAML: "), "{got:?}");
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_the_file_line_and_column() {
+        let text = "public_url: http://localhost:8080\noidc: {client_secret: hunter2\nroutes: []\n";
+        let got = Config::load_named(text, "config/x.yaml", &MapEnv::default()).unwrap_err();
+        let got = got.to_string();
+        assert!(got.starts_with("config/x.yaml:3:7: not valid YAML: "), "{got}");
+        assert!(!got.contains('\n'), "one line: {got}");
+        assert!(!got.contains("hunter2"), "no snippet of the file: {got}");
     }
 }

@@ -52,6 +52,27 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// A YAML syntax error as `source:line:column: not valid YAML: why`.
+    ///
+    /// One line, without the parser's snippet of the file: the lines around
+    /// a mistake may hold a secret written inline.
+    pub fn yaml(source: &str, error: &serde_saphyr::Error) -> Self {
+        use serde_saphyr::MessageFormatter;
+        let error = error.without_snippet();
+        let message: String = serde_saphyr::DefaultMessageFormatter
+            .format_message(error)
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let at = match error.location() {
+            Some(l) if l.line() > 0 => format!("{source}:{}:{}", l.line(), l.column()),
+            _ => source.to_owned(),
+        };
+        Self::new("", format!("{at}: not valid YAML: {message}"))
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {

@@ -3,6 +3,10 @@
 //! The metadata's `issuer` must equal the configured issuer exactly (§4.3),
 //! and S256 PKCE must be offered: an IdP that would silently ignore
 //! `code_challenge` is never used (threat-model T15, LG-07).
+//!
+//! Some IdPs list `revocation_endpoint` only in their RFC 8414
+//! authorization-server metadata; [`rfc8414_revocation_endpoint`] reads it
+//! from there (LO-13).
 
 use serde::Deserialize;
 use url::Url;
@@ -49,6 +53,43 @@ pub async fn discover(client: &reqwest::Client, issuer: &str) -> Result<Metadata
     check(metadata, issuer)
 }
 
+/// What cloakroom reads of RFC 8414 authorization-server metadata.
+#[derive(Debug, Deserialize)]
+struct ServerMetadata {
+    issuer: String,
+    #[serde(default)]
+    revocation_endpoint: Option<Url>,
+}
+
+/// The `revocation_endpoint` of the issuer's RFC 8414 metadata, if it lists
+/// one. Its `issuer` must match exactly too (RFC 8414 §3.3).
+pub async fn rfc8414_revocation_endpoint(
+    client: &reqwest::Client,
+    issuer: &str,
+) -> Result<Option<Url>, DiscoveryError> {
+    let url = rfc8414_url(issuer).ok_or(IdpError::BadResponse("the issuer is not a URL"))?;
+    let metadata: ServerMetadata = http::json(client.get(url)).await?;
+    if metadata.issuer != issuer {
+        return Err(DiscoveryError::IssuerMismatch {
+            expected: issuer.into(),
+            found: metadata.issuer,
+        });
+    }
+    Ok(metadata.revocation_endpoint)
+}
+
+/// RFC 8414 §3.1: the well-known segment goes between the host and the
+/// issuer's path, unlike OIDC Discovery's, which is appended.
+fn rfc8414_url(issuer: &str) -> Option<Url> {
+    let mut url = Url::parse(issuer).ok()?;
+    let path = format!(
+        "/.well-known/oauth-authorization-server{}",
+        url.path().trim_end_matches('/')
+    );
+    url.set_path(&path);
+    Some(url)
+}
+
 fn check(metadata: Metadata, issuer: &str) -> Result<Metadata, DiscoveryError> {
     // Exact string comparison: no normalisation of a trailing slash or case.
     if metadata.issuer != issuer {
@@ -80,6 +121,23 @@ mod tests {
             "code_challenge_methods_supported": pkce,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn lo13_rfc8414_metadata_sits_between_host_and_issuer_path() {
+        let url = |issuer| rfc8414_url(issuer).unwrap().to_string();
+        assert_eq!(
+            url("https://idp.example.com"),
+            "https://idp.example.com/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            url("https://sso.example.com/realms/main"),
+            "https://sso.example.com/.well-known/oauth-authorization-server/realms/main"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:8081/tenant/"),
+            "http://127.0.0.1:8081/.well-known/oauth-authorization-server/tenant"
+        );
     }
 
     #[test]

@@ -4,12 +4,14 @@ pub mod discovery;
 pub mod http;
 pub mod id_token;
 pub mod jwks;
+pub mod state;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use url::Url;
 
 use crate::config::{OidcConfig, TokenEndpointAuth};
 use crate::secret::Secret;
@@ -17,6 +19,7 @@ use crate::secret::Secret;
 use self::discovery::Metadata;
 use self::id_token::{Expected, IdTokenError};
 use self::jwks::Jwks;
+pub use self::state::DiscoveryState;
 
 /// An OAuth error response (RFC 6749 §5.2). The description is kept for
 /// logs only; it never reaches a browser.
@@ -85,6 +88,7 @@ pub struct Idp {
     client: reqwest::Client,
     discovered: RwLock<Option<(Arc<Metadata>, Arc<Jwks>)>>,
     discovering: tokio::sync::Mutex<()>,
+    state: state::Tracker,
 }
 
 // === impl Idp ===
@@ -96,6 +100,7 @@ impl Idp {
             client: http::client()?,
             discovered: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
+            state: state::Tracker::default(),
         }))
     }
 
@@ -107,6 +112,11 @@ impl Idp {
     /// Whether discovery has succeeded (readiness).
     pub fn is_ready(&self) -> bool {
         self.discovered.read().map(|d| d.is_some()).unwrap_or(false)
+    }
+
+    /// The latest discovery outcome and its cause, for `/readyz` (LG-27).
+    pub fn discovery_state(&self) -> DiscoveryState {
+        self.state.get()
     }
 
     /// The metadata, discovering it on first use (one attempt at a time).
@@ -123,21 +133,59 @@ impl Idp {
             return Ok(found);
         }
         match discovery::discover(&self.client, self.issuer()).await {
-            Ok(metadata) => {
+            Ok(mut metadata) => {
+                self.find_revocation(&mut metadata).await;
                 let jwks = Arc::new(Jwks::new(metadata.jwks_uri.clone()));
                 let found = (Arc::new(metadata), jwks);
                 if let Ok(mut slot) = self.discovered.write() {
                     *slot = Some(found.clone());
                 }
-                tracing::info!(issuer = self.issuer(), "IdP discovered");
+                self.state.ready(self.issuer());
                 Ok(found)
             }
-            Err(discovery::DiscoveryError::Idp(e)) => Err(e),
             Err(e) => {
-                tracing::error!(error = %e, "IdP metadata refused; logins are disabled until it is fixed");
-                Err(IdpError::BadResponse("IdP metadata refused"))
+                let transient = matches!(e, discovery::DiscoveryError::Idp(IdpError::Unreachable(_)));
+                self.state
+                    .failed(self.issuer(), &crate::error::chain(&e), transient);
+                match e {
+                    discovery::DiscoveryError::Idp(e) => Err(e),
+                    _ => Err(IdpError::BadResponse("IdP metadata refused")),
+                }
             }
         }
+    }
+
+    /// Completes `metadata` with the RFC 8414 revocation endpoint when it
+    /// needs one, and warns when logout will not be able to revoke (LO-13).
+    /// Runs once, with the first successful discovery.
+    async fn find_revocation(&self, metadata: &mut Metadata) {
+        if self.revocation_endpoint(metadata).is_some() {
+            return;
+        }
+        let why = match discovery::rfc8414_revocation_endpoint(&self.client, self.issuer()).await {
+            Ok(Some(endpoint)) => {
+                tracing::info!(endpoint = %endpoint, "revocation endpoint found in the RFC 8414 metadata");
+                metadata.revocation_endpoint = Some(endpoint);
+                return;
+            }
+            Ok(None) => "it lists none".to_owned(),
+            Err(e) => crate::error::chain(&e),
+        };
+        tracing::warn!(
+            issuer = self.issuer(),
+            rfc8414 = %why,
+            "logout cannot revoke refresh tokens: the IdP metadata names no revocation_endpoint; \
+             set oidc.revocation_endpoint if the IdP has one"
+        );
+    }
+
+    /// Where logout revokes refresh tokens: `oidc.revocation_endpoint`,
+    /// else the metadata's (OIDC discovery, then RFC 8414).
+    fn revocation_endpoint<'a>(&'a self, metadata: &'a Metadata) -> Option<&'a Url> {
+        self.config
+            .revocation_endpoint
+            .as_ref()
+            .or(metadata.revocation_endpoint.as_ref())
     }
 
     fn cached(&self) -> Option<(Arc<Metadata>, Arc<Jwks>)> {
@@ -183,7 +231,7 @@ impl Idp {
     /// Revokes a refresh token (RFC 7009) when the IdP offers revocation.
     pub async fn revoke(&self, refresh_token: &str) -> Result<(), IdpError> {
         let metadata = self.metadata().await?;
-        let Some(endpoint) = &metadata.revocation_endpoint else {
+        let Some(endpoint) = self.revocation_endpoint(&metadata) else {
             return Ok(());
         };
         let form = [("token", refresh_token), ("token_type_hint", "refresh_token")];
@@ -279,6 +327,41 @@ mod tests {
             refresh_token: None,
             id_token: None,
         }
+    }
+
+    #[test]
+    fn lo13_a_configured_revocation_endpoint_wins_over_the_metadata() {
+        let metadata: Metadata = serde_json::from_value(serde_json::json!({
+            "issuer": "https://idp.example.com",
+            "authorization_endpoint": "https://idp.example.com/auth",
+            "token_endpoint": "https://idp.example.com/token",
+            "jwks_uri": "https://idp.example.com/jwks",
+            "revocation_endpoint": "https://idp.example.com/listed",
+        }))
+        .unwrap();
+        let idp = |configured: Option<&str>| {
+            Idp::new(OidcConfig {
+                issuer: Url::parse("https://idp.example.com").unwrap(),
+                client_id: "spa".into(),
+                client_secret: Secret::new("s".into()),
+                token_endpoint_auth: TokenEndpointAuth::ClientSecretBasic,
+                scopes: vec!["openid".into()],
+                post_logout_redirect_uri: None,
+                id_token_hint: false,
+                revocation_endpoint: configured.map(|u| Url::parse(u).unwrap()),
+            })
+            .unwrap()
+        };
+        let configured = idp(Some("https://idp.example.com/configured"));
+        assert_eq!(
+            configured.revocation_endpoint(&metadata).unwrap().as_str(),
+            "https://idp.example.com/configured"
+        );
+        let listed = idp(None);
+        assert_eq!(
+            listed.revocation_endpoint(&metadata).unwrap().as_str(),
+            "https://idp.example.com/listed"
+        );
     }
 
     #[test]

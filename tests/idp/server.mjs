@@ -11,6 +11,10 @@
 //                      request ms milliseconds, `before` handling it (and drop
 //                      it if the client is gone by then: it never arrived) or
 //                      `after` (the grant is spent, the answer is late)
+//   revocation_listed_in  which metadata names the revocation endpoint (it
+//                      works in every case): `both` (default: OIDC discovery
+//                      and RFC 8414 /.well-known/oauth-authorization-server),
+//                      `rfc8414` (only the latter, LO-13) or `nowhere`
 //
 // The dev interactions (a login form taking any user name and a consent
 // form) stand in for a real login page; any login becomes the subject.
@@ -112,6 +116,19 @@ provider.use(async (ctx, next) => {
   await sleep(delay.ms);
   if (gone) return undefined;
   return next();
+});
+
+// Some IdPs name their revocation endpoint only in RFC 8414 metadata (LO-13).
+const listedIn = settings.revocation_listed_in ?? 'both';
+const unlisted = {
+  '/.well-known/openid-configuration': listedIn !== 'both',
+  '/.well-known/oauth-authorization-server': listedIn === 'nowhere',
+};
+provider.use(async (ctx, next) => {
+  await next();
+  if (unlisted[ctx.path] && ctx.body && typeof ctx.body === 'object') {
+    delete ctx.body.revocation_endpoint;
+  }
 });
 
 provider.use(async (ctx, next) => {

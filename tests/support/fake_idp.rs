@@ -65,6 +65,8 @@ pub struct FakeIdp {
     pub behaviour: Arc<Mutex<Behaviour>>,
     pub jwks_fetches: Arc<AtomicU64>,
     pub token_calls: Arc<AtomicU64>,
+    /// Requests for the discovery document.
+    pub discovery_fetches: Arc<AtomicU64>,
     /// The form of every refresh grant received, in order.
     pub refreshes: Arc<Mutex<Vec<HashMap<String, String>>>>,
     task: tokio::task::JoinHandle<()>,
@@ -82,6 +84,7 @@ struct Shared {
     nonces: Mutex<HashMap<String, String>>,
     jwks_fetches: Arc<AtomicU64>,
     token_calls: Arc<AtomicU64>,
+    discovery_fetches: Arc<AtomicU64>,
     refreshes: Arc<Mutex<Vec<HashMap<String, String>>>>,
 }
 
@@ -109,10 +112,12 @@ impl FakeIdp {
             nonces: Mutex::new(HashMap::new()),
             jwks_fetches: Arc::default(),
             token_calls: Arc::default(),
+            discovery_fetches: Arc::default(),
             refreshes: Arc::default(),
         });
         let (jwks_fetches, token_calls) = (shared.jwks_fetches.clone(), shared.token_calls.clone());
         let refreshes = shared.refreshes.clone();
+        let discovery_fetches = shared.discovery_fetches.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -132,6 +137,7 @@ impl FakeIdp {
             behaviour,
             jwks_fetches,
             token_calls,
+            discovery_fetches,
             refreshes,
             task,
         }
@@ -153,6 +159,7 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
     };
     let response = match req.uri().path() {
         "/.well-known/openid-configuration" => {
+            shared.discovery_fetches.fetch_add(1, Ordering::SeqCst);
             let behaviour = shared.behaviour.lock().unwrap();
             let s256 = behaviour.s256;
             let announced = behaviour.announced_issuer.clone().unwrap_or_else(|| iss.clone());

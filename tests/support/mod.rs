@@ -372,11 +372,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// cloakroom as a process of its own, for tests that kill it.
+/// cloakroom as a process of its own, for tests that kill it or read its logs.
 pub struct Process {
     pub base: String,
+    /// The admin listener, `http://127.0.0.1:PORT`.
+    pub admin: String,
     child: std::process::Child,
     _config: tempfile::NamedTempFile,
+    /// Its stdout lines, when started with [`Process::start_logged`].
+    logs: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Process {
@@ -388,7 +392,40 @@ impl Process {
 
     /// Starts `cloakroom serve` with `yaml` listening on `port`.
     pub fn start_at(port: u16, yaml: &str) -> Self {
-        use std::io::{Read, Write};
+        let process = Self::spawn(port, yaml, false);
+        process.wait_for(|status| status == 200, "cloakroom did not become ready");
+        process
+    }
+
+    /// Starts `cloakroom serve` with `yaml` (which should ask for JSON logs)
+    /// and keeps every log line; returns once the admin listener answers,
+    /// ready or not. `RUST_LOG` is not passed on: the config's level holds.
+    pub fn start_logged(yaml: &str) -> Self {
+        Self::start_logged_at(free_port(), yaml)
+    }
+
+    /// [`Process::start_logged`] listening on `port`.
+    pub fn start_logged_at(port: u16, yaml: &str) -> Self {
+        let process = Self::spawn(port, yaml, true);
+        process.wait_for(|status| status != 0, "cloakroom did not start");
+        process
+    }
+
+    /// Waits (20 s at most) until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        self.wait_for(|status| status == 200, "cloakroom did not become ready");
+    }
+
+    fn wait_for(&self, done: impl Fn(u16) -> bool, failure: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done(self.readyz().0) {
+            assert!(std::time::Instant::now() < deadline, "{failure}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn spawn(port: u16, yaml: &str, logged: bool) -> Self {
+        use std::io::{BufRead, Write};
         let admin = free_port();
         let mut config = tempfile::NamedTempFile::new().unwrap();
         write!(
@@ -396,41 +433,71 @@ impl Process {
             "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n{yaml}\n"
         )
         .unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cloakroom"));
+        command
             .arg("serve")
             .arg("--config")
             .arg(config.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let ready = || {
-            let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", admin)) else {
-                return false;
-            };
-            let _ = stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut answer = String::new();
-            let _ = stream.read_to_string(&mut answer);
-            answer.starts_with("HTTP/1.1 200")
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !ready() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "cloakroom did not become ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            .stderr(std::process::Stdio::null());
+        if logged {
+            command
+                .env_remove("RUST_LOG")
+                .stdout(std::process::Stdio::piped());
+        } else {
+            command.stdout(std::process::Stdio::null());
+        }
+        let mut child = command.spawn().unwrap();
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { return };
+                    logs.lock().unwrap().push(line);
+                }
+            });
         }
         Self {
             base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin}"),
             child,
             _config: config,
+            logs,
         }
     }
 
     /// The process id, to read its resource use.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `GET /readyz` on the admin listener: status and body; status 0 when
+    /// nothing answers yet.
+    pub fn readyz(&self) -> (u16, String) {
+        use std::io::{Read, Write};
+        let addr = self.admin.trim_start_matches("http://");
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return (0, String::new());
+        };
+        let _ = stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// The JSON log lines written so far.
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// SIGKILL: no drain, no cleanup, as a crashed or evicted pod.
