@@ -498,6 +498,64 @@ async fn px18_slow_header_senders_are_cut_off() {
 }
 
 #[tokio::test]
+async fn px27_idle_sockets_from_one_address_neither_starve_others_nor_stay_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start().await;
+    // Fewer slots in all than the flood below: without a cap per address,
+    // the flood would take every one.
+    let yaml = config(&[("/", &up.url(), "")])
+        + "limits: {max_connections: 16, max_connections_per_ip: 4, first_bytes_timeout: 1s, idle_timeout: 1s}\n";
+    let app = App::start(&yaml).await;
+    let prefaces: [&[u8]; 3] = [b"", b"P", b"PRI * HTTP/2.0\r\n"];
+    let mut flood = Vec::new();
+    for i in 0..24 {
+        let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        socket.write_all(prefaces[i % 3]).await.unwrap();
+        flood.push(socket);
+    }
+
+    // A client from another loopback address is served while the flood is open.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(app.addr).await.unwrap();
+    other
+        .write_all(b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(BOUND, other.read_to_end(&mut answer))
+        .await
+        .expect("another address is served during the flood")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The server closes every flood socket: those over the cap at once, the
+    // rest at the first-bytes timeout.
+    for (i, mut socket) in flood.into_iter().enumerate() {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(BOUND, socket.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {}
+            other => panic!("flood socket {i} ({:?}) still open: {other:?}", prefaces[i % 3]),
+        }
+    }
+    assert_eq!(up.requests(), 1);
+
+    // The slots came back; an HTTP/2 connection with no stream open is
+    // closed at the idle timeout, though it sent a full preface.
+    let mut h2 = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    tokio::time::timeout(BOUND, h2.read_to_end(&mut frames))
+        .await
+        .expect("idle HTTP/2 connection closed by the server")
+        .ok();
+    assert_eq!(client().get(app.url("/h")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
 async fn graceful_shutdown_lets_in_flight_requests_finish() {
     let up = Upstream::start().await;
     let mut app = App::start(&config(&[("/", &up.url(), "")])).await;
