@@ -159,6 +159,10 @@ impl App {
         let route = self.shared.router.find(&path).ok_or(Refusal::NotFound)?;
         *route_path = Some(route.config.path.as_str());
         check_method(route, request.method())?;
+        route.check_raw_path(request.uri().path()).map_err(|e| {
+            tracing::debug!(error = %e, "refused request path");
+            Refusal::BadRequest("path")
+        })?;
         let websocket = hygiene::is_websocket_upgrade(request.headers());
         if websocket && !route.config.websocket {
             return Err(Refusal::BadRequest("websocket not enabled on this route").into());

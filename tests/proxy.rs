@@ -60,6 +60,104 @@ async fn px01_px02_escaping_paths_never_reach_an_unlisted_upstream_path() {
     assert_eq!(up.requests(), 0, "nothing reached the upstream");
 }
 
+/// Nested encodings (PX-32): each decodes, at some depth, to a dot segment,
+/// a separator, NUL, a control character, a query mark or an overlong
+/// UTF-8 form; mixed case, partial encodings and IIS `%u` included.
+const NESTED_ENCODINGS: &[&str] = &[
+    "%252e%252e",
+    "%252E%252E",
+    "%252e%252E",
+    "%25252e%25252e",
+    "%2525252E%2525252e",
+    "%252e",
+    ".%252e",
+    "%252e.",
+    "%252e%252e%252f",
+    "%252f",
+    "%252F",
+    "%25252f",
+    "%25252F",
+    "..%252f",
+    "..%252F",
+    "x%252f..%252fadmin",
+    "%255c",
+    "%255C",
+    "%25255c",
+    "%2525255c",
+    "..%255c",
+    "%252e%252e%255c",
+    "%2500",
+    "%252500",
+    "%25252500",
+    "%25%32%65%25%32%65",
+    "%25%32%45",
+    "%25%32%66",
+    "%25%32%46",
+    "%25%35%63",
+    "%25%35%43",
+    "%25%30%30",
+    "%2525%32%65",
+    "%25%32%35%32%65",
+    "%252e%252e%253b",
+    "..%253bx",
+    "..;",
+    "..;jsessionid=1",
+    ".;",
+    "%25c0%25ae%25c0%25ae",
+    "%25C0%25AE",
+    "%c0%ae%c0%ae",
+    "%C0%AF",
+    "%c1%9c",
+    "%25e0%2580%25ae",
+    "%25u002e%25u002e",
+    "%25U002E",
+    "%25u002f",
+    "%25u005c",
+    "%250a",
+    "%250d%250a",
+    "%2509",
+    "%253f",
+    "%2523",
+    "%252525252525252e",
+];
+
+#[tokio::test]
+async fn px32_nested_encodings_on_a_token_route_never_reach_the_upstream() {
+    let w = support::idp::world("").await;
+    let (browser, _) = w.login("alice").await;
+    let cookie = browser.cookie(&w.base, "cloakroom").expect("session cookie");
+    // The login ended on a page the upstream served.
+    let before = w.up.requests();
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: cloakroom={cookie}\r\nX-CSRF: 1\r\nConnection: close\r\n\r\n")
+    };
+    for entry in NESTED_ENCODINGS {
+        let path = format!("/api/orders/{entry}/admin");
+        let response = raw(w.app.addr, get(&path).as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
+        assert!(
+            response.contains("\"code\":\"bad_request\""),
+            "{path}: {response}"
+        );
+    }
+    assert_eq!(w.up.requests(), before, "nothing reached the upstream");
+
+    // A literal `%25` that decodes to nothing refused is forwarded, token and all.
+    for (path, forwarded) in [
+        ("/api/orders/100%25", "/api/orders/100%25"),
+        ("/api/orders/50%25off", "/api/orders/50%25off"),
+        ("/api/orders/a%2541", "/api/orders/a%2541"),
+        ("/api/orders/file%252ejson", "/api/orders/file%252ejson"),
+        ("/api/orders/v1.2/caf%C3%A9", "/api/orders/v1.2/caf%C3%A9"),
+    ] {
+        let response = raw(w.app.addr, get(path).as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        assert_eq!(json["uri"], forwarded);
+        assert!(echoed(&json, "authorization").is_some_and(|a| a.starts_with("Bearer ")));
+    }
+}
+
 #[tokio::test]
 async fn strip_prefix_and_upstream_base_path_compose() {
     let up = Upstream::start().await;
