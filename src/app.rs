@@ -43,6 +43,8 @@ struct Shared {
     upstream: Upstream,
     store: Arc<dyn SessionStore>,
     auth: Option<Arc<Auth>>,
+    /// `public_url`'s host and port, the `X-Forwarded-Host` of untrusted peers.
+    public_host: String,
 }
 
 // === impl App ===
@@ -55,8 +57,10 @@ impl App {
     ) -> Result<Self, BoxError> {
         let router = Router::new(&config.routes)?;
         let upstream = Upstream::new(&config.cookie.name)?;
+        let public_host = public_host(&config.public_url);
         Ok(Self {
             shared: Arc::new(Shared {
+                public_host,
                 config,
                 router,
                 upstream,
@@ -201,7 +205,13 @@ impl App {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .or_else(|| request.uri().authority().map(|a| a.to_string()));
-        let forwarded = Forwarded::from_request(request.headers(), peer.ip(), trusted, host.as_deref());
+        let forwarded = Forwarded::from_request(
+            request.headers(),
+            peer.ip(),
+            trusted,
+            host.as_deref(),
+            &self.shared.public_host,
+        );
         let forward = Forward {
             path,
             forwarded,
@@ -342,6 +352,15 @@ fn bearer_header(token: &str) -> Result<HeaderValue, BoxError> {
     let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// `host[:port]` of an origin, the port only when not the scheme's default.
+fn public_host(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
 }
 
 /// A trusted proxy's request id is kept (one id across the whole path);

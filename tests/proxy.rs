@@ -227,7 +227,10 @@ async fn px06_px08_client_identity_and_forwarding_headers_are_replaced() {
     assert_eq!(echoed(&json, "forwarded"), None);
     assert_eq!(echoed(&json, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
     assert_eq!(echoed(&json, "x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(echoed(&json, "x-forwarded-host"), Some(app.addr.to_string()));
+    assert_eq!(
+        echoed(&json, "x-forwarded-host").as_deref(),
+        Some("localhost:8080")
+    );
     assert_eq!(
         echoed(&json, "host"),
         Some(up.addr.to_string()),
@@ -238,6 +241,25 @@ async fn px06_px08_client_identity_and_forwarding_headers_are_replaced() {
         "an untrusted peer cannot choose the request id"
     );
     assert_eq!(echoed(&json, "x-request-id"), Some(rid));
+}
+
+#[tokio::test]
+async fn px28_an_untrusted_host_header_never_becomes_x_forwarded_host() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    for request in [
+        &b"GET /h HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"[..],
+        b"GET http://evil.example/h HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    ] {
+        let response = raw(app.addr, request, BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        assert_eq!(
+            echoed(&json, "x-forwarded-host").as_deref(),
+            Some("localhost:8080"),
+            "public_url's host, not the client's"
+        );
+    }
 }
 
 #[tokio::test]
