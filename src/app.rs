@@ -56,7 +56,7 @@ impl App {
         auth: Option<Arc<Auth>>,
     ) -> Result<Self, BoxError> {
         let router = Router::new(&config.routes)?;
-        let upstream = Upstream::new(&config.cookie.name)?;
+        let upstream = Upstream::new(&config.cookie.name, &config.identity_headers)?;
         let public_host = public_host(&config.public_url);
         Ok(Self {
             shared: Arc::new(Shared {

@@ -263,6 +263,50 @@ async fn px28_an_untrusted_host_header_never_becomes_x_forwarded_host() {
 }
 
 #[tokio::test]
+async fn px29_method_overrides_and_identity_headers_are_stripped() {
+    let up = Upstream::start().await;
+    let forged = [
+        ("x-http-method-override", "DELETE"),
+        ("x-method-override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("x_http_method_override", "DELETE"),
+        ("true-client-ip", "6.6.6.6"),
+        ("x-amzn-oidc-data", "eyJhbGciOiJub25lIn0.e30."),
+        ("x-ms-client-principal", "eyJ1c2VyX2lkIjoiYWRtaW4ifQ"),
+        ("x-user-id", "admin"),
+        ("X_User_Id", "admin"),
+        ("x-original-host", "evil.example"),
+        ("x-host", "evil.example"),
+    ];
+    let send = |app: &App| {
+        let mut request = client().get(app.url("/h")).header("x-kept", "yes");
+        for (name, value) in forged {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let app = App::start(&config(&[("/", &up.url(), ", methods: [GET]")])).await;
+    let json: Value = send(&app).await.unwrap().json().await.unwrap();
+    for (name, _) in forged {
+        assert_eq!(
+            echoed(&json, &name.to_ascii_lowercase()),
+            None,
+            "{name} must not be forwarded"
+        );
+    }
+    assert_eq!(echoed(&json, "x-kept").as_deref(), Some("yes"));
+
+    // A configured list replaces the default; method overrides still go.
+    let yaml = config(&[("/", &up.url(), "")]) + "identity_headers: [x-original-host, 'x-tenant-*']\n";
+    let app = App::start(&yaml).await;
+    let r = send(&app).await.unwrap();
+    let json: Value = r.json().await.unwrap();
+    assert_eq!(echoed(&json, "x-user-id").as_deref(), Some("admin"));
+    assert_eq!(echoed(&json, "x-original-host"), None);
+    assert_eq!(echoed(&json, "x-http-method-override"), None);
+}
+
+#[tokio::test]
 async fn px08_trusted_proxies_extend_the_forwarding_chain() {
     let up = Upstream::start().await;
     let yaml = config(&[("/", &up.url(), "")]) + "trusted_proxies: [127.0.0.0/8]\n";

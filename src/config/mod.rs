@@ -5,6 +5,7 @@
 //! key paths. `config/reference.yaml` documents each key and its default.
 
 pub mod env;
+pub mod headers;
 pub mod node;
 pub mod units;
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 use url::Url;
 
 pub use self::env::{Env, MapEnv, ProcessEnv};
+pub use self::headers::HeaderRule;
 use self::node::{from_text, Cursor, Each, Fields, FromNode};
 pub use self::node::{ConfigError, ConfigErrors};
 use crate::routes::normalize_path;
@@ -35,6 +37,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Origins besides `public_url` allowed to make unsafe API calls.
     pub allowed_origins: Vec<String>,
+    /// Client headers claiming an identity, stripped before forwarding.
+    pub identity_headers: Vec<HeaderRule>,
     pub oidc: Option<OidcConfig>,
     pub session: SessionConfig,
     pub cookie: CookieConfig,
@@ -279,6 +283,7 @@ impl FromNode for Config {
         let public_url = f.required::<PublicUrl>("public_url", at).map(|u| u.0);
         let trusted_proxies = f.or("trusted_proxies", Vec::new(), at);
         let allowed_origins = f.or::<Vec<Origin>>("allowed_origins", Vec::new(), at);
+        let identity_headers = f.or("identity_headers", HeaderRule::defaults(), at);
         let oidc = f.optional::<OidcConfig>("oidc", at);
         let oidc_given = f.has("oidc") || oidc.is_some();
         let session = f.or("session", SessionConfig::default(), at);
@@ -316,6 +321,7 @@ impl FromNode for Config {
             public_url: public_url.ok_or("")?,
             trusted_proxies: trusted_proxies.ok_or("")?,
             allowed_origins: allowed_origins.ok_or("")?.into_iter().map(|o| o.0).collect(),
+            identity_headers: identity_headers.ok_or("")?,
             oidc,
             session: session.ok_or("")?,
             cookie: cookie.ok_or("")?,
@@ -1320,6 +1326,21 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
                 "limits.max_connections_per_ip: must be at least 1",
                 "limits.first_bytes_timeout: must be longer than 0s",
                 "limits.idle_timeout: must be longer than 0s",
+            ]
+        );
+    }
+
+    #[test]
+    fn px29_identity_headers_are_checked_at_their_key() {
+        let c = load("public_url: http://localhost:8080\nroutes: []").unwrap();
+        assert!(c.identity_headers.iter().any(|r| r.matches("x-user-id")));
+        let got =
+            errors("public_url: http://localhost:8080\nroutes: []\nidentity_headers: [X-Ok, 'x bad', '*']");
+        assert_eq!(
+            got,
+            [
+                "identity_headers[1]: \"x bad\" is not a header name (letters, digits, '-', '_'; a trailing * matches a prefix)",
+                "identity_headers[2]: name a header (a trailing * matches a prefix, not everything)",
             ]
         );
     }

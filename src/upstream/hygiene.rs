@@ -8,6 +8,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::config::HeaderRule;
+
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -47,6 +49,15 @@ const IDENTITY_EXACT: &[&str] = &[
 ];
 const IDENTITY_PREFIXES: &[&str] = &["x-forwarded-", "x-auth-request-"];
 
+/// Headers that make frameworks treat a request as another method, which
+/// would get around a route's `methods:` allowlist (PX-29). Always removed.
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
+    "x-original-method",
+];
+
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass of cheap comparisons finds out.
@@ -69,11 +80,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes every client-sent identity, credential and forwarding header.
-pub fn strip_client_identity(headers: &mut HeaderMap) {
+/// Removes every client-sent identity, credential, forwarding and
+/// method-override header, and those `configured` (`identity_headers`).
+pub fn strip_client_identity(headers: &mut HeaderMap, configured: &[HeaderRule]) {
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| is_identity_header(name.as_str()))
+        .filter(|name| {
+            is_identity_header(name.as_str()) || configured.iter().any(|rule| rule.matches(name.as_str()))
+        })
         .cloned()
         .collect();
     for name in doomed {
@@ -87,7 +101,10 @@ fn is_identity_header(name: &str) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (*x == b'_' && *y == b'-'))
     };
     let name = name.as_bytes();
-    IDENTITY_EXACT.iter().any(|known| same(name, known.as_bytes()))
+    IDENTITY_EXACT
+        .iter()
+        .chain(METHOD_OVERRIDES)
+        .any(|known| same(name, known.as_bytes()))
         || IDENTITY_PREFIXES
             .iter()
             .any(|p| name.len() >= p.len() && same(&name[..p.len()], p.as_bytes()))
@@ -213,8 +230,28 @@ mod tests {
             ("x-real-ip", "1.2.3.4"),
             ("content-type", "application/json"),
         ]);
-        strip_client_identity(&mut h);
+        strip_client_identity(&mut h, &[]);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["content-type"]);
+    }
+
+    #[test]
+    fn px29_method_overrides_always_go_and_configured_names_by_rule() {
+        let mut h = map(&[
+            ("x-http-method-override", "DELETE"),
+            ("x_method_override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("x-user-id", "admin"),
+            ("x-tenant", "other"),
+            ("accept", "*/*"),
+        ]);
+        strip_client_identity(&mut h, &[HeaderRule::Exact("x-tenant".into())]);
+        let mut kept: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            ["accept", "x-user-id"],
+            "a configured list replaces the default identity list"
+        );
     }
 
     #[test]
