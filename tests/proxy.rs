@@ -381,6 +381,49 @@ async fn px10_px11_cloakroom_cookies_stay_between_browser_and_cloakroom() {
     assert_eq!(set, ["ok=1; Path=/"]);
 }
 
+/// An upstream that answers every request with `response`, then closes.
+async fn fixed_upstream(response: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn px30_a_nameless_upstream_cookie_cannot_plant_cloakrooms_cookie() {
+    let up = fixed_upstream(
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: =cloakroom=evil; Path=/\r\nSet-Cookie: ==cloakroom-login=evil\r\n\
+Set-Cookie: kept=1; Domainish=x\r\nSet-Cookie: wide=1; domain=localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    )
+    .await;
+    let app = App::start(&config(&[("/", &format!("http://{up}"), "")])).await;
+    let r = client().get(app.url("/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let set: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set, ["kept=1; Domainish=x"]);
+}
+
 #[tokio::test]
 async fn px16_header_and_target_limits_answer_431_and_414() {
     let up = Upstream::start().await;

@@ -144,7 +144,8 @@ pub fn strip_reserved_cookies(headers: &mut HeaderMap, base: &str) {
 }
 
 /// Drops upstream `Set-Cookie`s that would overwrite cloakroom's cookies or
-/// widen their scope with `Domain` (PX-11). Returns how many were dropped.
+/// widen their scope with `Domain` (PX-11, PX-30). Returns how many were
+/// dropped.
 pub fn strip_upstream_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
     if !headers.contains_key(header::SET_COOKIE) {
         return 0;
@@ -152,15 +153,7 @@ pub fn strip_upstream_set_cookies(headers: &mut HeaderMap, base: &str) -> usize 
     let all: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).iter().cloned().collect();
     let kept: Vec<HeaderValue> = all
         .iter()
-        .filter(|v| {
-            let text = String::from_utf8_lossy(v.as_bytes());
-            let name = text.split(['=', ';']).next().unwrap_or("").trim();
-            let has_domain = text
-                .split(';')
-                .skip(1)
-                .any(|attr| attr.trim().to_ascii_lowercase().starts_with("domain"));
-            !is_reserved_cookie(name, base) && !has_domain
-        })
+        .filter(|v| is_allowed_set_cookie(v.as_bytes(), base))
         .cloned()
         .collect();
     let dropped = all.len() - kept.len();
@@ -171,6 +164,22 @@ pub fn strip_upstream_set_cookies(headers: &mut HeaderMap, base: &str) -> usize 
         }
     }
     dropped
+}
+
+/// Whether an upstream `Set-Cookie` may reach the browser: parsed, not
+/// named like one of cloakroom's, no `Domain` attribute.
+fn is_allowed_set_cookie(value: &[u8], base: &str) -> bool {
+    let Ok(text) = std::str::from_utf8(value) else {
+        return false;
+    };
+    // A browser stores `=cloakroom=evil` as a nameless cookie and sends it
+    // back as `cloakroom=evil`: judge it by the name its value carries.
+    let text = text.trim_start_matches(|c: char| c == '=' || c.is_ascii_whitespace());
+    // What cannot be parsed cannot be judged.
+    let Ok(cookie) = cookie::Cookie::parse(text) else {
+        return false;
+    };
+    !is_reserved_cookie(cookie.name(), base) && cookie.domain().is_none()
 }
 
 /// Whether a request asks for a WebSocket upgrade (RFC 6455 §4.1).
@@ -281,6 +290,25 @@ mod tests {
         assert_eq!(
             h.get_all("set-cookie").iter().collect::<Vec<_>>(),
             ["ok=1; Path=/; HttpOnly"]
+        );
+    }
+
+    #[test]
+    fn px30_nameless_cookies_are_judged_by_their_value_and_domain_is_an_attribute() {
+        let mut h = map(&[
+            ("set-cookie", "=cloakroom=evil"),
+            ("set-cookie", " = __Host-cloakroom=evil; Path=/; Secure"),
+            ("set-cookie", "==cloakroom-login=x"),
+            ("set-cookie", "wide=1; path=/; DOMAIN=example.com"),
+            ("set-cookie", "nameless-but-harmless"),
+            ("set-cookie", "a=1; Domainx=y"),
+            ("set-cookie", "b=1; Path=/domain"),
+            ("set-cookie", "=theme=dark"),
+        ]);
+        assert_eq!(strip_upstream_set_cookies(&mut h, "cloakroom"), 5);
+        assert_eq!(
+            h.get_all("set-cookie").iter().collect::<Vec<_>>(),
+            ["a=1; Domainx=y", "b=1; Path=/domain", "=theme=dark"]
         );
     }
 
