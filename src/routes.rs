@@ -228,6 +228,7 @@ mod tests {
             timeout: RouteConfig::DEFAULT_TIMEOUT,
             max_body: RouteConfig::DEFAULT_MAX_BODY,
             websocket: false,
+            websocket_protocols: None,
             login_redirect: false,
         }
     }

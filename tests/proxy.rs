@@ -597,6 +597,39 @@ async fn px24_websocket_echo_through_the_proxy() {
 }
 
 #[tokio::test]
+async fn px31_credential_subprotocols_never_reach_the_upstream() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[
+        ("/live", &up.url(), ", websocket: true, strip_prefix: true"),
+        (
+            "/listed",
+            &up.url(),
+            ", websocket: true, strip_prefix: true, websocket_protocols: [graphql-ws]",
+        ),
+    ]))
+    .await;
+    // A handshake the echo upstream answers with what it received (200,
+    // not 101), so the test sees the headers it got.
+    let handshake = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Protocol: access_token.eyJhbGciOiJIUzI1NiJ9.e30.c2ln, chat, Bearer.abc, graphql-ws\r\n\r\n"
+        )
+    };
+    for (path, forwarded) in [("/live/h", "chat, graphql-ws"), ("/listed/h", "graphql-ws")] {
+        let response = raw(app.addr, handshake(path).as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        assert_eq!(
+            echoed(&json, "sec-websocket-protocol").as_deref(),
+            Some(forwarded),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn h2c_prior_knowledge_is_served_on_the_same_port() {
     let up = Upstream::start().await;
     let app = App::start(&config(&[("/", &up.url(), "")])).await;

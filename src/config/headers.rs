@@ -96,6 +96,23 @@ impl HeaderRule {
 
 from_text!(HeaderRule, HeaderRule::parse);
 
+/// A WebSocket subprotocol name, as `Sec-WebSocket-Protocol` lists them
+/// (RFC 6455 §4.1: a token, compared exactly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subprotocol(pub String);
+
+from_text!(Subprotocol, |text| {
+    let separator = |b: u8| b"()<>@,;:\\\"/[]?={}".contains(&b);
+    let token = !text.is_empty() && text.bytes().all(|b| (0x21..0x7f).contains(&b) && !separator(b));
+    if token {
+        Ok(Subprotocol(text.to_owned()))
+    } else {
+        Err(format!(
+            "{text:?} is not a subprotocol name (a token: no spaces, commas or separators)"
+        ))
+    }
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

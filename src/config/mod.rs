@@ -21,6 +21,7 @@ use url::Url;
 
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::headers::HeaderRule;
+use self::headers::Subprotocol;
 use self::node::{from_text, Cursor, Each, Fields, FromNode};
 pub use self::node::{ConfigError, ConfigErrors};
 use crate::routes::normalize_path;
@@ -229,6 +230,9 @@ pub struct RouteConfig {
     pub timeout: Duration,
     pub max_body: u64,
     pub websocket: bool,
+    /// The only `Sec-WebSocket-Protocol` entries forwarded; `None` forwards
+    /// all but those that look like credentials (PX-31).
+    pub websocket_protocols: Option<Vec<String>>,
     /// Pages: a missing session redirects to login instead of answering 401.
     pub login_redirect: bool,
 }
@@ -964,6 +968,7 @@ impl FromNode for RouteConfig {
         let timeout = f.or("timeout", Self::DEFAULT_TIMEOUT, at);
         let max_body = f.or("max_body", Bytes(Self::DEFAULT_MAX_BODY), at);
         let websocket = f.or("websocket", false, at);
+        let websocket_protocols = f.optional::<Vec<Subprotocol>>("websocket_protocols", at);
         let login_redirect = f.or("login_redirect", false, at);
         f.finish(at);
 
@@ -972,6 +977,9 @@ impl FromNode for RouteConfig {
                 "token",
                 "`user` needs a session; set auth to required or optional",
             );
+        }
+        if websocket_protocols.is_some() && websocket == Some(false) {
+            at.error_at("websocket_protocols", "only meaningful with websocket: true");
         }
         if auth == Some(Auth::None) && login_redirect == Some(true) {
             at.error_at("login_redirect", "only meaningful with auth: required");
@@ -995,6 +1003,7 @@ impl FromNode for RouteConfig {
             timeout: timeout.ok_or("")?,
             max_body: max_body.ok_or("")?.0,
             websocket: websocket.ok_or("")?,
+            websocket_protocols: websocket_protocols.map(|list| list.into_iter().map(|p| p.0).collect()),
             login_redirect: login_redirect.ok_or("")?,
         })
     }
@@ -1341,6 +1350,24 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
             [
                 "identity_headers[1]: \"x bad\" is not a header name (letters, digits, '-', '_'; a trailing * matches a prefix)",
                 "identity_headers[2]: name a header (a trailing * matches a prefix, not everything)",
+            ]
+        );
+    }
+
+    #[test]
+    fn px31_websocket_protocols_are_tokens_on_websocket_routes() {
+        let got = errors(
+            "public_url: http://localhost:8080
+routes:
+  - {path: /ws, upstream: 'http://a', auth: none, websocket: true, websocket_protocols: [graphql-ws, 'a b']}
+  - {path: /x, upstream: 'http://a', auth: none, websocket_protocols: [chat]}
+",
+        );
+        assert_eq!(
+            got,
+            [
+                "routes[0].websocket_protocols[1]: \"a b\" is not a subprotocol name (a token: no spaces, commas or separators)",
+                "routes[1].websocket_protocols: only meaningful with websocket: true",
             ]
         );
     }

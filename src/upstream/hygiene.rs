@@ -182,6 +182,56 @@ fn is_allowed_set_cookie(value: &[u8], base: &str) -> bool {
     !is_reserved_cookie(cookie.name(), base) && cookie.domain().is_none()
 }
 
+/// Keeps only the `Sec-WebSocket-Protocol` entries that may reach the
+/// upstream (PX-31): those in `allowed` when the route lists them, else all
+/// but those that look like credentials. Browsers cannot set headers on a
+/// WebSocket handshake, so some apps smuggle a token in as a subprotocol;
+/// behind cloakroom the upstream gets the session's token instead.
+pub fn filter_websocket_protocols(headers: &mut HeaderMap, allowed: Option<&[String]>) {
+    if !headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .filter(|p| match allowed {
+            Some(list) => list.iter().any(|a| a == p),
+            None => !looks_like_credential(p),
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", ")) {
+        if !kept.is_empty() {
+            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+        }
+    }
+}
+
+/// Subprotocol entries that carry a credential: the prefixes apps and
+/// Kubernetes use (`access_token.…`, `base64url.bearer.authorization.k8s.io.…`)
+/// and anything that starts like a JWT.
+fn looks_like_credential(protocol: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "access_token",
+        "access-token",
+        "accesstoken",
+        "bearer",
+        "authorization",
+        "auth-token",
+        "token",
+        "jwt",
+        "id_token",
+        "base64url.bearer",
+    ];
+    let lower = protocol.to_ascii_lowercase();
+    PREFIXES.iter().any(|p| lower.starts_with(p)) || lower.contains(".bearer.") || protocol.starts_with("eyJ")
+}
+
 /// Whether a request asks for a WebSocket upgrade (RFC 6455 §4.1).
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let upgrade = headers
@@ -310,6 +360,24 @@ mod tests {
             h.get_all("set-cookie").iter().collect::<Vec<_>>(),
             ["a=1; Domainx=y", "b=1; Path=/domain", "=theme=dark"]
         );
+    }
+
+    #[test]
+    fn px31_credential_subprotocols_go_and_an_allowlist_keeps_only_its_own() {
+        let offered =
+            "access_token.eyJhbGciOiJSUzI1NiJ9, graphql-ws, Bearer.abc, eyJhbGciOiJSUzI1NiJ9.e30.sig";
+        let mut h = map(&[
+            ("sec-websocket-protocol", offered),
+            (
+                "sec-websocket-protocol",
+                "base64url.bearer.authorization.k8s.io.ZXlK, chat",
+            ),
+        ]);
+        filter_websocket_protocols(&mut h, None);
+        assert_eq!(h["sec-websocket-protocol"], "graphql-ws, chat");
+        let mut h = map(&[("sec-websocket-protocol", offered)]);
+        filter_websocket_protocols(&mut h, Some(&["chat".to_owned()]));
+        assert!(!h.contains_key("sec-websocket-protocol"));
     }
 
     #[test]

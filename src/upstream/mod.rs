@@ -101,6 +101,7 @@ impl Upstream {
             headers.insert(header::AUTHORIZATION, bearer);
         }
         hygiene::strip_reserved_cookies(headers, &self.cookie_base);
+        hygiene::filter_websocket_protocols(headers, config.websocket_protocols.as_deref());
         // The route's upstream, never the client's `Host`: the proxy cannot
         // be steered elsewhere (PX-19).
         headers.insert(header::HOST, HeaderValue::from_str(route.authority.as_str())?);
