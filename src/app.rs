@@ -150,6 +150,7 @@ impl App {
         route_path: &mut Option<&'a str>,
     ) -> Result<Response<Body>, BoxError> {
         check_limits(&request, &self.shared.config.limits)?;
+        check_framing(request.headers())?;
         let path = normalize_path(request.uri().path()).map_err(|e| {
             tracing::debug!(error = %e, "refused request path");
             Refusal::BadRequest("path")
@@ -273,6 +274,24 @@ fn check_limits(request: &Request<Body>, limits: &Limits) -> Result<(), Refusal>
         return Err(Refusal::HeadersTooLarge);
     }
     Ok(())
+}
+
+/// At most one `Transfer-Encoding`, and only `chunked` (PX-12). hyper reads
+/// the last coding of the last line; a server in front of or behind
+/// cloakroom may read `chunked` twice, or another coding, differently.
+/// cloakroom re-frames every body it forwards, so no other coding could be
+/// passed on anyway (the header is hop-by-hop).
+fn check_framing(headers: &http::HeaderMap) -> Result<(), Refusal> {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii);
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(only), None) if only.eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(Refusal::BadFraming("Transfer-Encoding other than one chunked")),
+    }
 }
 
 /// 405 outside the route's allowlist, and for TRACE, TRACK and CONNECT everywhere.

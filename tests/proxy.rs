@@ -921,3 +921,34 @@ async fn px12_smuggling_forms_are_refused_or_never_reach_the_upstream_ambiguous(
         assert!(forwarded >= 1, "{name}");
     }
 }
+
+#[tokio::test]
+async fn px12_a_repeated_transfer_encoding_is_refused_and_the_connection_closed() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    for (name, request) in [
+        (
+            "two lines",
+            &b"POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n\
+0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        ),
+        (
+            "one line, twice",
+            b"POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n\
+0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        (
+            "another coding first",
+            b"POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n\
+0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let response = raw(app.addr, request, BOUND).await;
+        assert!(started.elapsed() < BOUND, "{name}: the server closed the connection");
+        assert!(response.starts_with("HTTP/1.1 400"), "{name}: {response}");
+        assert!(response.to_ascii_lowercase().contains("connection: close"), "{name}: {response}");
+        assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{name}: one answer only: {response}");
+    }
+    assert_eq!(up.requests(), 0, "nothing forwarded");
+}
