@@ -92,22 +92,23 @@ impl App {
             .as_ref()
             .is_some_and(|a| CookieNames::find(request.headers(), &a.names.session).is_some());
 
-        let mut route_path = None;
+        let mut matched = None;
         let result = self
-            .route(
-                request.map(body::boxed),
-                peer,
-                trusted,
-                &request_id,
-                &mut route_path,
-            )
+            .route(request.map(body::boxed), peer, trusted, &request_id, &mut matched)
             .await;
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
                 let problem = error::classify(&*e);
                 if problem.status.is_server_error() {
-                    tracing::warn!(request_id = %request_id.to_str().unwrap_or(""), error = %error::chain(&*e), "request failed");
+                    // Which upstream failed, for the operator; never in the body.
+                    let upstream = matched.map(|r| format!("{}://{}", r.scheme, r.authority));
+                    tracing::warn!(
+                        request_id = %request_id.to_str().unwrap_or(""),
+                        upstream = upstream.as_deref().unwrap_or("-"),
+                        error = %error::chain(&*e),
+                        "request failed"
+                    );
                 }
                 let ends_session = problem.code == Code::LoginRequired && had_session_cookie;
                 let mut response = problem.into_response(request_id.to_str().unwrap_or(""));
@@ -132,7 +133,7 @@ impl App {
                 request_id = %request_id.to_str().unwrap_or(""),
                 method = %method,
                 path = %path,
-                route = route_path.unwrap_or("-"),
+                route = matched.map_or("-", |r: &Arc<Route>| r.config.path.as_str()),
                 status = response.status().as_u16(),
                 code = code.unwrap_or("-"),
                 ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -147,7 +148,7 @@ impl App {
         peer: SocketAddr,
         trusted: bool,
         request_id: &HeaderValue,
-        route_path: &mut Option<&'a str>,
+        matched: &mut Option<&'a Arc<Route>>,
     ) -> Result<Response<Body>, BoxError> {
         check_limits(&request, &self.shared.config.limits)?;
         check_framing(request.headers())?;
@@ -162,7 +163,7 @@ impl App {
             return Ok(response);
         }
         let route = self.shared.router.find(&path).ok_or(Refusal::NotFound)?;
-        *route_path = Some(route.config.path.as_str());
+        *matched = Some(route);
         check_method(route, request.method())?;
         route.check_raw_path(request.uri().path()).map_err(|e| {
             tracing::debug!(error = %e, "refused request path");
