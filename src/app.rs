@@ -43,6 +43,8 @@ struct Shared {
     upstream: Upstream,
     store: Arc<dyn SessionStore>,
     auth: Option<Arc<Auth>>,
+    /// `public_url`'s host and port, the `X-Forwarded-Host` of untrusted peers.
+    public_host: String,
 }
 
 // === impl App ===
@@ -54,9 +56,11 @@ impl App {
         auth: Option<Arc<Auth>>,
     ) -> Result<Self, BoxError> {
         let router = Router::new(&config.routes)?;
-        let upstream = Upstream::new(&config.cookie.name)?;
+        let upstream = Upstream::new(&config.cookie.name, &config.identity_headers)?;
+        let public_host = public_host(&config.public_url);
         Ok(Self {
             shared: Arc::new(Shared {
+                public_host,
                 config,
                 router,
                 upstream,
@@ -88,22 +92,23 @@ impl App {
             .as_ref()
             .is_some_and(|a| CookieNames::find(request.headers(), &a.names.session).is_some());
 
-        let mut route_path = None;
+        let mut matched = None;
         let result = self
-            .route(
-                request.map(body::boxed),
-                peer,
-                trusted,
-                &request_id,
-                &mut route_path,
-            )
+            .route(request.map(body::boxed), peer, trusted, &request_id, &mut matched)
             .await;
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
                 let problem = error::classify(&*e);
                 if problem.status.is_server_error() {
-                    tracing::warn!(request_id = %request_id.to_str().unwrap_or(""), error = %error::chain(&*e), "request failed");
+                    // Which upstream failed, for the operator; never in the body.
+                    let upstream = matched.map(|r| format!("{}://{}", r.scheme, r.authority));
+                    tracing::warn!(
+                        request_id = %request_id.to_str().unwrap_or(""),
+                        upstream = upstream.as_deref().unwrap_or("-"),
+                        error = %error::chain(&*e),
+                        "request failed"
+                    );
                 }
                 let ends_session = problem.code == Code::LoginRequired && had_session_cookie;
                 let mut response = problem.into_response(request_id.to_str().unwrap_or(""));
@@ -128,7 +133,7 @@ impl App {
                 request_id = %request_id.to_str().unwrap_or(""),
                 method = %method,
                 path = %path,
-                route = route_path.unwrap_or("-"),
+                route = matched.map_or("-", |r: &Arc<Route>| r.config.path.as_str()),
                 status = response.status().as_u16(),
                 code = code.unwrap_or("-"),
                 ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -143,9 +148,10 @@ impl App {
         peer: SocketAddr,
         trusted: bool,
         request_id: &HeaderValue,
-        route_path: &mut Option<&'a str>,
+        matched: &mut Option<&'a Arc<Route>>,
     ) -> Result<Response<Body>, BoxError> {
         check_limits(&request, &self.shared.config.limits)?;
+        check_framing(request.headers())?;
         let path = normalize_path(request.uri().path()).map_err(|e| {
             tracing::debug!(error = %e, "refused request path");
             Refusal::BadRequest("path")
@@ -157,8 +163,12 @@ impl App {
             return Ok(response);
         }
         let route = self.shared.router.find(&path).ok_or(Refusal::NotFound)?;
-        *route_path = Some(route.config.path.as_str());
+        *matched = Some(route);
         check_method(route, request.method())?;
+        route.check_raw_path(request.uri().path()).map_err(|e| {
+            tracing::debug!(error = %e, "refused request path");
+            Refusal::BadRequest("path")
+        })?;
         let websocket = hygiene::is_websocket_upgrade(request.headers());
         if websocket && !route.config.websocket {
             return Err(Refusal::BadRequest("websocket not enabled on this route").into());
@@ -199,7 +209,13 @@ impl App {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .or_else(|| request.uri().authority().map(|a| a.to_string()));
-        let forwarded = Forwarded::from_request(request.headers(), peer.ip(), trusted, host.as_deref());
+        let forwarded = Forwarded::from_request(
+            request.headers(),
+            peer.ip(),
+            trusted,
+            host.as_deref(),
+            &self.shared.public_host,
+        );
         let forward = Forward {
             path,
             forwarded,
@@ -261,6 +277,24 @@ fn check_limits(request: &Request<Body>, limits: &Limits) -> Result<(), Refusal>
         return Err(Refusal::HeadersTooLarge);
     }
     Ok(())
+}
+
+/// At most one `Transfer-Encoding`, and only `chunked` (PX-12). hyper reads
+/// the last coding of the last line; a server in front of or behind
+/// cloakroom may read `chunked` twice, or another coding, differently.
+/// cloakroom re-frames every body it forwards, so no other coding could be
+/// passed on anyway (the header is hop-by-hop).
+fn check_framing(headers: &http::HeaderMap) -> Result<(), Refusal> {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii);
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(only), None) if only.eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(Refusal::BadFraming("Transfer-Encoding other than one chunked")),
+    }
 }
 
 /// 405 outside the route's allowlist, and for TRACE, TRACK and CONNECT everywhere.
@@ -340,6 +374,15 @@ fn bearer_header(token: &str) -> Result<HeaderValue, BoxError> {
     let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// `host[:port]` of an origin, the port only when not the scheme's default.
+fn public_host(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
 }
 
 /// A trusted proxy's request id is kept (one id across the whole path);

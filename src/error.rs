@@ -54,6 +54,10 @@ pub enum Refusal {
     MethodNotAllowed { allow: String },
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Framing that another server could read differently (request
+    /// smuggling): refused, and the connection closed (§3.1).
+    #[error("ambiguous message framing: {0}")]
+    BadFraming(&'static str),
     #[error("request body larger than the route allows")]
     BodyTooLarge,
     #[error("request target too long")]
@@ -192,6 +196,8 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
                 )
             }
             Refusal::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, Code::BadRequest),
+            Refusal::BadFraming(_) => Problem::new(StatusCode::BAD_REQUEST, Code::BadRequest)
+                .with_header(header::CONNECTION, HeaderValue::from_static("close")),
             Refusal::BodyTooLarge => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, Code::TooLarge),
             Refusal::UriTooLong => Problem::new(StatusCode::URI_TOO_LONG, Code::TooLarge),
             Refusal::HeadersTooLarge => {

@@ -99,7 +99,7 @@ pub async fn run_with_clock(
         let stop = stopped(stop_rx.clone());
         async move {
             let handler = move |request, _peer| admin::handle(request, store.clone(), idp.clone());
-            server::serve(admin_listener, &limits, vec![handler], stop).await;
+            server::serve(admin_listener, &limits, &[], vec![handler], stop).await;
         }
     });
     let handlers = apps
@@ -113,7 +113,14 @@ pub async fn run_with_clock(
             }
         })
         .collect();
-    server::serve(listener, &limits, handlers, stopped(stop_rx)).await;
+    server::serve(
+        listener,
+        &limits,
+        &config.trusted_proxies,
+        handlers,
+        stopped(stop_rx),
+    )
+    .await;
     admin.await?;
     tracing::info!("cloakroom stopped");
     Ok(())

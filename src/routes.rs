@@ -3,13 +3,16 @@
 //! A request is matched on its **normalised** path (RFC 3986 §6.2.2), and the
 //! upstream receives exactly that normalised path: what was authorised is what
 //! is forwarded (threat-model T34, PX-02). Encodings that different servers
-//! decode differently (`%2F`, `%5C`, `%2E`, `%00`) are refused outright.
+//! decode differently (`%2F`, `%5C`, `%2E`, `%00`) are refused outright, and
+//! on routes that send a token, so are their nested encodings (`%252e`).
+
+mod nested;
 
 use std::sync::Arc;
 
 use http::uri::{Authority, Scheme};
 
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, TokenKind};
 
 /// Why a request path cannot be normalised; the request gets a 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +25,8 @@ pub enum PathError {
     BadEncoding,
     #[error("backslash or control character in path")]
     BadCharacter,
+    #[error("nested encoding of '/', '\\', '.', NUL or a control character in path")]
+    NestedEncoding,
 }
 
 /// A configured route, ready to serve.
@@ -147,6 +152,16 @@ impl Route {
         })
     }
 
+    /// Rules of this route on the path as received: a route that sends the
+    /// user's token refuses nested encodings an upstream might decode into
+    /// another path (PX-32).
+    pub fn check_raw_path(&self, raw: &str) -> Result<(), PathError> {
+        match self.config.token {
+            TokenKind::User => nested::check(raw),
+            TokenKind::None => Ok(()),
+        }
+    }
+
     /// Whether `path` (normalised) is inside this route's prefix, on a segment boundary.
     pub fn matches(&self, path: &str) -> bool {
         let prefix = self.config.path.as_str();
@@ -213,6 +228,7 @@ mod tests {
             timeout: RouteConfig::DEFAULT_TIMEOUT,
             max_body: RouteConfig::DEFAULT_MAX_BODY,
             websocket: false,
+            websocket_protocols: None,
             login_redirect: false,
         }
     }

@@ -1,8 +1,13 @@
 //! Accept loop and worker threads: HTTP/1.1 and h2c (prior knowledge) on one
-//! port, connection cap, header-read timeout, graceful drain.
+//! port, connection caps (in all and per client address), a first-bytes
+//! timeout, header-read and idle timeouts, graceful drain.
 //!
 //! Like mini-redis `server::run`, it takes a bound listener and a shutdown
 //! future, so tests bind port 0 and `main` passes a SIGTERM future.
+
+mod idle;
+mod per_ip;
+mod preface;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,15 +20,20 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
+use self::idle::Activity;
+use self::per_ip::{PerIp, Slot};
 use crate::body::Body;
 use crate::config::Limits;
 
 /// Serves on `listener` until `shutdown` resolves, then lets in-flight
 /// requests finish for up to `limits.shutdown_grace`.
+///
+/// Peers in `uncapped` (the trusted proxies) are exempt from
+/// `limits.max_connections_per_ip`.
 ///
 /// Each handler in `handlers` gets a thread with its own single-threaded
 /// runtime (thread per core, as nginx runs a process per core): a
@@ -33,6 +43,7 @@ use crate::config::Limits;
 pub async fn serve<H, F>(
     listener: TcpListener,
     limits: &Limits,
+    uncapped: &[IpNet],
     handlers: Vec<H>,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -42,6 +53,7 @@ pub async fn serve<H, F>(
     let permits = Arc::new(Semaphore::new(
         usize::try_from(limits.max_connections).unwrap_or(usize::MAX),
     ));
+    let per_ip = PerIp::new(limits.max_connections_per_ip, uncapped);
     let mut lanes = Vec::with_capacity(handlers.len());
     for (i, handler) in handlers.into_iter().enumerate() {
         match Lane::spawn(i, handler, limits.clone()) {
@@ -74,10 +86,18 @@ pub async fn serve<H, F>(
             },
             () = &mut shutdown => break,
         };
+        // Over its address's cap: closed at once, and its permit goes back.
+        let Some(slot) = per_ip.acquire(peer.ip()) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let Ok(stream) = stream.into_std() else { continue };
         next = (next + 1) % lanes.len();
-        if lanes[next].connections.send((stream, peer, permit)).is_err() {
+        let held = Held {
+            _permit: permit,
+            _slot: slot,
+        };
+        if lanes[next].connections.send((stream, peer, held)).is_err() {
             tracing::error!("a worker thread stopped; dropping it");
             lanes.remove(next);
         }
@@ -91,7 +111,14 @@ pub async fn serve<H, F>(
     }
 }
 
-type Connection = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
+/// What a connection holds while open: its place under `max_connections`
+/// and under its address's cap.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
+}
+
+type Connection = (std::net::TcpStream, SocketAddr, Held);
 
 /// One worker thread and the channel that feeds it connections.
 struct Lane {
@@ -113,25 +140,30 @@ impl Lane {
         std::thread::Builder::new().name(format!("cloakroom-worker-{index}")).spawn(move || {
             runtime.block_on(async move {
                 let builder = Arc::new(builder(&limits));
-                let graceful = GracefulShutdown::new();
-                while let Some((stream, peer, permit)) = incoming.recv().await {
+                // Shutdown is told through `stop`; every connection task
+                // holds a clone of `open`, so `closed` ends once they all have
+                // (mini-redis's `shutdown_complete`).
+                let (stop, stopping) = watch::channel(false);
+                let (open, mut closed) = mpsc::channel::<()>(1);
+                while let Some((stream, peer, held)) = incoming.recv().await {
                     let Ok(stream) = TcpStream::from_std(stream) else { continue };
-                    let handler = handler.clone();
-                    let service = service_fn(move |request| {
-                        let response = handler(request, peer);
-                        async move { Ok::<_, Infallible>(response.await) }
-                    });
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let connection = graceful.watch(connection);
+                    let connection = serve_connection(
+                        stream,
+                        peer,
+                        builder.clone(),
+                        handler.clone(),
+                        limits.clone(),
+                        stopping.clone(),
+                    );
+                    let open = open.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                        drop(permit);
+                        connection.await;
+                        drop((held, open));
                     });
                 }
-                if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+                let _ = stop.send(true);
+                drop(open);
+                if tokio::time::timeout(limits.shutdown_grace, closed.recv()).await.is_err() {
                     tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
                 }
             });
@@ -140,6 +172,67 @@ impl Lane {
             let _ = done.send(());
         })?;
         Ok(Self { connections, stopped })
+    }
+}
+
+/// Serves one connection until it ends, is idle for `limits.idle_timeout`,
+/// or the server stops.
+async fn serve_connection<H, F>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    handler: H,
+    limits: Limits,
+    mut stopping: watch::Receiver<bool>,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    // Until the protocol is known no hyper timeout runs: ours does (PX-27).
+    let io = tokio::select! {
+        read = preface::read(stream, limits.first_bytes_timeout) => match read {
+            Ok(io) => io,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "closed before the protocol was known");
+                return;
+            }
+        },
+        _ = stopping.wait_for(|stop| *stop) => return,
+    };
+    let activity = Arc::new(Activity::new());
+    let service = service_fn({
+        let activity = activity.clone();
+        move |request| {
+            let in_flight = activity.begin();
+            let response = handler(request, peer);
+            async move { Ok::<_, Infallible>(in_flight.until_sent(response.await)) }
+        }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = activity.idle_for(limits.idle_timeout) => {
+                // Asked to close and still idle a whole period later (an
+                // HTTP/2 peer that never lets go): drop it.
+                if closing {
+                    return;
+                }
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = stopping.wait_for(|stop| *stop), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
     }
 }
 

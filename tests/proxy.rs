@@ -60,6 +60,104 @@ async fn px01_px02_escaping_paths_never_reach_an_unlisted_upstream_path() {
     assert_eq!(up.requests(), 0, "nothing reached the upstream");
 }
 
+/// Nested encodings (PX-32): each decodes, at some depth, to a dot segment,
+/// a separator, NUL, a control character, a query mark or an overlong
+/// UTF-8 form; mixed case, partial encodings and IIS `%u` included.
+const NESTED_ENCODINGS: &[&str] = &[
+    "%252e%252e",
+    "%252E%252E",
+    "%252e%252E",
+    "%25252e%25252e",
+    "%2525252E%2525252e",
+    "%252e",
+    ".%252e",
+    "%252e.",
+    "%252e%252e%252f",
+    "%252f",
+    "%252F",
+    "%25252f",
+    "%25252F",
+    "..%252f",
+    "..%252F",
+    "x%252f..%252fadmin",
+    "%255c",
+    "%255C",
+    "%25255c",
+    "%2525255c",
+    "..%255c",
+    "%252e%252e%255c",
+    "%2500",
+    "%252500",
+    "%25252500",
+    "%25%32%65%25%32%65",
+    "%25%32%45",
+    "%25%32%66",
+    "%25%32%46",
+    "%25%35%63",
+    "%25%35%43",
+    "%25%30%30",
+    "%2525%32%65",
+    "%25%32%35%32%65",
+    "%252e%252e%253b",
+    "..%253bx",
+    "..;",
+    "..;jsessionid=1",
+    ".;",
+    "%25c0%25ae%25c0%25ae",
+    "%25C0%25AE",
+    "%c0%ae%c0%ae",
+    "%C0%AF",
+    "%c1%9c",
+    "%25e0%2580%25ae",
+    "%25u002e%25u002e",
+    "%25U002E",
+    "%25u002f",
+    "%25u005c",
+    "%250a",
+    "%250d%250a",
+    "%2509",
+    "%253f",
+    "%2523",
+    "%252525252525252e",
+];
+
+#[tokio::test]
+async fn px32_nested_encodings_on_a_token_route_never_reach_the_upstream() {
+    let w = support::idp::world("").await;
+    let (browser, _) = w.login("alice").await;
+    let cookie = browser.cookie(&w.base, "cloakroom").expect("session cookie");
+    // The login ended on a page the upstream served.
+    let before = w.up.requests();
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: cloakroom={cookie}\r\nX-CSRF: 1\r\nConnection: close\r\n\r\n")
+    };
+    for entry in NESTED_ENCODINGS {
+        let path = format!("/api/orders/{entry}/admin");
+        let response = raw(w.app.addr, get(&path).as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
+        assert!(
+            response.contains("\"code\":\"bad_request\""),
+            "{path}: {response}"
+        );
+    }
+    assert_eq!(w.up.requests(), before, "nothing reached the upstream");
+
+    // A literal `%25` that decodes to nothing refused is forwarded, token and all.
+    for (path, forwarded) in [
+        ("/api/orders/100%25", "/api/orders/100%25"),
+        ("/api/orders/50%25off", "/api/orders/50%25off"),
+        ("/api/orders/a%2541", "/api/orders/a%2541"),
+        ("/api/orders/file%252ejson", "/api/orders/file%252ejson"),
+        ("/api/orders/v1.2/caf%C3%A9", "/api/orders/v1.2/caf%C3%A9"),
+    ] {
+        let response = raw(w.app.addr, get(path).as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        assert_eq!(json["uri"], forwarded);
+        assert!(echoed(&json, "authorization").is_some_and(|a| a.starts_with("Bearer ")));
+    }
+}
+
 #[tokio::test]
 async fn strip_prefix_and_upstream_base_path_compose() {
     let up = Upstream::start().await;
@@ -129,7 +227,10 @@ async fn px06_px08_client_identity_and_forwarding_headers_are_replaced() {
     assert_eq!(echoed(&json, "forwarded"), None);
     assert_eq!(echoed(&json, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
     assert_eq!(echoed(&json, "x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(echoed(&json, "x-forwarded-host"), Some(app.addr.to_string()));
+    assert_eq!(
+        echoed(&json, "x-forwarded-host").as_deref(),
+        Some("localhost:8080")
+    );
     assert_eq!(
         echoed(&json, "host"),
         Some(up.addr.to_string()),
@@ -140,6 +241,69 @@ async fn px06_px08_client_identity_and_forwarding_headers_are_replaced() {
         "an untrusted peer cannot choose the request id"
     );
     assert_eq!(echoed(&json, "x-request-id"), Some(rid));
+}
+
+#[tokio::test]
+async fn px28_an_untrusted_host_header_never_becomes_x_forwarded_host() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    for request in [
+        &b"GET /h HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"[..],
+        b"GET http://evil.example/h HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    ] {
+        let response = raw(app.addr, request, BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        assert_eq!(
+            echoed(&json, "x-forwarded-host").as_deref(),
+            Some("localhost:8080"),
+            "public_url's host, not the client's"
+        );
+    }
+}
+
+#[tokio::test]
+async fn px29_method_overrides_and_identity_headers_are_stripped() {
+    let up = Upstream::start().await;
+    let forged = [
+        ("x-http-method-override", "DELETE"),
+        ("x-method-override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("x_http_method_override", "DELETE"),
+        ("true-client-ip", "6.6.6.6"),
+        ("x-amzn-oidc-data", "eyJhbGciOiJub25lIn0.e30."),
+        ("x-ms-client-principal", "eyJ1c2VyX2lkIjoiYWRtaW4ifQ"),
+        ("x-user-id", "admin"),
+        ("X_User_Id", "admin"),
+        ("x-original-host", "evil.example"),
+        ("x-host", "evil.example"),
+    ];
+    let send = |app: &App| {
+        let mut request = client().get(app.url("/h")).header("x-kept", "yes");
+        for (name, value) in forged {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let app = App::start(&config(&[("/", &up.url(), ", methods: [GET]")])).await;
+    let json: Value = send(&app).await.unwrap().json().await.unwrap();
+    for (name, _) in forged {
+        assert_eq!(
+            echoed(&json, &name.to_ascii_lowercase()),
+            None,
+            "{name} must not be forwarded"
+        );
+    }
+    assert_eq!(echoed(&json, "x-kept").as_deref(), Some("yes"));
+
+    // A configured list replaces the default; method overrides still go.
+    let yaml = config(&[("/", &up.url(), "")]) + "identity_headers: [x-original-host, 'x-tenant-*']\n";
+    let app = App::start(&yaml).await;
+    let r = send(&app).await.unwrap();
+    let json: Value = r.json().await.unwrap();
+    assert_eq!(echoed(&json, "x-user-id").as_deref(), Some("admin"));
+    assert_eq!(echoed(&json, "x-original-host"), None);
+    assert_eq!(echoed(&json, "x-http-method-override"), None);
 }
 
 #[tokio::test]
@@ -215,6 +379,49 @@ async fn px10_px11_cloakroom_cookies_stay_between_browser_and_cloakroom() {
         .map(|v| v.to_str().unwrap().to_owned())
         .collect();
     assert_eq!(set, ["ok=1; Path=/"]);
+}
+
+/// An upstream that answers every request with `response`, then closes.
+async fn fixed_upstream(response: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn px30_a_nameless_upstream_cookie_cannot_plant_cloakrooms_cookie() {
+    let up = fixed_upstream(
+        b"HTTP/1.1 200 OK\r\nSet-Cookie: =cloakroom=evil; Path=/\r\nSet-Cookie: ==cloakroom-login=evil\r\n\
+Set-Cookie: kept=1; Domainish=x\r\nSet-Cookie: wide=1; domain=localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    )
+    .await;
+    let app = App::start(&config(&[("/", &format!("http://{up}"), "")])).await;
+    let r = client().get(app.url("/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let set: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set, ["kept=1; Domainish=x"]);
 }
 
 #[tokio::test]
@@ -390,6 +597,39 @@ async fn px24_websocket_echo_through_the_proxy() {
 }
 
 #[tokio::test]
+async fn px31_credential_subprotocols_never_reach_the_upstream() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[
+        ("/live", &up.url(), ", websocket: true, strip_prefix: true"),
+        (
+            "/listed",
+            &up.url(),
+            ", websocket: true, strip_prefix: true, websocket_protocols: [graphql-ws]",
+        ),
+    ]))
+    .await;
+    // A handshake the echo upstream answers with what it received (200,
+    // not 101), so the test sees the headers it got.
+    let handshake = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Protocol: access_token.eyJhbGciOiJIUzI1NiJ9.e30.c2ln, chat, Bearer.abc, graphql-ws\r\n\r\n"
+        )
+    };
+    for (path, forwarded) in [("/live/h", "chat, graphql-ws"), ("/listed/h", "graphql-ws")] {
+        let response = raw(app.addr, handshake(path).as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        assert_eq!(
+            echoed(&json, "sec-websocket-protocol").as_deref(),
+            Some(forwarded),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn h2c_prior_knowledge_is_served_on_the_same_port() {
     let up = Upstream::start().await;
     let app = App::start(&config(&[("/", &up.url(), "")])).await;
@@ -500,6 +740,64 @@ async fn px18_slow_header_senders_are_cut_off() {
     );
     assert!(!response.contains("200 OK"), "{response}");
     assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test]
+async fn px27_idle_sockets_from_one_address_neither_starve_others_nor_stay_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start().await;
+    // Fewer slots in all than the flood below: without a cap per address,
+    // the flood would take every one.
+    let yaml = config(&[("/", &up.url(), "")])
+        + "limits: {max_connections: 16, max_connections_per_ip: 4, first_bytes_timeout: 1s, idle_timeout: 1s}\n";
+    let app = App::start(&yaml).await;
+    let prefaces: [&[u8]; 3] = [b"", b"P", b"PRI * HTTP/2.0\r\n"];
+    let mut flood = Vec::new();
+    for i in 0..24 {
+        let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        socket.write_all(prefaces[i % 3]).await.unwrap();
+        flood.push(socket);
+    }
+
+    // A client from another loopback address is served while the flood is open.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(app.addr).await.unwrap();
+    other
+        .write_all(b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(BOUND, other.read_to_end(&mut answer))
+        .await
+        .expect("another address is served during the flood")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The server closes every flood socket: those over the cap at once, the
+    // rest at the first-bytes timeout.
+    for (i, mut socket) in flood.into_iter().enumerate() {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(BOUND, socket.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {}
+            other => panic!("flood socket {i} ({:?}) still open: {other:?}", prefaces[i % 3]),
+        }
+    }
+    assert_eq!(up.requests(), 1);
+
+    // The slots came back; an HTTP/2 connection with no stream open is
+    // closed at the idle timeout, though it sent a full preface.
+    let mut h2 = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    tokio::time::timeout(BOUND, h2.read_to_end(&mut frames))
+        .await
+        .expect("idle HTTP/2 connection closed by the server")
+        .ok();
+    assert_eq!(client().get(app.url("/h")).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -627,4 +925,35 @@ async fn px12_smuggling_forms_are_refused_or_never_reach_the_upstream_ambiguous(
         assert!(echoed(&json, "content-length").is_none() || echoed(&json, "transfer-encoding").is_none(), "{name}");
         assert!(forwarded >= 1, "{name}");
     }
+}
+
+#[tokio::test]
+async fn px12_a_repeated_transfer_encoding_is_refused_and_the_connection_closed() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    for (name, request) in [
+        (
+            "two lines",
+            &b"POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n\
+0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        ),
+        (
+            "one line, twice",
+            b"POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n\
+0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        (
+            "another coding first",
+            b"POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n\
+0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let response = raw(app.addr, request, BOUND).await;
+        assert!(started.elapsed() < BOUND, "{name}: the server closed the connection");
+        assert!(response.starts_with("HTTP/1.1 400"), "{name}: {response}");
+        assert!(response.to_ascii_lowercase().contains("connection: close"), "{name}: {response}");
+        assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{name}: one answer only: {response}");
+    }
+    assert_eq!(up.requests(), 0, "nothing forwarded");
 }

@@ -5,6 +5,7 @@
 //! key paths. `config/reference.yaml` documents each key and its default.
 
 pub mod env;
+pub mod headers;
 pub mod log_filter;
 pub mod node;
 pub mod units;
@@ -20,6 +21,8 @@ use serde_json::Value;
 use url::Url;
 
 pub use self::env::{Env, MapEnv, ProcessEnv};
+pub use self::headers::HeaderRule;
+use self::headers::Subprotocol;
 use self::node::{from_text, Cursor, Each, Fields, FromNode};
 pub use self::node::{ConfigError, ConfigErrors};
 use crate::routes::normalize_path;
@@ -36,6 +39,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Origins besides `public_url` allowed to make unsafe API calls.
     pub allowed_origins: Vec<String>,
+    /// Client headers claiming an identity, stripped before forwarding.
+    pub identity_headers: Vec<HeaderRule>,
     pub oidc: Option<OidcConfig>,
     pub session: SessionConfig,
     pub cookie: CookieConfig,
@@ -191,7 +196,13 @@ pub struct Limits {
     pub max_headers: u64,
     pub max_uri_bytes: u64,
     pub header_read_timeout: Duration,
+    /// From accept until the bytes tell HTTP/1 from HTTP/2 (PX-27).
+    pub first_bytes_timeout: Duration,
+    /// A connection with no request in flight this long is closed.
+    pub idle_timeout: Duration,
     pub max_connections: u64,
+    /// Open connections per client address (per /64 for IPv6).
+    pub max_connections_per_ip: u64,
     pub shutdown_grace: Duration,
 }
 
@@ -223,6 +234,9 @@ pub struct RouteConfig {
     pub timeout: Duration,
     pub max_body: u64,
     pub websocket: bool,
+    /// The only `Sec-WebSocket-Protocol` entries forwarded; `None` forwards
+    /// all but those that look like credentials (PX-31).
+    pub websocket_protocols: Option<Vec<String>>,
     /// Pages: a missing session redirects to login instead of answering 401.
     pub login_redirect: bool,
 }
@@ -299,6 +313,7 @@ impl FromNode for Config {
         let public_url = f.required::<PublicUrl>("public_url", at).map(|u| u.0);
         let trusted_proxies = f.or("trusted_proxies", Vec::new(), at);
         let allowed_origins = f.or::<Vec<Origin>>("allowed_origins", Vec::new(), at);
+        let identity_headers = f.or("identity_headers", HeaderRule::defaults(), at);
         let oidc = f.optional::<OidcConfig>("oidc", at);
         let oidc_given = f.has("oidc") || oidc.is_some();
         let session = f.or("session", SessionConfig::default(), at);
@@ -340,6 +355,7 @@ impl FromNode for Config {
             public_url: public_url.ok_or("")?,
             trusted_proxies: trusted_proxies.ok_or("")?,
             allowed_origins: allowed_origins.ok_or("")?.into_iter().map(|o| o.0).collect(),
+            identity_headers: identity_headers.ok_or("")?,
             oidc,
             session: session.ok_or("")?,
             cookie: cookie.ok_or("")?,
@@ -872,7 +888,10 @@ impl Default for Limits {
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            first_bytes_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(75),
             max_connections: 10_000,
+            max_connections_per_ip: 256,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -888,7 +907,10 @@ impl FromNode for Limits {
         let max_headers = f.or("max_headers", d.max_headers, at);
         let max_uri_bytes = f.or("max_uri_bytes", Bytes(d.max_uri_bytes), at);
         let header_read_timeout = f.or("header_read_timeout", d.header_read_timeout, at);
+        let first_bytes_timeout = f.or("first_bytes_timeout", d.first_bytes_timeout, at);
+        let idle_timeout = f.or("idle_timeout", d.idle_timeout, at);
         let max_connections = f.or("max_connections", d.max_connections, at);
+        let max_connections_per_ip = f.or("max_connections_per_ip", d.max_connections_per_ip, at);
         let shutdown_grace = f.or("shutdown_grace", d.shutdown_grace, at);
         f.finish(at);
         if max_header_bytes
@@ -903,12 +925,28 @@ impl FromNode for Limits {
         if max_connections == Some(0) {
             at.error_at("max_connections", "must be at least 1");
         }
+        if max_connections_per_ip == Some(0) {
+            at.error_at("max_connections_per_ip", "must be at least 1");
+        }
+        // Zero would be no timeout at all, which is what these keys prevent.
+        for (key, value) in [
+            ("header_read_timeout", header_read_timeout),
+            ("first_bytes_timeout", first_bytes_timeout),
+            ("idle_timeout", idle_timeout),
+        ] {
+            if value.is_some_and(|t| t.is_zero()) {
+                at.error_at(key, "must be longer than 0s");
+            }
+        }
         Ok(Limits {
             max_header_bytes: max_header_bytes.ok_or("")?.0,
             max_headers: max_headers.ok_or("")?,
             max_uri_bytes: max_uri_bytes.ok_or("")?.0,
             header_read_timeout: header_read_timeout.ok_or("")?,
+            first_bytes_timeout: first_bytes_timeout.ok_or("")?,
+            idle_timeout: idle_timeout.ok_or("")?,
             max_connections: max_connections.ok_or("")?,
+            max_connections_per_ip: max_connections_per_ip.ok_or("")?,
             shutdown_grace: shutdown_grace.ok_or("")?,
         })
     }
@@ -969,6 +1007,7 @@ impl FromNode for RouteConfig {
         let timeout = f.or("timeout", Self::DEFAULT_TIMEOUT, at);
         let max_body = f.or("max_body", Bytes(Self::DEFAULT_MAX_BODY), at);
         let websocket = f.or("websocket", false, at);
+        let websocket_protocols = f.optional::<Vec<Subprotocol>>("websocket_protocols", at);
         let login_redirect = f.or("login_redirect", false, at);
         f.finish(at);
 
@@ -977,6 +1016,9 @@ impl FromNode for RouteConfig {
                 "token",
                 "`user` needs a session; set auth to required or optional",
             );
+        }
+        if websocket_protocols.is_some() && websocket == Some(false) {
+            at.error_at("websocket_protocols", "only meaningful with websocket: true");
         }
         if auth == Some(Auth::None) && login_redirect == Some(true) {
             at.error_at("login_redirect", "only meaningful with auth: required");
@@ -1000,6 +1042,7 @@ impl FromNode for RouteConfig {
             timeout: timeout.ok_or("")?,
             max_body: max_body.ok_or("")?.0,
             websocket: websocket.ok_or("")?,
+            websocket_protocols: websocket_protocols.map(|list| list.into_iter().map(|p| p.0).collect()),
             login_redirect: login_redirect.ok_or("")?,
         })
     }
@@ -1355,6 +1398,72 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
                 .iter()
                 .any(|e| e.contains("pw@") || e.contains("secret-key-text")),
             "{leaked:?}"
+        );
+    }
+
+    #[test]
+    fn px27_connection_limits_are_read_and_checked() {
+        let base =
+            "public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]\n";
+        let c = load(&format!(
+            "{base}limits: {{first_bytes_timeout: 2s, idle_timeout: 1m, max_connections_per_ip: 8}}"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.first_bytes_timeout, Duration::from_secs(2));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.limits.max_connections_per_ip, 8);
+        let d = load(base).unwrap().limits;
+        assert_eq!(
+            (d.first_bytes_timeout, d.idle_timeout, d.max_connections_per_ip),
+            (Duration::from_secs(5), Duration::from_secs(75), 256)
+        );
+        let got = errors(&format!(
+            "{base}limits: {{first_bytes_timeout: 0s, idle_timeout: 0s, max_connections_per_ip: 0}}"
+        ));
+        assert_eq!(
+            got,
+            [
+                "limits.max_connections_per_ip: must be at least 1",
+                "limits.first_bytes_timeout: must be longer than 0s",
+                "limits.idle_timeout: must be longer than 0s",
+            ]
+        );
+    }
+
+    #[test]
+    fn px29_identity_headers_are_checked_at_their_key() {
+        let c =
+            load("public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]")
+                .unwrap();
+        assert!(c.identity_headers.iter().any(|r| r.matches("x-user-id")));
+        let got =
+            errors(
+            "public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]\nidentity_headers: [X-Ok, 'x bad', '*']",
+        );
+        assert_eq!(
+            got,
+            [
+                "identity_headers[1]: \"x bad\" is not a header name (letters, digits, '-', '_'; a trailing * matches a prefix)",
+                "identity_headers[2]: name a header (a trailing * matches a prefix, not everything)",
+            ]
+        );
+    }
+
+    #[test]
+    fn px31_websocket_protocols_are_tokens_on_websocket_routes() {
+        let got = errors(
+            "public_url: http://localhost:8080
+routes:
+  - {path: /ws, upstream: 'http://a', auth: none, websocket: true, websocket_protocols: [graphql-ws, 'a b']}
+  - {path: /x, upstream: 'http://a', auth: none, websocket_protocols: [chat]}
+",
+        );
+        assert_eq!(
+            got,
+            [
+                "routes[0].websocket_protocols[1]: \"a b\" is not a subprotocol name (a token: no spaces, commas or separators)",
+                "routes[1].websocket_protocols: only meaningful with websocket: true",
+            ]
         );
     }
 

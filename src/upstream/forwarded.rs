@@ -30,8 +30,17 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
 
 impl Forwarded {
     /// Reads the request as received, before any header is stripped.
-    /// `host` is the `Host` or `:authority` the client used.
-    pub fn from_request(headers: &HeaderMap, peer: IpAddr, trusted: bool, host: Option<&str>) -> Self {
+    /// `host` is the `Host` or `:authority` the client used; it is believed
+    /// only from a trusted proxy. Anyone else's request is reported at
+    /// `public_host`, `public_url`'s host: a client cannot choose the host
+    /// an upstream builds its links from (PX-28).
+    pub fn from_request(
+        headers: &HeaderMap,
+        peer: IpAddr,
+        trusted: bool,
+        host: Option<&str>,
+        public_host: &str,
+    ) -> Self {
         let text = |name: &HeaderName| -> Option<String> {
             let values: Vec<&str> = headers
                 .get_all(name)
@@ -51,7 +60,7 @@ impl Forwarded {
             Self {
                 for_chain: peer,
                 proto: "http".into(),
-                host: host.map(str::to_owned),
+                host: Some(public_host.to_owned()),
             }
         }
     }
@@ -89,7 +98,7 @@ mod tests {
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         assert!(!is_trusted(peer, &trusted));
-        let f = Forwarded::from_request(&spoofed(), peer, false, Some("app.example.com"));
+        let f = Forwarded::from_request(&spoofed(), peer, false, Some("evil.example"), "app.example.com");
         assert_eq!(
             f,
             Forwarded {
@@ -104,7 +113,7 @@ mod tests {
     fn trusted_proxies_extend_the_chain() {
         let peer: IpAddr = "10.1.2.3".parse().unwrap();
         assert!(is_trusted(peer, &["10.0.0.0/8".parse().unwrap()]));
-        let f = Forwarded::from_request(&spoofed(), peer, true, Some("app.example.com"));
+        let f = Forwarded::from_request(&spoofed(), peer, true, Some("app.example.com"), "public.example");
         assert_eq!(f.for_chain, "6.6.6.6, 10.1.2.3");
         assert_eq!(f.proto, "https");
         assert_eq!(f.host.as_deref(), Some("evil.example"));

@@ -8,6 +8,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::config::HeaderRule;
+
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -47,6 +49,15 @@ const IDENTITY_EXACT: &[&str] = &[
 ];
 const IDENTITY_PREFIXES: &[&str] = &["x-forwarded-", "x-auth-request-"];
 
+/// Headers that make frameworks treat a request as another method, which
+/// would get around a route's `methods:` allowlist (PX-29). Always removed.
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
+    "x-original-method",
+];
+
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass of cheap comparisons finds out.
@@ -69,11 +80,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes every client-sent identity, credential and forwarding header.
-pub fn strip_client_identity(headers: &mut HeaderMap) {
+/// Removes every client-sent identity, credential, forwarding and
+/// method-override header, and those `configured` (`identity_headers`).
+pub fn strip_client_identity(headers: &mut HeaderMap, configured: &[HeaderRule]) {
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| is_identity_header(name.as_str()))
+        .filter(|name| {
+            is_identity_header(name.as_str()) || configured.iter().any(|rule| rule.matches(name.as_str()))
+        })
         .cloned()
         .collect();
     for name in doomed {
@@ -87,7 +101,10 @@ fn is_identity_header(name: &str) -> bool {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y || (*x == b'_' && *y == b'-'))
     };
     let name = name.as_bytes();
-    IDENTITY_EXACT.iter().any(|known| same(name, known.as_bytes()))
+    IDENTITY_EXACT
+        .iter()
+        .chain(METHOD_OVERRIDES)
+        .any(|known| same(name, known.as_bytes()))
         || IDENTITY_PREFIXES
             .iter()
             .any(|p| name.len() >= p.len() && same(&name[..p.len()], p.as_bytes()))
@@ -127,7 +144,8 @@ pub fn strip_reserved_cookies(headers: &mut HeaderMap, base: &str) {
 }
 
 /// Drops upstream `Set-Cookie`s that would overwrite cloakroom's cookies or
-/// widen their scope with `Domain` (PX-11). Returns how many were dropped.
+/// widen their scope with `Domain` (PX-11, PX-30). Returns how many were
+/// dropped.
 pub fn strip_upstream_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
     if !headers.contains_key(header::SET_COOKIE) {
         return 0;
@@ -135,15 +153,7 @@ pub fn strip_upstream_set_cookies(headers: &mut HeaderMap, base: &str) -> usize 
     let all: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).iter().cloned().collect();
     let kept: Vec<HeaderValue> = all
         .iter()
-        .filter(|v| {
-            let text = String::from_utf8_lossy(v.as_bytes());
-            let name = text.split(['=', ';']).next().unwrap_or("").trim();
-            let has_domain = text
-                .split(';')
-                .skip(1)
-                .any(|attr| attr.trim().to_ascii_lowercase().starts_with("domain"));
-            !is_reserved_cookie(name, base) && !has_domain
-        })
+        .filter(|v| is_allowed_set_cookie(v.as_bytes(), base))
         .cloned()
         .collect();
     let dropped = all.len() - kept.len();
@@ -154,6 +164,72 @@ pub fn strip_upstream_set_cookies(headers: &mut HeaderMap, base: &str) -> usize 
         }
     }
     dropped
+}
+
+/// Whether an upstream `Set-Cookie` may reach the browser: parsed, not
+/// named like one of cloakroom's, no `Domain` attribute.
+fn is_allowed_set_cookie(value: &[u8], base: &str) -> bool {
+    let Ok(text) = std::str::from_utf8(value) else {
+        return false;
+    };
+    // A browser stores `=cloakroom=evil` as a nameless cookie and sends it
+    // back as `cloakroom=evil`: judge it by the name its value carries.
+    let text = text.trim_start_matches(|c: char| c == '=' || c.is_ascii_whitespace());
+    // What cannot be parsed cannot be judged.
+    let Ok(cookie) = cookie::Cookie::parse(text) else {
+        return false;
+    };
+    !is_reserved_cookie(cookie.name(), base) && cookie.domain().is_none()
+}
+
+/// Keeps only the `Sec-WebSocket-Protocol` entries that may reach the
+/// upstream (PX-31): those in `allowed` when the route lists them, else all
+/// but those that look like credentials. Browsers cannot set headers on a
+/// WebSocket handshake, so some apps smuggle a token in as a subprotocol;
+/// behind cloakroom the upstream gets the session's token instead.
+pub fn filter_websocket_protocols(headers: &mut HeaderMap, allowed: Option<&[String]>) {
+    if !headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .filter(|p| match allowed {
+            Some(list) => list.iter().any(|a| a == p),
+            None => !looks_like_credential(p),
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", ")) {
+        if !kept.is_empty() {
+            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+        }
+    }
+}
+
+/// Subprotocol entries that carry a credential: the prefixes apps and
+/// Kubernetes use (`access_token.…`, `base64url.bearer.authorization.k8s.io.…`)
+/// and anything that starts like a JWT.
+fn looks_like_credential(protocol: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "access_token",
+        "access-token",
+        "accesstoken",
+        "bearer",
+        "authorization",
+        "auth-token",
+        "token",
+        "jwt",
+        "id_token",
+        "base64url.bearer",
+    ];
+    let lower = protocol.to_ascii_lowercase();
+    PREFIXES.iter().any(|p| lower.starts_with(p)) || lower.contains(".bearer.") || protocol.starts_with("eyJ")
 }
 
 /// Whether a request asks for a WebSocket upgrade (RFC 6455 §4.1).
@@ -213,8 +289,28 @@ mod tests {
             ("x-real-ip", "1.2.3.4"),
             ("content-type", "application/json"),
         ]);
-        strip_client_identity(&mut h);
+        strip_client_identity(&mut h, &[]);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["content-type"]);
+    }
+
+    #[test]
+    fn px29_method_overrides_always_go_and_configured_names_by_rule() {
+        let mut h = map(&[
+            ("x-http-method-override", "DELETE"),
+            ("x_method_override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("x-user-id", "admin"),
+            ("x-tenant", "other"),
+            ("accept", "*/*"),
+        ]);
+        strip_client_identity(&mut h, &[HeaderRule::Exact("x-tenant".into())]);
+        let mut kept: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            ["accept", "x-user-id"],
+            "a configured list replaces the default identity list"
+        );
     }
 
     #[test]
@@ -245,6 +341,43 @@ mod tests {
             h.get_all("set-cookie").iter().collect::<Vec<_>>(),
             ["ok=1; Path=/; HttpOnly"]
         );
+    }
+
+    #[test]
+    fn px30_nameless_cookies_are_judged_by_their_value_and_domain_is_an_attribute() {
+        let mut h = map(&[
+            ("set-cookie", "=cloakroom=evil"),
+            ("set-cookie", " = __Host-cloakroom=evil; Path=/; Secure"),
+            ("set-cookie", "==cloakroom-login=x"),
+            ("set-cookie", "wide=1; path=/; DOMAIN=example.com"),
+            ("set-cookie", "nameless-but-harmless"),
+            ("set-cookie", "a=1; Domainx=y"),
+            ("set-cookie", "b=1; Path=/domain"),
+            ("set-cookie", "=theme=dark"),
+        ]);
+        assert_eq!(strip_upstream_set_cookies(&mut h, "cloakroom"), 5);
+        assert_eq!(
+            h.get_all("set-cookie").iter().collect::<Vec<_>>(),
+            ["a=1; Domainx=y", "b=1; Path=/domain", "=theme=dark"]
+        );
+    }
+
+    #[test]
+    fn px31_credential_subprotocols_go_and_an_allowlist_keeps_only_its_own() {
+        let offered =
+            "access_token.eyJhbGciOiJSUzI1NiJ9, graphql-ws, Bearer.abc, eyJhbGciOiJSUzI1NiJ9.e30.sig";
+        let mut h = map(&[
+            ("sec-websocket-protocol", offered),
+            (
+                "sec-websocket-protocol",
+                "base64url.bearer.authorization.k8s.io.ZXlK, chat",
+            ),
+        ]);
+        filter_websocket_protocols(&mut h, None);
+        assert_eq!(h["sec-websocket-protocol"], "graphql-ws, chat");
+        let mut h = map(&[("sec-websocket-protocol", offered)]);
+        filter_websocket_protocols(&mut h, Some(&["chat".to_owned()]));
+        assert!(!h.contains_key("sec-websocket-protocol"));
     }
 
     #[test]

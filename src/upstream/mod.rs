@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{self, Body};
+use crate::config::HeaderRule;
 use crate::error::{BoxError, ClientBodyError, Refusal, UpstreamError};
 use crate::routes::Route;
 
@@ -31,6 +32,8 @@ pub struct Upstream {
     pool: Arc<Pool>,
     /// Base name of cloakroom's cookies, kept from upstreams.
     cookie_base: String,
+    /// `identity_headers`: client headers never forwarded.
+    identity_headers: Arc<[HeaderRule]>,
 }
 
 /// What the front half of cloakroom learned about a request.
@@ -49,7 +52,7 @@ static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-req
 // === impl Upstream ===
 
 impl Upstream {
-    pub fn new(cookie_base: &str) -> Result<Self, BoxError> {
+    pub fn new(cookie_base: &str, identity_headers: &[HeaderRule]) -> Result<Self, BoxError> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -63,6 +66,7 @@ impl Upstream {
         Ok(Self {
             pool: Pool::new(https),
             cookie_base: cookie_base.to_owned(),
+            identity_headers: identity_headers.into(),
         })
     }
 
@@ -92,11 +96,12 @@ impl Upstream {
         hygiene::strip_hop_by_hop(headers);
         // Inject or strip, in one place: the client's `Authorization` is
         // always removed, ours added after (T35, T36).
-        hygiene::strip_client_identity(headers);
+        hygiene::strip_client_identity(headers, &self.identity_headers);
         if let Some(bearer) = fwd.bearer {
             headers.insert(header::AUTHORIZATION, bearer);
         }
         hygiene::strip_reserved_cookies(headers, &self.cookie_base);
+        hygiene::filter_websocket_protocols(headers, config.websocket_protocols.as_deref());
         // The route's upstream, never the client's `Host`: the proxy cannot
         // be steered elsewhere (PX-19).
         headers.insert(header::HOST, HeaderValue::from_str(route.authority.as_str())?);
