@@ -12,6 +12,8 @@ pub mod config;
 pub mod cookie;
 pub mod error;
 pub mod oidc;
+pub mod path;
+pub mod random;
 pub mod refresh;
 pub mod routes;
 pub mod secret;

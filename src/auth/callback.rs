@@ -16,7 +16,7 @@ use super::{page, redirect, session, Auth};
 use crate::body::Body;
 use crate::error::Code;
 use crate::oidc::{IdTokenCheckError, IdpError};
-use crate::session::record::hex;
+use crate::random::hex;
 use crate::session::StoreError;
 
 /// Parameters that must not appear twice (T18, LG-10).

@@ -19,12 +19,12 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::{HeaderMap, HeaderValue};
-use rand::RngCore;
 use sha2::Digest;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::Auth;
 use crate::cookie::{CookieNames, Purpose};
+use crate::random;
 
 /// Logins one browser may have in flight at once (tabs).
 pub const MAX_PENDING: usize = 8;
@@ -62,20 +62,14 @@ pub struct Pending {
 impl Transaction {
     /// A new login returning to `return_to`; also returns its `state`.
     pub fn start(return_to: String, now: u64) -> (Self, String) {
-        let mut state = [0u8; SECRET_LEN];
-        let mut transaction = Self {
-            state_hash: [0; STATE_HASH_LEN],
-            verifier: [0; SECRET_LEN],
-            nonce: [0; SECRET_LEN],
+        let state = URL_SAFE_NO_PAD.encode(random::bytes::<SECRET_LEN>());
+        let transaction = Self {
+            state_hash: state_hash(&state),
+            verifier: random::bytes(),
+            nonce: random::bytes(),
             created_at: now,
             return_to,
         };
-        let mut rng = rand::rng();
-        rng.fill_bytes(&mut state);
-        rng.fill_bytes(&mut transaction.verifier);
-        rng.fill_bytes(&mut transaction.nonce);
-        let state = URL_SAFE_NO_PAD.encode(state);
-        transaction.state_hash = state_hash(&state);
         (transaction, state)
     }
 

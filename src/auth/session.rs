@@ -227,7 +227,7 @@ async fn end_session_url(auth: &Auth, id_token: Option<&str>) -> Value {
         let mut q = url.query_pairs_mut();
         q.append_pair("client_id", &oidc.client_id)
             .append_pair("post_logout_redirect_uri", &post_logout);
-        q.append_pair("state", &super::random_token(16));
+        q.append_pair("state", &crate::random::token(16));
         if let (true, Some(token)) = (oidc.id_token_hint, id_token) {
             q.append_pair("id_token_hint", token);
         }

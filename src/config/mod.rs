@@ -25,7 +25,7 @@ pub use self::headers::HeaderRule;
 use self::headers::Subprotocol;
 use self::node::{from_text, Cursor, Each, Fields, FromNode};
 pub use self::node::{ConfigError, ConfigErrors};
-use crate::routes::normalize_path;
+use crate::path::normalize_path;
 use crate::secret::Secret;
 
 /// Everything cloakroom needs to run, validated.

@@ -30,7 +30,7 @@ pub async fn acquire(
     key: &str,
     ttl: Duration,
 ) -> Result<Option<Lease>, StoreError> {
-    let owner = Bytes::from(crate::auth::random_token(16));
+    let owner = Bytes::from(crate::random::token(16));
     match store.put(key, owner.clone(), 0, ttl).await {
         Ok(version) => Ok(Some(Lease {
             key: key.to_owned(),

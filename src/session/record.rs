@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::cookie::{SealError, Ticket};
+use crate::random::hex;
 use crate::secret::Secret;
 
 /// Record format written by this release; older ones stay readable.
@@ -50,11 +51,6 @@ pub fn store_key(ticket: &Ticket) -> String {
     mac.update(&ticket.sid);
     let digest = mac.finalize().into_bytes();
     format!("cloakroom:{{{}}}:s", hex(&digest[..16]))
-}
-
-/// Lower-case hex, for store keys.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // === impl Record ===

@@ -1,0 +1,46 @@
+//! Random values for ids, states and lease owners: from the operating
+//! system's CSPRNG (through `rand`'s thread generator), never guessable.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+
+/// `N` random bytes.
+pub fn bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rand::rng().fill_bytes(&mut out);
+    out
+}
+
+/// A random value of `len` bytes, base64url without padding.
+pub fn token(len: usize) -> String {
+    let mut buf = vec![0u8; len];
+    rand::rng().fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Lower-case hex, for store keys and log correlation.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_unpadded_base64url_of_the_length_asked() {
+        let t = token(32);
+        assert_eq!(t.len(), 43);
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_ne!(token(32), t);
+        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+    }
+}
