@@ -93,10 +93,10 @@ pub async fn serve<H, F>(
         let _ = stream.set_nodelay(true);
         let Ok(stream) = stream.into_std() else { continue };
         next = (next + 1) % lanes.len();
-        let held = Held {
+        let held = Arc::new(ConnectionHold {
             _permit: permit,
             _slot: slot,
-        };
+        });
         if lanes[next].connections.send((stream, peer, held)).is_err() {
             tracing::error!("a worker thread stopped; dropping it");
             lanes.remove(next);
@@ -112,13 +112,15 @@ pub async fn serve<H, F>(
 }
 
 /// What a connection holds while open: its place under `max_connections`
-/// and under its address's cap.
-struct Held {
+/// and under its address's cap. Every request of the connection carries it
+/// in its extensions, so a WebSocket tunnel, which outlives the HTTP
+/// connection that opened it, keeps the place until the tunnel closes.
+pub struct ConnectionHold {
     _permit: OwnedSemaphorePermit,
     _slot: Slot,
 }
 
-type Connection = (std::net::TcpStream, SocketAddr, Held);
+type Connection = (std::net::TcpStream, SocketAddr, Arc<ConnectionHold>);
 
 /// One worker thread and the channel that feeds it connections.
 struct Lane {
@@ -150,6 +152,7 @@ impl Lane {
                     let connection = serve_connection(
                         stream,
                         peer,
+                        held.clone(),
                         builder.clone(),
                         handler.clone(),
                         limits.clone(),
@@ -180,6 +183,7 @@ impl Lane {
 async fn serve_connection<H, F>(
     stream: TcpStream,
     peer: SocketAddr,
+    held: Arc<ConnectionHold>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     handler: H,
     limits: Limits,
@@ -202,7 +206,8 @@ async fn serve_connection<H, F>(
     let activity = Arc::new(Activity::new());
     let service = service_fn({
         let activity = activity.clone();
-        move |request| {
+        move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(held.clone());
             let in_flight = activity.begin();
             let response = handler(request, peer);
             async move { Ok::<_, Infallible>(in_flight.until_sent(response.await)) }

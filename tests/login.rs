@@ -3,7 +3,7 @@
 
 mod support;
 
-use cloakroom::auth::pending::MAX_PENDING;
+use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
 
 use serde_json::{json, Value};
 use support::echoed;
@@ -67,10 +67,9 @@ async fn ck10_session_cookie_attributes_and_single_small_login_cookie() {
     let w = world("").await;
     let browser = Browser::new(&w.base);
     let callback = w.callback_url(&browser, "alice").await;
-    let login_cookie = browser
-        .cookie(&w.base, "cloakroom-login")
-        .expect("pre-auth cookie");
-    assert!(login_cookie.len() < 250, "one login: a small pre-auth cookie");
+    let logins = browser.login_cookies(&w.base);
+    assert_eq!(logins.len(), 1, "one login, one pre-auth cookie");
+    assert!(logins[0].1.len() < 250, "a small pre-auth cookie");
     let page = browser.get(&callback, &[]).await;
     assert_eq!(page.status, 302);
     assert_eq!(page.headers["cache-control"], "no-store", "LG-14");
@@ -94,16 +93,18 @@ async fn ck10_session_cookie_attributes_and_single_small_login_cookie() {
 }
 
 #[tokio::test]
-async fn lg20_twenty_tabs_log_in_at_once_with_one_bounded_pre_auth_cookie() {
+async fn lg20_twenty_logins_in_one_browser_keep_a_bounded_set_of_pre_auth_cookies() {
     let w = world("").await;
     let browser = Browser::new(&w.base);
     let mut callbacks = Vec::new();
     for _ in 0..20 {
         callbacks.push(w.callback_url(&browser, "alice").await);
     }
-    // One cookie, under the 4 KiB browsers keep, holding the newest logins.
-    let pre_auth = browser.cookie(&w.base, "cloakroom-login").unwrap();
-    assert!(pre_auth.len() + "cloakroom-login=".len() < 4096);
+    // The newest logins' cookies, few and small.
+    let logins = browser.login_cookies(&w.base);
+    assert_eq!(logins.len(), MAX_PENDING);
+    let bytes: usize = logins.iter().map(|(n, v)| n.len() + 1 + v.len()).sum();
+    assert!(bytes <= BUDGET, "{bytes} bytes of pre-auth cookies");
     let finished = futures_util::future::join_all(callbacks.iter().map(|c| {
         let b = browser.clone();
         async move { b.get(c, &[]).await.status }
@@ -118,6 +119,55 @@ async fn lg20_twenty_tabs_log_in_at_once_with_one_bounded_pre_auth_cookie() {
         oldest.iter().all(|s| *s == 400),
         "older ones gave way: {finished:?}"
     );
+}
+
+#[tokio::test]
+async fn cs01_to_cs06_api_calls_need_the_csrf_header_and_an_allowed_origin() {
+    let w = world("").await;
+    let (browser, _) = w.login("alice").await;
+    let before = w.up.requests();
+    let post = reqwest::Method::POST;
+    let base = w.base.clone();
+    for (case, headers) in [
+        ("CS-01 no X-CSRF", vec![("origin", base.as_str())]),
+        (
+            "CS-02 foreign origin",
+            vec![("x-csrf", "1"), ("origin", "https://evil.example")],
+        ),
+        ("CS-03 null origin", vec![("x-csrf", "1"), ("origin", "null")]),
+        (
+            "CS-04 simple request",
+            vec![("content-type", "text/plain"), ("origin", base.as_str())],
+        ),
+        (
+            "CS-05 cross-site",
+            vec![("x-csrf", "1"), ("sec-fetch-site", "cross-site")],
+        ),
+        (
+            "CS-05 same-site sibling",
+            vec![("x-csrf", "1"), ("sec-fetch-site", "same-site")],
+        ),
+        ("CS-05 no origin at all", vec![("x-csrf", "1")]),
+    ] {
+        let r = w.api(&browser, post.clone(), &headers).await;
+        assert_eq!(r.status, 403, "{case}: {}", r.body);
+        assert!(r.body.contains("csrf_failed"), "{case}");
+    }
+    let r = w.api(&browser, reqwest::Method::GET, &[]).await;
+    assert_eq!(r.status, 403, "CS-06: GET needs the header too");
+    assert_eq!(w.up.requests(), before, "no refused call reached the upstream");
+    let r = w
+        .api(&browser, post.clone(), &[("x-csrf", "1"), ("origin", &base)])
+        .await;
+    assert_eq!(r.status, 200, "same origin");
+    let r = w
+        .api(
+            &browser,
+            post,
+            &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "CS-05 same-origin");
 }
 
 #[tokio::test]
@@ -279,30 +329,53 @@ async fn lg25_a_callback_from_another_browser_does_not_cancel_the_victims_login(
 }
 
 #[tokio::test]
-async fn lg26_the_pre_auth_cookie_is_cleared_once_no_login_is_pending() {
+async fn lg20_logins_started_in_parallel_tabs_all_complete() {
+    let w = world("").await;
+    let browser = Browser::new(&w.base);
+    // Five /auth/login answers at once, each setting its login's cookie.
+    let login = w.url("/auth/login");
+    let started = futures_util::future::join_all((0..5).map(|_| browser.get(&login, &[]))).await;
+    assert_eq!(browser.login_cookies(&w.base).len(), 5, "none overwrote another");
+    // Then the user signs in at the IdP in each tab, one after the other.
+    let mut callbacks = Vec::new();
+    for page in &started {
+        let authorize = page.headers["location"].to_str().unwrap().to_owned();
+        let (_, visited) = browser
+            .navigate_until(&authorize, "alice", Some(&w.url("/auth/callback")))
+            .await;
+        callbacks.push(visited.last().unwrap().clone());
+    }
+    for callback in &callbacks {
+        assert_eq!(browser.get(callback, &[]).await.status, 302, "{callback}");
+    }
+    assert!(browser.login_cookies(&w.base).is_empty());
+}
+
+#[tokio::test]
+async fn lg26_a_logins_pre_auth_cookie_is_cleared_once_it_is_used() {
     let w = world("").await;
     let browser = Browser::new(&w.base);
     let first = w.callback_url(&browser, "alice").await;
     let second = w.callback_url(&browser, "alice").await;
-    let page = browser.get(&first, &[]).await;
-    assert_eq!(page.status, 302);
-    assert!(!page.clears_a_cookie(), "another login is still pending");
-    assert!(browser.cookie(&w.base, "cloakroom-login").is_some());
-    let page = browser.get(&second, &[]).await;
-    assert_eq!(page.status, 302);
-    assert!(page.clears_a_cookie(), "no login left");
-    assert!(browser.cookie(&w.base, "cloakroom-login").is_none());
-    // A failed callback keeps the logins still pending...
+    let both = browser.login_cookies(&w.base);
+    assert_eq!(both.len(), 2);
+    assert_eq!(browser.get(&first, &[]).await.status, 302);
+    let left = browser.login_cookies(&w.base);
+    assert_eq!(left.len(), 1, "the other login is still pending");
+    assert!(both.contains(&left[0]));
+    assert_eq!(browser.get(&second, &[]).await.status, 302);
+    assert!(browser.login_cookies(&w.base).is_empty(), "no login left");
+    // A callback with another state takes nothing from the real login...
     let third = w.callback_url(&browser, "alice").await;
     let page = browser.get(&third.replace("state=", "state=x"), &[]).await;
     assert_eq!(page.status, 400);
-    assert!(!page.clears_a_cookie(), "the real login is still pending");
-    // ...and clears the cookie when they are all long past their timeout.
+    assert_eq!(browser.login_cookies(&w.base).len(), 1);
+    // ...and a login long past its timeout is refused and cleared.
     w.clock.advance(std::time::Duration::from_secs(16 * 60));
     let page = browser.get(&third, &[]).await;
     assert_eq!(page.status, 400);
     assert!(page.clears_a_cookie());
-    assert!(browser.cookie(&w.base, "cloakroom-login").is_none());
+    assert!(browser.login_cookies(&w.base).is_empty());
 }
 
 #[tokio::test]
@@ -310,10 +383,10 @@ async fn lg03_a_callback_replayed_with_a_copy_of_the_old_pre_auth_cookie_is_refu
     let w = world("").await;
     let browser = Browser::new(&w.base);
     let callback = w.callback_url(&browser, "alice").await;
-    let copy = browser.cookie(&w.base, "cloakroom-login").unwrap();
+    let (name, copy) = browser.login_cookies(&w.base).remove(0);
     assert_eq!(browser.get(&callback, &[]).await.status, 302);
     let replayer = Browser::new(&w.base);
-    replayer.set_cookie(&w.base, "cloakroom-login", &copy);
+    replayer.set_cookie(&w.base, &name, &copy);
     let page = replayer.get(&callback, &[]).await;
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(page.body.contains("login_failed"));
@@ -493,7 +566,7 @@ async fn lg06_every_authorization_request_has_fresh_pkce_state_and_nonce() {
             assert!(seen.insert(q[name].clone()), "{name} repeated");
         }
     }
-    assert!(browser.cookie(&w.base, "cloakroom-login").is_some());
+    assert_eq!(browser.login_cookies(&w.base).len(), MAX_PENDING);
 }
 
 #[tokio::test]

@@ -749,7 +749,7 @@ async fn px27_idle_sockets_from_one_address_neither_starve_others_nor_stay_open(
     // Fewer slots in all than the flood below: without a cap per address,
     // the flood would take every one.
     let yaml = config(&[("/", &up.url(), "")])
-        + "limits: {max_connections: 16, max_connections_per_ip: 4, first_bytes_timeout: 1s, idle_timeout: 1s}\n";
+        + "limits: {max_connections: 16, max_connections_per_ip: 4, first_bytes_timeout: 3s, idle_timeout: 1s}\n";
     let app = App::start(&yaml).await;
     let prefaces: [&[u8]; 3] = [b"", b"P", b"PRI * HTTP/2.0\r\n"];
     let mut flood = Vec::new();
@@ -774,6 +774,18 @@ async fn px27_idle_sockets_from_one_address_neither_starve_others_nor_stay_open(
         .unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Served while the flood still held its sockets, not after their
+    // first-bytes timeout had freed the slots.
+    let mut still_open = 0;
+    for socket in &mut flood {
+        let mut buf = [0u8; 1];
+        let quiet = tokio::time::timeout(Duration::from_millis(1), socket.read(&mut buf)).await;
+        still_open += usize::from(quiet.is_err());
+    }
+    assert_eq!(
+        still_open, 4,
+        "the flood's sockets within its cap were still open"
+    );
 
     // The server closes every flood socket: those over the cap at once, the
     // rest at the first-bytes timeout.
@@ -798,6 +810,40 @@ async fn px27_idle_sockets_from_one_address_neither_starve_others_nor_stay_open(
         .expect("idle HTTP/2 connection closed by the server")
         .ok();
     assert_eq!(client().get(app.url("/h")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn px27_open_websocket_tunnels_count_against_their_address_cap() {
+    let up = Upstream::start().await;
+    let yaml = config(&[("/live", &up.url(), ", websocket: true, strip_prefix: true")])
+        + "limits: {max_connections_per_ip: 2}\n";
+    let app = App::start(&yaml).await;
+    let url = format!("ws://{}/live/ws", app.addr);
+    let (first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut second, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // Both tunnels are open: a third connection from the address is refused.
+    let refused = support::raw(app.addr, b"GET /live/x HTTP/1.1\r\nHost: x\r\n\r\n", BOUND).await;
+    assert_eq!(refused, "", "closed at accept");
+    second.close(None).await.unwrap();
+    drop(second);
+    // Its place comes back once the tunnel has closed.
+    tokio::time::timeout(BOUND, async {
+        loop {
+            let answer = support::raw(
+                app.addr,
+                b"GET /live/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                BOUND,
+            )
+            .await;
+            if answer.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a place under the cap again");
+    drop(first);
 }
 
 #[tokio::test]

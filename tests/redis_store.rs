@@ -452,7 +452,7 @@ async fn rd03_rd12_redis_down_at_login_or_callback_is_503_and_the_retry_works() 
     // Whether the login was already completed cannot be checked: fail
     // closed, no partial session, and the pre-auth cookie is kept.
     let callback = w.callback_url(&browser, "alice").await;
-    let pre_auth = browser.cookie(&w.base, "cloakroom-login");
+    let pre_auth = browser.login_cookies(&w.base);
     redis.stop();
     let page = browser.get(&callback, &[]).await;
     assert_eq!(page.status, 503, "{}", page.body);
@@ -460,7 +460,7 @@ async fn rd03_rd12_redis_down_at_login_or_callback_is_503_and_the_retry_works() 
         browser.cookie(&w.base, "cloakroom").is_none(),
         "no session cookie"
     );
-    assert_eq!(browser.cookie(&w.base, "cloakroom-login"), pre_auth);
+    assert_eq!(browser.login_cookies(&w.base), pre_auth);
     redis.resume();
     // The code was never exchanged: the same callback completes the login.
     let page = browser.get(&callback, &[]).await;
@@ -485,14 +485,54 @@ async fn rd08_a_full_noeviction_redis_refuses_writes_with_503_and_logs_nobody_ou
     redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
     let page = newcomer.get(&callback, &[]).await;
-    assert_eq!(page.status, 503, "a new session cannot be stored: {}", page.body);
+    assert_eq!(page.status, 503, "a new login cannot be claimed: {}", page.body);
     assert!(page.body.contains("session_store_unavailable"));
     assert!(newcomer.cookie(&w.base, "cloakroom").is_none());
     // Reads still work: the existing session is served.
     assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
     redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
-    let (_, page) = w.login("bob").await;
-    assert_eq!(page.status, 200, "{}", page.body);
+    // The code was not exchanged: the same callback completes the login.
+    assert_eq!(newcomer.get(&callback, &[]).await.status, 302);
+    assert_eq!(w.api(&newcomer, reqwest::Method::GET, &csrf).await.status, 200);
+}
+
+#[tokio::test]
+async fn lg24_anonymous_logins_store_nothing() {
+    let redis = RedisServer::start();
+    let w = world(&redis_world_yaml(&redis)).await;
+    let (browser, _) = w.login("alice").await;
+    let keys = || redis.cli(&["DBSIZE"]).trim().to_owned();
+    let before = keys();
+    let long = format!("/auth/login?return_to=/{}", "r".repeat(1000));
+    for _ in 0..300 {
+        // A fresh client each time, as a flood would come.
+        let page = support::idp::Browser::new(&w.base).get(&w.url(&long), &[]).await;
+        assert_eq!(page.status, 302);
+    }
+    assert_eq!(keys(), before, "no key for any of the 300 logins");
+    // Junk callbacks with a real pending login claim nothing either.
+    let victimless = support::idp::Browser::new(&w.base);
+    let callback = w.callback_url(&victimless, "bob").await;
+    let junk = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = junk
+        .query_pairs()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                if k == "code" { "junk".into() } else { v.to_string() },
+            )
+        })
+        .collect();
+    let mut junk = junk.clone();
+    junk.query_pairs_mut().clear().extend_pairs(&pairs);
+    assert_eq!(victimless.get(junk.as_str(), &[]).await.status, 400);
+    assert_eq!(keys(), before, "a failed exchange leaves no claim");
+    assert_eq!(
+        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]

@@ -612,8 +612,8 @@ async fn rf22_a_steady_50_calls_per_second_refresh_once_per_token_not_once_per_c
         tokens.len() - 1,
         "each grant's token was used, and no token was refreshed twice"
     );
-    // 5 s tokens are renewed half-way through their life (whole seconds:
-    // 2 to 3 s after they arrive): one grant per token, not one per call.
+    // 5 s tokens are renewed half-way through their life, 2.5 s after they
+    // arrive: one grant per token, not one per call.
     let most = run_for.as_secs() / 2 + 1;
     assert!(
         (run_for.as_secs() / 5..=most).contains(&grants),

@@ -11,7 +11,7 @@ use http::request::Parts;
 use http::{header, Response, StatusCode};
 use sha2::Digest;
 
-use super::pending::{Pending, LATE_GRACE};
+use super::pending::{self, LATE_GRACE};
 use super::{page, redirect, session, Auth};
 use crate::body::Body;
 use crate::error::Code;
@@ -22,33 +22,32 @@ use crate::session::StoreError;
 /// Parameters that must not appear twice (T18, LG-10).
 const SINGLE: &[&str] = &["code", "state", "iss", "error", "error_description"];
 
-/// Finishes the login, and hands the browser its pre-auth cookie back
-/// without this login: cleared when no other login is pending (LG-26).
-/// A 503 leaves the cookie as it was, so the same callback can be retried.
+/// Finishes the login. Once this browser's login for the state is found,
+/// its pre-auth cookie is cleared with the answer (LG-26), except on a 503:
+/// then the same callback can be retried as it is.
 pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<Body> {
-    let mut pending = Pending::from_request(auth, &request.headers);
-    let had_cookie = crate::cookie::CookieNames::find(&request.headers, &auth.names.login).is_some();
-    let mut response = complete(auth, request, request_id, &mut pending).await;
-    if response.status() != StatusCode::SERVICE_UNAVAILABLE && (had_cookie || !pending.is_empty()) {
+    let (mut response, used) = complete(auth, request, request_id).await;
+    if let (Some(state), false) = (used, response.status() == StatusCode::SERVICE_UNAVAILABLE) {
         response
             .headers_mut()
-            .append(header::SET_COOKIE, pending.set_cookie(auth));
+            .append(header::SET_COOKIE, pending::forget(auth, &state));
     }
     response
 }
 
-/// The store key recording that the login for `state` completed: the
-/// callback is single use even for someone replaying it with a copy of
-/// the old pre-auth cookie (LG-03). Written only by completed logins, so
-/// anonymous traffic cannot grow it.
-fn completed_key(state: &str) -> String {
+/// The store key that claims the callback for `state`: it is single use,
+/// even for two callbacks at once or a replay with a copy of the old
+/// pre-auth cookie (LG-03). Held only while the code is exchanged, and kept
+/// only by completed logins, so anonymous traffic cannot grow it (LG-24).
+fn claim_key(state: &str) -> String {
     format!(
-        "cloakroom:{{{}}}:login",
+        "cloakroom:{{{}}}:done",
         hex(&sha2::Sha256::digest(state.as_bytes())[..16])
     )
 }
 
-async fn complete(auth: &Auth, request: &Parts, request_id: &str, pending: &mut Pending) -> Response<Body> {
+/// The answer, and the state of this browser's login it used, if any.
+async fn complete(auth: &Auth, request: &Parts, request_id: &str) -> (Response<Body>, Option<String>) {
     let fail = |status, code, why: &str| {
         tracing::warn!(request_id, reason = why, code = ?code, "login failed");
         page::error(status, code, request_id)
@@ -57,45 +56,55 @@ async fn complete(auth: &Auth, request: &Parts, request_id: &str, pending: &mut 
     let mut params: HashMap<String, String> = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         if params.insert(k.to_string(), v.to_string()).is_some() && SINGLE.contains(&k.as_ref()) {
-            return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "duplicated parameter");
+            return (
+                fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "duplicated parameter"),
+                None,
+            );
         }
     }
     let Some(state) = params.get("state") else {
-        return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "no state");
+        return (fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "no state"), None);
     };
     // Only the browser that started this login holds its transaction: a
     // state used anywhere else finds nothing, and takes nothing (LG-25).
-    let Some(transaction) = pending.take(state) else {
-        return fail(
+    let Some(transaction) = pending::find(auth, &request.headers, state) else {
+        let unknown = fail(
             StatusCode::BAD_REQUEST,
             Code::LoginFailed,
             "state unknown to this browser",
         );
+        return (unknown, None);
     };
-    if auth.clock.now() > transaction.created_at + auth.config.session.login_timeout.as_secs() {
+    let response = use_login(auth, request, request_id, &params, state, &transaction).await;
+    (response, Some(state.clone()))
+}
+
+/// Checks the IdP's answer for this browser's login, claims it and
+/// exchanges its code.
+async fn use_login(
+    auth: &Auth,
+    request: &Parts,
+    request_id: &str,
+    params: &HashMap<String, String>,
+    state: &str,
+    transaction: &pending::Transaction,
+) -> Response<Body> {
+    let fail = |status, code, why: &str| {
+        tracing::warn!(request_id, reason = why, code = ?code, "login failed");
+        page::error(status, code, request_id)
+    };
+    let store_down = |e: &dyn std::fmt::Display| {
+        tracing::warn!(request_id, error = %e, "login failed: session store unavailable");
+        page::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::SessionStoreUnavailable,
+            request_id,
+        )
+    };
+    let timeout = auth.config.session.login_timeout.as_millis() as u64;
+    if auth.clock.now_ms() > transaction.started_ms.saturating_add(timeout) {
         return fail(StatusCode::BAD_REQUEST, Code::LoginExpired, "transaction expired");
     }
-    // A replay with a copy of the old pre-auth cookie. Failing closed: if
-    // the store cannot say, nothing is exchanged (RD-12).
-    match auth.store.get(&completed_key(state)).await {
-        Ok(None) => {}
-        Ok(Some(_)) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                Code::LoginFailed,
-                "login already completed",
-            );
-        }
-        Err(e) => {
-            tracing::warn!(request_id, error = %e, "login failed: store unavailable");
-            return page::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Code::SessionStoreUnavailable,
-                request_id,
-            );
-        }
-    }
-
     let metadata = match auth.idp.metadata().await {
         Ok(m) => m,
         Err(_) => {
@@ -125,6 +134,43 @@ async fn complete(auth: &Auth, request: &Parts, request_id: &str, pending: &mut 
         return fail(StatusCode::BAD_REQUEST, Code::LoginFailed, "no code");
     };
 
+    // Claimed before the code is exchanged, in one atomic step: of two
+    // callbacks at once, one exchanges and the other is refused. Failing
+    // closed: if the store cannot say, nothing is exchanged (RD-12).
+    let claim = claim_key(state);
+    let ttl = auth.config.session.login_timeout + LATE_GRACE;
+    match auth.store.put(&claim, Default::default(), 0, ttl).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                Code::LoginFailed,
+                "login already completed",
+            );
+        }
+        Err(StoreError::Unavailable(e)) => return store_down(&e),
+    }
+    let response = exchange(auth, request, request_id, code, transaction).await;
+    if response.status() != StatusCode::FOUND {
+        // Not completed: nothing of this attempt stays in the store, and a
+        // retry after a 503 can claim it again.
+        let _ = auth.store.delete(&claim).await;
+    }
+    response
+}
+
+/// Exchanges the code, checks the ID token and starts the session.
+async fn exchange(
+    auth: &Auth,
+    request: &Parts,
+    request_id: &str,
+    code: &str,
+    transaction: &pending::Transaction,
+) -> Response<Body> {
+    let fail = |status, code, why: &str| {
+        tracing::warn!(request_id, reason = why, code = ?code, "login failed");
+        page::error(status, code, request_id)
+    };
     let tokens = match auth
         .idp
         .exchange_code(code, &transaction.verifier(), &auth.redirect_uri())
@@ -176,31 +222,6 @@ async fn complete(auth: &Auth, request: &Parts, request_id: &str, pending: &mut 
         }
     };
 
-    // Single use: a second callback for this state finds it completed.
-    let ttl = auth.config.session.login_timeout + LATE_GRACE;
-    match auth
-        .store
-        .put(&completed_key(state), Default::default(), 0, ttl)
-        .await
-    {
-        Ok(_) => {}
-        Err(StoreError::Conflict) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                Code::LoginFailed,
-                "login already completed",
-            );
-        }
-        Err(StoreError::Unavailable(e)) => {
-            tracing::warn!(request_id, error = %e, "session not stored");
-            return page::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Code::SessionStoreUnavailable,
-                request_id,
-            );
-        }
-    }
-
     // A session the browser brought along is ended, never promoted (CK-11).
     if let Ok(old) = session::load(auth, &request.headers).await {
         let _ = auth.store.delete(&old.key).await;
@@ -208,7 +229,7 @@ async fn complete(auth: &Auth, request: &Parts, request_id: &str, pending: &mut 
     let cookie = match session::create(auth, tokens, claims).await {
         Ok(c) => c,
         Err(StoreError::Unavailable(e)) => {
-            tracing::warn!(request_id, error = %e, "session not stored");
+            tracing::warn!(request_id, error = %e, "login failed: session not stored");
             return page::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Code::SessionStoreUnavailable,

@@ -1,14 +1,14 @@
 //! `GET /auth/login`: start an authorization code flow.
 //!
 //! PKCE S256 with a 256-bit verifier, 256-bit `state` and `nonce`. The
-//! transaction joins this browser's pending logins in its pre-auth cookie
-//! ([`super::pending`]): nothing is stored server-side, so any number of
-//! anonymous calls leaves the server's state as it was (LG-24).
+//! transaction rides in a pre-auth cookie of its own ([`super::pending`]):
+//! nothing is stored server-side, so any number of anonymous calls leaves
+//! the server's state as it was (LG-24).
 
 use http::request::Parts;
 use http::{header, Response, StatusCode};
 
-use super::pending::{Pending, Transaction};
+use super::pending::{self, Transaction};
 use super::{page, redirect, return_to, Auth};
 use crate::body::Body;
 use crate::error::{BoxError, Code};
@@ -33,7 +33,7 @@ pub async fn start(auth: &Auth, request: &Parts, request_id: &str) -> Result<Res
         .map(|(_, v)| v);
     let return_to = return_to::sanitize(requested.as_deref());
 
-    let (transaction, state) = Transaction::start(return_to, auth.clock.now());
+    let (transaction, state) = Transaction::start(return_to, auth.clock.now_ms());
     let oidc = &auth.idp.config;
     let mut url = metadata.authorization_endpoint.clone();
     url.query_pairs_mut()
@@ -45,11 +45,9 @@ pub async fn start(auth: &Auth, request: &Parts, request_id: &str) -> Result<Res
         .append_pair("nonce", &transaction.nonce())
         .append_pair("code_challenge", &transaction.challenge())
         .append_pair("code_challenge_method", "S256");
-    let mut pending = Pending::from_request(auth, &request.headers);
-    pending.push(transaction);
     let mut response = redirect(url.as_str());
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, pending.set_cookie(auth));
+    for cookie in pending::keep(auth, &request.headers, &state, &transaction) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     Ok(response)
 }

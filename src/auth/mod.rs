@@ -53,7 +53,7 @@ impl Auth {
             return Ok(None);
         };
         let ring = KeyRing::new(&config.cookie.keys).ok_or("cookie.keys is empty")?;
-        let idp = Idp::new(oidc)?;
+        let idp = Idp::new(oidc, clock.clone())?;
         Ok(Some(Arc::new(Self {
             names: CookieNames::new(&config),
             csrf: csrf::Csrf::new(&config),

@@ -1,18 +1,20 @@
-//! Logins in progress, kept by the browser that started them.
+//! Logins in progress, each kept by the browser that started it.
 //!
 //! A login transaction (PKCE verifier, nonce, `return_to`, start time) is
 //! not stored server-side: anyone may call `/auth/login`, so stored
 //! transactions would let anonymous traffic fill memory or Redis (LG-24).
-//! Instead a browser's pending logins ride in its pre-auth cookie, sealed
-//! with AES-256-GCM under the login key purpose (HttpOnly, `SameSite=Lax`,
-//! short-lived). Only the browser that started a login holds its
-//! transaction, so a `state` seen elsewhere can neither finish nor cancel it
-//! (T14, LG-25); the callback takes its entry out, and the cookie is
-//! cleared once none is left (LG-26).
+//! Instead each login rides in a pre-auth cookie of its own, named after its
+//! `state` (`cloakroom-login-1a2b3c4d`), sealed with AES-256-GCM under the
+//! login key purpose with the cookie's name as associated data (HttpOnly,
+//! `SameSite=Lax`, short-lived). Only the browser that started a login holds
+//! its transaction, so a `state` seen elsewhere can neither finish nor cancel
+//! it (T14, LG-25); logins started in parallel tabs never overwrite each
+//! other; the callback clears its login's cookie (LG-26).
 //!
-//! Bounds: at most [`MAX_PENDING`] logins per browser, newest kept (LG-20),
-//! and the sealed cookie stays under 4 KiB: older entries give way when
-//! long `return_to` values would not fit.
+//! Bounds (T10, LG-20): a new login clears the cookies of older ones beyond
+//! [`MAX_PENDING`], or beyond [`BUDGET`] bytes of cookies together, so the
+//! `Cookie` header stays small. Logins started at the same instant cannot see
+//! each other; the next one trims them.
 
 use std::time::Duration;
 
@@ -28,14 +30,15 @@ use crate::random;
 
 /// Logins one browser may have in flight at once (tabs).
 pub const MAX_PENDING: usize = 8;
-/// Plaintext bytes of all entries: sealed and base64url-encoded, with the
-/// cookie's name, this stays below the 4096 bytes browsers keep.
-const BUDGET: usize = 2_600;
+/// Bytes of pending-login cookies (names and values) one browser keeps:
+/// with a session cookie beside them, the `Cookie` header stays far below
+/// the limits of servers and proxies on the way.
+pub const BUDGET: usize = 3_600;
 /// A callback this long after its login's timeout is still told
 /// "expired" rather than "unknown".
 pub const LATE_GRACE: Duration = Duration::from_secs(300);
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 const STATE_HASH_LEN: usize = 16;
 const SECRET_LEN: usize = 32;
 /// State hash, verifier, nonce, start time, `return_to` length.
@@ -47,27 +50,23 @@ pub struct Transaction {
     state_hash: [u8; STATE_HASH_LEN],
     verifier: [u8; SECRET_LEN],
     nonce: [u8; SECRET_LEN],
-    pub created_at: u64,
+    /// When the login started, milliseconds since the epoch: logins a tab
+    /// starts in the same second are still told apart by age.
+    pub started_ms: u64,
     pub return_to: String,
-}
-
-/// The logins in progress in one browser, newest last.
-#[derive(Default)]
-pub struct Pending {
-    logins: Vec<Transaction>,
 }
 
 // === impl Transaction ===
 
 impl Transaction {
     /// A new login returning to `return_to`; also returns its `state`.
-    pub fn start(return_to: String, now: u64) -> (Self, String) {
+    pub fn start(return_to: String, now_ms: u64) -> (Self, String) {
         let state = URL_SAFE_NO_PAD.encode(random::bytes::<SECRET_LEN>());
         let transaction = Self {
             state_hash: state_hash(&state),
             verifier: random::bytes(),
             nonce: random::bytes(),
-            created_at: now,
+            started_ms: now_ms,
             return_to,
         };
         (transaction, state)
@@ -92,14 +91,18 @@ impl Transaction {
         FIXED_LEN + self.return_to.len()
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
+    /// The sealed cookie's plaintext: a format byte, then the fields.
+    fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(1 + self.encoded_len()));
+        out.push(FORMAT);
         out.extend_from_slice(&self.state_hash);
         out.extend_from_slice(&self.verifier);
         out.extend_from_slice(&self.nonce);
-        out.extend_from_slice(&self.created_at.to_be_bytes());
+        out.extend_from_slice(&self.started_ms.to_be_bytes());
         // `return_to` is at most 1 KiB (return_to::MAX_LEN).
         out.extend_from_slice(&(self.return_to.len() as u16).to_be_bytes());
         out.extend_from_slice(self.return_to.as_bytes());
+        out
     }
 
     fn decode(input: &mut &[u8]) -> Option<Self> {
@@ -107,7 +110,7 @@ impl Transaction {
             state_hash: take(input)?,
             verifier: take(input)?,
             nonce: take(input)?,
-            created_at: u64::from_be_bytes(take(input)?),
+            started_ms: u64::from_be_bytes(take(input)?),
             return_to: String::new(),
         };
         let len = usize::from(u16::from_be_bytes(take(input)?));
@@ -134,93 +137,92 @@ fn state_hash(state: &str) -> [u8; STATE_HASH_LEN] {
     out
 }
 
-// === impl Pending ===
+// === pending logins ===
 
-impl Pending {
-    /// This request's pending logins: none if its pre-auth cookie is absent,
-    /// does not open, or was sealed with a retired key. Logins past their
-    /// timeout and the grace after it are dropped.
-    pub fn from_request(auth: &Auth, headers: &HeaderMap) -> Self {
-        let Some(value) = CookieNames::find(headers, &auth.names.login) else {
-            return Self::default();
-        };
-        let Ok(opened) = auth.ring.unseal(Purpose::Login, &auth.names.login, value) else {
-            return Self::default();
-        };
-        let mut pending = Self::decode(&opened.plaintext).unwrap_or_default();
-        let oldest = auth
-            .clock
-            .now()
-            .saturating_sub((auth.config.session.login_timeout + LATE_GRACE).as_secs());
-        pending.logins.retain(|t| t.created_at >= oldest);
-        pending
-    }
-
-    /// Adds a login, making room by dropping the oldest.
-    pub fn push(&mut self, transaction: Transaction) {
-        self.logins.push(transaction);
-        let mut used = 0;
-        let keep = self
-            .logins
-            .iter()
-            .rev()
-            .take(MAX_PENDING)
-            .take_while(|t| {
-                used += t.encoded_len();
-                used <= BUDGET
-            })
-            .count();
-        let excess = self.logins.len() - keep;
-        self.logins.drain(..excess);
-    }
-
-    /// Takes out the login that `state` belongs to, if this browser has it.
-    pub fn take(&mut self, state: &str) -> Option<Transaction> {
-        let hash = state_hash(state);
-        let at = self.logins.iter().position(|t| t.state_hash == hash)?;
-        Some(self.logins.remove(at))
-    }
-
-    pub fn len(&self) -> usize {
-        self.logins.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.logins.is_empty()
-    }
-
-    /// The `Set-Cookie` that stores these logins, or clears the cookie when
-    /// there are none left.
-    pub fn set_cookie(&self, auth: &Auth) -> HeaderValue {
-        if self.logins.is_empty() {
-            return auth.names.clear_login();
+/// The `Set-Cookie`s that keep `transaction` for `state` in this browser,
+/// and clear the cookies of the logins it displaces: the oldest beyond
+/// [`MAX_PENDING`] or [`BUDGET`], and any that no longer open or have
+/// expired.
+pub fn keep(auth: &Auth, headers: &HeaderMap, state: &str, transaction: &Transaction) -> Vec<HeaderValue> {
+    let name = cookie_name(auth, state);
+    let value = auth.ring.seal(Purpose::Login, &name, &transaction.encode());
+    let mut out = vec![auth.names.set_login(&name, &value, lifetime(auth))];
+    let oldest = oldest_allowed(auth);
+    let mut live = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (other, value) in login_cookies(auth, headers) {
+        if other == name || !seen.insert(other) {
+            continue;
         }
-        let sealed = auth.ring.seal(Purpose::Login, &auth.names.login, &self.encode());
-        auth.names
-            .set_login(&sealed, auth.config.session.login_timeout + LATE_GRACE)
-    }
-
-    fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        let len = 2 + self.logins.iter().map(Transaction::encoded_len).sum::<usize>();
-        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(len));
-        out.push(FORMAT);
-        out.push(self.logins.len() as u8);
-        for login in &self.logins {
-            login.encode(&mut out);
+        match open(auth, other, value) {
+            Some(t) if t.started_ms >= oldest => live.push((t.started_ms, other, other.len() + value.len())),
+            _ => out.push(auth.names.clear_login(other)),
         }
-        out
     }
-
-    fn decode(mut input: &[u8]) -> Option<Self> {
-        let [format, count] = take(&mut input)?;
-        if format != FORMAT || usize::from(count) > MAX_PENDING {
-            return None;
+    // Newest first: they are the ones a user is still looking at.
+    live.sort_by_key(|l| std::cmp::Reverse(l.0));
+    let mut used = name.len() + value.len();
+    let mut kept = 1;
+    for (_, other, size) in live {
+        if kept < MAX_PENDING && used + size <= BUDGET {
+            kept += 1;
+            used += size;
+        } else {
+            out.push(auth.names.clear_login(other));
         }
-        let logins = (0..count)
-            .map(|_| Transaction::decode(&mut input))
-            .collect::<Option<Vec<_>>>()?;
-        input.is_empty().then_some(Self { logins })
     }
+    out
+}
+
+/// The login that `state` belongs to, if this browser started it. Its age
+/// is the caller's to judge.
+pub fn find(auth: &Auth, headers: &HeaderMap, state: &str) -> Option<Transaction> {
+    let name = cookie_name(auth, state);
+    let value = CookieNames::find(headers, &name)?;
+    let transaction = open(auth, &name, value)?;
+    (transaction.state_hash == state_hash(state)).then_some(transaction)
+}
+
+/// The `Set-Cookie` that clears the cookie of the login for `state`.
+pub fn forget(auth: &Auth, state: &str) -> HeaderValue {
+    auth.names.clear_login(&cookie_name(auth, state))
+}
+
+/// One login's cookie name: the pre-auth cookie's, and 32 bits of its
+/// state's hash, enough to tell a browser's few logins apart.
+fn cookie_name(auth: &Auth, state: &str) -> String {
+    format!("{}-{}", auth.names.login, random::hex(&state_hash(state)[..4]))
+}
+
+/// The request's pending-login cookies, as (name, value).
+fn login_cookies<'a>(auth: &'a Auth, headers: &'a HeaderMap) -> impl Iterator<Item = (&'a str, &'a str)> {
+    let prefix = auth.names.login.len();
+    CookieNames::pairs(headers).filter(move |(name, _)| {
+        name.len() == prefix + 9
+            && name.starts_with(auth.names.login.as_str())
+            && name.as_bytes()[prefix] == b'-'
+    })
+}
+
+fn open(auth: &Auth, name: &str, value: &str) -> Option<Transaction> {
+    let opened = auth.ring.unseal(Purpose::Login, name, value).ok()?;
+    let mut input: &[u8] = &opened.plaintext;
+    let [format] = take(&mut input)?;
+    let transaction = Transaction::decode(&mut input)?;
+    (format == FORMAT && input.is_empty()).then_some(transaction)
+}
+
+/// How long a login's cookie lives: its timeout, and the grace to say
+/// "expired" after it.
+fn lifetime(auth: &Auth) -> Duration {
+    auth.config.session.login_timeout + LATE_GRACE
+}
+
+/// The oldest start, in milliseconds, of a login still worth keeping.
+fn oldest_allowed(auth: &Auth) -> u64 {
+    auth.clock
+        .now_ms()
+        .saturating_sub(lifetime(auth).as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -228,26 +230,23 @@ mod tests {
     use super::*;
 
     fn login(return_to: &str) -> (Transaction, String) {
-        Transaction::start(return_to.to_owned(), 1_000)
+        Transaction::start(return_to.to_owned(), 1_000_000)
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Transaction> {
+        let mut input = bytes.get(1..)?;
+        let t = Transaction::decode(&mut input)?;
+        input.is_empty().then_some(t)
     }
 
     #[test]
-    fn pending_logins_round_trip_and_are_found_by_state_only() {
-        let mut pending = Pending::default();
-        let (first, first_state) = login("/a?b=c");
-        let (first_verifier, first_nonce) = (first.verifier(), first.nonce());
-        pending.push(first);
-        let (second, second_state) = login("/");
-        pending.push(second);
-        let mut back = Pending::decode(&pending.encode()).unwrap();
-        assert_eq!(back.len(), 2);
-        assert!(back.take("not-a-state").is_none());
-        let found = back.take(&first_state).unwrap();
-        assert_eq!(found.return_to, "/a?b=c");
-        assert_eq!((found.verifier(), found.nonce()), (first_verifier, first_nonce));
-        assert!(back.take(&first_state).is_none(), "taken once");
-        assert!(back.take(&second_state).is_some());
-        assert!(back.is_empty());
+    fn a_transaction_round_trips_and_matches_its_state_only() {
+        let (t, state) = login("/a?b=c");
+        let back = decode(&t.encode()).unwrap();
+        assert_eq!(back.return_to, "/a?b=c");
+        assert_eq!((back.verifier(), back.nonce()), (t.verifier(), t.nonce()));
+        assert_eq!(back.state_hash, state_hash(&state));
+        assert_ne!(back.state_hash, state_hash("another state"));
     }
 
     #[test]
@@ -262,40 +261,23 @@ mod tests {
     }
 
     #[test]
-    fn lg20_the_newest_logins_are_kept_within_count_and_size() {
-        let mut pending = Pending::default();
-        let mut states = Vec::new();
-        for _ in 0..20 {
-            let (t, state) = login("/orders/42");
-            pending.push(t);
-            states.push(state);
-        }
-        assert_eq!(pending.len(), MAX_PENDING);
-        for (i, state) in states.iter().enumerate().rev() {
-            assert_eq!(pending.take(state).is_some(), i >= 20 - MAX_PENDING, "login {i}");
-        }
-        // Long return_to values: fewer fit, the newest always does.
-        let long = format!("/{}", "x".repeat(1023));
-        for _ in 0..5 {
-            pending.push(login(&long).0);
-        }
-        assert!(pending.encode().len() <= BUDGET + 2);
-        assert_eq!(pending.len(), BUDGET / (FIXED_LEN + long.len()));
+    fn the_longest_login_fits_a_cookie_and_two_fit_the_budget() {
+        let (t, _) = login(&format!("/{}", "x".repeat(crate::auth::return_to::MAX_LEN - 1)));
+        let plaintext = t.encode().len();
+        // Sealed: version, key id (≤ 64), nonce, tag; then base64url.
+        let sealed = (plaintext + 2 + 64 + 12 + 16).div_ceil(3) * 4;
+        assert!(sealed + "__Host-cloakroom-login-01234567=".len() < 4096);
+        assert!(2 * sealed < BUDGET);
     }
 
     #[test]
-    fn malformed_plaintext_is_no_pending_login() {
-        let mut pending = Pending::default();
-        pending.push(login("/x").0);
-        let good = pending.encode();
+    fn malformed_plaintext_is_no_login() {
+        let good = login("/x").0.encode();
         for cut in 0..good.len() {
-            assert!(Pending::decode(&good[..cut]).is_none(), "cut at {cut}");
+            assert!(decode(&good[..cut]).is_none(), "cut at {cut}");
         }
         let mut extra = good.to_vec();
         extra.push(0);
-        assert!(Pending::decode(&extra).is_none());
-        let mut too_many = good.to_vec();
-        too_many[1] = MAX_PENDING as u8 + 1;
-        assert!(Pending::decode(&too_many).is_none());
+        assert!(decode(&extra).is_none());
     }
 }

@@ -40,9 +40,10 @@ impl CookieNames {
         self.build(&self.session, value, "Strict", None)
     }
 
-    /// The pre-auth cookie of one login, living no longer than its transaction.
-    pub fn set_login(&self, value: &str, max_age: Duration) -> HeaderValue {
-        self.build(&self.login, value, "Lax", Some(max_age))
+    /// The pre-auth cookie `name` (one login's, [`Self::login`] plus a
+    /// suffix), living no longer than its transaction.
+    pub fn set_login(&self, name: &str, value: &str, max_age: Duration) -> HeaderValue {
+        self.build(name, value, "Lax", Some(max_age))
     }
 
     /// Clears the session cookie with the attributes it was set with (CK-15).
@@ -50,8 +51,8 @@ impl CookieNames {
         self.build(&self.session, "", "Strict", Some(Duration::ZERO))
     }
 
-    pub fn clear_login(&self) -> HeaderValue {
-        self.build(&self.login, "", "Lax", Some(Duration::ZERO))
+    pub fn clear_login(&self, name: &str) -> HeaderValue {
+        self.build(name, "", "Lax", Some(Duration::ZERO))
     }
 
     fn build(&self, name: &str, value: &str, same_site: &str, max_age: Option<Duration>) -> HeaderValue {
@@ -69,14 +70,18 @@ impl CookieNames {
     /// The first value of cookie `name` in the request, never a merge of
     /// several (CK-04): a sibling domain may toss a second one in.
     pub fn find<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+        Self::pairs(headers).find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Every cookie of the request as (name, value), in order.
+    pub fn pairs(headers: &http::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(n, _)| n.trim() == name)
-            .map(|(_, v)| v.trim())
+            .map(|(n, v)| (n.trim(), v.trim()))
     }
 }
 
@@ -99,7 +104,7 @@ mod tests {
             "__Host-cloakroom=v; Path=/; HttpOnly; SameSite=Strict; Secure"
         );
         assert_eq!(
-            n.set_login("v", Duration::from_secs(600)),
+            n.set_login(&n.login, "v", Duration::from_secs(600)),
             "__Host-cloakroom-login=v; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=600"
         );
         assert_eq!(

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::clock::Clock;
 use crate::config::{OidcConfig, TokenEndpointAuth};
 use crate::secret::Secret;
 
@@ -85,6 +86,8 @@ fn jwt_exp(token: &str) -> Option<u64> {
 /// The provider, discovered once and shared by every worker.
 pub struct Idp {
     pub config: OidcConfig,
+    /// What ID-token `exp`, `iat` and `nbf` are judged by.
+    clock: Clock,
     client: reqwest::Client,
     discovered: RwLock<Option<(Arc<Metadata>, Arc<Jwks>)>>,
     discovering: tokio::sync::Mutex<()>,
@@ -94,9 +97,10 @@ pub struct Idp {
 // === impl Idp ===
 
 impl Idp {
-    pub fn new(config: OidcConfig) -> Result<Arc<Self>, reqwest::Error> {
+    pub fn new(config: OidcConfig, clock: Clock) -> Result<Arc<Self>, reqwest::Error> {
         Ok(Arc::new(Self {
             config,
+            clock,
             client: http::client()?,
             discovered: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
@@ -107,11 +111,6 @@ impl Idp {
     /// The configured issuer, as a string compared exactly.
     pub fn issuer(&self) -> &str {
         self.config.issuer.as_str().trim_end_matches('/')
-    }
-
-    /// Whether discovery has succeeded (readiness).
-    pub fn is_ready(&self) -> bool {
-        self.discovered.read().map(|d| d.is_some()).unwrap_or(false)
     }
 
     /// The latest discovery outcome and its cause, for `/readyz` (LG-27).
@@ -300,7 +299,7 @@ impl Idp {
             nonce,
             access_token,
             provider_algs: &metadata.id_token_signing_alg_values_supported,
-            now: crate::clock::now(),
+            now: self.clock.now(),
         };
         Ok(id_token::validate(token, &jwk, &expected)?)
     }
@@ -340,16 +339,19 @@ mod tests {
         }))
         .unwrap();
         let idp = |configured: Option<&str>| {
-            Idp::new(OidcConfig {
-                issuer: Url::parse("https://idp.example.com").unwrap(),
-                client_id: "spa".into(),
-                client_secret: Secret::new("s".into()),
-                token_endpoint_auth: TokenEndpointAuth::ClientSecretBasic,
-                scopes: vec!["openid".into()],
-                post_logout_redirect_uri: None,
-                id_token_hint: false,
-                revocation_endpoint: configured.map(|u| Url::parse(u).unwrap()),
-            })
+            Idp::new(
+                OidcConfig {
+                    issuer: Url::parse("https://idp.example.com").unwrap(),
+                    client_id: "spa".into(),
+                    client_secret: Secret::new("s".into()),
+                    token_endpoint_auth: TokenEndpointAuth::ClientSecretBasic,
+                    scopes: vec!["openid".into()],
+                    post_logout_redirect_uri: None,
+                    id_token_hint: false,
+                    revocation_endpoint: configured.map(|u| Url::parse(u).unwrap()),
+                },
+                Clock::system(),
+            )
             .unwrap()
         };
         let configured = idp(Some("https://idp.example.com/configured"));

@@ -97,7 +97,6 @@ impl Drop for Slot {
         let mut open = shared.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = open.get_mut(&key) {
             count.open = count.open.saturating_sub(1);
-            count.warned = false;
             if count.open == 0 {
                 // Forget the address: the map holds only addresses with open connections.
                 open.remove(&key);

@@ -7,8 +7,8 @@
 //! request. While the subscription is down, messages could be missed, so
 //! the cache is emptied and bypassed until it is back.
 //!
-//! Only session records (`…:s`) are cached; locks and login transactions
-//! always go to Redis. Values stay sealed in the cache, exactly as in Redis.
+//! Only session records (`…:s`) are cached; locks and completed-login
+//! claims always go to Redis. Values stay sealed in the cache, exactly as in Redis.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

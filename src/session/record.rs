@@ -59,7 +59,7 @@ impl Record {
     /// Records that the access token was obtained at `now_ms` and lives
     /// `lifetime` seconds.
     pub fn set_access_lifetime(&mut self, lifetime: u64, now_ms: u64) {
-        self.access_expires_at = now_ms / 1000 + lifetime;
+        self.access_expires_at = (now_ms / 1000).saturating_add(lifetime);
         self.access_issued_ms = Some(now_ms);
         self.access_lifetime = Some(lifetime);
     }

@@ -44,7 +44,6 @@ end
 return 0
 ";
 
-/// Read and delete in one step: a value is handed out at most once.
 /// A handle to Redis; clones share the multiplexed connections.
 #[derive(Clone)]
 pub struct RedisStore {

@@ -22,6 +22,7 @@ use crate::body::{self, Body};
 use crate::config::HeaderRule;
 use crate::error::{BoxError, ClientBodyError, Refusal, UpstreamError};
 use crate::routes::Route;
+use crate::server::ConnectionHold;
 
 use self::forwarded::Forwarded;
 use self::pool::Pool;
@@ -90,6 +91,8 @@ impl Upstream {
 
         let websocket = config.websocket && hygiene::is_websocket_upgrade(request.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+        // The tunnel keeps its connection's place under the connection caps.
+        let hold = request.extensions_mut().remove::<Arc<ConnectionHold>>();
 
         let (mut parts, body) = request.into_parts();
         let headers = &mut parts.headers;
@@ -136,7 +139,10 @@ impl Upstream {
             (client_upgrade, response.status())
         {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(bridge(client_upgrade, upstream_upgrade));
+            tokio::spawn(async move {
+                bridge(client_upgrade, upstream_upgrade).await;
+                drop(hold);
+            });
             let (mut parts, _) = response.into_parts();
             hygiene::strip_hop_by_hop(&mut parts.headers);
             parts

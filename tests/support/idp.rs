@@ -169,6 +169,20 @@ impl Browser {
             .and_then(|c| c.get(name).cloned())
     }
 
+    /// The pre-auth cookies of the logins in progress, as (name, value).
+    pub fn login_cookies(&self, url: &str) -> Vec<(String, String)> {
+        let jar = self.jar.lock().unwrap();
+        let mut found: Vec<(String, String)> = jar
+            .get(&Self::origin(url))
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| name.starts_with("cloakroom-login-"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        found.sort();
+        found
+    }
+
     pub fn set_cookie(&self, url: &str, name: &str, value: &str) {
         self.jar
             .lock()
