@@ -23,9 +23,10 @@ use crate::config::{Auth as AuthMode, Config, Limits, TokenKind, FORBIDDEN_METHO
 use crate::cookie::CookieNames;
 use crate::error::{self, BoxError, Code, Refusal};
 use crate::refresh::{self, RefreshError};
-use crate::routes::{normalize_path, Route, Router};
+use crate::routes::{normalize_path, Leaf, Route, Router};
 use crate::secret::Secret;
 use crate::session::SessionStore;
+use crate::static_files::Audience;
 use crate::upstream::forwarded::{self, Forwarded};
 use crate::upstream::{hygiene, Forward, Upstream};
 
@@ -53,7 +54,7 @@ impl App {
         store: Arc<dyn SessionStore>,
         auth: Option<Arc<Auth>>,
     ) -> Result<Self, BoxError> {
-        let router = Router::new(&config.routes)?;
+        let router = Router::new(&config.routes, config.is_https())?;
         let upstream = Upstream::new(&config.cookie.name)?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -193,6 +194,19 @@ impl App {
                 Err(e) => return Err(e),
             }
         }
+        // === static routes (issue 13): files from disk in place of an upstream ===
+        if let Leaf::Static(files) = &route.leaf {
+            let audience = match route.config.auth {
+                AuthMode::None => Audience::Anyone,
+                _ => Audience::SignedIn,
+            };
+            let mut response = files.serve(request, &path, audience).await?;
+            if let Some(cookie) = reseal {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            return Ok(response);
+        }
+        // === end static routes ===
         let host = request
             .headers()
             .get(header::HOST)

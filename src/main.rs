@@ -86,7 +86,7 @@ fn check(path: &Path) -> ExitCode {
         "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} methods",
         "path", "upstream", "auth", "token", "strip", "timeout", "max_body", "ws"
     );
-    let router = match cloakroom::routes::Router::new(&config.routes) {
+    let router = match cloakroom::routes::Router::new(&config.routes, config.is_https()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cloakroom: {e}");
@@ -101,7 +101,7 @@ fn check(path: &Path) -> ExitCode {
         println!(
             "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} {methods}",
             r.path,
-            r.upstream.as_str(),
+            target(r),
             format!("{:?}", r.auth).to_lowercase(),
             format!("{:?}", r.token).to_lowercase(),
             r.strip_prefix,
@@ -150,6 +150,14 @@ fn serve(path: &Path) -> ExitCode {
             }
         }
     })
+}
+
+/// The upstream URL, or `static:<dir>` for a route that serves files.
+fn target(route: &cloakroom::config::RouteConfig) -> String {
+    match &route.target {
+        cloakroom::config::Target::Upstream(url) => url.to_string(),
+        cloakroom::config::Target::Static(files) => format!("static:{}", files.dir.display()),
+    }
 }
 
 /// Resolves on SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).

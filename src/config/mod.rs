@@ -6,6 +6,7 @@
 
 pub mod env;
 pub mod node;
+pub mod statics;
 pub mod units;
 
 use std::collections::HashSet;
@@ -21,6 +22,7 @@ use url::Url;
 pub use self::env::{Env, MapEnv, ProcessEnv};
 use self::node::{from_text, Cursor, Each, Fields, FromNode};
 pub use self::node::{ConfigError, ConfigErrors};
+pub use self::statics::StaticConfig;
 use crate::routes::normalize_path;
 use crate::secret::Secret;
 
@@ -210,7 +212,8 @@ pub enum LogFormat {
 pub struct RouteConfig {
     /// Normalised path prefix, matched on segment boundaries.
     pub path: String,
-    pub upstream: Url,
+    /// Where the route's requests go: an upstream, or files from disk.
+    pub target: Target,
     pub auth: Auth,
     pub token: TokenKind,
     pub strip_prefix: bool,
@@ -221,6 +224,27 @@ pub struct RouteConfig {
     pub websocket: bool,
     /// Pages: a missing session redirects to login instead of answering 401.
     pub login_redirect: bool,
+    /// How reads prove they come from the SPA (issue 13).
+    pub csrf: CsrfMode,
+}
+
+/// What a route serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Proxy to this base URL.
+    Upstream(Url),
+    /// Serve files from a directory (`static:`).
+    Static(StaticConfig),
+}
+
+/// The CSRF proof a route asks of safe methods (`GET`, `HEAD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfMode {
+    /// `X-CSRF: 1`, which only script can add.
+    Header,
+    /// `X-CSRF: 1` or the browser's own `Sec-Fetch-Site: same-origin`, for
+    /// requests that cannot carry headers (`EventSource`, `<img>`, downloads).
+    FetchMetadata,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,6 +436,12 @@ from_text!(Auth, |text| match text {
     "optional" => Ok(Auth::Optional),
     "none" => Ok(Auth::None),
     _ => Err(format!("{text:?} is not one of required, optional, none")),
+});
+
+from_text!(CsrfMode, |text| match text {
+    "header" => Ok(CsrfMode::Header),
+    "fetch-metadata" => Ok(CsrfMode::FetchMetadata),
+    _ => Err(format!("{text:?} is not one of header, fetch-metadata")),
 });
 
 from_text!(TokenKind, |text| match text {
@@ -918,10 +948,20 @@ impl FromNode for RouteConfig {
             return Err(String::new());
         };
         let path = f.required::<RoutePath>("path", at).map(|p| p.0);
-        let upstream = f.required::<Upstream>("upstream", at).map(|u| u.0);
+        let is_static = f.has("static");
+        let target = if is_static {
+            if f.has("upstream") {
+                at.error_at("upstream", "set either upstream or static, not both");
+            }
+            f.optional::<StaticConfig>("static", at).map(Target::Static)
+        } else {
+            f.required::<Upstream>("upstream", at)
+                .map(|u| Target::Upstream(u.0))
+        };
         let auth = f.or("auth", Auth::Required, at);
         let default_token = match auth {
             Some(Auth::None) => TokenKind::None,
+            _ if is_static => TokenKind::None,
             _ => TokenKind::User,
         };
         let token = f.or("token", default_token, at);
@@ -931,6 +971,7 @@ impl FromNode for RouteConfig {
         let max_body = f.or("max_body", Bytes(Self::DEFAULT_MAX_BODY), at);
         let websocket = f.or("websocket", false, at);
         let login_redirect = f.or("login_redirect", false, at);
+        let csrf = f.or("csrf", CsrfMode::Header, at);
         f.finish(at);
 
         if auth == Some(Auth::None) && token == Some(TokenKind::User) {
@@ -942,6 +983,9 @@ impl FromNode for RouteConfig {
         if auth == Some(Auth::None) && login_redirect == Some(true) {
             at.error_at("login_redirect", "only meaningful with auth: required");
         }
+        if auth == Some(Auth::None) && csrf == Some(CsrfMode::FetchMetadata) {
+            at.error_at("csrf", "only meaningful on a route that reads the session");
+        }
         if methods.as_ref().is_some_and(Vec::is_empty) {
             at.error_at(
                 "methods",
@@ -951,9 +995,15 @@ impl FromNode for RouteConfig {
         if timeout == Some(Duration::ZERO) {
             at.error_at("timeout", "must be longer than 0s");
         }
+        let methods = if is_static {
+            check_static_route(auth, token, websocket, methods.as_deref(), at);
+            Some(vec![Method::GET, Method::HEAD])
+        } else {
+            methods
+        };
         Ok(RouteConfig {
             path: path.ok_or("")?,
-            upstream: upstream.ok_or("")?,
+            target: target.ok_or("")?,
             auth: auth.ok_or("")?,
             token: token.ok_or("")?,
             strip_prefix: strip_prefix.ok_or("")?,
@@ -962,7 +1012,41 @@ impl FromNode for RouteConfig {
             max_body: max_body.ok_or("")?.0,
             websocket: websocket.ok_or("")?,
             login_redirect: login_redirect.ok_or("")?,
+            csrf: csrf.ok_or("")?,
         })
+    }
+}
+
+/// Files are the same for everyone and only read: a static route either
+/// needs a session or not, sends no token, and answers GET and HEAD.
+fn check_static_route(
+    auth: Option<Auth>,
+    token: Option<TokenKind>,
+    websocket: Option<bool>,
+    methods: Option<&[Method]>,
+    at: &mut Cursor<'_>,
+) {
+    if auth == Some(Auth::Optional) {
+        at.error_at("auth", "a static route is either required or none");
+    }
+    if token == Some(TokenKind::User) {
+        at.error_at("token", "a static route has no upstream to send a token to");
+    }
+    if websocket == Some(true) {
+        at.error_at("websocket", "a static route has no upstream to upgrade to");
+    }
+    if methods.is_some_and(|m| m.iter().any(|m| m != Method::GET && m != Method::HEAD)) {
+        at.error_at("methods", "a static route answers GET and HEAD only");
+    }
+}
+
+impl RouteConfig {
+    /// The upstream base URL, unless the route serves files.
+    pub fn upstream(&self) -> Option<&Url> {
+        match &self.target {
+            Target::Upstream(url) => Some(url),
+            Target::Static(_) => None,
+        }
     }
 }
 
