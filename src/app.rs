@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 
 use crate::auth::{session, Auth};
 use crate::body::{self, Body};
-use crate::config::{Auth as AuthMode, Config, Limits, TokenKind, FORBIDDEN_METHODS};
+use crate::config::{Auth as AuthMode, Config, CsrfMode, Limits, TokenKind, FORBIDDEN_METHODS};
 use crate::cookie::CookieNames;
 use crate::error::{self, BoxError, Code, Refusal};
 use crate::refresh::{self, RefreshError};
@@ -151,6 +151,11 @@ impl App {
             tracing::debug!(error = %e, "refused request path");
             Refusal::BadRequest("path")
         })?;
+        // === the SPA's client module (issue 13), served with or without login ===
+        if let Some(mut response) = crate::client_module::serve(&path, request.method(), request.headers()) {
+            self.protect(response.headers_mut());
+            return Ok(response);
+        }
         if let (Some(auth), true) = (&self.shared.auth, path.starts_with("/auth/")) {
             let rid = request_id.to_str().unwrap_or("");
             let mut response = auth.handle(&path, request, rid).await?;
@@ -174,6 +179,10 @@ impl App {
                 auth.csrf.check_websocket(request.headers())?;
             } else if route.config.login_redirect {
                 auth.csrf.check_unsafe(request.method(), request.headers())?;
+            } else if route.config.csrf == CsrfMode::FetchMetadata {
+                // Reads that cannot carry X-CSRF (EventSource, <img>): issue 13.
+                auth.csrf
+                    .check_fetch_metadata(request.method(), request.headers())?;
             } else {
                 auth.csrf.check(request.method(), request.headers())?;
             }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod client_module;
 pub mod clock;
 pub mod config;
 pub mod cookie;

@@ -232,3 +232,24 @@ async fn configured_headers_replace_the_defaults() {
         .unwrap()
         .starts_with("max-age="));
 }
+
+/// The SPA's client module is served by cloakroom at a fixed path, with or
+/// without login configured, before any route (even a `/` catch-all).
+#[tokio::test]
+async fn the_client_module_is_served_at_a_fixed_path() {
+    let outside = tempfile::tempdir().unwrap();
+    let dir = spa(outside.path());
+    let app = start(dir.path(), ", auth: none", "").await;
+    let js = client().get(app.url("/auth/client.js")).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(js.headers()["x-content-type-options"], "nosniff");
+    assert!(js.text().await.unwrap().contains("'X-CSRF': '1'"));
+    let types = client().get(app.url("/auth/client.d.ts")).send().await.unwrap();
+    assert_eq!(types.status(), 200);
+    assert!(types
+        .text()
+        .await
+        .unwrap()
+        .contains("export declare function api"));
+}
