@@ -53,6 +53,12 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
     let config = Arc::new(config);
+    if config.insecure_dev_mode {
+        tracing::warn!(
+            public_url = %config.public_url,
+            "insecure_dev_mode is on: plain http is allowed for public_url and the issuer on any host name; never run production like this"
+        );
+    }
     let store: Arc<dyn SessionStore> = match &config.session.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
         StoreConfig::Redis(redis) => {

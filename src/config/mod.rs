@@ -7,6 +7,7 @@
 pub mod env;
 pub mod node;
 pub mod statics;
+pub mod strict;
 pub mod units;
 
 use std::collections::HashSet;
@@ -45,6 +46,10 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Worker threads serving requests; 0 means one per CPU.
     pub workers: usize,
+    /// Allows a plain-http `public_url` and issuer on any host name, for
+    /// development on real host names (issue 13). Warned about at start;
+    /// `cloakroom check --strict` refuses it.
+    pub insecure_dev_mode: bool,
 }
 
 /// The IdP and how cloakroom authenticates to it.
@@ -294,10 +299,28 @@ impl FromNode for Config {
         };
         let listen = f.or("listen", "0.0.0.0:8080".parse().expect("valid"), at);
         let admin_listen = f.or("admin_listen", "127.0.0.1:9090".parse().expect("valid"), at);
+        // Read first: it decides whether plain http is allowed below.
+        let dev = f.or("insecure_dev_mode", false, at);
+        let dev_mode = dev == Some(true);
         let public_url = f.required::<PublicUrl>("public_url", at).map(|u| u.0);
+        if public_url
+            .as_ref()
+            .is_some_and(|u| is_plain_remote(u) && !dev_mode)
+        {
+            at.error_at(
+                "public_url",
+                "must be https (plain http is allowed only for localhost development)",
+            );
+        }
         let trusted_proxies = f.or("trusted_proxies", Vec::new(), at);
         let allowed_origins = f.or::<Vec<Origin>>("allowed_origins", Vec::new(), at);
         let oidc = f.optional::<OidcConfig>("oidc", at);
+        if oidc
+            .as_ref()
+            .is_some_and(|o| is_plain_remote(&o.issuer) && !dev_mode)
+        {
+            at.error_at("oidc.issuer", "must be https");
+        }
         let oidc_given = f.has("oidc") || oidc.is_some();
         let session = f.or("session", SessionConfig::default(), at);
         let cookie = f.or("cookie", CookieConfig::default(), at);
@@ -341,6 +364,7 @@ impl FromNode for Config {
             log: log.ok_or("")?,
             routes: routes.and_then(Each::complete).ok_or("")?,
             workers: usize::try_from(workers.ok_or("")?).map_err(|_| "workers: too many")?,
+            insecure_dev_mode: dev.ok_or("")?,
         })
     }
 }
@@ -379,14 +403,13 @@ from_text!(PublicUrl, |text| {
     if url.path() != "/" || url.query().is_some() {
         return Err("must be an origin only (scheme, host, port), without a path".into());
     }
-    if is_plain_remote(&url) {
-        return Err("must be https (plain http is allowed only for localhost development)".into());
-    }
+    // Plain http is judged with insecure_dev_mode, in Config::from_node.
     Ok(PublicUrl(url))
 });
 
 /// Plain http to anything but this machine: refused for the browser-facing
-/// origin and the issuer, allowed for localhost development only.
+/// origin and the issuer, allowed for localhost development, and on other
+/// host names with `insecure_dev_mode`.
 fn is_plain_remote(url: &Url) -> bool {
     url.scheme() == "http" && !matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
 }
@@ -508,9 +531,7 @@ struct Issuer(Url);
 
 from_text!(Issuer, |text| {
     let url = absolute_http_url(text)?;
-    if is_plain_remote(&url) {
-        return Err("must be https".into());
-    }
+    // Plain http is judged with insecure_dev_mode, in Config::from_node.
     if url.query().is_some() {
         return Err("must not have a query".into());
     }
@@ -1220,7 +1241,7 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
             .with_var("CLIENT_SECRET", "s")
             .with_var("COOKIE_KEY_1", KEY)
             .with_var("COOKIE_KEY_2", KEY);
-        for file in ["reference.yaml", "cloakroom.yaml"] {
+        for file in ["reference.yaml", "cloakroom.yaml", "spa.yaml"] {
             let path = format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(&path).unwrap();
             if let Err(e) = Config::load(&text, &env) {
