@@ -65,6 +65,8 @@ function autoCall() {
 }
 
 async function main() {
+  // Back from the IdP's sign-out page: drop its state parameter from the URL.
+  if (location.search) history.replaceState(null, '', location.pathname);
   $('signin').addEventListener('click', () => login('/'));
   $('signout').addEventListener('click', () => logout());
   $('call').addEventListener('click', callApi);
