@@ -4,6 +4,7 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
 COPY src ./src
+COPY assets ./assets
 COPY benches ./benches
 RUN cargo build --release --locked --bin cloakroom
 

@@ -19,14 +19,15 @@ use hyper::body::Incoming;
 
 use crate::auth::{session, Auth};
 use crate::body::{self, Body};
-use crate::config::{Auth as AuthMode, Config, Limits, TokenKind, FORBIDDEN_METHODS};
+use crate::config::{Auth as AuthMode, Config, CsrfMode, Limits, TokenKind, FORBIDDEN_METHODS};
 use crate::cookie::CookieNames;
 use crate::error::{self, BoxError, Code, Refusal};
 use crate::path::normalize_path;
 use crate::refresh::{self, RefreshError};
-use crate::routes::{Route, Router};
+use crate::routes::{Leaf, Route, Router};
 use crate::secret::Secret;
 use crate::session::SessionStore;
+use crate::static_files::Audience;
 use crate::upstream::forwarded::{self, Forwarded};
 use crate::upstream::{hygiene, Forward, Upstream};
 
@@ -56,7 +57,7 @@ impl App {
         store: Arc<dyn SessionStore>,
         auth: Option<Arc<Auth>>,
     ) -> Result<Self, BoxError> {
-        let router = Router::new(&config.routes)?;
+        let router = Router::new(&config.routes, config.is_https())?;
         let upstream = Upstream::new(&config.cookie.name, &config.identity_headers)?;
         let public_host = public_host(&config.public_url);
         Ok(Self {
@@ -103,7 +104,10 @@ impl App {
                 let problem = error::classify(&*e);
                 if problem.status.is_server_error() {
                     // Which upstream failed, for the operator; never in the body.
-                    let upstream = matched.map(|r| format!("{}://{}", r.scheme, r.authority));
+                    let upstream = matched.and_then(|r| match &r.leaf {
+                        Leaf::Upstream { scheme, authority } => Some(format!("{scheme}://{authority}")),
+                        Leaf::Static(_) => None,
+                    });
                     tracing::warn!(
                         request_id = %request_id.to_str().unwrap_or(""),
                         upstream = upstream.as_deref().unwrap_or("-"),
@@ -157,6 +161,11 @@ impl App {
             tracing::debug!(error = %e, "refused request path");
             Refusal::BadRequest("path")
         })?;
+        // === the SPA's client module (issue 13), served with or without login ===
+        if let Some(mut response) = crate::client_module::serve(&path, request.method(), request.headers()) {
+            self.protect(response.headers_mut());
+            return Ok(response);
+        }
         if let (Some(auth), true) = (&self.shared.auth, path.starts_with("/auth/")) {
             let rid = request_id.to_str().unwrap_or("");
             let mut response = auth.handle(&path, request, rid).await?;
@@ -184,6 +193,10 @@ impl App {
                 auth.csrf.check_websocket(request.headers())?;
             } else if route.config.login_redirect {
                 auth.csrf.check_unsafe(request.method(), request.headers())?;
+            } else if route.config.csrf == CsrfMode::FetchMetadata {
+                // Reads that cannot carry X-CSRF (EventSource, <img>): issue 13.
+                auth.csrf
+                    .check_fetch_metadata(request.method(), request.headers())?;
             } else {
                 auth.csrf.check(request.method(), request.headers())?;
             }
@@ -204,6 +217,19 @@ impl App {
                 Err(e) => return Err(e),
             }
         }
+        // === static routes (issue 13): files from disk in place of an upstream ===
+        if let Leaf::Static(files) = &route.leaf {
+            let audience = match route.config.auth {
+                AuthMode::None => Audience::Anyone,
+                _ => Audience::SignedIn,
+            };
+            let mut response = files.serve(request, &path, audience).await?;
+            if let Some(cookie) = reseal {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            return Ok(response);
+        }
+        // === end static routes ===
         let host = request
             .headers()
             .get(header::HOST)

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod client_module;
 pub mod clock;
 pub mod config;
 pub mod cookie;
@@ -19,6 +20,7 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod static_files;
 pub mod telemetry;
 pub mod upstream;
 
@@ -53,6 +55,12 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
     let config = Arc::new(config);
+    if config.insecure_dev_mode {
+        tracing::warn!(
+            public_url = %config.public_url,
+            "insecure_dev_mode is on: plain http is allowed for public_url and the issuer on any host name; never run production like this"
+        );
+    }
     let store: Arc<dyn SessionStore> = match &config.session.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
         StoreConfig::Redis(redis) => {

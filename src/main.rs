@@ -40,6 +40,9 @@ enum Command {
     Check {
         #[arg(long, default_value = "config/cloakroom.yaml")]
         config: PathBuf,
+        /// Also refuse what production must not run with (insecure_dev_mode).
+        #[arg(long)]
+        strict: bool,
     },
     /// Print a fresh 256-bit cookie key.
     Keygen,
@@ -48,7 +51,7 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => serve(&config),
-        Command::Check { config } => check(&config),
+        Command::Check { config, strict } => check(&config, strict),
         Command::Keygen => {
             let mut key = [0u8; 32];
             rand::rng().fill_bytes(&mut key);
@@ -72,11 +75,23 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path, strict: bool) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // === --strict (issue 13) ===
+    let findings = cloakroom::config::strict::findings(&config);
+    if strict && !findings.is_empty() {
+        eprintln!("cloakroom: {} is not for production:", path.display());
+        for f in &findings {
+            eprintln!("  {f}");
+        }
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
+    for f in &findings {
+        eprintln!("cloakroom: warning: {f}");
+    }
     println!("{}: ok", path.display());
     println!(
         "listen {}  admin {}  public_url {}",
@@ -96,7 +111,7 @@ fn check(path: &Path) -> ExitCode {
         "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} methods",
         "path", "upstream", "auth", "token", "strip", "timeout", "max_body", "ws"
     );
-    let router = match cloakroom::routes::Router::new(&config.routes) {
+    let router = match cloakroom::routes::Router::new(&config.routes, config.is_https()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cloakroom: {e}");
@@ -111,7 +126,7 @@ fn check(path: &Path) -> ExitCode {
         println!(
             "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} {methods}",
             r.path,
-            r.upstream.as_str(),
+            target(r),
             format!("{:?}", r.auth).to_lowercase(),
             format!("{:?}", r.token).to_lowercase(),
             r.strip_prefix,
@@ -160,6 +175,14 @@ fn serve(path: &Path) -> ExitCode {
             }
         }
     })
+}
+
+/// The upstream URL, or `static:<dir>` for a route that serves files.
+fn target(route: &cloakroom::config::RouteConfig) -> String {
+    match &route.target {
+        cloakroom::config::Target::Upstream(url) => url.to_string(),
+        cloakroom::config::Target::Static(files) => format!("static:{}", files.dir.display()),
+    }
 }
 
 /// Resolves on SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).

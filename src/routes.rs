@@ -4,16 +4,25 @@ use std::sync::Arc;
 
 use http::uri::{Authority, Scheme};
 
-use crate::config::{RouteConfig, TokenKind};
+use crate::config::{RouteConfig, Target, TokenKind};
+use crate::error::BoxError;
 use crate::path::{nested, PathError};
+use crate::static_files::StaticFiles;
 
 /// A configured route, ready to serve.
 #[derive(Debug)]
 pub struct Route {
     pub config: RouteConfig,
+    pub leaf: Leaf,
+}
+
+/// What answers a route's requests once they are authorised.
+#[derive(Debug)]
+pub enum Leaf {
     /// The upstream's scheme and authority, parsed once.
-    pub scheme: Scheme,
-    pub authority: Authority,
+    Upstream { scheme: Scheme, authority: Authority },
+    /// Files from a directory.
+    Static(Box<StaticFiles>),
 }
 
 /// The route table: longest prefix first.
@@ -25,19 +34,22 @@ pub struct Router {
 // === impl Route ===
 
 impl Route {
-    pub fn new(config: RouteConfig) -> Result<Self, http::Error> {
-        let upstream = &config.upstream;
-        let scheme = Scheme::try_from(upstream.scheme())?;
-        let host = upstream.host_str().unwrap_or_default();
-        let authority = match upstream.port() {
-            Some(port) => Authority::try_from(format!("{host}:{port}"))?,
-            None => Authority::try_from(host)?,
+    /// `https`: whether browsers reach cloakroom over https (static routes
+    /// then send HSTS).
+    pub fn new(config: RouteConfig, https: bool) -> Result<Self, BoxError> {
+        let leaf = match &config.target {
+            Target::Upstream(upstream) => {
+                let scheme = Scheme::try_from(upstream.scheme())?;
+                let host = upstream.host_str().unwrap_or_default();
+                let authority = match upstream.port() {
+                    Some(port) => Authority::try_from(format!("{host}:{port}"))?,
+                    None => Authority::try_from(host)?,
+                };
+                Leaf::Upstream { scheme, authority }
+            }
+            Target::Static(files) => Leaf::Static(Box::new(StaticFiles::new(&config, files, https)?)),
         };
-        Ok(Self {
-            config,
-            scheme,
-            authority,
-        })
+        Ok(Self { config, leaf })
     }
 
     /// Rules of this route on the path as received: a route that sends the
@@ -66,7 +78,10 @@ impl Route {
         } else {
             path
         };
-        let base = self.config.upstream.path().trim_end_matches('/');
+        let base = self
+            .config
+            .upstream()
+            .map_or("", |u| u.path().trim_end_matches('/'));
         let mut out = String::with_capacity(base.len() + rest.len() + 1);
         out.push_str(base);
         if !rest.starts_with('/') {
@@ -80,10 +95,10 @@ impl Route {
 // === impl Router ===
 
 impl Router {
-    pub fn new(configs: &[RouteConfig]) -> Result<Self, http::Error> {
+    pub fn new(configs: &[RouteConfig], https: bool) -> Result<Self, BoxError> {
         let mut routes = configs
             .iter()
-            .map(|c| Route::new(c.clone()).map(Arc::new))
+            .map(|c| Route::new(c.clone(), https).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         // Longest prefix first; the first match is the most specific.
         routes.sort_by_key(|r| std::cmp::Reverse(r.config.path.len()));
@@ -103,12 +118,12 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Auth, TokenKind};
+    use crate::config::{Auth, CsrfMode, TokenKind};
 
     fn route(path: &str, upstream: &str, strip: bool) -> RouteConfig {
         RouteConfig {
             path: path.into(),
-            upstream: upstream.parse().unwrap(),
+            target: Target::Upstream(upstream.parse().unwrap()),
             auth: Auth::None,
             token: TokenKind::None,
             strip_prefix: strip,
@@ -118,38 +133,42 @@ mod tests {
             websocket: false,
             websocket_protocols: None,
             login_redirect: false,
+            csrf: CsrfMode::Header,
         }
     }
 
     #[test]
     fn longest_prefix_wins_on_segment_boundaries() {
-        let router = Router::new(&[
-            route("/", "http://spa", false),
-            route("/api", "http://api", false),
-            route("/api/admin", "http://admin", false),
-        ])
+        let router = Router::new(
+            &[
+                route("/", "http://spa", false),
+                route("/api", "http://api", false),
+                route("/api/admin", "http://admin", false),
+            ],
+            false,
+        )
         .unwrap();
         let upstream = |p: &str| {
             router
                 .find(p)
-                .map(|r| r.config.upstream.host_str().unwrap().to_owned())
+                .map(|r| r.config.upstream().unwrap().host_str().unwrap().to_owned())
         };
         assert_eq!(upstream("/api/admin/users").as_deref(), Some("admin"));
         assert_eq!(upstream("/api/administrator").as_deref(), Some("api"));
         assert_eq!(upstream("/api").as_deref(), Some("api"));
         assert_eq!(upstream("/apix").as_deref(), Some("spa"));
-        let no_root = Router::new(&[route("/api", "http://api", false)]).unwrap();
+        let no_root = Router::new(&[route("/api", "http://api", false)], false).unwrap();
         assert!(no_root.find("/other").is_none());
     }
 
     #[test]
     fn upstream_path_joins_base_and_strips_prefix() {
-        let r = Route::new(route("/api", "http://api/v1/", true)).unwrap();
+        let r = Route::new(route("/api", "http://api/v1/", true), false).unwrap();
         assert_eq!(r.upstream_path("/api/orders"), "/v1/orders");
         assert_eq!(r.upstream_path("/api"), "/v1/");
-        let r = Route::new(route("/api", "http://api", false)).unwrap();
+        let r = Route::new(route("/api", "http://api", false), false).unwrap();
         assert_eq!(r.upstream_path("/api/orders"), "/api/orders");
-        let r = Route::new(route("/", "http://spa", true)).unwrap();
+        let r = Route::new(route("/", "http://spa", true), false).unwrap();
         assert_eq!(r.upstream_path("/index.html"), "/index.html");
     }
 }

@@ -311,3 +311,115 @@ routes: [{{path: /, upstream: 'http://127.0.0.1:{dead}', auth: none}}]\n"
     assert_eq!(line["status"], 502);
     assert_eq!(line["code"], "upstream_unavailable");
 }
+
+/// Development on real host names (docker compose, a LAN box): plain http
+/// needs the loud switch, `serve` warns about it, `check --strict` refuses it.
+const DEV_CONFIG: &str = "public_url: http://app.lan:8080
+oidc: {issuer: 'http://idp.lan:9000', client_id: c, client_secret: s}
+cookie: {keys: [{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}]}
+routes: [{path: /api, upstream: 'http://api:8000'}]
+";
+
+#[test]
+fn plain_http_on_a_real_host_name_is_refused_without_the_dev_switch() {
+    let file = config_file(DEV_CONFIG);
+    let out = cloakroom()
+        .args(["check", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("public_url: must be https"), "{stderr}");
+    assert!(stderr.contains("oidc.issuer: must be https"), "{stderr}");
+}
+
+#[test]
+fn check_strict_refuses_the_dev_switch_and_plain_check_warns() {
+    let file = config_file(&format!("insecure_dev_mode: true\n{DEV_CONFIG}"));
+    let out = cloakroom()
+        .args(["check", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: insecure_dev_mode:"), "{stderr}");
+
+    let strict = cloakroom()
+        .args(["check", "--strict", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        stderr.contains("insecure_dev_mode: a development switch"),
+        "{stderr}"
+    );
+
+    // The production example passes, its SPA directory opened for real.
+    let spa = tempfile::tempdir().unwrap();
+    let yaml = std::fs::read_to_string("config/spa.yaml")
+        .unwrap()
+        .replace("/srv/spa", spa.path().to_str().unwrap());
+    let production_file = config_file(&yaml);
+    let production = cloakroom()
+        .args(["check", "--strict", "--config"])
+        .arg(production_file.path())
+        .env("CLIENT_SECRET", "s")
+        .env("COOKIE_KEY_1", "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY")
+        .output()
+        .unwrap();
+    assert!(
+        production.status.success(),
+        "{}",
+        String::from_utf8_lossy(&production.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&production.stdout);
+    assert!(stdout.contains("static:"), "{stdout}");
+    // A missing SPA directory is found by check, before any deployment.
+    let missing = config_file(&yaml.replace(spa.path().to_str().unwrap(), "/nonexistent/spa"));
+    let out = cloakroom()
+        .args(["check", "--config"])
+        .arg(missing.path())
+        .env("CLIENT_SECRET", "s")
+        .env("COOKIE_KEY_1", "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("static.dir /nonexistent/spa"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_warns_at_start_when_the_dev_switch_is_on() {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = config_file(&format!(
+        "insecure_dev_mode: true\nlisten: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:0\nlog: {{format: json}}\n{DEV_CONFIG}"
+    ));
+    let mut child = cloakroom()
+        .args(["serve", "--config"])
+        .arg(file.path())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let warning = lines
+        .find_map(|l| l.ok().filter(|l| l.contains("insecure_dev_mode")))
+        .expect("a warning line");
+    let _ = child.kill();
+    let _ = child.wait();
+    let line: serde_json::Value = serde_json::from_str(&warning).unwrap();
+    assert_eq!(line["level"], "WARN");
+}

@@ -7,6 +7,7 @@
 
 pub mod callback;
 pub mod csrf;
+pub mod fetch_metadata;
 pub mod login;
 pub mod page;
 pub mod pending;

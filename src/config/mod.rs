@@ -8,6 +8,8 @@ pub mod env;
 pub mod headers;
 pub mod log_filter;
 pub mod node;
+pub mod statics;
+pub mod strict;
 pub mod units;
 
 use std::collections::HashSet;
@@ -25,6 +27,7 @@ pub use self::headers::HeaderRule;
 use self::headers::Subprotocol;
 use self::node::{from_text, Cursor, Each, Fields, FromNode};
 pub use self::node::{ConfigError, ConfigErrors};
+pub use self::statics::StaticConfig;
 use crate::path::normalize_path;
 use crate::secret::Secret;
 
@@ -49,6 +52,10 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Worker threads serving requests; 0 means one per CPU.
     pub workers: usize,
+    /// Allows a plain-http `public_url` and issuer on any host name, for
+    /// development on real host names (issue 13). Warned about at start;
+    /// `cloakroom check --strict` refuses it.
+    pub insecure_dev_mode: bool,
 }
 
 /// The IdP and how cloakroom authenticates to it.
@@ -225,7 +232,8 @@ pub enum LogFormat {
 pub struct RouteConfig {
     /// Normalised path prefix, matched on segment boundaries.
     pub path: String,
-    pub upstream: Url,
+    /// Where the route's requests go: an upstream, or files from disk.
+    pub target: Target,
     pub auth: Auth,
     pub token: TokenKind,
     pub strip_prefix: bool,
@@ -239,6 +247,27 @@ pub struct RouteConfig {
     pub websocket_protocols: Option<Vec<String>>,
     /// Pages: a missing session redirects to login instead of answering 401.
     pub login_redirect: bool,
+    /// How reads prove they come from the SPA (issue 13).
+    pub csrf: CsrfMode,
+}
+
+/// What a route serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Proxy to this base URL.
+    Upstream(Url),
+    /// Serve files from a directory (`static:`).
+    Static(StaticConfig),
+}
+
+/// The CSRF proof a route asks of safe methods (`GET`, `HEAD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfMode {
+    /// `X-CSRF: 1`, which only script can add.
+    Header,
+    /// `X-CSRF: 1` or the browser's own `Sec-Fetch-Site: same-origin`, for
+    /// requests that cannot carry headers (`EventSource`, `<img>`, downloads).
+    FetchMetadata,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,11 +339,29 @@ impl FromNode for Config {
         };
         let listen = f.or("listen", "0.0.0.0:8080".parse().expect("valid"), at);
         let admin_listen = f.or("admin_listen", "127.0.0.1:9090".parse().expect("valid"), at);
+        // Read first: it decides whether plain http is allowed below.
+        let dev = f.or("insecure_dev_mode", false, at);
+        let dev_mode = dev == Some(true);
         let public_url = f.required::<PublicUrl>("public_url", at).map(|u| u.0);
+        if public_url
+            .as_ref()
+            .is_some_and(|u| is_plain_remote(u) && !dev_mode)
+        {
+            at.error_at(
+                "public_url",
+                "must be https (plain http is allowed only for localhost development)",
+            );
+        }
         let trusted_proxies = f.or("trusted_proxies", Vec::new(), at);
         let allowed_origins = f.or::<Vec<Origin>>("allowed_origins", Vec::new(), at);
         let identity_headers = f.or("identity_headers", HeaderRule::defaults(), at);
         let oidc = f.optional::<OidcConfig>("oidc", at);
+        if oidc
+            .as_ref()
+            .is_some_and(|o| is_plain_remote(&o.issuer) && !dev_mode)
+        {
+            at.error_at("oidc.issuer", "must be https");
+        }
         let oidc_given = f.has("oidc") || oidc.is_some();
         let session = f.or("session", SessionConfig::default(), at);
         let cookie = f.or("cookie", CookieConfig::default(), at);
@@ -363,6 +410,7 @@ impl FromNode for Config {
             log: log.ok_or("")?,
             routes: routes.and_then(Each::complete).ok_or("")?,
             workers: usize::try_from(workers.ok_or("")?).map_err(|_| "workers: too many")?,
+            insecure_dev_mode: dev.ok_or("")?,
         })
     }
 }
@@ -401,14 +449,13 @@ from_text!(PublicUrl, |text| {
     if url.path() != "/" || url.query().is_some() {
         return Err("must be an origin only (scheme, host, port), without a path".into());
     }
-    if is_plain_remote(&url) {
-        return Err("must be https (plain http is allowed only for localhost development)".into());
-    }
+    // Plain http is judged with insecure_dev_mode, in Config::from_node.
     Ok(PublicUrl(url))
 });
 
 /// Plain http to anything but this machine: refused for the browser-facing
-/// origin and the issuer, allowed for localhost development only.
+/// origin and the issuer, allowed for localhost development, and on other
+/// host names with `insecure_dev_mode`.
 fn is_plain_remote(url: &Url) -> bool {
     url.scheme() == "http" && !matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
 }
@@ -458,6 +505,12 @@ from_text!(Auth, |text| match text {
     "optional" => Ok(Auth::Optional),
     "none" => Ok(Auth::None),
     _ => Err(format!("{text:?} is not one of required, optional, none")),
+});
+
+from_text!(CsrfMode, |text| match text {
+    "header" => Ok(CsrfMode::Header),
+    "fetch-metadata" => Ok(CsrfMode::FetchMetadata),
+    _ => Err(format!("{text:?} is not one of header, fetch-metadata")),
 });
 
 from_text!(TokenKind, |text| match text {
@@ -538,9 +591,7 @@ struct Issuer(Url);
 
 from_text!(Issuer, |text| {
     let url = absolute_http_url(text)?;
-    if is_plain_remote(&url) {
-        return Err("must be https".into());
-    }
+    // Plain http is judged with insecure_dev_mode, in Config::from_node.
     if url.query().is_some() {
         return Err("must not have a query".into());
     }
@@ -995,10 +1046,20 @@ impl FromNode for RouteConfig {
             return Err(String::new());
         };
         let path = f.required::<RoutePath>("path", at).map(|p| p.0);
-        let upstream = f.required::<Upstream>("upstream", at).map(|u| u.0);
+        let is_static = f.has("static");
+        let target = if is_static {
+            if f.has("upstream") {
+                at.error_at("upstream", "set either upstream or static, not both");
+            }
+            f.optional::<StaticConfig>("static", at).map(Target::Static)
+        } else {
+            f.required::<Upstream>("upstream", at)
+                .map(|u| Target::Upstream(u.0))
+        };
         let auth = f.or("auth", Auth::Required, at);
         let default_token = match auth {
             Some(Auth::None) => TokenKind::None,
+            _ if is_static => TokenKind::None,
             _ => TokenKind::User,
         };
         let token = f.or("token", default_token, at);
@@ -1009,6 +1070,7 @@ impl FromNode for RouteConfig {
         let websocket = f.or("websocket", false, at);
         let websocket_protocols = f.optional::<Vec<Subprotocol>>("websocket_protocols", at);
         let login_redirect = f.or("login_redirect", false, at);
+        let csrf = f.or("csrf", CsrfMode::Header, at);
         f.finish(at);
 
         if auth == Some(Auth::None) && token == Some(TokenKind::User) {
@@ -1023,6 +1085,9 @@ impl FromNode for RouteConfig {
         if auth == Some(Auth::None) && login_redirect == Some(true) {
             at.error_at("login_redirect", "only meaningful with auth: required");
         }
+        if auth == Some(Auth::None) && csrf == Some(CsrfMode::FetchMetadata) {
+            at.error_at("csrf", "only meaningful on a route that reads the session");
+        }
         if methods.as_ref().is_some_and(Vec::is_empty) {
             at.error_at(
                 "methods",
@@ -1032,9 +1097,15 @@ impl FromNode for RouteConfig {
         if timeout == Some(Duration::ZERO) {
             at.error_at("timeout", "must be longer than 0s");
         }
+        let methods = if is_static {
+            check_static_route(auth, token, websocket, methods.as_deref(), at);
+            Some(vec![Method::GET, Method::HEAD])
+        } else {
+            methods
+        };
         Ok(RouteConfig {
             path: path.ok_or("")?,
-            upstream: upstream.ok_or("")?,
+            target: target.ok_or("")?,
             auth: auth.ok_or("")?,
             token: token.ok_or("")?,
             strip_prefix: strip_prefix.ok_or("")?,
@@ -1044,7 +1115,41 @@ impl FromNode for RouteConfig {
             websocket: websocket.ok_or("")?,
             websocket_protocols: websocket_protocols.map(|list| list.into_iter().map(|p| p.0).collect()),
             login_redirect: login_redirect.ok_or("")?,
+            csrf: csrf.ok_or("")?,
         })
+    }
+}
+
+/// Files are the same for everyone and only read: a static route either
+/// needs a session or not, sends no token, and answers GET and HEAD.
+fn check_static_route(
+    auth: Option<Auth>,
+    token: Option<TokenKind>,
+    websocket: Option<bool>,
+    methods: Option<&[Method]>,
+    at: &mut Cursor<'_>,
+) {
+    if auth == Some(Auth::Optional) {
+        at.error_at("auth", "a static route is either required or none");
+    }
+    if token == Some(TokenKind::User) {
+        at.error_at("token", "a static route has no upstream to send a token to");
+    }
+    if websocket == Some(true) {
+        at.error_at("websocket", "a static route has no upstream to upgrade to");
+    }
+    if methods.is_some_and(|m| m.iter().any(|m| m != Method::GET && m != Method::HEAD)) {
+        at.error_at("methods", "a static route answers GET and HEAD only");
+    }
+}
+
+impl RouteConfig {
+    /// The upstream base URL, unless the route serves files.
+    pub fn upstream(&self) -> Option<&Url> {
+        match &self.target {
+            Target::Upstream(url) => Some(url),
+            Target::Static(_) => None,
+        }
     }
 }
 
@@ -1268,8 +1373,9 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
         let env = MapEnv::default()
             .with_var("CLIENT_SECRET", "s")
             .with_var("COOKIE_KEY_1", KEY)
-            .with_var("COOKIE_KEY_2", KEY);
-        for file in ["reference.yaml", "cloakroom.yaml"] {
+            .with_var("COOKIE_KEY_2", KEY)
+            .with_var("SPA_DIR", "/srv/spa");
+        for file in ["reference.yaml", "cloakroom.yaml", "spa.yaml"] {
             let path = format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(&path).unwrap();
             if let Err(e) = Config::load(&text, &env) {

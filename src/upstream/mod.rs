@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use crate::body::{self, Body};
 use crate::config::HeaderRule;
 use crate::error::{BoxError, ClientBodyError, Refusal, UpstreamError};
-use crate::routes::Route;
+use crate::routes::{Leaf, Route};
 use crate::server::ConnectionHold;
 
 use self::forwarded::Forwarded;
@@ -79,6 +79,9 @@ impl Upstream {
         fwd: Forward,
     ) -> Result<Response<Body>, BoxError> {
         let config = &route.config;
+        let Leaf::Upstream { scheme, authority } = &route.leaf else {
+            return Err("route has no upstream".into());
+        };
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -107,7 +110,7 @@ impl Upstream {
         hygiene::filter_websocket_protocols(headers, config.websocket_protocols.as_deref());
         // The route's upstream, never the client's `Host`: the proxy cannot
         // be steered elsewhere (PX-19).
-        headers.insert(header::HOST, HeaderValue::from_str(route.authority.as_str())?);
+        headers.insert(header::HOST, HeaderValue::from_str(authority.as_str())?);
         fwd.forwarded.write(headers);
         headers.insert(X_REQUEST_ID.clone(), fwd.request_id);
         if websocket {
@@ -128,7 +131,7 @@ impl Upstream {
 
         // Boxed: the send future is large and would otherwise be copied
         // into every enclosing future on the way up.
-        let sent = Box::pin(self.pool.send(&route.scheme, &route.authority, request));
+        let sent = Box::pin(self.pool.send(scheme, authority, request));
         let response = match tokio::time::timeout(config.timeout, sent).await {
             Err(_) => return Err(UpstreamError::Timeout(config.timeout).into()),
             Ok(result) => result?,
