@@ -1,35 +1,35 @@
-//! The public listener's request pipeline, outermost step first:
+//! The public listener's outer steps, shared by every route, outermost
+//! first:
 //!
 //! 1. request id and access log (path only, never the query);
-//! 2. protocol limits (414, 431) and methods nobody may use;
-//! 3. path normalisation and longest-prefix routing (400, 404, 405);
-//! 4. the route's session requirement;
-//! 5. the upstream (streaming proxy, WebSocket).
+//! 2. protocol limits (414, 431), framing (PX-12) and methods nobody may use;
+//! 3. path normalisation, the SPA client module, `/auth/*`, and
+//!    longest-prefix routing (400, 404, 405);
+//! 4. the route's own stack, built once at start ([`crate::stack`]).
 //!
 //! Every failure comes back as an error and becomes a problem+json response
-//! in one place, [`App::handle`], via [`crate::error::classify`].
+//! in one place, [`App::handle`] (the rescue), via [`crate::error::classify`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use tower::Service;
 
-use crate::auth::{session, Auth};
+use crate::auth::Auth;
 use crate::body::{self, Body};
-use crate::config::{Auth as AuthMode, Config, CsrfMode, Limits, TokenKind, FORBIDDEN_METHODS};
+use crate::config::{Config, Limits, FORBIDDEN_METHODS};
 use crate::cookie::CookieNames;
 use crate::error::{self, BoxError, Code, Refusal};
 use crate::path::normalize_path;
-use crate::refresh::{self, RefreshError};
 use crate::routes::{Leaf, Route, Router};
-use crate::secret::Secret;
 use crate::session::SessionStore;
-use crate::static_files::Audience;
-use crate::upstream::forwarded::{self, Forwarded};
-use crate::upstream::{hygiene, Forward, Upstream};
+use crate::stack::{self, Context, RouteService};
+use crate::upstream::forwarded;
+use crate::upstream::{hygiene, Upstream};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -42,11 +42,10 @@ pub struct App {
 struct Shared {
     config: Arc<Config>,
     router: Router,
-    upstream: Upstream,
+    /// Each route's stack, in the order of `router.routes()`.
+    stacks: Vec<RouteService>,
     store: Arc<dyn SessionStore>,
     auth: Option<Arc<Auth>>,
-    /// `public_url`'s host and port, the `X-Forwarded-Host` of untrusted peers.
-    public_host: String,
 }
 
 // === impl App ===
@@ -58,14 +57,19 @@ impl App {
         auth: Option<Arc<Auth>>,
     ) -> Result<Self, BoxError> {
         let router = Router::new(&config.routes, config.is_https())?;
+        // One upstream pool per App, so per worker thread.
         let upstream = Upstream::new(&config.cookie.name, &config.identity_headers)?;
-        let public_host = public_host(&config.public_url);
+        let public_host: Arc<str> = public_host(&config.public_url).into();
+        let stacks = router
+            .routes()
+            .iter()
+            .map(|route| stack::build(route, auth.as_ref(), &upstream, &public_host))
+            .collect();
         Ok(Self {
             shared: Arc::new(Shared {
-                public_host,
                 config,
                 router,
-                upstream,
+                stacks,
                 store,
                 auth,
             }),
@@ -172,103 +176,23 @@ impl App {
             self.protect(response.headers_mut());
             return Ok(response);
         }
-        let route = self.shared.router.find(&path).ok_or(Refusal::NotFound)?;
+        let index = self.shared.router.find_index(&path).ok_or(Refusal::NotFound)?;
+        let route = &self.shared.router.routes()[index];
         *matched = Some(route);
         check_method(route, request.method())?;
-        route.check_raw_path(request.uri().path()).map_err(|e| {
-            tracing::debug!(error = %e, "refused request path");
-            Refusal::BadRequest("path")
-        })?;
-        let websocket = hygiene::is_websocket_upgrade(request.headers());
-        if websocket && !route.config.websocket {
+        if hygiene::is_websocket_upgrade(request.headers()) && !route.config.websocket {
             return Err(Refusal::BadRequest("websocket not enabled on this route").into());
         }
-        let mut bearer = None;
-        let mut authenticated = false;
-        let mut reseal = None;
-        if route.config.auth != AuthMode::None {
-            let auth = self.shared.auth.as_ref().ok_or(Refusal::LoginRequired)?;
-            // Pages are navigations; every other protected route is an API.
-            if websocket {
-                auth.csrf.check_websocket(request.headers())?;
-            } else if route.config.login_redirect {
-                auth.csrf.check_unsafe(request.method(), request.headers())?;
-            } else if route.config.csrf == CsrfMode::FetchMetadata {
-                // Reads that cannot carry X-CSRF (EventSource, <img>): issue 13.
-                auth.csrf
-                    .check_fetch_metadata(request.method(), request.headers())?;
-            } else {
-                auth.csrf.check(request.method(), request.headers())?;
-            }
-            match session::load(auth, request.headers()).await {
-                Ok(loaded) => {
-                    authenticated = true;
-                    reseal = loaded.reseal(auth);
-                    if route.config.token == TokenKind::User {
-                        let token = access_token(auth, &loaded).await?;
-                        bearer = Some(bearer_header(token.expose())?);
-                    }
-                }
-                Err(e) if e.is::<Refusal>() => {
-                    if route.config.auth == AuthMode::Required {
-                        return Err(self.login_required(route, &request));
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        // === static routes (issue 13): files from disk in place of an upstream ===
-        if let Leaf::Static(files) = &route.leaf {
-            let audience = match route.config.auth {
-                AuthMode::None => Audience::Anyone,
-                _ => Audience::SignedIn,
-            };
-            let mut response = files.serve(request, &path, audience).await?;
-            if let Some(cookie) = reseal {
-                response.headers_mut().append(header::SET_COOKIE, cookie);
-            }
-            return Ok(response);
-        }
-        // === end static routes ===
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| request.uri().authority().map(|a| a.to_string()));
-        let forwarded = Forwarded::from_request(
-            request.headers(),
-            peer.ip(),
-            trusted,
-            host.as_deref(),
-            &self.shared.public_host,
-        );
-        let forward = Forward {
+        let mut request = request;
+        request.extensions_mut().insert(Context {
             path,
-            forwarded,
+            peer,
+            trusted,
             request_id: request_id.clone(),
-            bearer,
-        };
-        let mut response = Box::pin(self.shared.upstream.forward(route, request, forward)).await?;
-        if let Some(cookie) = reseal {
-            response.headers_mut().append(header::SET_COOKIE, cookie);
-        }
-        if authenticated {
-            // A response made for one user is not for any shared cache (T41).
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        }
-        Ok(response)
-    }
-
-    fn login_required(&self, route: &Route, request: &Request<Body>) -> BoxError {
-        if route.config.login_redirect && request.method() == Method::GET && is_navigation(request.headers())
-        {
-            let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-            return Box::new(Refusal::LoginRedirect(target.to_owned()));
-        }
-        Box::new(Refusal::LoginRequired)
+        });
+        // Every route stack is always ready: no layer holds requests back.
+        let below: stack::ResponseFuture = self.shared.stacks[index].clone().call(request);
+        below.await
     }
 
     /// Security headers on responses cloakroom writes itself (PX-26).
@@ -339,68 +263,6 @@ fn check_method(route: &Route, method: &Method) -> Result<(), Refusal> {
         return Err(Refusal::MethodNotAllowed { allow });
     }
     Ok(())
-}
-
-/// Whether a request is the browser loading a page, the only kind that can
-/// follow a redirect to the IdP. A `fetch()` gets a 401 it can act on
-/// instead of a redirect it cannot follow (LG-21).
-fn is_navigation(headers: &http::HeaderMap) -> bool {
-    if let Some(mode) = headers.get("sec-fetch-mode") {
-        return mode == "navigate";
-    }
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let accept = header("accept");
-    let wants_json = accept.contains("application/json") && !accept.contains("text/html");
-    !wants_json && !header("x-requested-with").eq_ignore_ascii_case("XMLHttpRequest")
-}
-
-/// How long a request with a still-valid access token waits for its refresh.
-const REFRESH_PATIENCE: Duration = Duration::from_secs(2);
-
-/// The session's access token, refreshed first when it is about to expire.
-/// While the IdP or the store cannot refresh it, a token that is still
-/// valid is used as it is (RF-10); an expired one gives a 503 that keeps
-/// the session (RF-11).
-async fn access_token(auth: &Arc<Auth>, loaded: &session::Loaded) -> Result<Arc<Secret<String>>, BoxError> {
-    let now = auth.clock.now();
-    let record = &loaded.record;
-    if refresh::is_fresh(auth, record) {
-        return Ok(Arc::new(record.access_token.clone()));
-    }
-    if record.refresh_token.is_none() {
-        // Nothing to refresh with: the token serves until it expires (LG-18).
-        if record.access_expires_at > now {
-            return Ok(Arc::new(record.access_token.clone()));
-        }
-        return Err(RefreshError::Ended.into());
-    }
-    let flight = refresh::refresh(auth, loaded);
-    let valid_for = Duration::from_secs(record.access_expires_at.saturating_sub(now));
-    let refreshed = if valid_for > 2 * REFRESH_PATIENCE {
-        // The current token still works for a while: a slow IdP delays this
-        // request by at most REFRESH_PATIENCE; the refresh goes on without it.
-        tokio::time::timeout(REFRESH_PATIENCE, flight)
-            .await
-            .unwrap_or(Err(RefreshError::Pending))
-    } else {
-        flight.await
-    };
-    match refreshed {
-        Ok(fresh) => Ok(fresh.access_token),
-        // Judged now, not before the refresh: a slow IdP may have outlived it.
-        Err(e) if e != RefreshError::Ended && record.access_expires_at > auth.clock.now() => {
-            tracing::debug!(error = %e, "refresh postponed; the current access token is still valid");
-            Ok(Arc::new(record.access_token.clone()))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `Authorization: Bearer <token>`, marked sensitive so no layer logs it.
-fn bearer_header(token: &str) -> Result<HeaderValue, BoxError> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
-    value.set_sensitive(true);
-    Ok(value)
 }
 
 /// `host[:port]` of an origin, the port only when not the scheme's default.

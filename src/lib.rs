@@ -20,6 +20,7 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod stack;
 pub mod static_files;
 pub mod telemetry;
 pub mod upstream;

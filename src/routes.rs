@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use http::uri::{Authority, Scheme};
 
-use crate::config::{RouteConfig, Target, TokenKind};
+use crate::config::{RouteConfig, Target};
 use crate::error::BoxError;
-use crate::path::{nested, PathError};
 use crate::static_files::StaticFiles;
 
 /// A configured route, ready to serve.
@@ -50,16 +49,6 @@ impl Route {
             Target::Static(files) => Leaf::Static(Box::new(StaticFiles::new(&config, files, https)?)),
         };
         Ok(Self { config, leaf })
-    }
-
-    /// Rules of this route on the path as received: a route that sends the
-    /// user's token refuses nested encodings an upstream might decode into
-    /// another path (PX-32).
-    pub fn check_raw_path(&self, raw: &str) -> Result<(), PathError> {
-        match self.config.token {
-            TokenKind::User => nested::check(raw),
-            TokenKind::None => Ok(()),
-        }
     }
 
     /// Whether `path` (normalised) is inside this route's prefix, on a segment boundary.
@@ -107,7 +96,12 @@ impl Router {
 
     /// The most specific route for a normalised path.
     pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches(path))
+        self.find_index(path).map(|i| &self.routes[i])
+    }
+
+    /// Where in [`Router::routes`] the most specific route for `path` is.
+    pub fn find_index(&self, path: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.matches(path))
     }
 
     pub fn routes(&self) -> &[Arc<Route>] {

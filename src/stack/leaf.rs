@@ -1,0 +1,82 @@
+//! The leaf of a route's stack: its upstream (streaming proxy, WebSocket),
+//! or its static files.
+
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use http::header;
+use http::{Request, Response};
+use tower::Service;
+
+use super::token::Bearer;
+use super::ResponseFuture;
+use crate::body::Body;
+use crate::config::Auth as AuthMode;
+use crate::error::BoxError;
+use crate::routes::{Leaf as LeafKind, Route};
+use crate::static_files::Audience;
+use crate::upstream::forwarded::Forwarded;
+use crate::upstream::{Forward, Upstream};
+
+/// Sends a request where its route leads.
+#[derive(Clone)]
+pub struct Leaf {
+    route: Arc<Route>,
+    upstream: Upstream,
+    /// `public_url`'s host and port, the `X-Forwarded-Host` of untrusted peers.
+    public_host: Arc<str>,
+}
+
+impl Leaf {
+    pub fn new(route: Arc<Route>, upstream: Upstream, public_host: Arc<str>) -> Self {
+        Self {
+            route,
+            upstream,
+            public_host,
+        }
+    }
+}
+
+impl Service<Request<Body>> for Leaf {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let leaf = self.clone();
+        Box::pin(async move {
+            let context = super::context(&request)?.clone();
+            if let LeafKind::Static(files) = &leaf.route.leaf {
+                let audience = match leaf.route.config.auth {
+                    AuthMode::None => Audience::Anyone,
+                    _ => Audience::SignedIn,
+                };
+                return files.serve(request, &context.path, audience).await;
+            }
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| request.uri().authority().map(|a| a.to_string()));
+            let forwarded = Forwarded::from_request(
+                request.headers(),
+                context.peer.ip(),
+                context.trusted,
+                host.as_deref(),
+                &leaf.public_host,
+            );
+            let forward = Forward {
+                path: context.path,
+                forwarded,
+                request_id: context.request_id,
+                bearer: request.extensions_mut().remove::<Bearer>().map(|b| b.0),
+            };
+            leaf.upstream.forward(&leaf.route, request, forward).await
+        })
+    }
+}

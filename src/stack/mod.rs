@@ -1,0 +1,96 @@
+//! Each route's steps, chosen once at start and composed as tower layers,
+//! outermost first:
+//!
+//! ```text
+//! nested-encoding check (token routes) → CSRF → session → token → leaf
+//! ```
+//!
+//! A route with `auth: none` has no CSRF, session or token layer at all; a
+//! route without `token: user` has no token layer; the leaf is the upstream
+//! or the route's static files. Nothing below the router asks what kind of
+//! route it serves. The outer steps shared by every route (request id,
+//! access log, limits, routing) live in [`crate::app`], which hands each
+//! request to its route's stack with a [`Context`] in its extensions and
+//! turns any error a layer returns into the problem response (the one
+//! rescue). To add a step to some routes (another token kind, DPoP, a rate
+//! limit), write a layer here and choose it in [`build`].
+
+pub mod csrf;
+pub mod leaf;
+pub mod raw_path;
+pub mod session;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response};
+use tower::util::BoxCloneSyncService;
+use tower::ServiceBuilder;
+
+use crate::auth::Auth;
+use crate::body::Body;
+use crate::config::{Auth as AuthMode, TokenKind};
+use crate::error::{BoxError, Refusal};
+use crate::routes::{Leaf as LeafKind, Route};
+use crate::upstream::Upstream;
+
+/// One route's whole pipeline, type-erased.
+pub type RouteService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+
+/// What every layer's service returns. Layers box the future of the
+/// service below them into this named type before awaiting it, so no
+/// `Service` projection lands in an async block's state, where rustc
+/// cannot prove it `Send` for every lifetime.
+pub type ResponseFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+/// What the outer steps learned about a request, for the layers below.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The normalised, authorised path.
+    pub path: String,
+    pub peer: SocketAddr,
+    /// The peer is a configured trusted proxy.
+    pub trusted: bool,
+    pub request_id: HeaderValue,
+}
+
+/// Builds `route`'s stack: the layers its configuration asks for, over its
+/// leaf.
+pub fn build(
+    route: &Arc<Route>,
+    auth: Option<&Arc<Auth>>,
+    upstream: &Upstream,
+    public_host: &Arc<str>,
+) -> RouteService {
+    let config = &route.config;
+    let leaf = leaf::Leaf::new(route.clone(), upstream.clone(), public_host.clone());
+    let nested = (config.token == TokenKind::User).then_some(raw_path::NestedEncodingLayer);
+    if config.auth == AuthMode::None {
+        let service = ServiceBuilder::new().option_layer(nested).service(leaf);
+        return BoxCloneSyncService::new(service);
+    }
+    let Some(auth) = auth else {
+        // A protected route with no login configured serves nobody.
+        let refuse =
+            tower::service_fn(|_| async { Err::<Response<Body>, BoxError>(Refusal::LoginRequired.into()) });
+        return BoxCloneSyncService::new(refuse);
+    };
+    let upstream_leaf = matches!(route.leaf, LeafKind::Upstream { .. });
+    let service = ServiceBuilder::new()
+        .option_layer(nested)
+        .layer(csrf::CsrfLayer::new(auth, config))
+        .layer(session::SessionLayer::new(auth, config, upstream_leaf))
+        .option_layer((config.token == TokenKind::User).then(|| token::UserTokenLayer::new(auth)))
+        .service(leaf);
+    BoxCloneSyncService::new(service)
+}
+
+/// The request's [`Context`]: the outer steps always put one there.
+fn context(request: &Request<Body>) -> Result<&Context, BoxError> {
+    request
+        .extensions()
+        .get::<Context>()
+        .ok_or_else(|| "request reached a route stack without its context".into())
+}

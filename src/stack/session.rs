@@ -1,0 +1,136 @@
+//! The session, for protected routes: opens the request's session and puts
+//! it in the request's extensions for the layers below; without one, a
+//! `required` route refuses (401, or a redirect to login for a page load)
+//! and an `optional` one goes on anonymously. On the way back: a cookie
+//! sealed with an older key is re-issued (KR-01), and a response made for
+//! one user is marked for no shared cache (T41).
+
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response};
+use tower::{Layer, Service};
+
+use crate::auth::session::{self, Loaded};
+use crate::auth::Auth;
+use crate::body::Body;
+use crate::config::{Auth as AuthMode, RouteConfig};
+use crate::error::{BoxError, Refusal};
+
+use super::ResponseFuture;
+
+/// Adds [`SessionStep`].
+#[derive(Clone)]
+pub struct SessionLayer {
+    auth: Arc<Auth>,
+    required: bool,
+    login_redirect: bool,
+    /// The leaf is an upstream, whose answers cloakroom marks `no-store`;
+    /// static files carry their own caching rules.
+    no_store: bool,
+}
+
+#[derive(Clone)]
+pub struct SessionStep<S> {
+    inner: S,
+    layer: SessionLayer,
+}
+
+impl SessionLayer {
+    pub fn new(auth: &Arc<Auth>, route: &RouteConfig, no_store: bool) -> Self {
+        Self {
+            auth: auth.clone(),
+            required: route.auth == AuthMode::Required,
+            login_redirect: route.login_redirect,
+            no_store,
+        }
+    }
+
+    /// Why a request without a session is refused: a page load on a page
+    /// route is sent to log in and back; anything else gets a 401 it can
+    /// act on (LG-21).
+    fn login_required(&self, request: &Request<Body>) -> BoxError {
+        if self.login_redirect && request.method() == Method::GET && is_navigation(request.headers()) {
+            let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            return Box::new(Refusal::LoginRedirect(target.to_owned()));
+        }
+        Box::new(Refusal::LoginRequired)
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionStep<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionStep {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+impl<S> Service<Request<Body>> for SessionStep<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        // The clone is ready only if polled; take the ready one (tower's
+        // "clone and swap").
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let loaded = match session::load(&layer.auth, request.headers()).await {
+                Ok(loaded) => loaded,
+                Err(e) if e.is::<Refusal>() => {
+                    if layer.required {
+                        return Err(layer.login_required(&request));
+                    }
+                    let below: ResponseFuture = Box::pin(inner.call(request));
+                    return below.await;
+                }
+                Err(e) => return Err(e),
+            };
+            let reseal = loaded.reseal(&layer.auth);
+            request.extensions_mut().insert(Arc::new(loaded));
+            let below: ResponseFuture = Box::pin(inner.call(request));
+            let mut response = below.await?;
+            if let Some(cookie) = reseal {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            if layer.no_store {
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// The session a request carries, put there by [`SessionStep`].
+pub fn loaded(request: &Request<Body>) -> Option<&Arc<Loaded>> {
+    request.extensions().get::<Arc<Loaded>>()
+}
+
+/// Whether a request is the browser loading a page, the only kind that can
+/// follow a redirect to the IdP. A `fetch()` gets a 401 it can act on
+/// instead of a redirect it cannot follow (LG-21).
+fn is_navigation(headers: &http::HeaderMap) -> bool {
+    if let Some(mode) = headers.get("sec-fetch-mode") {
+        return mode == "navigate";
+    }
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = header("accept");
+    let wants_json = accept.contains("application/json") && !accept.contains("text/html");
+    !wants_json && !header("x-requested-with").eq_ignore_ascii_case("XMLHttpRequest")
+}
