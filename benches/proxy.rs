@@ -10,6 +10,11 @@
 //!   alone. These need Node.js (the test IdP logs the session in) and
 //!   `redis-server`; without them they are skipped.
 //!
+//! With `BENCH_BASELINE=<path to another cloakroom binary>` (an earlier
+//! commit's release build), `auth-memory@baseline` runs that binary on the
+//! same authenticated route, interleaved with the rest, and the ratio of
+//! this build to it is printed: a change's cost, measured in one run.
+//!
 //! Prints req/s, p50 and p99 latency, and ratios against nginx, direct and
 //! the anonymous route. Run with `cargo bench --bench proxy`;
 //! `BENCH_SECONDS` (default 10), `BENCH_ROUNDS` (default 3) and
@@ -156,6 +161,7 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
     };
     ratio("anonymous", "direct");
     ratio("anonymous", "nginx");
+    ratio("auth-memory", "auth-memory@baseline");
     for auth in ["auth-memory", "auth-redis-cache", "auth-redis"] {
         ratio(auth, "anonymous");
         ratio(auth, "nginx");
@@ -201,6 +207,7 @@ fn authenticated(upstream: u16, targets: &mut Vec<Target>) -> Option<Authenticat
         return None;
     }
     let redis = support::redis::RedisServer::start_with(&["--appendonly", "no"]);
+    let baseline = std::env::var("BENCH_BASELINE").ok();
     let stores = [
         ("auth-memory", "memory".to_owned()),
         (
@@ -213,17 +220,25 @@ fn authenticated(upstream: u16, targets: &mut Vec<Target>) -> Option<Authenticat
         ),
     ];
     let ports: Vec<u16> = stores.iter().map(|_| free_port()).collect();
-    let idp = support::idp::Idp::start(serde_json::json!({
-        "redirect_uris": ports.iter().map(|p| format!("http://127.0.0.1:{p}/auth/callback")).collect::<Vec<_>>(),
-        // No refresh during the run: the figures are for the session path.
-        "access_token_ttl": 3600,
-    }));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let mut replicas = Vec::new();
-    for ((name, store), port) in stores.into_iter().zip(ports) {
+    let mut runs: Vec<(&'static str, String, u16, Option<&str>)> = stores
+        .into_iter()
+        .zip(ports)
+        .map(|((name, store), port)| (name, store, port, None))
+        .collect();
+    if let Some(binary) = baseline.as_deref() {
+        runs.push(("auth-memory@baseline", "memory".into(), free_port(), Some(binary)));
+    }
+    let idp = support::idp::Idp::start(serde_json::json!({
+        "redirect_uris": runs.iter().map(|r| format!("http://127.0.0.1:{}/auth/callback", r.2)).collect::<Vec<_>>(),
+        // No refresh during the run: the figures are for the session path.
+        "access_token_ttl": 3600,
+    }));
+    for (name, store, port, binary) in runs {
         let yaml = format!(
             "public_url: http://127.0.0.1:{port}
 log: {{level: warn}}
@@ -236,7 +251,10 @@ routes:
             iss = idp.issuer,
             key = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY",
         );
-        replicas.push(support::Process::start_at(port, &yaml));
+        replicas.push(match binary {
+            Some(binary) => support::Process::start_binary_at(binary, port, &yaml),
+            None => support::Process::start_at(port, &yaml),
+        });
         let base = format!("http://127.0.0.1:{port}");
         let browser = support::idp::Browser::new(&base);
         let (page, _) =

@@ -14,8 +14,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::body::{self, Body};
-use crate::error::{Code, Problem};
+use crate::error::Code;
 use crate::oidc::{DiscoveryState, Idp};
+use crate::rescue::Problem;
 use crate::session::SessionStore;
 
 /// The IdP part of `/readyz`: `{"issuer", "state", "cause"}`.

@@ -8,7 +8,7 @@
 //! 4. the route's own stack, built once at start ([`crate::stack`]).
 //!
 //! Every failure comes back as an error and becomes a problem+json response
-//! in one place, [`App::handle`] (the rescue), via [`crate::error::classify`].
+//! in one place, [`App::handle`], via [`crate::rescue::classify`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use crate::config::{Config, Limits, FORBIDDEN_METHODS};
 use crate::cookie::CookieNames;
 use crate::error::{self, BoxError, Code, Refusal};
 use crate::path::normalize_path;
+use crate::rescue;
 use crate::routes::{Leaf, Route, Router};
 use crate::session::SessionStore;
 use crate::stack::{self, Context, RouteService};
@@ -105,7 +106,7 @@ impl App {
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
-                let problem = error::classify(&*e);
+                let problem = rescue::classify(&*e);
                 if problem.status.is_server_error() {
                     // Which upstream failed, for the operator; never in the body.
                     let upstream = matched.and_then(|r| match &r.leaf {

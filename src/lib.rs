@@ -16,6 +16,7 @@ pub mod oidc;
 pub mod path;
 pub mod random;
 pub mod refresh;
+pub mod rescue;
 pub mod routes;
 pub mod secret;
 pub mod server;

@@ -392,7 +392,13 @@ impl Process {
 
     /// Starts `cloakroom serve` with `yaml` listening on `port`.
     pub fn start_at(port: u16, yaml: &str) -> Self {
-        let process = Self::spawn(port, yaml, false);
+        Self::start_binary_at(env!("CARGO_BIN_EXE_cloakroom"), port, yaml)
+    }
+
+    /// [`Process::start_at`] with another build of cloakroom, for a
+    /// benchmark against an earlier commit.
+    pub fn start_binary_at(binary: &str, port: u16, yaml: &str) -> Self {
+        let process = Self::spawn(binary, port, yaml, false);
         process.wait_for(|status| status == 200, "cloakroom did not become ready");
         process
     }
@@ -406,7 +412,7 @@ impl Process {
 
     /// [`Process::start_logged`] listening on `port`.
     pub fn start_logged_at(port: u16, yaml: &str) -> Self {
-        let process = Self::spawn(port, yaml, true);
+        let process = Self::spawn(env!("CARGO_BIN_EXE_cloakroom"), port, yaml, true);
         process.wait_for(|status| status != 0, "cloakroom did not start");
         process
     }
@@ -424,7 +430,7 @@ impl Process {
         }
     }
 
-    fn spawn(port: u16, yaml: &str, logged: bool) -> Self {
+    fn spawn(binary: &str, port: u16, yaml: &str, logged: bool) -> Self {
         use std::io::{BufRead, Write};
         let admin = free_port();
         let mut config = tempfile::NamedTempFile::new().unwrap();
@@ -433,7 +439,7 @@ impl Process {
             "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n{yaml}\n"
         )
         .unwrap();
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cloakroom"));
+        let mut command = std::process::Command::new(binary);
         command
             .arg("serve")
             .arg("--config")
