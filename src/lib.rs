@@ -3,6 +3,8 @@
 //! [`run`] is what `main` and the tests call: it takes bound listeners, a
 //! validated [`Config`] and a shutdown future.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod app;
 pub mod auth;

@@ -1,5 +1,7 @@
 //! The `cloakroom` command: `serve`, `check`, `keygen`.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
