@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 
 use crate::auth::{session, Auth};
 use crate::body::{self, Body};
-use crate::config::{Auth as AuthMode, Config, CsrfMode, Limits, TokenKind, FORBIDDEN_METHODS};
+use crate::config::{AuthMode, Config, CsrfMode, Limits, TokenKind, FORBIDDEN_METHODS};
 use crate::cookie::CookieNames;
 use crate::error::{self, BoxError, Code, Refusal};
 use crate::path::normalize_path;

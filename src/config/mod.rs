@@ -234,7 +234,7 @@ pub struct RouteConfig {
     pub path: String,
     /// Where the route's requests go: an upstream, or files from disk.
     pub target: Target,
-    pub auth: Auth,
+    pub auth: AuthMode,
     pub token: TokenKind,
     pub strip_prefix: bool,
     /// `None` allows every method but TRACE, TRACK and CONNECT.
@@ -271,7 +271,7 @@ pub enum CsrfMode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Auth {
+pub enum AuthMode {
     Required,
     Optional,
     None,
@@ -379,7 +379,7 @@ impl FromNode for Config {
             check_routes(routes, at);
             let needs_login = routes
                 .parsed()
-                .find(|(_, r)| r.auth != Auth::None)
+                .find(|(_, r)| r.auth != AuthMode::None)
                 .map(|(i, _)| i);
             if let Some(i) = needs_login {
                 if !oidc_given {
@@ -500,10 +500,10 @@ from_text!(Method, |text| {
     Method::from_bytes(upper.as_bytes()).map_err(|_| format!("{text:?} is not an HTTP method"))
 });
 
-from_text!(Auth, |text| match text {
-    "required" => Ok(Auth::Required),
-    "optional" => Ok(Auth::Optional),
-    "none" => Ok(Auth::None),
+from_text!(AuthMode, |text| match text {
+    "required" => Ok(AuthMode::Required),
+    "optional" => Ok(AuthMode::Optional),
+    "none" => Ok(AuthMode::None),
     _ => Err(format!("{text:?} is not one of required, optional, none")),
 });
 
@@ -1056,9 +1056,9 @@ impl FromNode for RouteConfig {
             f.required::<Upstream>("upstream", at)
                 .map(|u| Target::Upstream(u.0))
         };
-        let auth = f.or("auth", Auth::Required, at);
+        let auth = f.or("auth", AuthMode::Required, at);
         let default_token = match auth {
-            Some(Auth::None) => TokenKind::None,
+            Some(AuthMode::None) => TokenKind::None,
             _ if is_static => TokenKind::None,
             _ => TokenKind::User,
         };
@@ -1073,7 +1073,7 @@ impl FromNode for RouteConfig {
         let csrf = f.or("csrf", CsrfMode::Header, at);
         f.finish(at);
 
-        if auth == Some(Auth::None) && token == Some(TokenKind::User) {
+        if auth == Some(AuthMode::None) && token == Some(TokenKind::User) {
             at.error_at(
                 "token",
                 "`user` needs a session; set auth to required or optional",
@@ -1082,10 +1082,10 @@ impl FromNode for RouteConfig {
         if websocket_protocols.is_some() && websocket == Some(false) {
             at.error_at("websocket_protocols", "only meaningful with websocket: true");
         }
-        if auth == Some(Auth::None) && login_redirect == Some(true) {
+        if auth == Some(AuthMode::None) && login_redirect == Some(true) {
             at.error_at("login_redirect", "only meaningful with auth: required");
         }
-        if auth == Some(Auth::None) && csrf == Some(CsrfMode::FetchMetadata) {
+        if auth == Some(AuthMode::None) && csrf == Some(CsrfMode::FetchMetadata) {
             at.error_at("csrf", "only meaningful on a route that reads the session");
         }
         if methods.as_ref().is_some_and(Vec::is_empty) {
@@ -1123,13 +1123,13 @@ impl FromNode for RouteConfig {
 /// Files are the same for everyone and only read: a static route either
 /// needs a session or not, sends no token, and answers GET and HEAD.
 fn check_static_route(
-    auth: Option<Auth>,
+    auth: Option<AuthMode>,
     token: Option<TokenKind>,
     websocket: Option<bool>,
     methods: Option<&[Method]>,
     at: &mut Cursor<'_>,
 ) {
-    if auth == Some(Auth::Optional) {
+    if auth == Some(AuthMode::Optional) {
         at.error_at("auth", "a static route is either required or none");
     }
     if token == Some(TokenKind::User) {
