@@ -25,7 +25,7 @@ use url::Url;
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::headers::HeaderRule;
 use self::headers::Subprotocol;
-use self::node::{from_text, Cursor, Each, Fields, FromNode};
+use self::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
 pub use self::node::{ConfigError, ConfigErrors};
 pub use self::statics::StaticConfig;
 use crate::path::normalize_path;
@@ -333,10 +333,8 @@ impl Config {
 }
 
 impl FromNode for Config {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
         let listen = f.or("listen", "0.0.0.0:8080".parse().expect("valid"), at);
         let admin_listen = f.or("admin_listen", "127.0.0.1:9090".parse().expect("valid"), at);
         // Read first: it decides whether plain http is allowed below.
@@ -397,20 +395,24 @@ impl FromNode for Config {
             }
         }
         Ok(Config {
-            listen: listen.ok_or("")?,
-            admin_listen: admin_listen.ok_or("")?,
-            public_url: public_url.ok_or("")?,
-            trusted_proxies: trusted_proxies.ok_or("")?,
-            allowed_origins: allowed_origins.ok_or("")?.into_iter().map(|o| o.0).collect(),
-            identity_headers: identity_headers.ok_or("")?,
+            listen: listen.ok_or(Reported)?,
+            admin_listen: admin_listen.ok_or(Reported)?,
+            public_url: public_url.ok_or(Reported)?,
+            trusted_proxies: trusted_proxies.ok_or(Reported)?,
+            allowed_origins: allowed_origins
+                .ok_or(Reported)?
+                .into_iter()
+                .map(|o| o.0)
+                .collect(),
+            identity_headers: identity_headers.ok_or(Reported)?,
             oidc,
-            session: session.ok_or("")?,
-            cookie: cookie.ok_or("")?,
-            limits: limits.ok_or("")?,
-            log: log.ok_or("")?,
-            routes: routes.and_then(Each::complete).ok_or("")?,
-            workers: usize::try_from(workers.ok_or("")?).map_err(|_| "workers: too many")?,
-            insecure_dev_mode: dev.ok_or("")?,
+            session: session.ok_or(Reported)?,
+            cookie: cookie.ok_or(Reported)?,
+            limits: limits.ok_or(Reported)?,
+            log: log.ok_or(Reported)?,
+            routes: routes.and_then(Each::complete).ok_or(Reported)?,
+            workers: usize::try_from(workers.ok_or(Reported)?).map_err(|_| at.fail("workers: too many"))?,
+            insecure_dev_mode: dev.ok_or(Reported)?,
         })
     }
 }
@@ -537,10 +539,8 @@ from_text!(LogFormat, |text| match text {
 // === impl OidcConfig ===
 
 impl FromNode for OidcConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
         let issuer = f.required::<Issuer>("issuer", at).map(|i| i.0);
         let client_id = f.required::<String>("client_id", at);
         let client_secret = f.required::<String>("client_secret", at);
@@ -562,13 +562,13 @@ impl FromNode for OidcConfig {
         }
         f.finish(at);
         Ok(OidcConfig {
-            issuer: issuer.ok_or("")?,
-            client_id: client_id.ok_or("")?,
-            client_secret: Secret::new(client_secret.ok_or("")?),
-            token_endpoint_auth: token_endpoint_auth.ok_or("")?,
-            scopes: scopes.ok_or("")?,
+            issuer: issuer.ok_or(Reported)?,
+            client_id: client_id.ok_or(Reported)?,
+            client_secret: Secret::new(client_secret.ok_or(Reported)?),
+            token_endpoint_auth: token_endpoint_auth.ok_or(Reported)?,
+            scopes: scopes.ok_or(Reported)?,
             post_logout_redirect_uri,
-            id_token_hint: id_token_hint.ok_or("")?,
+            id_token_hint: id_token_hint.ok_or(Reported)?,
             revocation_endpoint,
         })
     }
@@ -614,11 +614,9 @@ impl Default for SessionConfig {
 }
 
 impl FromNode for SessionConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         let d = Self::default();
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+        let mut f = Fields::open(node, at)?;
         let store = f.or("store", d.store, at);
         let idle_timeout = f.or("idle_timeout", d.idle_timeout, at);
         let absolute_timeout = f.or("absolute_timeout", d.absolute_timeout, at);
@@ -635,24 +633,22 @@ impl FromNode for SessionConfig {
             }
         }
         Ok(SessionConfig {
-            store: store.ok_or("")?,
-            idle_timeout: idle_timeout.ok_or("")?,
-            absolute_timeout: absolute_timeout.ok_or("")?,
-            claims: claims.ok_or("")?,
-            refresh_skew: refresh_skew.ok_or("")?,
-            login_timeout: login_timeout.ok_or("")?,
+            store: store.ok_or(Reported)?,
+            idle_timeout: idle_timeout.ok_or(Reported)?,
+            absolute_timeout: absolute_timeout.ok_or(Reported)?,
+            claims: claims.ok_or(Reported)?,
+            refresh_skew: refresh_skew.ok_or(Reported)?,
+            login_timeout: login_timeout.ok_or(Reported)?,
         })
     }
 }
 
 impl FromNode for StoreConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         match node {
             Value::String(s) if s == "memory" => Ok(StoreConfig::Memory),
             Value::Object(_) => {
-                let Some(mut f) = Fields::open(node, at) else {
-                    return Err(String::new());
-                };
+                let mut f = Fields::open(node, at)?;
                 let memory = f.has("memory");
                 f.optional::<Value>("memory", at);
                 let redis = f.optional::<RedisConfig>("redis", at);
@@ -661,20 +657,18 @@ impl FromNode for StoreConfig {
                 match (memory, redis) {
                     (true, None) if !chose_redis => Ok(StoreConfig::Memory),
                     (false, Some(redis)) => Ok(StoreConfig::Redis(Box::new(redis))),
-                    (true, _) => Err("choose one store: memory or redis".into()),
-                    (false, None) => Err(String::new()),
+                    (true, _) => Err(at.fail("choose one store: memory or redis")),
+                    (false, None) => Err(Reported),
                 }
             }
-            _ => Err("expected `memory` or a `redis:` mapping".into()),
+            _ => Err(at.fail("expected `memory` or a `redis:` mapping")),
         }
     }
 }
 
 impl FromNode for RedisConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
         let given = ["url", "cluster", "sentinel"].iter().filter(|k| f.has(k)).count();
         let url = f.optional::<RedisUrl>("url", at).map(|u| u.0);
         let cluster = f.optional::<Vec<RedisUrl>>("cluster", at);
@@ -695,22 +689,18 @@ impl FromNode for RedisConfig {
             }
             (None, Some(_), None) => {
                 at.error_at("cluster", "name at least one seed node");
-                return Err(String::new());
+                return Err(Reported);
             }
             (None, None, Some(SentinelConfig(topology))) => topology,
             // Already reported where it was given.
-            (None, None, None) if given > 0 => return Err(String::new()),
+            (None, None, None) if given > 0 => return Err(Reported),
             (None, None, None) => {
-                at.error("set one of `url` (standalone), `cluster` (seed nodes) or `sentinel`");
-                return Err(String::new());
+                return Err(at.fail("set one of `url` (standalone), `cluster` (seed nodes) or `sentinel`"));
             }
-            _ => {
-                at.error("set only one of `url`, `cluster` and `sentinel`");
-                return Err(String::new());
-            }
+            _ => return Err(at.fail("set only one of `url`, `cluster` and `sentinel`")),
         };
-        let tls = tls.ok_or("")?;
-        let command_timeout = command_timeout.ok_or("")?;
+        let tls = tls.ok_or(Reported)?;
+        let command_timeout = command_timeout.ok_or(Reported)?;
         if tls != RedisTls::default() && !topology.uses_tls() {
             at.error_at("tls", "certificates are set but no URL uses rediss://");
         }
@@ -730,8 +720,8 @@ impl FromNode for RedisConfig {
             tls,
             wait,
             command_timeout,
-            connect_timeout: connect_timeout.ok_or("")?,
-            local_cache: local_cache.ok_or("")?,
+            connect_timeout: connect_timeout.ok_or(Reported)?,
+            local_cache: local_cache.ok_or(Reported)?,
         })
     }
 }
@@ -740,43 +730,38 @@ impl FromNode for RedisConfig {
 struct SentinelConfig(RedisTopology);
 
 impl FromNode for SentinelConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
         let master_name = f.required::<String>("master_name", at);
         let nodes = f.required::<Vec<RedisUrl>>("nodes", at);
         f.finish(at);
-        let nodes = nodes.ok_or("")?;
+        let nodes = nodes.ok_or(Reported)?;
         if nodes.is_empty() {
             at.error_at("nodes", "name at least one sentinel");
-            return Err(String::new());
+            return Err(Reported);
         }
         let tls = nodes.iter().filter(|n| is_tls(&n.0)).count();
         if tls != 0 && tls != nodes.len() {
             // One TLS setting covers the sentinels and the primary they name.
             at.error_at("nodes", "use rediss:// for every sentinel or for none");
-            return Err(String::new());
+            return Err(Reported);
         }
         Ok(SentinelConfig(RedisTopology::Sentinel {
-            master_name: master_name.ok_or("")?,
+            master_name: master_name.ok_or(Reported)?,
             nodes: nodes.into_iter().map(|u| u.0).collect(),
         }))
     }
 }
 
 impl FromNode for RedisTls {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
         let ca = f.optional::<Pem>("ca", at).map(|p| p.0);
         let cert = f.optional::<Pem>("cert", at).map(|p| p.0);
         let key = f.optional::<Pem>("key", at).map(|p| Secret::new(p.0));
         f.finish(at);
         if cert.is_some() != key.is_some() {
-            at.error("a client certificate needs both `cert` and `key`");
-            return Err(String::new());
+            return Err(at.fail("a client certificate needs both `cert` and `key`"));
         }
         Ok(RedisTls { ca, cert, key })
     }
@@ -795,22 +780,20 @@ from_text!(Pem, |text| {
 });
 
 impl FromNode for RedisWait {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
         let replicas = f.or("replicas", 1u64, at);
         let timeout = f.or("timeout", Duration::from_millis(100), at);
         f.finish(at);
-        let (replicas, timeout) = (replicas.ok_or("")?, timeout.ok_or("")?);
+        let (replicas, timeout) = (replicas.ok_or(Reported)?, timeout.ok_or(Reported)?);
         if replicas == 0 {
             at.error_at("replicas", "must be at least 1");
-            return Err(String::new());
+            return Err(Reported);
         }
         if timeout.is_zero() {
             // WAIT with 0 blocks until the replicas answer, forever.
             at.error_at("timeout", "must be more than 0");
-            return Err(String::new());
+            return Err(Reported);
         }
         Ok(RedisWait { replicas, timeout })
     }
@@ -833,12 +816,6 @@ from_text!(RedisUrl, |text| {
     }
 });
 
-impl FromNode for Value {
-    fn from_node(node: &Value, _: &mut Cursor<'_>) -> Result<Self, String> {
-        Ok(node.clone())
-    }
-}
-
 // === impl CookieConfig ===
 
 impl Default for CookieConfig {
@@ -851,10 +828,8 @@ impl Default for CookieConfig {
 }
 
 impl FromNode for CookieConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
         let name = f.or::<String>("name", "cloakroom".into(), at);
         let keys = f.or::<Each<CookieKey>>("keys", Each(Vec::new()), at);
         f.finish(at);
@@ -879,17 +854,15 @@ impl FromNode for CookieConfig {
             }
         }
         Ok(CookieConfig {
-            name: name.ok_or("")?,
-            keys: keys.and_then(Each::complete).ok_or("")?,
+            name: name.ok_or(Reported)?,
+            keys: keys.and_then(Each::complete).ok_or(Reported)?,
         })
     }
 }
 
 impl FromNode for CookieKey {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
         let id = f.required::<String>("id", at);
         let secret = f.required::<KeyMaterial>("secret", at);
         f.finish(at);
@@ -900,8 +873,8 @@ impl FromNode for CookieKey {
             at.error_at("id", "must be 1 to 16 ASCII characters");
         }
         Ok(CookieKey {
-            id: id.ok_or("")?,
-            secret: secret.ok_or("")?.0,
+            id: id.ok_or(Reported)?,
+            secret: secret.ok_or(Reported)?.0,
         })
     }
 }
@@ -949,11 +922,9 @@ impl Default for Limits {
 }
 
 impl FromNode for Limits {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         let d = Self::default();
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+        let mut f = Fields::open(node, at)?;
         let max_header_bytes = f.or("max_header_bytes", Bytes(d.max_header_bytes), at);
         let max_headers = f.or("max_headers", d.max_headers, at);
         let max_uri_bytes = f.or("max_uri_bytes", Bytes(d.max_uri_bytes), at);
@@ -990,15 +961,15 @@ impl FromNode for Limits {
             }
         }
         Ok(Limits {
-            max_header_bytes: max_header_bytes.ok_or("")?.0,
-            max_headers: max_headers.ok_or("")?,
-            max_uri_bytes: max_uri_bytes.ok_or("")?.0,
-            header_read_timeout: header_read_timeout.ok_or("")?,
-            first_bytes_timeout: first_bytes_timeout.ok_or("")?,
-            idle_timeout: idle_timeout.ok_or("")?,
-            max_connections: max_connections.ok_or("")?,
-            max_connections_per_ip: max_connections_per_ip.ok_or("")?,
-            shutdown_grace: shutdown_grace.ok_or("")?,
+            max_header_bytes: max_header_bytes.ok_or(Reported)?.0,
+            max_headers: max_headers.ok_or(Reported)?,
+            max_uri_bytes: max_uri_bytes.ok_or(Reported)?.0,
+            header_read_timeout: header_read_timeout.ok_or(Reported)?,
+            first_bytes_timeout: first_bytes_timeout.ok_or(Reported)?,
+            idle_timeout: idle_timeout.ok_or(Reported)?,
+            max_connections: max_connections.ok_or(Reported)?,
+            max_connections_per_ip: max_connections_per_ip.ok_or(Reported)?,
+            shutdown_grace: shutdown_grace.ok_or(Reported)?,
         })
     }
 }
@@ -1015,11 +986,9 @@ impl Default for LogConfig {
 }
 
 impl FromNode for LogConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         let d = Self::default();
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+        let mut f = Fields::open(node, at)?;
         let format = f.or("format", d.format, at);
         let level = f.or("level", d.level, at);
         f.finish(at);
@@ -1027,8 +996,8 @@ impl FromNode for LogConfig {
             at.error_at("level", reason);
         }
         Ok(LogConfig {
-            format: format.ok_or("")?,
-            level: level.ok_or("")?,
+            format: format.ok_or(Reported)?,
+            level: level.ok_or(Reported)?,
         })
     }
 }
@@ -1041,10 +1010,8 @@ impl RouteConfig {
 }
 
 impl FromNode for RouteConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
         let path = f.required::<RoutePath>("path", at).map(|p| p.0);
         let is_static = f.has("static");
         let target = if is_static {
@@ -1104,18 +1071,18 @@ impl FromNode for RouteConfig {
             methods
         };
         Ok(RouteConfig {
-            path: path.ok_or("")?,
-            target: target.ok_or("")?,
-            auth: auth.ok_or("")?,
-            token: token.ok_or("")?,
-            strip_prefix: strip_prefix.ok_or("")?,
+            path: path.ok_or(Reported)?,
+            target: target.ok_or(Reported)?,
+            auth: auth.ok_or(Reported)?,
+            token: token.ok_or(Reported)?,
+            strip_prefix: strip_prefix.ok_or(Reported)?,
             methods,
-            timeout: timeout.ok_or("")?,
-            max_body: max_body.ok_or("")?.0,
-            websocket: websocket.ok_or("")?,
+            timeout: timeout.ok_or(Reported)?,
+            max_body: max_body.ok_or(Reported)?.0,
+            websocket: websocket.ok_or(Reported)?,
             websocket_protocols: websocket_protocols.map(|list| list.into_iter().map(|p| p.0).collect()),
-            login_redirect: login_redirect.ok_or("")?,
-            csrf: csrf.ok_or("")?,
+            login_redirect: login_redirect.ok_or(Reported)?,
+            csrf: csrf.ok_or(Reported)?,
         })
     }
 }
