@@ -11,6 +11,7 @@ pub mod node;
 pub mod statics;
 pub mod strict;
 pub mod units;
+mod values;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use self::headers::Subprotocol;
 use self::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
 pub use self::node::{ConfigError, ConfigErrors};
 pub use self::statics::StaticConfig;
+use self::values::{absolute_http_url, is_plain_remote, Bytes, Origin, PublicUrl, Upstream};
 use crate::path::normalize_path;
 use crate::secret::Secret;
 
@@ -431,68 +433,6 @@ fn check_routes(routes: &Each<RouteConfig>, at: &mut Cursor<'_>) {
         }
     }
 }
-
-/// An origin (`https://host[:port]`) as browsers send it in `Origin`.
-struct Origin(String);
-
-from_text!(Origin, |text| {
-    let url = absolute_http_url(text)?;
-    if url.path() != "/" || url.query().is_some() {
-        return Err("must be an origin only (scheme, host, port)".into());
-    }
-    Ok(Origin(url.origin().ascii_serialization()))
-});
-
-/// `public_url`: an origin; http only for local development.
-struct PublicUrl(Url);
-
-from_text!(PublicUrl, |text| {
-    let url = absolute_http_url(text)?;
-    if url.path() != "/" || url.query().is_some() {
-        return Err("must be an origin only (scheme, host, port), without a path".into());
-    }
-    // Plain http is judged with insecure_dev_mode, in Config::from_node.
-    Ok(PublicUrl(url))
-});
-
-/// Plain http to anything but this machine: refused for the browser-facing
-/// origin and the issuer, allowed for localhost development, and on other
-/// host names with `insecure_dev_mode`.
-fn is_plain_remote(url: &Url) -> bool {
-    url.scheme() == "http" && !matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
-}
-
-fn absolute_http_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|_| "not an absolute http(s) URL".to_string())?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err("not an absolute http(s) URL".into());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry credentials".into());
-    }
-    if url.fragment().is_some() {
-        return Err("must not have a #fragment".into());
-    }
-    Ok(url)
-}
-
-from_text!(SocketAddr, |text| {
-    text.parse()
-        .map_err(|_| format!("{text:?} is not an address like 0.0.0.0:8080"))
-});
-
-from_text!(IpNet, |text| {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{text:?} is not an IP address or CIDR range"))
-});
-
-from_text!(Duration, units::parse_duration);
-
-/// A byte count written with or without a unit.
-struct Bytes(u64);
-
-from_text!(Bytes, |text| units::parse_bytes(text).map(Bytes));
 
 from_text!(Method, |text| {
     let upper = text.to_ascii_uppercase();
@@ -1142,31 +1082,20 @@ from_text!(RoutePath, |text| {
     Ok(RoutePath(trimmed.to_owned()))
 });
 
-/// An upstream base URL: absolute http(s), no query.
-struct Upstream(Url);
-
-from_text!(Upstream, |text| {
-    let url = absolute_http_url(text)?;
-    if url.query().is_some() {
-        return Err("must not have a query".into());
-    }
-    Ok(Upstream(url))
-});
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+    pub(super) const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
 
-    fn load(yaml: &str) -> Result<Config, ConfigErrors> {
+    pub(super) fn load(yaml: &str) -> Result<Config, ConfigErrors> {
         Config::load(
             yaml,
             &MapEnv::default().with_var("SECRET", "s3").with_var("KEY", KEY),
         )
     }
 
-    fn errors(yaml: &str) -> Vec<String> {
+    pub(super) fn errors(yaml: &str) -> Vec<String> {
         load(yaml)
             .unwrap_err()
             .0
@@ -1209,20 +1138,6 @@ routes:
                 "routes[1].max_body: \"lots\" is not a size (expected e.g. 1024, 64KiB, 10MB, 1.5MiB)",
             ]
         );
-    }
-
-    #[test]
-    fn compound_durations_and_decimal_sizes_load() {
-        let c = load(
-            "public_url: http://localhost:8080
-session: {idle_timeout: 1h30m, absolute_timeout: 1.5d}
-routes: [{path: /, upstream: 'http://a', auth: none, max_body: 1.5MiB, timeout: 1m30s}]",
-        )
-        .unwrap();
-        assert_eq!(c.session.idle_timeout, Duration::from_secs(90 * 60));
-        assert_eq!(c.session.absolute_timeout, Duration::from_secs(36 * 3600));
-        assert_eq!(c.routes[0].max_body, 1_572_864);
-        assert_eq!(c.routes[0].timeout, Duration::from_secs(90));
     }
 
     #[test]
