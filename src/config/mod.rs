@@ -3,11 +3,20 @@
 //! `Config::load(text, env)` parses, substitutes `${VAR}`, reads `*_file`
 //! secrets, and checks every key, returning all problems at once with their
 //! key paths. `config/reference.yaml` documents each key and its default.
+//!
+//! Each section is read in its own module (`routes`, `oidc`, `session` and
+//! its `redis` store, `cookie`, `limits`, `logging`); `values` holds the
+//! parsers they share and `node` the reader that collects the errors. This
+//! module reads the top level and the rules that span sections.
 
+mod cookie;
 pub mod env;
 pub mod headers;
+mod limits;
 pub mod log_filter;
+mod logging;
 pub mod node;
+mod oidc;
 mod redis;
 mod routes;
 mod session;
@@ -16,26 +25,26 @@ pub mod strict;
 pub mod units;
 mod values;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use base64::Engine;
 use ipnet::IpNet;
 use serde_json::Value;
 use url::Url;
 
+pub use self::cookie::{CookieConfig, CookieKey};
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::headers::HeaderRule;
-use self::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
+pub use self::limits::Limits;
+pub use self::logging::{LogConfig, LogFormat};
 pub use self::node::{ConfigError, ConfigErrors};
+use self::node::{Cursor, Each, Fields, FromNode, Reported};
+pub use self::oidc::{OidcConfig, TokenEndpointAuth};
 pub use self::redis::{RedisConfig, RedisTls, RedisTopology, RedisWait};
 use self::routes::check_routes;
 pub use self::routes::{AuthMode, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
 pub use self::session::{SessionConfig, StoreConfig};
 pub use self::statics::StaticConfig;
-use self::values::{absolute_http_url, is_plain_remote, Bytes, Origin, PublicUrl, Upstream};
-use crate::secret::Secret;
+use self::values::{is_plain_remote, Origin, PublicUrl};
 
 /// Everything cloakroom needs to run, validated.
 #[derive(Debug, Clone)]
@@ -62,75 +71,6 @@ pub struct Config {
     /// development on real host names (issue 13). Warned about at start;
     /// `cloakroom check --strict` refuses it.
     pub insecure_dev_mode: bool,
-}
-
-/// The IdP and how cloakroom authenticates to it.
-#[derive(Debug, Clone)]
-pub struct OidcConfig {
-    pub issuer: Url,
-    pub client_id: String,
-    pub client_secret: Secret<String>,
-    pub token_endpoint_auth: TokenEndpointAuth,
-    pub scopes: Vec<String>,
-    /// Where the IdP sends the browser after logout; default `{public_url}/`.
-    pub post_logout_redirect_uri: Option<Url>,
-    /// Send `id_token_hint` at logout, for IdPs that insist on it. Off by
-    /// default: the logout answer then carries no token of any kind.
-    pub id_token_hint: bool,
-    /// Where logout revokes refresh tokens (RFC 7009), for IdPs whose
-    /// metadata does not say; used in preference to the metadata (LO-13).
-    pub revocation_endpoint: Option<Url>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenEndpointAuth {
-    ClientSecretBasic,
-    ClientSecretPost,
-}
-
-#[derive(Debug, Clone)]
-pub struct CookieConfig {
-    /// The base name; `__Host-` is prepended when `public_url` is https.
-    pub name: String,
-    /// The key ring: the first key seals, every key unseals.
-    pub keys: Vec<CookieKey>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CookieKey {
-    pub id: String,
-    pub secret: Secret<Vec<u8>>,
-}
-
-/// Protocol limits applied to every request and connection.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_header_bytes: u64,
-    pub max_headers: u64,
-    pub max_uri_bytes: u64,
-    pub header_read_timeout: Duration,
-    /// From accept until the bytes tell HTTP/1 from HTTP/2 (PX-27).
-    pub first_bytes_timeout: Duration,
-    /// A connection with no request in flight this long is closed.
-    pub idle_timeout: Duration,
-    pub max_connections: u64,
-    /// Open connections per client address (per /64 for IPv6).
-    pub max_connections_per_ip: u64,
-    pub shutdown_grace: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub level: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable on a terminal, JSON otherwise.
-    Auto,
-    Json,
-    Text,
 }
 
 // === impl Config ===
@@ -260,271 +200,10 @@ impl FromNode for Config {
     }
 }
 
-from_text!(TokenEndpointAuth, |text| match text {
-    "client_secret_basic" => Ok(TokenEndpointAuth::ClientSecretBasic),
-    "client_secret_post" => Ok(TokenEndpointAuth::ClientSecretPost),
-    _ => Err(format!(
-        "{text:?} is not one of client_secret_basic, client_secret_post"
-    )),
-});
-
-from_text!(LogFormat, |text| match text {
-    "auto" => Ok(LogFormat::Auto),
-    "json" => Ok(LogFormat::Json),
-    "text" => Ok(LogFormat::Text),
-    _ => Err(format!("{text:?} is not one of auto, json, text")),
-});
-
-// === impl OidcConfig ===
-
-impl FromNode for OidcConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
-        let mut f = Fields::open(node, at)?;
-        let issuer = f.required::<Issuer>("issuer", at).map(|i| i.0);
-        let client_id = f.required::<String>("client_id", at);
-        let client_secret = f.required::<String>("client_secret", at);
-        let token_endpoint_auth = f.or("token_endpoint_auth", TokenEndpointAuth::ClientSecretBasic, at);
-        let default_scopes = ["openid", "profile", "email", "offline_access"]
-            .map(String::from)
-            .to_vec();
-        let scopes = f.or::<Vec<String>>("scopes", default_scopes, at);
-        let post_logout_redirect_uri = f
-            .optional::<Upstream>("post_logout_redirect_uri", at)
-            .map(|u| u.0);
-        let id_token_hint = f.or("id_token_hint", false, at);
-        let revocation_endpoint = f.optional::<IdpEndpoint>("revocation_endpoint", at).map(|e| e.0);
-        if scopes.as_ref().is_some_and(|s| !s.iter().any(|s| s == "openid")) {
-            at.error_at("scopes", "must include openid");
-        }
-        if client_secret.as_ref().is_some_and(String::is_empty) {
-            at.error_at("client_secret", "must not be empty");
-        }
-        f.finish(at);
-        Ok(OidcConfig {
-            issuer: issuer.ok_or(Reported)?,
-            client_id: client_id.ok_or(Reported)?,
-            client_secret: Secret::new(client_secret.ok_or(Reported)?),
-            token_endpoint_auth: token_endpoint_auth.ok_or(Reported)?,
-            scopes: scopes.ok_or(Reported)?,
-            post_logout_redirect_uri,
-            id_token_hint: id_token_hint.ok_or(Reported)?,
-            revocation_endpoint,
-        })
-    }
-}
-
-/// An IdP endpoint set by hand: https (plain http only on this machine).
-struct IdpEndpoint(Url);
-
-from_text!(IdpEndpoint, |text| {
-    let url = absolute_http_url(text)?;
-    if is_plain_remote(&url) {
-        // It receives refresh tokens and the client secret.
-        return Err("must be https (plain http is allowed only for localhost development)".into());
-    }
-    Ok(IdpEndpoint(url))
-});
-
-/// The issuer identifier: https, no query or fragment (OIDC Discovery §2).
-struct Issuer(Url);
-
-from_text!(Issuer, |text| {
-    let url = absolute_http_url(text)?;
-    // Plain http is judged with insecure_dev_mode, in Config::from_node.
-    if url.query().is_some() {
-        return Err("must not have a query".into());
-    }
-    Ok(Issuer(url))
-});
-
-// === impl CookieConfig ===
-
-impl Default for CookieConfig {
-    fn default() -> Self {
-        Self {
-            name: "cloakroom".into(),
-            keys: Vec::new(),
-        }
-    }
-}
-
-impl FromNode for CookieConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
-        let mut f = Fields::open(node, at)?;
-        let name = f.or::<String>("name", "cloakroom".into(), at);
-        let keys = f.or::<Each<CookieKey>>("keys", Each(Vec::new()), at);
-        f.finish(at);
-        if let Some(name) = &name {
-            let token = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-            if !token {
-                at.error_at("name", "use letters, digits, '-', '_' or '.' only");
-            }
-            if name.starts_with("__") {
-                at.error_at("name", "leave out the __Host- prefix; it is added for https");
-            }
-        }
-        if let Some(keys) = &keys {
-            let mut ids = HashSet::new();
-            for (i, key) in keys.parsed() {
-                if !ids.insert(key.id.as_str()) {
-                    at.error_at(&format!("keys[{i}].id"), "duplicate key id");
-                }
-            }
-        }
-        Ok(CookieConfig {
-            name: name.ok_or(Reported)?,
-            keys: keys.and_then(Each::complete).ok_or(Reported)?,
-        })
-    }
-}
-
-impl FromNode for CookieKey {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
-        let mut f = Fields::open(node, at)?;
-        let id = f.required::<String>("id", at);
-        let secret = f.required::<KeyMaterial>("secret", at);
-        f.finish(at);
-        if id
-            .as_ref()
-            .is_some_and(|id| id.is_empty() || id.len() > 16 || !id.is_ascii())
-        {
-            at.error_at("id", "must be 1 to 16 ASCII characters");
-        }
-        Ok(CookieKey {
-            id: id.ok_or(Reported)?,
-            secret: secret.ok_or(Reported)?.0,
-        })
-    }
-}
-
-/// A 256-bit key written in base64 (standard or URL-safe, padding optional).
-struct KeyMaterial(Secret<Vec<u8>>);
-
-from_text!(KeyMaterial, |text| {
-    let bytes = decode_base64(text).ok_or("not base64 (generate one with `cloakroom keygen`)")?;
-    if bytes.len() != 32 {
-        return Err(format!(
-            "must decode to 32 bytes, got {} (generate one with `cloakroom keygen`)",
-            bytes.len()
-        ));
-    }
-    if bytes.iter().all(|b| *b == 0) {
-        return Err("must not be all zeros".into());
-    }
-    Ok(KeyMaterial(Secret::new(bytes)))
-});
-
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    [URL_SAFE_NO_PAD, URL_SAFE, STANDARD_NO_PAD, STANDARD]
-        .iter()
-        .find_map(|e| e.decode(text).ok())
-}
-
-// === impl Limits ===
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_header_bytes: 16 * 1024,
-            max_headers: 100,
-            max_uri_bytes: 8 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-            first_bytes_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(75),
-            max_connections: 10_000,
-            max_connections_per_ip: 256,
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
-
-impl FromNode for Limits {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
-        let d = Self::default();
-        let mut f = Fields::open(node, at)?;
-        let max_header_bytes = f.or("max_header_bytes", Bytes(d.max_header_bytes), at);
-        let max_headers = f.or("max_headers", d.max_headers, at);
-        let max_uri_bytes = f.or("max_uri_bytes", Bytes(d.max_uri_bytes), at);
-        let header_read_timeout = f.or("header_read_timeout", d.header_read_timeout, at);
-        let first_bytes_timeout = f.or("first_bytes_timeout", d.first_bytes_timeout, at);
-        let idle_timeout = f.or("idle_timeout", d.idle_timeout, at);
-        let max_connections = f.or("max_connections", d.max_connections, at);
-        let max_connections_per_ip = f.or("max_connections_per_ip", d.max_connections_per_ip, at);
-        let shutdown_grace = f.or("shutdown_grace", d.shutdown_grace, at);
-        f.finish(at);
-        if max_header_bytes
-            .as_ref()
-            .is_some_and(|b| !(1024..=1 << 20).contains(&b.0))
-        {
-            at.error_at("max_header_bytes", "must be between 1KiB and 1MiB");
-        }
-        if max_headers.is_some_and(|n| !(8..=1000).contains(&n)) {
-            at.error_at("max_headers", "must be between 8 and 1000");
-        }
-        if max_connections == Some(0) {
-            at.error_at("max_connections", "must be at least 1");
-        }
-        if max_connections_per_ip == Some(0) {
-            at.error_at("max_connections_per_ip", "must be at least 1");
-        }
-        // Zero would be no timeout at all, which is what these keys prevent.
-        for (key, value) in [
-            ("header_read_timeout", header_read_timeout),
-            ("first_bytes_timeout", first_bytes_timeout),
-            ("idle_timeout", idle_timeout),
-        ] {
-            if value.is_some_and(|t| t.is_zero()) {
-                at.error_at(key, "must be longer than 0s");
-            }
-        }
-        Ok(Limits {
-            max_header_bytes: max_header_bytes.ok_or(Reported)?.0,
-            max_headers: max_headers.ok_or(Reported)?,
-            max_uri_bytes: max_uri_bytes.ok_or(Reported)?.0,
-            header_read_timeout: header_read_timeout.ok_or(Reported)?,
-            first_bytes_timeout: first_bytes_timeout.ok_or(Reported)?,
-            idle_timeout: idle_timeout.ok_or(Reported)?,
-            max_connections: max_connections.ok_or(Reported)?,
-            max_connections_per_ip: max_connections_per_ip.ok_or(Reported)?,
-            shutdown_grace: shutdown_grace.ok_or(Reported)?,
-        })
-    }
-}
-
-// === impl LogConfig ===
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Auto,
-            level: "info".into(),
-        }
-    }
-}
-
-impl FromNode for LogConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
-        let d = Self::default();
-        let mut f = Fields::open(node, at)?;
-        let format = f.or("format", d.format, at);
-        let level = f.or("level", d.level, at);
-        f.finish(at);
-        if let Some(Err(reason)) = level.as_deref().map(log_filter::check) {
-            at.error_at("level", reason);
-        }
-        Ok(LogConfig {
-            format: format.ok_or(Reported)?,
-            level: level.ok_or(Reported)?,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     pub(super) const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
@@ -610,54 +289,6 @@ routes: [{path: /api, upstream: 'http://a'}]";
     }
 
     #[test]
-    fn lo13_a_revocation_endpoint_may_be_set_and_must_be_https() {
-        let yaml = |endpoint: &str| {
-            format!(
-                "public_url: https://app.example.com
-oidc: {{issuer: 'https://idp.example.com', client_id: spa, client_secret: s, revocation_endpoint: '{endpoint}'}}
-cookie: {{keys: [{{id: '1', secret: '${{KEY}}'}}]}}
-routes: [{{path: /api, upstream: 'http://a'}}]"
-            )
-        };
-        let c = load(&yaml("https://idp.example.com/oauth2/revoke")).unwrap();
-        assert_eq!(
-            c.oidc.unwrap().revocation_endpoint.unwrap().as_str(),
-            "https://idp.example.com/oauth2/revoke"
-        );
-        assert!(
-            load(&yaml("http://127.0.0.1:8081/revoke")).is_ok(),
-            "loopback for development"
-        );
-        assert_eq!(
-            errors(&yaml("http://idp.example.com/revoke")),
-            ["oidc.revocation_endpoint: must be https (plain http is allowed only for localhost development)"]
-        );
-        assert_eq!(
-            errors(&yaml("/revoke")),
-            ["oidc.revocation_endpoint: not an absolute http(s) URL"]
-        );
-    }
-
-    #[test]
-    fn weak_or_malformed_keys_and_plain_http_are_refused() {
-        let zeros = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-        let got = errors(&format!(
-            "public_url: http://app.example.com
-cookie: {{keys: [{{id: a, secret: c2hvcnQ}}, {{id: b, secret: {zeros}}}, {{id: c, secret: '${{KEY}}'}}, {{id: c, secret: '${{KEY}}'}}]}}
-routes: [{{path: /, upstream: 'http://a', auth: none}}]"
-        ));
-        assert_eq!(
-            got,
-            [
-                "public_url: must be https (plain http is allowed only for localhost development)",
-                "cookie.keys[0].secret: must decode to 32 bytes, got 5 (generate one with `cloakroom keygen`)",
-                "cookie.keys[1].secret: must not be all zeros",
-                "cookie.keys[3].id: duplicate key id",
-            ]
-        );
-    }
-
-    #[test]
     fn reference_and_example_configs_load() {
         let env = MapEnv::default()
             .with_var("CLIENT_SECRET", "s")
@@ -690,35 +321,6 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
             );
         let config = Config::load(text, &env).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(config.session.store, StoreConfig::Redis(_)));
-    }
-
-    #[test]
-    fn px27_connection_limits_are_read_and_checked() {
-        let base =
-            "public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]\n";
-        let c = load(&format!(
-            "{base}limits: {{first_bytes_timeout: 2s, idle_timeout: 1m, max_connections_per_ip: 8}}"
-        ))
-        .unwrap();
-        assert_eq!(c.limits.first_bytes_timeout, Duration::from_secs(2));
-        assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
-        assert_eq!(c.limits.max_connections_per_ip, 8);
-        let d = load(base).unwrap().limits;
-        assert_eq!(
-            (d.first_bytes_timeout, d.idle_timeout, d.max_connections_per_ip),
-            (Duration::from_secs(5), Duration::from_secs(75), 256)
-        );
-        let got = errors(&format!(
-            "{base}limits: {{first_bytes_timeout: 0s, idle_timeout: 0s, max_connections_per_ip: 0}}"
-        ));
-        assert_eq!(
-            got,
-            [
-                "limits.max_connections_per_ip: must be at least 1",
-                "limits.first_bytes_timeout: must be longer than 0s",
-                "limits.idle_timeout: must be longer than 0s",
-            ]
-        );
     }
 
     #[test]
