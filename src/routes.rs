@@ -112,13 +112,13 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Auth, CsrfMode, TokenKind};
+    use crate::config::{AuthMode, CsrfMode, TokenKind};
 
     fn route(path: &str, upstream: &str, strip: bool) -> RouteConfig {
         RouteConfig {
             path: path.into(),
             target: Target::Upstream(upstream.parse().unwrap()),
-            auth: Auth::None,
+            auth: AuthMode::None,
             token: TokenKind::None,
             strip_prefix: strip,
             methods: None,

@@ -28,11 +28,19 @@ pub struct Cursor<'e> {
     errors: &'e mut Vec<ConfigError>,
 }
 
+/// A value could not be read, and why is already in the error list.
+///
+/// Readers record each problem through the [`Cursor`] where they find it,
+/// then return this to stop building the value: the caller has nothing
+/// more to add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reported;
+
 /// A leaf or section type that can be read from a YAML node.
 pub trait FromNode: Sized {
-    /// Reads `node`; on failure returns the reason, or records nested errors
-    /// through `at` and returns `Err(String::new())`.
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String>;
+    /// Reads `node`; on failure records every problem through `at` and
+    /// returns [`Reported`].
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported>;
 }
 
 /// The keys of one mapping, consumed one by one.
@@ -131,10 +139,17 @@ impl<'e> Cursor<'e> {
         self.push(path, reason.into());
     }
 
+    /// Records why the value at the current path cannot be read, for a
+    /// reader that gives up on it: `return Err(at.fail(reason))`.
+    pub fn fail(&mut self, reason: impl Into<String>) -> Reported {
+        self.error(reason);
+        Reported
+    }
+
     // One error per key: a value that failed `${VAR}` substitution is not
     // reported again as a bad URL.
     fn push(&mut self, path: String, reason: String) {
-        if !reason.is_empty() && !self.errors.iter().any(|e| e.path == path) {
+        if !self.errors.iter().any(|e| e.path == path) {
             self.errors.push(ConfigError { path, reason });
         }
     }
@@ -149,15 +164,9 @@ impl<'e> Cursor<'e> {
         f(&mut inner)
     }
 
-    /// Reads `node` as `T`, recording a failure at the current path.
+    /// Reads `node` as `T`; `None` once its errors are recorded.
     pub fn read<T: FromNode>(&mut self, node: &Value) -> Option<T> {
-        match T::from_node(node, self) {
-            Ok(v) => Some(v),
-            Err(reason) => {
-                self.error(reason);
-                None
-            }
-        }
+        T::from_node(node, self).ok()
     }
 
     fn child_path(&self, segment: &str) -> String {
@@ -171,21 +180,18 @@ impl<'e> Cursor<'e> {
 // === impl Fields ===
 
 impl<'v> Fields<'v> {
-    /// Opens `node` as a mapping; `None` (and an error) if it is not one.
-    pub fn open(node: &'v Value, at: &mut Cursor<'_>) -> Option<Self> {
+    /// Opens `node` as a mapping, or records that it is not one.
+    pub fn open(node: &'v Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         match node {
-            Value::Object(map) => Some(Self {
+            Value::Object(map) => Ok(Self {
                 order: map.keys().map(String::as_str).collect(),
                 entries: map.iter().map(|(k, v)| (k.as_str(), v)).collect(),
             }),
-            Value::Null => Some(Self {
+            Value::Null => Ok(Self {
                 entries: BTreeMap::new(),
                 order: Vec::new(),
             }),
-            other => {
-                at.error(format!("expected a mapping, found {}", kind(other)));
-                None
-            }
+            other => Err(at.fail(format!("expected a mapping, found {}", kind(other)))),
         }
     }
 
@@ -247,46 +253,53 @@ pub fn kind(v: &Value) -> &'static str {
 // === leaf impls ===
 
 impl FromNode for String {
-    fn from_node(node: &Value, _: &mut Cursor<'_>) -> Result<Self, String> {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         match node {
             Value::String(s) => Ok(s.clone()),
             // Scalars written without quotes are still text to us (`id: 2`).
             Value::Number(n) => Ok(n.to_string()),
-            other => Err(format!("expected a string, found {}", kind(other))),
+            other => Err(at.fail(format!("expected a string, found {}", kind(other)))),
         }
     }
 }
 
 impl FromNode for bool {
-    fn from_node(node: &Value, _: &mut Cursor<'_>) -> Result<Self, String> {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         match node {
             Value::Bool(b) => Ok(*b),
             // `${VAR}` substitution always yields text.
             Value::String(s) if s == "true" => Ok(true),
             Value::String(s) if s == "false" => Ok(false),
-            other => Err(format!("expected true or false, found {}", kind(other))),
+            other => Err(at.fail(format!("expected true or false, found {}", kind(other)))),
         }
     }
 }
 
 impl FromNode for u64 {
-    fn from_node(node: &Value, _: &mut Cursor<'_>) -> Result<Self, String> {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         match node {
             Value::Number(n) => n
                 .as_u64()
-                .ok_or_else(|| format!("expected a whole number ≥ 0, found {n}")),
+                .ok_or_else(|| at.fail(format!("expected a whole number ≥ 0, found {n}"))),
             Value::String(s) => s
                 .trim()
                 .parse()
-                .map_err(|_| format!("expected a whole number ≥ 0, found {s:?}")),
-            other => Err(format!("expected a number, found {}", kind(other))),
+                .map_err(|_| at.fail(format!("expected a whole number ≥ 0, found {s:?}"))),
+            other => Err(at.fail(format!("expected a number, found {}", kind(other)))),
         }
     }
 }
 
+/// Any node, kept as it is.
+impl FromNode for Value {
+    fn from_node(node: &Value, _: &mut Cursor<'_>) -> Result<Self, Reported> {
+        Ok(node.clone())
+    }
+}
+
 impl<T: FromNode> FromNode for Vec<T> {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        Each::<T>::from_node(node, at)?.complete().ok_or_else(String::new)
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        Each::<T>::from_node(node, at)?.complete().ok_or(Reported)
     }
 }
 
@@ -295,9 +308,9 @@ impl<T: FromNode> FromNode for Vec<T> {
 pub struct Each<T>(pub Vec<Option<T>>);
 
 impl<T: FromNode> FromNode for Each<T> {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         let Value::Array(items) = node else {
-            return Err(format!("expected a list, found {}", kind(node)));
+            return Err(at.fail(format!("expected a list, found {}", kind(node))));
         };
         let read = |(i, item)| at.nested(&format!("[{i}]"), |at| at.read::<T>(item));
         Ok(Each(items.iter().enumerate().map(read).collect()))
@@ -319,17 +332,18 @@ impl<T> Each<T> {
     }
 }
 
-/// Implements [`FromNode`] for a type parsed from one string scalar.
+/// Implements [`FromNode`] for a type parsed from one string scalar; the
+/// parser returns the reason a text is refused.
 macro_rules! from_text {
     ($ty:ty, $parse:expr) => {
         impl $crate::config::node::FromNode for $ty {
             fn from_node(
                 node: &serde_json::Value,
                 at: &mut $crate::config::node::Cursor<'_>,
-            ) -> Result<Self, String> {
+            ) -> Result<Self, $crate::config::node::Reported> {
                 let text = <String as $crate::config::node::FromNode>::from_node(node, at)?;
                 let parse: fn(&str) -> Result<$ty, String> = $parse;
-                parse(text.trim())
+                parse(text.trim()).map_err(|reason| at.fail(reason))
             }
         }
     };

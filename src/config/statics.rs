@@ -11,7 +11,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use serde_json::Value;
 
-use super::node::{kind, Cursor, Fields, FromNode};
+use super::node::{kind, Cursor, Fields, FromNode, Reported};
 
 /// Headers every static response carries unless the route overrides them.
 /// The CSP allows the SPA's own scripts, styles, images and API calls, and
@@ -44,10 +44,8 @@ pub struct StaticConfig {
 }
 
 impl FromNode for StaticConfig {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
-        let Some(mut f) = Fields::open(node, at) else {
-            return Err(String::new());
-        };
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
         let dir = f.required::<String>("dir", at);
         let index = f.or::<String>("index", "index.html".into(), at);
         let fallback = f.or("fallback", true, at);
@@ -66,7 +64,7 @@ impl FromNode for StaticConfig {
         for (name, value) in DEFAULT_HEADERS {
             merged.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
         }
-        for (name, value) in headers.ok_or("")?.0 {
+        for (name, value) in headers.ok_or(Reported)?.0 {
             if let Some(name) = name {
                 if value.is_empty() {
                     merged.remove(&name);
@@ -76,10 +74,10 @@ impl FromNode for StaticConfig {
             }
         }
         Ok(StaticConfig {
-            dir: PathBuf::from(dir.ok_or("")?),
-            index: index.ok_or("")?,
-            fallback: fallback.ok_or("")?,
-            precompressed: precompressed.ok_or("")?,
+            dir: PathBuf::from(dir.ok_or(Reported)?),
+            index: index.ok_or(Reported)?,
+            fallback: fallback.ok_or(Reported)?,
+            precompressed: precompressed.ok_or(Reported)?,
             headers: merged,
         })
     }
@@ -89,12 +87,12 @@ impl FromNode for StaticConfig {
 struct Headers(HeaderMap);
 
 impl FromNode for Headers {
-    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, String> {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         let Value::Object(map) = node else {
-            return Err(format!(
+            return Err(at.fail(format!(
                 "expected a mapping of header: value, found {}",
                 kind(node)
-            ));
+            )));
         };
         let mut headers = HeaderMap::new();
         for (name, value) in map {

@@ -11,7 +11,7 @@ use tower::Service;
 use super::token::Bearer;
 use super::ResponseFuture;
 use crate::body::Body;
-use crate::config::Auth as AuthMode;
+use crate::config::AuthMode;
 use crate::error::BoxError;
 use crate::routes::{Leaf as LeafKind, Route};
 use crate::static_files::Audience;

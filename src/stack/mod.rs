@@ -30,7 +30,7 @@ use tower::ServiceBuilder;
 
 use crate::auth::Auth;
 use crate::body::Body;
-use crate::config::{Auth as AuthMode, TokenKind};
+use crate::config::{AuthMode, TokenKind};
 use crate::error::{BoxError, Refusal};
 use crate::routes::{Leaf as LeafKind, Route};
 use crate::upstream::Upstream;

@@ -15,7 +15,7 @@ use tower::{Layer, Service};
 use crate::auth::session::{self, Loaded};
 use crate::auth::Auth;
 use crate::body::Body;
-use crate::config::{Auth as AuthMode, RouteConfig};
+use crate::config::{AuthMode, RouteConfig};
 use crate::error::{BoxError, Refusal};
 
 use super::ResponseFuture;

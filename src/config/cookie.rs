@@ -1,0 +1,134 @@
+//! The `cookie` section: the session cookie's name and the key ring that seals it.
+
+use std::collections::HashSet;
+
+use base64::Engine;
+use serde_json::Value;
+
+use super::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
+use crate::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// The base name; `__Host-` is prepended when `public_url` is https.
+    pub name: String,
+    /// The key ring: the first key seals, every key unseals.
+    pub keys: Vec<CookieKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CookieKey {
+    pub id: String,
+    pub secret: Secret<Vec<u8>>,
+}
+
+// === impl CookieConfig ===
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: "cloakroom".into(),
+            keys: Vec::new(),
+        }
+    }
+}
+
+impl FromNode for CookieConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
+        let name = f.or::<String>("name", "cloakroom".into(), at);
+        let keys = f.or::<Each<CookieKey>>("keys", Each(Vec::new()), at);
+        f.finish(at);
+        if let Some(name) = &name {
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !token {
+                at.error_at("name", "use letters, digits, '-', '_' or '.' only");
+            }
+            if name.starts_with("__") {
+                at.error_at("name", "leave out the __Host- prefix; it is added for https");
+            }
+        }
+        if let Some(keys) = &keys {
+            let mut ids = HashSet::new();
+            for (i, key) in keys.parsed() {
+                if !ids.insert(key.id.as_str()) {
+                    at.error_at(&format!("keys[{i}].id"), "duplicate key id");
+                }
+            }
+        }
+        Ok(CookieConfig {
+            name: name.ok_or(Reported)?,
+            keys: keys.and_then(Each::complete).ok_or(Reported)?,
+        })
+    }
+}
+
+impl FromNode for CookieKey {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
+        let id = f.required::<String>("id", at);
+        let secret = f.required::<KeyMaterial>("secret", at);
+        f.finish(at);
+        if id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > 16 || !id.is_ascii())
+        {
+            at.error_at("id", "must be 1 to 16 ASCII characters");
+        }
+        Ok(CookieKey {
+            id: id.ok_or(Reported)?,
+            secret: secret.ok_or(Reported)?.0,
+        })
+    }
+}
+
+/// A 256-bit key written in base64 (standard or URL-safe, padding optional).
+struct KeyMaterial(Secret<Vec<u8>>);
+
+from_text!(KeyMaterial, |text| {
+    let bytes = decode_base64(text).ok_or("not base64 (generate one with `cloakroom keygen`)")?;
+    if bytes.len() != 32 {
+        return Err(format!(
+            "must decode to 32 bytes, got {} (generate one with `cloakroom keygen`)",
+            bytes.len()
+        ));
+    }
+    if bytes.iter().all(|b| *b == 0) {
+        return Err("must not be all zeros".into());
+    }
+    Ok(KeyMaterial(Secret::new(bytes)))
+});
+
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    [URL_SAFE_NO_PAD, URL_SAFE, STANDARD_NO_PAD, STANDARD]
+        .iter()
+        .find_map(|e| e.decode(text).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::errors;
+
+    #[test]
+    fn weak_or_malformed_keys_and_plain_http_are_refused() {
+        let zeros = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let got = errors(&format!(
+            "public_url: http://app.example.com
+cookie: {{keys: [{{id: a, secret: c2hvcnQ}}, {{id: b, secret: {zeros}}}, {{id: c, secret: '${{KEY}}'}}, {{id: c, secret: '${{KEY}}'}}]}}
+routes: [{{path: /, upstream: 'http://a', auth: none}}]"
+        ));
+        assert_eq!(
+            got,
+            [
+                "public_url: must be https (plain http is allowed only for localhost development)",
+                "cookie.keys[0].secret: must decode to 32 bytes, got 5 (generate one with `cloakroom keygen`)",
+                "cookie.keys[1].secret: must not be all zeros",
+                "cookie.keys[3].id: duplicate key id",
+            ]
+        );
+    }
+}

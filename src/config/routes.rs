@@ -1,0 +1,320 @@
+//! The `routes` list: which requests go where, who may make them, and the
+//! proof of origin they must carry.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use http::Method;
+use serde_json::Value;
+use url::Url;
+
+use super::headers::Subprotocol;
+use super::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
+use super::statics::StaticConfig;
+use super::values::{Bytes, Upstream};
+use crate::path::normalize_path;
+
+/// One `routes[]` entry.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Normalised path prefix, matched on segment boundaries.
+    pub path: String,
+    /// Where the route's requests go: an upstream, or files from disk.
+    pub target: Target,
+    pub auth: AuthMode,
+    pub token: TokenKind,
+    pub strip_prefix: bool,
+    /// `None` allows every method but TRACE, TRACK and CONNECT.
+    pub methods: Option<Vec<Method>>,
+    pub timeout: Duration,
+    pub max_body: u64,
+    pub websocket: bool,
+    /// The only `Sec-WebSocket-Protocol` entries forwarded; `None` forwards
+    /// all but those that look like credentials (PX-31).
+    pub websocket_protocols: Option<Vec<String>>,
+    /// Pages: a missing session redirects to login instead of answering 401.
+    pub login_redirect: bool,
+    /// How reads prove they come from the SPA (issue 13).
+    pub csrf: CsrfMode,
+}
+
+/// What a route serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Proxy to this base URL.
+    Upstream(Url),
+    /// Serve files from a directory (`static:`).
+    Static(StaticConfig),
+}
+
+/// The CSRF proof a route asks of safe methods (`GET`, `HEAD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfMode {
+    /// `X-CSRF: 1`, which only script can add.
+    Header,
+    /// `X-CSRF: 1` or the browser's own `Sec-Fetch-Site: same-origin`, for
+    /// requests that cannot carry headers (`EventSource`, `<img>`, downloads).
+    FetchMetadata,
+}
+
+/// `auth`: whether a route's requests must have a session, may have one,
+/// or never read one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    None,
+}
+
+/// `token`: whether the user's access token goes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    User,
+    None,
+}
+
+/// Methods no route may allow: they echo or tunnel and have no place behind a BFF.
+pub const FORBIDDEN_METHODS: &[&str] = &["TRACE", "TRACK", "CONNECT"];
+
+// === impl RouteConfig ===
+
+impl RouteConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+}
+
+impl FromNode for RouteConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let mut f = Fields::open(node, at)?;
+        let path = f.required::<RoutePath>("path", at).map(|p| p.0);
+        let is_static = f.has("static");
+        let target = if is_static {
+            if f.has("upstream") {
+                at.error_at("upstream", "set either upstream or static, not both");
+            }
+            f.optional::<StaticConfig>("static", at).map(Target::Static)
+        } else {
+            f.required::<Upstream>("upstream", at)
+                .map(|u| Target::Upstream(u.0))
+        };
+        let auth = f.or("auth", AuthMode::Required, at);
+        let default_token = match auth {
+            Some(AuthMode::None) => TokenKind::None,
+            _ if is_static => TokenKind::None,
+            _ => TokenKind::User,
+        };
+        let token = f.or("token", default_token, at);
+        let strip_prefix = f.or("strip_prefix", false, at);
+        let methods = f.optional::<Vec<Method>>("methods", at);
+        let timeout = f.or("timeout", Self::DEFAULT_TIMEOUT, at);
+        let max_body = f.or("max_body", Bytes(Self::DEFAULT_MAX_BODY), at);
+        let websocket = f.or("websocket", false, at);
+        let websocket_protocols = f.optional::<Vec<Subprotocol>>("websocket_protocols", at);
+        let login_redirect = f.or("login_redirect", false, at);
+        let csrf = f.or("csrf", CsrfMode::Header, at);
+        f.finish(at);
+
+        if auth == Some(AuthMode::None) && token == Some(TokenKind::User) {
+            at.error_at(
+                "token",
+                "`user` needs a session; set auth to required or optional",
+            );
+        }
+        if websocket_protocols.is_some() && websocket == Some(false) {
+            at.error_at("websocket_protocols", "only meaningful with websocket: true");
+        }
+        if auth == Some(AuthMode::None) && login_redirect == Some(true) {
+            at.error_at("login_redirect", "only meaningful with auth: required");
+        }
+        if auth == Some(AuthMode::None) && csrf == Some(CsrfMode::FetchMetadata) {
+            at.error_at("csrf", "only meaningful on a route that reads the session");
+        }
+        if methods.as_ref().is_some_and(Vec::is_empty) {
+            at.error_at(
+                "methods",
+                "must list at least one method (or be left out to allow all)",
+            );
+        }
+        if timeout == Some(Duration::ZERO) {
+            at.error_at("timeout", "must be longer than 0s");
+        }
+        let methods = if is_static {
+            check_static_route(auth, token, websocket, methods.as_deref(), at);
+            Some(vec![Method::GET, Method::HEAD])
+        } else {
+            methods
+        };
+        Ok(RouteConfig {
+            path: path.ok_or(Reported)?,
+            target: target.ok_or(Reported)?,
+            auth: auth.ok_or(Reported)?,
+            token: token.ok_or(Reported)?,
+            strip_prefix: strip_prefix.ok_or(Reported)?,
+            methods,
+            timeout: timeout.ok_or(Reported)?,
+            max_body: max_body.ok_or(Reported)?.0,
+            websocket: websocket.ok_or(Reported)?,
+            websocket_protocols: websocket_protocols.map(|list| list.into_iter().map(|p| p.0).collect()),
+            login_redirect: login_redirect.ok_or(Reported)?,
+            csrf: csrf.ok_or(Reported)?,
+        })
+    }
+}
+
+/// Files are the same for everyone and only read: a static route either
+/// needs a session or not, sends no token, and answers GET and HEAD.
+fn check_static_route(
+    auth: Option<AuthMode>,
+    token: Option<TokenKind>,
+    websocket: Option<bool>,
+    methods: Option<&[Method]>,
+    at: &mut Cursor<'_>,
+) {
+    if auth == Some(AuthMode::Optional) {
+        at.error_at("auth", "a static route is either required or none");
+    }
+    if token == Some(TokenKind::User) {
+        at.error_at("token", "a static route has no upstream to send a token to");
+    }
+    if websocket == Some(true) {
+        at.error_at("websocket", "a static route has no upstream to upgrade to");
+    }
+    if methods.is_some_and(|m| m.iter().any(|m| m != Method::GET && m != Method::HEAD)) {
+        at.error_at("methods", "a static route answers GET and HEAD only");
+    }
+}
+
+impl RouteConfig {
+    /// The upstream base URL, unless the route serves files.
+    pub fn upstream(&self) -> Option<&Url> {
+        match &self.target {
+            Target::Upstream(url) => Some(url),
+            Target::Static(_) => None,
+        }
+    }
+}
+
+/// Rules that span routes: at least one, and no two with the same prefix.
+pub(super) fn check_routes(routes: &Each<RouteConfig>, at: &mut Cursor<'_>) {
+    if routes.0.is_empty() {
+        // Every request would be a 404: surely not what was meant.
+        at.error_at("routes", "list at least one route");
+    }
+    let mut seen = HashSet::new();
+    for (i, route) in routes.parsed() {
+        if !seen.insert(route.path.as_str()) {
+            at.nested("routes", |at| {
+                at.error_at(
+                    &format!("[{i}].path"),
+                    format!("{} is already used by an earlier route", route.path),
+                )
+            });
+        }
+    }
+}
+
+/// A route prefix: absolute, already in normal form, no query.
+struct RoutePath(String);
+
+from_text!(RoutePath, |text| {
+    if !text.starts_with('/') {
+        return Err("must start with /".into());
+    }
+    if text.contains(['?', '#']) {
+        return Err("must be a path only, without ? or #".into());
+    }
+    let normal = normalize_path(text).map_err(|e| format!("not a clean path: {e}"))?;
+    if normal != text {
+        return Err(format!("write it in normal form: {normal}"));
+    }
+    // `/api/` and `/api` mean the same prefix; keep one spelling.
+    let trimmed = match normal.trim_end_matches('/') {
+        "" => "/",
+        t => t,
+    };
+    Ok(RoutePath(trimmed.to_owned()))
+});
+
+from_text!(Method, |text| {
+    let upper = text.to_ascii_uppercase();
+    if FORBIDDEN_METHODS.contains(&upper.as_str()) {
+        return Err(format!("{upper} is never allowed"));
+    }
+    Method::from_bytes(upper.as_bytes()).map_err(|_| format!("{text:?} is not an HTTP method"))
+});
+
+from_text!(AuthMode, |text| match text {
+    "required" => Ok(AuthMode::Required),
+    "optional" => Ok(AuthMode::Optional),
+    "none" => Ok(AuthMode::None),
+    _ => Err(format!("{text:?} is not one of required, optional, none")),
+});
+
+from_text!(CsrfMode, |text| match text {
+    "header" => Ok(CsrfMode::Header),
+    "fetch-metadata" => Ok(CsrfMode::FetchMetadata),
+    _ => Err(format!("{text:?} is not one of header, fetch-metadata")),
+});
+
+from_text!(TokenKind, |text| match text {
+    "user" => Ok(TokenKind::User),
+    "none" => Ok(TokenKind::None),
+    _ => Err(format!("{text:?} is not one of user, none")),
+});
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::errors;
+
+    #[test]
+    fn route_rules_are_checked() {
+        let got = errors(
+            "public_url: https://app.example.com
+routes:
+  - {path: api, upstream: 'http://a', auth: none}
+  - {path: /x/../y, upstream: 'ftp://a', auth: none, methods: [GET, TRACE]}
+  - {path: /z, upstream: 'http://a', auth: none, token: user, timeout: 10}
+  - {path: /w, upstream: 'http://a', auth: none}
+  - {path: /w/, upstream: 'http://b', auth: none}
+",
+        );
+        assert_eq!(
+            got,
+            [
+                "routes[0].path: must start with /",
+                "routes[1].path: write it in normal form: /y",
+                "routes[1].upstream: not an absolute http(s) URL",
+                "routes[1].methods[1]: TRACE is never allowed",
+                "routes[2].timeout: \"10\" has no unit (write e.g. 10s)",
+                "routes[2].token: `user` needs a session; set auth to required or optional",
+                "routes[4].path: /w is already used by an earlier route",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_route_list_is_an_error_at_routes() {
+        assert_eq!(
+            errors("public_url: http://localhost:8080\nroutes: []"),
+            ["routes: list at least one route"]
+        );
+    }
+
+    #[test]
+    fn px31_websocket_protocols_are_tokens_on_websocket_routes() {
+        let got = errors(
+            "public_url: http://localhost:8080
+routes:
+  - {path: /ws, upstream: 'http://a', auth: none, websocket: true, websocket_protocols: [graphql-ws, 'a b']}
+  - {path: /x, upstream: 'http://a', auth: none, websocket_protocols: [chat]}
+",
+        );
+        assert_eq!(
+            got,
+            [
+                "routes[0].websocket_protocols[1]: \"a b\" is not a subprotocol name (a token: no spaces, commas or separators)",
+                "routes[1].websocket_protocols: only meaningful with websocket: true",
+            ]
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! The `session` section: how long a session lasts, what it keeps, and where it is
+//! stored.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::node::{Cursor, Fields, FromNode, Reported};
+use super::redis::RedisConfig;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub store: StoreConfig,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    /// ID token claims kept in the session and shown by `/auth/user`.
+    pub claims: Vec<String>,
+    /// Refresh when the access token has less than this left.
+    pub refresh_skew: Duration,
+    /// How long a login may take, from `/auth/login` to the callback.
+    pub login_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded store: one replica, sessions lost on restart.
+    Memory,
+    /// Redis, shared by every replica.
+    Redis(Box<RedisConfig>),
+}
+
+// === impl SessionConfig ===
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            store: StoreConfig::Memory,
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+            claims: ["sub", "name", "email"].map(String::from).to_vec(),
+            refresh_skew: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl FromNode for SessionConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        let d = Self::default();
+        let mut f = Fields::open(node, at)?;
+        let store = f.or("store", d.store, at);
+        let idle_timeout = f.or("idle_timeout", d.idle_timeout, at);
+        let absolute_timeout = f.or("absolute_timeout", d.absolute_timeout, at);
+        let claims = f.or("claims", d.claims, at);
+        let refresh_skew = f.or("refresh_skew", d.refresh_skew, at);
+        let login_timeout = f.or("login_timeout", d.login_timeout, at);
+        f.finish(at);
+        if login_timeout.is_some_and(|t| t.is_zero() || t > Duration::from_secs(600)) {
+            at.error_at("login_timeout", "must be between 1s and 10m");
+        }
+        if let (Some(idle), Some(abs)) = (idle_timeout, absolute_timeout) {
+            if idle > abs {
+                at.error_at("idle_timeout", "must not be longer than absolute_timeout");
+            }
+        }
+        Ok(SessionConfig {
+            store: store.ok_or(Reported)?,
+            idle_timeout: idle_timeout.ok_or(Reported)?,
+            absolute_timeout: absolute_timeout.ok_or(Reported)?,
+            claims: claims.ok_or(Reported)?,
+            refresh_skew: refresh_skew.ok_or(Reported)?,
+            login_timeout: login_timeout.ok_or(Reported)?,
+        })
+    }
+}
+
+impl FromNode for StoreConfig {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        match node {
+            Value::String(s) if s == "memory" => Ok(StoreConfig::Memory),
+            Value::Object(_) => {
+                let mut f = Fields::open(node, at)?;
+                let memory = f.has("memory");
+                let named_redis = f.has("redis");
+                f.optional::<Value>("memory", at);
+                let redis = f.optional::<RedisConfig>("redis", at);
+                let chose_redis = redis.is_some();
+                f.finish(at);
+                match (memory, redis) {
+                    (true, None) if !chose_redis => Ok(StoreConfig::Memory),
+                    (false, Some(redis)) => Ok(StoreConfig::Redis(Box::new(redis))),
+                    (true, _) => Err(at.fail("choose one store: memory or redis")),
+                    // The redis section's own errors are already listed.
+                    (false, None) if named_redis => Err(Reported),
+                    (false, None) => Err(at.fail("choose one store: memory or redis")),
+                }
+            }
+            _ => Err(at.fail("expected `memory` or a `redis:` mapping")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::errors;
+
+    #[test]
+    fn a_store_section_naming_no_store_says_so_at_its_key() {
+        let base =
+            "public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]\n";
+        for store in ["{}", "{memory: null}", "{redis: null}"] {
+            let got = errors(&format!("{base}session: {{store: {store}}}"));
+            assert_eq!(
+                got,
+                ["session.store: choose one store: memory or redis"],
+                "{store}"
+            );
+        }
+    }
+}
