@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use support::fake_idp::{self, claims, raw, sign, FakeIdp, ATTACKER_PEM, KEY_PEM};
-use support::idp::Browser;
-use support::{App, Upstream};
+use support::{App, Browser, Upstream};
 
 const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
 
@@ -348,7 +347,7 @@ impl Fake {
         browser
     }
 
-    async fn api(&self, browser: &Browser) -> support::idp::Page {
+    async fn api(&self, browser: &Browser) -> support::Page {
         browser
             .get(&format!("{}/api/x", self.base), &[("x-csrf", "1")])
             .await

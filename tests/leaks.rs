@@ -36,7 +36,7 @@ async fn px25_no_secret_reaches_a_response_or_a_log_line() {
         .init();
 
     let w = world("").await;
-    let browser = support::idp::Browser::new(&w.base);
+    let browser = support::Browser::new(&w.base);
     let callback = w.callback_url(&browser, "alice").await;
     let code = url::Url::parse(&callback)
         .unwrap()

@@ -6,9 +6,8 @@ mod support;
 use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
 
 use serde_json::{json, Value};
-use support::echoed;
-use support::idp::{world, world_with, Browser, Idp};
-use support::Upstream;
+use support::idp::{world, world_with, Idp};
+use support::{echoed, Browser, Upstream};
 
 const API: &str = "urn:cloakroom:test-api";
 

@@ -22,7 +22,7 @@ fn config(url: &str) -> RedisConfig {
 }
 
 /// The status of an API call, retried for up to 5 s while Redis comes back.
-async fn api_once_redis_answers(w: &support::idp::World, browser: &support::idp::Browser) -> u16 {
+async fn api_once_redis_answers(w: &support::idp::World, browser: &support::Browser) -> u16 {
     let mut status = 0;
     for _ in 0..50 {
         status = w
@@ -222,8 +222,8 @@ async fn rd09_a_three_master_cluster_meets_the_contract_and_serves_logins() {
 
 #[tokio::test]
 async fn kr01_kr03_a_rotated_key_ring_keeps_sessions_and_reseals_cookies() {
-    use support::idp::{Browser, Idp};
-    use support::{App, Upstream};
+    use support::idp::Idp;
+    use support::{App, Browser, Upstream};
     const KEY1: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
     const KEY2: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
     let redis = RedisServer::start();
@@ -351,7 +351,7 @@ async fn rd01_n3_redis_killed_mid_run_across_3_replicas_gives_only_503s_and_lose
         }
         users.push(browser);
     }
-    let call = |browser: &support::idp::Browser, base: &str| {
+    let call = |browser: &support::Browser, base: &str| {
         let (browser, url) = (browser.clone(), format!("{base}/api/orders"));
         async move { browser.get(&url, &[("x-csrf", "1")]).await.status }
     };
@@ -439,7 +439,7 @@ fn redis_world_yaml(redis: &RedisServer) -> String {
 async fn rd03_rd12_redis_down_at_login_or_callback_is_503_and_the_retry_works() {
     let mut redis = RedisServer::start();
     let w = world(&redis_world_yaml(&redis)).await;
-    let browser = support::idp::Browser::new(&w.base);
+    let browser = support::Browser::new(&w.base);
     // Serving (so connected to Redis) before Redis goes away.
     assert_eq!(browser.get(&w.url("/public"), &[]).await.status, 200);
 
@@ -479,7 +479,7 @@ async fn rd08_a_full_noeviction_redis_refuses_writes_with_503_and_logs_nobody_ou
     let w = world(&redis_world_yaml(&redis)).await;
     let (browser, _) = w.login("alice").await;
     let csrf = [("x-csrf", "1")];
-    let newcomer = support::idp::Browser::new(&w.base);
+    let newcomer = support::Browser::new(&w.base);
     let callback = w.callback_url(&newcomer, "bob").await;
     // Full: every write is refused with OOM.
     redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
@@ -506,12 +506,12 @@ async fn lg24_anonymous_logins_store_nothing() {
     let long = format!("/auth/login?return_to=/{}", "r".repeat(1000));
     for _ in 0..300 {
         // A fresh client each time, as a flood would come.
-        let page = support::idp::Browser::new(&w.base).get(&w.url(&long), &[]).await;
+        let page = support::Browser::new(&w.base).get(&w.url(&long), &[]).await;
         assert_eq!(page.status, 302);
     }
     assert_eq!(keys(), before, "no key for any of the 300 logins");
     // Junk callbacks with a real pending login claim nothing either.
-    let victimless = support::idp::Browser::new(&w.base);
+    let victimless = support::Browser::new(&w.base);
     let callback = w.callback_url(&victimless, "bob").await;
     let junk = url::Url::parse(&callback).unwrap();
     let pairs: Vec<(String, String)> = junk

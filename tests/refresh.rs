@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::echoed;
-use support::idp::{world_with, world_with_clock, Browser, World};
+use support::idp::{world_with, world_with_clock, World};
 use support::redis::RedisServer;
+use support::{echoed, Browser};
 
 /// Access tokens live 5 s; cloakroom refreshes when less than 2 s are left.
 async fn short_lived(replicas: usize, redis: Option<&RedisServer>) -> World {
