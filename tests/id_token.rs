@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use support::fake_idp::{self, claims, raw, sign, FakeIdp, ATTACKER_PEM, KEY_PEM};
+use support::wait::poll;
 use support::{App, Browser, Upstream};
 
 const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
@@ -549,15 +550,16 @@ async fn readyz(admin: &str) -> (u16, Value) {
 
 /// Polls `/readyz` until `done` holds for its body (10 s at most).
 async fn readyz_until(admin: &str, done: impl Fn(&Value) -> bool) -> (u16, Value) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (status, body) = readyz(admin).await;
-        if done(&body) {
-            return (status, body);
-        }
-        assert!(std::time::Instant::now() < deadline, "/readyz stayed at {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let every = Duration::from_millis(50);
+    let (status, body) = poll(
+        Duration::from_secs(10),
+        every,
+        async || readyz(admin).await,
+        |(_, body)| done(body),
+    )
+    .await;
+    assert!(done(&body), "/readyz stayed at {body}");
+    (status, body)
 }
 
 fn cause(body: &Value) -> &str {

@@ -3,10 +3,12 @@
 
 mod support;
 
-use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
+use std::time::Duration;
 
+use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
 use serde_json::{json, Value};
 use support::idp::{world, world_with, Idp};
+use support::wait::poll;
 use support::{echoed, Browser, Upstream};
 
 const API: &str = "urn:cloakroom:test-api";
@@ -370,7 +372,7 @@ async fn lg26_a_logins_pre_auth_cookie_is_cleared_once_it_is_used() {
     assert_eq!(page.status, 400);
     assert_eq!(browser.login_cookies(&w.base).len(), 1);
     // ...and a login long past its timeout is refused and cleared.
-    w.clock.advance(std::time::Duration::from_secs(16 * 60));
+    w.clock.advance(Duration::from_secs(16 * 60));
     let page = browser.get(&third, &[]).await;
     assert_eq!(page.status, 400);
     assert!(page.clears_a_cookie());
@@ -599,7 +601,7 @@ async fn ck08_ck09_idle_and_absolute_timeouts_are_enforced_server_side() {
     let w = world("session: {idle_timeout: 3s, absolute_timeout: 6s}").await;
     // Idle: no activity for longer than the idle timeout.
     let (idle, _) = w.login("alice").await;
-    tokio::time::sleep(std::time::Duration::from_millis(4200)).await;
+    tokio::time::sleep(Duration::from_millis(4200)).await;
     assert_eq!(
         w.api(&idle, reqwest::Method::GET, &[("x-csrf", "1")])
             .await
@@ -613,7 +615,7 @@ async fn ck08_ck09_idle_and_absolute_timeouts_are_enforced_server_side() {
     let (busy, _) = w.login("bob").await;
     let mut statuses = Vec::new();
     for _ in 0..9 {
-        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         statuses.push(
             w.api(&busy, reqwest::Method::GET, &[("x-csrf", "1")])
                 .await
@@ -742,7 +744,7 @@ async fn lg04_a_callback_after_the_login_timeout_is_login_expired() {
     let w = world("session: {login_timeout: 1s}").await;
     let browser = Browser::new(&w.base);
     let callback = w.callback_url(&browser, "alice").await;
-    w.clock.advance(std::time::Duration::from_secs(2));
+    w.clock.advance(Duration::from_secs(2));
     let page = browser.get(&callback, &[]).await;
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(page.body.contains("login_expired"), "{}", page.body);
@@ -845,11 +847,14 @@ async fn lo13_a_start_up_warning_when_logout_cannot_revoke() {
     let up = Upstream::start().await;
     let (idp, app) = unlisted_revocation(&up, "");
     // Logged before readiness; give the log reader a moment to catch up.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while cannot_revoke_warnings(&app).is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let warnings = cannot_revoke_warnings(&app);
+    let (limit, every) = (Duration::from_secs(5), Duration::from_millis(50));
+    let warnings = poll(
+        limit,
+        every,
+        async || cannot_revoke_warnings(&app),
+        |w| !w.is_empty(),
+    )
+    .await;
     assert_eq!(warnings.len(), 1, "{:?}", app.logs());
     assert_eq!(warnings[0]["level"], "WARN");
     assert_eq!(warnings[0]["issuer"], idp.issuer.as_str());

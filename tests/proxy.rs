@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use support::{client, config, echoed, raw, App, Upstream};
+use support::wait::until;
+use support::{client, config, echoed, free_addr, raw, App, Upstream};
 use tokio_tungstenite::tungstenite::Message;
 
 const BOUND: Duration = Duration::from_secs(10);
@@ -479,10 +480,7 @@ async fn px16_oversized_bodies_get_413_before_any_100_continue() {
 #[tokio::test]
 async fn uf01_uf02_upstream_timeout_is_504_and_refused_connect_is_502() {
     let up = Upstream::start().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = free_addr();
     let app = App::start(&config(&[
         ("/slowpoke", &up.url(), ", timeout: 300ms, strip_prefix: true"),
         ("/gone", &format!("http://{closed}"), ""),
@@ -549,13 +547,11 @@ async fn a_10_mb_upload_is_streamed_not_buffered() {
     tx.send(Ok(mib.clone())).await.unwrap();
     // The upstream holds the first MiB while nine are still unsent: nothing
     // waited for the whole body.
-    tokio::time::timeout(BOUND, async {
-        while up.seen.upload_bytes.load(Ordering::SeqCst) < 1 << 20 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    let what = "first MiB reached the upstream before the rest was sent";
+    until(BOUND, Duration::from_millis(10), what, async || {
+        up.seen.upload_bytes.load(Ordering::SeqCst) >= 1 << 20
     })
-    .await
-    .expect("first MiB reached the upstream before the rest was sent");
+    .await;
     for _ in 0..9 {
         tx.send(Ok(mib.clone())).await.unwrap();
     }
@@ -822,27 +818,21 @@ async fn px27_open_websocket_tunnels_count_against_their_address_cap() {
     let (first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let (mut second, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     // Both tunnels are open: a third connection from the address is refused.
-    let refused = support::raw(app.addr, b"GET /live/x HTTP/1.1\r\nHost: x\r\n\r\n", BOUND).await;
+    let refused = raw(app.addr, b"GET /live/x HTTP/1.1\r\nHost: x\r\n\r\n", BOUND).await;
     assert_eq!(refused, "", "closed at accept");
     second.close(None).await.unwrap();
     drop(second);
     // Its place comes back once the tunnel has closed.
-    tokio::time::timeout(BOUND, async {
-        loop {
-            let answer = support::raw(
-                app.addr,
-                b"GET /live/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                BOUND,
-            )
-            .await;
-            if answer.starts_with("HTTP/1.1 200") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("a place under the cap again");
+    until(
+        BOUND,
+        Duration::from_millis(20),
+        "a place under the cap again",
+        async || {
+            let request = b"GET /live/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+            raw(app.addr, request, BOUND).await.starts_with("HTTP/1.1 200")
+        },
+    )
+    .await;
     drop(first);
 }
 
@@ -851,22 +841,19 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     let up = Upstream::start().await;
     let mut app = App::start(&config(&[("/", &up.url(), "")])).await;
     let in_flight = tokio::spawn(client().get(app.url("/slow")).send());
-    tokio::time::timeout(BOUND, async {
-        while up.requests() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .unwrap();
+    until(
+        BOUND,
+        Duration::from_millis(5),
+        "the request reached the upstream",
+        async || up.requests() > 0,
+    )
+    .await;
     let stopped = app.begin_shutdown();
     // New connections are refused once the listener is closed.
-    tokio::time::timeout(BOUND, async {
-        while tokio::net::TcpStream::connect(app.addr).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    until(BOUND, Duration::from_millis(10), "listener closed", async || {
+        tokio::net::TcpStream::connect(app.addr).await.is_err()
     })
-    .await
-    .expect("listener closed");
+    .await;
     up.seen.release.notify_one();
     let r = in_flight.await.unwrap().unwrap();
     assert_eq!(r.status(), 200);

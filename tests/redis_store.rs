@@ -11,6 +11,7 @@ use cloakroom::secret::Secret;
 use cloakroom::session::{RedisStore, SessionStore, StoreError};
 use support::idp::world;
 use support::redis::RedisServer;
+use support::wait::poll;
 
 fn config(url: &str) -> RedisConfig {
     RedisConfig {
@@ -23,18 +24,15 @@ fn config(url: &str) -> RedisConfig {
 
 /// The status of an API call, retried for up to 5 s while Redis comes back.
 async fn api_once_redis_answers(w: &support::idp::World, browser: &support::Browser) -> u16 {
-    let mut status = 0;
-    for _ in 0..50 {
-        status = w
-            .api(browser, reqwest::Method::GET, &[("x-csrf", "1")])
+    let call = async || {
+        w.api(browser, reqwest::Method::GET, &[("x-csrf", "1")])
             .await
-            .status;
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    status
+            .status
+    };
+    poll(Duration::from_secs(5), Duration::from_millis(100), call, |s| {
+        *s == 200
+    })
+    .await
 }
 
 #[tokio::test]
@@ -374,14 +372,8 @@ async fn rd01_n3_redis_killed_mid_run_across_3_replicas_gives_only_503s_and_lose
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (i, user) in users.iter().enumerate() {
         for base in &bases {
-            let mut status = 0;
-            for _ in 0..30 {
-                status = call(user, base).await;
-                if status == 200 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let (limit, every) = (Duration::from_secs(3), Duration::from_millis(100));
+            let status = poll(limit, every, async || call(user, base).await, |s| *s == 200).await;
             assert_eq!(status, 200, "user {i} on {base} after recovery: no session lost");
         }
     }
@@ -405,21 +397,18 @@ async fn a_replica_that_cannot_hear_invalidations_stops_answering_from_its_cache
     // seconds, far inside the cache's 30 s age limit, and the cache stops
     // answering: requests then need Redis, and get 503.
     redis.freeze();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut seen = Vec::new();
-    loop {
+    let call = async || {
         let status = w.api(&browser, reqwest::Method::GET, &csrf).await.status;
         seen.push(status);
-        if status == 503 {
-            break;
-        }
-        assert_eq!(status, 200, "{seen:?}");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cache kept answering: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        assert!(status == 503 || status == 200, "{seen:?}");
+        status
+    };
+    let status = poll(Duration::from_secs(15), Duration::from_millis(250), call, |s| {
+        *s == 503
+    })
+    .await;
+    assert_eq!(status, 503, "the cache kept answering: {seen:?}");
     redis.thaw();
     assert_eq!(
         api_once_redis_answers(&w, &browser).await,

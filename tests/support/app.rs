@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::net::free_port;
+use super::wait::until_blocking;
 
 /// A running cloakroom on `127.0.0.1:0`.
 pub struct App {
@@ -165,11 +166,12 @@ impl Process {
     }
 
     fn wait_for(&self, done: impl Fn(u16) -> bool, failure: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !done(self.readyz().0) {
-            assert!(std::time::Instant::now() < deadline, "{failure}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        until_blocking(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            failure,
+            || done(self.readyz().0),
+        );
     }
 
     fn spawn(port: u16, yaml: &str, logged: bool) -> Self {

@@ -6,7 +6,8 @@
 //! - [`browser`]: a minimal browser with a cookie jar per origin;
 //! - [`idp`]: the real IdP, and the [`idp::World`] of replicas around it;
 //! - [`fake_idp`]: an IdP that forges what a real one never would;
-//! - [`redis`], [`pki`]: real `redis-server`s, and certificates for them.
+//! - [`redis`], [`pki`]: real `redis-server`s, and certificates for them;
+//! - [`wait`]: polling until something holds, within a bound.
 // Each test binary uses a part of this.
 #![allow(dead_code, unused_imports)]
 
@@ -18,8 +19,9 @@ pub mod net;
 pub mod pki;
 pub mod redis;
 pub mod upstream;
+pub mod wait;
 
 pub use app::{config, App, Bound, Process};
 pub use browser::{Browser, Page};
-pub use net::{client, client_builder, free_port, raw};
+pub use net::{client, client_builder, free_addr, free_port, raw};
 pub use upstream::{echoed, echoed_headers, Upstream};

@@ -31,10 +31,15 @@ pub async fn raw(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A loopback port nothing listens on: bound, then let go.
 pub fn free_port() -> u16 {
+    free_addr().port()
+}
+
+/// A loopback address nothing listens on: a connection to it is refused.
+pub fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port()
 }
