@@ -6,8 +6,8 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use support::free_port;
 use support::wait::until_blocking;
+use support::{free_port, COOKIE_KEY};
 
 fn cloakroom() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cloakroom"))
@@ -110,8 +110,6 @@ fn check_names_the_file_line_and_column_of_a_yaml_syntax_error() {
     assert!(!stderr.contains("<input>"), "{stderr}");
 }
 
-const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
-
 #[test]
 fn check_prints_the_redirect_uris_to_register_at_the_idp() {
     for (post_logout_key, post_logout) in [
@@ -124,7 +122,7 @@ fn check_prints_the_redirect_uris_to_register_at_the_idp() {
         let file = config_file(&format!(
             "public_url: https://app.example.com
 oidc: {{issuer: 'https://idp.example.com', client_id: spa, client_secret: s{post_logout_key}}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes: [{{path: /api, upstream: 'http://api:8000'}}]
 "
         ));
@@ -162,7 +160,7 @@ fn check_accepts_the_reference_config_with_its_documented_variables() {
         if value.starts_with("$(") {
             // `$(cloakroom keygen)`: a fresh key.
             words.by_ref().find(|w| w.ends_with(')'));
-            check.env(name, KEY);
+            check.env(name, COOKIE_KEY);
         } else {
             check.env(name, value);
         }
@@ -355,7 +353,7 @@ fn check_strict_refuses_the_dev_switch_and_plain_check_warns() {
         .args(["check", "--strict", "--config"])
         .arg(production_file.path())
         .env("CLIENT_SECRET", "s")
-        .env("COOKIE_KEY_1", "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY")
+        .env("COOKIE_KEY_1", COOKIE_KEY)
         .output()
         .unwrap();
     assert!(
@@ -371,7 +369,7 @@ fn check_strict_refuses_the_dev_switch_and_plain_check_warns() {
         .args(["check", "--config"])
         .arg(missing.path())
         .env("CLIENT_SECRET", "s")
-        .env("COOKIE_KEY_1", "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY")
+        .env("COOKIE_KEY_1", COOKIE_KEY)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));

@@ -11,9 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use support::fake_idp::{self, claims, raw, sign, FakeIdp, ATTACKER_PEM, KEY_PEM};
 use support::wait::poll;
-use support::{App, Browser, Upstream};
-
-const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+use support::{App, Browser, Upstream, COOKIE_KEY};
 
 struct Fake {
     idp: FakeIdp,
@@ -40,7 +38,7 @@ async fn fake_with(session: &str) -> Fake {
         "public_url: {base}
 log: {{level: warn}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 {session}
 routes: [{{path: /api, upstream: '{u}'}}]
 ",
@@ -349,16 +347,11 @@ impl Fake {
     }
 
     async fn api(&self, browser: &Browser) -> support::Page {
-        browser
-            .get(&format!("{}/api/x", self.base), &[("x-csrf", "1")])
-            .await
+        browser.fetch(&format!("{}/api/x", self.base)).await
     }
 
     async fn user(&self, browser: &Browser) -> u16 {
-        browser
-            .get(&format!("{}/auth/user", self.base), &[("x-csrf", "1")])
-            .await
-            .status
+        browser.fetch(&format!("{}/auth/user", self.base)).await.status
     }
 }
 
@@ -603,7 +596,7 @@ async fn lg27_discovery_causes_are_logged_once_per_change_and_shown_in_readyz() 
         "public_url: http://localhost:8080
 log: {{format: json, level: info}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]",
         iss = idp.issuer
     ));
@@ -683,7 +676,7 @@ async fn lg27_a_tls_failure_is_named_in_readyz() {
         "public_url: http://localhost:8080
 log: {{level: warn}}
 oidc: {{issuer: '{issuer}', client_id: cloakroom, client_secret: s}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
     ))
     .await;

@@ -9,7 +9,7 @@ use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
 use serde_json::{json, Value};
 use support::idp::{world, world_with, Idp};
 use support::wait::poll;
-use support::{echoed, Browser, Upstream};
+use support::{echoed, Browser, Upstream, COOKIE_KEY};
 
 const API: &str = "urn:cloakroom:test-api";
 
@@ -25,10 +25,10 @@ async fn login_through_the_real_idp_puts_a_verified_bearer_jwt_on_upstream_calls
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.url.ends_with("/app/home"), "{}", page.url);
 
-    let r = w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")]).await;
+    let r = w.api_get(&browser).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.headers["cache-control"], "no-store", "PX-21");
-    let seen: Value = serde_json::from_str(&r.body).unwrap();
+    let seen = r.json();
     let bearer = echoed(&seen, "authorization").expect("a bearer reached the upstream");
     let token = bearer.strip_prefix("Bearer ").expect("Bearer scheme");
 
@@ -48,9 +48,9 @@ async fn login_through_the_real_idp_puts_a_verified_bearer_jwt_on_upstream_calls
     assert!(echoed(&seen, "cookie").is_none_or(|c| !c.contains("cloakroom")));
 
     // /auth/user: claims and expiry, no token.
-    let user = browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await;
+    let user = browser.fetch(&w.url("/auth/user")).await;
     assert_eq!(user.status, 200);
-    let info: Value = serde_json::from_str(&user.body).unwrap();
+    let info = user.json();
     assert_eq!(info["sub"], "alice");
     assert_eq!(info["email"], "alice@example.test");
     assert!(info["expires_at"].as_u64().unwrap() > info["idle_expires_at"].as_u64().unwrap());
@@ -235,10 +235,7 @@ async fn cs09_auth_user_needs_the_csrf_header() {
     let w = world("").await;
     let (browser, _) = w.login("alice").await;
     assert_eq!(browser.get(&w.url("/auth/user"), &[]).await.status, 403);
-    assert_eq!(
-        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
-        200
-    );
+    assert_eq!(browser.fetch(&w.url("/auth/user")).await.status, 200);
 }
 
 #[tokio::test]
@@ -451,7 +448,7 @@ async fn ck01_a_tampered_session_cookie_is_401_and_cleared() {
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     browser.set_cookie(&w.base, cookie_name(), std::str::from_utf8(&bytes).unwrap());
     let before = w.up.requests();
-    let r = w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")]).await;
+    let r = w.api_get(&browser).await;
     assert_eq!(r.status, 401);
     assert!(r.body.contains("login_required"));
     assert!(r.clears_a_cookie(), "cookie cleared");
@@ -471,14 +468,10 @@ async fn ck11_a_planted_session_is_replaced_at_login_and_ended() {
     assert_eq!(page.status, 200);
     let fresh = victim.cookie(&w.base, cookie_name()).unwrap();
     assert_ne!(fresh, planted);
-    let me: Value =
-        serde_json::from_str(&victim.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.body).unwrap();
+    let me = victim.fetch(&w.url("/auth/user")).await.json();
     assert_eq!(me["sub"], "alice");
     // The planted session was deleted, not promoted.
-    assert_eq!(
-        mallory.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
-        401
-    );
+    assert_eq!(mallory.fetch(&w.url("/auth/user")).await.status, 401);
 }
 
 #[tokio::test]
@@ -486,22 +479,14 @@ async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_
     let w = world("").await;
     let (browser, _) = w.login("alice").await;
     let cookie = browser.cookie(&w.base, cookie_name()).unwrap();
-    let post = reqwest::Method::POST;
     let refused = browser
-        .send(post.clone(), &w.url("/auth/logout"), &[], None)
+        .send(reqwest::Method::POST, &w.url("/auth/logout"), &[], None)
         .await;
     assert_eq!(refused.status, 403, "CS-08: logout needs the CSRF header");
-    let get = browser.get(&w.url("/auth/logout"), &[("x-csrf", "1")]).await;
+    let get = browser.fetch(&w.url("/auth/logout")).await;
     assert_eq!(get.status, 405, "CS-08: no logout by GET");
 
-    let r = browser
-        .send(
-            post,
-            &w.url("/auth/logout"),
-            &[("x-csrf", "1"), ("origin", &w.base)],
-            None,
-        )
-        .await;
+    let r = w.logout(&browser).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let clear = r
         .headers
@@ -514,7 +499,7 @@ async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_
         Some("cloakroom=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
         "CK-15"
     );
-    let body: Value = serde_json::from_str(&r.body).unwrap();
+    let body = r.json();
     let logout_url = url::Url::parse(body["logout_url"].as_str().unwrap()).unwrap();
     assert!(logout_url
         .as_str()
@@ -530,12 +515,7 @@ async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_
     );
     // LO-02: the old cookie, replayed, finds no session.
     browser.set_cookie(&w.base, cookie_name(), &cookie);
-    assert_eq!(
-        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        401
-    );
+    assert_eq!(w.api_get(&browser).await.status, 401);
 }
 
 #[tokio::test]
@@ -602,13 +582,7 @@ async fn ck08_ck09_idle_and_absolute_timeouts_are_enforced_server_side() {
     // Idle: no activity for longer than the idle timeout.
     let (idle, _) = w.login("alice").await;
     tokio::time::sleep(Duration::from_millis(4200)).await;
-    assert_eq!(
-        w.api(&idle, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        401,
-        "CK-09 idle"
-    );
+    assert_eq!(w.api_get(&idle).await.status, 401, "CK-09 idle");
 
     // Absolute: steady activity keeps the idle timer fresh but cannot pass
     // the absolute end.
@@ -616,11 +590,7 @@ async fn ck08_ck09_idle_and_absolute_timeouts_are_enforced_server_side() {
     let mut statuses = Vec::new();
     for _ in 0..9 {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        statuses.push(
-            w.api(&busy, reqwest::Method::GET, &[("x-csrf", "1")])
-                .await
-                .status,
-        );
+        statuses.push(w.api_get(&busy).await.status);
     }
     assert!(
         statuses[..4].iter().all(|s| *s == 200),
@@ -680,27 +650,14 @@ async fn lo05_logout_completes_locally_when_the_idp_is_down() {
     let (browser, _) = w.login("alice").await;
     let cookie = browser.cookie(&w.base, cookie_name()).unwrap();
     w.idp.kill();
-    let r = browser
-        .send(
-            reqwest::Method::POST,
-            &w.url("/auth/logout"),
-            &[("x-csrf", "1"), ("origin", &w.base)],
-            None,
-        )
-        .await;
+    let r = w.logout(&browser).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.clears_a_cookie());
-    let body: Value = serde_json::from_str(&r.body).unwrap();
+    let body = r.json();
     assert!(body.get("logout_url").is_some());
     // Replaying the old cookie finds no session: it was deleted.
     browser.set_cookie(&w.base, cookie_name(), &cookie);
-    assert_eq!(
-        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        401,
-        "the session is gone"
-    );
+    assert_eq!(w.api_get(&browser).await.status, 401, "the session is gone");
 }
 
 #[tokio::test]
@@ -796,7 +753,7 @@ async fn lo13_logout_revokes_through_an_endpoint_listed_only_in_rfc8414_metadata
         .unwrap();
     assert!(discovery.get("revocation_endpoint").is_none(), "{discovery}");
     let (browser, _) = w.login("alice").await;
-    assert_eq!(logout(&browser, &w.base).await, 200);
+    assert_eq!(w.logout(&browser).await.status, 200);
     let stats = w.idp.stats().await;
     assert_eq!(stats["revocation_requests"], 1, "{stats}");
     assert_eq!(stats["revocations"], 1, "the refresh token is revoked at the IdP");
@@ -820,7 +777,7 @@ fn unlisted_revocation(up: &Upstream, oidc_extra: &str) -> (Idp, support::Proces
             "public_url: {base}
 log: {{format: json, level: info}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret{extra}}}
-cookie: {{keys: [{{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes: [{{path: /, upstream: '{u}', auth: none}}]",
             iss = idp.issuer,
             u = up.url()
@@ -871,7 +828,7 @@ async fn lo13_a_configured_revocation_endpoint_revokes_at_logout() {
         .await;
     assert_eq!(page.status, 200, "logged in and back at the SPA: {}", page.body);
     assert!(browser.cookie(&app.base, cookie_name()).is_some());
-    assert_eq!(logout(&browser, &app.base).await, 200);
+    assert_eq!(browser.logout(&app.base).await.status, 200);
     let stats = idp.stats().await;
     assert_eq!(stats["revocation_requests"], 1, "{stats}");
     assert_eq!(stats["revocations"], 1, "the refresh token is revoked at the IdP");
@@ -880,17 +837,4 @@ async fn lo13_a_configured_revocation_endpoint_revokes_at_logout() {
         "logs were read"
     );
     assert!(cannot_revoke_warnings(&app).is_empty(), "{:?}", app.logs());
-}
-
-/// `POST /auth/logout` as the SPA sends it; the status.
-async fn logout(browser: &Browser, base: &str) -> u16 {
-    browser
-        .send(
-            reqwest::Method::POST,
-            &format!("{base}/auth/logout"),
-            &[("x-csrf", "1"), ("origin", base)],
-            None,
-        )
-        .await
-        .status
 }

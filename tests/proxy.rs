@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use support::wait::until;
-use support::{client, config, echoed, free_addr, raw, App, Upstream};
+use support::{client, config, echoed, free_addr, raw, raw_json, App, Upstream, COOKIE_KEY};
 use tokio_tungstenite::tungstenite::Message;
 
 const BOUND: Duration = Duration::from_secs(10);
@@ -153,7 +153,7 @@ async fn px32_nested_encodings_on_a_token_route_never_reach_the_upstream() {
     ] {
         let response = raw(w.app.addr, get(path).as_bytes(), BOUND).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
-        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let json = raw_json(&response);
         assert_eq!(json["uri"], forwarded);
         assert!(echoed(&json, "authorization").is_some_and(|a| a.starts_with("Bearer ")));
     }
@@ -254,7 +254,7 @@ async fn px28_an_untrusted_host_header_never_becomes_x_forwarded_host() {
     ] {
         let response = raw(app.addr, request, BOUND).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let json = raw_json(&response);
         assert_eq!(
             echoed(&json, "x-forwarded-host").as_deref(),
             Some("localhost:8080"),
@@ -342,8 +342,7 @@ async fn px09_connection_nominated_headers_are_removed() {
 Keep-Alive: timeout=5\r\nProxy-Authorization: Basic eA==\r\nTE: trailers\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nX-Kept: yes\r\n\r\n";
     let response = raw(app.addr, request, BOUND).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
-    let json: Value = serde_json::from_str(body).unwrap();
+    let json = raw_json(&response);
     for gone in [
         "x-secret",
         "keep-alive",
@@ -616,7 +615,7 @@ Sec-WebSocket-Protocol: access_token.eyJhbGciOiJIUzI1NiJ9.e30.c2ln, chat, Bearer
     for (path, forwarded) in [("/live/h", "chat, graphql-ws"), ("/listed/h", "graphql-ws")] {
         let response = raw(app.addr, handshake(path).as_bytes(), BOUND).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
-        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let json = raw_json(&response);
         assert_eq!(
             echoed(&json, "sec-websocket-protocol").as_deref(),
             Some(forwarded),
@@ -646,7 +645,7 @@ async fn px19_absolute_form_targets_cannot_steer_the_upstream() {
         b"GET http://evil.example/steal?x=1 HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
     let response = raw(app.addr, request, BOUND).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let json = raw_json(&response);
     assert_eq!(json["uri"], "/steal?x=1");
     assert_eq!(echoed(&json, "host"), Some(up.addr.to_string()));
 }
@@ -654,11 +653,10 @@ async fn px19_absolute_form_targets_cannot_steer_the_upstream() {
 #[tokio::test]
 async fn protected_routes_without_a_session_answer_401_or_redirect_pages() {
     let up = Upstream::start().await;
-    let key = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
     let yaml = format!(
         "public_url: http://localhost:8080
 oidc: {{issuer: 'http://localhost:1', client_id: spa, client_secret: s}}
-cookie: {{keys: [{{id: '1', secret: {key}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes:
   - {{path: /api, upstream: '{u}'}}
   - {{path: /app, upstream: '{u}', login_redirect: true}}

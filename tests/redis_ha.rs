@@ -92,18 +92,14 @@ async fn t09_a_login_over_tls_reads_certificates_from_files_and_uses_the_local_c
     .await;
     let (browser, page) = w.login("alice").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let csrf = [("x-csrf", "1")];
-    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+    assert_eq!(w.api_get(&browser).await.status, 200);
     assert!(
         redis.cli(&["DBSIZE"]).trim().parse::<u64>().unwrap() >= 1,
         "the session is in Redis"
     );
-    let headers = [("x-csrf", "1"), ("origin", w.base.as_str())];
-    let logout = browser
-        .send(reqwest::Method::POST, &w.url("/auth/logout"), &headers, None)
-        .await;
+    let logout = w.logout(&browser).await;
     assert_eq!(logout.status, 200, "{}", logout.body);
-    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 401);
+    assert_eq!(w.api_get(&browser).await.status, 401);
 }
 
 #[tokio::test]
@@ -163,8 +159,7 @@ async fn failover(fault: Fault) {
     .await;
     let (browser, page) = w.login("alice").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let csrf = [("x-csrf", "1")];
-    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+    assert_eq!(w.api_get(&browser).await.status, 200);
 
     match fault {
         Fault::Crash => primary.kill(),
@@ -172,7 +167,7 @@ async fn failover(fault: Fault) {
     }
     let mut seen = Vec::new();
     let recovered = async || {
-        let status = w.api(&browser, reqwest::Method::GET, &csrf).await.status;
+        let status = w.api_get(&browser).await.status;
         seen.push(status);
         assert!(
             status == 200 || status == 503,
@@ -249,10 +244,5 @@ async fn rd11_a_least_privilege_acl_user_is_enough_and_its_password_is_checked()
     .await;
     let (browser, page) = w.login("alice").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    assert_eq!(
-        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(w.api_get(&browser).await.status, 200);
 }

@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::idp::{world_with, world_with_clock, World};
 use support::redis::RedisServer;
 use support::{echoed, Browser};
@@ -26,13 +26,11 @@ async fn short_lived(replicas: usize, redis: Option<&RedisServer>) -> World {
 }
 
 async fn bearer(browser: &Browser, base: &str) -> (u16, Option<String>) {
-    let page = browser
-        .get(&format!("{base}/api/orders"), &[("x-csrf", "1")])
-        .await;
+    let page = browser.fetch(&format!("{base}/api/orders")).await;
     if page.status != 200 {
         return (page.status, Some(page.body));
     }
-    let seen: Value = serde_json::from_str(&page.body).unwrap();
+    let seen = page.json();
     (page.status, echoed(&seen, "authorization"))
 }
 
@@ -61,19 +59,6 @@ async fn rf01_tokens_refresh_before_expiry_and_the_new_refresh_token_replaces_th
     let stats = w.idp.stats().await;
     assert_eq!(stats["grants"]["refresh_token"], 2, "{stats}");
     assert_eq!(stats["revoked"], 0, "no grant revoked: {stats}");
-}
-
-/// Logs alice in on `w` and gives the browser her cookie on every replica;
-/// returns the browser and every replica's base URL.
-async fn signed_in_everywhere(w: &World) -> (Browser, Vec<String>) {
-    let (browser, _) = w.login("alice").await;
-    let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
-    let mut bases = vec![w.base.clone()];
-    bases.extend(w.others.iter().map(|(b, _)| b.clone()));
-    for base in &bases {
-        browser.set_cookie(base, "cloakroom", &cookie);
-    }
-    (browser, bases)
 }
 
 /// `calls` API calls at once, spread over `bases`: every one must succeed.
@@ -107,7 +92,7 @@ async fn refresh_grants(w: &World) -> u64 {
 /// access token is due: all succeed with one new token, from exactly one
 /// refresh grant, and no grant is revoked.
 async fn one_refresh_for_a_burst(w: &World, calls: usize) {
-    let (browser, bases) = signed_in_everywhere(w).await;
+    let (browser, bases) = (w.login_everywhere("alice").await, w.bases());
     let (_, before) = bearer(&browser, &w.base).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let tokens = burst(&browser, &bases, calls).await;
@@ -155,12 +140,12 @@ async fn rf08_a_revoked_grant_ends_the_session_with_401() {
         .unwrap();
     assert!(revoked.status().is_success());
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    let page = w.api_get(&browser).await;
     assert_eq!(page.status, 401, "{}", page.body);
     assert!(page.body.contains("login_required"));
     assert!(page.clears_a_cookie());
     assert_eq!(
-        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
+        browser.fetch(&w.url("/auth/user")).await.status,
         401,
         "ended everywhere"
     );
@@ -180,13 +165,13 @@ async fn rf10_rf11_an_idp_outage_serves_valid_tokens_then_503_and_never_logs_out
     assert_eq!(still, token);
     w.clock.advance(Duration::from_secs(3));
     // Expired and the IdP is gone: 503, session kept.
-    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    let page = w.api_get(&browser).await;
     assert_eq!(page.status, 503, "RF-11: {}", page.body);
     assert!(page.body.contains("idp_unavailable"));
     assert!(page.headers.contains_key("retry-after"));
     assert!(page.headers.get("set-cookie").is_none(), "the cookie is kept");
     assert_eq!(
-        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
+        browser.fetch(&w.url("/auth/user")).await.status,
         200,
         "the session is kept"
     );
@@ -197,8 +182,7 @@ async fn rf10_rf11_an_idp_outage_serves_valid_tokens_then_503_and_never_logs_out
 async fn with_doomed_replica(w: &World) -> (Browser, support::Process) {
     let doomed = support::Process::start(&w.yaml);
     let (browser, _) = w.login("alice").await;
-    let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
-    browser.set_cookie(&doomed.base, "cloakroom", &cookie);
+    browser.carry_session(&w.base, &doomed.base);
     (browser, doomed)
 }
 
@@ -230,7 +214,7 @@ async fn kill_mid_refresh(w: &World, browser: &Browser, mut doomed: support::Pro
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
-        let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+        let page = w.api_get(browser).await;
         seen.push(page.status);
         if page.status != 503 {
             return (seen, page.body);
@@ -308,22 +292,15 @@ async fn rf04_rf05_waiters_get_503_refresh_pending_while_the_holder_is_stuck_the
         2,
     )
     .await;
-    let (browser, _) = w.login("alice").await;
+    let browser = w.login_everywhere("alice").await;
     let other = w.others[0].0.clone();
-    browser.set_cookie(
-        &other,
-        "cloakroom",
-        &browser.cookie(&w.base, "cloakroom").unwrap(),
-    );
     let (_, before) = bearer(&browser, &w.base).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let holder = in_background(&browser, &w.base);
     // The access token has expired; the other replica waits for the lease
     // for its obtain timeout (5 s), then answers 503 and keeps the session.
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let page = browser
-        .get(&format!("{other}/api/orders"), &[("x-csrf", "1")])
-        .await;
+    let page = browser.fetch(&format!("{other}/api/orders")).await;
     assert_eq!(page.status, 503, "RF-05: {}", page.body);
     assert!(page.body.contains("refresh_pending"), "{}", page.body);
     assert!(page.headers.contains_key("retry-after"));
@@ -351,15 +328,12 @@ async fn rf15_a_logout_during_a_refresh_is_final_and_its_new_refresh_token_is_de
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let refreshing = in_background(&browser, &w.base);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let headers = [("x-csrf", "1"), ("origin", w.base.as_str())];
-    let logout = browser
-        .send(reqwest::Method::POST, &w.url("/auth/logout"), &headers, None)
-        .await;
+    let logout = w.logout(&browser).await;
     assert_eq!(logout.status, 200, "{}", logout.body);
 
     let (status, _) = refreshing.await.unwrap();
     assert_eq!(status, 401, "the refresh finished after the logout: no tokens");
-    let user = browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await;
+    let user = browser.fetch(&w.url("/auth/user")).await;
     assert_eq!(user.status, 401, "the session was not written back");
     // Two revocations: the logout's, and the refresh token the late answer
     // carried, which no session holds any more.
@@ -403,13 +377,8 @@ async fn rf06_a_refresh_that_lost_its_lease_does_not_overwrite_the_winner() {
         2,
     )
     .await;
-    let (browser, _) = w.login("alice").await;
+    let browser = w.login_everywhere("alice").await;
     let other = w.others[0].0.clone();
-    browser.set_cookie(
-        &other,
-        "cloakroom",
-        &browser.cookie(&w.base, "cloakroom").unwrap(),
-    );
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let slow = in_background(&browser, &w.base);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -440,7 +409,7 @@ async fn rf19_a_token_call_that_timed_out_after_sending_is_not_retried() {
     .await;
     let (browser, _) = w.login("alice").await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    let page = w.api_get(&browser).await;
     // The access token expired while the IdP kept silent: 503, session
     // kept, and never the expired token.
     assert_eq!(page.status, 503, "{}", page.body);
@@ -507,7 +476,7 @@ async fn rd07_a_failover_that_loses_a_rotated_refresh_token_costs_one_login_not_
         .unwrap();
 
     // The stored refresh token is spent: one 401, the cookie cleared.
-    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    let page = w.api_get(&browser).await;
     assert_eq!(page.status, 401, "{}", page.body);
     assert!(page.body.contains("login_required"));
     assert!(page.clears_a_cookie());
@@ -535,7 +504,7 @@ async fn one_grant_per_expiry(lifetime: u64) {
         cloakroom::Clock::manual(),
     )
     .await;
-    let (browser, bases) = signed_in_everywhere(&w).await;
+    let (browser, bases) = (w.login_everywhere("alice").await, w.bases());
     let mut current = burst(&browser, &bases, 200).await;
     assert_eq!(current.len(), 1);
     assert_eq!(
@@ -589,7 +558,7 @@ async fn rf22_a_steady_50_calls_per_second_refresh_once_per_token_not_once_per_c
         3,
     )
     .await;
-    let (browser, bases) = signed_in_everywhere(&w).await;
+    let (browser, bases) = (w.login_everywhere("alice").await, w.bases());
     let run_for = Duration::from_secs(30);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let started = Instant::now();

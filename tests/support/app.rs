@@ -12,6 +12,9 @@ use tokio::task::JoinHandle;
 use super::net::free_port;
 use super::wait::until_blocking;
 
+/// The cookie key every test config seals with.
+pub const COOKIE_KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+
 /// A running cloakroom on `127.0.0.1:0`.
 pub struct App {
     pub addr: SocketAddr,

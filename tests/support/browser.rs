@@ -7,6 +7,10 @@ use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 
+/// The session cookie's name: tests run cloakroom on plain http (development
+/// mode), so without the `__Host-` prefix.
+pub const SESSION_COOKIE: &str = "cloakroom";
+
 /// Everything a browser saw from one origin, for leak checks (PX-25).
 #[derive(Default, Clone)]
 pub struct Seen {
@@ -24,6 +28,7 @@ pub struct Browser {
     watch: String,
 }
 
+/// One response, as the browser got it.
 pub struct Page {
     pub status: u16,
     pub url: String,
@@ -38,6 +43,11 @@ impl Page {
             .get_all("set-cookie")
             .iter()
             .any(|c| c.to_str().unwrap().contains("Max-Age=0"))
+    }
+
+    /// The body, parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
@@ -143,6 +153,26 @@ impl Browser {
 
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Page {
         self.send(reqwest::Method::GET, url, headers, None).await
+    }
+
+    /// `GET url` as the SPA's client module sends it: with `X-CSRF: 1`.
+    pub async fn fetch(&self, url: &str) -> Page {
+        self.get(url, &[("x-csrf", "1")]).await
+    }
+
+    /// `POST /auth/logout` on `base` as the SPA sends it: with `X-CSRF: 1`
+    /// and its own origin.
+    pub async fn logout(&self, base: &str) -> Page {
+        let headers = [("x-csrf", "1"), ("origin", base)];
+        let url = format!("{base}/auth/logout");
+        self.send(reqwest::Method::POST, &url, &headers, None).await
+    }
+
+    /// Gives `to` the session cookie `from` set: one browser behind a load
+    /// balancer reaches every replica with the same cookie.
+    pub fn carry_session(&self, from: &str, to: &str) {
+        let session = self.cookie(from, SESSION_COOKIE).expect("a session cookie");
+        self.set_cookie(to, SESSION_COOKIE, &session);
     }
 
     /// Follows redirects and submits the IdP's forms (login as `user`,

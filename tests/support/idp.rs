@@ -9,7 +9,7 @@ use std::sync::Once;
 
 use serde_json::json;
 
-use super::{App, Browser, Page, Upstream};
+use super::{App, Browser, Page, Upstream, COOKIE_KEY};
 
 /// A running `tests/idp/server.mjs`.
 pub struct Idp {
@@ -108,8 +108,6 @@ impl Drop for Idp {
     }
 }
 
-const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
-
 pub struct World {
     pub idp: Idp,
     pub up: Upstream,
@@ -160,7 +158,7 @@ pub async fn world_with_clock(
         "public_url: {base}
 log: {{level: warn}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes:
   - {{path: /api, upstream: '{u}'}}
   - {{path: /app, upstream: '{u}', login_redirect: true}}
@@ -212,9 +210,36 @@ impl World {
         visited.last().unwrap().clone()
     }
 
+    /// Every replica's base URL, the first one's first.
+    pub fn bases(&self) -> Vec<String> {
+        let others = self.others.iter().map(|(base, _)| base.clone());
+        std::iter::once(self.base.clone()).chain(others).collect()
+    }
+
+    /// Logs `user` in on the first replica and gives the browser the
+    /// session cookie on every other one.
+    pub async fn login_everywhere(&self, user: &str) -> Browser {
+        let (browser, _) = self.login(user).await;
+        for (base, _) in &self.others {
+            browser.carry_session(&self.base, base);
+        }
+        browser
+    }
+
+    /// `/api/orders` with `method` and `headers`, from `browser`.
     pub async fn api(&self, browser: &Browser, method: reqwest::Method, headers: &[(&str, &str)]) -> Page {
         browser
             .send(method, &self.url("/api/orders"), headers, None)
             .await
+    }
+
+    /// `GET /api/orders` as the SPA sends it (`X-CSRF: 1`).
+    pub async fn api_get(&self, browser: &Browser) -> Page {
+        browser.fetch(&self.url("/api/orders")).await
+    }
+
+    /// `POST /auth/logout` on the first replica as the SPA sends it.
+    pub async fn logout(&self, browser: &Browser) -> Page {
+        browser.logout(&self.base).await
     }
 }

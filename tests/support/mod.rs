@@ -21,7 +21,7 @@ pub mod redis;
 pub mod upstream;
 pub mod wait;
 
-pub use app::{config, App, Bound, Process};
-pub use browser::{Browser, Page};
-pub use net::{client, client_builder, free_addr, free_port, raw};
+pub use app::{config, App, Bound, Process, COOKIE_KEY};
+pub use browser::{Browser, Page, SESSION_COOKIE};
+pub use net::{client, client_builder, free_addr, free_port, raw, raw_json};
 pub use upstream::{echoed, echoed_headers, Upstream};

@@ -31,6 +31,14 @@ pub async fn raw(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The body of a raw HTTP/1.1 response (see [`raw`]), parsed as JSON.
+pub fn raw_json(response: &str) -> serde_json::Value {
+    let (_, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no body: {response}"));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
+}
+
 /// A loopback port nothing listens on: bound, then let go.
 pub fn free_port() -> u16 {
     free_addr().port()
