@@ -578,10 +578,12 @@ async fn lg09_lg13_missing_iss_is_refused_and_return_to_comes_only_from_the_tran
 
 #[tokio::test]
 async fn ck08_ck09_idle_and_absolute_timeouts_are_enforced_server_side() {
+    // Both timeouts are judged by cloakroom's clock, moved here instead of
+    // waited for; the store's own TTL (real time) has not run out by then.
     let w = world("session: {idle_timeout: 3s, absolute_timeout: 6s}").await;
     // Idle: no activity for longer than the idle timeout.
     let (idle, _) = w.login("alice").await;
-    tokio::time::sleep(Duration::from_millis(4200)).await;
+    w.clock.advance(Duration::from_millis(4200));
     assert_eq!(w.api_get(&idle).await.status, 401, "CK-09 idle");
 
     // Absolute: steady activity keeps the idle timer fresh but cannot pass
@@ -589,7 +591,7 @@ async fn ck08_ck09_idle_and_absolute_timeouts_are_enforced_server_side() {
     let (busy, _) = w.login("bob").await;
     let mut statuses = Vec::new();
     for _ in 0..9 {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        w.clock.advance(Duration::from_secs(1));
         statuses.push(w.api_get(&busy).await.status);
     }
     assert!(
