@@ -9,14 +9,9 @@ use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
 use serde_json::{json, Value};
 use support::idp::{world, world_with, Idp};
 use support::wait::poll;
-use support::{echoed, Browser, Upstream, COOKIE_KEY};
+use support::{echoed, Browser, Upstream, COOKIE_KEY, SESSION_COOKIE};
 
 const API: &str = "urn:cloakroom:test-api";
-
-fn cookie_name() -> &'static str {
-    // Plain-http development mode: no __Host- prefix.
-    "cloakroom"
-}
 
 #[tokio::test]
 async fn login_through_the_real_idp_puts_a_verified_bearer_jwt_on_upstream_calls() {
@@ -310,7 +305,7 @@ async fn t14_a_callback_from_another_browser_is_refused() {
     let attacker = Browser::new(&w.base);
     let page = attacker.get(&stolen, &[]).await;
     assert_eq!(page.status, 400);
-    assert!(attacker.cookie(&w.base, cookie_name()).is_none());
+    assert!(attacker.cookie(&w.base, SESSION_COOKIE).is_none());
 }
 
 #[tokio::test]
@@ -323,7 +318,7 @@ async fn lg25_a_callback_from_another_browser_does_not_cancel_the_victims_login(
     // The attacker's attempt took nothing from the victim's browser.
     let page = victim.get(&stolen, &[]).await;
     assert_eq!(page.status, 302, "{}", page.body);
-    assert!(victim.cookie(&w.base, cookie_name()).is_some());
+    assert!(victim.cookie(&w.base, SESSION_COOKIE).is_some());
 }
 
 #[tokio::test]
@@ -388,7 +383,7 @@ async fn lg03_a_callback_replayed_with_a_copy_of_the_old_pre_auth_cookie_is_refu
     let page = replayer.get(&callback, &[]).await;
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(page.body.contains("login_failed"));
-    assert!(replayer.cookie(&w.base, cookie_name()).is_none());
+    assert!(replayer.cookie(&w.base, SESSION_COOKIE).is_none());
     let stats = w.idp.stats().await;
     assert_eq!(stats["token_requests"], 1, "no second code exchange: {stats}");
 }
@@ -442,11 +437,11 @@ fn urlencode(s: &str) -> String {
 async fn ck01_a_tampered_session_cookie_is_401_and_cleared() {
     let w = world("").await;
     let (browser, _) = w.login("alice").await;
-    let value = browser.cookie(&w.base, cookie_name()).unwrap();
+    let value = browser.cookie(&w.base, SESSION_COOKIE).unwrap();
     let mut bytes = value.into_bytes();
     let i = bytes.len() / 2;
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
-    browser.set_cookie(&w.base, cookie_name(), std::str::from_utf8(&bytes).unwrap());
+    browser.set_cookie(&w.base, SESSION_COOKIE, std::str::from_utf8(&bytes).unwrap());
     let before = w.up.requests();
     let r = w.api_get(&browser).await;
     assert_eq!(r.status, 401);
@@ -459,14 +454,14 @@ async fn ck01_a_tampered_session_cookie_is_401_and_cleared() {
 async fn ck11_a_planted_session_is_replaced_at_login_and_ended() {
     let w = world("").await;
     let (mallory, _) = w.login("mallory").await;
-    let planted = mallory.cookie(&w.base, cookie_name()).unwrap();
+    let planted = mallory.cookie(&w.base, SESSION_COOKIE).unwrap();
     let victim = Browser::new(&w.base);
-    victim.set_cookie(&w.base, cookie_name(), &planted);
+    victim.set_cookie(&w.base, SESSION_COOKIE, &planted);
     let (page, _) = victim
         .navigate(&w.url("/auth/login?return_to=/app/home"), "alice")
         .await;
     assert_eq!(page.status, 200);
-    let fresh = victim.cookie(&w.base, cookie_name()).unwrap();
+    let fresh = victim.cookie(&w.base, SESSION_COOKIE).unwrap();
     assert_ne!(fresh, planted);
     let me = victim.fetch(&w.url("/auth/user")).await.json();
     assert_eq!(me["sub"], "alice");
@@ -478,7 +473,7 @@ async fn ck11_a_planted_session_is_replaced_at_login_and_ended() {
 async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_logout() {
     let w = world("").await;
     let (browser, _) = w.login("alice").await;
-    let cookie = browser.cookie(&w.base, cookie_name()).unwrap();
+    let cookie = browser.cookie(&w.base, SESSION_COOKIE).unwrap();
     let refused = browser
         .send(reqwest::Method::POST, &w.url("/auth/logout"), &[], None)
         .await;
@@ -514,7 +509,7 @@ async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_
         "refresh token revoked (RFC 7009)"
     );
     // LO-02: the old cookie, replayed, finds no session.
-    browser.set_cookie(&w.base, cookie_name(), &cookie);
+    browser.set_cookie(&w.base, SESSION_COOKIE, &cookie);
     assert_eq!(w.api_get(&browser).await.status, 401);
 }
 
@@ -650,7 +645,7 @@ async fn cs10_px24_websocket_needs_an_allowed_origin_and_a_session() {
 async fn lo05_logout_completes_locally_when_the_idp_is_down() {
     let mut w = world("").await;
     let (browser, _) = w.login("alice").await;
-    let cookie = browser.cookie(&w.base, cookie_name()).unwrap();
+    let cookie = browser.cookie(&w.base, SESSION_COOKIE).unwrap();
     w.idp.kill();
     let r = w.logout(&browser).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -658,7 +653,7 @@ async fn lo05_logout_completes_locally_when_the_idp_is_down() {
     let body = r.json();
     assert!(body.get("logout_url").is_some());
     // Replaying the old cookie finds no session: it was deleted.
-    browser.set_cookie(&w.base, cookie_name(), &cookie);
+    browser.set_cookie(&w.base, SESSION_COOKIE, &cookie);
     assert_eq!(w.api_get(&browser).await.status, 401, "the session is gone");
 }
 
@@ -693,7 +688,7 @@ async fn lg05_an_injected_code_fails_against_the_victims_pkce_verifier() {
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(page.body.contains("login_failed"));
     assert!(
-        victim.cookie(&w.base, cookie_name()).is_none(),
+        victim.cookie(&w.base, SESSION_COOKIE).is_none(),
         "no session for the victim"
     );
 }
@@ -708,7 +703,7 @@ async fn lg04_a_callback_after_the_login_timeout_is_login_expired() {
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(page.body.contains("login_expired"), "{}", page.body);
     assert!(page.body.contains("/auth/login"), "a way to sign in again");
-    assert!(browser.cookie(&w.base, cookie_name()).is_none());
+    assert!(browser.cookie(&w.base, SESSION_COOKIE).is_none());
 }
 
 #[tokio::test]
@@ -829,7 +824,7 @@ async fn lo13_a_configured_revocation_endpoint_revokes_at_logout() {
         .navigate(&format!("{}/auth/login", app.base), "alice")
         .await;
     assert_eq!(page.status, 200, "logged in and back at the SPA: {}", page.body);
-    assert!(browser.cookie(&app.base, cookie_name()).is_some());
+    assert!(browser.cookie(&app.base, SESSION_COOKIE).is_some());
     assert_eq!(browser.logout(&app.base).await.status, 200);
     let stats = idp.stats().await;
     assert_eq!(stats["revocation_requests"], 1, "{stats}");
