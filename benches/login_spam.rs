@@ -13,7 +13,6 @@
 //! redis-server); `BENCH_LOGINS` and `BENCH_CONNECTIONS` (default 32) tune it.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(unused_imports)]
 mod support;
 
 use std::process::Command;
@@ -73,7 +72,7 @@ routes: [{{path: /, upstream: 'http://127.0.0.1:9', auth: none}}]",
         );
         let cloakroom = support::Process::start_at(port, &yaml);
         let base = format!("http://127.0.0.1:{port}");
-        let user = support::idp::Browser::new(&base);
+        let user = support::Browser::new(&base);
         runtime.block_on(user.navigate(&format!("{base}/auth/login"), "bench"));
         assert!(
             user.cookie(&base, "cloakroom").is_some(),

@@ -24,7 +24,6 @@
 //! is a separate process shared by every target.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(unused_imports)]
 mod support;
 
 use std::convert::Infallible;
@@ -256,7 +255,7 @@ routes:
             None => support::Process::start_at(port, &yaml),
         });
         let base = format!("http://127.0.0.1:{port}");
-        let browser = support::idp::Browser::new(&base);
+        let browser = support::Browser::new(&base);
         let (page, _) =
             runtime.block_on(browser.navigate(&format!("{base}/auth/login?return_to=/"), "bench"));
         let cookie = browser.cookie(&base, "cloakroom").filter(|_| page.status == 200);

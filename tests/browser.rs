@@ -16,7 +16,7 @@ use std::sync::Once;
 
 use serde_json::{json, Value};
 use support::redis::RedisServer;
-use support::App;
+use support::{App, COOKIE_KEY};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -127,7 +127,7 @@ async fn the_demo_signs_in_calls_the_api_renews_and_signs_out_in_chromium() {
             ("DEMO_ISSUER", &idp.url),
             ("DEMO_API", &api.url),
             ("DEMO_CLIENT_SECRET", "browser-test-secret"),
-            ("DEMO_COOKIE_KEY", "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY"),
+            ("DEMO_COOKIE_KEY", COOKIE_KEY),
             ("DEMO_SPA_DIR", spa.to_str().unwrap()),
             ("DEMO_LOG_LEVEL", "warn"),
         ],

@@ -1,8 +1,13 @@
 //! The `cloakroom` binary as an operator uses it.
 
+mod support;
+
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
+
+use support::wait::until_blocking;
+use support::{free_port, COOKIE_KEY};
 
 fn cloakroom() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cloakroom"))
@@ -105,8 +110,6 @@ fn check_names_the_file_line_and_column_of_a_yaml_syntax_error() {
     assert!(!stderr.contains("<input>"), "{stderr}");
 }
 
-const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
-
 #[test]
 fn check_prints_the_redirect_uris_to_register_at_the_idp() {
     for (post_logout_key, post_logout) in [
@@ -119,7 +122,7 @@ fn check_prints_the_redirect_uris_to_register_at_the_idp() {
         let file = config_file(&format!(
             "public_url: https://app.example.com
 oidc: {{issuer: 'https://idp.example.com', client_id: spa, client_secret: s{post_logout_key}}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes: [{{path: /api, upstream: 'http://api:8000'}}]
 "
         ));
@@ -157,7 +160,7 @@ fn check_accepts_the_reference_config_with_its_documented_variables() {
         if value.starts_with("$(") {
             // `$(cloakroom keygen)`: a fresh key.
             words.by_ref().find(|w| w.ends_with(')'));
-            check.env(name, KEY);
+            check.env(name, COOKIE_KEY);
         } else {
             check.env(name, value);
         }
@@ -198,19 +201,21 @@ fn serve_refuses_a_bad_config_before_binding() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("public_url: not an absolute http(s) URL"));
 }
 
+/// Waits until the admin listener on `port` accepts connections.
+fn await_admin(port: u16) {
+    until_blocking(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "cloakroom did not start",
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn serve_stops_cleanly_on_sigterm() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let admin = free_port();
     let file = config_file(&format!(
         "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\npublic_url: http://localhost:{port}
 routes: [{{path: /, upstream: 'http://127.0.0.1:9', auth: none}}]\n"
@@ -220,11 +225,7 @@ routes: [{{path: /, upstream: 'http://127.0.0.1:9', auth: none}}]\n"
         .arg(file.path())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "cloakroom did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_admin(admin);
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -242,21 +243,9 @@ routes: [{{path: /, upstream: 'http://127.0.0.1:9', auth: none}}]\n"
 #[test]
 fn px25_logs_carry_no_credentials_or_query_strings() {
     use std::io::{Read, Write as _};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let admin = free_port();
+    let dead = free_port();
     let file = config_file(&format!(
         "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\npublic_url: http://localhost:{port}
 log: {{format: json, level: debug}}
@@ -269,11 +258,7 @@ routes: [{{path: /, upstream: 'http://127.0.0.1:{dead}', auth: none}}]\n"
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "cloakroom did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_admin(admin);
     let secrets = [
         "SECRET-BEARER-1",
         "SECRET-COOKIE-2",
@@ -368,7 +353,7 @@ fn check_strict_refuses_the_dev_switch_and_plain_check_warns() {
         .args(["check", "--strict", "--config"])
         .arg(production_file.path())
         .env("CLIENT_SECRET", "s")
-        .env("COOKIE_KEY_1", "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY")
+        .env("COOKIE_KEY_1", COOKIE_KEY)
         .output()
         .unwrap();
     assert!(
@@ -384,7 +369,7 @@ fn check_strict_refuses_the_dev_switch_and_plain_check_warns() {
         .args(["check", "--config"])
         .arg(missing.path())
         .env("CLIENT_SECRET", "s")
-        .env("COOKIE_KEY_1", "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY")
+        .env("COOKIE_KEY_1", COOKIE_KEY)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
@@ -399,11 +384,7 @@ fn check_strict_refuses_the_dev_switch_and_plain_check_warns() {
 #[test]
 fn serve_warns_at_start_when_the_dev_switch_is_on() {
     use std::io::{BufRead, BufReader};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let file = config_file(&format!(
         "insecure_dev_mode: true\nlisten: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:0\nlog: {{format: json}}\n{DEV_CONFIG}"
     ));

@@ -5,7 +5,6 @@
 mod support;
 
 use reqwest::Method;
-use serde_json::Value;
 use support::idp::world;
 use support::{echoed, Upstream};
 
@@ -28,7 +27,7 @@ async fn same_origin_reads_pass_without_x_csrf_only_where_the_route_opts_in() {
     // An EventSource or <img> from the SPA's own page: passes, with the bearer.
     let same = get(&[("sec-fetch-site", "same-origin"), ("sec-fetch-mode", "no-cors")]).await;
     assert_eq!(same.status, 200, "{}", same.body);
-    let seen: Value = serde_json::from_str(&same.body).unwrap();
+    let seen = same.json();
     assert!(echoed(&seen, "authorization").is_some_and(|b| b.starts_with("Bearer ")));
 
     // No fetch metadata at all proves nothing: X-CSRF is still needed.

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use support::fake_idp::{self, claims, raw, sign, FakeIdp, ATTACKER_PEM, KEY_PEM};
-use support::idp::Browser;
-use support::{App, Upstream};
-
-const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+use support::wait::poll;
+use support::{App, Browser, Upstream, COOKIE_KEY};
 
 struct Fake {
     idp: FakeIdp,
@@ -40,7 +38,7 @@ async fn fake_with(session: &str) -> Fake {
         "public_url: {base}
 log: {{level: warn}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 {session}
 routes: [{{path: /api, upstream: '{u}'}}]
 ",
@@ -348,17 +346,12 @@ impl Fake {
         browser
     }
 
-    async fn api(&self, browser: &Browser) -> support::idp::Page {
-        browser
-            .get(&format!("{}/api/x", self.base), &[("x-csrf", "1")])
-            .await
+    async fn api(&self, browser: &Browser) -> support::Page {
+        browser.fetch(&format!("{}/api/x", self.base)).await
     }
 
     async fn user(&self, browser: &Browser) -> u16 {
-        browser
-            .get(&format!("{}/auth/user", self.base), &[("x-csrf", "1")])
-            .await
-            .status
+        browser.fetch(&format!("{}/auth/user", self.base)).await.status
     }
 }
 
@@ -550,15 +543,16 @@ async fn readyz(admin: &str) -> (u16, Value) {
 
 /// Polls `/readyz` until `done` holds for its body (10 s at most).
 async fn readyz_until(admin: &str, done: impl Fn(&Value) -> bool) -> (u16, Value) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (status, body) = readyz(admin).await;
-        if done(&body) {
-            return (status, body);
-        }
-        assert!(std::time::Instant::now() < deadline, "/readyz stayed at {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let every = Duration::from_millis(50);
+    let (status, body) = poll(
+        Duration::from_secs(10),
+        every,
+        async || readyz(admin).await,
+        |(_, body)| done(body),
+    )
+    .await;
+    assert!(done(&body), "/readyz stayed at {body}");
+    (status, body)
 }
 
 fn cause(body: &Value) -> &str {
@@ -602,7 +596,7 @@ async fn lg27_discovery_causes_are_logged_once_per_change_and_shown_in_readyz() 
         "public_url: http://localhost:8080
 log: {{format: json, level: info}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]",
         iss = idp.issuer
     ));
@@ -682,7 +676,7 @@ async fn lg27_a_tls_failure_is_named_in_readyz() {
         "public_url: http://localhost:8080
 log: {{level: warn}}
 oidc: {{issuer: '{issuer}', client_id: cloakroom, client_secret: s}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
     ))
     .await;

@@ -36,7 +36,7 @@ async fn px25_no_secret_reaches_a_response_or_a_log_line() {
         .init();
 
     let w = world("").await;
-    let browser = support::idp::Browser::new(&w.base);
+    let browser = support::Browser::new(&w.base);
     let callback = w.callback_url(&browser, "alice").await;
     let code = url::Url::parse(&callback)
         .unwrap()
@@ -55,10 +55,7 @@ async fn px25_no_secret_reaches_a_response_or_a_log_line() {
         )
         .await;
     assert_eq!(api.status, 200);
-    assert_eq!(
-        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
-        200
-    );
+    assert_eq!(browser.fetch(&w.url("/auth/user")).await.status, 200);
     // A failing call too, so error paths are logged.
     assert_eq!(
         w.api(&browser, reqwest::Method::POST, &[("x-csrf", "1")])
@@ -66,21 +63,9 @@ async fn px25_no_secret_reaches_a_response_or_a_log_line() {
             .status,
         403
     );
-    let logout = browser
-        .send(
-            reqwest::Method::POST,
-            &w.url("/auth/logout"),
-            &[("x-csrf", "1"), ("origin", &w.base)],
-            None,
-        )
-        .await;
+    let logout = w.logout(&browser).await;
     assert_eq!(logout.status, 200);
-    assert_eq!(
-        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        401
-    );
+    assert_eq!(w.api_get(&browser).await.status, 401);
 
     let issued = w.idp.issued().await;
     assert!(

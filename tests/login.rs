@@ -3,19 +3,15 @@
 
 mod support;
 
-use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
+use std::time::Duration;
 
+use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
 use serde_json::{json, Value};
-use support::echoed;
-use support::idp::{world, world_with, Browser, Idp};
-use support::Upstream;
+use support::idp::{world, world_with, Idp};
+use support::wait::poll;
+use support::{echoed, Browser, Upstream, COOKIE_KEY, SESSION_COOKIE};
 
 const API: &str = "urn:cloakroom:test-api";
-
-fn cookie_name() -> &'static str {
-    // Plain-http development mode: no __Host- prefix.
-    "cloakroom"
-}
 
 #[tokio::test]
 async fn login_through_the_real_idp_puts_a_verified_bearer_jwt_on_upstream_calls() {
@@ -24,10 +20,10 @@ async fn login_through_the_real_idp_puts_a_verified_bearer_jwt_on_upstream_calls
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.url.ends_with("/app/home"), "{}", page.url);
 
-    let r = w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")]).await;
+    let r = w.api_get(&browser).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.headers["cache-control"], "no-store", "PX-21");
-    let seen: Value = serde_json::from_str(&r.body).unwrap();
+    let seen = r.json();
     let bearer = echoed(&seen, "authorization").expect("a bearer reached the upstream");
     let token = bearer.strip_prefix("Bearer ").expect("Bearer scheme");
 
@@ -47,9 +43,9 @@ async fn login_through_the_real_idp_puts_a_verified_bearer_jwt_on_upstream_calls
     assert!(echoed(&seen, "cookie").is_none_or(|c| !c.contains("cloakroom")));
 
     // /auth/user: claims and expiry, no token.
-    let user = browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await;
+    let user = browser.fetch(&w.url("/auth/user")).await;
     assert_eq!(user.status, 200);
-    let info: Value = serde_json::from_str(&user.body).unwrap();
+    let info = user.json();
     assert_eq!(info["sub"], "alice");
     assert_eq!(info["email"], "alice@example.test");
     assert!(info["expires_at"].as_u64().unwrap() > info["idle_expires_at"].as_u64().unwrap());
@@ -234,10 +230,7 @@ async fn cs09_auth_user_needs_the_csrf_header() {
     let w = world("").await;
     let (browser, _) = w.login("alice").await;
     assert_eq!(browser.get(&w.url("/auth/user"), &[]).await.status, 403);
-    assert_eq!(
-        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
-        200
-    );
+    assert_eq!(browser.fetch(&w.url("/auth/user")).await.status, 200);
 }
 
 #[tokio::test]
@@ -312,7 +305,7 @@ async fn t14_a_callback_from_another_browser_is_refused() {
     let attacker = Browser::new(&w.base);
     let page = attacker.get(&stolen, &[]).await;
     assert_eq!(page.status, 400);
-    assert!(attacker.cookie(&w.base, cookie_name()).is_none());
+    assert!(attacker.cookie(&w.base, SESSION_COOKIE).is_none());
 }
 
 #[tokio::test]
@@ -325,7 +318,7 @@ async fn lg25_a_callback_from_another_browser_does_not_cancel_the_victims_login(
     // The attacker's attempt took nothing from the victim's browser.
     let page = victim.get(&stolen, &[]).await;
     assert_eq!(page.status, 302, "{}", page.body);
-    assert!(victim.cookie(&w.base, cookie_name()).is_some());
+    assert!(victim.cookie(&w.base, SESSION_COOKIE).is_some());
 }
 
 #[tokio::test]
@@ -371,7 +364,7 @@ async fn lg26_a_logins_pre_auth_cookie_is_cleared_once_it_is_used() {
     assert_eq!(page.status, 400);
     assert_eq!(browser.login_cookies(&w.base).len(), 1);
     // ...and a login long past its timeout is refused and cleared.
-    w.clock.advance(std::time::Duration::from_secs(16 * 60));
+    w.clock.advance(Duration::from_secs(16 * 60));
     let page = browser.get(&third, &[]).await;
     assert_eq!(page.status, 400);
     assert!(page.clears_a_cookie());
@@ -390,7 +383,7 @@ async fn lg03_a_callback_replayed_with_a_copy_of_the_old_pre_auth_cookie_is_refu
     let page = replayer.get(&callback, &[]).await;
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(page.body.contains("login_failed"));
-    assert!(replayer.cookie(&w.base, cookie_name()).is_none());
+    assert!(replayer.cookie(&w.base, SESSION_COOKIE).is_none());
     let stats = w.idp.stats().await;
     assert_eq!(stats["token_requests"], 1, "no second code exchange: {stats}");
 }
@@ -444,13 +437,13 @@ fn urlencode(s: &str) -> String {
 async fn ck01_a_tampered_session_cookie_is_401_and_cleared() {
     let w = world("").await;
     let (browser, _) = w.login("alice").await;
-    let value = browser.cookie(&w.base, cookie_name()).unwrap();
+    let value = browser.cookie(&w.base, SESSION_COOKIE).unwrap();
     let mut bytes = value.into_bytes();
     let i = bytes.len() / 2;
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
-    browser.set_cookie(&w.base, cookie_name(), std::str::from_utf8(&bytes).unwrap());
+    browser.set_cookie(&w.base, SESSION_COOKIE, std::str::from_utf8(&bytes).unwrap());
     let before = w.up.requests();
-    let r = w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")]).await;
+    let r = w.api_get(&browser).await;
     assert_eq!(r.status, 401);
     assert!(r.body.contains("login_required"));
     assert!(r.clears_a_cookie(), "cookie cleared");
@@ -461,46 +454,34 @@ async fn ck01_a_tampered_session_cookie_is_401_and_cleared() {
 async fn ck11_a_planted_session_is_replaced_at_login_and_ended() {
     let w = world("").await;
     let (mallory, _) = w.login("mallory").await;
-    let planted = mallory.cookie(&w.base, cookie_name()).unwrap();
+    let planted = mallory.cookie(&w.base, SESSION_COOKIE).unwrap();
     let victim = Browser::new(&w.base);
-    victim.set_cookie(&w.base, cookie_name(), &planted);
+    victim.set_cookie(&w.base, SESSION_COOKIE, &planted);
     let (page, _) = victim
         .navigate(&w.url("/auth/login?return_to=/app/home"), "alice")
         .await;
     assert_eq!(page.status, 200);
-    let fresh = victim.cookie(&w.base, cookie_name()).unwrap();
+    let fresh = victim.cookie(&w.base, SESSION_COOKIE).unwrap();
     assert_ne!(fresh, planted);
-    let me: Value =
-        serde_json::from_str(&victim.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.body).unwrap();
+    let me = victim.fetch(&w.url("/auth/user")).await.json();
     assert_eq!(me["sub"], "alice");
     // The planted session was deleted, not promoted.
-    assert_eq!(
-        mallory.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
-        401
-    );
+    assert_eq!(mallory.fetch(&w.url("/auth/user")).await.status, 401);
 }
 
 #[tokio::test]
 async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_logout() {
     let w = world("").await;
     let (browser, _) = w.login("alice").await;
-    let cookie = browser.cookie(&w.base, cookie_name()).unwrap();
-    let post = reqwest::Method::POST;
+    let cookie = browser.cookie(&w.base, SESSION_COOKIE).unwrap();
     let refused = browser
-        .send(post.clone(), &w.url("/auth/logout"), &[], None)
+        .send(reqwest::Method::POST, &w.url("/auth/logout"), &[], None)
         .await;
     assert_eq!(refused.status, 403, "CS-08: logout needs the CSRF header");
-    let get = browser.get(&w.url("/auth/logout"), &[("x-csrf", "1")]).await;
+    let get = browser.fetch(&w.url("/auth/logout")).await;
     assert_eq!(get.status, 405, "CS-08: no logout by GET");
 
-    let r = browser
-        .send(
-            post,
-            &w.url("/auth/logout"),
-            &[("x-csrf", "1"), ("origin", &w.base)],
-            None,
-        )
-        .await;
+    let r = w.logout(&browser).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let clear = r
         .headers
@@ -513,7 +494,7 @@ async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_
         Some("cloakroom=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
         "CK-15"
     );
-    let body: Value = serde_json::from_str(&r.body).unwrap();
+    let body = r.json();
     let logout_url = url::Url::parse(body["logout_url"].as_str().unwrap()).unwrap();
     assert!(logout_url
         .as_str()
@@ -528,13 +509,8 @@ async fn lo_logout_ends_the_session_revokes_the_refresh_token_and_names_the_idp_
         "refresh token revoked (RFC 7009)"
     );
     // LO-02: the old cookie, replayed, finds no session.
-    browser.set_cookie(&w.base, cookie_name(), &cookie);
-    assert_eq!(
-        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        401
-    );
+    browser.set_cookie(&w.base, SESSION_COOKIE, &cookie);
+    assert_eq!(w.api_get(&browser).await.status, 401);
 }
 
 #[tokio::test]
@@ -597,29 +573,21 @@ async fn lg09_lg13_missing_iss_is_refused_and_return_to_comes_only_from_the_tran
 
 #[tokio::test]
 async fn ck08_ck09_idle_and_absolute_timeouts_are_enforced_server_side() {
+    // Both timeouts are judged by cloakroom's clock, moved here instead of
+    // waited for; the store's own TTL (real time) has not run out by then.
     let w = world("session: {idle_timeout: 3s, absolute_timeout: 6s}").await;
     // Idle: no activity for longer than the idle timeout.
     let (idle, _) = w.login("alice").await;
-    tokio::time::sleep(std::time::Duration::from_millis(4200)).await;
-    assert_eq!(
-        w.api(&idle, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        401,
-        "CK-09 idle"
-    );
+    w.clock.advance(Duration::from_millis(4200));
+    assert_eq!(w.api_get(&idle).await.status, 401, "CK-09 idle");
 
     // Absolute: steady activity keeps the idle timer fresh but cannot pass
     // the absolute end.
     let (busy, _) = w.login("bob").await;
     let mut statuses = Vec::new();
     for _ in 0..9 {
-        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
-        statuses.push(
-            w.api(&busy, reqwest::Method::GET, &[("x-csrf", "1")])
-                .await
-                .status,
-        );
+        w.clock.advance(Duration::from_secs(1));
+        statuses.push(w.api_get(&busy).await.status);
     }
     assert!(
         statuses[..4].iter().all(|s| *s == 200),
@@ -677,29 +645,16 @@ async fn cs10_px24_websocket_needs_an_allowed_origin_and_a_session() {
 async fn lo05_logout_completes_locally_when_the_idp_is_down() {
     let mut w = world("").await;
     let (browser, _) = w.login("alice").await;
-    let cookie = browser.cookie(&w.base, cookie_name()).unwrap();
+    let cookie = browser.cookie(&w.base, SESSION_COOKIE).unwrap();
     w.idp.kill();
-    let r = browser
-        .send(
-            reqwest::Method::POST,
-            &w.url("/auth/logout"),
-            &[("x-csrf", "1"), ("origin", &w.base)],
-            None,
-        )
-        .await;
+    let r = w.logout(&browser).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.clears_a_cookie());
-    let body: Value = serde_json::from_str(&r.body).unwrap();
+    let body = r.json();
     assert!(body.get("logout_url").is_some());
     // Replaying the old cookie finds no session: it was deleted.
-    browser.set_cookie(&w.base, cookie_name(), &cookie);
-    assert_eq!(
-        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        401,
-        "the session is gone"
-    );
+    browser.set_cookie(&w.base, SESSION_COOKIE, &cookie);
+    assert_eq!(w.api_get(&browser).await.status, 401, "the session is gone");
 }
 
 #[tokio::test]
@@ -733,7 +688,7 @@ async fn lg05_an_injected_code_fails_against_the_victims_pkce_verifier() {
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(page.body.contains("login_failed"));
     assert!(
-        victim.cookie(&w.base, cookie_name()).is_none(),
+        victim.cookie(&w.base, SESSION_COOKIE).is_none(),
         "no session for the victim"
     );
 }
@@ -743,12 +698,12 @@ async fn lg04_a_callback_after_the_login_timeout_is_login_expired() {
     let w = world("session: {login_timeout: 1s}").await;
     let browser = Browser::new(&w.base);
     let callback = w.callback_url(&browser, "alice").await;
-    w.clock.advance(std::time::Duration::from_secs(2));
+    w.clock.advance(Duration::from_secs(2));
     let page = browser.get(&callback, &[]).await;
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(page.body.contains("login_expired"), "{}", page.body);
     assert!(page.body.contains("/auth/login"), "a way to sign in again");
-    assert!(browser.cookie(&w.base, cookie_name()).is_none());
+    assert!(browser.cookie(&w.base, SESSION_COOKIE).is_none());
 }
 
 #[tokio::test]
@@ -795,7 +750,7 @@ async fn lo13_logout_revokes_through_an_endpoint_listed_only_in_rfc8414_metadata
         .unwrap();
     assert!(discovery.get("revocation_endpoint").is_none(), "{discovery}");
     let (browser, _) = w.login("alice").await;
-    assert_eq!(logout(&browser, &w.base).await, 200);
+    assert_eq!(w.logout(&browser).await.status, 200);
     let stats = w.idp.stats().await;
     assert_eq!(stats["revocation_requests"], 1, "{stats}");
     assert_eq!(stats["revocations"], 1, "the refresh token is revoked at the IdP");
@@ -819,7 +774,7 @@ fn unlisted_revocation(up: &Upstream, oidc_extra: &str) -> (Idp, support::Proces
             "public_url: {base}
 log: {{format: json, level: info}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret{extra}}}
-cookie: {{keys: [{{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes: [{{path: /, upstream: '{u}', auth: none}}]",
             iss = idp.issuer,
             u = up.url()
@@ -846,11 +801,14 @@ async fn lo13_a_start_up_warning_when_logout_cannot_revoke() {
     let up = Upstream::start().await;
     let (idp, app) = unlisted_revocation(&up, "");
     // Logged before readiness; give the log reader a moment to catch up.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while cannot_revoke_warnings(&app).is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let warnings = cannot_revoke_warnings(&app);
+    let (limit, every) = (Duration::from_secs(5), Duration::from_millis(50));
+    let warnings = poll(
+        limit,
+        every,
+        async || cannot_revoke_warnings(&app),
+        |w| !w.is_empty(),
+    )
+    .await;
     assert_eq!(warnings.len(), 1, "{:?}", app.logs());
     assert_eq!(warnings[0]["level"], "WARN");
     assert_eq!(warnings[0]["issuer"], idp.issuer.as_str());
@@ -866,8 +824,8 @@ async fn lo13_a_configured_revocation_endpoint_revokes_at_logout() {
         .navigate(&format!("{}/auth/login", app.base), "alice")
         .await;
     assert_eq!(page.status, 200, "logged in and back at the SPA: {}", page.body);
-    assert!(browser.cookie(&app.base, cookie_name()).is_some());
-    assert_eq!(logout(&browser, &app.base).await, 200);
+    assert!(browser.cookie(&app.base, SESSION_COOKIE).is_some());
+    assert_eq!(browser.logout(&app.base).await.status, 200);
     let stats = idp.stats().await;
     assert_eq!(stats["revocation_requests"], 1, "{stats}");
     assert_eq!(stats["revocations"], 1, "the refresh token is revoked at the IdP");
@@ -876,17 +834,4 @@ async fn lo13_a_configured_revocation_endpoint_revokes_at_logout() {
         "logs were read"
     );
     assert!(cannot_revoke_warnings(&app).is_empty(), "{:?}", app.logs());
-}
-
-/// `POST /auth/logout` as the SPA sends it; the status.
-async fn logout(browser: &Browser, base: &str) -> u16 {
-    browser
-        .send(
-            reqwest::Method::POST,
-            &format!("{base}/auth/logout"),
-            &[("x-csrf", "1"), ("origin", base)],
-            None,
-        )
-        .await
-        .status
 }

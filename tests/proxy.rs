@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use support::{client, config, echoed, raw, App, Upstream};
+use support::wait::until;
+use support::{client, config, echoed, free_addr, raw, raw_json, App, Upstream, COOKIE_KEY};
 use tokio_tungstenite::tungstenite::Message;
 
 const BOUND: Duration = Duration::from_secs(10);
@@ -152,7 +153,7 @@ async fn px32_nested_encodings_on_a_token_route_never_reach_the_upstream() {
     ] {
         let response = raw(w.app.addr, get(path).as_bytes(), BOUND).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
-        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let json = raw_json(&response);
         assert_eq!(json["uri"], forwarded);
         assert!(echoed(&json, "authorization").is_some_and(|a| a.starts_with("Bearer ")));
     }
@@ -253,7 +254,7 @@ async fn px28_an_untrusted_host_header_never_becomes_x_forwarded_host() {
     ] {
         let response = raw(app.addr, request, BOUND).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let json = raw_json(&response);
         assert_eq!(
             echoed(&json, "x-forwarded-host").as_deref(),
             Some("localhost:8080"),
@@ -341,8 +342,7 @@ async fn px09_connection_nominated_headers_are_removed() {
 Keep-Alive: timeout=5\r\nProxy-Authorization: Basic eA==\r\nTE: trailers\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nX-Kept: yes\r\n\r\n";
     let response = raw(app.addr, request, BOUND).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
-    let json: Value = serde_json::from_str(body).unwrap();
+    let json = raw_json(&response);
     for gone in [
         "x-secret",
         "keep-alive",
@@ -479,10 +479,7 @@ async fn px16_oversized_bodies_get_413_before_any_100_continue() {
 #[tokio::test]
 async fn uf01_uf02_upstream_timeout_is_504_and_refused_connect_is_502() {
     let up = Upstream::start().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = free_addr();
     let app = App::start(&config(&[
         ("/slowpoke", &up.url(), ", timeout: 300ms, strip_prefix: true"),
         ("/gone", &format!("http://{closed}"), ""),
@@ -549,13 +546,11 @@ async fn a_10_mb_upload_is_streamed_not_buffered() {
     tx.send(Ok(mib.clone())).await.unwrap();
     // The upstream holds the first MiB while nine are still unsent: nothing
     // waited for the whole body.
-    tokio::time::timeout(BOUND, async {
-        while up.seen.upload_bytes.load(Ordering::SeqCst) < 1 << 20 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    let what = "first MiB reached the upstream before the rest was sent";
+    until(BOUND, Duration::from_millis(10), what, async || {
+        up.seen.upload_bytes.load(Ordering::SeqCst) >= 1 << 20
     })
-    .await
-    .expect("first MiB reached the upstream before the rest was sent");
+    .await;
     for _ in 0..9 {
         tx.send(Ok(mib.clone())).await.unwrap();
     }
@@ -620,7 +615,7 @@ Sec-WebSocket-Protocol: access_token.eyJhbGciOiJIUzI1NiJ9.e30.c2ln, chat, Bearer
     for (path, forwarded) in [("/live/h", "chat, graphql-ws"), ("/listed/h", "graphql-ws")] {
         let response = raw(app.addr, handshake(path).as_bytes(), BOUND).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
-        let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let json = raw_json(&response);
         assert_eq!(
             echoed(&json, "sec-websocket-protocol").as_deref(),
             Some(forwarded),
@@ -650,7 +645,7 @@ async fn px19_absolute_form_targets_cannot_steer_the_upstream() {
         b"GET http://evil.example/steal?x=1 HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
     let response = raw(app.addr, request, BOUND).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let json: Value = serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let json = raw_json(&response);
     assert_eq!(json["uri"], "/steal?x=1");
     assert_eq!(echoed(&json, "host"), Some(up.addr.to_string()));
 }
@@ -658,11 +653,10 @@ async fn px19_absolute_form_targets_cannot_steer_the_upstream() {
 #[tokio::test]
 async fn protected_routes_without_a_session_answer_401_or_redirect_pages() {
     let up = Upstream::start().await;
-    let key = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
     let yaml = format!(
         "public_url: http://localhost:8080
 oidc: {{issuer: 'http://localhost:1', client_id: spa, client_secret: s}}
-cookie: {{keys: [{{id: '1', secret: {key}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes:
   - {{path: /api, upstream: '{u}'}}
   - {{path: /app, upstream: '{u}', login_redirect: true}}
@@ -822,27 +816,21 @@ async fn px27_open_websocket_tunnels_count_against_their_address_cap() {
     let (first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let (mut second, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     // Both tunnels are open: a third connection from the address is refused.
-    let refused = support::raw(app.addr, b"GET /live/x HTTP/1.1\r\nHost: x\r\n\r\n", BOUND).await;
+    let refused = raw(app.addr, b"GET /live/x HTTP/1.1\r\nHost: x\r\n\r\n", BOUND).await;
     assert_eq!(refused, "", "closed at accept");
     second.close(None).await.unwrap();
     drop(second);
     // Its place comes back once the tunnel has closed.
-    tokio::time::timeout(BOUND, async {
-        loop {
-            let answer = support::raw(
-                app.addr,
-                b"GET /live/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                BOUND,
-            )
-            .await;
-            if answer.starts_with("HTTP/1.1 200") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("a place under the cap again");
+    until(
+        BOUND,
+        Duration::from_millis(20),
+        "a place under the cap again",
+        async || {
+            let request = b"GET /live/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+            raw(app.addr, request, BOUND).await.starts_with("HTTP/1.1 200")
+        },
+    )
+    .await;
     drop(first);
 }
 
@@ -851,22 +839,19 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     let up = Upstream::start().await;
     let mut app = App::start(&config(&[("/", &up.url(), "")])).await;
     let in_flight = tokio::spawn(client().get(app.url("/slow")).send());
-    tokio::time::timeout(BOUND, async {
-        while up.requests() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .unwrap();
+    until(
+        BOUND,
+        Duration::from_millis(5),
+        "the request reached the upstream",
+        async || up.requests() > 0,
+    )
+    .await;
     let stopped = app.begin_shutdown();
     // New connections are refused once the listener is closed.
-    tokio::time::timeout(BOUND, async {
-        while tokio::net::TcpStream::connect(app.addr).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    until(BOUND, Duration::from_millis(10), "listener closed", async || {
+        tokio::net::TcpStream::connect(app.addr).await.is_err()
     })
-    .await
-    .expect("listener closed");
+    .await;
     up.seen.release.notify_one();
     let r = in_flight.await.unwrap().unwrap();
     assert_eq!(r.status(), 200);

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cloakroom::config::{RedisConfig, RedisTls, RedisTopology, RedisWait};
@@ -13,6 +13,7 @@ use cloakroom::session::{RedisStore, SessionStore};
 use support::idp::world;
 use support::pki::Pki;
 use support::redis::RedisServer;
+use support::wait::{poll, until_blocking};
 
 const MASTER: &str = "cloakroom";
 
@@ -43,11 +44,10 @@ fn sentinel_config(sentinel: &RedisServer) -> RedisConfig {
 
 /// Waits until the sentinel has found the replica through the primary.
 fn await_sentinel_sees_replica(sentinel: &RedisServer) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sentinel.cli(&["SENTINEL", "REPLICAS", MASTER]).contains("slave") {
-        assert!(Instant::now() < deadline, "sentinel never saw the replica");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let what = "sentinel never saw the replica";
+    until_blocking(Duration::from_secs(20), Duration::from_millis(100), what, || {
+        sentinel.cli(&["SENTINEL", "REPLICAS", MASTER]).contains("slave")
+    });
 }
 
 #[tokio::test]
@@ -92,18 +92,14 @@ async fn t09_a_login_over_tls_reads_certificates_from_files_and_uses_the_local_c
     .await;
     let (browser, page) = w.login("alice").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let csrf = [("x-csrf", "1")];
-    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+    assert_eq!(w.api_get(&browser).await.status, 200);
     assert!(
         redis.cli(&["DBSIZE"]).trim().parse::<u64>().unwrap() >= 1,
         "the session is in Redis"
     );
-    let headers = [("x-csrf", "1"), ("origin", w.base.as_str())];
-    let logout = browser
-        .send(reqwest::Method::POST, &w.url("/auth/logout"), &headers, None)
-        .await;
+    let logout = w.logout(&browser).await;
     assert_eq!(logout.status, 200, "{}", logout.body);
-    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 401);
+    assert_eq!(w.api_get(&browser).await.status, 401);
 }
 
 #[tokio::test]
@@ -163,32 +159,25 @@ async fn failover(fault: Fault) {
     .await;
     let (browser, page) = w.login("alice").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let csrf = [("x-csrf", "1")];
-    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+    assert_eq!(w.api_get(&browser).await.status, 200);
 
     match fault {
         Fault::Crash => primary.kill(),
         Fault::Silence => primary.freeze(),
     }
-    let deadline = Instant::now() + Duration::from_secs(40);
     let mut seen = Vec::new();
-    loop {
-        let status = w.api(&browser, reqwest::Method::GET, &csrf).await.status;
+    let recovered = async || {
+        let status = w.api_get(&browser).await.status;
         seen.push(status);
         assert!(
             status == 200 || status == 503,
             "only 200 or 503 during a failover: {seen:?}"
         );
-        let promoted = replica.cli(&["ROLE"]).starts_with("master");
-        if status == 200 && promoted {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery after the failover: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        status == 200 && replica.cli(&["ROLE"]).starts_with("master")
+    };
+    let (limit, every) = (Duration::from_secs(40), Duration::from_millis(200));
+    let recovered = poll(limit, every, recovered, |done| *done).await;
+    assert!(recovered, "no recovery after the failover: {seen:?}");
     // The session written with WAIT survived on the promoted replica, and
     // new logins land there too.
     let (_, page) = w.login("bob").await;
@@ -255,10 +244,5 @@ async fn rd11_a_least_privilege_acl_user_is_enough_and_its_password_is_checked()
     .await;
     let (browser, page) = w.login("alice").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    assert_eq!(
-        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(w.api_get(&browser).await.status, 200);
 }

@@ -11,6 +11,7 @@ use cloakroom::secret::Secret;
 use cloakroom::session::{RedisStore, SessionStore, StoreError};
 use support::idp::world;
 use support::redis::RedisServer;
+use support::wait::poll;
 
 fn config(url: &str) -> RedisConfig {
     RedisConfig {
@@ -22,19 +23,12 @@ fn config(url: &str) -> RedisConfig {
 }
 
 /// The status of an API call, retried for up to 5 s while Redis comes back.
-async fn api_once_redis_answers(w: &support::idp::World, browser: &support::idp::Browser) -> u16 {
-    let mut status = 0;
-    for _ in 0..50 {
-        status = w
-            .api(browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status;
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    status
+async fn api_once_redis_answers(w: &support::idp::World, browser: &support::Browser) -> u16 {
+    let call = async || w.api_get(browser).await.status;
+    poll(Duration::from_secs(5), Duration::from_millis(100), call, |s| {
+        *s == 200
+    })
+    .await
 }
 
 #[tokio::test]
@@ -107,13 +101,12 @@ async fn rd01_rd02_a_redis_outage_is_503_keeps_the_session_and_recovers() {
     ))
     .await;
     let (browser, _) = w.login("alice").await;
-    let csrf = [("x-csrf", "1")];
-    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+    assert_eq!(w.api_get(&browser).await.status, 200);
 
     redis.stop();
     let before = w.up.requests();
     for _ in 0..3 {
-        let r = w.api(&browser, reqwest::Method::GET, &csrf).await;
+        let r = w.api_get(&browser).await;
         assert_eq!(r.status, 503, "RD-01: {}", r.body);
         assert!(r.body.contains("session_store_unavailable"));
         assert!(r.headers.contains_key("retry-after"));
@@ -140,31 +133,14 @@ async fn lo_logout_on_one_replica_is_refused_on_the_others_at_once() {
         3,
     )
     .await;
-    let (browser, _) = w.login("alice").await;
-    let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
+    let browser = w.login_everywhere("alice").await;
     for (base, _) in &w.others {
-        browser.set_cookie(base, "cloakroom", &cookie);
-        assert_eq!(
-            browser
-                .get(&format!("{base}/auth/user"), &[("x-csrf", "1")])
-                .await
-                .status,
-            200
-        );
+        assert_eq!(browser.fetch(&format!("{base}/auth/user")).await.status, 200);
     }
-    let logout = browser
-        .send(
-            reqwest::Method::POST,
-            &w.url("/auth/logout"),
-            &[("x-csrf", "1"), ("origin", &w.base)],
-            None,
-        )
-        .await;
+    let logout = w.logout(&browser).await;
     assert_eq!(logout.status, 200);
     for (base, _) in &w.others {
-        let page = browser
-            .get(&format!("{base}/api/orders"), &[("x-csrf", "1")])
-            .await;
+        let page = browser.fetch(&format!("{base}/api/orders")).await;
         assert_eq!(page.status, 401, "replica {base} still accepts the cookie");
     }
 }
@@ -212,19 +188,14 @@ async fn rd09_a_three_master_cluster_meets_the_contract_and_serves_logins() {
     let w = world(&format!("session: {{store: {{redis: {{cluster: [{list}]}}}}}}")).await;
     let (browser, page) = w.login("alice").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    assert_eq!(
-        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(w.api_get(&browser).await.status, 200);
 }
 
 #[tokio::test]
 async fn kr01_kr03_a_rotated_key_ring_keeps_sessions_and_reseals_cookies() {
-    use support::idp::{Browser, Idp};
-    use support::{App, Upstream};
-    const KEY1: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+    use support::idp::Idp;
+    use support::{App, Browser, Upstream};
+    const KEY1: &str = support::COOKIE_KEY;
     const KEY2: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA";
     let redis = RedisServer::start();
     let up = Upstream::start().await;
@@ -256,27 +227,15 @@ routes: [{{path: /api, upstream: '{u}'}}]
     browser.navigate(&format!("{base_a}/auth/login"), "alice").await;
     let old = browser.cookie(&base_a, "cloakroom").expect("logged in on A");
     browser.set_cookie(&base_b, "cloakroom", &old);
-    let page = browser.get(&format!("{base_b}/api/x"), &[("x-csrf", "1")]).await;
+    let page = browser.fetch(&format!("{base_b}/api/x")).await;
     assert_eq!(page.status, 200, "KR-01: an old-key cookie still works");
     let new = browser.cookie(&base_b, "cloakroom").unwrap();
     assert_ne!(new, old, "re-sealed under the new primary key");
-    assert_eq!(
-        browser
-            .get(&format!("{base_b}/api/x"), &[("x-csrf", "1")])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(browser.fetch(&format!("{base_b}/api/x")).await.status, 200);
     // KR-03: a replica that was never given k2 cannot open the new cookie,
     // which is why k2 is added everywhere before it becomes primary.
     browser.set_cookie(&base_a, "cloakroom", &new);
-    assert_eq!(
-        browser
-            .get(&format!("{base_a}/api/x"), &[("x-csrf", "1")])
-            .await
-            .status,
-        401
-    );
+    assert_eq!(browser.fetch(&format!("{base_a}/api/x")).await.status, 401);
 }
 
 /// Calls of one Redis command so far, from `INFO commandstats`.
@@ -301,20 +260,10 @@ async fn the_local_cache_serves_sessions_without_redis_round_trips() {
         ))
         .await;
         let (browser, _) = w.login("alice").await;
-        assert_eq!(
-            w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-                .await
-                .status,
-            200
-        );
+        assert_eq!(w.api_get(&browser).await.status, 200);
         let before = calls(&redis, "hmget");
         for _ in 0..20 {
-            assert_eq!(
-                w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-                    .await
-                    .status,
-                200
-            );
+            assert_eq!(w.api_get(&browser).await.status, 200);
         }
         let reads = calls(&redis, "hmget") - before;
         assert!(
@@ -339,21 +288,15 @@ async fn rd01_n3_redis_killed_mid_run_across_3_replicas_gives_only_503s_and_lose
         3,
     )
     .await;
-    let mut bases = vec![w.base.clone()];
-    bases.extend(w.others.iter().map(|(b, _)| b.clone()));
+    let bases = w.bases();
     // Five users, each logged in once and used on every replica.
     let mut users = Vec::new();
     for name in ["ann", "ben", "cat", "dan", "eve"] {
-        let (browser, _) = w.login(name).await;
-        let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
-        for base in &bases {
-            browser.set_cookie(base, "cloakroom", &cookie);
-        }
-        users.push(browser);
+        users.push(w.login_everywhere(name).await);
     }
-    let call = |browser: &support::idp::Browser, base: &str| {
+    let call = |browser: &support::Browser, base: &str| {
         let (browser, url) = (browser.clone(), format!("{base}/api/orders"));
-        async move { browser.get(&url, &[("x-csrf", "1")]).await.status }
+        async move { browser.fetch(&url).await.status }
     };
     for (i, user) in users.iter().enumerate() {
         assert_eq!(call(user, &bases[i % 3]).await, 200);
@@ -374,14 +317,8 @@ async fn rd01_n3_redis_killed_mid_run_across_3_replicas_gives_only_503s_and_lose
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (i, user) in users.iter().enumerate() {
         for base in &bases {
-            let mut status = 0;
-            for _ in 0..30 {
-                status = call(user, base).await;
-                if status == 200 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let (limit, every) = (Duration::from_secs(3), Duration::from_millis(100));
+            let status = poll(limit, every, async || call(user, base).await, |s| *s == 200).await;
             assert_eq!(status, 200, "user {i} on {base} after recovery: no session lost");
         }
     }
@@ -396,30 +333,26 @@ async fn a_replica_that_cannot_hear_invalidations_stops_answering_from_its_cache
     ))
     .await;
     let (browser, _) = w.login("alice").await;
-    let csrf = [("x-csrf", "1")];
     for _ in 0..3 {
-        assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+        assert_eq!(w.api_get(&browser).await.status, 200);
     }
     // A silent Redis (a partition: nothing is closed) could be missing a
     // logout's invalidation. The subscription's heartbeat notices within
     // seconds, far inside the cache's 30 s age limit, and the cache stops
     // answering: requests then need Redis, and get 503.
     redis.freeze();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut seen = Vec::new();
-    loop {
-        let status = w.api(&browser, reqwest::Method::GET, &csrf).await.status;
+    let call = async || {
+        let status = w.api_get(&browser).await.status;
         seen.push(status);
-        if status == 503 {
-            break;
-        }
-        assert_eq!(status, 200, "{seen:?}");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cache kept answering: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        assert!(status == 503 || status == 200, "{seen:?}");
+        status
+    };
+    let status = poll(Duration::from_secs(15), Duration::from_millis(250), call, |s| {
+        *s == 503
+    })
+    .await;
+    assert_eq!(status, 503, "the cache kept answering: {seen:?}");
     redis.thaw();
     assert_eq!(
         api_once_redis_answers(&w, &browser).await,
@@ -439,7 +372,7 @@ fn redis_world_yaml(redis: &RedisServer) -> String {
 async fn rd03_rd12_redis_down_at_login_or_callback_is_503_and_the_retry_works() {
     let mut redis = RedisServer::start();
     let w = world(&redis_world_yaml(&redis)).await;
-    let browser = support::idp::Browser::new(&w.base);
+    let browser = support::Browser::new(&w.base);
     // Serving (so connected to Redis) before Redis goes away.
     assert_eq!(browser.get(&w.url("/public"), &[]).await.status, 200);
 
@@ -465,12 +398,7 @@ async fn rd03_rd12_redis_down_at_login_or_callback_is_503_and_the_retry_works() 
     // The code was never exchanged: the same callback completes the login.
     let page = browser.get(&callback, &[]).await;
     assert_eq!(page.status, 302, "{}", page.body);
-    assert_eq!(
-        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(w.api_get(&browser).await.status, 200);
 }
 
 #[tokio::test]
@@ -478,8 +406,7 @@ async fn rd08_a_full_noeviction_redis_refuses_writes_with_503_and_logs_nobody_ou
     let redis = RedisServer::start();
     let w = world(&redis_world_yaml(&redis)).await;
     let (browser, _) = w.login("alice").await;
-    let csrf = [("x-csrf", "1")];
-    let newcomer = support::idp::Browser::new(&w.base);
+    let newcomer = support::Browser::new(&w.base);
     let callback = w.callback_url(&newcomer, "bob").await;
     // Full: every write is refused with OOM.
     redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
@@ -489,11 +416,11 @@ async fn rd08_a_full_noeviction_redis_refuses_writes_with_503_and_logs_nobody_ou
     assert!(page.body.contains("session_store_unavailable"));
     assert!(newcomer.cookie(&w.base, "cloakroom").is_none());
     // Reads still work: the existing session is served.
-    assert_eq!(w.api(&browser, reqwest::Method::GET, &csrf).await.status, 200);
+    assert_eq!(w.api_get(&browser).await.status, 200);
     redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     // The code was not exchanged: the same callback completes the login.
     assert_eq!(newcomer.get(&callback, &[]).await.status, 302);
-    assert_eq!(w.api(&newcomer, reqwest::Method::GET, &csrf).await.status, 200);
+    assert_eq!(w.api_get(&newcomer).await.status, 200);
 }
 
 #[tokio::test]
@@ -506,12 +433,12 @@ async fn lg24_anonymous_logins_store_nothing() {
     let long = format!("/auth/login?return_to=/{}", "r".repeat(1000));
     for _ in 0..300 {
         // A fresh client each time, as a flood would come.
-        let page = support::idp::Browser::new(&w.base).get(&w.url(&long), &[]).await;
+        let page = support::Browser::new(&w.base).get(&w.url(&long), &[]).await;
         assert_eq!(page.status, 302);
     }
     assert_eq!(keys(), before, "no key for any of the 300 logins");
     // Junk callbacks with a real pending login claim nothing either.
-    let victimless = support::idp::Browser::new(&w.base);
+    let victimless = support::Browser::new(&w.base);
     let callback = w.callback_url(&victimless, "bob").await;
     let junk = url::Url::parse(&callback).unwrap();
     let pairs: Vec<(String, String)> = junk
@@ -527,19 +454,13 @@ async fn lg24_anonymous_logins_store_nothing() {
     junk.query_pairs_mut().clear().extend_pairs(&pairs);
     assert_eq!(victimless.get(junk.as_str(), &[]).await.status, 400);
     assert_eq!(keys(), before, "a failed exchange leaves no claim");
-    assert_eq!(
-        w.api(&browser, reqwest::Method::GET, &[("x-csrf", "1")])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(w.api_get(&browser).await.status, 200);
 }
 
 #[tokio::test]
 async fn rd13_rd14_a_corrupt_or_vanished_record_is_a_clean_401() {
     let redis = RedisServer::start();
     let w = world(&redis_world_yaml(&redis)).await;
-    let csrf = [("x-csrf", "1")];
 
     let (alice, _) = w.login("alice").await;
     let key = redis
@@ -547,15 +468,15 @@ async fn rd13_rd14_a_corrupt_or_vanished_record_is_a_clean_401() {
         .trim()
         .to_owned();
     assert_eq!(redis.cli(&["HSET", &key, "d", "not a sealed record"]).trim(), "0");
-    let page = w.api(&alice, reqwest::Method::GET, &csrf).await;
+    let page = w.api_get(&alice).await;
     assert_eq!(page.status, 401, "RD-13: {}", page.body);
     assert!(page.body.contains("login_required") && page.clears_a_cookie());
 
     let (bob, _) = w.login("bob").await;
-    assert_eq!(w.api(&bob, reqwest::Method::GET, &csrf).await.status, 200);
+    assert_eq!(w.api_get(&bob).await.status, 200);
     // Redis restarted empty.
     assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
-    let page = w.api(&bob, reqwest::Method::GET, &csrf).await;
+    let page = w.api_get(&bob).await;
     assert_eq!(page.status, 401, "RD-14: {}", page.body);
     assert!(page.body.contains("login_required") && page.clears_a_cookie());
     let (_, page) = w.login("bob").await;

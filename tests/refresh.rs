@@ -6,10 +6,11 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use support::echoed;
-use support::idp::{world_with, world_with_clock, Browser, World};
+use serde_json::json;
+use support::idp::{world_with, world_with_clock, World};
 use support::redis::RedisServer;
+use support::wait::until;
+use support::{echoed, Browser};
 
 /// Access tokens live 5 s; cloakroom refreshes when less than 2 s are left.
 async fn short_lived(replicas: usize, redis: Option<&RedisServer>) -> World {
@@ -26,14 +27,43 @@ async fn short_lived(replicas: usize, redis: Option<&RedisServer>) -> World {
 }
 
 async fn bearer(browser: &Browser, base: &str) -> (u16, Option<String>) {
-    let page = browser
-        .get(&format!("{base}/api/orders"), &[("x-csrf", "1")])
-        .await;
+    let page = browser.fetch(&format!("{base}/api/orders")).await;
     if page.status != 200 {
         return (page.status, Some(page.body));
     }
-    let seen: Value = serde_json::from_str(&page.body).unwrap();
+    let seen = page.json();
     (page.status, echoed(&seen, "authorization"))
+}
+
+/// How far to move cloakroom's clock for a 5 s token refreshed 2 s before
+/// its expiry to be due: half a second past its refresh point, a second
+/// and a half before it expires.
+const DUE: Duration = Duration::from_millis(3500);
+
+/// Waits until the IdP has received `n` token requests: a call it holds
+/// has arrived.
+async fn until_token_requests(w: &World, n: u64) {
+    let what = format!("the IdP never got {n} token requests");
+    until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        &what,
+        async || w.idp.stats().await["token_requests"].as_u64() >= Some(n),
+    )
+    .await;
+}
+
+/// Waits until the IdP has granted `n` refreshes; a grant answered late
+/// (`"phase": "after"`) is counted before its delay.
+async fn until_refresh_granted(w: &World, n: u64) {
+    let what = format!("the IdP never granted {n} refreshes");
+    until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        &what,
+        async || w.idp.stats().await["grants"]["refresh_token"].as_u64() >= Some(n),
+    )
+    .await;
 }
 
 /// [`bearer`] as a task of its own, for a call that will be held up.
@@ -48,32 +78,19 @@ async fn rf01_tokens_refresh_before_expiry_and_the_new_refresh_token_replaces_th
     let (browser, _) = w.login("alice").await;
     let (status, first) = bearer(&browser, &w.base).await;
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    w.clock.advance(DUE);
     let (status, second) = bearer(&browser, &w.base).await;
     assert_eq!(status, 200);
     assert_ne!(first, second, "a new access token after the skew point");
     let (_, third) = bearer(&browser, &w.base).await;
     assert_eq!(second, third, "no second refresh while the new token is fresh");
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    w.clock.advance(DUE);
     let (status, fourth) = bearer(&browser, &w.base).await;
     assert_eq!(status, 200, "the rotated refresh token was stored and works");
     assert_ne!(third, fourth);
     let stats = w.idp.stats().await;
     assert_eq!(stats["grants"]["refresh_token"], 2, "{stats}");
     assert_eq!(stats["revoked"], 0, "no grant revoked: {stats}");
-}
-
-/// Logs alice in on `w` and gives the browser her cookie on every replica;
-/// returns the browser and every replica's base URL.
-async fn signed_in_everywhere(w: &World) -> (Browser, Vec<String>) {
-    let (browser, _) = w.login("alice").await;
-    let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
-    let mut bases = vec![w.base.clone()];
-    bases.extend(w.others.iter().map(|(b, _)| b.clone()));
-    for base in &bases {
-        browser.set_cookie(base, "cloakroom", &cookie);
-    }
-    (browser, bases)
 }
 
 /// `calls` API calls at once, spread over `bases`: every one must succeed.
@@ -107,9 +124,9 @@ async fn refresh_grants(w: &World) -> u64 {
 /// access token is due: all succeed with one new token, from exactly one
 /// refresh grant, and no grant is revoked.
 async fn one_refresh_for_a_burst(w: &World, calls: usize) {
-    let (browser, bases) = signed_in_everywhere(w).await;
+    let (browser, bases) = (w.login_everywhere("alice").await, w.bases());
     let (_, before) = bearer(&browser, &w.base).await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    w.clock.advance(DUE);
     let tokens = burst(&browser, &bases, calls).await;
     assert_eq!(tokens.len(), 1, "every call carried the same fresh token");
     assert_ne!(tokens.into_iter().next().unwrap(), before);
@@ -154,13 +171,13 @@ async fn rf08_a_revoked_grant_ends_the_session_with_401() {
         .await
         .unwrap();
     assert!(revoked.status().is_success());
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    w.clock.advance(DUE);
+    let page = w.api_get(&browser).await;
     assert_eq!(page.status, 401, "{}", page.body);
     assert!(page.body.contains("login_required"));
     assert!(page.clears_a_cookie());
     assert_eq!(
-        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
+        browser.fetch(&w.url("/auth/user")).await.status,
         401,
         "ended everywhere"
     );
@@ -180,13 +197,13 @@ async fn rf10_rf11_an_idp_outage_serves_valid_tokens_then_503_and_never_logs_out
     assert_eq!(still, token);
     w.clock.advance(Duration::from_secs(3));
     // Expired and the IdP is gone: 503, session kept.
-    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    let page = w.api_get(&browser).await;
     assert_eq!(page.status, 503, "RF-11: {}", page.body);
     assert!(page.body.contains("idp_unavailable"));
     assert!(page.headers.contains_key("retry-after"));
     assert!(page.headers.get("set-cookie").is_none(), "the cookie is kept");
     assert_eq!(
-        browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await.status,
+        browser.fetch(&w.url("/auth/user")).await.status,
         200,
         "the session is kept"
     );
@@ -197,18 +214,24 @@ async fn rf10_rf11_an_idp_outage_serves_valid_tokens_then_503_and_never_logs_out
 async fn with_doomed_replica(w: &World) -> (Browser, support::Process) {
     let doomed = support::Process::start(&w.yaml);
     let (browser, _) = w.login("alice").await;
-    let cookie = browser.cookie(&w.base, "cloakroom").unwrap();
-    browser.set_cookie(&doomed.base, "cloakroom", &cookie);
+    browser.carry_session(&w.base, &doomed.base);
     (browser, doomed)
 }
 
-/// Starts a refresh on `doomed` (the access token is due), kills it while
-/// its token call is held at the IdP, and returns the statuses the
-/// surviving replica answers until it gives something other than 503.
-async fn kill_mid_refresh(w: &World, browser: &Browser, mut doomed: support::Process) -> (Vec<u16>, String) {
+/// Starts a refresh on `doomed` (the access token is due), kills it once
+/// `held` says its token call is held at the IdP, and returns the statuses
+/// the surviving replica answers until it gives something other than 503.
+async fn kill_mid_refresh(
+    w: &World,
+    browser: &Browser,
+    mut doomed: support::Process,
+    held: impl AsyncFnOnce(),
+) -> (Vec<u16>, String) {
     let (status, _) = bearer(browser, &w.base).await;
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // The doomed replica is a process of its own, on the system clock: its
+    // token becomes due in real time.
+    tokio::time::sleep(DUE).await;
     let in_flight = {
         let cookie = browser.cookie(&doomed.base, "cloakroom").unwrap();
         let request = support::client()
@@ -217,20 +240,21 @@ async fn kill_mid_refresh(w: &World, browser: &Browser, mut doomed: support::Pro
             .header("cookie", format!("cloakroom={cookie}"));
         tokio::spawn(request.send())
     };
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    held().await;
     doomed.kill();
     assert!(
         in_flight.await.unwrap().is_err(),
         "the doomed replica never answered"
     );
-    // Past the access token's expiry: nothing can be served without a refresh.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Past the access token's expiry for the survivor, which judges by
+    // `w.clock`: nothing can be served without a refresh.
+    w.clock.advance(Duration::from_secs(2));
     // The dead replica's lease runs out within its TTL (15 s); meanwhile
     // the survivor answers 503 refresh_pending, keeping the session.
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
-        let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+        let page = w.api_get(browser).await;
         seen.push(page.status);
         if page.status != 503 {
             return (seen, page.body);
@@ -257,7 +281,9 @@ async fn rf17_a_replica_killed_before_its_token_call_arrives_costs_a_wait_not_a_
     .await;
     let (browser, doomed) = with_doomed_replica(&w).await;
     let (_, before) = bearer(&browser, &w.base).await;
-    let (seen, body) = kill_mid_refresh(&w, &browser, doomed).await;
+    // Its token call (the second, after the login's) has arrived.
+    let held = async || until_token_requests(&w, 2).await;
+    let (seen, body) = kill_mid_refresh(&w, &browser, doomed, held).await;
     assert_eq!(
         seen.last(),
         Some(&200),
@@ -282,7 +308,9 @@ async fn rf18_a_replica_killed_after_the_idp_rotated_costs_exactly_one_login() {
     )
     .await;
     let (browser, doomed) = with_doomed_replica(&w).await;
-    let (seen, body) = kill_mid_refresh(&w, &browser, doomed).await;
+    // The IdP has rotated the refresh token; its answer is late.
+    let held = async || until_refresh_granted(&w, 1).await;
+    let (seen, body) = kill_mid_refresh(&w, &browser, doomed, held).await;
     // The stored refresh token was spent by the dead replica: the IdP sees
     // it reused and ends the grant. Without an IdP grace period that is one
     // 401 login_required, the cookie cleared, never a loop.
@@ -308,22 +336,18 @@ async fn rf04_rf05_waiters_get_503_refresh_pending_while_the_holder_is_stuck_the
         2,
     )
     .await;
-    let (browser, _) = w.login("alice").await;
+    let browser = w.login_everywhere("alice").await;
     let other = w.others[0].0.clone();
-    browser.set_cookie(
-        &other,
-        "cloakroom",
-        &browser.cookie(&w.base, "cloakroom").unwrap(),
-    );
     let (_, before) = bearer(&browser, &w.base).await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    w.clock.advance(DUE);
     let holder = in_background(&browser, &w.base);
-    // The access token has expired; the other replica waits for the lease
-    // for its obtain timeout (5 s), then answers 503 and keeps the session.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    let page = browser
-        .get(&format!("{other}/api/orders"), &[("x-csrf", "1")])
-        .await;
+    // The holder has the lease and the IdP has spent the grant; its answer
+    // is late. Once the access token has expired, the other replica waits
+    // for the lease for its obtain timeout (5 s), then answers 503 and
+    // keeps the session.
+    until_refresh_granted(&w, 1).await;
+    w.clock.advance(Duration::from_secs(2));
+    let page = browser.fetch(&format!("{other}/api/orders")).await;
     assert_eq!(page.status, 503, "RF-05: {}", page.body);
     assert!(page.body.contains("refresh_pending"), "{}", page.body);
     assert!(page.headers.contains_key("retry-after"));
@@ -348,18 +372,16 @@ async fn rf15_a_logout_during_a_refresh_is_final_and_its_new_refresh_token_is_de
     )
     .await;
     let (browser, _) = w.login("alice").await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    w.clock.advance(DUE);
     let refreshing = in_background(&browser, &w.base);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let headers = [("x-csrf", "1"), ("origin", w.base.as_str())];
-    let logout = browser
-        .send(reqwest::Method::POST, &w.url("/auth/logout"), &headers, None)
-        .await;
+    // The IdP has spent the grant; its answer is late.
+    until_refresh_granted(&w, 1).await;
+    let logout = w.logout(&browser).await;
     assert_eq!(logout.status, 200, "{}", logout.body);
 
     let (status, _) = refreshing.await.unwrap();
     assert_eq!(status, 401, "the refresh finished after the logout: no tokens");
-    let user = browser.get(&w.url("/auth/user"), &[("x-csrf", "1")]).await;
+    let user = browser.fetch(&w.url("/auth/user")).await;
     assert_eq!(user.status, 401, "the session was not written back");
     // Two revocations: the logout's, and the refresh token the late answer
     // carried, which no session holds any more.
@@ -391,7 +413,9 @@ async fn rf15_a_logout_during_a_refresh_is_final_and_its_new_refresh_token_is_de
 #[tokio::test]
 async fn rf06_a_refresh_that_lost_its_lease_does_not_overwrite_the_winner() {
     let redis = RedisServer::start();
-    let w = world_with(
+    // cloakroom's clock stands still but for the advance below: the
+    // winner's token does not age while the slow answer is awaited.
+    let w = world_with_clock(
         &format!(
             "session: {{store: {{redis: {{url: '{}'}}}}, refresh_skew: 2s}}",
             redis.url()
@@ -401,18 +425,15 @@ async fn rf06_a_refresh_that_lost_its_lease_does_not_overwrite_the_winner() {
         json!({"access_token_ttl": 5, "rotate_refresh": false,
                "token_delay": {"call": 2, "ms": 3000, "phase": "after"}}),
         2,
+        cloakroom::Clock::manual(),
     )
     .await;
-    let (browser, _) = w.login("alice").await;
+    let browser = w.login_everywhere("alice").await;
     let other = w.others[0].0.clone();
-    browser.set_cookie(
-        &other,
-        "cloakroom",
-        &browser.cookie(&w.base, "cloakroom").unwrap(),
-    );
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    w.clock.advance(DUE);
     let slow = in_background(&browser, &w.base);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The slow writer holds the lease and the IdP has granted its refresh.
+    until_refresh_granted(&w, 1).await;
     // The slow writer's lease vanishes (a failover that lost it).
     let locks = redis.cli(&["--scan", "--pattern", "cloakroom:*:lock"]);
     let lock = locks.trim();
@@ -439,8 +460,8 @@ async fn rf19_a_token_call_that_timed_out_after_sending_is_not_retried() {
     )
     .await;
     let (browser, _) = w.login("alice").await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    w.clock.advance(DUE);
+    let page = w.api_get(&browser).await;
     // The access token expired while the IdP kept silent: 503, session
     // kept, and never the expired token.
     assert_eq!(page.status, 503, "{}", page.body);
@@ -490,7 +511,7 @@ async fn rd07_a_failover_that_loses_a_rotated_refresh_token_costs_one_login_not_
         .to_owned();
     let before_refresh: Vec<u8> = redis::cmd("DUMP").arg(&key).query_async(&mut db).await.unwrap();
 
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    w.clock.advance(DUE);
     assert_eq!(
         bearer(&browser, &w.base).await.0,
         200,
@@ -507,7 +528,7 @@ async fn rd07_a_failover_that_loses_a_rotated_refresh_token_costs_one_login_not_
         .unwrap();
 
     // The stored refresh token is spent: one 401, the cookie cleared.
-    let page = browser.get(&w.url("/api/orders"), &[("x-csrf", "1")]).await;
+    let page = w.api_get(&browser).await;
     assert_eq!(page.status, 401, "{}", page.body);
     assert!(page.body.contains("login_required"));
     assert!(page.clears_a_cookie());
@@ -535,7 +556,7 @@ async fn one_grant_per_expiry(lifetime: u64) {
         cloakroom::Clock::manual(),
     )
     .await;
-    let (browser, bases) = signed_in_everywhere(&w).await;
+    let (browser, bases) = (w.login_everywhere("alice").await, w.bases());
     let mut current = burst(&browser, &bases, 200).await;
     assert_eq!(current.len(), 1);
     assert_eq!(
@@ -589,7 +610,7 @@ async fn rf22_a_steady_50_calls_per_second_refresh_once_per_token_not_once_per_c
         3,
     )
     .await;
-    let (browser, bases) = signed_in_everywhere(&w).await;
+    let (browser, bases) = (w.login_everywhere("alice").await, w.bases());
     let run_for = Duration::from_secs(30);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let started = Instant::now();

@@ -6,9 +6,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{client, raw, App};
-
-const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+use support::{client, raw, App, COOKIE_KEY};
 
 /// A built SPA: an index, a hashed bundle with precompressed siblings, a
 /// plain file, a dotfile, and a symlink that points out of the directory.
@@ -189,7 +187,7 @@ async fn a_static_route_behind_login_redirects_page_loads_and_is_private() {
         dir.path(),
         ", auth: required, login_redirect: true",
         &format!(
-            "oidc: {{issuer: 'http://127.0.0.1:9', client_id: c, client_secret: s}}\ncookie: {{keys: [{{id: '1', secret: {KEY}}}]}}"
+            "oidc: {{issuer: 'http://127.0.0.1:9', client_id: c, client_secret: s}}\ncookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}"
         ),
     )
     .await;

@@ -9,7 +9,7 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use support::{client, config, App};
+use support::{client, config, free_addr, App};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -34,10 +34,7 @@ async fn uf02_a_502_log_line_names_the_upstream_that_failed() {
         .with_writer(move || writer.clone())
         .init();
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = free_addr();
     let app = App::start(&config(&[("/gone", &format!("http://{closed}"), "")])).await;
     let r = client().get(app.url("/gone/x")).send().await.unwrap();
     assert_eq!(r.status(), 502);

@@ -1,17 +1,15 @@
-//! The real OpenID Provider (`oidc-provider`, started with node) and a
-//! browser that logs in through it by following redirects and posting the
-//! login and consent forms.
+//! The real OpenID Provider (`oidc-provider`, started with node), and the
+//! [`World`] around it: an echo upstream and cloakroom replicas that log in
+//! through it.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Once};
+use std::sync::Once;
 
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::json;
 
-use super::{App, Upstream};
+use super::{App, Browser, Page, Upstream, COOKIE_KEY};
 
 /// A running `tests/idp/server.mjs`.
 pub struct Idp {
@@ -68,7 +66,7 @@ impl Idp {
 
     /// What the IdP counted: grants by type, revocations.
     pub async fn stats(&self) -> serde_json::Value {
-        super::client()
+        super::net::client()
             .get(format!("{}/__stats", self.issuer))
             .send()
             .await
@@ -80,7 +78,7 @@ impl Idp {
 
     /// Every token the IdP issued (access, refresh, ID).
     pub async fn issued(&self) -> Vec<String> {
-        super::client()
+        super::net::client()
             .get(format!("{}/__issued", self.issuer))
             .send()
             .await
@@ -92,7 +90,7 @@ impl Idp {
 
     /// The IdP's public keys, to verify tokens as an API would.
     pub async fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
-        super::client()
+        super::net::client()
             .get(format!("{}/jwks", self.issuer))
             .send()
             .await
@@ -109,217 +107,6 @@ impl Drop for Idp {
         let _ = self.child.wait();
     }
 }
-
-/// Everything a browser saw from one origin, for leak checks (PX-25).
-#[derive(Default, Clone)]
-pub struct Seen {
-    /// (request URL, "status headers body") of each response.
-    pub responses: Vec<(String, String)>,
-}
-
-/// A minimal browser: a cookie jar per host:port, no JavaScript.
-#[derive(Clone)]
-pub struct Browser {
-    http: reqwest::Client,
-    jar: Arc<std::sync::Mutex<HashMap<String, HashMap<String, String>>>>,
-    /// Every response from `watch` (cloakroom's origin): status, headers, body.
-    pub seen: Arc<std::sync::Mutex<Seen>>,
-    watch: String,
-}
-
-pub struct Page {
-    pub status: u16,
-    pub url: String,
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-impl Page {
-    /// Whether the response deletes a cookie (`Max-Age=0`).
-    pub fn clears_a_cookie(&self) -> bool {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .any(|c| c.to_str().unwrap().contains("Max-Age=0"))
-    }
-}
-
-impl Browser {
-    /// A browser that records what `watch` (an origin like
-    /// `http://127.0.0.1:1234`) sends it.
-    pub fn new(watch: &str) -> Self {
-        Self {
-            http: super::client(),
-            jar: Default::default(),
-            seen: Default::default(),
-            watch: watch.to_owned(),
-        }
-    }
-
-    fn origin(url: &str) -> String {
-        let u = url::Url::parse(url).unwrap();
-        format!("{}:{}", u.host_str().unwrap(), u.port_or_known_default().unwrap())
-    }
-
-    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
-        self.jar
-            .lock()
-            .unwrap()
-            .get(&Self::origin(url))
-            .and_then(|c| c.get(name).cloned())
-    }
-
-    /// The pre-auth cookies of the logins in progress, as (name, value).
-    pub fn login_cookies(&self, url: &str) -> Vec<(String, String)> {
-        let jar = self.jar.lock().unwrap();
-        let mut found: Vec<(String, String)> = jar
-            .get(&Self::origin(url))
-            .into_iter()
-            .flatten()
-            .filter(|(name, _)| name.starts_with("cloakroom-login-"))
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect();
-        found.sort();
-        found
-    }
-
-    pub fn set_cookie(&self, url: &str, name: &str, value: &str) {
-        self.jar
-            .lock()
-            .unwrap()
-            .entry(Self::origin(url))
-            .or_default()
-            .insert(name.into(), value.into());
-    }
-
-    /// One request, cookies attached and stored; no redirect followed.
-    pub async fn send(
-        &self,
-        method: reqwest::Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        form: Option<Vec<(String, String)>>,
-    ) -> Page {
-        let origin = Self::origin(url);
-        let mut request = self.http.request(method, url);
-        let cookies = self.jar.lock().unwrap().get(&origin).cloned().unwrap_or_default();
-        if !cookies.is_empty() {
-            let header: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            request = request.header("cookie", header.join("; "));
-        }
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        if let Some(form) = form {
-            request = request.form(&form);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
-        {
-            let mut jar = self.jar.lock().unwrap();
-            let cookies = jar.entry(origin).or_default();
-            for value in headers.get_all(SET_COOKIE) {
-                let text = value.to_str().unwrap();
-                let (pair, attrs) = text.split_once(';').unwrap_or((text, ""));
-                let (name, value) = pair.split_once('=').unwrap();
-                if attrs.to_ascii_lowercase().contains("max-age=0") {
-                    cookies.remove(name.trim());
-                } else {
-                    cookies.insert(name.trim().to_owned(), value.trim().to_owned());
-                }
-            }
-        }
-        if url.starts_with(&self.watch) {
-            let mut seen = self.seen.lock().unwrap();
-            seen.responses
-                .push((url.to_owned(), format!("{status} {headers:?} {body}")));
-        }
-        Page {
-            status,
-            url: url.to_owned(),
-            headers,
-            body,
-        }
-    }
-
-    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Page {
-        self.send(reqwest::Method::GET, url, headers, None).await
-    }
-
-    /// Follows redirects and submits the IdP's forms (login as `user`,
-    /// then consent) until a page that is neither; returns it and every
-    /// URL visited.
-    pub async fn navigate(&self, start: &str, user: &str) -> (Page, Vec<String>) {
-        self.navigate_until(start, user, None).await
-    }
-
-    /// Like [`Browser::navigate`], but stops before fetching a URL that
-    /// starts with `stop_at` (returned last in the visited list).
-    pub async fn navigate_until(
-        &self,
-        start: &str,
-        user: &str,
-        stop_at: Option<&str>,
-    ) -> (Page, Vec<String>) {
-        let mut url = start.to_owned();
-        let mut visited = vec![url.clone()];
-        let mut page = self.get(&url, &[]).await;
-        for _ in 0..30 {
-            if (300..400).contains(&page.status) {
-                let location = page.headers[LOCATION].to_str().unwrap();
-                url = url::Url::parse(&url).unwrap().join(location).unwrap().to_string();
-                visited.push(url.clone());
-                if stop_at.is_some_and(|s| url.starts_with(s)) {
-                    break;
-                }
-                page = self.get(&url, &[]).await;
-                continue;
-            }
-            let Some((action, mut fields)) = form(&page.body) else {
-                break;
-            };
-            if fields.iter().any(|(k, _)| k == "login") {
-                fields.retain(|(k, _)| k != "login" && k != "password");
-                fields.push(("login".into(), user.into()));
-                fields.push(("password".into(), "any".into()));
-            }
-            url = url::Url::parse(&page.url)
-                .unwrap()
-                .join(&action)
-                .unwrap()
-                .to_string();
-            visited.push(url.clone());
-            page = self.send(reqwest::Method::POST, &url, &[], Some(fields)).await;
-        }
-        (page, visited)
-    }
-}
-
-/// The first form of an HTML page: its action and named inputs.
-fn form(html: &str) -> Option<(String, Vec<(String, String)>)> {
-    let start = html.find("<form")?;
-    let end = html[start..].find("</form>").map_or(html.len(), |e| start + e);
-    let form = &html[start..end];
-    let attr = |tag: &str, name: &str| -> Option<String> {
-        let key = format!("{name}=\"");
-        let at = tag.find(&key)? + key.len();
-        Some(tag[at..at + tag[at..].find('"')?].to_owned())
-    };
-    let head = &form[..form.find('>')?];
-    let action = attr(head, "action")?;
-    let mut fields = Vec::new();
-    for piece in form.split("<input").skip(1) {
-        let tag = &piece[..piece.find('>').unwrap_or(piece.len())];
-        if let Some(name) = attr(tag, "name") {
-            fields.push((name, attr(tag, "value").unwrap_or_default()));
-        }
-    }
-    Some((action, fields))
-}
-
-const KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
 
 pub struct World {
     pub idp: Idp,
@@ -371,7 +158,7 @@ pub async fn world_with_clock(
         "public_url: {base}
 log: {{level: warn}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
-cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes:
   - {{path: /api, upstream: '{u}'}}
   - {{path: /app, upstream: '{u}', login_redirect: true}}
@@ -423,9 +210,36 @@ impl World {
         visited.last().unwrap().clone()
     }
 
+    /// Every replica's base URL, the first one's first.
+    pub fn bases(&self) -> Vec<String> {
+        let others = self.others.iter().map(|(base, _)| base.clone());
+        std::iter::once(self.base.clone()).chain(others).collect()
+    }
+
+    /// Logs `user` in on the first replica and gives the browser the
+    /// session cookie on every other one.
+    pub async fn login_everywhere(&self, user: &str) -> Browser {
+        let (browser, _) = self.login(user).await;
+        for (base, _) in &self.others {
+            browser.carry_session(&self.base, base);
+        }
+        browser
+    }
+
+    /// `/api/orders` with `method` and `headers`, from `browser`.
     pub async fn api(&self, browser: &Browser, method: reqwest::Method, headers: &[(&str, &str)]) -> Page {
         browser
             .send(method, &self.url("/api/orders"), headers, None)
             .await
+    }
+
+    /// `GET /api/orders` as the SPA sends it (`X-CSRF: 1`).
+    pub async fn api_get(&self, browser: &Browser) -> Page {
+        browser.fetch(&self.url("/api/orders")).await
+    }
+
+    /// `POST /auth/logout` on the first replica as the SPA sends it.
+    pub async fn logout(&self, browser: &Browser) -> Page {
+        browser.logout(&self.base).await
     }
 }

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::free_port;
+use super::wait::until_blocking;
 
 pub struct RedisServer {
     pub port: u16,
@@ -78,14 +79,16 @@ impl RedisServer {
     /// Starts a replica of `primary`.
     pub fn replica_of(primary: &RedisServer) -> Self {
         let replica = Self::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !replica
-            .cli(&["INFO", "replication"])
-            .contains("master_link_status:up")
-        {
-            assert!(Instant::now() < deadline, "replica did not sync");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        until_blocking(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            "replica did not sync",
+            || {
+                replica
+                    .cli(&["INFO", "replication"])
+                    .contains("master_link_status:up")
+            },
+        );
         replica
     }
 
@@ -149,11 +152,12 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.answers_ping() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        until_blocking(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            "redis-server did not start",
+            || self.answers_ping(),
+        );
     }
 
     /// Stops the server (SIGTERM: the append-only file is complete).
@@ -247,14 +251,16 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout)
         );
         // Wait until every node agrees the cluster is up.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !nodes
-            .iter()
-            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-        {
-            assert!(Instant::now() < deadline, "cluster did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        until_blocking(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            "cluster did not come up",
+            || {
+                nodes
+                    .iter()
+                    .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            },
+        );
         Self { nodes }
     }
 

@@ -1,0 +1,273 @@
+//! cloakroom itself: in this process on `127.0.0.1:0` ([`App`]), or as a
+//! process of its own on free ports ([`Process`]), and the configs they run.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::net::free_port;
+use super::wait::until_blocking;
+
+/// The cookie key every test config seals with.
+pub const COOKIE_KEY: &str = "q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY";
+
+/// A running cloakroom on `127.0.0.1:0`.
+pub struct App {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl App {
+    /// Starts cloakroom with `yaml` (listen addresses are chosen here).
+    pub async fn start(yaml: &str) -> Self {
+        Self::bind().await.start(yaml)
+    }
+
+    /// Binds the listeners first, so the config can name the address.
+    pub async fn bind() -> Bound {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Bound {
+            addr: listener.local_addr().unwrap(),
+            listener,
+            admin,
+        }
+    }
+}
+
+/// Listeners bound for an [`App`] not started yet.
+pub struct Bound {
+    pub addr: SocketAddr,
+    listener: TcpListener,
+    admin: TcpListener,
+}
+
+impl Bound {
+    pub fn start(self, yaml: &str) -> App {
+        self.start_with_clock(yaml, cloakroom::Clock::system())
+    }
+
+    /// Starts cloakroom judging expiry by `clock`, which the test may move.
+    pub fn start_with_clock(self, yaml: &str, clock: cloakroom::Clock) -> App {
+        let config = cloakroom::Config::load(yaml, &cloakroom::config::ProcessEnv)
+            .unwrap_or_else(|e| panic!("test config does not load:\n{e}"));
+        if std::env::var_os("RUST_LOG").is_some() {
+            // Debugging a test: show cloakroom's logs.
+            cloakroom::telemetry::init(&config.log);
+        }
+        let Bound { listener, admin, .. } = self;
+        let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            cloakroom::run_with_clock(listener, admin, config, clock, shutdown)
+                .await
+                .unwrap();
+        });
+        App {
+            addr,
+            admin: admin_addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Signals shutdown and waits until cloakroom has drained and stopped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    /// Signals shutdown without waiting; returns the task to await.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().unwrap()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// A config with one anonymous route per `(path, upstream, extra yaml)`.
+pub fn config(routes: &[(&str, &str, &str)]) -> String {
+    let mut yaml = String::from("public_url: http://localhost:8080\nlog: {level: warn}\nroutes:\n");
+    for (path, upstream, extra) in routes {
+        yaml.push_str(&format!(
+            "  - {{path: '{path}', upstream: '{upstream}', auth: none{extra}}}\n"
+        ));
+    }
+    yaml
+}
+
+/// cloakroom as a process of its own, for tests that kill it or read its logs.
+pub struct Process {
+    pub base: String,
+    /// The admin listener, `http://127.0.0.1:PORT`.
+    pub admin: String,
+    child: std::process::Child,
+    _config: tempfile::NamedTempFile,
+    /// Its stdout lines, when started with [`Process::start_logged`].
+    logs: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts `cloakroom serve` with `yaml` on free ports; returns once it
+    /// reports ready.
+    pub fn start(yaml: &str) -> Self {
+        Self::start_at(free_port(), yaml)
+    }
+
+    /// Starts `cloakroom serve` with `yaml` listening on `port`.
+    pub fn start_at(port: u16, yaml: &str) -> Self {
+        Self::start_binary_at(env!("CARGO_BIN_EXE_cloakroom"), port, yaml)
+    }
+
+    /// [`Process::start_at`] with another build of cloakroom, for a
+    /// benchmark against an earlier commit.
+    pub fn start_binary_at(binary: &str, port: u16, yaml: &str) -> Self {
+        let process = Self::spawn(binary, port, yaml, false);
+        process.wait_for(|status| status == 200, "cloakroom did not become ready");
+        process
+    }
+
+    /// Starts `cloakroom serve` with `yaml` (which should ask for JSON logs)
+    /// and keeps every log line; returns once the admin listener answers,
+    /// ready or not. `RUST_LOG` is not passed on: the config's level holds.
+    pub fn start_logged(yaml: &str) -> Self {
+        Self::start_logged_at(free_port(), yaml)
+    }
+
+    /// [`Process::start_logged`] listening on `port`.
+    pub fn start_logged_at(port: u16, yaml: &str) -> Self {
+        let process = Self::spawn(env!("CARGO_BIN_EXE_cloakroom"), port, yaml, true);
+        process.wait_for(|status| status != 0, "cloakroom did not start");
+        process
+    }
+
+    /// Waits (20 s at most) until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        self.wait_for(|status| status == 200, "cloakroom did not become ready");
+    }
+
+    fn wait_for(&self, done: impl Fn(u16) -> bool, failure: &str) {
+        until_blocking(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            failure,
+            || done(self.readyz().0),
+        );
+    }
+
+    fn spawn(binary: &str, port: u16, yaml: &str, logged: bool) -> Self {
+        use std::io::{BufRead, Write};
+        let admin = free_port();
+        let mut config = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            config,
+            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n{yaml}\n"
+        )
+        .unwrap();
+        let mut command = std::process::Command::new(binary);
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(config.path())
+            .stderr(std::process::Stdio::null());
+        if logged {
+            command
+                .env_remove("RUST_LOG")
+                .stdout(std::process::Stdio::piped());
+        } else {
+            command.stdout(std::process::Stdio::null());
+        }
+        let mut child = command.spawn().unwrap();
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { return };
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            child,
+            _config: config,
+            logs,
+        }
+    }
+
+    /// The process id, to read its resource use.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `GET /readyz` on the admin listener: status and body; status 0 when
+    /// nothing answers yet.
+    pub fn readyz(&self) -> (u16, String) {
+        use std::io::{Read, Write};
+        let addr = self.admin.trim_start_matches("http://");
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return (0, String::new());
+        };
+        let _ = stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// The JSON log lines written so far.
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// SIGKILL: no drain, no cleanup, as a crashed or evicted pod.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

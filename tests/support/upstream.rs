@@ -1,0 +1,223 @@
+//! The echo upstream: an HTTP server on `127.0.0.1:0` that answers with what
+//! it received, and counts what it saw for the test to assert on.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// What the echo upstream observed, shared with the test.
+#[derive(Default)]
+pub struct Seen {
+    /// Requests that reached the upstream.
+    pub requests: AtomicU64,
+    /// TCP connections accepted.
+    pub connections: AtomicU64,
+    /// Upload bytes received so far on `/upload`.
+    pub upload_bytes: AtomicU64,
+    /// Lets `/slow` send its second chunk.
+    pub release: Notify,
+}
+
+/// An HTTP echo server: answers with JSON describing the request it got.
+///
+/// - `/slow`: sends `first`, waits for `release`, then sends `second`;
+/// - `/upload`: counts body bytes as they arrive, answers the total;
+/// - `/sleep`: answers after 30 s;
+/// - `/redirect`: 302 to another host;
+/// - `/cookies`: sets a reserved, a `Domain` and a harmless cookie;
+/// - `/ws`: WebSocket echo;
+/// - anything else: `{method, uri, version, headers, body_len}`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Seen>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Seen::default());
+        let shared = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let seen = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| echo(req, seen.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, seen, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.seen.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn echo(mut req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<BoxBody>, Infallible> {
+    seen.requests.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_owned();
+    let response = match path.as_str() {
+        "/slow" => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first")))).await;
+                seen.release.notified().await;
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"second")))).await;
+            });
+            let stream = tokio_stream_from(rx);
+            Response::new(BodyExt::boxed(StreamBody::new(stream)))
+        }
+        "/upload" => {
+            let mut body = req.into_body();
+            let mut total = 0u64;
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else { break };
+                if let Some(data) = frame.data_ref() {
+                    total += data.len() as u64;
+                    seen.upload_bytes.store(total, Ordering::SeqCst);
+                }
+            }
+            text(StatusCode::OK, total.to_string())
+        }
+        "/sleep" => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            text(StatusCode::OK, "late".into())
+        }
+        "/redirect" => {
+            let mut r = text(StatusCode::FOUND, String::new());
+            r.headers_mut()
+                .insert("location", "http://elsewhere.invalid/next".parse().unwrap());
+            r
+        }
+        "/cookies" => {
+            let mut r = text(StatusCode::OK, "cookies".into());
+            for c in [
+                "__Host-cloakroom=forged; Path=/; Secure",
+                "wide=1; Domain=example.com",
+                "ok=1; Path=/",
+            ] {
+                r.headers_mut().append("set-cookie", c.parse().unwrap());
+            }
+            r
+        }
+        "/ws" => websocket_echo(&mut req),
+        _ => {
+            let headers: Vec<(String, String)> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let method = req.method().to_string();
+            let uri = req.uri().to_string();
+            let version = format!("{:?}", req.version());
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let json = serde_json::json!({
+                "method": method, "uri": uri, "version": version,
+                "headers": headers, "body_len": body.len(),
+            });
+            let mut r = text(StatusCode::OK, json.to_string());
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            r
+        }
+    };
+    Ok(response)
+}
+
+fn websocket_echo(req: &mut Request<Incoming>) -> Response<BoxBody> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return text(StatusCode::BAD_REQUEST, "not a websocket handshake".into());
+    };
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut ws =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut r = text(StatusCode::SWITCHING_PROTOCOLS, String::new());
+    r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+    r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+    r.headers_mut()
+        .insert("sec-websocket-accept", accept.parse().unwrap());
+    r
+}
+
+fn text(status: StatusCode, body: String) -> Response<BoxBody> {
+    let mut r = Response::new(BodyExt::boxed(http_body_util::Full::new(Bytes::from(body))));
+    *r.status_mut() = status;
+    r
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The headers the echo upstream reports, as (name, value) pairs.
+pub fn echoed_headers(json: &serde_json::Value) -> Vec<(String, String)> {
+    serde_json::from_value(json["headers"].clone()).unwrap()
+}
+
+/// The one value of `name` the upstream saw, if exactly one.
+pub fn echoed(json: &serde_json::Value, name: &str) -> Option<String> {
+    let values: Vec<String> = echoed_headers(json)
+        .into_iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .collect();
+    assert!(values.len() <= 1, "{name} seen {} times", values.len());
+    values.into_iter().next()
+}
