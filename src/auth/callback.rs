@@ -35,6 +35,13 @@ pub async fn finish(auth: &Auth, request: &Parts, request_id: &str) -> Response<
     response
 }
 
+/// A failed login: the reason to the log, a generic page with the code
+/// and request id to the browser (T20).
+fn failed(request_id: &str, status: StatusCode, code: Code, why: &str) -> Response<Body> {
+    tracing::warn!(request_id, reason = why, code = ?code, "login failed");
+    page::error(status, code, request_id)
+}
+
 /// The store key that claims the callback for `state`: it is single use,
 /// even for two callbacks at once or a replay with a copy of the old
 /// pre-auth cookie (LG-03). Held only while the code is exchanged, and kept
@@ -48,10 +55,7 @@ fn claim_key(state: &str) -> String {
 
 /// The answer, and the state of this browser's login it used, if any.
 async fn complete(auth: &Auth, request: &Parts, request_id: &str) -> (Response<Body>, Option<String>) {
-    let fail = |status, code, why: &str| {
-        tracing::warn!(request_id, reason = why, code = ?code, "login failed");
-        page::error(status, code, request_id)
-    };
+    let fail = |status, code, why: &str| failed(request_id, status, code, why);
     let query = request.uri.query().unwrap_or("");
     let mut params: HashMap<String, String> = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -89,10 +93,7 @@ async fn use_login(
     state: &str,
     transaction: &pending::Transaction,
 ) -> Response<Body> {
-    let fail = |status, code, why: &str| {
-        tracing::warn!(request_id, reason = why, code = ?code, "login failed");
-        page::error(status, code, request_id)
-    };
+    let fail = |status, code, why: &str| failed(request_id, status, code, why);
     let store_down = |e: &dyn std::fmt::Display| {
         tracing::warn!(request_id, error = %e, "login failed: session store unavailable");
         page::error(
@@ -167,10 +168,7 @@ async fn exchange(
     code: &str,
     transaction: &pending::Transaction,
 ) -> Response<Body> {
-    let fail = |status, code, why: &str| {
-        tracing::warn!(request_id, reason = why, code = ?code, "login failed");
-        page::error(status, code, request_id)
-    };
+    let fail = |status, code, why: &str| failed(request_id, status, code, why);
     let tokens = match auth
         .idp
         .exchange_code(code, &transaction.verifier(), &auth.redirect_uri())
