@@ -23,7 +23,7 @@ use crate::auth::Auth;
 use crate::body::{self, Body};
 use crate::config::{Config, Limits, FORBIDDEN_METHODS};
 use crate::cookie::CookieNames;
-use crate::error::{self, BoxError, Code, Refusal};
+use crate::error::{self, BoxError, Code, Refusal, WithHeaders};
 use crate::path::normalize_path;
 use crate::rescue;
 use crate::routes::{Leaf, Route, Router};
@@ -97,8 +97,9 @@ impl App {
             .shared
             .auth
             .as_ref()
-            .is_some_and(|a| CookieNames::find(request.headers(), &a.names.session).is_some());
+            .is_some_and(|a| CookieNames::find(request.headers(), &a.sessions.names.session).is_some());
 
+        let reader = rescue::Reader::of(request.uri().path(), request.headers());
         let mut matched = None;
         let result = self
             .route(request.map(body::boxed), peer, trusted, &request_id, &mut matched)
@@ -106,8 +107,14 @@ impl App {
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
+                // Headers the answer carries whatever it becomes.
+                let (e, extra) = match e.downcast::<WithHeaders>() {
+                    Ok(with) => (with.error, with.headers),
+                    Err(e) => (e, http::HeaderMap::new()),
+                };
                 let problem = rescue::classify(&*e);
-                if problem.status.is_server_error() {
+                let login_failed = matches!(problem.code, Code::LoginFailed | Code::LoginExpired);
+                if problem.status.is_server_error() || login_failed {
                     // Which upstream failed, for the operator; never in the body.
                     let upstream = matched.and_then(|r| match &r.leaf {
                         Leaf::Upstream { scheme, authority } => Some(format!("{scheme}://{authority}")),
@@ -121,13 +128,16 @@ impl App {
                     );
                 }
                 let ends_session = problem.code == Code::LoginRequired && had_session_cookie;
-                let mut response = problem.into_response(request_id.to_str().unwrap_or(""));
+                let mut response = problem.render(request_id.to_str().unwrap_or(""), reader);
                 self.protect(response.headers_mut());
+                for (name, value) in &extra {
+                    response.headers_mut().append(name, value.clone());
+                }
                 if let (true, Some(auth)) = (ends_session, &self.shared.auth) {
                     // The cookie names no usable session: drop it (§3.1).
                     response
                         .headers_mut()
-                        .append(header::SET_COOKIE, auth.names.clear_session());
+                        .append(header::SET_COOKIE, auth.sessions.names.clear_session());
                 }
                 response
             }
@@ -172,8 +182,7 @@ impl App {
             return Ok(response);
         }
         if let (Some(auth), true) = (&self.shared.auth, path.starts_with("/auth/")) {
-            let rid = request_id.to_str().unwrap_or("");
-            let mut response = auth.handle(&path, request, rid).await?;
+            let mut response = auth.handle(&path, request).await?;
             self.protect(response.headers_mut());
             return Ok(response);
         }

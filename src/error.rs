@@ -2,7 +2,9 @@
 //! carry. A leaf: it names what failed; which response that becomes is
 //! decided in one place above everything, [`crate::rescue`].
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
+use std::fmt;
 use std::time::Duration;
 
 /// Any error a layer may return.
@@ -73,6 +75,69 @@ pub enum UpstreamError {
 #[derive(Debug, thiserror::Error)]
 #[error("reading the request body failed")]
 pub struct ClientBodyError(#[source] pub BoxError);
+
+/// Why a login (`/auth/login`, `/auth/callback`) did not complete. The
+/// reason is for the log; the browser sees only the code (T20).
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The request, the IdP's answer or this login's state is not
+    /// acceptable: `login_failed`.
+    #[error("login failed: {0}")]
+    Refused(Cow<'static, str>),
+    /// The login outlived `session.login_timeout`: `login_expired`.
+    #[error("login failed: the transaction expired")]
+    Expired,
+    /// The IdP answered with something unusable; the IdP error decides.
+    #[error("login failed")]
+    IdpAnswer(#[source] BoxError),
+    /// The IdP or the store is unavailable; its error decides the answer,
+    /// and the same callback may be retried as it is.
+    #[error("login failed")]
+    Unavailable(#[source] BoxError),
+}
+
+/// An error whose answer, whatever it becomes, carries these headers too
+/// (a pre-auth cookie to clear). Displays and chains as its error.
+#[derive(Debug)]
+pub struct WithHeaders {
+    pub error: BoxError,
+    pub headers: http::HeaderMap,
+}
+
+// === impl LoginError ===
+
+impl LoginError {
+    pub fn refused(reason: &'static str) -> Self {
+        Self::Refused(Cow::Borrowed(reason))
+    }
+
+    pub fn unavailable(cause: impl Into<BoxError>) -> Self {
+        Self::Unavailable(cause.into())
+    }
+}
+
+// === impl WithHeaders ===
+
+impl WithHeaders {
+    pub fn new(error: impl Into<BoxError>, headers: http::HeaderMap) -> Self {
+        Self {
+            error: error.into(),
+            headers,
+        }
+    }
+}
+
+impl fmt::Display for WithHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl StdError for WithHeaders {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.error.source()
+    }
+}
 
 // === impl Code ===
 

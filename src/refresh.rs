@@ -26,14 +26,12 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
-use crate::auth::session::Loaded;
-use crate::auth::Auth;
 use crate::cookie::Ticket;
-use crate::oidc::{IdTokenCheckError, IdpError};
+use crate::oidc::{IdTokenCheckError, Idp, IdpError};
 use crate::secret::Secret;
 use crate::session::lock::{self, Lease};
 use crate::session::record::Record;
-use crate::session::StoreError;
+use crate::session::{Loaded, Sessions, StoreError};
 
 /// How long the lease lives without renewal: above a slow token call.
 const LEASE_TTL: Duration = Duration::from_secs(15);
@@ -41,19 +39,34 @@ const LEASE_TTL: Duration = Duration::from_secs(15);
 const OBTAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
 
+/// What made a refresh fail, shared by every caller of one flight.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
 /// Why a refresh gave no new token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RefreshError {
     /// The grant is gone (`invalid_grant`, identity changed, no refresh
     /// token, session deleted): log in again.
     #[error("the session can no longer be refreshed")]
     Ended,
     #[error("the IdP is unavailable for refresh")]
-    IdpDown,
+    IdpDown(#[source] Cause),
     #[error("the session store is unavailable for refresh")]
-    StoreDown,
+    StoreDown(#[source] Cause),
     #[error("another refresh of this session did not finish in time")]
     Pending,
+}
+
+// === impl RefreshError ===
+
+impl RefreshError {
+    fn idp(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::IdpDown(Arc::new(cause))
+    }
+
+    fn store(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::StoreDown(Arc::new(cause))
+    }
 }
 
 /// A usable access token and when it expires.
@@ -64,53 +77,84 @@ pub struct Fresh {
 }
 
 /// In-flight refreshes of this replica, by session store key.
-pub type Flights = std::sync::Mutex<
+type Flights = std::sync::Mutex<
     std::collections::HashMap<String, Shared<BoxFuture<'static, Result<Fresh, RefreshError>>>>,
 >;
 
-/// Refreshes the session's tokens, sharing one flight per session.
-pub async fn refresh(auth: &Arc<Auth>, loaded: &Loaded) -> Result<Fresh, RefreshError> {
-    let flight = {
-        let mut flights = auth.refreshes.lock().unwrap_or_else(|p| p.into_inner());
-        flights
-            .entry(loaded.key.clone())
-            .or_insert_with(|| {
-                let (auth, ticket, key, version) = (
-                    auth.clone(),
-                    loaded.ticket.clone(),
-                    loaded.key.clone(),
-                    loaded.version,
-                );
-                let task = tokio::spawn(async move {
-                    let result = run(&auth, &ticket, &key, version).await;
-                    auth.refreshes
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&key);
-                    result
-                });
-                async move { task.await.unwrap_or(Err(RefreshError::StoreDown)) }
-                    .boxed()
-                    .shared()
-            })
-            .clone()
-    };
-    flight.await
+/// Refreshes sessions' tokens at the IdP: what a refresh needs, and the
+/// flights in progress in this replica.
+pub struct Refresher {
+    sessions: Arc<Sessions>,
+    idp: Arc<Idp>,
+    flights: Flights,
 }
 
-async fn run(auth: &Auth, ticket: &Ticket, key: &str, seen: u64) -> Result<Fresh, RefreshError> {
-    let store = auth.store.as_ref();
+// === impl Refresher ===
+
+impl Refresher {
+    pub fn new(sessions: Arc<Sessions>, idp: Arc<Idp>) -> Arc<Self> {
+        Arc::new(Self {
+            sessions,
+            idp,
+            flights: Default::default(),
+        })
+    }
+
+    /// What token expiry is judged by.
+    pub fn now(&self) -> u64 {
+        self.sessions.clock.now()
+    }
+
+    /// Refreshes the session's tokens, sharing one flight per session.
+    pub async fn refresh(self: &Arc<Self>, loaded: &Loaded) -> Result<Fresh, RefreshError> {
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            flights
+                .entry(loaded.key.clone())
+                .or_insert_with(|| {
+                    let (this, ticket, key, version) = (
+                        self.clone(),
+                        loaded.ticket.clone(),
+                        loaded.key.clone(),
+                        loaded.version,
+                    );
+                    let task = tokio::spawn(async move {
+                        let result = run(&this, &ticket, &key, version).await;
+                        this.flights
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&key);
+                        result
+                    });
+                    async move { task.await.unwrap_or_else(|e| Err(RefreshError::store(e))) }
+                        .boxed()
+                        .shared()
+                })
+                .clone()
+        };
+        flight.await
+    }
+
+    /// Whether the record's access token is used as it is, without a
+    /// refresh.
+    pub fn is_fresh(&self, record: &Record) -> bool {
+        self.sessions.clock.now_ms() < refresh_point_ms(self.sessions.config.refresh_skew, record)
+    }
+}
+
+async fn run(refresher: &Refresher, ticket: &Ticket, key: &str, seen: u64) -> Result<Fresh, RefreshError> {
+    let store = refresher.sessions.store.as_ref();
     let lock_key = lock::lock_key(key);
     let deadline = tokio::time::Instant::now() + OBTAIN_TIMEOUT;
     let lease = loop {
         match lock::acquire(store, &lock_key, LEASE_TTL)
             .await
-            .map_err(|_| RefreshError::StoreDown)?
+            .map_err(RefreshError::store)?
         {
             Some(lease) => break lease,
             None => {
                 // Another replica is refreshing: take its tokens when written.
-                if let Some(fresh) = written_since(auth, ticket, key, seen).await? {
+                if let Some(fresh) = written_since(refresher, ticket, key, seen).await? {
                     return Ok(fresh);
                 }
                 if tokio::time::Instant::now() >= deadline {
@@ -120,7 +164,7 @@ async fn run(auth: &Auth, ticket: &Ticket, key: &str, seen: u64) -> Result<Fresh
             }
         }
     };
-    let result = renewing(auth, lease, locked(auth, ticket, key)).await;
+    let result = renewing(refresher, lease, locked(refresher, ticket, key)).await;
     if let Err(e) = &result {
         tracing::info!(error = %e, "refresh did not succeed");
     }
@@ -128,8 +172,12 @@ async fn run(auth: &Auth, ticket: &Ticket, key: &str, seen: u64) -> Result<Fresh
 }
 
 /// Runs `work` while renewing `lease`, then releases it.
-async fn renewing<T>(auth: &Auth, mut lease: Lease, work: impl std::future::Future<Output = T>) -> T {
-    let store = auth.store.as_ref();
+async fn renewing<T>(
+    refresher: &Refresher,
+    mut lease: Lease,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let store = refresher.sessions.store.as_ref();
     tokio::pin!(work);
     let mut tick = tokio::time::interval(LEASE_TTL / 3);
     tick.tick().await;
@@ -149,31 +197,27 @@ async fn renewing<T>(auth: &Auth, mut lease: Lease, work: impl std::future::Futu
 
 /// The record, if another writer moved it past `seen` with a fresh token.
 async fn written_since(
-    auth: &Auth,
+    refresher: &Refresher,
     ticket: &Ticket,
     key: &str,
     seen: u64,
 ) -> Result<Option<Fresh>, RefreshError> {
-    let (version, record) = read(auth, ticket, key).await?;
-    Ok((version != seen && is_fresh(auth, &record)).then(|| fresh(&record)))
+    let (version, record) = read(refresher, ticket, key).await?;
+    Ok((version != seen && refresher.is_fresh(&record)).then(|| fresh(&record)))
 }
 
 /// The session's record and version, read from Redis itself (never a
 /// replica's cache: these reads decide whether to call the IdP).
-async fn read(auth: &Auth, ticket: &Ticket, key: &str) -> Result<(u64, Record), RefreshError> {
-    let stored = auth
+async fn read(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<(u64, Record), RefreshError> {
+    let stored = refresher
+        .sessions
         .store
         .get_latest(key)
         .await
-        .map_err(|_| RefreshError::StoreDown)?
+        .map_err(RefreshError::store)?
         .ok_or(RefreshError::Ended)?;
     let record = Record::open(&stored.value, ticket, key).map_err(|_| RefreshError::Ended)?;
     Ok((stored.version, record))
-}
-
-/// Whether the record's access token is used as it is, without a refresh.
-pub fn is_fresh(auth: &Auth, record: &Record) -> bool {
-    auth.clock.now_ms() < refresh_point_ms(auth.config.session.refresh_skew, record)
 }
 
 /// When a token is renewed: `refresh_skew` before it expires, but never
@@ -202,20 +246,20 @@ fn fresh(record: &Record) -> Fresh {
 }
 
 /// Steps 4 to 8, holding the lease.
-async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, RefreshError> {
-    let store = auth.store.as_ref();
-    let (version, record) = read(auth, ticket, key).await?;
-    if is_fresh(auth, &record) {
+async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fresh, RefreshError> {
+    let store = refresher.sessions.store.as_ref();
+    let (version, record) = read(refresher, ticket, key).await?;
+    if refresher.is_fresh(&record) {
         return Ok(fresh(&record));
     }
     let refresh_token = record.refresh_token.clone().ok_or(RefreshError::Ended)?;
     let spent = record.access_token.clone();
-    let tokens = match auth.idp.refresh(refresh_token.expose()).await {
+    let tokens = match refresher.idp.refresh(refresh_token.expose()).await {
         Ok(tokens) => tokens,
         Err(IdpError::Rejected(e)) if e.error == "invalid_grant" => {
             // One more read: a winner's write may explain the rejection.
-            if let Ok((_, record)) = read(auth, ticket, key).await {
-                if is_fresh(auth, &record) {
+            if let Ok((_, record)) = read(refresher, ticket, key).await {
+                if refresher.is_fresh(&record) {
                     return Ok(fresh(&record));
                 }
             }
@@ -226,13 +270,13 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
             // invalid_client and friends are configuration problems, not
             // the user's: keep the session and say so loudly.
             tracing::error!(error = %e.error, "the IdP refused the refresh; check the client configuration");
-            return Err(RefreshError::IdpDown);
+            return Err(RefreshError::idp(IdpError::Rejected(e)));
         }
-        Err(_) => return Err(RefreshError::IdpDown),
+        Err(e) => return Err(RefreshError::idp(e)),
     };
     // A refreshed ID token must describe the same user (T25).
     if let Some(id_token) = &tokens.id_token {
-        match auth
+        match refresher
             .idp
             .validate_id_token(id_token.expose(), None, Some(tokens.access_token.expose()))
             .await
@@ -244,7 +288,7 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
                 let _ = store.delete(key).await;
                 return Err(RefreshError::Ended);
             }
-            Err(IdTokenCheckError::Idp(_)) => return Err(RefreshError::IdpDown),
+            Err(IdTokenCheckError::Idp(e)) => return Err(RefreshError::idp(e)),
             Err(IdTokenCheckError::Invalid(e)) => {
                 tracing::error!(error = %e, "refreshed ID token refused; ending the session");
                 let _ = store.delete(key).await;
@@ -252,7 +296,7 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
             }
         }
     }
-    let now_ms = auth.clock.now_ms();
+    let now_ms = refresher.sessions.clock.now_ms();
     let now = now_ms / 1000;
     let lifetime = tokens.access_token_lifetime(now);
     // Compare-and-set; a concurrent touch of `last_seen` moves the version,
@@ -268,11 +312,11 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
         if let Some(id) = &tokens.id_token {
             record.id_token = Some(id.clone());
         }
-        let ttl = crate::auth::session::ttl(auth, ticket, now);
+        let ttl = refresher.sessions.ttl(ticket, now);
         match store.put(key, record.seal(ticket, key), version, ttl).await {
             Ok(_) => return Ok(fresh(&record)),
             Err(StoreError::Conflict) => {
-                match read(auth, ticket, key).await {
+                match read(refresher, ticket, key).await {
                     // Another writer refreshed meanwhile (our lease was lost):
                     // the first commit stands, ours is dropped (RF-06).
                     Ok((_, newer)) if newer.access_token.expose() != spent.expose() => {
@@ -285,7 +329,7 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
                         // Logged out while the IdP answered (RF-15): the new
                         // refresh token must not outlive the session.
                         if let Some(rt) = &tokens.refresh_token {
-                            let _ = auth.idp.revoke(rt.expose()).await;
+                            let _ = refresher.idp.revoke(rt.expose()).await;
                         }
                         return Err(RefreshError::Ended);
                     }
@@ -296,7 +340,7 @@ async fn locked(auth: &Auth, ticket: &Ticket, key: &str) -> Result<Fresh, Refres
                 // The rotated token is lost; with an IdP grace period the
                 // old one still works once (RF-18).
                 tracing::error!(error = %e, "refreshed tokens could not be stored");
-                return Err(RefreshError::StoreDown);
+                return Err(RefreshError::store(StoreError::Unavailable(e)));
             }
         }
     }

@@ -2,17 +2,21 @@
 //!
 //! Layers and handlers return errors; [`classify`] walks an error's `source()`
 //! chain once and picks the [`Problem`]: status and stable `code` from
-//! threat-model §3.1. No other module writes an error body, and no body ever
-//! carries upstream hostnames, tokens or raw IdP text. It sits above every
-//! module whose errors it knows; none of them imports it.
+//! threat-model §3.1; [`Problem::render`] writes it for its [`Reader`]: a
+//! page for a person, problem+json for a program. No other module writes an
+//! error body, and no body ever carries upstream hostnames, tokens or raw
+//! IdP text. It sits above every module whose errors it knows; none of them
+//! imports it.
+
+mod page;
 
 use std::error::Error as StdError;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, Body};
-use crate::error::{ClientBodyError, Code, Refusal, UpstreamError};
+use crate::error::{ClientBodyError, Code, LoginError, Refusal, UpstreamError, WithHeaders};
 use crate::oidc::IdpError;
 use crate::refresh::RefreshError;
 use crate::session::StoreError;
@@ -24,6 +28,37 @@ pub struct Problem {
     pub code: Code,
     /// Extra response headers (`Allow`, `Retry-After`).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+/// Who reads an error answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// A person, in a browser tab: the login endpoints, reached by
+    /// navigation (from the SPA, or back from the IdP).
+    Person,
+    /// A program: the SPA's `fetch()`, an API client, a probe.
+    Program,
+}
+
+// === impl Reader ===
+
+impl Reader {
+    /// The login endpoints answer a person unless the request asks for
+    /// JSON only; everything else answers a program.
+    pub fn of(path: &str, headers: &HeaderMap) -> Self {
+        if !matches!(path, "/auth/login" | "/auth/callback") {
+            return Reader::Program;
+        }
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if accept.contains("json") && !accept.contains("text/html") {
+            Reader::Program
+        } else {
+            Reader::Person
+        }
+    }
 }
 
 // === impl Problem ===
@@ -40,6 +75,22 @@ impl Problem {
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
+    }
+
+    /// The answer for `reader`; either way it carries the code, the request
+    /// id, and nothing a cache may keep.
+    pub fn render(self, request_id: &str, reader: Reader) -> Response<Body> {
+        if reader == Reader::Program {
+            return self.into_response(request_id);
+        }
+        let mut response = page::render(self.status, self.code, request_id);
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        response.extensions_mut().insert(self.code);
+        response
     }
 
     /// The `application/problem+json` response. `request_id` lets a user
@@ -82,6 +133,25 @@ pub fn classify(error: &(dyn StdError + 'static)) -> Problem {
 }
 
 fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
+    if let Some(w) = e.downcast_ref::<WithHeaders>() {
+        return Some(classify(&*w.error));
+    }
+    if let Some(login) = e.downcast_ref::<LoginError>() {
+        return match login {
+            LoginError::Refused(_) => Some(Problem::new(StatusCode::BAD_REQUEST, Code::LoginFailed)),
+            LoginError::Expired => Some(Problem::new(StatusCode::BAD_REQUEST, Code::LoginExpired)),
+            // The cause underneath decides.
+            LoginError::IdpAnswer(_) => None,
+            // Whatever failed underneath, a retry may succeed: 503.
+            LoginError::Unavailable(cause) => match classify(&**cause) {
+                p if p.status == StatusCode::SERVICE_UNAVAILABLE => Some(p),
+                _ => Some(
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, Code::IdpUnavailable)
+                        .with_header(header::RETRY_AFTER, HeaderValue::from_static("2")),
+                ),
+            },
+        };
+    }
     if let Some(r) = e.downcast_ref::<Refusal>() {
         return Some(match r {
             Refusal::NotFound => Problem::new(StatusCode::NOT_FOUND, Code::NotFound),
@@ -149,8 +219,8 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
         let unavailable = |code| retry(Problem::new(StatusCode::SERVICE_UNAVAILABLE, code));
         return Some(match refresh {
             RefreshError::Ended => Problem::new(StatusCode::UNAUTHORIZED, Code::LoginRequired),
-            RefreshError::IdpDown => unavailable(Code::IdpUnavailable),
-            RefreshError::StoreDown => unavailable(Code::SessionStoreUnavailable),
+            RefreshError::IdpDown(_) => unavailable(Code::IdpUnavailable),
+            RefreshError::StoreDown(_) => unavailable(Code::SessionStoreUnavailable),
             RefreshError::Pending => Problem::new(StatusCode::SERVICE_UNAVAILABLE, Code::RefreshPending)
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
         });
@@ -185,6 +255,68 @@ mod tests {
         assert_eq!(classify(&wrapped).status, StatusCode::PAYLOAD_TOO_LARGE);
         let unknown = std::io::Error::other("boom");
         assert_eq!(classify(&unknown).code, Code::Internal);
+    }
+
+    #[test]
+    fn login_errors_are_classified_by_kind_and_cause() {
+        let refused = LoginError::refused("no state");
+        assert_eq!(classify(&refused).code, Code::LoginFailed);
+        assert_eq!(classify(&refused).status, StatusCode::BAD_REQUEST);
+        assert_eq!(classify(&LoginError::Expired).code, Code::LoginExpired);
+        // An IdP answer decides by the IdP error underneath.
+        let bad = LoginError::IdpAnswer(Box::new(IdpError::BadResponse("redirect")));
+        assert_eq!(classify(&bad).code, Code::IdpBadResponse);
+        // Anything unavailable is a 503 a retry may cure.
+        let store = LoginError::unavailable(StoreError::Unavailable("down".into()));
+        assert_eq!(classify(&store).code, Code::SessionStoreUnavailable);
+        let discovery = LoginError::unavailable(IdpError::BadResponse("no issuer"));
+        let problem = classify(&discovery);
+        assert_eq!(
+            (problem.status, problem.code),
+            (StatusCode::SERVICE_UNAVAILABLE, Code::IdpUnavailable)
+        );
+        // Headers attached to an error do not change what it becomes.
+        let with = WithHeaders::new(LoginError::Expired, HeaderMap::new());
+        assert_eq!(classify(&with).code, Code::LoginExpired);
+    }
+
+    #[test]
+    fn a_refresh_error_keeps_its_cause() {
+        let down = RefreshError::IdpDown(std::sync::Arc::new(IdpError::Unreachable(
+            "connection refused".into(),
+        )));
+        assert_eq!(classify(&down).code, Code::IdpUnavailable);
+        assert_eq!(
+            crate::error::chain(&down),
+            "the IdP is unavailable for refresh: IdP unreachable: connection refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_person_gets_a_page_and_a_program_problem_json() {
+        let html = HeaderMap::from_iter([(header::ACCEPT, HeaderValue::from_static("text/html,*/*"))]);
+        let json = HeaderMap::from_iter([(header::ACCEPT, HeaderValue::from_static("application/json"))]);
+        assert_eq!(Reader::of("/auth/callback", &html), Reader::Person);
+        assert_eq!(Reader::of("/auth/login", &HeaderMap::new()), Reader::Person);
+        assert_eq!(Reader::of("/auth/login", &json), Reader::Program);
+        assert_eq!(Reader::of("/api/orders", &html), Reader::Program);
+
+        let problem = || Problem::new(StatusCode::BAD_REQUEST, Code::LoginFailed);
+        let page = problem().render("rid-7", Reader::Person);
+        assert!(page.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert_eq!(page.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(page.extensions().get::<Code>(), Some(&Code::LoginFailed));
+        let text = page.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("code: login_failed") && text.contains("request: rid-7"),
+            "{text}"
+        );
+        let api = problem().render("rid-7", Reader::Program);
+        assert_eq!(api.headers()[header::CONTENT_TYPE], "application/problem+json");
     }
 
     #[tokio::test]

@@ -309,6 +309,34 @@ async fn t14_a_callback_from_another_browser_is_refused() {
 }
 
 #[tokio::test]
+async fn lg11_a_failed_login_answers_a_page_to_a_person_and_problem_json_to_a_program() {
+    let w = world("").await;
+    let victim = Browser::new(&w.base);
+    let stolen = w.callback_url(&victim, "alice").await;
+    let other = Browser::new(&w.base);
+    let page = other.get(&stolen, &[("x-request-id", "ignored-untrusted")]).await;
+    assert_eq!(page.status, 400);
+    assert!(page.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let id = page.headers["x-request-id"].to_str().unwrap();
+    assert!(page.body.contains(&format!("request: {id}")), "{}", page.body);
+    assert!(page.body.contains("code: login_failed"), "{}", page.body);
+
+    let fetched = other.get(&stolen, &[("accept", "application/json")]).await;
+    assert_eq!(fetched.status, 400);
+    assert_eq!(fetched.headers["content-type"], "application/problem+json");
+    let problem = fetched.json();
+    assert_eq!(problem["code"], "login_failed");
+    assert_eq!(
+        problem["request_id"],
+        fetched.headers["x-request-id"].to_str().unwrap()
+    );
+    assert_eq!(fetched.headers["cache-control"], "no-store");
+}
+
+#[tokio::test]
 async fn lg25_a_callback_from_another_browser_does_not_cancel_the_victims_login() {
     let w = world("").await;
     let victim = Browser::new(&w.base);

@@ -6,34 +6,24 @@
 //! the server's state as it was (LG-24).
 
 use http::request::Parts;
-use http::{header, Response, StatusCode};
+use http::{header, Response};
 
 use super::pending::{self, Transaction};
-use super::{page, redirect, return_to, Auth};
+use super::{redirect, return_to, Auth};
 use crate::body::Body;
-use crate::error::{BoxError, Code};
+use crate::error::LoginError;
 
-pub async fn start(auth: &Auth, request: &Parts, request_id: &str) -> Result<Response<Body>, BoxError> {
-    let metadata = match auth.idp.metadata().await {
-        Ok(m) => m,
-        Err(e) => {
-            // The page stays generic; the cause is in `/readyz` and logged
-            // once per change by discovery (LG-27).
-            tracing::warn!(request_id, error = %e, "login not started: IdP unavailable");
-            return Ok(page::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Code::IdpUnavailable,
-                request_id,
-            ));
-        }
-    };
+pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, LoginError> {
+    // The page stays generic; the cause is in `/readyz` and logged once
+    // per change by discovery (LG-27).
+    let metadata = auth.idp.metadata().await.map_err(LoginError::unavailable)?;
     let query = request.uri.query().unwrap_or("");
     let requested = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "return_to")
         .map(|(_, v)| v);
     let return_to = return_to::sanitize(requested.as_deref());
 
-    let (transaction, state) = Transaction::start(return_to, auth.clock.now_ms());
+    let (transaction, state) = Transaction::start(return_to, auth.sessions.clock.now_ms());
     let oidc = &auth.idp.config;
     let mut url = metadata.authorization_endpoint.clone();
     url.query_pairs_mut()

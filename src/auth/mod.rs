@@ -1,4 +1,4 @@
-//! The BFF endpoints under `/auth/` and the session a request carries.
+//! The BFF endpoints under `/auth/`.
 //!
 //! - `GET /auth/login?return_to=`: start a code flow (PKCE S256, state, nonce);
 //! - `GET /auth/callback`: finish it, start a new session;
@@ -9,10 +9,10 @@ pub mod callback;
 pub mod csrf;
 pub mod fetch_metadata;
 pub mod login;
-pub mod page;
+pub mod logout;
 pub mod pending;
 pub mod return_to;
-pub mod session;
+pub mod user;
 
 use std::sync::Arc;
 
@@ -22,23 +22,20 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use crate::body::{self, Body};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::cookie::{CookieNames, KeyRing};
 use crate::error::{BoxError, Refusal};
 use crate::oidc::Idp;
-use crate::session::SessionStore;
+use crate::refresh::Refresher;
+use crate::session::{SessionStore, Sessions};
 
 /// Everything the login flow and sessions need, shared by all workers.
 pub struct Auth {
     pub config: Arc<Config>,
     pub idp: Arc<Idp>,
-    pub ring: KeyRing,
-    pub names: CookieNames,
-    pub store: Arc<dyn SessionStore>,
+    /// Sessions' life: load, create, timeouts; the cookie key ring.
+    pub sessions: Arc<Sessions>,
+    /// Token refresh, one flight per session in this replica.
+    pub refresher: Arc<Refresher>,
     pub csrf: csrf::Csrf,
-    /// Refreshes in flight in this replica, one per session.
-    pub refreshes: crate::refresh::Flights,
-    /// What every session and token expiry is judged by.
-    pub clock: Clock,
 }
 
 // === impl Auth ===
@@ -53,17 +50,14 @@ impl Auth {
         let Some(oidc) = config.oidc.clone() else {
             return Ok(None);
         };
-        let ring = KeyRing::new(&config.cookie.keys).ok_or("cookie.keys is empty")?;
         let idp = Idp::new(oidc, clock.clone())?;
+        let sessions = Arc::new(Sessions::new(&config, store, clock)?);
         Ok(Some(Arc::new(Self {
-            names: CookieNames::new(&config),
+            refresher: Refresher::new(sessions.clone(), idp.clone()),
             csrf: csrf::Csrf::new(&config),
             config,
             idp,
-            ring,
-            store,
-            refreshes: Default::default(),
-            clock,
+            sessions,
         })))
     }
 
@@ -73,29 +67,24 @@ impl Auth {
     }
 
     /// Serves `/auth/*`.
-    pub async fn handle(
-        &self,
-        path: &str,
-        request: Request<Body>,
-        request_id: &str,
-    ) -> Result<Response<Body>, BoxError> {
+    pub async fn handle(&self, path: &str, request: Request<Body>) -> Result<Response<Body>, BoxError> {
         // None of these endpoints reads a body.
         let (request, _) = request.into_parts();
         match (path, &request.method) {
-            ("/auth/login", &Method::GET) => login::start(self, &request, request_id).await,
-            ("/auth/callback", &Method::GET) => Ok(callback::finish(self, &request, request_id).await),
+            ("/auth/login", &Method::GET) => Ok(login::start(self, &request).await?),
+            ("/auth/callback", &Method::GET) => callback::finish(self, &request).await,
             ("/auth/user", &Method::GET) => {
                 self.csrf.check(&request.method, &request.headers)?;
-                let loaded = session::load(self, &request.headers).await?;
-                let mut response = json(StatusCode::OK, &session::user_info(self, &loaded));
-                if let Some(cookie) = loaded.reseal(self) {
+                let loaded = self.sessions.load(&request.headers).await?;
+                let mut response = json(StatusCode::OK, &user::user_info(&self.sessions, &loaded));
+                if let Some(cookie) = self.sessions.reseal(&loaded) {
                     response.headers_mut().append(header::SET_COOKIE, cookie);
                 }
                 Ok(response)
             }
             ("/auth/logout", &Method::POST) => {
                 self.csrf.check(&request.method, &request.headers)?;
-                session::logout(self, &request.headers).await
+                logout::logout(self, &request.headers).await
             }
             ("/auth/login" | "/auth/callback" | "/auth/user", _) => {
                 Err(Refusal::MethodNotAllowed { allow: "GET".into() }.into())

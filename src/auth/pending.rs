@@ -145,8 +145,11 @@ fn state_hash(state: &str) -> [u8; STATE_HASH_LEN] {
 /// expired.
 pub fn keep(auth: &Auth, headers: &HeaderMap, state: &str, transaction: &Transaction) -> Vec<HeaderValue> {
     let name = cookie_name(auth, state);
-    let value = auth.ring.seal(Purpose::Login, &name, &transaction.encode());
-    let mut out = vec![auth.names.set_login(&name, &value, lifetime(auth))];
+    let value = auth
+        .sessions
+        .ring
+        .seal(Purpose::Login, &name, &transaction.encode());
+    let mut out = vec![auth.sessions.names.set_login(&name, &value, lifetime(auth))];
     let oldest = oldest_allowed(auth);
     let mut live = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -156,7 +159,7 @@ pub fn keep(auth: &Auth, headers: &HeaderMap, state: &str, transaction: &Transac
         }
         match open(auth, other, value) {
             Some(t) if t.started_ms >= oldest => live.push((t.started_ms, other, other.len() + value.len())),
-            _ => out.push(auth.names.clear_login(other)),
+            _ => out.push(auth.sessions.names.clear_login(other)),
         }
     }
     // Newest first: they are the ones a user is still looking at.
@@ -168,7 +171,7 @@ pub fn keep(auth: &Auth, headers: &HeaderMap, state: &str, transaction: &Transac
             kept += 1;
             used += size;
         } else {
-            out.push(auth.names.clear_login(other));
+            out.push(auth.sessions.names.clear_login(other));
         }
     }
     out
@@ -185,27 +188,31 @@ pub fn find(auth: &Auth, headers: &HeaderMap, state: &str) -> Option<Transaction
 
 /// The `Set-Cookie` that clears the cookie of the login for `state`.
 pub fn forget(auth: &Auth, state: &str) -> HeaderValue {
-    auth.names.clear_login(&cookie_name(auth, state))
+    auth.sessions.names.clear_login(&cookie_name(auth, state))
 }
 
 /// One login's cookie name: the pre-auth cookie's, and 32 bits of its
 /// state's hash, enough to tell a browser's few logins apart.
 fn cookie_name(auth: &Auth, state: &str) -> String {
-    format!("{}-{}", auth.names.login, random::hex(&state_hash(state)[..4]))
+    format!(
+        "{}-{}",
+        auth.sessions.names.login,
+        random::hex(&state_hash(state)[..4])
+    )
 }
 
 /// The request's pending-login cookies, as (name, value).
 fn login_cookies<'a>(auth: &'a Auth, headers: &'a HeaderMap) -> impl Iterator<Item = (&'a str, &'a str)> {
-    let prefix = auth.names.login.len();
+    let prefix = auth.sessions.names.login.len();
     CookieNames::pairs(headers).filter(move |(name, _)| {
         name.len() == prefix + 9
-            && name.starts_with(auth.names.login.as_str())
+            && name.starts_with(auth.sessions.names.login.as_str())
             && name.as_bytes()[prefix] == b'-'
     })
 }
 
 fn open(auth: &Auth, name: &str, value: &str) -> Option<Transaction> {
-    let opened = auth.ring.unseal(Purpose::Login, name, value).ok()?;
+    let opened = auth.sessions.ring.unseal(Purpose::Login, name, value).ok()?;
     let mut input: &[u8] = &opened.plaintext;
     let [format] = take(&mut input)?;
     let transaction = Transaction::decode(&mut input)?;
@@ -220,7 +227,8 @@ fn lifetime(auth: &Auth) -> Duration {
 
 /// The oldest start, in milliseconds, of a login still worth keeping.
 fn oldest_allowed(auth: &Auth) -> u64 {
-    auth.clock
+    auth.sessions
+        .clock
         .now_ms()
         .saturating_sub(lifetime(auth).as_millis() as u64)
 }

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod contract;
+pub mod life;
 pub mod lock;
 pub mod memory;
 pub mod record;
@@ -10,6 +11,7 @@ mod redis_link;
 pub mod store;
 
 pub use self::cache::CachedStore;
+pub use self::life::{Loaded, Sessions};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::store::{SessionStore, StoreError, Versioned};

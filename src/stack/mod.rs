@@ -81,8 +81,8 @@ pub fn build(
     let service = ServiceBuilder::new()
         .option_layer(nested)
         .layer(csrf::CsrfLayer::new(auth, config))
-        .layer(session::SessionLayer::new(auth, config, upstream_leaf))
-        .option_layer((config.token == TokenKind::User).then(|| token::UserTokenLayer::new(auth)))
+        .layer(session::SessionLayer::new(&auth.sessions, config, upstream_leaf))
+        .option_layer((config.token == TokenKind::User).then(|| token::UserTokenLayer::new(&auth.refresher)))
         .service(leaf);
     BoxCloneSyncService::new(service)
 }

@@ -12,18 +12,17 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
 use tower::{Layer, Service};
 
-use crate::auth::session::{self, Loaded};
-use crate::auth::Auth;
 use crate::body::Body;
 use crate::config::{AuthMode, RouteConfig};
 use crate::error::{BoxError, Refusal};
+use crate::session::{Loaded, Sessions};
 
 use super::ResponseFuture;
 
 /// Adds [`SessionStep`].
 #[derive(Clone)]
 pub struct SessionLayer {
-    auth: Arc<Auth>,
+    sessions: Arc<Sessions>,
     required: bool,
     login_redirect: bool,
     /// The leaf is an upstream, whose answers cloakroom marks `no-store`;
@@ -38,9 +37,9 @@ pub struct SessionStep<S> {
 }
 
 impl SessionLayer {
-    pub fn new(auth: &Arc<Auth>, route: &RouteConfig, no_store: bool) -> Self {
+    pub fn new(sessions: &Arc<Sessions>, route: &RouteConfig, no_store: bool) -> Self {
         Self {
-            auth: auth.clone(),
+            sessions: sessions.clone(),
             required: route.auth == AuthMode::Required,
             login_redirect: route.login_redirect,
             no_store,
@@ -89,7 +88,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
-            let loaded = match session::load(&layer.auth, request.headers()).await {
+            let loaded = match layer.sessions.load(request.headers()).await {
                 Ok(loaded) => loaded,
                 Err(e) if e.is::<Refusal>() => {
                     if layer.required {
@@ -100,7 +99,7 @@ where
                 }
                 Err(e) => return Err(e),
             };
-            let reseal = loaded.reseal(&layer.auth);
+            let reseal = layer.sessions.reseal(&loaded);
             request.extensions_mut().insert(Arc::new(loaded));
             let below: ResponseFuture = Box::pin(inner.call(request));
             let mut response = below.await?;

@@ -10,12 +10,11 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response};
 use tower::{Layer, Service};
 
-use crate::auth::session::Loaded;
-use crate::auth::Auth;
 use crate::body::Body;
 use crate::error::BoxError;
-use crate::refresh::{self, RefreshError};
+use crate::refresh::{RefreshError, Refresher};
 use crate::secret::Secret;
+use crate::session::Loaded;
 
 use super::ResponseFuture;
 
@@ -26,18 +25,20 @@ pub struct Bearer(pub HeaderValue);
 /// Adds [`UserToken`].
 #[derive(Clone)]
 pub struct UserTokenLayer {
-    auth: Arc<Auth>,
+    refresher: Arc<Refresher>,
 }
 
 #[derive(Clone)]
 pub struct UserToken<S> {
     inner: S,
-    auth: Arc<Auth>,
+    refresher: Arc<Refresher>,
 }
 
 impl UserTokenLayer {
-    pub fn new(auth: &Arc<Auth>) -> Self {
-        Self { auth: auth.clone() }
+    pub fn new(refresher: &Arc<Refresher>) -> Self {
+        Self {
+            refresher: refresher.clone(),
+        }
     }
 }
 
@@ -46,7 +47,7 @@ impl<S> Layer<S> for UserTokenLayer {
     fn layer(&self, inner: S) -> Self::Service {
         UserToken {
             inner,
-            auth: self.auth.clone(),
+            refresher: self.refresher.clone(),
         }
     }
 }
@@ -67,10 +68,10 @@ where
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let auth = self.auth.clone();
+        let refresher = self.refresher.clone();
         Box::pin(async move {
             if let Some(loaded) = super::session::loaded(&request).cloned() {
-                let token = access_token(&auth, &loaded).await?;
+                let token = access_token(&refresher, &loaded).await?;
                 request
                     .extensions_mut()
                     .insert(Bearer(bearer_header(token.expose())?));
@@ -88,10 +89,10 @@ const REFRESH_PATIENCE: Duration = Duration::from_secs(2);
 /// While the IdP or the store cannot refresh it, a token that is still
 /// valid is used as it is (RF-10); an expired one gives a 503 that keeps
 /// the session (RF-11).
-async fn access_token(auth: &Arc<Auth>, loaded: &Loaded) -> Result<Arc<Secret<String>>, BoxError> {
-    let now = auth.clock.now();
+async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc<Secret<String>>, BoxError> {
+    let now = refresher.now();
     let record = &loaded.record;
-    if refresh::is_fresh(auth, record) {
+    if refresher.is_fresh(record) {
         return Ok(Arc::new(record.access_token.clone()));
     }
     if record.refresh_token.is_none() {
@@ -101,7 +102,7 @@ async fn access_token(auth: &Arc<Auth>, loaded: &Loaded) -> Result<Arc<Secret<St
         }
         return Err(RefreshError::Ended.into());
     }
-    let flight = refresh::refresh(auth, loaded);
+    let flight = refresher.refresh(loaded);
     let valid_for = Duration::from_secs(record.access_expires_at.saturating_sub(now));
     let refreshed = if valid_for > 2 * REFRESH_PATIENCE {
         // The current token still works for a while: a slow IdP delays this
@@ -115,7 +116,7 @@ async fn access_token(auth: &Arc<Auth>, loaded: &Loaded) -> Result<Arc<Secret<St
     match refreshed {
         Ok(fresh) => Ok(fresh.access_token),
         // Judged now, not before the refresh: a slow IdP may have outlived it.
-        Err(e) if e != RefreshError::Ended && record.access_expires_at > auth.clock.now() => {
+        Err(e) if !matches!(e, RefreshError::Ended) && record.access_expires_at > refresher.now() => {
             tracing::debug!(error = %e, "refresh postponed; the current access token is still valid");
             Ok(Arc::new(record.access_token.clone()))
         }

@@ -1,7 +1,8 @@
-//! The minimal HTML pages cloakroom shows a browser: login failures.
+//! The minimal HTML page a person sees when a login fails.
 //!
 //! Nothing from the request or the IdP is reflected (threat-model T20,
-//! LG-11); the page names the stable code and offers one action.
+//! LG-11); the page names the stable code and the request id, and offers
+//! one action.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -10,7 +11,7 @@ use crate::body::{self, Body};
 use crate::error::Code;
 
 /// An error page with a "Sign in again" link that starts a new login.
-pub fn error(status: StatusCode, code: Code, request_id: &str) -> Response<Body> {
+pub(super) fn render(status: StatusCode, code: Code, request_id: &str) -> Response<Body> {
     let text = match code {
         Code::LoginExpired => "The sign-in took too long and has expired.",
         Code::IdpUnavailable => "The sign-in service is not reachable right now.",
@@ -30,12 +31,9 @@ pub fn error(status: StatusCode, code: Code, request_id: &str) -> Response<Body>
     );
     let mut response = Response::new(body::full(Bytes::from(html)));
     *response.status_mut() = status;
-    let h = response.headers_mut();
-    h.insert(
+    response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response.extensions_mut().insert(code);
     response
 }

@@ -1,0 +1,61 @@
+//! `POST /auth/logout`: delete the session, revoke its refresh token, clear
+//! the cookie, and answer with the IdP's end-session URL.
+
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::Auth;
+use crate::body::Body;
+use crate::error::{BoxError, Refusal};
+
+pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, BoxError> {
+    let sessions = &auth.sessions;
+    // Read, not touched: it is deleted next.
+    let loaded = match sessions.open(headers).await {
+        Ok(l) => Some(l),
+        Err(e) if e.is::<Refusal>() => None,
+        Err(e) => return Err(e),
+    };
+    let mut id_token = None;
+    if let Some(loaded) = loaded {
+        sessions.store.delete(&loaded.key).await?;
+        if let Some(rt) = &loaded.record.refresh_token {
+            if let Err(e) = auth.idp.revoke(rt.expose()).await {
+                tracing::warn!(error = %e, "refresh token revocation failed; the session is deleted anyway");
+            }
+        }
+        id_token = loaded.record.id_token;
+    }
+    let logout_url = end_session_url(auth, id_token.as_ref().map(|t| t.expose().as_str())).await;
+    let mut response = super::json(StatusCode::OK, &json!({ "logout_url": logout_url }));
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, sessions.names.clear_session());
+    response
+        .headers_mut()
+        .insert("clear-site-data", HeaderValue::from_static("\"cache\""));
+    Ok(response)
+}
+
+/// RP-Initiated Logout 1.0 §2, or `null` when the IdP has no such endpoint.
+async fn end_session_url(auth: &Auth, id_token: Option<&str>) -> Value {
+    let Ok(metadata) = auth.idp.metadata().await else {
+        return Value::Null;
+    };
+    let Some(endpoint) = &metadata.end_session_endpoint else {
+        return Value::Null;
+    };
+    let oidc = &auth.idp.config;
+    let post_logout = auth.config.post_logout_redirect_uri();
+    let mut url = endpoint.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("client_id", &oidc.client_id)
+            .append_pair("post_logout_redirect_uri", &post_logout);
+        q.append_pair("state", &crate::random::token(16));
+        if let (true, Some(token)) = (oidc.id_token_hint, id_token) {
+            q.append_pair("id_token_hint", token);
+        }
+    }
+    Value::String(url.to_string())
+}

@@ -1,0 +1,190 @@
+//! A session's life: unseal the cookie, load and open the record, enforce
+//! the timeouts, record activity; create one at login; delete one.
+//!
+//! The cookie is authenticated before anything else happens: a tampered,
+//! foreign or expired cookie is refused without a store lookup (CK-01).
+//! A store *error* is a 503 that keeps the cookie; only a *missing* record
+//! means "log in again" (T46, RD-05).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use serde_json::{Map, Value};
+
+use super::record::{self, Record};
+use super::{SessionStore, StoreError};
+use crate::clock::Clock;
+use crate::config::{Config, SessionConfig};
+use crate::cookie::{CookieNames, KeyRing, Purpose, Ticket};
+use crate::error::{BoxError, Refusal};
+use crate::oidc::TokenResponse;
+
+/// Everything a session's life needs: the store, the cookie key ring and
+/// names, the timeouts, and the clock they are judged by.
+pub struct Sessions {
+    pub store: Arc<dyn SessionStore>,
+    pub ring: KeyRing,
+    pub names: CookieNames,
+    pub config: SessionConfig,
+    pub clock: Clock,
+}
+
+/// A session found on a request.
+pub struct Loaded {
+    pub ticket: Ticket,
+    pub key: String,
+    pub record: Record,
+    pub version: u64,
+    /// The cookie was sealed with an older key of the ring: re-issue it
+    /// under the current one (KR-01).
+    pub stale_key: bool,
+}
+
+// === impl Sessions ===
+
+impl Sessions {
+    pub fn new(config: &Config, store: Arc<dyn SessionStore>, clock: Clock) -> Result<Self, BoxError> {
+        Ok(Self {
+            ring: KeyRing::new(&config.cookie.keys).ok_or("cookie.keys is empty")?,
+            names: CookieNames::new(config),
+            config: config.session.clone(),
+            store,
+            clock,
+        })
+    }
+
+    /// Loads the session the request's cookie names and records the
+    /// activity, or refuses with `LoginRequired` (no session) or a
+    /// `StoreError` (store down).
+    pub async fn load(&self, headers: &HeaderMap) -> Result<Loaded, BoxError> {
+        let mut loaded = self.open(headers).await?;
+        self.touch(&mut loaded).await?;
+        Ok(loaded)
+    }
+
+    /// Reads and opens the session without recording activity.
+    pub async fn open(&self, headers: &HeaderMap) -> Result<Loaded, BoxError> {
+        let value = CookieNames::find(headers, &self.names.session).ok_or(Refusal::LoginRequired)?;
+        let opened = self
+            .ring
+            .unseal(Purpose::Session, &self.names.session, value)
+            .map_err(|e| {
+                tracing::debug!(error = %e, "session cookie refused");
+                Refusal::LoginRequired
+            })?;
+        let ticket = Ticket::from_bytes(&opened.plaintext).map_err(|_| Refusal::LoginRequired)?;
+        let key = record::store_key(&ticket);
+        let now = self.clock.now();
+        if now
+            >= ticket
+                .issued_at
+                .saturating_add(self.config.absolute_timeout.as_secs())
+        {
+            // Past the absolute lifetime, whatever the store says (CK-08).
+            let _ = self.store.delete(&key).await;
+            return Err(Refusal::LoginRequired.into());
+        }
+        let stored = self.store.get(&key).await?.ok_or(Refusal::LoginRequired)?;
+        let record = Record::open(&stored.value, &ticket, &key).map_err(|e| {
+            tracing::warn!(error = %e, "session record unreadable; treating as no session");
+            Refusal::LoginRequired
+        })?;
+        if now
+            >= record
+                .last_seen
+                .saturating_add(self.config.idle_timeout.as_secs())
+        {
+            let _ = self.store.delete(&key).await;
+            return Err(Refusal::LoginRequired.into());
+        }
+        Ok(Loaded {
+            ticket,
+            key,
+            record,
+            version: stored.version,
+            stale_key: opened.stale_key,
+        })
+    }
+
+    /// Activity extends the idle expiry, never the absolute one (CK-09).
+    /// Writes of `last_seen` are spaced a tenth of the idle timeout apart,
+    /// at most a minute: idle expiry stays accurate without a write per
+    /// request.
+    async fn touch(&self, loaded: &mut Loaded) -> Result<(), BoxError> {
+        let now = self.clock.now();
+        let every = (self.config.idle_timeout.as_secs() / 10).min(60);
+        if now < loaded.record.last_seen + every {
+            return Ok(());
+        }
+        loaded.record.last_seen = now;
+        let ttl = self.ttl(&loaded.ticket, now);
+        let sealed = loaded.record.seal(&loaded.ticket, &loaded.key);
+        match self.store.put(&loaded.key, sealed, loaded.version, ttl).await {
+            Ok(v) => loaded.version = v,
+            // Another request touched it first: its write is as good.
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Stores a new session for fresh tokens; returns the sealed cookie
+    /// value.
+    pub async fn create(
+        &self,
+        tokens: TokenResponse,
+        claims: Map<String, Value>,
+    ) -> Result<String, StoreError> {
+        let now_ms = self.clock.now_ms();
+        let now = now_ms / 1000;
+        let ticket = Ticket::generate(now);
+        let key = record::store_key(&ticket);
+        let kept: Map<String, Value> = claims
+            .into_iter()
+            .filter(|(name, _)| name == "sub" || name == "iss" || self.config.claims.contains(name))
+            .collect();
+        let lifetime = tokens.access_token_lifetime(now);
+        let mut record = Record {
+            format: record::FORMAT,
+            access_expires_at: 0,
+            access_issued_ms: None,
+            access_lifetime: None,
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            id_token: tokens.id_token,
+            claims: kept,
+            created_at: now,
+            last_seen: now,
+        };
+        record.set_access_lifetime(lifetime, now_ms);
+        self.store
+            .put(&key, record.seal(&ticket, &key), 0, self.ttl(&ticket, now))
+            .await?;
+        Ok(self
+            .ring
+            .seal(Purpose::Session, &self.names.session, &ticket.to_bytes()))
+    }
+
+    /// The store TTL: the idle timeout, cut at the absolute end.
+    pub fn ttl(&self, ticket: &Ticket, now: u64) -> Duration {
+        let absolute_end = ticket.issued_at + self.config.absolute_timeout.as_secs();
+        Duration::from_secs(
+            self.config
+                .idle_timeout
+                .as_secs()
+                .min(absolute_end.saturating_sub(now))
+                .max(1),
+        )
+    }
+
+    /// The `Set-Cookie` that re-seals a session's ticket, when due.
+    pub fn reseal(&self, loaded: &Loaded) -> Option<HeaderValue> {
+        loaded.stale_key.then(|| {
+            let value = self
+                .ring
+                .seal(Purpose::Session, &self.names.session, &loaded.ticket.to_bytes());
+            self.names.set_session(&value)
+        })
+    }
+}
