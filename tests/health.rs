@@ -103,6 +103,16 @@ async fn readyz_answers_503_while_the_replica_drains() {
         (200, "ok\n".to_owned()),
         "still alive while draining"
     );
+    // What a Docker HEALTHCHECK sees meanwhile.
+    let url = format!("http://{}/readyz", app.admin);
+    let (code, _, stderr) = health(&["--url", &url]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        one_line(&stderr).starts_with(&format!(
+            "cloakroom health: {url}: 503 Service Unavailable: {{\"ready\":false,\"draining\":true,"
+        )),
+        "{stderr}"
+    );
 
     up.seen.release.notify_one();
     let r = in_flight.await.unwrap().unwrap();
@@ -112,5 +122,87 @@ async fn readyz_answers_503_while_the_replica_drains() {
     assert!(
         tokio::net::TcpStream::connect(app.admin).await.is_err(),
         "the admin listener closes once the drain is over"
+    );
+}
+
+// === `cloakroom health` ===
+
+/// What `cloakroom health ARGS` did: exit code, stdout, stderr.
+async fn health(args: &[&str]) -> (Option<i32>, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    // Blocking: the app under test serves on this runtime meanwhile.
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloakroom"))
+            .arg("health")
+            .args(&args)
+            .output()
+            .unwrap();
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (out.status.code(), text(out.stdout), text(out.stderr))
+    })
+    .await
+    .unwrap()
+}
+
+/// Asserts `stderr` is one line and returns it.
+fn one_line(stderr: &str) -> &str {
+    let line = stderr.strip_suffix('\n').unwrap_or(stderr);
+    assert!(
+        !line.is_empty() && !line.contains('\n'),
+        "not one line: {stderr:?}"
+    );
+    line
+}
+
+#[tokio::test]
+async fn health_exits_0_when_the_admin_listener_named_by_the_config_is_ready() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    // As in a container: bound to every address, probed on loopback.
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    let yaml = config(&[("/", &up.url(), "")]) + &format!("admin_listen: 0.0.0.0:{}\n", app.admin.port());
+    std::io::Write::write_all(&mut file, yaml.as_bytes()).unwrap();
+
+    let (code, stdout, stderr) = health(&["--config", file.path().to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        format!("http://127.0.0.1:{}/readyz: 200 OK\n", app.admin.port())
+    );
+    assert_eq!(stderr, "");
+
+    let url = format!("http://{}/healthz", app.admin);
+    let (code, _, stderr) = health(&["--url", &url]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[tokio::test]
+async fn health_exits_1_with_a_one_line_reason_otherwise() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+
+    let url = format!("http://{}/nope", app.admin);
+    let (code, stdout, stderr) = health(&["--url", &url]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stdout, "");
+    let line = one_line(&stderr);
+    assert!(
+        line.starts_with(&format!("cloakroom health: {url}: 404 Not Found: {{")),
+        "{line}"
+    );
+
+    let url = format!("http://{}/readyz", support::free_addr());
+    let (code, _, stderr) = health(&["--url", &url]).await;
+    assert_eq!(code, Some(1));
+    let line = one_line(&stderr);
+    assert!(line.starts_with(&format!("cloakroom health: {url}: ")), "{line}");
+    assert!(line.contains("Connection refused"), "{line}");
+
+    let (code, _, stderr) = health(&["--config", "/nonexistent/cloakroom.yaml"]).await;
+    assert_eq!(code, Some(1));
+    let line = one_line(&stderr);
+    assert!(
+        line.starts_with("cloakroom health: cannot read /nonexistent/cloakroom.yaml: "),
+        "{line}"
     );
 }
