@@ -1,10 +1,15 @@
-//! The admin listener: `/healthz` (the process is up) and `/readyz` (it can
-//! serve: the session store answers and the IdP is discovered). Nothing here
-//! reveals session data.
+//! The admin listener: `/healthz` (liveness: the process is up) and
+//! `/readyz` (readiness: this replica takes traffic). Nothing here reveals
+//! session data.
 //!
-//! `/readyz` answers 200 or 503 with a JSON body naming what is not ready,
-//! including the last discovery failure's cause (LG-27), e.g.
-//! `{"ready":false,"session_store":"ok","idp":{"issuer":"https://idp.example.com","state":"failed","cause":"…"}}`.
+//! `/readyz` answers 503 only while the replica drains (shutdown has begun),
+//! and 200 otherwise. The session store and the IdP are shared by every
+//! replica: if readiness followed them, a Redis or IdP outage would take
+//! every replica out of the load balancer at once, and anonymous routes,
+//! which need neither, would go down with the session routes. So their state
+//! is reported in the JSON body, including the last discovery failure's
+//! cause (LG-27), but never turns readiness off, e.g.
+//! `{"ready":true,"draining":false,"session_store":"unavailable","idp":{"issuer":"https://idp.example.com","state":"failed","cause":"…"}}`.
 
 use std::sync::Arc;
 
@@ -27,27 +32,28 @@ struct IdpReadiness<'a> {
     discovery: DiscoveryState,
 }
 
-/// Answers one admin request.
+/// Answers one admin request. `draining` is true once shutdown has begun.
 pub async fn handle<B>(
     request: Request<B>,
     store: Arc<dyn SessionStore>,
     idp: Option<Arc<Idp>>,
+    draining: bool,
 ) -> Response<Body> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return Problem::new(StatusCode::METHOD_NOT_ALLOWED, Code::MethodNotAllowed).into_response("-");
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => readyz(&*store, idp.as_deref()).await,
+        "/readyz" => readyz(&*store, idp.as_deref(), draining).await,
         _ => Problem::new(StatusCode::NOT_FOUND, Code::NotFound).into_response("-"),
     }
 }
 
-async fn readyz(store: &dyn SessionStore, idp: Option<&Idp>) -> Response<Body> {
+async fn readyz(store: &dyn SessionStore, idp: Option<&Idp>, draining: bool) -> Response<Body> {
     let store_ok = match store.ping().await {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "not ready: session store");
+            tracing::warn!(error = %e, "session store unavailable");
             false
         }
     };
@@ -55,9 +61,11 @@ async fn readyz(store: &dyn SessionStore, idp: Option<&Idp>) -> Response<Body> {
         issuer: i.issuer(),
         discovery: i.discovery_state(),
     });
-    let ready = store_ok && idp.as_ref().is_none_or(|i| i.discovery == DiscoveryState::Ready);
+    // Deliberately neither the store nor the IdP: see the module doc.
+    let ready = !draining;
     let body = json!({
         "ready": ready,
+        "draining": draining,
         "session_store": if store_ok { "ok" } else { "unavailable" },
         "idp": idp,
     });

@@ -107,12 +107,19 @@ pub async fn run_with_clock(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    // The admin listener outlives the public one's drain, so `/readyz`
+    // answers 503 (draining) until the last in-flight request is done.
+    let (drained, admin_stop) = tokio::sync::oneshot::channel::<()>();
     let limits = config.limits.clone();
     let admin = tokio::spawn({
         let limits = limits.clone();
-        let stop = stopped(stop_rx.clone());
+        let draining = stop_rx.clone();
+        let stop = async move {
+            let _ = admin_stop.await;
+        };
         async move {
-            let handler = move |request, _peer| admin::handle(request, store.clone(), idp.clone());
+            let handler =
+                move |request, _peer| admin::handle(request, store.clone(), idp.clone(), *draining.borrow());
             server::serve(admin_listener, &limits, &[], vec![handler], stop).await;
         }
     });
@@ -135,6 +142,7 @@ pub async fn run_with_clock(
         stopped(stop_rx),
     )
     .await;
+    let _ = drained.send(());
     admin.await?;
     tracing::info!("cloakroom stopped");
     Ok(())

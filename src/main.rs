@@ -1,9 +1,11 @@
-//! The `cloakroom` command: `serve`, `check`, `keygen`.
+//! The `cloakroom` command: `serve`, `check`, `keygen`, `health`.
 
 #![forbid(unsafe_code)]
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use base64::Engine;
 use clap::{Parser, Subcommand};
@@ -19,6 +21,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit status for a config that does not load (sysexits `EX_USAGE`).
 const EXIT_BAD_CONFIG: u8 = 64;
+
+/// The admin listener `cloakroom health` probes when given neither a URL
+/// nor a config: `admin_listen`'s default.
+const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
+
+/// How long `cloakroom health` waits for an answer, connecting included:
+/// shorter than a Docker or Kubernetes probe's own timeout.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// At most this much of a failing answer's body is quoted.
+const HEALTH_BODY_QUOTE: usize = 300;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +61,16 @@ enum Command {
     },
     /// Print a fresh 256-bit cookie key.
     Keygen,
+    /// Probe a running cloakroom: exit 0 when it answers 2xx, else 1 with
+    /// the reason on stderr. For Docker HEALTHCHECK and exec probes.
+    Health {
+        /// The URL to GET [default: http://<admin_listen>/readyz].
+        #[arg(long, conflicts_with = "config")]
+        url: Option<String>,
+        /// Take admin_listen from this config file [default address: 127.0.0.1:9090].
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +83,7 @@ fn main() -> ExitCode {
             println!("{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key));
             ExitCode::SUCCESS
         }
+        Command::Health { url, config } => health(url, config.as_deref()),
     }
 }
 
@@ -177,6 +201,97 @@ fn serve(path: &Path) -> ExitCode {
             }
         }
     })
+}
+
+/// `cloakroom health`: one GET, exit 0 on 2xx and 1 on anything else.
+fn health(url: Option<String>, config: Option<&Path>) -> ExitCode {
+    let url = match (url, config) {
+        (Some(url), _) => url,
+        (None, config) => {
+            let admin = match config.map(admin_listen).transpose() {
+                Ok(admin) => admin.unwrap_or(DEFAULT_ADMIN),
+                Err(reason) => {
+                    eprintln!("cloakroom health: {reason}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            format!("http://{}/readyz", loopback_for(admin))
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cloakroom health: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(probe(&url)) {
+        Ok(status) => {
+            println!("{url}: {status}");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("cloakroom health: {url}: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `admin_listen` of the config at `path`, or why it cannot be had, in one line.
+fn admin_listen(path: &Path) -> Result<SocketAddr, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Config::load_named(&text, &path.display().to_string(), &ProcessEnv)
+        .map(|config| config.admin_listen)
+        .map_err(|errors| {
+            let first = errors.0.first().map(ToString::to_string).unwrap_or_default();
+            match errors.0.len() {
+                1 => format!("{} does not load: {first}", path.display()),
+                n => format!("{} does not load: {first} (and {} more)", path.display(), n - 1),
+            }
+        })
+}
+
+/// Where to reach a listener bound to `addr`: a wildcard address is
+/// reached on loopback.
+fn loopback_for(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// GETs `url`: its status when 2xx, else the reason in one line.
+async fn probe(url: &str) -> Result<reqwest::StatusCode, String> {
+    // reqwest is built without a default crypto provider (see oidc/http.rs).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        // A probe of this host's port must not go through HTTP_PROXY.
+        .no_proxy()
+        .timeout(HEALTH_TIMEOUT)
+        .build()
+        .map_err(|e| cloakroom::error::chain(&e))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        // The line already starts with the URL.
+        .map_err(|e| cloakroom::error::chain(&e.without_url()))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(status);
+    }
+    // The body of a failing `/readyz` says why (draining); keep it on the line.
+    let body = response.text().await.unwrap_or_default();
+    let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let body: String = body.chars().take(HEALTH_BODY_QUOTE).collect();
+    if body.is_empty() {
+        Err(status.to_string())
+    } else {
+        Err(format!("{status}: {body}"))
+    }
 }
 
 /// The upstream URL, or `static:<dir>` for a route that serves files.

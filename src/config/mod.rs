@@ -305,25 +305,6 @@ routes: [{path: /api, upstream: 'http://a'}]";
     }
 
     #[test]
-    fn the_kubernetes_example_config_loads_with_its_secret_files() {
-        let path = format!("{}/deploy/kubernetes/cloakroom.yaml", env!("CARGO_MANIFEST_DIR"));
-        let manifest = std::fs::read_to_string(path).unwrap();
-        let config_map: Value = serde_saphyr::from_str(manifest.split("\n---\n").next().unwrap()).unwrap();
-        let text = config_map["data"]["cloakroom.yaml"].as_str().unwrap();
-        let secrets = "/run/secrets/cloakroom";
-        let env = MapEnv::default()
-            .with_file(&format!("{secrets}/client-secret"), "s")
-            .with_file(&format!("{secrets}/cookie-key-1"), KEY)
-            .with_file(&format!("{secrets}/redis-password"), "p")
-            .with_file(
-                &format!("{secrets}/redis-ca.pem"),
-                "-----BEGIN CERTIFICATE-----\n",
-            );
-        let config = Config::load(text, &env).unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(config.session.store, StoreConfig::Redis(_)));
-    }
-
-    #[test]
     fn px29_identity_headers_are_checked_at_their_key() {
         let c =
             load("public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]")

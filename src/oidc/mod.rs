@@ -191,8 +191,8 @@ impl Idp {
         self.discovered.read().ok().and_then(|d| d.clone())
     }
 
-    /// Retries discovery in the background until it succeeds, so readiness
-    /// turns true without waiting for the first login (UF-06).
+    /// Retries discovery in the background until it succeeds, so the first
+    /// login finds the IdP discovered and `/readyz` reports it (UF-06).
     pub fn discover_in_background(self: &Arc<Self>) {
         let idp = self.clone();
         tokio::spawn(async move {

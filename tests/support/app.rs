@@ -137,7 +137,7 @@ pub struct Process {
 
 impl Process {
     /// Starts `cloakroom serve` with `yaml` on free ports; returns once it
-    /// reports ready.
+    /// is ready and its session store and IdP are up.
     pub fn start(yaml: &str) -> Self {
         Self::start_at(free_port(), yaml)
     }
@@ -151,7 +151,7 @@ impl Process {
     /// benchmark against an earlier commit.
     pub fn start_binary_at(binary: &str, port: u16, yaml: &str) -> Self {
         let process = Self::spawn(binary, port, yaml, false);
-        process.wait_for(|status| status == 200, "cloakroom did not become ready");
+        process.wait_ready();
         process
     }
 
@@ -165,21 +165,34 @@ impl Process {
     /// [`Process::start_logged`] listening on `port`.
     pub fn start_logged_at(port: u16, yaml: &str) -> Self {
         let process = Self::spawn(env!("CARGO_BIN_EXE_cloakroom"), port, yaml, true);
-        process.wait_for(|status| status != 0, "cloakroom did not start");
+        process.wait_for(|status, _| status != 0, "cloakroom did not start");
         process
     }
 
-    /// Waits (20 s at most) until `/readyz` answers 200.
+    /// Waits (20 s at most) until `/readyz` answers 200 and its body says
+    /// the session store answers and the IdP, if any, is discovered:
+    /// readiness alone does not wait for either.
     pub fn wait_ready(&self) {
-        self.wait_for(|status| status == 200, "cloakroom did not become ready");
+        self.wait_for(
+            |status, body| {
+                let body: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+                status == 200
+                    && body["session_store"] == "ok"
+                    && (body["idp"].is_null() || body["idp"]["state"] == "ready")
+            },
+            "cloakroom did not become ready",
+        );
     }
 
-    fn wait_for(&self, done: impl Fn(u16) -> bool, failure: &str) {
+    fn wait_for(&self, done: impl Fn(u16, &str) -> bool, failure: &str) {
         until_blocking(
             Duration::from_secs(20),
             Duration::from_millis(50),
             failure,
-            || done(self.readyz().0),
+            || {
+                let (status, body) = self.readyz();
+                done(status, &body)
+            },
         );
     }
 
