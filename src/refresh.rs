@@ -348,6 +348,9 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
 }
 
 #[cfg(test)]
+mod flight_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
