@@ -3,18 +3,15 @@
 //! handshake is always checked by its `Origin` (CS-10).
 
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 
-use http::{Request, Response};
-use tower::{Layer, Service};
+use http::Request;
 
+use super::step::{Next, Step};
+use super::ResponseFuture;
 use crate::auth::Auth;
 use crate::body::Body;
 use crate::config::{CsrfMode, RouteConfig};
-use crate::error::BoxError;
 use crate::upstream::hygiene;
-
-use super::ResponseFuture;
 
 /// What a route's requests must show to pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,21 +24,14 @@ enum Policy {
     FetchMetadata,
 }
 
-/// Adds [`CsrfGuard`].
+/// Checks a request by its route's policy.
 #[derive(Clone)]
-pub struct CsrfLayer {
+pub struct CsrfGuard {
     auth: Arc<Auth>,
     policy: Policy,
 }
 
-#[derive(Clone)]
-pub struct CsrfGuard<S> {
-    inner: S,
-    auth: Arc<Auth>,
-    policy: Policy,
-}
-
-impl CsrfLayer {
+impl CsrfGuard {
     pub fn new(auth: &Arc<Auth>, route: &RouteConfig) -> Self {
         let policy = if route.login_redirect {
             Policy::Page
@@ -57,31 +47,8 @@ impl CsrfLayer {
     }
 }
 
-impl<S> Layer<S> for CsrfLayer {
-    type Service = CsrfGuard<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        CsrfGuard {
-            inner,
-            auth: self.auth.clone(),
-            policy: self.policy,
-        }
-    }
-}
-
-impl<S> Service<Request<Body>> for CsrfGuard<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = BoxError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+impl Step for CsrfGuard {
+    fn call(&self, request: Request<Body>, next: Next) -> ResponseFuture {
         let (method, headers) = (request.method(), request.headers());
         let csrf = &self.auth.csrf;
         let checked = if hygiene::is_websocket_upgrade(headers) {
@@ -94,7 +61,7 @@ where
             }
         };
         match checked {
-            Ok(()) => Box::pin(self.inner.call(request)),
+            Ok(()) => next.run(request),
             Err(refusal) => Box::pin(std::future::ready(Err(refusal.into()))),
         }
     }

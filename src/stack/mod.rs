@@ -13,12 +13,13 @@
 //! request to its route's stack with a [`Context`] in its extensions and
 //! turns any error a layer returns into the problem response (the one
 //! rescue). To add a step to some routes (another token kind, DPoP, a rate
-//! limit), write a layer here and choose it in [`build`].
+//! limit), write a [`step::Step`] here and choose it in [`build`].
 
 pub mod csrf;
 pub mod leaf;
 pub mod raw_path;
 pub mod session;
+pub mod step;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -34,6 +35,8 @@ use crate::config::{AuthMode, TokenKind};
 use crate::error::{BoxError, Refusal};
 use crate::routes::{Leaf as LeafKind, Route};
 use crate::upstream::Upstream;
+
+use self::step::Step;
 
 /// One route's whole pipeline, type-erased.
 pub type RouteService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
@@ -66,7 +69,7 @@ pub fn build(
 ) -> RouteService {
     let config = &route.config;
     let leaf = leaf::Leaf::new(route.clone(), upstream.clone(), public_host.clone());
-    let nested = (config.token == TokenKind::User).then_some(raw_path::NestedEncodingLayer);
+    let nested = (config.token == TokenKind::User).then(|| raw_path::NestedEncoding.into_layer());
     if config.auth == AuthMode::None {
         let service = ServiceBuilder::new().option_layer(nested).service(leaf);
         return BoxCloneSyncService::new(service);
@@ -80,9 +83,11 @@ pub fn build(
     let upstream_leaf = matches!(route.leaf, LeafKind::Upstream { .. });
     let service = ServiceBuilder::new()
         .option_layer(nested)
-        .layer(csrf::CsrfLayer::new(auth, config))
-        .layer(session::SessionLayer::new(&auth.sessions, config, upstream_leaf))
-        .option_layer((config.token == TokenKind::User).then(|| token::UserTokenLayer::new(&auth.refresher)))
+        .layer(csrf::CsrfGuard::new(auth, config).into_layer())
+        .layer(session::SessionStep::new(&auth.sessions, config, upstream_leaf).into_layer())
+        .option_layer(
+            (config.token == TokenKind::User).then(|| token::UserToken::new(&auth.refresher).into_layer()),
+        )
         .service(leaf);
     BoxCloneSyncService::new(service)
 }

@@ -1,53 +1,25 @@
 //! On routes that send the user's token: refuse nested encodings an
 //! upstream might decode into another path (PX-32), on the path as
-//! received. Only token routes carry this layer.
+//! received. Only token routes carry this step.
 
-use std::task::{Context as TaskContext, Poll};
+use http::Request;
 
-use http::{Request, Response};
-use tower::{Layer, Service};
-
+use super::step::{Next, Step};
+use super::ResponseFuture;
 use crate::body::Body;
-use crate::error::{BoxError, Refusal};
+use crate::error::Refusal;
 use crate::path::nested;
 
-use super::ResponseFuture;
-
-/// Adds [`NestedEncoding`].
-#[derive(Debug, Clone, Copy)]
-pub struct NestedEncodingLayer;
-
 /// Refuses a request whose raw path nests an encoded dot, separator or NUL.
-#[derive(Debug, Clone)]
-pub struct NestedEncoding<S> {
-    inner: S,
-}
+#[derive(Debug, Clone, Copy)]
+pub struct NestedEncoding;
 
-impl<S> Layer<S> for NestedEncodingLayer {
-    type Service = NestedEncoding<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        NestedEncoding { inner }
-    }
-}
-
-impl<S> Service<Request<Body>> for NestedEncoding<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = BoxError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+impl Step for NestedEncoding {
+    fn call(&self, request: Request<Body>, next: Next) -> ResponseFuture {
         if let Err(e) = nested::check(request.uri().path()) {
             tracing::debug!(error = %e, "refused request path");
             return Box::pin(std::future::ready(Err(Refusal::BadRequest("path").into())));
         }
-        Box::pin(self.inner.call(request))
+        next.run(request)
     }
 }

@@ -6,22 +6,20 @@
 //! one user is marked for no shared cache (T41).
 
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response};
-use tower::{Layer, Service};
+use http::{Method, Request};
 
+use super::step::{Next, Step};
+use super::ResponseFuture;
 use crate::body::Body;
 use crate::config::{AuthMode, RouteConfig};
 use crate::error::{BoxError, Refusal};
 use crate::session::{Loaded, Sessions};
 
-use super::ResponseFuture;
-
-/// Adds [`SessionStep`].
+/// Opens the request's session for the steps below.
 #[derive(Clone)]
-pub struct SessionLayer {
+pub struct SessionStep {
     sessions: Arc<Sessions>,
     required: bool,
     login_redirect: bool,
@@ -30,13 +28,7 @@ pub struct SessionLayer {
     no_store: bool,
 }
 
-#[derive(Clone)]
-pub struct SessionStep<S> {
-    inner: S,
-    layer: SessionLayer,
-}
-
-impl SessionLayer {
+impl SessionStep {
     pub fn new(sessions: &Arc<Sessions>, route: &RouteConfig, no_store: bool) -> Self {
         Self {
             sessions: sessions.clone(),
@@ -58,55 +50,27 @@ impl SessionLayer {
     }
 }
 
-impl<S> Layer<S> for SessionLayer {
-    type Service = SessionStep<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        SessionStep {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-impl<S> Service<Request<Body>> for SessionStep<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = BoxError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        // The clone is ready only if polled; take the ready one (tower's
-        // "clone and swap").
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
+impl Step for SessionStep {
+    fn call(&self, mut request: Request<Body>, next: Next) -> ResponseFuture {
+        let step = self.clone();
         Box::pin(async move {
-            let loaded = match layer.sessions.load(request.headers()).await {
+            let loaded = match step.sessions.load(request.headers()).await {
                 Ok(loaded) => loaded,
                 Err(e) if e.is::<Refusal>() => {
-                    if layer.required {
-                        return Err(layer.login_required(&request));
+                    if step.required {
+                        return Err(step.login_required(&request));
                     }
-                    let below: ResponseFuture = Box::pin(inner.call(request));
-                    return below.await;
+                    return next.run(request).await;
                 }
                 Err(e) => return Err(e),
             };
-            let reseal = layer.sessions.reseal(&loaded);
+            let reseal = step.sessions.reseal(&loaded);
             request.extensions_mut().insert(Arc::new(loaded));
-            let below: ResponseFuture = Box::pin(inner.call(request));
-            let mut response = below.await?;
+            let mut response = next.run(request).await?;
             if let Some(cookie) = reseal {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }
-            if layer.no_store {
+            if step.no_store {
                 response
                     .headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

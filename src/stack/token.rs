@@ -4,11 +4,9 @@
 //! session (an `optional` route), nothing is added.
 
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use http::{HeaderValue, Request, Response};
-use tower::{Layer, Service};
+use http::{HeaderValue, Request};
 
 use crate::body::Body;
 use crate::error::BoxError;
@@ -16,25 +14,21 @@ use crate::refresh::{RefreshError, Refresher};
 use crate::secret::Secret;
 use crate::session::Loaded;
 
+use super::step::{Next, Step};
 use super::ResponseFuture;
 
 /// The `Authorization` value the leaf injects upstream.
 #[derive(Clone)]
 pub struct Bearer(pub HeaderValue);
 
-/// Adds [`UserToken`].
+/// Puts the user's access token, refreshed when due, in the request's
+/// extensions for the leaf.
 #[derive(Clone)]
-pub struct UserTokenLayer {
+pub struct UserToken {
     refresher: Arc<Refresher>,
 }
 
-#[derive(Clone)]
-pub struct UserToken<S> {
-    inner: S,
-    refresher: Arc<Refresher>,
-}
-
-impl UserTokenLayer {
+impl UserToken {
     pub fn new(refresher: &Arc<Refresher>) -> Self {
         Self {
             refresher: refresher.clone(),
@@ -42,32 +36,8 @@ impl UserTokenLayer {
     }
 }
 
-impl<S> Layer<S> for UserTokenLayer {
-    type Service = UserToken<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        UserToken {
-            inner,
-            refresher: self.refresher.clone(),
-        }
-    }
-}
-
-impl<S> Service<Request<Body>> for UserToken<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = BoxError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Step for UserToken {
+    fn call(&self, mut request: Request<Body>, next: Next) -> ResponseFuture {
         let refresher = self.refresher.clone();
         Box::pin(async move {
             if let Some(loaded) = super::session::loaded(&request).cloned() {
@@ -76,8 +46,7 @@ where
                     .extensions_mut()
                     .insert(Bearer(bearer_header(token.expose())?));
             }
-            let below: ResponseFuture = Box::pin(inner.call(request));
-            below.await
+            next.run(request).await
         })
     }
 }
