@@ -7,33 +7,11 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use support::idp::world;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn px25_no_secret_reaches_a_response_or_a_log_line() {
-    let logs = Capture::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("debug")
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = support::logs::Logs::capture("debug");
 
     let w = world("").await;
     let browser = support::Browser::new(&w.base);
@@ -78,7 +56,7 @@ async fn px25_no_secret_reaches_a_response_or_a_log_line() {
     secrets.push(("client secret", "test-secret".into()));
     secrets.push(("session cookie", cookie));
 
-    let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let log_text = logs.text();
     assert!(log_text.contains("cloakroom::access"), "logs were captured");
     // What the browser got from cloakroom itself; proxied bodies are the
     // upstream's (the test echo server repeats its request headers).

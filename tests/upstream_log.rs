@@ -6,33 +6,11 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use support::{client, config, free_addr, App};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn uf02_a_502_log_line_names_the_upstream_that_failed() {
-    let logs = Capture::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter("warn")
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = support::logs::Logs::capture("warn");
 
     let closed = free_addr();
     let app = App::start(&config(&[("/gone", &format!("http://{closed}"), "")])).await;
@@ -41,7 +19,7 @@ async fn uf02_a_502_log_line_names_the_upstream_that_failed() {
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(!r.text().await.unwrap().contains(&closed.to_string()));
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let line = text
         .lines()
         .find(|l| l.contains(&rid) && l.contains("request failed"))

@@ -49,6 +49,11 @@ impl Endpoint {
         self.gate(n).notify_one();
     }
 
+    /// From now on, each grant waits for [`Endpoint::release`].
+    fn hold(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn grants(&self) -> Vec<String> {
         self.grants.lock().unwrap().clone()
     }
@@ -190,6 +195,15 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
     }
 }
 
+/// `replica.refresh(loaded)`, running on its own.
+fn in_flight(
+    replica: &Arc<Refresher>,
+    loaded: &Arc<Loaded>,
+) -> tokio::task::JoinHandle<Result<super::Fresh, RefreshError>> {
+    let (replica, loaded) = (replica.clone(), loaded.clone());
+    tokio::spawn(async move { replica.refresh(&loaded).await })
+}
+
 fn access(result: Result<super::Fresh, RefreshError>) -> String {
     result.expect("a fresh token").access_token.expose().to_string()
 }
@@ -197,18 +211,10 @@ fn access(result: Result<super::Fresh, RefreshError>) -> String {
 #[tokio::test]
 async fn rf01_rf20_fifty_callers_on_one_replica_share_one_token_call() {
     let bench = Bench::start().await;
-    bench
-        .endpoint
-        .held
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    bench.endpoint.hold();
     let replica = bench.replica();
     let loaded = Arc::new(bench.due_session().await);
-    let callers: Vec<_> = (0..50)
-        .map(|_| {
-            let (replica, loaded) = (replica.clone(), loaded.clone());
-            tokio::spawn(async move { replica.refresh(&loaded).await })
-        })
-        .collect();
+    let callers: Vec<_> = (0..50).map(|_| in_flight(&replica, &loaded)).collect();
     bench.endpoint.until_grants(1).await;
     bench.endpoint.release(0);
     for caller in callers {
@@ -223,21 +229,12 @@ async fn rf01_rf20_fifty_callers_on_one_replica_share_one_token_call() {
 #[tokio::test]
 async fn rf02_rf04_a_replica_that_finds_the_lease_taken_takes_the_winners_tokens() {
     let bench = Bench::start().await;
-    bench
-        .endpoint
-        .held
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    bench.endpoint.hold();
     let (first, second) = (bench.replica(), bench.replica());
     let loaded = Arc::new(bench.due_session().await);
-    let winner = tokio::spawn({
-        let (first, loaded) = (first.clone(), loaded.clone());
-        async move { first.refresh(&loaded).await }
-    });
+    let winner = in_flight(&first, &loaded);
     bench.endpoint.until_grants(1).await;
-    let waiter = tokio::spawn({
-        let (second, loaded) = (second.clone(), loaded.clone());
-        async move { second.refresh(&loaded).await }
-    });
+    let waiter = in_flight(&second, &loaded);
     bench.endpoint.release(0);
     assert_eq!(access(winner.await.unwrap()), "at-1");
     assert_eq!(access(waiter.await.unwrap()), "at-1");
@@ -251,16 +248,10 @@ async fn rf02_rf04_a_replica_that_finds_the_lease_taken_takes_the_winners_tokens
 #[tokio::test]
 async fn rf06_a_refresh_that_lost_its_lease_keeps_the_winners_tokens() {
     let bench = Bench::start().await;
-    bench
-        .endpoint
-        .held
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    bench.endpoint.hold();
     let (slow, fast) = (bench.replica(), bench.replica());
     let loaded = Arc::new(bench.due_session().await);
-    let late = tokio::spawn({
-        let (slow, loaded) = (slow.clone(), loaded.clone());
-        async move { slow.refresh(&loaded).await }
-    });
+    let late = in_flight(&slow, &loaded);
     bench.endpoint.until_grants(1).await;
     // The slow writer's lease vanishes (a failover that lost it) ...
     bench.store.delete(&lock::lock_key(&loaded.key)).await.unwrap();
@@ -277,16 +268,10 @@ async fn rf06_a_refresh_that_lost_its_lease_keeps_the_winners_tokens() {
 #[tokio::test]
 async fn rf15_a_logout_during_a_refresh_is_final_and_the_new_refresh_token_is_revoked() {
     let bench = Bench::start().await;
-    bench
-        .endpoint
-        .held
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    bench.endpoint.hold();
     let replica = bench.replica();
     let loaded = Arc::new(bench.due_session().await);
-    let refreshing = tokio::spawn({
-        let (replica, loaded) = (replica.clone(), loaded.clone());
-        async move { replica.refresh(&loaded).await }
-    });
+    let refreshing = in_flight(&replica, &loaded);
     bench.endpoint.until_grants(1).await;
     // The user logs out while the IdP's answer is on its way.
     bench.store.delete(&loaded.key).await.unwrap();

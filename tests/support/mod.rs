@@ -7,6 +7,7 @@
 //! - [`idp`]: the real IdP, and the [`idp::World`] of replicas around it;
 //! - [`fake_idp`]: an IdP that forges what a real one never would;
 //! - [`redis`], [`pki`]: real `redis-server`s, and certificates for them;
+//! - [`logs`]: the process's log lines, captured;
 //! - [`wait`]: polling until something holds, within a bound.
 // Each test binary uses a part of this.
 #![allow(dead_code, unused_imports)]
@@ -15,6 +16,7 @@ pub mod app;
 pub mod browser;
 pub mod fake_idp;
 pub mod idp;
+pub mod logs;
 pub mod net;
 pub mod pki;
 pub mod redis;
