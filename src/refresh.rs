@@ -28,7 +28,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::cookie::Ticket;
 use crate::oidc::{IdTokenCheckError, Idp, IdpError};
-use crate::secret::Secret;
+use crate::secret::AccessToken;
 use crate::session::lock::{self, Lease};
 use crate::session::record::Record;
 use crate::session::{Loaded, Sessions, StoreError};
@@ -72,7 +72,7 @@ impl RefreshError {
 /// A usable access token and when it expires.
 #[derive(Clone)]
 pub struct Fresh {
-    pub access_token: Arc<Secret<String>>,
+    pub access_token: Arc<AccessToken>,
     pub expires_at: u64,
 }
 
@@ -356,7 +356,7 @@ mod tests {
     fn obtained(lifetime: u64, known: bool) -> Record {
         let mut record = Record {
             format: crate::session::record::FORMAT,
-            access_token: Secret::new("AT".into()),
+            access_token: AccessToken::new("AT".into()),
             access_expires_at: 0,
             access_issued_ms: None,
             access_lifetime: None,

@@ -137,7 +137,7 @@ async fn exchange(
 ) -> Result<Response<Body>, LoginError> {
     let tokens = auth
         .idp
-        .exchange_code(code, &transaction.verifier(), &auth.redirect_uri())
+        .exchange_code(code, transaction.verifier().expose(), &auth.redirect_uri())
         .await
         .map_err(|e| match e {
             IdpError::Unreachable(_) => LoginError::unavailable(e),

@@ -26,7 +26,7 @@ pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, 
         }
         id_token = loaded.record.id_token;
     }
-    let logout_url = end_session_url(auth, id_token.as_ref().map(|t| t.expose().as_str())).await;
+    let logout_url = end_session_url(auth, id_token.as_ref().map(|t| t.expose())).await;
     let mut response = super::json(StatusCode::OK, &json!({ "logout_url": logout_url }));
     response
         .headers_mut()

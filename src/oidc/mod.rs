@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::clock::Clock;
 use crate::config::{OidcConfig, TokenEndpointAuth};
-use crate::secret::Secret;
+use crate::secret::{AccessToken, IdToken, RefreshToken};
 
 use self::discovery::Metadata;
 use self::id_token::{Expected, IdTokenError};
@@ -45,15 +45,15 @@ pub enum IdpError {
 /// A token endpoint answer. Tokens are secrets: they never print.
 #[derive(Debug, Deserialize)]
 pub struct TokenResponse {
-    pub access_token: Secret<String>,
+    pub access_token: AccessToken,
     #[serde(default)]
     pub token_type: String,
     #[serde(default)]
     pub expires_in: Option<u64>,
     #[serde(default)]
-    pub refresh_token: Option<Secret<String>>,
+    pub refresh_token: Option<RefreshToken>,
     #[serde(default)]
-    pub id_token: Option<Secret<String>>,
+    pub id_token: Option<IdToken>,
 }
 
 /// The access token lifetime assumed when an answer says nothing of it.
@@ -317,10 +317,11 @@ pub enum IdTokenCheckError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     fn answer(access_token: &str, expires_in: Option<u64>) -> TokenResponse {
         TokenResponse {
-            access_token: Secret::new(access_token.to_owned()),
+            access_token: AccessToken::new(access_token.to_owned()),
             token_type: "Bearer".into(),
             expires_in,
             refresh_token: None,
