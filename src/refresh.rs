@@ -29,7 +29,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use crate::cookie::Ticket;
 use crate::oidc::{IdTokenCheckError, Idp, IdpError};
 use crate::secret::AccessToken;
-use crate::session::lock::{self, Lease};
+use crate::session::lock::{self, RefreshLease};
 use crate::session::record::Record;
 use crate::session::{Loaded, Sessions, StoreError};
 
@@ -174,7 +174,7 @@ async fn run(refresher: &Refresher, ticket: &Ticket, key: &str, seen: u64) -> Re
 /// Runs `work` while renewing `lease`, then releases it.
 async fn renewing<T>(
     refresher: &Refresher,
-    mut lease: Lease,
+    mut lease: RefreshLease,
     work: impl std::future::Future<Output = T>,
 ) -> T {
     let store = refresher.sessions.store.as_ref();
