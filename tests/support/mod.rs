@@ -7,6 +7,7 @@
 //! - [`idp`]: the real IdP, and the [`idp::World`] of replicas around it;
 //! - [`fake_idp`]: an IdP that forges what a real one never would;
 //! - [`redis`], [`pki`]: real `redis-server`s, and certificates for them;
+//! - [`store_contract`]: what every session store must do, run per store;
 //! - [`wait`]: polling until something holds, within a bound.
 // Each test binary uses a part of this.
 #![allow(dead_code, unused_imports)]
@@ -18,6 +19,7 @@ pub mod idp;
 pub mod net;
 pub mod pki;
 pub mod redis;
+pub mod store_contract;
 pub mod upstream;
 pub mod wait;
 
