@@ -254,7 +254,7 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
     }
     let refresh_token = record.refresh_token.clone().ok_or(RefreshError::Ended)?;
     let spent = record.access_token.clone();
-    let tokens = match refresher.idp.refresh(refresh_token.expose()).await {
+    let tokens = match refresher.idp.refresh(&refresh_token).await {
         Ok(tokens) => tokens,
         Err(IdpError::Rejected(e)) if e.error == "invalid_grant" => {
             // One more read: a winner's write may explain the rejection.
@@ -278,7 +278,7 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
     if let Some(id_token) = &tokens.id_token {
         match refresher
             .idp
-            .validate_id_token(id_token.expose(), None, Some(tokens.access_token.expose()))
+            .validate_id_token(id_token, None, Some(&tokens.access_token))
             .await
         {
             Ok(c) if c.get("sub") == record.claims.get("sub") && c.get("iss") == record.claims.get("iss") => {
@@ -329,7 +329,7 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
                         // Logged out while the IdP answered (RF-15): the new
                         // refresh token must not outlive the session.
                         if let Some(rt) = &tokens.refresh_token {
-                            let _ = refresher.idp.revoke(rt.expose()).await;
+                            let _ = refresher.idp.revoke(rt).await;
                         }
                         return Err(RefreshError::Ended);
                     }

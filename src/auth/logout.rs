@@ -20,7 +20,7 @@ pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, 
     if let Some(loaded) = loaded {
         sessions.store.delete(&loaded.key).await?;
         if let Some(rt) = &loaded.record.refresh_token {
-            if let Err(e) = auth.idp.revoke(rt.expose()).await {
+            if let Err(e) = auth.idp.revoke(rt).await {
                 tracing::warn!(error = %e, "refresh token revocation failed; the session is deleted anyway");
             }
         }

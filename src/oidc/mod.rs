@@ -222,18 +222,24 @@ impl Idp {
 
     /// Uses a refresh token (RFC 6749 §6). Called once per rotation, never
     /// retried: a second use of a rotated token would revoke the grant.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, IdpError> {
-        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
-            .await
+    pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenResponse, IdpError> {
+        self.token_request(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ])
+        .await
     }
 
     /// Revokes a refresh token (RFC 7009) when the IdP offers revocation.
-    pub async fn revoke(&self, refresh_token: &str) -> Result<(), IdpError> {
+    pub async fn revoke(&self, refresh_token: &RefreshToken) -> Result<(), IdpError> {
         let metadata = self.metadata().await?;
         let Some(endpoint) = self.revocation_endpoint(&metadata) else {
             return Ok(());
         };
-        let form = [("token", refresh_token), ("token_type_hint", "refresh_token")];
+        let form = [
+            ("token", refresh_token.expose()),
+            ("token_type_hint", "refresh_token"),
+        ];
         let response = self
             .authenticate(self.client.post(endpoint.clone()), &form)
             .send()
@@ -283,12 +289,12 @@ impl Idp {
     /// Validates an ID token against the provider's keys (fail closed).
     pub async fn validate_id_token(
         &self,
-        token: &str,
+        token: &IdToken,
         nonce: Option<&str>,
-        access_token: Option<&str>,
+        access_token: Option<&AccessToken>,
     ) -> Result<Map<String, Value>, IdTokenCheckError> {
         let (metadata, jwks) = self.discovered().await?;
-        let (_, kid) = id_token::header(token)?;
+        let (_, kid) = id_token::header(token.expose())?;
         let jwk = jwks
             .find(&self.client, kid.as_deref())
             .await?
@@ -297,11 +303,11 @@ impl Idp {
             issuer: self.issuer(),
             client_id: &self.config.client_id,
             nonce,
-            access_token,
+            access_token: access_token.map(AccessToken::expose),
             provider_algs: &metadata.id_token_signing_alg_values_supported,
             now: self.clock.now(),
         };
-        Ok(id_token::validate(token, &jwk, &expected)?)
+        Ok(id_token::validate(token.expose(), &jwk, &expected)?)
     }
 }
 
