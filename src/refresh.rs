@@ -28,8 +28,8 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::cookie::Ticket;
 use crate::oidc::{IdTokenCheckError, Idp, IdpError};
-use crate::secret::Secret;
-use crate::session::lock::{self, Lease};
+use crate::secret::AccessToken;
+use crate::session::lock::{self, RefreshLease};
 use crate::session::record::Record;
 use crate::session::{Loaded, Sessions, StoreError};
 
@@ -72,7 +72,7 @@ impl RefreshError {
 /// A usable access token and when it expires.
 #[derive(Clone)]
 pub struct Fresh {
-    pub access_token: Arc<Secret<String>>,
+    pub access_token: Arc<AccessToken>,
     pub expires_at: u64,
 }
 
@@ -174,7 +174,7 @@ async fn run(refresher: &Refresher, ticket: &Ticket, key: &str, seen: u64) -> Re
 /// Runs `work` while renewing `lease`, then releases it.
 async fn renewing<T>(
     refresher: &Refresher,
-    mut lease: Lease,
+    mut lease: RefreshLease,
     work: impl std::future::Future<Output = T>,
 ) -> T {
     let store = refresher.sessions.store.as_ref();
@@ -254,7 +254,7 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
     }
     let refresh_token = record.refresh_token.clone().ok_or(RefreshError::Ended)?;
     let spent = record.access_token.clone();
-    let tokens = match refresher.idp.refresh(refresh_token.expose()).await {
+    let tokens = match refresher.idp.refresh(&refresh_token).await {
         Ok(tokens) => tokens,
         Err(IdpError::Rejected(e)) if e.error == "invalid_grant" => {
             // One more read: a winner's write may explain the rejection.
@@ -278,7 +278,7 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
     if let Some(id_token) = &tokens.id_token {
         match refresher
             .idp
-            .validate_id_token(id_token.expose(), None, Some(tokens.access_token.expose()))
+            .validate_id_token(id_token, None, Some(&tokens.access_token))
             .await
         {
             Ok(c) if c.get("sub") == record.claims.get("sub") && c.get("iss") == record.claims.get("iss") => {
@@ -329,7 +329,7 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
                         // Logged out while the IdP answered (RF-15): the new
                         // refresh token must not outlive the session.
                         if let Some(rt) = &tokens.refresh_token {
-                            let _ = refresher.idp.revoke(rt.expose()).await;
+                            let _ = refresher.idp.revoke(rt).await;
                         }
                         return Err(RefreshError::Ended);
                     }
@@ -359,7 +359,7 @@ mod tests {
     fn obtained(lifetime: u64, known: bool) -> Record {
         let mut record = Record {
             format: crate::session::record::FORMAT,
-            access_token: Secret::new("AT".into()),
+            access_token: AccessToken::new("AT".into()),
             access_expires_at: 0,
             access_issued_ms: None,
             access_lifetime: None,

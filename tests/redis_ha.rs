@@ -57,7 +57,7 @@ async fn t09_tls_with_a_client_certificate_meets_the_contract_and_nothing_less_c
     let mut config = RedisConfig::standalone(&redis.url());
     config.tls = tls(&pki, true);
     let store = RedisStore::connect(&config).await.unwrap();
-    cloakroom::session::contract::run_all(&store).await;
+    support::store_contract::run_all(&store).await;
 
     // Without the client certificate the server refuses us; without the CA
     // its certificate is not trusted. Either way the start fails and says why.
@@ -108,7 +108,7 @@ async fn rd06_sentinel_meets_the_contract_and_wait_puts_every_write_on_the_repli
     let replica = RedisServer::replica_of(&primary);
     let sentinel = RedisServer::sentinel(&primary, MASTER);
     let store = RedisStore::connect(&sentinel_config(&sentinel)).await.unwrap();
-    cloakroom::session::contract::run_all(&store).await;
+    support::store_contract::run_all(&store).await;
 
     // WAIT returns only once the replica has the write, so it is there
     // the moment `put` returns.
@@ -225,7 +225,7 @@ async fn rd11_a_least_privilege_acl_user_is_enough_and_its_password_is_checked()
     config.username = Some("cloakroom".into());
     config.password = Some(Secret::new("s3cret".into()));
     let store = RedisStore::connect(&config).await.unwrap();
-    cloakroom::session::contract::run_all(&store).await;
+    support::store_contract::run_all(&store).await;
 
     config.password = Some(Secret::new("wrong".into()));
     match RedisStore::connect(&config).await {

@@ -35,7 +35,7 @@ async fn api_once_redis_answers(w: &support::idp::World, browser: &support::Brow
 async fn redis_store_meets_the_contract() {
     let redis = RedisServer::start();
     let store = RedisStore::connect(&config(&redis.url())).await.unwrap();
-    cloakroom::session::contract::run_all(&store).await;
+    support::store_contract::run_all(&store).await;
 }
 
 #[tokio::test]
@@ -177,7 +177,7 @@ async fn rd09_a_three_master_cluster_meets_the_contract_and_serves_logins() {
     let mut cfg = config("");
     cfg.topology = RedisTopology::Cluster(seeds.iter().map(|s| Secret::new(s.clone())).collect());
     let store = RedisStore::connect(&cfg).await.unwrap();
-    cloakroom::session::contract::run_all(&store).await;
+    support::store_contract::run_all(&store).await;
     // Session, lock and transaction keys hash-tag into one slot: the Lua
     // scripts never touch two slots (no CROSSSLOT) on any node.
     let list = seeds

@@ -137,7 +137,7 @@ async fn exchange(
 ) -> Result<Response<Body>, LoginError> {
     let tokens = auth
         .idp
-        .exchange_code(code, &transaction.verifier(), &auth.redirect_uri())
+        .exchange_code(code, transaction.verifier().expose(), &auth.redirect_uri())
         .await
         .map_err(|e| match e {
             IdpError::Unreachable(_) => LoginError::unavailable(e),
@@ -150,11 +150,7 @@ async fn exchange(
     };
     let claims = auth
         .idp
-        .validate_id_token(
-            id_token.expose(),
-            Some(&transaction.nonce()),
-            Some(tokens.access_token.expose()),
-        )
+        .validate_id_token(id_token, Some(&transaction.nonce()), Some(&tokens.access_token))
         .await
         .map_err(|e| match e {
             IdTokenCheckError::Idp(e @ IdpError::Unreachable(_)) => LoginError::unavailable(e),

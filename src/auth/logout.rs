@@ -20,13 +20,13 @@ pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, 
     if let Some(loaded) = loaded {
         sessions.store.delete(&loaded.key).await?;
         if let Some(rt) = &loaded.record.refresh_token {
-            if let Err(e) = auth.idp.revoke(rt.expose()).await {
+            if let Err(e) = auth.idp.revoke(rt).await {
                 tracing::warn!(error = %e, "refresh token revocation failed; the session is deleted anyway");
             }
         }
         id_token = loaded.record.id_token;
     }
-    let logout_url = end_session_url(auth, id_token.as_ref().map(|t| t.expose().as_str())).await;
+    let logout_url = end_session_url(auth, id_token.as_ref().map(|t| t.expose())).await;
     let mut response = super::json(StatusCode::OK, &json!({ "logout_url": logout_url }));
     response
         .headers_mut()

@@ -27,6 +27,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use super::Auth;
 use crate::cookie::{CookieNames, Purpose};
 use crate::random;
+use crate::secret::Secret;
 
 /// Logins one browser may have in flight at once (tabs).
 pub const MAX_PENDING: usize = 8;
@@ -73,13 +74,15 @@ impl Transaction {
     }
 
     /// The PKCE code verifier: 256 random bits, base64url (RFC 7636 §4.1).
-    pub fn verifier(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.verifier)
+    /// Secret until the code is exchanged: it never prints and is wiped on
+    /// drop, like the transaction that holds it.
+    pub fn verifier(&self) -> Secret<String> {
+        Secret::new(URL_SAFE_NO_PAD.encode(self.verifier))
     }
 
     /// The PKCE S256 challenge sent with the authorization request.
     pub fn challenge(&self) -> String {
-        URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(self.verifier().as_bytes()))
+        URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(self.verifier().expose().as_bytes()))
     }
 
     /// The OpenID Connect nonce: 256 random bits, base64url.
@@ -253,6 +256,7 @@ mod tests {
         let back = decode(&t.encode()).unwrap();
         assert_eq!(back.return_to, "/a?b=c");
         assert_eq!((back.verifier(), back.nonce()), (t.verifier(), t.nonce()));
+        assert_eq!(format!("{:?}", t.verifier()), "[redacted]");
         assert_eq!(back.state_hash, state_hash(&state));
         assert_ne!(back.state_hash, state_hash("another state"));
     }
@@ -261,11 +265,11 @@ mod tests {
     fn lg06_secrets_are_256_bits_and_the_challenge_is_s256() {
         let (t, state) = login("/");
         assert_eq!(state.len(), 43);
-        assert_eq!(t.verifier().len(), 43, "RFC 7636: 43 to 128 characters");
+        assert_eq!(t.verifier().expose().len(), 43, "RFC 7636: 43 to 128 characters");
         assert_eq!(t.nonce().len(), 43);
-        let expected = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(t.verifier().as_bytes()));
+        let expected = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(t.verifier().expose().as_bytes()));
         assert_eq!(t.challenge(), expected);
-        assert_ne!(t.verifier(), t.nonce());
+        assert_ne!(t.verifier().expose(), &t.nonce());
     }
 
     #[test]

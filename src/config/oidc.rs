@@ -5,7 +5,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::node::{from_text, Cursor, Fields, FromNode, Reported};
-use super::values::{absolute_http_url, is_plain_remote, Upstream};
+use super::values::{absolute_http_url, is_plain_remote, UrlWithoutQuery};
 use crate::secret::Secret;
 
 /// The IdP and how cloakroom authenticates to it.
@@ -46,7 +46,7 @@ impl FromNode for OidcConfig {
             .to_vec();
         let scopes = f.or::<Vec<String>>("scopes", default_scopes, at);
         let post_logout_redirect_uri = f
-            .optional::<Upstream>("post_logout_redirect_uri", at)
+            .optional::<UrlWithoutQuery>("post_logout_redirect_uri", at)
             .map(|u| u.0);
         let id_token_hint = f.or("id_token_hint", false, at);
         let revocation_endpoint = f.optional::<IdpEndpoint>("revocation_endpoint", at).map(|e| e.0);

@@ -11,7 +11,7 @@ use url::Url;
 use super::headers::Subprotocol;
 use super::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
 use super::statics::StaticConfig;
-use super::values::{Bytes, Upstream};
+use super::values::{Bytes, UrlWithoutQuery};
 use crate::path::normalize_path;
 
 /// One `routes[]` entry.
@@ -94,7 +94,7 @@ impl FromNode for RouteConfig {
             }
             f.optional::<StaticConfig>("static", at).map(Target::Static)
         } else {
-            f.required::<Upstream>("upstream", at)
+            f.required::<UrlWithoutQuery>("upstream", at)
                 .map(|u| Target::Upstream(u.0))
         };
         let auth = f.or("auth", AuthMode::Required, at);

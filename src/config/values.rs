@@ -34,15 +34,16 @@ from_text!(PublicUrl, |text| {
     Ok(PublicUrl(url))
 });
 
-/// An upstream base URL: absolute http(s), no query.
-pub(super) struct Upstream(pub(super) Url);
+/// An absolute http(s) URL without a query: an upstream's base URL, or
+/// where the IdP sends the browser after logout.
+pub(super) struct UrlWithoutQuery(pub(super) Url);
 
-from_text!(Upstream, |text| {
+from_text!(UrlWithoutQuery, |text| {
     let url = absolute_http_url(text)?;
     if url.query().is_some() {
         return Err("must not have a query".into());
     }
-    Ok(Upstream(url))
+    Ok(UrlWithoutQuery(url))
 });
 
 /// A byte count written with or without a unit.

@@ -6,16 +6,19 @@
 //! token.
 
 use rand::RngCore;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroizing;
 
 use super::seal::SealError;
+use crate::secret::Secret;
 
 const LEN: usize = 16 + 32 + 8;
 
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+/// The id and the key are [`Secret`]s: they never print, are wiped on
+/// drop, and are not `Copy`, so they are never copied by accident.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
-    pub sid: [u8; 16],
-    pub data_key: [u8; 32],
+    pub sid: Secret<[u8; 16]>,
+    pub data_key: Secret<[u8; 32]>,
     /// Seconds since the Unix epoch when the session was created.
     pub issued_at: u64,
 }
@@ -25,20 +28,21 @@ pub struct Ticket {
 impl Ticket {
     /// A new session: fresh id and key from the OS-seeded CSPRNG.
     pub fn generate(issued_at: u64) -> Self {
-        let mut ticket = Self {
-            sid: [0; 16],
-            data_key: [0; 32],
+        let mut sid = Zeroizing::new([0; 16]);
+        let mut data_key = Zeroizing::new([0; 32]);
+        rand::rng().fill_bytes(&mut *sid);
+        rand::rng().fill_bytes(&mut *data_key);
+        Self {
+            sid: Secret::new(*sid),
+            data_key: Secret::new(*data_key),
             issued_at,
-        };
-        rand::rng().fill_bytes(&mut ticket.sid);
-        rand::rng().fill_bytes(&mut ticket.data_key);
-        ticket
+        }
     }
 
     pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let mut out = zeroize::Zeroizing::new(Vec::with_capacity(LEN));
-        out.extend_from_slice(&self.sid);
-        out.extend_from_slice(&self.data_key);
+        out.extend_from_slice(self.sid.expose());
+        out.extend_from_slice(self.data_key.expose());
         out.extend_from_slice(&self.issued_at.to_be_bytes());
         out
     }
@@ -47,17 +51,17 @@ impl Ticket {
         if bytes.len() != LEN {
             return Err(SealError::Malformed);
         }
-        let mut ticket = Self {
-            sid: [0; 16],
-            data_key: [0; 32],
-            issued_at: 0,
-        };
-        ticket.sid.copy_from_slice(&bytes[..16]);
-        ticket.data_key.copy_from_slice(&bytes[16..48]);
+        let mut sid = Zeroizing::new([0; 16]);
+        let mut data_key = Zeroizing::new([0; 32]);
+        sid.copy_from_slice(&bytes[..16]);
+        data_key.copy_from_slice(&bytes[16..48]);
         let mut at = [0u8; 8];
         at.copy_from_slice(&bytes[48..]);
-        ticket.issued_at = u64::from_be_bytes(at);
-        Ok(ticket)
+        Ok(Self {
+            sid: Secret::new(*sid),
+            data_key: Secret::new(*data_key),
+            issued_at: u64::from_be_bytes(at),
+        })
     }
 }
 
@@ -82,10 +86,18 @@ mod tests {
     }
 
     #[test]
+    fn the_id_and_key_never_print() {
+        let t = Ticket::generate(0);
+        assert_eq!(format!("{:?}", t.sid), "[redacted]");
+        assert_eq!(format!("{:?}", t.data_key), "[redacted]");
+        assert_eq!(format!("{t:?}"), "Ticket { issued_at: 0, .. }");
+    }
+
+    #[test]
     fn ck12_session_ids_are_128_bit_and_unique() {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..100_000 {
-            assert!(seen.insert(Ticket::generate(0).sid));
+            assert!(seen.insert(*Ticket::generate(0).sid.expose()));
         }
     }
 }

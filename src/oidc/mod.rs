@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::clock::Clock;
 use crate::config::{OidcConfig, TokenEndpointAuth};
-use crate::secret::Secret;
+use crate::secret::{AccessToken, IdToken, RefreshToken};
 
 use self::discovery::Metadata;
 use self::id_token::{Expected, IdTokenError};
@@ -45,15 +45,15 @@ pub enum IdpError {
 /// A token endpoint answer. Tokens are secrets: they never print.
 #[derive(Debug, Deserialize)]
 pub struct TokenResponse {
-    pub access_token: Secret<String>,
+    pub access_token: AccessToken,
     #[serde(default)]
     pub token_type: String,
     #[serde(default)]
     pub expires_in: Option<u64>,
     #[serde(default)]
-    pub refresh_token: Option<Secret<String>>,
+    pub refresh_token: Option<RefreshToken>,
     #[serde(default)]
-    pub id_token: Option<Secret<String>>,
+    pub id_token: Option<IdToken>,
 }
 
 /// The access token lifetime assumed when an answer says nothing of it.
@@ -222,18 +222,24 @@ impl Idp {
 
     /// Uses a refresh token (RFC 6749 §6). Called once per rotation, never
     /// retried: a second use of a rotated token would revoke the grant.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenResponse, IdpError> {
-        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
-            .await
+    pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenResponse, IdpError> {
+        self.token_request(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ])
+        .await
     }
 
     /// Revokes a refresh token (RFC 7009) when the IdP offers revocation.
-    pub async fn revoke(&self, refresh_token: &str) -> Result<(), IdpError> {
+    pub async fn revoke(&self, refresh_token: &RefreshToken) -> Result<(), IdpError> {
         let metadata = self.metadata().await?;
         let Some(endpoint) = self.revocation_endpoint(&metadata) else {
             return Ok(());
         };
-        let form = [("token", refresh_token), ("token_type_hint", "refresh_token")];
+        let form = [
+            ("token", refresh_token.expose()),
+            ("token_type_hint", "refresh_token"),
+        ];
         let response = self
             .authenticate(self.client.post(endpoint.clone()), &form)
             .send()
@@ -283,12 +289,12 @@ impl Idp {
     /// Validates an ID token against the provider's keys (fail closed).
     pub async fn validate_id_token(
         &self,
-        token: &str,
+        token: &IdToken,
         nonce: Option<&str>,
-        access_token: Option<&str>,
+        access_token: Option<&AccessToken>,
     ) -> Result<Map<String, Value>, IdTokenCheckError> {
         let (metadata, jwks) = self.discovered().await?;
-        let (_, kid) = id_token::header(token)?;
+        let (_, kid) = id_token::header(token.expose())?;
         let jwk = jwks
             .find(&self.client, kid.as_deref())
             .await?
@@ -297,11 +303,11 @@ impl Idp {
             issuer: self.issuer(),
             client_id: &self.config.client_id,
             nonce,
-            access_token,
+            access_token: access_token.map(AccessToken::expose),
             provider_algs: &metadata.id_token_signing_alg_values_supported,
             now: self.clock.now(),
         };
-        Ok(id_token::validate(token, &jwk, &expected)?)
+        Ok(id_token::validate(token.expose(), &jwk, &expected)?)
     }
 }
 
@@ -317,10 +323,11 @@ pub enum IdTokenCheckError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     fn answer(access_token: &str, expires_in: Option<u64>) -> TokenResponse {
         TokenResponse {
-            access_token: Secret::new(access_token.to_owned()),
+            access_token: AccessToken::new(access_token.to_owned()),
             token_type: "Bearer".into(),
             expires_in,
             refresh_token: None,

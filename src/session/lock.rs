@@ -11,8 +11,8 @@ use bytes::Bytes;
 
 use super::store::{SessionStore, StoreError};
 
-/// A held lease. Renew it while working; release it when done.
-pub struct Lease {
+/// A held refresh lease. Renew it while working; release it when done.
+pub struct RefreshLease {
     key: String,
     /// A random owner token: only its holder matches it.
     owner: Bytes,
@@ -29,10 +29,10 @@ pub async fn acquire(
     store: &dyn SessionStore,
     key: &str,
     ttl: Duration,
-) -> Result<Option<Lease>, StoreError> {
+) -> Result<Option<RefreshLease>, StoreError> {
     let owner = Bytes::from(crate::random::token(16));
     match store.put(key, owner.clone(), 0, ttl).await {
-        Ok(version) => Ok(Some(Lease {
+        Ok(version) => Ok(Some(RefreshLease {
             key: key.to_owned(),
             owner,
             version,
@@ -42,9 +42,9 @@ pub async fn acquire(
     }
 }
 
-// === impl Lease ===
+// === impl RefreshLease ===
 
-impl Lease {
+impl RefreshLease {
     /// Extends the lease; `false` if it was lost (expired and taken).
     pub async fn renew(&mut self, store: &dyn SessionStore, ttl: Duration) -> Result<bool, StoreError> {
         // Version and owner must both still match: versions restart at 1

@@ -213,11 +213,6 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn memory_store_meets_the_contract() {
-        crate::session::contract::run_all(&MemoryStore::new()).await;
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn expired_keys_are_purged_in_the_background() {
         let store = MemoryStore::new();
         store

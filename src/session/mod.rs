@@ -1,7 +1,6 @@
 //! Server-side session state: the store contract and its implementations.
 
 pub mod cache;
-pub mod contract;
 pub mod life;
 pub mod lock;
 pub mod memory;

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::cookie::{SealError, Ticket};
 use crate::random::hex;
-use crate::secret::Secret;
+use crate::secret::{AccessToken, IdToken, RefreshToken};
 
 /// Record format written by this release; older ones stay readable.
 pub const FORMAT: u32 = 1;
@@ -23,7 +23,7 @@ pub const FORMAT: u32 = 1;
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Record {
     pub format: u32,
-    pub access_token: Secret<String>,
+    pub access_token: AccessToken,
     /// Seconds since the epoch.
     pub access_expires_at: u64,
     /// When the access token was obtained (milliseconds since the epoch) and
@@ -34,8 +34,8 @@ pub struct Record {
     pub access_issued_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_lifetime: Option<u64>,
-    pub refresh_token: Option<Secret<String>>,
-    pub id_token: Option<Secret<String>>,
+    pub refresh_token: Option<RefreshToken>,
+    pub id_token: Option<IdToken>,
     /// The ID token claims kept for `/auth/user` and identity checks.
     pub claims: Map<String, Value>,
     pub created_at: u64,
@@ -46,9 +46,10 @@ pub struct Record {
 /// session's own data key so it survives cookie-key rotation. The hash tag
 /// keeps a session's keys in one Redis Cluster slot.
 pub fn store_key(ticket: &Ticket) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&ticket.data_key).expect("any key length");
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(ticket.data_key.expose()).expect("any key length");
     mac.update(b"cloakroom session id");
-    mac.update(&ticket.sid);
+    mac.update(ticket.sid.expose());
     let digest = mac.finalize().into_bytes();
     format!("cloakroom:{{{}}}:s", hex(&digest[..16]))
 }
@@ -68,7 +69,7 @@ impl Record {
         let json = zeroize::Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
-        let cipher = Aes256Gcm::new(&ticket.data_key.into());
+        let cipher = Aes256Gcm::new(ticket.data_key.expose().into());
         let sealed = cipher
             .encrypt(
                 &Nonce::from(nonce),
@@ -91,7 +92,7 @@ impl Record {
         }
         let (nonce, sealed) = bytes.split_at(12);
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| SealError::Malformed)?;
-        let cipher = Aes256Gcm::new(&ticket.data_key.into());
+        let cipher = Aes256Gcm::new(ticket.data_key.expose().into());
         let json = zeroize::Zeroizing::new(
             cipher
                 .decrypt(
@@ -114,15 +115,16 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     fn record() -> Record {
         Record {
             format: FORMAT,
-            access_token: Secret::new("AT-secret".into()),
+            access_token: AccessToken::new("AT-secret".into()),
             access_expires_at: 10,
             access_issued_ms: Some(5_000),
             access_lifetime: Some(5),
-            refresh_token: Some(Secret::new("RT-secret".into())),
+            refresh_token: Some(RefreshToken::new("RT-secret".into())),
             id_token: None,
             claims: Map::new(),
             created_at: 1,
@@ -155,12 +157,103 @@ mod tests {
         );
     }
 
+    /// The record as the previous release declared it, every token a
+    /// `Secret<String>`.
+    #[derive(Serialize)]
+    struct PreviousRecord {
+        format: u32,
+        access_token: Secret<String>,
+        access_expires_at: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        access_issued_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        access_lifetime: Option<u64>,
+        refresh_token: Option<Secret<String>>,
+        id_token: Option<Secret<String>>,
+        claims: Map<String, Value>,
+        created_at: u64,
+        last_seen: u64,
+    }
+
+    /// Seals `json` as the previous release's `Record::seal` did: nonce,
+    /// then AES-256-GCM under the data key with the store key as AAD.
+    fn seal_as_before(json: &[u8], ticket: &Ticket, store_key: &str) -> Vec<u8> {
+        let nonce = [7u8; 12];
+        let cipher = Aes256Gcm::new(ticket.data_key.expose().into());
+        let sealed = cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: json,
+                    aad: store_key.as_bytes(),
+                },
+            )
+            .unwrap();
+        [&nonce[..], &sealed].concat()
+    }
+
+    #[test]
+    fn a_record_sealed_with_secret_string_tokens_opens_with_the_token_types() {
+        let mut claims = Map::new();
+        claims.insert("sub".into(), Value::from("alice"));
+        let previous = PreviousRecord {
+            format: FORMAT,
+            access_token: Secret::new("AT-secret".into()),
+            access_expires_at: 10,
+            access_issued_ms: Some(5_000),
+            access_lifetime: Some(5),
+            refresh_token: Some(Secret::new("RT-secret".into())),
+            id_token: Some(Secret::new("ID-secret".into())),
+            claims: claims.clone(),
+            created_at: 1,
+            last_seen: 2,
+        };
+        let json = serde_json::to_vec(&previous).unwrap();
+        let ticket = Ticket::generate(0);
+        let key = store_key(&ticket);
+        let opened = Record::open(&seal_as_before(&json, &ticket, &key), &ticket, &key).unwrap();
+        assert_eq!(opened.access_token.expose(), "AT-secret");
+        assert_eq!(opened.refresh_token.as_ref().unwrap().expose(), "RT-secret");
+        assert_eq!(opened.id_token.as_ref().unwrap().expose(), "ID-secret");
+        assert_eq!(
+            (
+                opened.access_expires_at,
+                opened.access_issued_ms,
+                opened.access_lifetime
+            ),
+            (10, Some(5_000), Some(5))
+        );
+        assert_eq!(
+            (opened.claims, opened.created_at, opened.last_seen),
+            (claims, 1, 2)
+        );
+
+        // And what this release writes is the same text, byte for byte.
+        let mut current = record();
+        current.id_token = Some(IdToken::new("ID-secret".into()));
+        current.claims.insert("sub".into(), Value::from("alice"));
+        current.last_seen = 2;
+        assert_eq!(serde_json::to_vec(&current).unwrap(), json);
+    }
+
+    #[test]
+    fn a_record_from_before_token_lifetimes_were_kept_still_opens() {
+        let json = br#"{"format":1,"access_token":"AT","access_expires_at":10,"refresh_token":null,"id_token":null,"claims":{},"created_at":1,"last_seen":1}"#;
+        let ticket = Ticket::generate(0);
+        let key = store_key(&ticket);
+        let opened = Record::open(&seal_as_before(json, &ticket, &key), &ticket, &key).unwrap();
+        assert_eq!(opened.access_token.expose(), "AT");
+        assert!(opened.refresh_token.is_none() && opened.id_token.is_none());
+        assert_eq!((opened.access_issued_ms, opened.access_lifetime), (None, None));
+        assert_eq!(serde_json::to_vec(&opened).unwrap(), json);
+    }
+
     #[test]
     fn ck12_store_keys_are_hashed_and_hash_tagged() {
         let ticket = Ticket::generate(0);
         let key = store_key(&ticket);
         assert!(key.starts_with("cloakroom:{") && key.ends_with("}:s"), "{key}");
-        let sid_hex = hex(&ticket.sid);
+        let sid_hex = hex(ticket.sid.expose());
         assert!(!key.contains(&sid_hex));
     }
 }

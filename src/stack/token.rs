@@ -11,7 +11,7 @@ use http::{HeaderValue, Request};
 use crate::body::Body;
 use crate::error::BoxError;
 use crate::refresh::{RefreshError, Refresher};
-use crate::secret::Secret;
+use crate::secret::AccessToken;
 use crate::session::Loaded;
 
 use super::step::{Next, Step};
@@ -58,7 +58,7 @@ const REFRESH_PATIENCE: Duration = Duration::from_secs(2);
 /// While the IdP or the store cannot refresh it, a token that is still
 /// valid is used as it is (RF-10); an expired one gives a 503 that keeps
 /// the session (RF-11).
-async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc<Secret<String>>, BoxError> {
+async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc<AccessToken>, BoxError> {
     let now = refresher.now();
     let record = &loaded.record;
     if refresher.is_fresh(record) {

@@ -46,7 +46,7 @@ struct Idle {
 }
 
 /// A checked-out connection, returned to the pool when its response ends.
-struct Lease {
+struct ConnectionLease {
     pool: Weak<Pool>,
     key: Key,
     sender: SendRequest<Body>,
@@ -57,7 +57,7 @@ pin_project_lite::pin_project! {
     struct PooledBody {
         #[pin]
         inner: Incoming,
-        lease: Option<Lease>,
+        lease: Option<ConnectionLease>,
     }
 }
 
@@ -144,7 +144,7 @@ impl Pool {
         sender: SendRequest<Body>,
         response: Response<Incoming>,
     ) -> Response<Body> {
-        let lease = Lease {
+        let lease = ConnectionLease {
             pool: Arc::downgrade(self),
             key,
             sender,
@@ -165,9 +165,9 @@ impl Pool {
     }
 }
 
-// === impl Lease ===
+// === impl ConnectionLease ===
 
-impl Lease {
+impl ConnectionLease {
     fn release(self) {
         let Some(pool) = self.pool.upgrade() else { return };
         let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());

@@ -8,6 +8,7 @@
 //! - [`fake_idp`]: an IdP that forges what a real one never would;
 //! - [`redis`], [`pki`]: real `redis-server`s, and certificates for them;
 //! - [`logs`]: the process's log lines, captured;
+//! - [`store_contract`]: what every session store must do, run per store;
 //! - [`wait`]: polling until something holds, within a bound.
 // Each test binary uses a part of this.
 #![allow(dead_code, unused_imports)]
@@ -20,6 +21,7 @@ pub mod logs;
 pub mod net;
 pub mod pki;
 pub mod redis;
+pub mod store_contract;
 pub mod upstream;
 pub mod wait;
 

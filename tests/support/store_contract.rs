@@ -1,5 +1,6 @@
 //! The behaviour every [`SessionStore`] must show, as one suite run against
-//! each implementation (the memory store here, real Redis alike).
+//! each implementation: the memory store (`tests/memory_store.rs`) and real
+//! Redis (`tests/redis_store.rs`, `tests/redis_ha.rs`).
 //!
 //! Timing uses `tokio::time::sleep`, so a paused test clock runs it instantly
 //! for the memory store while a real server sees real seconds.
@@ -7,8 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-
-use super::store::{SessionStore, StoreError};
+use cloakroom::session::{SessionStore, StoreError};
 
 /// Runs every contract check against `store`, on `cloakroom:{contract-…}:s`
 /// keys: inside the namespace a production ACL grants.
