@@ -4,6 +4,7 @@
 //! validated [`Config`] and a shutdown future.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod admin;
 pub mod app;

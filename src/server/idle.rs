@@ -21,13 +21,13 @@ use crate::error::BoxError;
 
 /// The requests in flight on one connection.
 #[derive(Debug)]
-pub struct Activity {
+pub(super) struct Activity {
     in_flight: watch::Sender<usize>,
 }
 
 /// One request in flight; it ends when this is dropped.
 #[derive(Debug)]
-pub struct InFlight {
+pub(super) struct InFlight {
     in_flight: watch::Sender<usize>,
 }
 
@@ -43,14 +43,14 @@ pin_project_lite::pin_project! {
 // === impl Activity ===
 
 impl Activity {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             in_flight: watch::Sender::new(0),
         }
     }
 
     /// Marks a request as started.
-    pub fn begin(&self) -> InFlight {
+    pub(super) fn begin(&self) -> InFlight {
         self.in_flight.send_modify(|n| *n += 1);
         InFlight {
             in_flight: self.in_flight.clone(),
@@ -58,7 +58,7 @@ impl Activity {
     }
 
     /// Resolves once no request has been in flight for `timeout`.
-    pub async fn idle_for(&self, timeout: Duration) {
+    pub(super) async fn idle_for(&self, timeout: Duration) {
         let mut changes = self.in_flight.subscribe();
         loop {
             if *changes.borrow_and_update() == 0 {
@@ -84,7 +84,7 @@ impl Default for Activity {
 
 impl InFlight {
     /// Keeps the request in flight until `response`'s body is done.
-    pub fn until_sent(self, response: Response<Body>) -> Response<Body> {
+    pub(super) fn until_sent(self, response: Response<Body>) -> Response<Body> {
         response.map(|inner| {
             if inner.is_end_stream() {
                 // Nothing left to send: done once hyper writes the head.

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 
 /// The open-connection count of every client address.
 #[derive(Debug, Clone)]
-pub struct PerIp {
+pub(super) struct PerIp {
     shared: Arc<Shared>,
 }
 
@@ -38,14 +38,14 @@ struct Count {
 
 /// One connection's place in its address's count; given back on drop.
 #[derive(Debug)]
-pub struct Slot {
+pub(super) struct Slot {
     held: Option<(Arc<Shared>, IpAddr)>,
 }
 
 // === impl PerIp ===
 
 impl PerIp {
-    pub fn new(max: u64, exempt: &[IpNet]) -> Self {
+    pub(super) fn new(max: u64, exempt: &[IpNet]) -> Self {
         Self {
             shared: Arc::new(Shared {
                 max,
@@ -57,7 +57,7 @@ impl PerIp {
 
     /// A slot for a connection from `peer`, or `None` when that address
     /// already has its maximum open.
-    pub fn acquire(&self, peer: IpAddr) -> Option<Slot> {
+    pub(super) fn acquire(&self, peer: IpAddr) -> Option<Slot> {
         let peer = peer.to_canonical();
         if self.shared.exempt.iter().any(|net| net.contains(&peer)) {
             return Some(Slot { held: None });

@@ -19,7 +19,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A stream that replays the bytes read before it, then reads on.
 #[derive(Debug)]
-pub struct Rewind<T> {
+pub(super) struct Rewind<T> {
     prefix: Vec<u8>,
     at: usize,
     inner: T,
@@ -28,7 +28,7 @@ pub struct Rewind<T> {
 /// Reads until the bytes tell HTTP/1 from HTTP/2: the whole HTTP/2 preface,
 /// or a byte that departs from it. Fails with `TimedOut` if that takes longer
 /// than `within`, and with `UnexpectedEof` if the peer closes first.
-pub async fn read<T>(mut io: T, within: Duration) -> io::Result<Rewind<T>>
+pub(super) async fn read<T>(mut io: T, within: Duration) -> io::Result<Rewind<T>>
 where
     T: AsyncRead + Unpin,
 {
