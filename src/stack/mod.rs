@@ -2,12 +2,14 @@
 //! outermost first:
 //!
 //! ```text
-//! nested-encoding check (token routes) → CSRF → session → token → leaf
+//! nested-encoding check (token routes) → CSRF → session → access
+//!   → claim headers → token → leaf
 //! ```
 //!
 //! A route with `auth: none` has no CSRF, session or token layer at all; a
-//! route without `token: user` has no token layer; the leaf is the upstream
-//! or the route's static files. Nothing below the router asks what kind of
+//! route without `token: user` has no token layer, one without `access` or
+//! `step_up` no access layer, one without `claim_headers` no claim-headers
+//! layer; the leaf is the upstream or the route's static files. Nothing below the router asks what kind of
 //! route it serves. The outer steps shared by every route (request id,
 //! access log, limits, routing) live in [`crate::app`], which hands each
 //! request to its route's stack with a [`Context`] in its extensions and
@@ -15,7 +17,9 @@
 //! rescue). To add a step to some routes (another token kind, DPoP, a rate
 //! limit), write a layer here and choose it in [`build`].
 
+pub mod access;
 pub mod csrf;
+pub mod identity;
 pub mod leaf;
 pub mod raw_path;
 pub mod session;
@@ -82,6 +86,8 @@ pub fn build(
         .option_layer(nested)
         .layer(csrf::CsrfLayer::new(auth, config))
         .layer(session::SessionLayer::new(&auth.sessions, config, upstream_leaf))
+        .option_layer(access::AccessLayer::for_route(config, &auth.sessions.clock))
+        .option_layer(identity::ClaimHeadersLayer::for_route(config))
         .option_layer((config.token == TokenKind::User).then(|| token::UserTokenLayer::new(&auth.refresher)))
         .service(leaf);
     BoxCloneSyncService::new(service)
