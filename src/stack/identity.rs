@@ -9,8 +9,8 @@
 //! `"`, `%`, `+`, `,` and `\`, is percent-encoded (UTF-8), so CR, LF and
 //! other control characters can never reach a header, non-ASCII text
 //! arrives intact, and a list splits unambiguously. A claim that is
-//! missing, an object, or longer than [`MAX_VALUE_LEN`] once encoded sends
-//! no header.
+//! missing, empty, an object (or a list holding one), or longer than
+//! [`MAX_VALUE_LEN`] once encoded sends no header.
 
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -96,12 +96,13 @@ pub fn identity_headers(
     wanted
         .iter()
         .filter_map(|h| {
-            let value = h.claim.find(claims).and_then(header_value);
-            if value.is_none() && h.claim.find(claims).is_some() {
+            let claim = h.claim.find(claims)?;
+            let Some(value) = header_value(claim) else {
                 // The header's name only: the value is the user's.
-                tracing::debug!(header = %h.name, "claim not sent: an object, or too long");
-            }
-            Some((h.name.clone(), value?))
+                tracing::debug!(header = %h.name, "claim not sent: empty, an object, or too long");
+                return None;
+            };
+            Some((h.name.clone(), value))
         })
         .collect()
 }
