@@ -212,9 +212,10 @@ async fn a_session_past_max_age_must_step_up_and_the_new_login_passes() {
     let (alice, _) = w.login("alice").await;
     assert_eq!(fetch(&alice, &w.url("/sudo/keys"), &[]).await.status, 200);
 
-    // Eleven minutes later, by cloakroom's clock and the IdP's.
-    clock.advance(Duration::from_secs(11 * 60));
-    w.idp.advance(Duration::from_secs(11 * 60)).await;
+    // Twelve minutes later (past max_age and the minute of clock leeway),
+    // by cloakroom's clock and the IdP's.
+    clock.advance(Duration::from_secs(12 * 60));
+    w.idp.advance(Duration::from_secs(12 * 60)).await;
     let refused = fetch(&alice, &w.url("/sudo/keys?x=1"), &[]).await;
     let login_url = step_up_login(&refused);
     assert_eq!(

@@ -23,6 +23,7 @@ use crate::body::Body;
 use crate::clock::Clock;
 use crate::config::{RouteConfig, Rule, StepUp};
 use crate::error::{self, AccessRefusal, BoxError, Refusal};
+use crate::oidc::id_token::LEEWAY_SECS;
 
 use super::ResponseFuture;
 
@@ -134,9 +135,13 @@ pub fn admits(rule: &Rule, claims: &Map<String, Value>) -> bool {
 /// Whether the login behind `claims` is recent and strong enough for
 /// `step_up` at `now`. A session without `auth_time` (or `acr`) is judged
 /// too old (or too weak): the step-up login asks the IdP for it.
+///
+/// `auth_time` is the IdP's clock: it gets the leeway ID tokens get, the
+/// same the callback allows a step-up login, so a session that login just
+/// granted is never refused again on arrival (no step-up loop).
 pub fn satisfies(step_up: &StepUp, claims: &Map<String, Value>, now: u64) -> bool {
     let recent = step_up.max_age.is_none_or(|max_age| {
-        auth_time(claims).is_some_and(|at| now <= at.saturating_add(max_age.as_secs()))
+        auth_time(claims).is_some_and(|at| now <= at.saturating_add(max_age.as_secs() + LEEWAY_SECS))
     });
     let strong = step_up.acr_values.is_empty()
         || claims
@@ -234,8 +239,9 @@ mod tests {
             acr_values: vec!["silver".into(), "gold".into()],
         };
         let c = claims(json!({"auth_time": 1_000, "acr": "gold"}));
-        assert!(satisfies(&step_up, &c, 1_600));
-        assert!(!satisfies(&step_up, &c, 1_601), "too old");
+        let last = 1_000 + 600 + LEEWAY_SECS;
+        assert!(satisfies(&step_up, &c, last), "max_age and the clock leeway");
+        assert!(!satisfies(&step_up, &c, last + 1), "too old");
         let weak = claims(json!({"auth_time": 1_000, "acr": "bronze"}));
         assert!(!satisfies(&step_up, &weak, 1_000), "too weak");
         assert!(
