@@ -59,7 +59,7 @@ impl App {
     ) -> Result<Self, BoxError> {
         let router = Router::new(&config.routes, config.is_https())?;
         // One upstream pool per App, so per worker thread.
-        let upstream = Upstream::new(&config.cookie.name, &config.identity_headers)?;
+        let upstream = Upstream::new(&config.cookie.name, &config.stripped_identity_headers())?;
         let public_host: Arc<str> = public_host(&config.public_url).into();
         let stacks = router
             .routes()

@@ -17,6 +17,8 @@ pub enum Code {
     LoginFailed,
     LoginExpired,
     CsrfFailed,
+    AccessDenied,
+    StepUpRequired,
     NotFound,
     MethodNotAllowed,
     BadRequest,
@@ -57,6 +59,31 @@ pub enum Refusal {
     HeadersTooLarge,
     #[error("CSRF check failed: {0}")]
     Csrf(&'static str),
+}
+
+/// A signed-in user that a route's `access` or `step_up` does not admit.
+/// Never a redirect: logging in again as the same user changes nothing for
+/// a rule, and a step-up is the client's to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessRefusal {
+    /// The session's claims fail the route's `access` rule: `access_denied`.
+    #[error("the route's access rule does not admit this user")]
+    Denied,
+    /// The login behind the session is too old or too weak for the route:
+    /// `step_up_required`, with the login that would do.
+    #[error("the route needs a more recent or stronger login")]
+    StepUp(StepUp),
+}
+
+/// The login a step-up asks for: `/auth/login` with these parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUp {
+    /// Where the login returns to: the refused request's path and query.
+    pub return_to: String,
+    /// Seconds the new login's `auth_time` may be old.
+    pub max_age: Option<u64>,
+    /// The `acr` values it must reach, one of them.
+    pub acr_values: Vec<String>,
 }
 
 /// An upstream failure, named without its address.
@@ -148,6 +175,8 @@ impl Code {
             Code::LoginFailed => "login_failed",
             Code::LoginExpired => "login_expired",
             Code::CsrfFailed => "csrf_failed",
+            Code::AccessDenied => "access_denied",
+            Code::StepUpRequired => "step_up_required",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::BadRequest => "bad_request",

@@ -16,7 +16,9 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, Body};
-use crate::error::{ClientBodyError, Code, LoginError, Refusal, UpstreamError, WithHeaders};
+use crate::error::{
+    AccessRefusal, ClientBodyError, Code, LoginError, Refusal, StepUp, UpstreamError, WithHeaders,
+};
 use crate::oidc::IdpError;
 use crate::refresh::RefreshError;
 use crate::session::StoreError;
@@ -28,6 +30,9 @@ pub struct Problem {
     pub code: Code,
     /// Extra response headers (`Allow`, `Retry-After`).
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// Extension members of the problem+json body (RFC 9457 §3.2), such as
+    /// a step-up's `login_url`.
+    pub members: Vec<(&'static str, serde_json::Value)>,
 }
 
 /// Who reads an error answer.
@@ -69,11 +74,17 @@ impl Problem {
             status,
             code,
             headers: Vec::new(),
+            members: Vec::new(),
         }
     }
 
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
+        self
+    }
+
+    pub fn with_member(mut self, name: &'static str, value: serde_json::Value) -> Self {
+        self.members.push((name, value));
         self
     }
 
@@ -97,13 +108,16 @@ impl Problem {
     /// quote the failure to an operator, who finds the details in the logs.
     pub fn into_response(self, request_id: &str) -> Response<Body> {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "type": format!("urn:cloakroom:problem:{}", self.code.as_str()),
             "title": title,
             "status": self.status.as_u16(),
             "code": self.code.as_str(),
             "request_id": request_id,
         });
+        for (name, value) in self.members {
+            json[name] = value;
+        }
         let mut response = Response::new(body::full(Bytes::from(json.to_string())));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
@@ -183,6 +197,12 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
             Refusal::Csrf(_) => Problem::new(StatusCode::FORBIDDEN, Code::CsrfFailed),
         });
     }
+    if let Some(refusal) = e.downcast_ref::<AccessRefusal>() {
+        return Some(match refusal {
+            AccessRefusal::Denied => Problem::new(StatusCode::FORBIDDEN, Code::AccessDenied),
+            AccessRefusal::StepUp(step_up) => step_up_problem(step_up),
+        });
+    }
     if let Some(u) = e.downcast_ref::<UpstreamError>() {
         // A request body that outgrew the route limit, or could not be read,
         // surfaces as an upstream send failure; the client is the real
@@ -237,6 +257,34 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
         });
     }
     None
+}
+
+/// `401 step_up_required`: the login that would satisfy the route, as a
+/// URL in the body (`login_url`, with `max_age` and `acr_values` beside it
+/// for a client that builds its own), and as an RFC 9470 challenge.
+fn step_up_problem(step_up: &StepUp) -> Problem {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("return_to", &step_up.return_to);
+    let mut challenge = String::from("Bearer error=\"insufficient_user_authentication\"");
+    let mut problem = Problem::new(StatusCode::UNAUTHORIZED, Code::StepUpRequired);
+    if let Some(max_age) = step_up.max_age {
+        query.append_pair("max_age", &max_age.to_string());
+        challenge.push_str(&format!(", max_age=\"{max_age}\""));
+        problem = problem.with_member("max_age", max_age.into());
+    }
+    if !step_up.acr_values.is_empty() {
+        let acr_values = step_up.acr_values.join(" ");
+        query.append_pair("acr_values", &acr_values);
+        // Configured values have no quote or backslash (config::access).
+        challenge.push_str(&format!(", acr_values=\"{acr_values}\""));
+        problem = problem.with_member("acr_values", acr_values.into());
+    }
+    let login_url = format!("/auth/login?{}", query.finish());
+    let mut problem = problem.with_member("login_url", login_url.into());
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        problem = problem.with_header(header::WWW_AUTHENTICATE, value);
+    }
+    problem
 }
 
 #[cfg(test)]
@@ -317,6 +365,39 @@ mod tests {
         );
         let api = problem().render("rid-7", Reader::Program);
         assert_eq!(api.headers()[header::CONTENT_TYPE], "application/problem+json");
+    }
+
+    #[tokio::test]
+    async fn a_step_up_names_the_login_that_would_do_in_the_body_and_a_challenge() {
+        let denied = classify(&AccessRefusal::Denied);
+        assert_eq!(
+            (denied.status, denied.code),
+            (StatusCode::FORBIDDEN, Code::AccessDenied)
+        );
+        let step_up = AccessRefusal::StepUp(StepUp {
+            return_to: "/admin/x?a=1&b=2".into(),
+            max_age: Some(600),
+            acr_values: vec!["urn:a:silver".into(), "gold".into()],
+        });
+        let problem = classify(&step_up);
+        assert_eq!(
+            (problem.status, problem.code),
+            (StatusCode::UNAUTHORIZED, Code::StepUpRequired)
+        );
+        let response = problem.into_response("rid-2");
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"insufficient_user_authentication\", max_age=\"600\", acr_values=\"urn:a:silver gold\""
+        );
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["code"], "step_up_required");
+        assert_eq!(
+            json["login_url"],
+            "/auth/login?return_to=%2Fadmin%2Fx%3Fa%3D1%26b%3D2&max_age=600&acr_values=urn%3Aa%3Asilver+gold"
+        );
+        assert_eq!(json["max_age"], 600);
+        assert_eq!(json["acr_values"], "urn:a:silver gold");
     }
 
     #[tokio::test]

@@ -128,6 +128,9 @@ mod tests {
             websocket_protocols: None,
             login_redirect: false,
             csrf: CsrfMode::Header,
+            access: None,
+            step_up: None,
+            claim_headers: Default::default(),
         }
     }
 

@@ -156,6 +156,8 @@ async fn exchange(
             IdTokenCheckError::Idp(e @ IdpError::Unreachable(_)) => LoginError::unavailable(e),
             e => LoginError::Refused(format!("ID token: {e}").into()),
         })?;
+    // A step-up login grants a session only if the IdP did what was asked.
+    transaction.step_up.check(&claims, auth.sessions.clock.now())?;
 
     // A session the browser brought along is ended, never promoted (CK-11).
     if let Ok(old) = auth.sessions.open(&request.headers).await {

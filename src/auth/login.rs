@@ -3,12 +3,14 @@
 //! PKCE S256 with a 256-bit verifier, 256-bit `state` and `nonce`. The
 //! transaction rides in a pre-auth cookie of its own ([`super::pending`]):
 //! nothing is stored server-side, so any number of anonymous calls leaves
-//! the server's state as it was (LG-24).
+//! the server's state as it was (LG-24). A step-up login (`max_age`,
+//! `acr_values`) asks the IdP for a new authentication ([`super::step_up`]).
 
 use http::request::Parts;
 use http::{header, Response};
 
 use super::pending::{self, Transaction};
+use super::step_up::Ask;
 use super::{redirect, return_to, Auth};
 use crate::body::Body;
 use crate::error::LoginError;
@@ -22,8 +24,9 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
         .find(|(k, _)| k == "return_to")
         .map(|(_, v)| v);
     let return_to = return_to::sanitize(requested.as_deref());
+    let step_up = Ask::from_query(query, &auth.config.step_up_acr_values())?;
 
-    let (transaction, state) = Transaction::start(return_to, auth.sessions.clock.now_ms());
+    let (mut transaction, state) = Transaction::start(return_to, auth.sessions.clock.now_ms());
     let oidc = &auth.idp.config;
     let mut url = metadata.authorization_endpoint.clone();
     url.query_pairs_mut()
@@ -35,6 +38,10 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
         .append_pair("nonce", &transaction.nonce())
         .append_pair("code_challenge", &transaction.challenge())
         .append_pair("code_challenge_method", "S256");
+    for (key, value) in step_up.parameters() {
+        url.query_pairs_mut().append_pair(key, &value);
+    }
+    transaction.step_up = step_up;
     let mut response = redirect(url.as_str());
     for cookie in pending::keep(auth, &request.headers, &state, &transaction) {
         response.headers_mut().append(header::SET_COOKIE, cookie);

@@ -1,6 +1,7 @@
 //! The BFF endpoints under `/auth/`.
 //!
-//! - `GET /auth/login?return_to=`: start a code flow (PKCE S256, state, nonce);
+//! - `GET /auth/login?return_to=`: start a code flow (PKCE S256, state, nonce),
+//!   a step-up with `max_age` and `acr_values` ([`step_up`]);
 //! - `GET /auth/callback`: finish it, start a new session;
 //! - `GET /auth/user`: the session's claims and expiry;
 //! - `POST /auth/logout`: end the session here and at the IdP.
@@ -12,6 +13,7 @@ pub mod login;
 pub mod logout;
 pub mod pending;
 pub mod return_to;
+pub mod step_up;
 pub mod user;
 
 use std::sync::Arc;

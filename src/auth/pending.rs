@@ -1,6 +1,7 @@
 //! Logins in progress, each kept by the browser that started it.
 //!
-//! A login transaction (PKCE verifier, nonce, `return_to`, start time) is
+//! A login transaction (PKCE verifier, nonce, `return_to`, start time, and
+//! for a step-up the `max_age` and `acr_values` asked) is
 //! not stored server-side: anyone may call `/auth/login`, so stored
 //! transactions would let anonymous traffic fill memory or Redis (LG-24).
 //! Instead each login rides in a pre-auth cookie of its own, named after its
@@ -24,6 +25,7 @@ use http::{HeaderMap, HeaderValue};
 use sha2::Digest;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::step_up::Ask;
 use super::Auth;
 use crate::cookie::{CookieNames, Purpose};
 use crate::random;
@@ -39,7 +41,9 @@ pub const BUDGET: usize = 3_600;
 /// "expired" rather than "unknown".
 pub const LATE_GRACE: Duration = Duration::from_secs(300);
 
-const FORMAT: u8 = 2;
+/// Format 3 adds the step-up ask; format 2 cookies, from before, still open.
+const FORMAT: u8 = 3;
+const FORMAT_WITHOUT_STEP_UP: u8 = 2;
 const STATE_HASH_LEN: usize = 16;
 const SECRET_LEN: usize = 32;
 /// State hash, verifier, nonce, start time, `return_to` length.
@@ -55,6 +59,9 @@ pub struct Transaction {
     /// starts in the same second are still told apart by age.
     pub started_ms: u64,
     pub return_to: String,
+    /// What a step-up login asked of the IdP, for the callback to check.
+    #[zeroize(skip)]
+    pub step_up: Ask,
 }
 
 // === impl Transaction ===
@@ -69,6 +76,7 @@ impl Transaction {
             nonce: random::bytes(),
             started_ms: now_ms,
             return_to,
+            step_up: Ask::default(),
         };
         (transaction, state)
     }
@@ -91,7 +99,7 @@ impl Transaction {
     }
 
     fn encoded_len(&self) -> usize {
-        FIXED_LEN + self.return_to.len()
+        FIXED_LEN + self.return_to.len() + 6 + self.step_up.acr_values.len()
     }
 
     /// The sealed cookie's plaintext: a format byte, then the fields.
@@ -105,20 +113,43 @@ impl Transaction {
         // `return_to` is at most 1 KiB (return_to::MAX_LEN).
         out.extend_from_slice(&(self.return_to.len() as u16).to_be_bytes());
         out.extend_from_slice(self.return_to.as_bytes());
+        // The step-up ask: whether max_age was asked, max_age, then
+        // `acr_values` (at most ACR_VALUES_MAX_LEN bytes, checked at login).
+        out.push(u8::from(self.step_up.max_age.is_some()));
+        out.extend_from_slice(&self.step_up.max_age.unwrap_or(0).to_be_bytes());
+        let acr = self.step_up.acr_values.as_bytes();
+        let acr = &acr[..acr.len().min(usize::from(u8::MAX))];
+        out.push(acr.len() as u8);
+        out.extend_from_slice(acr);
         out
     }
 
-    fn decode(input: &mut &[u8]) -> Option<Self> {
+    fn decode(input: &mut &[u8], format: u8) -> Option<Self> {
         let mut transaction = Self {
             state_hash: take(input)?,
             verifier: take(input)?,
             nonce: take(input)?,
             started_ms: u64::from_be_bytes(take(input)?),
             return_to: String::new(),
+            step_up: Ask::default(),
         };
         let len = usize::from(u16::from_be_bytes(take(input)?));
         let (text, rest) = input.split_at_checked(len)?;
         transaction.return_to = std::str::from_utf8(text).ok()?.to_owned();
+        *input = rest;
+        if format == FORMAT_WITHOUT_STEP_UP {
+            return Some(transaction);
+        }
+        let [has_max_age] = take(input)?;
+        let max_age = u32::from_be_bytes(take(input)?);
+        transaction.step_up.max_age = match has_max_age {
+            0 => None,
+            1 => Some(max_age),
+            _ => return None,
+        };
+        let [len] = take(input)?;
+        let (text, rest) = input.split_at_checked(usize::from(len))?;
+        transaction.step_up.acr_values = std::str::from_utf8(text).ok()?.to_owned();
         *input = rest;
         Some(transaction)
     }
@@ -218,8 +249,11 @@ fn open(auth: &Auth, name: &str, value: &str) -> Option<Transaction> {
     let opened = auth.sessions.ring.unseal(Purpose::Login, name, value).ok()?;
     let mut input: &[u8] = &opened.plaintext;
     let [format] = take(&mut input)?;
-    let transaction = Transaction::decode(&mut input)?;
-    (format == FORMAT && input.is_empty()).then_some(transaction)
+    if format != FORMAT && format != FORMAT_WITHOUT_STEP_UP {
+        return None;
+    }
+    let transaction = Transaction::decode(&mut input, format)?;
+    input.is_empty().then_some(transaction)
 }
 
 /// How long a login's cookie lives: its timeout, and the grace to say
@@ -246,7 +280,7 @@ mod tests {
 
     fn decode(bytes: &[u8]) -> Option<Transaction> {
         let mut input = bytes.get(1..)?;
-        let t = Transaction::decode(&mut input)?;
+        let t = Transaction::decode(&mut input, *bytes.first()?)?;
         input.is_empty().then_some(t)
     }
 
@@ -262,6 +296,26 @@ mod tests {
     }
 
     #[test]
+    fn a_step_up_ask_round_trips_and_a_format_2_login_still_opens() {
+        let (mut t, _) = login("/admin");
+        t.step_up = Ask {
+            max_age: Some(600),
+            acr_values: "urn:a:silver gold".into(),
+        };
+        let back = decode(&t.encode()).unwrap();
+        assert_eq!(back.step_up, t.step_up);
+        let (plain, _) = login("/x");
+        assert_eq!(decode(&plain.encode()).unwrap().step_up, Ask::default());
+
+        // A login started before the upgrade: format 2, no step-up fields.
+        let mut old = plain.encode().to_vec();
+        old[0] = FORMAT_WITHOUT_STEP_UP;
+        old.truncate(old.len() - 6);
+        let back = decode(&old).unwrap();
+        assert_eq!((back.return_to.as_str(), &back.step_up), ("/x", &Ask::default()));
+    }
+
+    #[test]
     fn lg06_secrets_are_256_bits_and_the_challenge_is_s256() {
         let (t, state) = login("/");
         assert_eq!(state.len(), 43);
@@ -274,7 +328,11 @@ mod tests {
 
     #[test]
     fn the_longest_login_fits_a_cookie_and_two_fit_the_budget() {
-        let (t, _) = login(&format!("/{}", "x".repeat(crate::auth::return_to::MAX_LEN - 1)));
+        let (mut t, _) = login(&format!("/{}", "x".repeat(crate::auth::return_to::MAX_LEN - 1)));
+        t.step_up = Ask {
+            max_age: Some(u32::MAX),
+            acr_values: "a".repeat(crate::config::access::ACR_VALUES_MAX_LEN),
+        };
         let plaintext = t.encode().len();
         // Sealed: version, key id (≤ 64), nonce, tag; then base64url.
         let sealed = (plaintext + 2 + 64 + 12 + 16).div_ceil(3) * 4;
@@ -284,7 +342,9 @@ mod tests {
 
     #[test]
     fn malformed_plaintext_is_no_login() {
-        let good = login("/x").0.encode();
+        let (mut t, _) = login("/x");
+        t.step_up.acr_values = "gold".into();
+        let good = t.encode();
         for cut in 0..good.len() {
             assert!(decode(&good[..cut]).is_none(), "cut at {cut}");
         }

@@ -9,6 +9,7 @@
 //! parsers they share and `node` the reader that collects the errors. This
 //! module reads the top level and the rules that span sections.
 
+pub mod access;
 mod cookie;
 pub mod env;
 pub mod headers;
@@ -31,6 +32,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 use url::Url;
 
+pub use self::access::{ClaimHeader, ClaimHeaders, ClaimPath, Rule, StepUp};
 pub use self::cookie::{CookieConfig, CookieKey};
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::headers::HeaderRule;

@@ -8,6 +8,7 @@ use http::Method;
 use serde_json::Value;
 use url::Url;
 
+use super::access::{self, ClaimHeaders, Rule, StepUp};
 use super::headers::Subprotocol;
 use super::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
 use super::statics::StaticConfig;
@@ -36,6 +37,12 @@ pub struct RouteConfig {
     pub login_redirect: bool,
     /// How reads prove they come from the SPA (issue 13).
     pub csrf: CsrfMode,
+    /// Who may use the route, judged on the session's claims.
+    pub access: Option<Rule>,
+    /// How recent and how strong the login behind the session must be.
+    pub step_up: Option<StepUp>,
+    /// Headers the upstream receives, valued from the session's claims.
+    pub claim_headers: ClaimHeaders,
 }
 
 /// What a route serves.
@@ -112,7 +119,17 @@ impl FromNode for RouteConfig {
         let websocket_protocols = f.optional::<Vec<Subprotocol>>("websocket_protocols", at);
         let login_redirect = f.or("login_redirect", false, at);
         let csrf = f.or("csrf", CsrfMode::Header, at);
+        let access = f.optional::<Rule>("access", at);
+        let step_up = f.optional::<StepUp>("step_up", at);
+        let claim_headers = f.or("claim_headers", ClaimHeaders::default(), at);
         f.finish(at);
+        access::check_route(
+            auth,
+            is_static,
+            [access.is_some(), step_up.is_some()],
+            claim_headers.as_ref().is_some_and(|h| !h.0.is_empty()),
+            at,
+        );
 
         if auth == Some(AuthMode::None) && token == Some(TokenKind::User) {
             at.error_at(
@@ -157,6 +174,9 @@ impl FromNode for RouteConfig {
             websocket_protocols: websocket_protocols.map(|list| list.into_iter().map(|p| p.0).collect()),
             login_redirect: login_redirect.ok_or(Reported)?,
             csrf: csrf.ok_or(Reported)?,
+            access,
+            step_up,
+            claim_headers: claim_headers.ok_or(Reported)?,
         })
     }
 }

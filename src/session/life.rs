@@ -6,6 +6,7 @@
 //! A store *error* is a 503 that keeps the cookie; only a *missing* record
 //! means "log in again" (T46, RD-05).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub struct Sessions {
     pub ring: KeyRing,
     pub names: CookieNames,
     pub config: SessionConfig,
+    /// The ID-token claims a new session keeps ([`Config::kept_claims`]):
+    /// those `/auth/user` shows and those routes' rules read.
+    pub kept_claims: BTreeSet<String>,
     pub clock: Clock,
 }
 
@@ -49,6 +53,7 @@ impl Sessions {
             ring: KeyRing::new(&config.cookie.keys).ok_or("cookie.keys is empty")?,
             names: CookieNames::new(config),
             config: config.session.clone(),
+            kept_claims: config.kept_claims(),
             store,
             clock,
         })
@@ -142,7 +147,7 @@ impl Sessions {
         let key = record::store_key(&ticket);
         let kept: Map<String, Value> = claims
             .into_iter()
-            .filter(|(name, _)| name == "sub" || name == "iss" || self.config.claims.contains(name))
+            .filter(|(name, _)| self.kept_claims.contains(name))
             .collect();
         let lifetime = tokens.access_token_lifetime(now);
         let mut record = Record {

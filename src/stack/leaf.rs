@@ -8,6 +8,7 @@ use http::header;
 use http::{Request, Response};
 use tower::Service;
 
+use super::identity::IdentityHeaders;
 use super::token::Bearer;
 use super::ResponseFuture;
 use crate::body::Body;
@@ -75,6 +76,11 @@ impl Service<Request<Body>> for Leaf {
                 forwarded,
                 request_id: context.request_id,
                 bearer: request.extensions_mut().remove::<Bearer>().map(|b| b.0),
+                identity: request
+                    .extensions_mut()
+                    .remove::<IdentityHeaders>()
+                    .map(|h| h.0)
+                    .unwrap_or_default(),
             };
             leaf.upstream.forward(&leaf.route, request, forward).await
         })

@@ -2,12 +2,14 @@
 //! outermost first:
 //!
 //! ```text
-//! nested-encoding check (token routes) → CSRF → session → token → leaf
+//! nested-encoding check (token routes) → CSRF → session → access
+//!   → claim headers → token → leaf
 //! ```
 //!
 //! A route with `auth: none` has no CSRF, session or token layer at all; a
-//! route without `token: user` has no token layer; the leaf is the upstream
-//! or the route's static files. Nothing below the router asks what kind of
+//! route without `token: user` has no token layer, one without `access` or
+//! `step_up` no access layer, one without `claim_headers` no claim-headers
+//! layer; the leaf is the upstream or the route's static files. Nothing below the router asks what kind of
 //! route it serves. The outer steps shared by every route (request id,
 //! access log, limits, routing) live in [`crate::app`], which hands each
 //! request to its route's stack with a [`Context`] in its extensions and
@@ -15,7 +17,9 @@
 //! rescue). To add a step to some routes (another token kind, DPoP, a rate
 //! limit), write a [`step::Step`] here and choose it in [`build`].
 
+pub mod access;
 pub mod csrf;
+pub mod identity;
 pub mod leaf;
 pub mod raw_path;
 pub mod session;
@@ -85,6 +89,8 @@ pub fn build(
         .option_layer(nested)
         .layer(csrf::CsrfGuard::new(auth, config).into_layer())
         .layer(session::SessionStep::new(&auth.sessions, config, upstream_leaf).into_layer())
+        .option_layer(access::AccessGuard::for_route(config, &auth.sessions.clock).map(Step::into_layer))
+        .option_layer(identity::ClaimHeaders::for_route(config).map(Step::into_layer))
         .option_layer(
             (config.token == TokenKind::User).then(|| token::UserToken::new(&auth.refresher).into_layer()),
         )

@@ -33,7 +33,8 @@ pub struct Upstream {
     pool: Arc<Pool>,
     /// Base name of cloakroom's cookies, kept from upstreams.
     cookie_base: String,
-    /// `identity_headers`: client headers never forwarded.
+    /// `identity_headers` and every route's `claim_headers`: client headers
+    /// never forwarded.
     identity_headers: Arc<[HeaderRule]>,
 }
 
@@ -46,6 +47,8 @@ pub struct Forward {
     pub request_id: HeaderValue,
     /// The `Authorization` value to inject, if the route sends a token.
     pub bearer: Option<HeaderValue>,
+    /// The route's `claim_headers`, valued for this user.
+    pub identity: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -105,6 +108,10 @@ impl Upstream {
         hygiene::strip_client_identity(headers, &self.identity_headers);
         if let Some(bearer) = fwd.bearer {
             headers.insert(header::AUTHORIZATION, bearer);
+        }
+        // Their client copies went with the identity headers just above.
+        for (name, value) in fwd.identity {
+            headers.insert(name, value);
         }
         hygiene::strip_reserved_cookies(headers, &self.cookie_base);
         hygiene::filter_websocket_protocols(headers, config.websocket_protocols.as_deref());

@@ -15,6 +15,16 @@
 //                      works in every case): `both` (default: OIDC discovery
 //                      and RFC 8414 /.well-known/oauth-authorization-server),
 //                      `rfc8414` (only the latter, LO-13) or `nowhere`
+//   users              {name: {claim: value, …, acr_allowed: [acr, …]}}:
+//                      claims that replace or add to a user's defaults
+//                      (name, email, email_verified: true; `groups` and
+//                      `org` go with the profile scope), and the acr values
+//                      the user can reach
+//   require_auth_time  put auth_time in every ID token, default false (it is
+//                      there anyway when max_age or prompt=login was asked)
+//
+// Every login gets an `acr`: the first of the authorization request's
+// acr_values the user can reach, else urn:cloakroom:test:password.
 //
 // The dev interactions (a login form taking any user name and a consent
 // form) stand in for a real login page; any login becomes the subject.
@@ -23,11 +33,20 @@
 // how many grants of each type succeeded, how many grants were revoked, and
 // how many token and revocation (RFC 7009) requests arrived.
 // GET /__issued lists every token the token endpoint issued.
+// GET /__advance?seconds=N moves the IdP's clock N seconds forward, with
+// the clock a test moves in cloakroom.
 
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
 const settings = JSON.parse(process.argv[2] || '{}');
+const users = settings.users ?? {};
+const PASSWORD_ACR = 'urn:cloakroom:test:password';
+
+// The IdP's own clock: the system's, moved forward by /__advance.
+let ahead = 0;
+const systemNow = Date.now.bind(Date);
+Date.now = () => systemNow() + ahead;
 const API = 'urn:cloakroom:test-api';
 const stats = {
   grants: {}, revoked: 0, revocations: 0, revocation_requests: 0, token_requests: 0,
@@ -49,10 +68,12 @@ const provider = new Provider(issuer, {
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: settings.token_endpoint_auth_method ?? 'client_secret_basic',
+    require_auth_time: settings.require_auth_time ?? false,
   }],
   pkce: { required: () => true },
+  acrValues: [...new Set([PASSWORD_ACR, ...Object.values(users).flatMap((u) => u.acr_allowed ?? [])])],
   scopes: ['openid', 'offline_access', 'profile', 'email', 'api'],
-  claims: { openid: ['sub'], profile: ['name'], email: ['email', 'email_verified'] },
+  claims: { openid: ['sub'], profile: ['name', 'groups', 'org'], email: ['email', 'email_verified'] },
   features: {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
@@ -93,9 +114,27 @@ const provider = new Provider(issuer, {
   },
   findAccount: async (ctx, sub) => ({
     accountId: sub,
-    claims: async () => ({ sub, name: `User ${sub}`, email: `${sub}@example.test`, email_verified: true }),
+    claims: async () => {
+      const { acr_allowed: _, ...extra } = users[sub] ?? {};
+      return {
+        sub, name: `User ${sub}`, email: `${sub}@example.test`, email_verified: true, ...extra,
+      };
+    },
   }),
 });
+
+// A login reaches the first acr asked for that its user can reach. The dev
+// login form has no say in it, so its result is completed here.
+const finished = provider.interactionFinished.bind(provider);
+provider.interactionFinished = async (req, res, result, options) => {
+  if (result?.login) {
+    const { params } = await provider.interactionDetails(req, res);
+    const reachable = users[result.login.accountId]?.acr_allowed ?? [];
+    const asked = (params.acr_values ?? '').split(' ').filter(Boolean);
+    result.login.acr = asked.find((acr) => reachable.includes(acr)) ?? PASSWORD_ACR;
+  }
+  return finished(req, res, result, options);
+};
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 let tokenCalls = 0;
@@ -150,6 +189,11 @@ provider.on('refresh_token.destroyed', () => { stats.revocations += 1; });
 
 const callback = provider.callback();
 server.on('request', (req, res) => {
+  if (req.url.startsWith('/__advance?')) {
+    ahead += 1000 * Number(new URL(req.url, issuer).searchParams.get('seconds'));
+    res.end('ok');
+    return;
+  }
   if (req.url === '/__stats' || req.url === '/__issued') {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify(req.url === '/__stats' ? stats : issued));

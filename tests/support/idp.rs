@@ -88,6 +88,16 @@ impl Idp {
             .unwrap()
     }
 
+    /// Moves the IdP's clock forward, as a test moves cloakroom's.
+    pub async fn advance(&self, by: std::time::Duration) {
+        let answer = super::net::client()
+            .get(format!("{}/__advance?seconds={}", self.issuer, by.as_secs()))
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success());
+    }
+
     /// The IdP's public keys, to verify tokens as an API would.
     pub async fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
         super::net::client()
