@@ -17,11 +17,11 @@ pub mod log_filter;
 mod logging;
 pub mod node;
 mod oidc;
+pub mod posture;
 mod redis;
 mod routes;
 mod session;
 pub mod statics;
-pub mod strict;
 pub mod units;
 mod values;
 
@@ -31,7 +31,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 use url::Url;
 
-pub use self::cookie::{CookieConfig, CookieKey};
+pub use self::cookie::{CookieConfig, CookieKey, SameSite};
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::headers::HeaderRule;
 pub use self::limits::Limits;
@@ -134,7 +134,8 @@ impl FromNode for Config {
         {
             at.error_at(
                 "public_url",
-                "must be https (plain http is allowed only for localhost development)",
+                "must be https (plain http is allowed only for localhost development): \
+                 the session cookie must be Secure (RFC 10017 §6.1.3.2)",
             );
         }
         let trusted_proxies = f.or("trusted_proxies", Vec::new(), at);
@@ -177,7 +178,7 @@ impl FromNode for Config {
                 }
             }
         }
-        Ok(Config {
+        let config = Config {
             listen: listen.ok_or(Reported)?,
             admin_listen: admin_listen.ok_or(Reported)?,
             public_url: public_url.ok_or(Reported)?,
@@ -196,7 +197,10 @@ impl FromNode for Config {
             routes: routes.and_then(Each::complete).ok_or(Reported)?,
             workers: usize::try_from(workers.ok_or(Reported)?).map_err(|_| at.fail("workers: too many"))?,
             insecure_dev_mode: dev.ok_or(Reported)?,
-        })
+        };
+        // Rules that span sections, on a config whose sections all read.
+        posture::refuse(&config, at);
+        Ok(config)
     }
 }
 
