@@ -21,6 +21,7 @@ pub mod refresh;
 pub mod rescue;
 pub mod routes;
 pub mod secret;
+pub mod security_headers;
 pub mod server;
 pub mod session;
 pub mod stack;
