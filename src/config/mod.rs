@@ -86,6 +86,15 @@ impl Config {
     pub fn load_named(text: &str, source: &str, env: &dyn Env) -> Result<Self, ConfigErrors> {
         let mut tree: Value =
             serde_saphyr::from_str(text).map_err(|e| ConfigErrors(vec![ConfigError::yaml(source, &e)]))?;
+        if !matches!(tree, Value::Object(_) | Value::Null) {
+            // Said before `${VAR}` is read: a document that is one scalar
+            // would otherwise be reported for its text, not its shape.
+            let found = node::kind(&tree);
+            return Err(ConfigErrors::single(
+                "",
+                format!("expected a mapping, found {found}"),
+            ));
+        }
         let mut errors = Vec::new();
         let mut at = Cursor::root(&mut errors);
         env::substitute(&mut tree, env, &mut at);
@@ -333,6 +342,12 @@ routes: [{path: /api, upstream: 'http://a'}]";
         assert_eq!(got, ["public_url: environment variable NOPE is not set"]);
         let got = errors("routes: [unclosed");
         assert!(got[0].starts_with("config:1:9: not valid YAML: "), "{got:?}");
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_mapping_says_so_before_reading_variables() {
+        assert_eq!(errors("ౠ${"), ["expected a mapping, found a string"]);
+        assert_eq!(errors("[1, '${NOPE}']"), ["expected a mapping, found a list"]);
     }
 
     #[test]
