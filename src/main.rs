@@ -189,9 +189,10 @@ fn eviction_policies(redis: &RedisConfig) -> Result<Vec<String>, String> {
     // rediss:// needs a TLS provider, as in `serve`.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let bound = redis.connect_timeout + 2 * redis.command_timeout;
-    runtime
-        .block_on(RedisStore::probe_eviction(redis, bound))
-        .map_err(|e| cloakroom::error::chain(&*e))
+    let policies = runtime.block_on(RedisStore::probe_eviction(redis, bound));
+    // A name lookup still running past the bound must not hold `check` up.
+    runtime.shutdown_background();
+    policies.map_err(|e| cloakroom::error::chain(&*e))
 }
 
 fn serve(path: &Path) -> ExitCode {
