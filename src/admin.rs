@@ -22,6 +22,7 @@ use crate::body::{self, Body};
 use crate::error::Code;
 use crate::oidc::{DiscoveryState, Idp};
 use crate::rescue::Problem;
+use crate::security_headers;
 use crate::session::SessionStore;
 
 /// The IdP part of `/readyz`: `{"issuer", "state", "cause"}`.
@@ -39,14 +40,18 @@ pub async fn handle<B>(
     idp: Option<Arc<Idp>>,
     draining: bool,
 ) -> Response<Body> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return Problem::new(StatusCode::METHOD_NOT_ALLOWED, Code::MethodNotAllowed).into_response("-");
-    }
-    match request.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => readyz(&*store, idp.as_deref(), draining).await,
-        _ => Problem::new(StatusCode::NOT_FOUND, Code::NotFound).into_response("-"),
-    }
+    let mut response = if request.method() != Method::GET && request.method() != Method::HEAD {
+        Problem::new(StatusCode::METHOD_NOT_ALLOWED, Code::MethodNotAllowed).into_response("-")
+    } else {
+        match request.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => readyz(&*store, idp.as_deref(), draining).await,
+            _ => Problem::new(StatusCode::NOT_FOUND, Code::NotFound).into_response("-"),
+        }
+    };
+    // Plain http inside the cluster: no HSTS, the rest as on the public side.
+    security_headers::apply(response.headers_mut(), false);
+    response
 }
 
 async fn readyz(store: &dyn SessionStore, idp: Option<&Idp>, draining: bool) -> Response<Body> {

@@ -184,6 +184,10 @@ impl App {
         if let (Some(auth), true) = (&self.shared.auth, path.starts_with("/auth/")) {
             let mut response = auth.handle(&path, request).await?;
             self.protect(response.headers_mut());
+            // Whatever an endpoint says: answers about a session are nobody's to keep.
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return Ok(response);
         }
         let index = self.shared.router.find_index(&path).ok_or(Refusal::NotFound)?;
@@ -207,21 +211,7 @@ impl App {
 
     /// Security headers on responses cloakroom writes itself (PX-26).
     fn protect(&self, headers: &mut http::HeaderMap) {
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        );
-        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-        if self.shared.config.is_https() {
-            headers.insert(
-                header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-            );
-        }
+        crate::security_headers::apply(headers, self.shared.config.is_https());
     }
 }
 

@@ -22,6 +22,7 @@ pub mod refresh;
 pub mod rescue;
 pub mod routes;
 pub mod secret;
+pub mod security_headers;
 pub mod server;
 pub mod session;
 pub mod stack;
@@ -65,6 +66,12 @@ pub async fn run_with_clock(
             public_url = %config.public_url,
             "insecure_dev_mode is on: plain http is allowed for public_url and the issuer on any host name; never run production like this"
         );
+    }
+    // What `cloakroom check --strict` refuses (the dev switch said above).
+    for finding in config::posture::warnings(&config) {
+        if finding.key != "insecure_dev_mode" {
+            tracing::warn!(key = %finding.key, source = finding.source, "{}", finding.reason);
+        }
     }
     let store: Arc<dyn SessionStore> = match &config.session.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),

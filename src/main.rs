@@ -11,7 +11,8 @@ use base64::Engine;
 use clap::{Parser, Subcommand};
 use rand::RngCore;
 
-use cloakroom::config::{units::format_duration, ProcessEnv};
+use cloakroom::config::{posture, units::format_duration, ProcessEnv, RedisConfig, StoreConfig};
+use cloakroom::session::RedisStore;
 use cloakroom::Config;
 
 // A per-thread-cache allocator: request handling allocates many small,
@@ -51,11 +52,13 @@ enum Command {
         #[arg(long, default_value = "config/cloakroom.yaml")]
         config: PathBuf,
     },
-    /// Validate a config file and print the effective routes.
+    /// Validate a config file, lint its security posture, and print the
+    /// effective routes.
     Check {
         #[arg(long, default_value = "config/cloakroom.yaml")]
         config: PathBuf,
-        /// Also refuse what production must not run with (insecure_dev_mode).
+        /// Also refuse what production should not run with: every warning
+        /// (insecure_dev_mode, long sessions, Redis eviction) is an error.
         #[arg(long)]
         strict: bool,
     },
@@ -106,8 +109,16 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    // === --strict (issue 13) ===
-    let findings = cloakroom::config::strict::findings(&config);
+    // === security posture (config::posture): warnings, refused by --strict ===
+    let mut findings = posture::warnings(&config);
+    if let StoreConfig::Redis(redis) = &config.session.store {
+        match eviction_policies(redis) {
+            Ok(policies) => findings.extend(policies.iter().filter_map(|p| posture::eviction(p))),
+            Err(why) => eprintln!(
+                "cloakroom: note: session.store.redis: the server's maxmemory-policy could not be checked ({why}); make sure it is noeviction"
+            ),
+        }
+    }
     if strict && !findings.is_empty() {
         eprintln!("cloakroom: {} is not for production:", path.display());
         for f in &findings {
@@ -123,6 +134,9 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         "listen {}  admin {}  public_url {}",
         config.listen, config.admin_listen, config.public_url
     );
+    if let Some(reason) = &config.cookie.same_site_reason {
+        println!("session cookie SameSite={:?}: {reason}", config.cookie.same_site);
+    }
     if let Some(oidc) = &config.oidc {
         // The issuer as discovery compares it: without a trailing `/`.
         let issuer = oidc.issuer.as_str().trim_end_matches('/');
@@ -162,6 +176,23 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The Redis servers' `maxmemory-policy`, asked within the configured
+/// timeouts; why not, in one line, when Redis cannot be reached or refuses
+/// `CONFIG` (managed services often do).
+fn eviction_policies(redis: &RedisConfig) -> Result<Vec<String>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // rediss:// needs a TLS provider, as in `serve`.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bound = redis.connect_timeout + 2 * redis.command_timeout;
+    let policies = runtime.block_on(RedisStore::probe_eviction(redis, bound));
+    // A name lookup still running past the bound must not hold `check` up.
+    runtime.shutdown_background();
+    policies.map_err(|e| cloakroom::error::chain(&*e))
 }
 
 fn serve(path: &Path) -> ExitCode {

@@ -404,3 +404,226 @@ fn serve_warns_at_start_when_the_dev_switch_is_on() {
     let line: serde_json::Value = serde_json::from_str(&warning).unwrap();
     assert_eq!(line["level"], "WARN");
 }
+
+// === Security posture (config::posture) ===
+
+/// A production-style config with one route that needs login; `extra` is
+/// appended at the top level, `cookie` inside the cookie section.
+fn posture_config(cookie: &str, extra: &str) -> String {
+    format!(
+        "public_url: https://app.example.com
+oidc: {{issuer: 'https://idp.example.com', client_id: c, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]{cookie}}}
+routes:
+  - {{path: /api, upstream: 'http://api:8000'}}
+  - {{path: /app, upstream: 'http://web:3000', login_redirect: true}}
+{extra}"
+    )
+}
+
+/// Runs `cloakroom check [--strict]` on `yaml`: exit code, stdout, stderr.
+fn check_with(yaml: &str, strict: bool) -> (Option<i32>, String, String) {
+    let file = config_file(yaml);
+    let mut command = cloakroom();
+    command.arg("check");
+    if strict {
+        command.arg("--strict");
+    }
+    let out = command.arg("--config").arg(file.path()).output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+#[test]
+fn check_warns_about_a_long_session_and_strict_refuses_it() {
+    let yaml = posture_config("", "session: {absolute_timeout: 30d}\n");
+    let (code, stdout, stderr) = check_with(&yaml, false);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("cloakroom: warning: session.absolute_timeout: 30d is longer than 7 days"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(RFC 10017 §6.1.2.2; ASVS 5.0 7.3.2)"),
+        "{stderr}"
+    );
+    assert!(stdout.contains(": ok"), "{stdout}");
+
+    let (code, stdout, stderr) = check_with(&yaml, true);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("is not for production:"), "{stderr}");
+    assert!(stderr.contains("  session.absolute_timeout: 30d"), "{stderr}");
+    assert!(!stdout.contains(": ok"), "{stdout}");
+
+    // Without the finding, both pass and say nothing.
+    for strict in [false, true] {
+        let (code, _, stderr) = check_with(&posture_config("", ""), strict);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!stderr.contains("warning"), "{stderr}");
+    }
+}
+
+#[test]
+fn every_posture_error_is_refused_with_its_key() {
+    let lax = ", same_site: lax, same_site_reason: 'links from the portal'";
+    for (cookie, extra, key) in [
+        (", domain: example.com", "", "cookie.domain: not supported"),
+        (
+            ", same_site: lax",
+            "",
+            "cookie.same_site: lax sends the session cookie",
+        ),
+        (", same_site: none", "", "cookie.same_site: none is never allowed"),
+        (
+            lax,
+            "",
+            "routes[1].login_redirect: page loads pass without X-CSRF",
+        ),
+        (
+            "",
+            "session: {absolute_timeout: 400d}\n",
+            "session.absolute_timeout: must be between 1s and 365d",
+        ),
+    ] {
+        for strict in [false, true] {
+            let (code, _, stderr) = check_with(&posture_config(cookie, extra), strict);
+            assert_eq!(code, Some(64), "{key}: {stderr}");
+            assert!(stderr.contains(&format!("  {key}")), "{key}: {stderr}");
+        }
+    }
+    let short_key = posture_config("", "").replace(COOKIE_KEY, "c2hvcnQ");
+    let (code, _, stderr) = check_with(&short_key, false);
+    assert_eq!(code, Some(64));
+    assert!(
+        stderr.contains("cookie.keys[0].secret: must decode to 32 bytes (a 256-bit key), got 5"),
+        "{stderr}"
+    );
+    let plain = posture_config("", "").replace("https://app.example.com", "http://app.example.com");
+    let (code, _, stderr) = check_with(&plain, false);
+    assert_eq!(code, Some(64));
+    assert!(
+        stderr.contains("public_url: must be https") && stderr.contains("(RFC 10017 §6.1.3.2)"),
+        "{stderr}"
+    );
+    // The page route keeps its token under a strict cookie, and a lax
+    // cookie with a reason is accepted once the page route sends no token.
+    let (code, stdout, stderr) = check_with(
+        &posture_config(lax, "").replace("login_redirect: true}", "login_redirect: true, token: none}"),
+        true,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("session cookie SameSite=Lax: links from the portal"),
+        "{stdout}"
+    );
+}
+
+fn redis_config(store: &str) -> String {
+    posture_config("", &format!("session: {{store: {{redis: {store}}}}}\n"))
+}
+
+#[test]
+fn rd08_check_asks_redis_for_its_eviction_policy() {
+    let evicting = support::redis::RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let yaml = redis_config(&format!("{{url: '{}'}}", evicting.url()));
+    let (code, _, stderr) = check_with(&yaml, false);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "cloakroom: warning: session.store.redis: the Redis server's maxmemory-policy is allkeys-lru"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check_with(&yaml, true);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("  session.store.redis:"), "{stderr}");
+
+    let keeping = support::redis::RedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
+    let (code, _, stderr) = check_with(&redis_config(&format!("{{url: '{}'}}", keeping.url())), true);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("session.store.redis"), "{stderr}");
+}
+
+#[test]
+fn rd08_an_unreachable_redis_is_said_to_be_unchecked_not_a_finding() {
+    let dead = free_port();
+    let yaml = redis_config(&format!(
+        "{{url: 'redis://cloakroom:hunter2-pw@127.0.0.1:{dead}', connect_timeout: 500ms}}"
+    ));
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = check_with(&yaml, true);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("note: session.store.redis: the server's maxmemory-policy could not be checked"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2-pw"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn rd08_every_cluster_primary_is_asked() {
+    let cluster = support::redis::RedisCluster::start();
+    // One primary of three evicts: a check that asked one node at random
+    // would miss it two times in three.
+    let answer = cluster.nodes[2].cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]);
+    assert_eq!(answer.trim(), "OK");
+    let seeds: Vec<String> = cluster.seeds().iter().map(|s| format!("'{s}'")).collect();
+    let yaml = redis_config(&format!("{{cluster: [{}]}}", seeds.join(", ")));
+    for _ in 0..3 {
+        let (code, _, stderr) = check_with(&yaml, true);
+        assert_eq!(code, Some(64), "{stderr}");
+        assert!(stderr.contains("maxmemory-policy is allkeys-lfu"), "{stderr}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn rd08_serve_warns_at_start_about_an_evicting_redis() {
+    use std::io::{BufRead, BufReader};
+    let redis = support::redis::RedisServer::start_with(&["--maxmemory-policy", "allkeys-random"]);
+    let port = free_port();
+    let file = config_file(&format!(
+        "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:0\npublic_url: http://localhost:{port}
+log: {{format: json}}
+session: {{store: {{redis: {{url: '{}'}}}}, absolute_timeout: 8d}}
+routes: [{{path: /, upstream: 'http://127.0.0.1:9', auth: none}}]\n",
+        redis.url()
+    ));
+    let mut child = cloakroom()
+        .args(["serve", "--config"])
+        .arg(file.path())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut warnings = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if line["level"] == "WARN" {
+            warnings.push(line.clone());
+        }
+        if line["message"] == "cloakroom started" {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let keys: Vec<&str> = warnings.iter().filter_map(|w| w["key"].as_str()).collect();
+    assert_eq!(
+        keys,
+        ["session.absolute_timeout", "session.store.redis"],
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maxmemory-policy is allkeys-random"),
+        "{warnings:?}"
+    );
+}

@@ -20,7 +20,19 @@ use crate::random::hex;
 use crate::session::StoreError;
 
 /// Parameters that must not appear twice (T18, LG-10).
-const SINGLE: &[&str] = &["code", "state", "iss", "error", "error_description"];
+pub const SINGLE: &[&str] = &["code", "state", "iss", "error", "error_description"];
+
+/// The callback's query parameters, decoded; a repeated parameter keeps its
+/// last value, and one of [`SINGLE`] repeated refuses the callback (T18).
+pub fn parameters(query: &str) -> Result<HashMap<String, String>, LoginError> {
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if params.insert(k.to_string(), v.to_string()).is_some() && SINGLE.contains(&k.as_ref()) {
+            return Err(LoginError::refused("duplicated parameter"));
+        }
+    }
+    Ok(params)
+}
 
 /// Finishes the login. Once this browser's login for the state is found,
 /// its pre-auth cookie is cleared with the answer (LG-26), except when
@@ -59,13 +71,10 @@ fn claim_key(state: &str) -> String {
 
 /// The answer, and the state of this browser's login it used, if any.
 async fn complete(auth: &Auth, request: &Parts) -> (Result<Response<Body>, LoginError>, Option<String>) {
-    let query = request.uri.query().unwrap_or("");
-    let mut params: HashMap<String, String> = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        if params.insert(k.to_string(), v.to_string()).is_some() && SINGLE.contains(&k.as_ref()) {
-            return (Err(LoginError::refused("duplicated parameter")), None);
-        }
-    }
+    let params = match parameters(request.uri.query().unwrap_or("")) {
+        Ok(params) => params,
+        Err(e) => return (Err(e), None),
+    };
     let Some(state) = params.get("state") else {
         return (Err(LoginError::refused("no state")), None);
     };

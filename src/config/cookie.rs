@@ -1,4 +1,7 @@
-//! The `cookie` section: the session cookie's name and the key ring that seals it.
+//! The `cookie` section: the session cookie's name, its `SameSite`, and the
+//! key ring that seals it. Everything else about the cookie is fixed
+//! (`HttpOnly`, `Path=/`, and over https `Secure` and the `__Host-` prefix,
+//! so no `Domain`): see [`super::posture`].
 
 use std::collections::HashSet;
 
@@ -6,6 +9,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
+use super::posture;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -14,6 +18,19 @@ pub struct CookieConfig {
     pub name: String,
     /// The key ring: the first key seals, every key unseals.
     pub keys: Vec<CookieKey>,
+    /// The session cookie's `SameSite`; the pre-auth cookie is always `Lax`.
+    pub same_site: SameSite,
+    /// Why `same_site` is `lax`: required with it (RFC 10017 §6.1.3.2 asks
+    /// for a motivation to relax the cookie).
+    pub same_site_reason: Option<String>,
+}
+
+/// `cookie.same_site`. `None` is not offered: a cross-site request would
+/// carry the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +46,8 @@ impl Default for CookieConfig {
         Self {
             name: "cloakroom".into(),
             keys: Vec::new(),
+            same_site: SameSite::Strict,
+            same_site_reason: None,
         }
     }
 }
@@ -38,6 +57,13 @@ impl FromNode for CookieConfig {
         let mut f = Fields::open(node, at)?;
         let name = f.or::<String>("name", "cloakroom".into(), at);
         let keys = f.or::<Each<CookieKey>>("keys", Each(Vec::new()), at);
+        let same_site = f.or("same_site", SameSite::Strict, at);
+        let same_site_reason = f.optional::<String>("same_site_reason", at);
+        if f.has("domain") {
+            // Named, not just "unknown key": someone meant to share the cookie.
+            at.error_at("domain", posture::NO_COOKIE_DOMAIN);
+            f.optional::<Value>("domain", at);
+        }
         f.finish(at);
         if let Some(name) = &name {
             let token = !name.is_empty()
@@ -59,9 +85,14 @@ impl FromNode for CookieConfig {
                 }
             }
         }
+        if same_site_reason.as_ref().is_some_and(|r| r.trim().is_empty()) {
+            at.error_at("same_site_reason", "say why, or leave the key out");
+        }
         Ok(CookieConfig {
             name: name.ok_or(Reported)?,
             keys: keys.and_then(Each::complete).ok_or(Reported)?,
+            same_site: same_site.ok_or(Reported)?,
+            same_site_reason,
         })
     }
 }
@@ -92,7 +123,7 @@ from_text!(KeyMaterial, |text| {
     let bytes = decode_base64(text).ok_or("not base64 (generate one with `cloakroom keygen`)")?;
     if bytes.len() != 32 {
         return Err(format!(
-            "must decode to 32 bytes, got {} (generate one with `cloakroom keygen`)",
+            "must decode to 32 bytes (a 256-bit key), got {} (generate one with `cloakroom keygen`)",
             bytes.len()
         ));
     }
@@ -100,6 +131,13 @@ from_text!(KeyMaterial, |text| {
         return Err("must not be all zeros".into());
     }
     Ok(KeyMaterial(Secret::new(bytes)))
+});
+
+from_text!(SameSite, |text| match text {
+    "strict" => Ok(SameSite::Strict),
+    "lax" => Ok(SameSite::Lax),
+    "none" => Err(format!("none is never allowed: {}", posture::SAME_SITE_NONE)),
+    _ => Err(format!("{text:?} is not one of strict, lax")),
 });
 
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
@@ -124,8 +162,8 @@ routes: [{{path: /, upstream: 'http://a', auth: none}}]"
         assert_eq!(
             got,
             [
-                "public_url: must be https (plain http is allowed only for localhost development)",
-                "cookie.keys[0].secret: must decode to 32 bytes, got 5 (generate one with `cloakroom keygen`)",
+                "public_url: must be https (plain http is allowed only for localhost development): the session cookie must be Secure (RFC 10017 §6.1.3.2)",
+                "cookie.keys[0].secret: must decode to 32 bytes (a 256-bit key), got 5 (generate one with `cloakroom keygen`)",
                 "cookie.keys[1].secret: must not be all zeros",
                 "cookie.keys[3].id: duplicate key id",
             ]

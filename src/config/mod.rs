@@ -18,11 +18,11 @@ pub mod log_filter;
 mod logging;
 pub mod node;
 mod oidc;
+pub mod posture;
 mod redis;
 mod routes;
 mod session;
 pub mod statics;
-pub mod strict;
 pub mod units;
 mod values;
 
@@ -33,7 +33,7 @@ use serde_json::Value;
 use url::Url;
 
 pub use self::access::{ClaimHeader, ClaimHeaders, ClaimPath, Rule, StepUp};
-pub use self::cookie::{CookieConfig, CookieKey};
+pub use self::cookie::{CookieConfig, CookieKey, SameSite};
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::headers::HeaderRule;
 pub use self::limits::Limits;
@@ -88,6 +88,15 @@ impl Config {
     pub fn load_named(text: &str, source: &str, env: &dyn Env) -> Result<Self, ConfigErrors> {
         let mut tree: Value =
             serde_saphyr::from_str(text).map_err(|e| ConfigErrors(vec![ConfigError::yaml(source, &e)]))?;
+        if !matches!(tree, Value::Object(_) | Value::Null) {
+            // Said before `${VAR}` is read: a document that is one scalar
+            // would otherwise be reported for its text, not its shape.
+            let found = node::kind(&tree);
+            return Err(ConfigErrors::single(
+                "",
+                format!("expected a mapping, found {found}"),
+            ));
+        }
         let mut errors = Vec::new();
         let mut at = Cursor::root(&mut errors);
         env::substitute(&mut tree, env, &mut at);
@@ -136,7 +145,8 @@ impl FromNode for Config {
         {
             at.error_at(
                 "public_url",
-                "must be https (plain http is allowed only for localhost development)",
+                "must be https (plain http is allowed only for localhost development): \
+                 the session cookie must be Secure (RFC 10017 §6.1.3.2)",
             );
         }
         let trusted_proxies = f.or("trusted_proxies", Vec::new(), at);
@@ -179,7 +189,7 @@ impl FromNode for Config {
                 }
             }
         }
-        Ok(Config {
+        let config = Config {
             listen: listen.ok_or(Reported)?,
             admin_listen: admin_listen.ok_or(Reported)?,
             public_url: public_url.ok_or(Reported)?,
@@ -198,7 +208,10 @@ impl FromNode for Config {
             routes: routes.and_then(Each::complete).ok_or(Reported)?,
             workers: usize::try_from(workers.ok_or(Reported)?).map_err(|_| at.fail("workers: too many"))?,
             insecure_dev_mode: dev.ok_or(Reported)?,
-        })
+        };
+        // Rules that span sections, on a config whose sections all read.
+        posture::refuse(&config, at);
+        Ok(config)
     }
 }
 
@@ -331,6 +344,12 @@ routes: [{path: /api, upstream: 'http://a'}]";
         assert_eq!(got, ["public_url: environment variable NOPE is not set"]);
         let got = errors("routes: [unclosed");
         assert!(got[0].starts_with("config:1:9: not valid YAML: "), "{got:?}");
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_mapping_says_so_before_reading_variables() {
+        assert_eq!(errors("ౠ${"), ["expected a mapping, found a string"]);
+        assert_eq!(errors("[1, '${NOPE}']"), ["expected a mapping, found a list"]);
     }
 
     #[test]

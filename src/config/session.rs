@@ -29,6 +29,9 @@ pub enum StoreConfig {
     Redis(Box<RedisConfig>),
 }
 
+/// The longest `absolute_timeout` accepted at all.
+pub(crate) const MAX_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
+
 // === impl SessionConfig ===
 
 impl Default for SessionConfig {
@@ -57,6 +60,14 @@ impl FromNode for SessionConfig {
         f.finish(at);
         if login_timeout.is_some_and(|t| t.is_zero() || t > Duration::from_secs(600)) {
             at.error_at("login_timeout", "must be between 1s and 10m");
+        }
+        if idle_timeout.is_some_and(|t| t.is_zero()) {
+            at.error_at("idle_timeout", "must be longer than 0s");
+        }
+        if absolute_timeout.is_some_and(|t| t.is_zero() || t > MAX_ABSOLUTE_TIMEOUT) {
+            // Beyond a year is a typo, not a policy; 7 days is already
+            // warned about (config::posture).
+            at.error_at("absolute_timeout", "must be between 1s and 365d");
         }
         if let (Some(idle), Some(abs)) = (idle_timeout, absolute_timeout) {
             if idle > abs {

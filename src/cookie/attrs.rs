@@ -1,8 +1,8 @@
 //! Cookie names and `Set-Cookie` attributes.
 //!
 //! Over https: `__Host-` prefix, `Secure`, `Path=/`, no `Domain` (BBA
-//! §6.1.3.2). The session cookie is `SameSite=Strict`; the pre-auth cookie
-//! must be `Lax`, because the IdP's redirect back to the callback is a
+//! §6.1.3.2). The session cookie is `SameSite=Strict` (or `Lax` when
+//! `cookie.same_site` says so, with a reason); the pre-auth cookie must be `Lax`, because the IdP's redirect back to the callback is a
 //! cross-site navigation. Plain http (localhost development only) drops the
 //! prefix and `Secure`, which browsers would refuse there.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use crate::config::Config;
+use crate::config::{Config, SameSite};
 
 /// The names and attributes of cloakroom's two cookies.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub struct CookieNames {
     pub session: String,
     pub login: String,
     secure: bool,
+    /// The session cookie's `SameSite` value.
+    same_site: &'static str,
 }
 
 // === impl CookieNames ===
@@ -31,13 +33,17 @@ impl CookieNames {
             session: format!("{prefix}{base}"),
             login: format!("{prefix}{base}-login"),
             secure,
+            same_site: match config.cookie.same_site {
+                SameSite::Strict => "Strict",
+                SameSite::Lax => "Lax",
+            },
         }
     }
 
     /// The session cookie; no `Max-Age`, so it ends with the browser
     /// session at the latest (server-side timeouts are what count).
     pub fn set_session(&self, value: &str) -> HeaderValue {
-        self.build(&self.session, value, "Strict", None)
+        self.build(&self.session, value, self.same_site, None)
     }
 
     /// The pre-auth cookie `name` (one login's, [`Self::login`] plus a
@@ -48,7 +54,7 @@ impl CookieNames {
 
     /// Clears the session cookie with the attributes it was set with (CK-15).
     pub fn clear_session(&self) -> HeaderValue {
-        self.build(&self.session, "", "Strict", Some(Duration::ZERO))
+        self.build(&self.session, "", self.same_site, Some(Duration::ZERO))
     }
 
     pub fn clear_login(&self, name: &str) -> HeaderValue {
@@ -119,6 +125,22 @@ mod tests {
         assert_eq!(
             n.set_session("v"),
             "cloakroom=v; Path=/; HttpOnly; SameSite=Strict"
+        );
+    }
+
+    #[test]
+    fn a_lax_session_cookie_is_set_and_cleared_lax() {
+        let yaml = "public_url: https://app.example.com
+cookie: {same_site: lax, same_site_reason: 'links from the portal'}
+routes: [{path: /, upstream: 'http://a', auth: none}]";
+        let n = CookieNames::new(&Config::load(yaml, &MapEnv::default()).unwrap());
+        assert_eq!(
+            n.set_session("v"),
+            "__Host-cloakroom=v; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert_eq!(
+            n.clear_session(),
+            "__Host-cloakroom=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0"
         );
     }
 

@@ -22,7 +22,7 @@ use redis::{Cmd, FromRedisValue, Script};
 
 use super::redis_link::Link;
 use super::store::{SessionStore, StoreError, Versioned};
-use crate::config::{RedisConfig, RedisWait};
+use crate::config::{posture, RedisConfig, RedisWait};
 use crate::error::BoxError;
 
 /// Compare-and-set: writes `d` if the stored version is ARGV[1] (0: absent).
@@ -127,18 +127,58 @@ impl RedisStore {
     }
 
     /// `allkeys-*` eviction silently drops live sessions: users see random
-    /// logouts (RD-08). Say so at start.
+    /// logouts (RD-08). Say so at start, or that it could not be checked.
     async fn warn_about_eviction(&self) {
+        // Boxed: the Cluster's routed command nests deep, and this future
+        // sits inside every start-up future above it.
+        match Box::pin(self.eviction_policies()).await {
+            Ok(policies) => {
+                for finding in policies.iter().filter_map(|p| posture::eviction(p)) {
+                    tracing::warn!(key = %finding.key, source = finding.source, "{}", finding.reason);
+                }
+            }
+            // Managed Redis often refuses CONFIG; nothing is wrong with that.
+            Err(e) => tracing::info!(
+                error = %e,
+                "could not read the Redis maxmemory-policy; make sure it is noeviction"
+            ),
+        }
+    }
+
+    /// Each primary's `maxmemory-policy` (one for a single server or
+    /// Sentinel, one per primary for a Cluster).
+    pub async fn eviction_policies(&self) -> Result<Vec<String>, StoreError> {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("maxmemory-policy");
-        if let Ok(reply) = self.query::<Vec<String>>(&cmd).await {
-            if let Some(policy) = reply.get(1).filter(|p| p.starts_with("allkeys")) {
-                tracing::warn!(
-                    policy,
-                    "Redis evicts keys without a TTL preference; use noeviction or volatile-lru"
-                );
-            }
-        }
+        let answers: Vec<Vec<String>> = bounded(self.timeout, self.link.query_primaries(&cmd)).await?;
+        answers
+            .into_iter()
+            .map(|reply| match reply.get(1) {
+                Some(policy) => Ok(policy.clone()),
+                None => Err(StoreError::Unavailable(
+                    "CONFIG GET maxmemory-policy answered nothing".into(),
+                )),
+            })
+            .collect()
+    }
+
+    /// Connects as [`RedisStore::connect`] does, within `bound`, and reads
+    /// [`RedisStore::eviction_policies`]: for `cloakroom check`, which must
+    /// not hang on a Redis it cannot reach.
+    pub async fn probe_eviction(config: &RedisConfig, bound: Duration) -> Result<Vec<String>, BoxError> {
+        let probe = async {
+            let store = Self {
+                link: Link::connect(config).await?,
+                put: Script::new(PUT),
+                delete_if: Script::new(DELETE_IF),
+                timeout: config.command_timeout,
+                wait: None,
+            };
+            Ok::<_, BoxError>(store.eviction_policies().await?)
+        };
+        tokio::time::timeout(bound, probe)
+            .await
+            .map_err(|_| format!("no answer within {bound:?}"))?
     }
 
     async fn query<T: FromRedisValue + Send>(&self, cmd: &Cmd) -> Result<T, StoreError> {

@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, ConnectionInfo, ErrorKind, FromRedisValue,
     IntoConnectionInfo, RedisError, RedisResult, ScriptInvocation, ServerErrorKind, TlsCertificates, TlsMode,
+    Value,
 };
 
 use crate::config::{RedisConfig, RedisTopology};
@@ -106,6 +108,26 @@ impl Link {
                     .run(|mut c| async move { cmd.query_async(&mut c).await })
                     .await
             }
+        }
+    }
+
+    /// Runs `cmd` on every primary: each node of a Cluster's own answer, or
+    /// the one primary's.
+    pub(super) async fn query_primaries<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<Vec<T>> {
+        let Link::Cluster { connection, .. } = self else {
+            return Ok(vec![self.query(cmd).await?]);
+        };
+        let every_primary = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        match connection
+            .clone()
+            .route_command(cmd.clone(), every_primary)
+            .await?
+        {
+            Value::Map(answers) => answers
+                .into_iter()
+                .map(|(_, answer)| Ok(T::from_redis_value(answer)?))
+                .collect(),
+            answer => Ok(vec![T::from_redis_value(answer)?]),
         }
     }
 
