@@ -86,7 +86,9 @@ type Flights = std::sync::Mutex<
 pub struct Refresher {
     sessions: Arc<Sessions>,
     idp: Arc<Idp>,
-    flights: Flights,
+    /// Shared with the refreshers a config reload builds from this one, so
+    /// a request after a reload joins a flight started before it.
+    flights: Arc<Flights>,
 }
 
 // === impl Refresher ===
@@ -97,6 +99,16 @@ impl Refresher {
             sessions,
             idp,
             flights: Default::default(),
+        })
+    }
+
+    /// A refresher for a reloaded config that shares this one's flights:
+    /// one flight per session, whichever config its callers started under.
+    pub fn reloaded(&self, sessions: Arc<Sessions>, idp: Arc<Idp>) -> Arc<Self> {
+        Arc::new(Self {
+            sessions,
+            idp,
+            flights: self.flights.clone(),
         })
     }
 
