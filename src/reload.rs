@@ -538,6 +538,37 @@ mod tests {
         assert!(names.is_empty(), "{names:?}");
     }
 
+    #[tokio::test]
+    async fn the_idp_is_kept_while_the_oidc_section_is_unchanged() {
+        let with = |secret: &str, level: &str| {
+            config(&format!(
+                "oidc: {{issuer: 'http://localhost:9', client_id: c, client_secret: {secret}}}\n\
+                 cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}\nlog: {{level: {level}}}"
+            ))
+        };
+        let store: Arc<dyn SessionStore> = Arc::new(crate::session::MemoryStore::new());
+        let live = Live::start(Arc::new(with("s1", "info")), store, Clock::manual(), 2).unwrap();
+        let first = live.idp().unwrap();
+
+        let outcome = live.apply(with("s1", "debug"));
+        assert_eq!(
+            outcome,
+            Outcome::Applied {
+                needs_restart: vec![]
+            }
+        );
+        assert_eq!(live.config().log.level, "debug");
+        assert!(Arc::ptr_eq(&first, &live.idp().unwrap()), "same oidc: same Idp");
+
+        live.apply(with("s2", "debug"));
+        let second = live.idp().unwrap();
+        assert!(!Arc::ptr_eq(&first, &second), "a new client secret: a new Idp");
+        assert_eq!(second.config.client_secret.expose(), "s2");
+
+        live.apply(config(""));
+        assert!(live.idp().is_none(), "no oidc section: no login");
+    }
+
     #[test]
     fn outcome_labels_are_the_counters() {
         assert_eq!(
