@@ -5,15 +5,22 @@
 //! 2. protocol limits (414, 431), framing (PX-12) and methods nobody may use;
 //! 3. path normalisation, the SPA client module, `/auth/*`, and
 //!    longest-prefix routing (400, 404, 405);
-//! 4. the route's own stack, built once at start ([`crate::stack`]).
+//! 4. the route's own stack, built once per config ([`crate::stack`]).
 //!
 //! Every failure comes back as an error and becomes a problem+json response
 //! in one place, [`App::handle`], via [`crate::rescue::classify`].
+//!
+//! The config, router, stacks and `Auth` a worker serves with sit behind
+//! one swappable pointer: a config reload ([`crate::reload`]) builds the
+//! next set with [`App::prepare`] and puts it in place with
+//! [`App::install`]. Each request takes one snapshot at its start and is
+//! served by it to the end, so a reload never changes a request midway.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -34,20 +41,32 @@ use crate::upstream::{hygiene, Upstream};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The shared state behind the public listener. Cheap to clone.
+/// One worker's public listener. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
-    shared: Arc<Shared>,
+    worker: Arc<Worker>,
 }
 
+struct Worker {
+    /// What requests are served with now; replaced whole by a reload.
+    current: ArcSwap<Shared>,
+    /// Kept across reloads: the store connection does not change.
+    store: Arc<dyn SessionStore>,
+}
+
+/// Everything one config decides for a worker.
 struct Shared {
     config: Arc<Config>,
     router: Router,
     /// Each route's stack, in the order of `router.routes()`.
     stacks: Vec<RouteService>,
-    store: Arc<dyn SessionStore>,
     auth: Option<Arc<Auth>>,
+    /// The worker's upstream pool under this config's hygiene rules.
+    upstream: Upstream,
 }
+
+/// A worker's state for a new config, built but not serving yet.
+pub struct Prepared(Arc<Shared>);
 
 // === impl App ===
 
@@ -57,9 +76,54 @@ impl App {
         store: Arc<dyn SessionStore>,
         auth: Option<Arc<Auth>>,
     ) -> Result<Self, BoxError> {
-        let router = Router::new(&config.routes, config.is_https())?;
         // One upstream pool per App, so per worker thread.
         let upstream = Upstream::new(&config.cookie.name, &config.stripped_identity_headers())?;
+        let shared = Shared::build(config, auth, upstream)?;
+        Ok(Self {
+            worker: Arc::new(Worker {
+                current: ArcSwap::from_pointee(shared),
+                store,
+            }),
+        })
+    }
+
+    /// Builds this worker's router and stacks for `config`, on the same
+    /// upstream pool (open upstream connections are kept). Nothing serves
+    /// with them until [`App::install`].
+    pub fn prepare(&self, config: Arc<Config>, auth: Option<Arc<Auth>>) -> Result<Prepared, BoxError> {
+        let upstream = self
+            .worker
+            .current
+            .load()
+            .upstream
+            .with_rules(&config.cookie.name, &config.stripped_identity_headers());
+        Shared::build(config, auth, upstream).map(|shared| Prepared(Arc::new(shared)))
+    }
+
+    /// Serves new requests with `prepared`. Requests already started finish
+    /// with the state they started with; WebSocket tunnels, which no longer
+    /// pass through here, are untouched.
+    pub fn install(&self, prepared: Prepared) {
+        self.worker.current.store(prepared.0);
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.worker.store
+    }
+
+    /// Serves one request from `peer`. Never fails: errors become problems.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        // One snapshot for the whole request, however long it runs.
+        let shared = self.worker.current.load_full();
+        shared.handle(request, peer).await
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    fn build(config: Arc<Config>, auth: Option<Arc<Auth>>, upstream: Upstream) -> Result<Self, BoxError> {
+        let router = Router::new(&config.routes, config.is_https())?;
         let public_host: Arc<str> = public_host(&config.public_url).into();
         let stacks = router
             .routes()
@@ -67,22 +131,15 @@ impl App {
             .map(|route| stack::build(route, auth.as_ref(), &upstream, &public_host))
             .collect();
         Ok(Self {
-            shared: Arc::new(Shared {
-                config,
-                router,
-                stacks,
-                store,
-                auth,
-            }),
+            config,
+            router,
+            stacks,
+            auth,
+            upstream,
         })
     }
 
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
-        &self.shared.store
-    }
-
-    /// Serves one request from `peer`. Never fails: errors become problems.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         // Only pay for the access line's inputs when it will be written.
         let access = tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO).then(|| {
             (
@@ -91,10 +148,9 @@ impl App {
                 request.uri().path().to_owned(),
             )
         });
-        let trusted = forwarded::is_trusted(peer.ip(), &self.shared.config.trusted_proxies);
+        let trusted = forwarded::is_trusted(peer.ip(), &self.config.trusted_proxies);
         let request_id = request_id(request.headers(), trusted);
         let had_session_cookie = self
-            .shared
             .auth
             .as_ref()
             .is_some_and(|a| CookieNames::find(request.headers(), &a.sessions.names.session).is_some());
@@ -133,7 +189,7 @@ impl App {
                 for (name, value) in &extra {
                     response.headers_mut().append(name, value.clone());
                 }
-                if let (true, Some(auth)) = (ends_session, &self.shared.auth) {
+                if let (true, Some(auth)) = (ends_session, &self.auth) {
                     // The cookie names no usable session: drop it (§3.1).
                     response
                         .headers_mut()
@@ -170,7 +226,7 @@ impl App {
         request_id: &HeaderValue,
         matched: &mut Option<&'a Arc<Route>>,
     ) -> Result<Response<Body>, BoxError> {
-        check_limits(&request, &self.shared.config.limits)?;
+        check_limits(&request, &self.config.limits)?;
         check_framing(request.headers())?;
         let path = normalize_path(request.uri().path()).map_err(|e| {
             tracing::debug!(error = %e, "refused request path");
@@ -181,7 +237,7 @@ impl App {
             self.protect(response.headers_mut());
             return Ok(response);
         }
-        if let (Some(auth), true) = (&self.shared.auth, path.starts_with("/auth/")) {
+        if let (Some(auth), true) = (&self.auth, path.starts_with("/auth/")) {
             let mut response = auth.handle(&path, request).await?;
             self.protect(response.headers_mut());
             // Whatever an endpoint says: answers about a session are nobody's to keep.
@@ -190,8 +246,8 @@ impl App {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return Ok(response);
         }
-        let index = self.shared.router.find_index(&path).ok_or(Refusal::NotFound)?;
-        let route = &self.shared.router.routes()[index];
+        let index = self.router.find_index(&path).ok_or(Refusal::NotFound)?;
+        let route = &self.router.routes()[index];
         *matched = Some(route);
         check_method(route, request.method())?;
         if hygiene::is_websocket_upgrade(request.headers()) && !route.config.websocket {
@@ -205,13 +261,13 @@ impl App {
             request_id: request_id.clone(),
         });
         // Every route stack is always ready: no layer holds requests back.
-        let below: stack::ResponseFuture = self.shared.stacks[index].clone().call(request);
+        let below: stack::ResponseFuture = self.stacks[index].clone().call(request);
         below.await
     }
 
     /// Security headers on responses cloakroom writes itself (PX-26).
     fn protect(&self, headers: &mut http::HeaderMap) {
-        crate::security_headers::apply(headers, self.shared.config.is_https());
+        crate::security_headers::apply(headers, self.config.is_https());
     }
 }
 

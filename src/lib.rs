@@ -1,7 +1,8 @@
 //! cloakroom: a Backend-for-Frontend token-handler reverse proxy.
 //!
 //! [`run`] is what `main` and the tests call: it takes bound listeners, a
-//! validated [`Config`] and a shutdown future.
+//! validated [`Config`] and a shutdown future. [`run_with`] also takes the
+//! clock and what reloads the config ([`reload`]).
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
@@ -19,6 +20,7 @@ pub mod oidc;
 pub mod path;
 pub mod random;
 pub mod refresh;
+pub mod reload;
 pub mod rescue;
 pub mod routes;
 pub mod secret;
@@ -60,12 +62,32 @@ pub async fn run_with_clock(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
+    let options = Options { clock, reload: None };
+    run_with(listener, admin_listener, config, options, shutdown).await
+}
+
+/// How [`run_with`] runs, besides its config. The default: the system
+/// clock, no reloads.
+#[derive(Default)]
+pub struct Options {
+    /// What every expiry is judged by.
+    pub clock: Clock,
+    /// The config file to reload from and what asks for reloads; `None`:
+    /// the config never changes.
+    pub reload: Option<reload::Triggers>,
+}
+
+/// [`run`] with [`Options`].
+pub async fn run_with(
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    config: Config,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BoxError> {
     let config = Arc::new(config);
     if config.insecure_dev_mode {
-        tracing::warn!(
-            public_url = %config.public_url,
-            "insecure_dev_mode is on: plain http is allowed for public_url and the issuer on any host name; never run production like this"
-        );
+        reload::warn_insecure_dev_mode(&config);
     }
     // What `cloakroom check --strict` refuses (the dev switch said above).
     for finding in config::posture::warnings(&config) {
@@ -89,14 +111,12 @@ pub async fn run_with_clock(
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
-    let auth = auth::Auth::new(config.clone(), store.clone(), clock)?;
-    let idp = auth.as_ref().map(|a| a.idp.clone());
-    if let Some(idp) = &idp {
-        idp.discover_in_background();
-    }
-    let apps = (0..workers)
-        .map(|_| app::App::new(config.clone(), store.clone(), auth.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let live = Arc::new(reload::Live::start(
+        config.clone(),
+        store,
+        options.clock,
+        workers,
+    )?);
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
@@ -114,6 +134,9 @@ pub async fn run_with_clock(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let reloads = options
+        .reload
+        .map(|triggers| tokio::spawn(reload::run(live.clone(), triggers, stopped(stop_rx.clone()))));
 
     // The admin listener outlives the public one's drain, so `/readyz`
     // answers 503 (draining) until the last in-flight request is done.
@@ -125,14 +148,18 @@ pub async fn run_with_clock(
         let stop = async move {
             let _ = admin_stop.await;
         };
+        let live = live.clone();
         async move {
-            let handler =
-                move |request, _peer| admin::handle(request, store.clone(), idp.clone(), *draining.borrow());
+            let handler = move |request, _peer| {
+                admin::handle(request, live.store().clone(), live.idp(), *draining.borrow())
+            };
             server::serve(admin_listener, &limits, &[], vec![handler], stop).await;
         }
     });
-    let handlers = apps
-        .into_iter()
+    let handlers = live
+        .apps()
+        .iter()
+        .cloned()
         .map(|app| {
             move |request, peer| {
                 let app = app.clone();
@@ -152,6 +179,9 @@ pub async fn run_with_clock(
     .await;
     let _ = drained.send(());
     admin.await?;
+    if let Some(reloads) = reloads {
+        reloads.await?;
+    }
     tracing::info!("cloakroom stopped");
     Ok(())
 }

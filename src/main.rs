@@ -90,23 +90,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> Result<Config, ExitCode> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("cloakroom: cannot read {}: {e}", path.display());
-        ExitCode::from(EXIT_BAD_CONFIG)
-    })?;
-    Config::load_named(&text, &path.display().to_string(), &ProcessEnv).map_err(|errors| {
-        eprintln!("cloakroom: {} has {} error(s):", path.display(), errors.0.len());
-        for e in &errors.0 {
-            eprintln!("  {e}");
+fn load(path: &Path) -> Result<(Config, cloakroom::reload::Watched), ExitCode> {
+    let (config, watched) = cloakroom::reload::load(path);
+    match config {
+        Ok(config) => Ok((config, watched)),
+        Err(e @ cloakroom::reload::LoadError::Read(..)) => {
+            eprintln!("cloakroom: {}", e.lines().join("; "));
+            Err(ExitCode::from(EXIT_BAD_CONFIG))
         }
-        ExitCode::from(EXIT_BAD_CONFIG)
-    })
+        Err(e) => {
+            let lines = e.lines();
+            eprintln!("cloakroom: {} has {} error(s):", path.display(), lines.len());
+            for line in &lines {
+                eprintln!("  {line}");
+            }
+            Err(ExitCode::from(EXIT_BAD_CONFIG))
+        }
+    }
 }
 
 fn check(path: &Path, strict: bool) -> ExitCode {
     let config = match load(path) {
-        Ok(c) => c,
+        Ok((c, _)) => c,
         Err(code) => return code,
     };
     // === security posture (config::posture): warnings, refused by --strict ===
@@ -196,8 +201,8 @@ fn eviction_policies(redis: &RedisConfig) -> Result<Vec<String>, String> {
 }
 
 fn serve(path: &Path) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
+    let (config, watched) = match load(path) {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
     cloakroom::telemetry::init(&config.log);
@@ -210,6 +215,8 @@ fn serve(path: &Path) -> ExitCode {
     };
     runtime.block_on(async move {
         let shutdown = shutdown_signal();
+        let (reloader, requests) = cloakroom::reload::channel();
+        reload_on_sighup(reloader);
         let bind = |addr| async move {
             tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 tracing::error!(%addr, error = %e, "cannot listen");
@@ -224,7 +231,15 @@ fn serve(path: &Path) -> ExitCode {
             Ok(l) => l,
             Err(code) => return code,
         };
-        match cloakroom::run(listener, admin, config, shutdown).await {
+        let options = cloakroom::Options {
+            reload: Some(cloakroom::reload::Triggers {
+                watched,
+                requests,
+                poll: Some(cloakroom::reload::POLL_EVERY),
+            }),
+            ..Default::default()
+        };
+        match cloakroom::run_with(listener, admin, config, options, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "cloakroom failed");
@@ -232,6 +247,26 @@ fn serve(path: &Path) -> ExitCode {
             }
         }
     })
+}
+
+/// Reloads the config on each SIGHUP. Installed before the ports open, so
+/// a SIGHUP never ends the process (its default action) once it serves.
+fn reload_on_sighup(reloader: cloakroom::reload::Reloader) {
+    let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; config reloads only on file changes");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        let mut hangup = hangup;
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP received; reloading the config");
+            // The reload task logs the outcome.
+            let _ = reloader.reload().await;
+        }
+    });
 }
 
 /// `cloakroom health`: one GET, exit 0 on 2xx and 1 on anything else.

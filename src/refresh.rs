@@ -86,7 +86,9 @@ type Flights = std::sync::Mutex<
 pub struct Refresher {
     sessions: Arc<Sessions>,
     idp: Arc<Idp>,
-    flights: Flights,
+    /// Shared with the refreshers a config reload builds from this one, so
+    /// a request after a reload joins a flight started before it.
+    flights: Arc<Flights>,
 }
 
 // === impl Refresher ===
@@ -97,6 +99,16 @@ impl Refresher {
             sessions,
             idp,
             flights: Default::default(),
+        })
+    }
+
+    /// A refresher for a reloaded config that shares this one's flights:
+    /// one flight per session, whichever config its callers started under.
+    pub fn reloaded(&self, sessions: Arc<Sessions>, idp: Arc<Idp>) -> Arc<Self> {
+        Arc::new(Self {
+            sessions,
+            idp,
+            flights: self.flights.clone(),
         })
     }
 
@@ -396,5 +408,25 @@ mod tests {
         // A skew shorter than half the lifetime is taken as configured.
         let short = Duration::from_secs(2);
         assert_eq!(refresh_point_ms(short, &obtained(30, true)), 1_028_000);
+    }
+
+    #[tokio::test]
+    async fn a_reloaded_refresher_shares_the_flights_of_the_running_one() {
+        use crate::config::{Config, MapEnv};
+        let config = Config::load(
+            "public_url: http://localhost:8080
+oidc: {issuer: 'http://localhost:9000', client_id: c, client_secret: s}
+cookie: {keys: [{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}]}
+routes: [{path: /, upstream: 'http://a'}]",
+            &MapEnv::default(),
+        )
+        .unwrap();
+        let store: Arc<dyn crate::session::SessionStore> = Arc::new(crate::session::MemoryStore::new());
+        let sessions = || Arc::new(Sessions::new(&config, store.clone(), crate::Clock::manual()).unwrap());
+        let idp = Idp::new(config.oidc.clone().unwrap(), crate::Clock::manual()).unwrap();
+        let running = Refresher::new(sessions(), idp.clone());
+        let reloaded = running.reloaded(sessions(), idp);
+        assert!(Arc::ptr_eq(&running.flights, &reloaded.flights));
+        assert!(!Arc::ptr_eq(&running.sessions, &reloaded.sessions));
     }
 }

@@ -49,13 +49,33 @@ impl Auth {
         store: Arc<dyn SessionStore>,
         clock: Clock,
     ) -> Result<Option<Arc<Self>>, BoxError> {
+        Self::reloaded(config, store, clock, None)
+    }
+
+    /// [`Auth::new`] for a reloaded config: from `previous`, the running
+    /// one, it keeps the `Idp` (its discovery and JWKS cache) when the
+    /// `oidc` section is unchanged, and the refresh flights in any case.
+    /// Sessions (key ring, timeouts) and CSRF origins are built anew.
+    pub fn reloaded(
+        config: Arc<Config>,
+        store: Arc<dyn SessionStore>,
+        clock: Clock,
+        previous: Option<&Auth>,
+    ) -> Result<Option<Arc<Self>>, BoxError> {
         let Some(oidc) = config.oidc.clone() else {
             return Ok(None);
         };
-        let idp = Idp::new(oidc, clock.clone())?;
+        let idp = match previous {
+            Some(previous) if previous.idp.config == oidc => previous.idp.clone(),
+            _ => Idp::new(oidc, clock.clone())?,
+        };
         let sessions = Arc::new(Sessions::new(&config, store, clock)?);
+        let refresher = match previous {
+            Some(previous) => previous.refresher.reloaded(sessions.clone(), idp.clone()),
+            None => Refresher::new(sessions.clone(), idp.clone()),
+        };
         Ok(Some(Arc::new(Self {
-            refresher: Refresher::new(sessions.clone(), idp.clone()),
+            refresher,
             csrf: csrf::Csrf::new(&config),
             config,
             idp,

@@ -9,7 +9,7 @@ use super::node::{Cursor, Fields, FromNode, Reported};
 use super::values::Bytes;
 
 /// Protocol limits applied to every request and connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_header_bytes: u64,
     pub max_headers: u64,

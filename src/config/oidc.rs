@@ -9,7 +9,7 @@ use super::values::{absolute_http_url, is_plain_remote, UrlWithoutQuery};
 use crate::secret::Secret;
 
 /// The IdP and how cloakroom authenticates to it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OidcConfig {
     pub issuer: Url,
     pub client_id: String,

@@ -74,6 +74,16 @@ impl Upstream {
         })
     }
 
+    /// This worker's pool under new hygiene rules (a config reload): open
+    /// upstream connections are kept.
+    pub fn with_rules(&self, cookie_base: &str, identity_headers: &[HeaderRule]) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            cookie_base: cookie_base.to_owned(),
+            identity_headers: identity_headers.into(),
+        }
+    }
+
     /// Sends `request` (already authorised) to `route`'s upstream.
     pub async fn forward(
         &self,

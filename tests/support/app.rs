@@ -31,7 +31,12 @@ impl App {
 
     /// Binds the listeners first, so the config can name the address.
     pub async fn bind() -> Bound {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::bind_at(0).await
+    }
+
+    /// [`App::bind`] with the public listener on `port` (0: any).
+    pub async fn bind_at(port: u16) -> Bound {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         Bound {
             addr: listener.local_addr().unwrap(),
@@ -78,6 +83,47 @@ impl Bound {
             stop: Some(stop),
             task: Some(task),
         }
+    }
+}
+
+impl Bound {
+    /// Starts cloakroom from the config file at `path`, reloading it when
+    /// the returned [`cloakroom::reload::Reloader`] asks (the file is not
+    /// polled: the test decides when).
+    pub fn start_reloading(
+        self,
+        path: &std::path::Path,
+        clock: cloakroom::Clock,
+    ) -> (App, cloakroom::reload::Reloader) {
+        let (config, watched) = cloakroom::reload::load(path);
+        let config = config.unwrap_or_else(|e| panic!("test config does not load: {:?}", e.lines()));
+        let (reloader, requests) = cloakroom::reload::channel();
+        let options = cloakroom::Options {
+            clock,
+            reload: Some(cloakroom::reload::Triggers {
+                watched,
+                requests,
+                poll: None,
+            }),
+        };
+        let Bound { listener, admin, .. } = self;
+        let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            cloakroom::run_with(listener, admin, config, options, shutdown)
+                .await
+                .unwrap();
+        });
+        let app = App {
+            addr,
+            admin: admin_addr,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        (app, reloader)
     }
 }
 
@@ -130,7 +176,9 @@ pub struct Process {
     /// The admin listener, `http://127.0.0.1:PORT`.
     pub admin: String,
     child: std::process::Child,
-    _config: tempfile::NamedTempFile,
+    config: tempfile::NamedTempFile,
+    /// The `listen` and `admin_listen` lines the config file starts with.
+    listeners: String,
     /// Its stdout lines, when started with [`Process::start_logged`].
     logs: Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -164,9 +212,48 @@ impl Process {
 
     /// [`Process::start_logged`] listening on `port`.
     pub fn start_logged_at(port: u16, yaml: &str) -> Self {
-        let process = Self::spawn(env!("CARGO_BIN_EXE_cloakroom"), port, yaml, true);
+        Self::start_logged_with_env(port, yaml, &[])
+    }
+
+    /// [`Process::start_logged_at`] with `env` set for the process.
+    pub fn start_logged_with_env(port: u16, yaml: &str, env: &[(&str, &str)]) -> Self {
+        let process = Self::spawn_with(env!("CARGO_BIN_EXE_cloakroom"), port, yaml, true, env);
         process.wait_for(|status, _| status != 0, "cloakroom did not start");
         process
+    }
+
+    /// The config file the process was started with.
+    pub fn config_path(&self) -> &std::path::Path {
+        self.config.path()
+    }
+
+    /// Replaces the config file with `yaml` (same listeners), as a deploy
+    /// tool or an editor saving by rename does: the new file is written
+    /// beside it and renamed over it, so no reader sees half of it.
+    pub fn rewrite(&self, yaml: &str) {
+        self.rewrite_whole(&format!("{}{yaml}\n", self.listeners));
+    }
+
+    /// [`Process::rewrite`] with exactly `text`, listeners included.
+    pub fn rewrite_whole(&self, text: &str) {
+        let path = self.config.path();
+        let next = path.with_extension("next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, path).unwrap();
+    }
+
+    /// The `listen` and `admin_listen` lines the config file started with.
+    pub fn listeners(&self) -> &str {
+        &self.listeners
+    }
+
+    /// Sends SIGHUP: reload the config.
+    pub fn sighup(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -HUP failed");
     }
 
     /// Waits (20 s at most) until `/readyz` answers 200 and its body says
@@ -197,14 +284,15 @@ impl Process {
     }
 
     fn spawn(binary: &str, port: u16, yaml: &str, logged: bool) -> Self {
+        Self::spawn_with(binary, port, yaml, logged, &[])
+    }
+
+    fn spawn_with(binary: &str, port: u16, yaml: &str, logged: bool, env: &[(&str, &str)]) -> Self {
         use std::io::{BufRead, Write};
         let admin = free_port();
+        let listeners = format!("listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n");
         let mut config = tempfile::NamedTempFile::new().unwrap();
-        write!(
-            config,
-            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n{yaml}\n"
-        )
-        .unwrap();
+        writeln!(config, "{listeners}{yaml}").unwrap();
         let mut command = std::process::Command::new(binary);
         command
             .arg("serve")
@@ -217,6 +305,9 @@ impl Process {
                 .stdout(std::process::Stdio::piped());
         } else {
             command.stdout(std::process::Stdio::null());
+        }
+        for (name, value) in env {
+            command.env(name, value);
         }
         let mut child = command.spawn().unwrap();
         let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -233,7 +324,8 @@ impl Process {
             base: format!("http://127.0.0.1:{port}"),
             admin: format!("http://127.0.0.1:{admin}"),
             child,
-            _config: config,
+            config,
+            listeners,
             logs,
         }
     }
