@@ -14,4 +14,4 @@ pub use self::cache::CachedStore;
 pub use self::life::{Loaded, Sessions};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
-pub use self::store::{SessionStore, StoreError, Versioned};
+pub use self::store::{Announcements, IndexEntry, SessionStore, StoreError, Versioned};
