@@ -52,6 +52,7 @@ impl Auth {
         };
         let idp = Idp::new(oidc, clock.clone())?;
         let sessions = Arc::new(Sessions::new(&config, store, clock)?);
+        sessions.spawn_watcher();
         Ok(Some(Arc::new(Self {
             refresher: Refresher::new(sessions.clone(), idp.clone()),
             csrf: csrf::Csrf::new(&config),

@@ -162,6 +162,19 @@ async fn index_pushes_out_the_oldest_past_its_bound(store: &dyn SessionStore) {
         .map(|e| e.key)
         .collect();
     assert_eq!(left, ["k4", "k5"]);
+    // The entry just added stays, even when its clock says it is older
+    // (another replica's clock).
+    let out = store.index_add(index, entry("k0", 0, "d"), TTL, 2).await.unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].key, "k4");
+    let left: Vec<String> = store
+        .index_list(index)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(left, ["k0", "k5"]);
     store.index_remove(index, &left).await.unwrap();
 }
 

@@ -169,10 +169,11 @@ impl SessionStore for MemoryStore {
         let wake = state.extend_index(index, ttl);
         let entries = &mut state.index_mut(index).entries;
         entries.retain(|e| e.key != entry.key);
+        // The others, oldest first, make room; the new entry stays.
+        let excess = (entries.len() + 1).saturating_sub(max.max(1));
+        let pushed_out = entries.drain(..excess).collect();
         entries.push(entry);
         entries.sort_by_key(|e| e.created);
-        let excess = entries.len().saturating_sub(max);
-        let pushed_out = entries.drain(..excess).collect();
         drop(state);
         if wake {
             self.shared.purge.notify_one();

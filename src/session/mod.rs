@@ -2,6 +2,8 @@
 
 pub mod cache;
 pub mod contract;
+pub mod ending;
+pub mod index;
 pub mod life;
 pub mod lock;
 pub mod memory;
@@ -11,6 +13,8 @@ mod redis_link;
 pub mod store;
 
 pub use self::cache::CachedStore;
+pub use self::ending::{SessionEnd, SessionEnded};
+pub use self::index::{Indexes, Owner, SessionInfo};
 pub use self::life::{Loaded, Sessions};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;

@@ -50,20 +50,21 @@ return 0
 ";
 
 /// Adds an index entry (ARGV[1] its field, ARGV[2] its value), keeps the
-/// index ARGV[3] ms at least, and removes the oldest entries past ARGV[4]:
-/// returns them as field, value pairs.
+/// index ARGV[3] ms at least, and removes the oldest other entries past
+/// ARGV[4]: returns them as field, value pairs.
 const INDEX_ADD: &str = r"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local ttl = tonumber(ARGV[3])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-local max = tonumber(ARGV[4])
+local max = math.max(tonumber(ARGV[4]), 1)
 local out = {}
 while redis.call('HLEN', KEYS[1]) > max do
   local all = redis.call('HGETALL', KEYS[1])
   local oldest, oldest_at
   for i = 1, #all, 2 do
     local at = tonumber(string.match(all[i + 1], '^(%d+) '))
-    if oldest == nil or at < oldest_at or (at == oldest_at and all[i] < oldest) then
+    local older = oldest == nil or at < oldest_at or (at == oldest_at and all[i] < oldest)
+    if all[i] ~= ARGV[1] and older then
       oldest, oldest_at = all[i], at
     end
   end

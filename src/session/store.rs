@@ -81,8 +81,9 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Adds `entry` to `index` (replacing one for the same key), keeps the
-    /// index at least `ttl` longer, and, past `max` entries, removes the
-    /// oldest (by `created`) and returns them. One atomic step per index.
+    /// index at least `ttl` longer, and, past `max` entries (at least 1),
+    /// removes the oldest others (by `created`) and returns them, oldest
+    /// first: the entry just added always stays. One atomic step.
     async fn index_add(
         &self,
         index: &str,

@@ -14,6 +14,7 @@ use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::BoxError;
 use crate::routes::{Leaf as LeafKind, Route};
+use crate::session::SessionEnd;
 use crate::static_files::Audience;
 use crate::upstream::forwarded::Forwarded;
 use crate::upstream::{Forward, Upstream};
@@ -75,6 +76,7 @@ impl Service<Request<Body>> for Leaf {
                 forwarded,
                 request_id: context.request_id,
                 bearer: request.extensions_mut().remove::<Bearer>().map(|b| b.0),
+                session_end: request.extensions_mut().remove::<SessionEnd>(),
             };
             leaf.upstream.forward(&leaf.route, request, forward).await
         })
