@@ -83,6 +83,7 @@ pub async fn run_with_clock(
     };
     let auth = auth::Auth::new(config.clone(), store.clone(), clock)?;
     let idp = auth.as_ref().map(|a| a.idp.clone());
+    let api = admin::sessions::Api::new(&config, auth.as_ref());
     if let Some(idp) = &idp {
         idp.discover_in_background();
     }
@@ -118,8 +119,15 @@ pub async fn run_with_clock(
             let _ = admin_stop.await;
         };
         async move {
-            let handler =
-                move |request, _peer| admin::handle(request, store.clone(), idp.clone(), *draining.borrow());
+            let handler = move |request, _peer| {
+                admin::handle(
+                    request,
+                    store.clone(),
+                    idp.clone(),
+                    api.clone(),
+                    *draining.borrow(),
+                )
+            };
             server::serve(admin_listener, &limits, &[], vec![handler], stop).await;
         }
     });

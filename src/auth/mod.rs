@@ -3,8 +3,11 @@
 //! - `GET /auth/login?return_to=`: start a code flow (PKCE S256, state, nonce);
 //! - `GET /auth/callback`: finish it, start a new session;
 //! - `GET /auth/user`: the session's claims and expiry;
-//! - `POST /auth/logout`: end the session here and at the IdP.
+//! - `POST /auth/logout`: end the session here and at the IdP;
+//! - `POST /auth/backchannel-logout`: the IdP ends sessions (server to server);
+//! - `GET /auth/sessions`, `DELETE /auth/sessions/{id}`: the user's sessions.
 
+pub mod backchannel;
 pub mod callback;
 pub mod csrf;
 pub mod fetch_metadata;
@@ -12,6 +15,7 @@ pub mod login;
 pub mod logout;
 pub mod pending;
 pub mod return_to;
+pub mod sessions;
 pub mod user;
 
 use std::sync::Arc;
@@ -69,8 +73,20 @@ impl Auth {
 
     /// Serves `/auth/*`.
     pub async fn handle(&self, path: &str, request: Request<Body>) -> Result<Response<Body>, BoxError> {
-        // None of these endpoints reads a body.
+        if path == "/auth/backchannel-logout" {
+            return backchannel::logout(self, request).await;
+        }
+        // None of the others reads a body.
         let (request, _) = request.into_parts();
+        if let Some(id) = path.strip_prefix("/auth/sessions/") {
+            if request.method != Method::DELETE {
+                return Err(Refusal::MethodNotAllowed {
+                    allow: "DELETE".into(),
+                }
+                .into());
+            }
+            return sessions::end(self, &request, id).await;
+        }
         match (path, &request.method) {
             ("/auth/login", &Method::GET) => Ok(login::start(self, &request).await?),
             ("/auth/callback", &Method::GET) => callback::finish(self, &request).await,
@@ -87,7 +103,8 @@ impl Auth {
                 self.csrf.check(&request.method, &request.headers)?;
                 logout::logout(self, &request.headers).await
             }
-            ("/auth/login" | "/auth/callback" | "/auth/user", _) => {
+            ("/auth/sessions", &Method::GET) => sessions::list(self, &request).await,
+            ("/auth/login" | "/auth/callback" | "/auth/user" | "/auth/sessions", _) => {
                 Err(Refusal::MethodNotAllowed { allow: "GET".into() }.into())
             }
             ("/auth/logout", _) => Err(Refusal::MethodNotAllowed { allow: "POST".into() }.into()),

@@ -9,6 +9,7 @@
 //! parsers they share and `node` the reader that collects the errors. This
 //! module reads the top level and the rules that span sections.
 
+mod admin;
 mod cookie;
 pub mod env;
 pub mod headers;
@@ -31,6 +32,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 use url::Url;
 
+pub use self::admin::AdminConfig;
 pub use self::cookie::{CookieConfig, CookieKey};
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::headers::HeaderRule;
@@ -64,6 +66,8 @@ pub struct Config {
     pub cookie: CookieConfig,
     pub limits: Limits,
     pub log: LogConfig,
+    /// The admin listener's API (off by default).
+    pub admin: AdminConfig,
     pub routes: Vec<RouteConfig>,
     /// Worker threads serving requests; 0 means one per CPU.
     pub workers: usize,
@@ -152,6 +156,7 @@ impl FromNode for Config {
         let cookie = f.or("cookie", CookieConfig::default(), at);
         let limits = f.or("limits", Limits::default(), at);
         let log = f.or("log", LogConfig::default(), at);
+        let admin = f.or("admin", AdminConfig::default(), at);
         let workers = f.or::<u64>("workers", 0, at);
         let routes = f.required::<Each<RouteConfig>>("routes", at);
         f.finish(at);
@@ -193,6 +198,7 @@ impl FromNode for Config {
             cookie: cookie.ok_or(Reported)?,
             limits: limits.ok_or(Reported)?,
             log: log.ok_or(Reported)?,
+            admin: admin.ok_or(Reported)?,
             routes: routes.and_then(Each::complete).ok_or(Reported)?,
             workers: usize::try_from(workers.ok_or(Reported)?).map_err(|_| at.fail("workers: too many"))?,
             insecure_dev_mode: dev.ok_or(Reported)?,

@@ -55,6 +55,8 @@ pub struct SessionInfo {
     pub created: u64,
     pub last_seen: u64,
     pub device: String,
+    /// Where it is listed, to end it with.
+    pub indexes: Indexes,
 }
 
 /// What the subject index keeps of a session beside its times.
@@ -220,29 +222,32 @@ impl Sessions {
 
     /// The live sessions of a subject, oldest first.
     pub async fn sessions_of(&self, iss: &str, sub: &str) -> Result<Vec<SessionInfo>, StoreError> {
-        let entries = self.live_entries(&subject_index(iss, sub)).await?;
+        let subject = subject_index(iss, sub);
+        let entries = self.live_entries(&subject).await?;
         Ok(entries
             .into_iter()
-            .map(|entry| SessionInfo {
-                handle: handle(&entry.key),
-                device: listing(&entry).device,
-                created: entry.created,
-                last_seen: entry.last_seen,
-                key: entry.key,
+            .map(|entry| {
+                let listing = listing(&entry);
+                SessionInfo {
+                    handle: handle(&entry.key),
+                    device: listing.device,
+                    created: entry.created,
+                    last_seen: entry.last_seen,
+                    indexes: Indexes {
+                        subject: Some(subject.clone()),
+                        sid: listing.sid.map(|sid| sid_index(iss, &sid)),
+                    },
+                    key: entry.key,
+                }
             })
             .collect())
     }
 
     /// Ends every session of a subject; returns how many were live.
     pub async fn end_subject(&self, iss: &str, sub: &str) -> Result<usize, StoreError> {
-        let subject = subject_index(iss, sub);
-        let live = self.live_entries(&subject).await?;
-        for entry in &live {
-            let indexes = Indexes {
-                subject: Some(subject.clone()),
-                sid: listing(entry).sid.map(|sid| sid_index(iss, &sid)),
-            };
-            self.end(&entry.key, &indexes).await?;
+        let live = self.sessions_of(iss, sub).await?;
+        for session in &live {
+            self.end(&session.key, &session.indexes).await?;
         }
         Ok(live.len())
     }
