@@ -300,6 +300,7 @@ routes: [{path: /api, upstream: 'http://a'}]";
             .with_var("CLIENT_SECRET", "s")
             .with_var("COOKIE_KEY_1", KEY)
             .with_var("COOKIE_KEY_2", KEY)
+            .with_var("ADMIN_TOKEN", KEY)
             .with_var("SPA_DIR", "/srv/spa");
         for file in ["reference.yaml", "cloakroom.yaml", "spa.yaml"] {
             let path = format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"));

@@ -13,7 +13,7 @@
 //! this replica, on the announcement for an end in another. Not every end
 //! is announced: timeouts happen while nobody looks, and announcements are
 //! missed while a subscription is down. So a watcher task also looks at
-//! every watched session, by [`Clock`](crate::clock::Clock), once a second:
+//! every watched session, by [`Clock`](crate::clock::Clock), twice a second:
 //! one due for a check (its absolute end, its idle end as last seen, at the
 //! latest [`RECHECK`] after the last check, and every one after each
 //! (re)subscription) is read again and judged as a request would judge it.
@@ -44,8 +44,9 @@ use crate::error::{BoxError, Refusal};
 
 /// The longest a watched session goes without being read again.
 pub const RECHECK: Duration = Duration::from_secs(30);
-/// How often the watcher looks for sessions due for a check.
-const TICK: Duration = Duration::from_secs(1);
+/// How often the watcher looks for sessions due for a check: well inside
+/// the second in which what depends on a timed-out session must close.
+const TICK: Duration = Duration::from_millis(500);
 /// How long an ended session's key is remembered.
 const TOMBSTONE: Duration = Duration::from_secs(60);
 /// Checks run at once, at most.
@@ -145,7 +146,7 @@ impl Sessions {
                     Err(e) => {
                         // A store error is never an end: look again soon.
                         tracing::debug!(error = %e, "a watched session could not be checked");
-                        let soon = self.clock.now().saturating_add(TICK.as_secs());
+                        let soon = self.clock.now().saturating_add(1);
                         self.endings.reschedule(&key, soon);
                     }
                 }
