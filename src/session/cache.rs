@@ -142,7 +142,7 @@ impl SessionStore for CachedStore {
         key: &str,
         last_seen: u64,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.inner.index_touch(index, key, last_seen, ttl).await
     }
 

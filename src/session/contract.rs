@@ -184,8 +184,8 @@ async fn index_touch_moves_last_seen_of_present_entries_only(store: &dyn Session
         .index_add(index, entry("s", 100, "data"), TTL, 10)
         .await
         .unwrap();
-    store.index_touch(index, "s", 160, TTL).await.unwrap();
-    store.index_touch(index, "absent", 170, TTL).await.unwrap();
+    assert!(store.index_touch(index, "s", 160, TTL).await.unwrap());
+    assert!(!store.index_touch(index, "absent", 170, TTL).await.unwrap());
     let listed = store.index_list(index).await.unwrap();
     assert_eq!(listed.len(), 1, "touch adds nothing");
     assert_eq!((listed[0].created, listed[0].last_seen), (100, 160));

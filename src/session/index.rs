@@ -174,14 +174,14 @@ pub fn device(user_agent: Option<&str>) -> String {
 // === impl Sessions ===
 
 impl Sessions {
-    /// Lists a new session under its owner, ending the subject's oldest
-    /// sessions past `session.max_per_user`.
+    /// Lists a session created at `created` under its owner, ending the
+    /// subject's oldest sessions past `session.max_per_user`.
     pub(super) async fn index_new(
         &self,
         key: &str,
         owner: &Owner,
         device: String,
-        now: u64,
+        created: u64,
         ttl: std::time::Duration,
     ) -> Result<(), StoreError> {
         let indexes = owner.indexes();
@@ -191,7 +191,7 @@ impl Sessions {
                 subject: subject_index(&owner.iss, &owner.sub),
             })
             .unwrap_or_default();
-            let entry = index_entry(key, now, data);
+            let entry = self.index_entry(key, created, data);
             // A session never outlives its absolute timeout, nor this entry.
             let lifetime = self.config.absolute_timeout;
             self.store.index_add(sid_index, entry, lifetime, max).await?;
@@ -206,7 +206,7 @@ impl Sessions {
             sid: owner.sid.clone(),
         })
         .unwrap_or_default();
-        let entry = index_entry(key, now, data);
+        let entry = self.index_entry(key, created, data);
         let pushed_out = self.store.index_add(subject_index, entry, ttl, max).await?;
         for old in pushed_out {
             tracing::info!(max, "a subject's oldest session ended: over session.max_per_user");
@@ -278,11 +278,35 @@ impl Sessions {
     }
 
     /// Keeps a touched session's entry (and its subject's index) alive.
-    pub(super) async fn index_touch(&self, key: &str, owner: &Owner, now: u64, ttl: std::time::Duration) {
+    /// A session without one (created before sessions were indexed) is
+    /// listed now, its device unknown.
+    pub(super) async fn index_touch(
+        &self,
+        key: &str,
+        owner: &Owner,
+        created: u64,
+        now: u64,
+        ttl: std::time::Duration,
+    ) {
         let index = subject_index(&owner.iss, &owner.sub);
-        if let Err(e) = self.store.index_touch(&index, key, now, ttl).await {
-            // The session itself is fine; its listing shows an older time.
+        let touched = match self.store.index_touch(&index, key, now, ttl).await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.index_new(key, owner, device(None), created, ttl).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = touched {
+            // The session itself is fine; its listing lags behind.
             tracing::debug!(error = %e, "session index not touched");
+        }
+    }
+
+    /// An entry for a session created at `created` and seen now.
+    fn index_entry(&self, key: &str, created: u64, data: Vec<u8>) -> IndexEntry {
+        IndexEntry {
+            key: key.to_owned(),
+            created,
+            last_seen: self.clock.now().max(created),
+            data: Bytes::from(data),
         }
     }
 
@@ -301,15 +325,6 @@ impl Sessions {
             self.store.index_remove(index, &gone).await?;
         }
         Ok(live)
-    }
-}
-
-fn index_entry(key: &str, now: u64, data: Vec<u8>) -> IndexEntry {
-    IndexEntry {
-        key: key.to_owned(),
-        created: now,
-        last_seen: now,
-        data: Bytes::from(data),
     }
 }
 
@@ -362,6 +377,111 @@ mod tests {
         assert_ne!(sid_index("https://idp", "alice"), a);
         assert_ne!(handle("cloakroom:{x}:s"), "cloakroom:{x}:s");
         assert_eq!(handle("k").len(), 32);
+    }
+
+    /// Sessions on the memory store, judged by a manual clock.
+    async fn sessions(max_per_user: usize) -> (std::sync::Arc<Sessions>, crate::clock::Clock) {
+        let yaml = format!(
+            "public_url: http://localhost:8080
+oidc: {{issuer: 'http://127.0.0.1:9', client_id: c, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: q83vEjRWeJASNFZ4kKvN7xI0VniQq83vEjRWeJASNFY}}]}}
+session: {{max_per_user: {max_per_user}}}
+routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
+        );
+        let config = crate::config::Config::load(&yaml, &crate::config::MapEnv::default()).unwrap();
+        let clock = crate::clock::Clock::manual();
+        let store = std::sync::Arc::new(crate::session::MemoryStore::new());
+        let sessions = Sessions::new(&config, store, clock.clone()).unwrap();
+        (std::sync::Arc::new(sessions), clock)
+    }
+
+    async fn login(sessions: &Sessions, sub: &str, sid: &str) -> http::HeaderMap {
+        let tokens = serde_json::from_value(serde_json::json!({
+            "access_token": "at", "token_type": "Bearer", "expires_in": 300,
+        }))
+        .unwrap();
+        let claims = serde_json::json!({"iss": "https://idp", "sub": sub, "sid": sid});
+        let cookie = sessions
+            .create(tokens, claims.as_object().unwrap().clone(), Some("Firefox/1 X11"))
+            .await
+            .unwrap();
+        let mut headers = http::HeaderMap::new();
+        let value = format!("{}={cookie}", sessions.names.session);
+        headers.insert("cookie", value.parse().unwrap());
+        headers
+    }
+
+    #[tokio::test]
+    async fn sessions_are_found_by_subject_and_sid_and_ended_there() {
+        let (sessions, _) = sessions(10).await;
+        let first = login(&sessions, "alice", "sid-1").await;
+        let second = login(&sessions, "alice", "sid-2").await;
+        let bob = login(&sessions, "bob", "sid-1").await;
+        let listed = sessions.sessions_of("https://idp", "alice").await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().all(|s| s.device == "Firefox on Linux"));
+
+        // A sid names one IdP session; with a sub, only that subject's.
+        assert_eq!(
+            sessions
+                .end_sid("https://idp", "sid-1", Some("alice"))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(sessions.open(&first).await.is_err());
+        assert!(
+            sessions.open(&bob).await.is_ok(),
+            "bob's sid-1 is another subject's"
+        );
+        assert_eq!(sessions.end_subject("https://idp", "alice").await.unwrap(), 1);
+        assert!(sessions.open(&second).await.is_err());
+        assert!(sessions
+            .sessions_of("https://idp", "alice")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(sessions.end_sid("https://idp", "sid-1", None).await.unwrap(), 1);
+        assert!(sessions.open(&bob).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_session_missing_from_its_index_is_listed_again_when_touched() {
+        let (sessions, clock) = sessions(10).await;
+        let headers = login(&sessions, "alice", "sid-1").await;
+        let index = subject_index("https://idp", "alice");
+        let key = sessions.open(&headers).await.unwrap().key;
+        // As a session created before sessions were indexed.
+        sessions.store.index_remove(&index, &[key]).await.unwrap();
+        assert!(sessions
+            .sessions_of("https://idp", "alice")
+            .await
+            .unwrap()
+            .is_empty());
+        clock.advance(std::time::Duration::from_secs(120));
+        sessions.load(&headers).await.unwrap();
+        let listed = sessions.sessions_of("https://idp", "alice").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].device, "Unknown browser on an unknown system");
+        assert_eq!(listed[0].last_seen, listed[0].created + 120);
+    }
+
+    #[tokio::test]
+    async fn past_the_bound_the_oldest_session_ends() {
+        let (sessions, clock) = sessions(2).await;
+        let oldest = login(&sessions, "alice", "a").await;
+        let watched = sessions.open(&oldest).await.unwrap();
+        let end = sessions.watch(&watched);
+        clock.advance(std::time::Duration::from_secs(1));
+        let middle = login(&sessions, "alice", "b").await;
+        clock.advance(std::time::Duration::from_secs(1));
+        let newest = login(&sessions, "alice", "c").await;
+        tokio::time::timeout(std::time::Duration::from_secs(1), end.ended())
+            .await
+            .expect("what depended on the oldest session was told");
+        assert!(sessions.open(&oldest).await.is_err());
+        assert!(sessions.open(&middle).await.is_ok());
+        assert!(sessions.open(&newest).await.is_ok());
     }
 
     #[test]

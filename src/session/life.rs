@@ -139,7 +139,8 @@ impl Sessions {
             Ok(v) => {
                 loaded.version = v;
                 if let Some(owner) = Owner::of(&loaded.record.claims) {
-                    self.index_touch(&loaded.key, &owner, now, ttl).await;
+                    let created = loaded.record.created_at;
+                    self.index_touch(&loaded.key, &owner, created, now, ttl).await;
                 }
             }
             // Another request touched it first: its write is as good.

@@ -187,13 +187,13 @@ impl SessionStore for MemoryStore {
         key: &str,
         last_seen: u64,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut state = self.shared.lock();
         let Some(entry) = state
             .live_index_mut(index)
             .and_then(|i| i.entries.iter_mut().find(|e| e.key == key))
         else {
-            return Ok(());
+            return Ok(false);
         };
         entry.last_seen = last_seen;
         let wake = state.extend_index(index, ttl);
@@ -201,7 +201,7 @@ impl SessionStore for MemoryStore {
         if wake {
             self.shared.purge.notify_one();
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn index_remove(&self, index: &str, keys: &[String]) -> Result<(), StoreError> {

@@ -312,12 +312,12 @@ impl SessionStore for RedisStore {
         key: &str,
         last_seen: u64,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let last_seen = last_seen.to_string();
         let ttl = ttl.as_millis().max(1).to_string();
         let args: [&[u8]; 3] = [key.as_bytes(), last_seen.as_bytes(), ttl.as_bytes()];
-        self.script::<i64>(&self.index_touch, index, &args).await?;
-        Ok(())
+        let touched: i64 = self.script(&self.index_touch, index, &args).await?;
+        Ok(touched == 1)
     }
 
     async fn index_remove(&self, index: &str, keys: &[String]) -> Result<(), StoreError> {

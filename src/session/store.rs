@@ -93,14 +93,15 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<Vec<IndexEntry>, StoreError>;
 
     /// Sets the `last_seen` of `key`'s entry, if `index` has one, and keeps
-    /// the index at least `ttl` longer.
+    /// the index at least `ttl` longer; `false` if it has none (and nothing
+    /// changed).
     async fn index_touch(
         &self,
         index: &str,
         key: &str,
         last_seen: u64,
         ttl: Duration,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Removes the entries of `keys` from `index`; missing ones are no error.
     async fn index_remove(&self, index: &str, keys: &[String]) -> Result<(), StoreError>;
