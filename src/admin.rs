@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (liveness: the process is up) and
-//! `/readyz` (readiness: this replica takes traffic). Nothing here reveals
+//! `/readyz` (readiness: this replica takes traffic), and, when configured,
+//! the admin API under `/admin/` ([`sessions`]). Nothing here reveals
 //! session data.
 //!
 //! `/readyz` answers 503 only while the replica drains (shutdown has begun),
@@ -10,6 +11,8 @@
 //! is reported in the JSON body, including the last discovery failure's
 //! cause (LG-27), but never turns readiness off, e.g.
 //! `{"ready":true,"draining":false,"session_store":"unavailable","idp":{"issuer":"https://idp.example.com","state":"failed","cause":"…"}}`.
+
+pub mod sessions;
 
 use std::sync::Arc;
 
@@ -33,14 +36,22 @@ struct IdpReadiness<'a> {
     discovery: DiscoveryState,
 }
 
-/// Answers one admin request. `draining` is true once shutdown has begun.
+/// Answers one admin request. `draining` is true once shutdown has begun;
+/// `api` is the admin API, if configured.
 pub async fn handle<B>(
     request: Request<B>,
     store: Arc<dyn SessionStore>,
     idp: Option<Arc<Idp>>,
+    api: Option<Arc<sessions::Api>>,
     draining: bool,
 ) -> Response<Body> {
-    let mut response = if request.method() != Method::GET && request.method() != Method::HEAD {
+    let mut response = if request.uri().path().starts_with("/admin/") {
+        let (parts, _) = request.into_parts();
+        match api {
+            Some(api) => api.handle(&parts).await,
+            None => Problem::new(StatusCode::NOT_FOUND, Code::NotFound).into_response("-"),
+        }
+    } else if request.method() != Method::GET && request.method() != Method::HEAD {
         Problem::new(StatusCode::METHOD_NOT_ALLOWED, Code::MethodNotAllowed).into_response("-")
     } else {
         match request.uri().path() {

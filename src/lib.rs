@@ -151,7 +151,13 @@ pub async fn run_with(
         let live = live.clone();
         async move {
             let handler = move |request, _peer| {
-                admin::handle(request, live.store().clone(), live.idp(), *draining.borrow())
+                admin::handle(
+                    request,
+                    live.store().clone(),
+                    live.idp(),
+                    live.admin_api(),
+                    *draining.borrow(),
+                )
             };
             server::serve(admin_listener, &limits, &[], vec![handler], stop).await;
         }

@@ -151,6 +151,10 @@ fn check(path: &Path, strict: bool) -> ExitCode {
             "  post-logout redirect URI  {}",
             config.post_logout_redirect_uri()
         );
+        println!(
+            "  back-channel logout URI   {}auth/backchannel-logout",
+            config.public_url
+        );
     }
     println!(
         "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} methods",

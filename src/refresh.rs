@@ -31,7 +31,7 @@ use crate::oidc::{IdTokenCheckError, Idp, IdpError};
 use crate::secret::AccessToken;
 use crate::session::lock::{self, RefreshLease};
 use crate::session::record::Record;
-use crate::session::{Loaded, Sessions, StoreError};
+use crate::session::{Indexes, Loaded, Sessions, StoreError};
 
 /// How long the lease lives without renewal: above a slow token call.
 const LEASE_TTL: Duration = Duration::from_secs(15);
@@ -275,7 +275,7 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
                     return Ok(fresh(&record));
                 }
             }
-            let _ = store.delete(key).await;
+            let _ = refresher.sessions.end(key, &Indexes::of(&record.claims)).await;
             return Err(RefreshError::Ended);
         }
         Err(IdpError::Rejected(e)) => {
@@ -297,13 +297,13 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
             }
             Ok(_) => {
                 tracing::error!("refreshed ID token names another subject or issuer; ending the session");
-                let _ = store.delete(key).await;
+                let _ = refresher.sessions.end(key, &Indexes::of(&record.claims)).await;
                 return Err(RefreshError::Ended);
             }
             Err(IdTokenCheckError::Idp(e)) => return Err(RefreshError::idp(e)),
             Err(IdTokenCheckError::Invalid(e)) => {
                 tracing::error!(error = %e, "refreshed ID token refused; ending the session");
-                let _ = store.delete(key).await;
+                let _ = refresher.sessions.end(key, &Indexes::of(&record.claims)).await;
                 return Err(RefreshError::Ended);
             }
         }

@@ -32,6 +32,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admin::sessions::Api as AdminApi;
 use crate::app::App;
 use crate::auth::Auth;
 use crate::clock::Clock;
@@ -269,10 +270,12 @@ pub struct Triggers {
 
 // === The running state ===
 
-/// What one config decides process-wide: the config itself and `Auth`.
+/// What one config decides process-wide: the config itself, `Auth`, and
+/// the admin API.
 pub struct Generation {
     pub config: Arc<Config>,
     pub auth: Option<Arc<Auth>>,
+    pub api: Option<Arc<AdminApi>>,
 }
 
 /// Everything that serves, and what a reload replaces.
@@ -304,7 +307,11 @@ impl Live {
             store,
             clock,
             apps,
-            current: ArcSwap::from_pointee(Generation { config, auth }),
+            current: ArcSwap::from_pointee(Generation {
+                api: AdminApi::new(&config, auth.as_ref()),
+                config,
+                auth,
+            }),
         })
     }
 
@@ -320,6 +327,11 @@ impl Live {
     /// The config serving now.
     pub fn config(&self) -> Arc<Config> {
         self.current.load().config.clone()
+    }
+
+    /// The admin API serving now, if configured.
+    pub fn admin_api(&self) -> Option<Arc<AdminApi>> {
+        self.current.load().api.clone()
     }
 
     /// The IdP serving now, if login is configured.
@@ -370,6 +382,7 @@ impl Live {
             (None, _) => false,
         };
         self.current.store(Arc::new(Generation {
+            api: AdminApi::new(&config, auth.as_ref()),
             config,
             auth: auth.clone(),
         }));

@@ -126,6 +126,7 @@ mod tests {
             max_body: RouteConfig::DEFAULT_MAX_BODY,
             websocket: false,
             websocket_protocols: None,
+            websocket_max_lifetime: None,
             login_redirect: false,
             csrf: CsrfMode::Header,
             access: None,

@@ -141,6 +141,10 @@ routes: [{{path: /api, upstream: 'http://api:8000'}}]
             stdout.contains(&format!("post-logout redirect URI  {post_logout}\n")),
             "{stdout}"
         );
+        assert!(
+            stdout.contains("back-channel logout URI   https://app.example.com/auth/backchannel-logout\n"),
+            "{stdout}"
+        );
     }
 }
 

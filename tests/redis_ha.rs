@@ -207,6 +207,7 @@ const LEAST_PRIVILEGE: &[&str] = &[
     "~cloakroom:*",
     "resetchannels",
     "&cloakroom:invalidate",
+    "&cloakroom:ended",
     "-@all",
     "+@read",
     "+@write",

@@ -17,7 +17,7 @@ use crate::body::Body;
 use crate::error::{BoxError, LoginError, WithHeaders};
 use crate::oidc::{IdTokenCheckError, IdpError};
 use crate::random::hex;
-use crate::session::StoreError;
+use crate::session::{Indexes, StoreError};
 
 /// Parameters that must not appear twice (T18, LG-10).
 pub const SINGLE: &[&str] = &["code", "state", "iss", "error", "error_description"];
@@ -170,12 +170,23 @@ async fn exchange(
 
     // A session the browser brought along is ended, never promoted (CK-11).
     if let Ok(old) = auth.sessions.open(&request.headers).await {
-        let _ = auth.sessions.store.delete(&old.key).await;
+        let _ = auth
+            .sessions
+            .end(&old.key, &Indexes::of(&old.record.claims))
+            .await;
     }
-    let cookie = auth.sessions.create(tokens, claims).await.map_err(|e| match e {
-        StoreError::Conflict => LoginError::refused("session id collision"),
-        e => LoginError::unavailable(e),
-    })?;
+    let user_agent = request
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let cookie = auth
+        .sessions
+        .create(tokens, claims, user_agent)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict => LoginError::refused("session id collision"),
+            e => LoginError::unavailable(e),
+        })?;
     let mut response = redirect(&transaction.return_to);
     response
         .headers_mut()

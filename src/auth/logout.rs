@@ -1,5 +1,6 @@
-//! `POST /auth/logout`: delete the session, revoke its refresh token, clear
-//! the cookie, and answer with the IdP's end-session URL.
+//! `POST /auth/logout`: end the session (on every replica, with what depends
+//! on it), revoke its refresh token, clear the cookie, and answer with the
+//! IdP's end-session URL.
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
@@ -7,6 +8,7 @@ use serde_json::{json, Value};
 use super::Auth;
 use crate::body::Body;
 use crate::error::{BoxError, Refusal};
+use crate::session::Indexes;
 
 pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, BoxError> {
     let sessions = &auth.sessions;
@@ -18,7 +20,9 @@ pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, 
     };
     let mut id_token = None;
     if let Some(loaded) = loaded {
-        sessions.store.delete(&loaded.key).await?;
+        sessions
+            .end(&loaded.key, &Indexes::of(&loaded.record.claims))
+            .await?;
         if let Some(rt) = &loaded.record.refresh_token {
             if let Err(e) = auth.idp.revoke(rt).await {
                 tracing::warn!(error = %e, "refresh token revocation failed; the session is deleted anyway");

@@ -4,8 +4,11 @@
 //!   a step-up with `max_age` and `acr_values` ([`step_up`]);
 //! - `GET /auth/callback`: finish it, start a new session;
 //! - `GET /auth/user`: the session's claims and expiry;
-//! - `POST /auth/logout`: end the session here and at the IdP.
+//! - `POST /auth/logout`: end the session here and at the IdP;
+//! - `POST /auth/backchannel-logout`: the IdP ends sessions (server to server);
+//! - `GET /auth/sessions`, `DELETE /auth/sessions/{id}`: the user's sessions.
 
+pub mod backchannel;
 pub mod callback;
 pub mod csrf;
 pub mod fetch_metadata;
@@ -13,6 +16,7 @@ pub mod login;
 pub mod logout;
 pub mod pending;
 pub mod return_to;
+pub mod sessions;
 pub mod step_up;
 pub mod user;
 
@@ -69,11 +73,13 @@ impl Auth {
             Some(previous) if previous.idp.config == oidc => previous.idp.clone(),
             _ => Idp::new(oidc, clock.clone())?,
         };
-        let sessions = Arc::new(Sessions::new(&config, store, clock)?);
+        let endings = previous.map(|p| p.sessions.endings.clone()).unwrap_or_default();
+        let sessions = Arc::new(Sessions::reloaded(&config, store, clock, endings)?);
         let refresher = match previous {
             Some(previous) => previous.refresher.reloaded(sessions.clone(), idp.clone()),
             None => Refresher::new(sessions.clone(), idp.clone()),
         };
+        sessions.spawn_watcher();
         Ok(Some(Arc::new(Self {
             refresher,
             csrf: csrf::Csrf::new(&config),
@@ -90,8 +96,20 @@ impl Auth {
 
     /// Serves `/auth/*`.
     pub async fn handle(&self, path: &str, request: Request<Body>) -> Result<Response<Body>, BoxError> {
-        // None of these endpoints reads a body.
+        if path == "/auth/backchannel-logout" {
+            return backchannel::logout(self, request).await;
+        }
+        // None of the others reads a body.
         let (request, _) = request.into_parts();
+        if let Some(id) = path.strip_prefix("/auth/sessions/") {
+            if request.method != Method::DELETE {
+                return Err(Refusal::MethodNotAllowed {
+                    allow: "DELETE".into(),
+                }
+                .into());
+            }
+            return sessions::end(self, &request, id).await;
+        }
         match (path, &request.method) {
             ("/auth/login", &Method::GET) => Ok(login::start(self, &request).await?),
             ("/auth/callback", &Method::GET) => callback::finish(self, &request).await,
@@ -108,7 +126,8 @@ impl Auth {
                 self.csrf.check(&request.method, &request.headers)?;
                 logout::logout(self, &request.headers).await
             }
-            ("/auth/login" | "/auth/callback" | "/auth/user", _) => {
+            ("/auth/sessions", &Method::GET) => sessions::list(self, &request).await,
+            ("/auth/login" | "/auth/callback" | "/auth/user" | "/auth/sessions", _) => {
                 Err(Refusal::MethodNotAllowed { allow: "GET".into() }.into())
             }
             ("/auth/logout", _) => Err(Refusal::MethodNotAllowed { allow: "POST".into() }.into()),

@@ -69,7 +69,16 @@ impl Env for MapEnv {
 
 /// Keys whose value may instead come from a file named by `<key>_file`:
 /// secrets, and PEM certificates that live beside them.
-pub const SECRET_KEYS: &[&str] = &["client_secret", "secret", "password", "url", "ca", "cert", "key"];
+pub const SECRET_KEYS: &[&str] = &[
+    "client_secret",
+    "secret",
+    "password",
+    "url",
+    "ca",
+    "cert",
+    "key",
+    "api_token",
+];
 
 /// Replaces every `<secret>_file: PATH` with `<secret>: <file contents>`.
 ///

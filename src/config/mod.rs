@@ -10,6 +10,7 @@
 //! module reads the top level and the rules that span sections.
 
 pub mod access;
+mod admin;
 mod cookie;
 pub mod env;
 pub mod headers;
@@ -33,6 +34,7 @@ use serde_json::Value;
 use url::Url;
 
 pub use self::access::{ClaimHeader, ClaimHeaders, ClaimPath, Rule, StepUp};
+pub use self::admin::AdminConfig;
 pub use self::cookie::{CookieConfig, CookieKey, SameSite};
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::headers::HeaderRule;
@@ -66,6 +68,8 @@ pub struct Config {
     pub cookie: CookieConfig,
     pub limits: Limits,
     pub log: LogConfig,
+    /// The admin listener's API (off by default).
+    pub admin: AdminConfig,
     pub routes: Vec<RouteConfig>,
     /// Worker threads serving requests; 0 means one per CPU.
     pub workers: usize,
@@ -164,6 +168,7 @@ impl FromNode for Config {
         let cookie = f.or("cookie", CookieConfig::default(), at);
         let limits = f.or("limits", Limits::default(), at);
         let log = f.or("log", LogConfig::default(), at);
+        let admin = f.or("admin", AdminConfig::default(), at);
         let workers = f.or::<u64>("workers", 0, at);
         let routes = f.required::<Each<RouteConfig>>("routes", at);
         f.finish(at);
@@ -205,6 +210,7 @@ impl FromNode for Config {
             cookie: cookie.ok_or(Reported)?,
             limits: limits.ok_or(Reported)?,
             log: log.ok_or(Reported)?,
+            admin: admin.ok_or(Reported)?,
             routes: routes.and_then(Each::complete).ok_or(Reported)?,
             workers: usize::try_from(workers.ok_or(Reported)?).map_err(|_| at.fail("workers: too many"))?,
             insecure_dev_mode: dev.ok_or(Reported)?,
@@ -309,6 +315,7 @@ routes: [{path: /api, upstream: 'http://a'}]";
             .with_var("CLIENT_SECRET", "s")
             .with_var("COOKIE_KEY_1", KEY)
             .with_var("COOKIE_KEY_2", KEY)
+            .with_var("ADMIN_TOKEN", KEY)
             .with_var("SPA_DIR", "/srv/spa");
         for file in ["reference.yaml", "cloakroom.yaml", "spa.yaml"] {
             let path = format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"));

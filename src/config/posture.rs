@@ -211,7 +211,8 @@ routes:
             .with_var("CLIENT_SECRET", "s")
             .with_var("COOKIE_KEY_1", KEY)
             .with_var("COOKIE_KEY_2", KEY)
-            .with_var("SPA_DIR", "/srv/spa");
+            .with_var("SPA_DIR", "/srv/spa")
+            .with_var("ADMIN_TOKEN", KEY);
         for file in ["reference.yaml", "cloakroom.yaml", "spa.yaml"] {
             let path = format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"));
             let config = Config::load(&std::fs::read_to_string(path).unwrap(), &env).unwrap();

@@ -33,6 +33,9 @@ pub struct RouteConfig {
     /// The only `Sec-WebSocket-Protocol` entries forwarded; `None` forwards
     /// all but those that look like credentials (PX-31).
     pub websocket_protocols: Option<Vec<String>>,
+    /// A WebSocket tunnel is closed this long after it opened; `None`: it
+    /// lasts as long as its session (or its peers) let it.
+    pub websocket_max_lifetime: Option<Duration>,
     /// Pages: a missing session redirects to login instead of answering 401.
     pub login_redirect: bool,
     /// How reads prove they come from the SPA (issue 13).
@@ -117,6 +120,7 @@ impl FromNode for RouteConfig {
         let max_body = f.or("max_body", Bytes(Self::DEFAULT_MAX_BODY), at);
         let websocket = f.or("websocket", false, at);
         let websocket_protocols = f.optional::<Vec<Subprotocol>>("websocket_protocols", at);
+        let websocket_max_lifetime = f.optional::<Duration>("websocket_max_lifetime", at);
         let login_redirect = f.or("login_redirect", false, at);
         let csrf = f.or("csrf", CsrfMode::Header, at);
         let access = f.optional::<Rule>("access", at);
@@ -139,6 +143,12 @@ impl FromNode for RouteConfig {
         }
         if websocket_protocols.is_some() && websocket == Some(false) {
             at.error_at("websocket_protocols", "only meaningful with websocket: true");
+        }
+        if websocket_max_lifetime.is_some() && websocket == Some(false) {
+            at.error_at("websocket_max_lifetime", "only meaningful with websocket: true");
+        }
+        if websocket_max_lifetime == Some(Duration::ZERO) {
+            at.error_at("websocket_max_lifetime", "must be longer than 0s");
         }
         if auth == Some(AuthMode::None) && login_redirect == Some(true) {
             at.error_at("login_redirect", "only meaningful with auth: required");
@@ -172,6 +182,7 @@ impl FromNode for RouteConfig {
             max_body: max_body.ok_or(Reported)?.0,
             websocket: websocket.ok_or(Reported)?,
             websocket_protocols: websocket_protocols.map(|list| list.into_iter().map(|p| p.0).collect()),
+            websocket_max_lifetime,
             login_redirect: login_redirect.ok_or(Reported)?,
             csrf: csrf.ok_or(Reported)?,
             access,

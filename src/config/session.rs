@@ -19,6 +19,8 @@ pub struct SessionConfig {
     pub refresh_skew: Duration,
     /// How long a login may take, from `/auth/login` to the callback.
     pub login_timeout: Duration,
+    /// Sessions one user may have at once; a new one ends the oldest.
+    pub max_per_user: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,7 @@ impl Default for SessionConfig {
             claims: ["sub", "name", "email"].map(String::from).to_vec(),
             refresh_skew: Duration::from_secs(60),
             login_timeout: Duration::from_secs(600),
+            max_per_user: 10,
         }
     }
 }
@@ -57,7 +60,11 @@ impl FromNode for SessionConfig {
         let claims = f.or("claims", d.claims, at);
         let refresh_skew = f.or("refresh_skew", d.refresh_skew, at);
         let login_timeout = f.or("login_timeout", d.login_timeout, at);
+        let max_per_user = f.or::<u64>("max_per_user", d.max_per_user as u64, at);
         f.finish(at);
+        if max_per_user.is_some_and(|n| n == 0 || n > 1000) {
+            at.error_at("max_per_user", "must be between 1 and 1000");
+        }
         if login_timeout.is_some_and(|t| t.is_zero() || t > Duration::from_secs(600)) {
             at.error_at("login_timeout", "must be between 1s and 10m");
         }
@@ -81,6 +88,7 @@ impl FromNode for SessionConfig {
             claims: claims.ok_or(Reported)?,
             refresh_skew: refresh_skew.ok_or(Reported)?,
             login_timeout: login_timeout.ok_or(Reported)?,
+            max_per_user: max_per_user.ok_or(Reported)? as usize,
         })
     }
 }

@@ -75,40 +75,8 @@ pub fn header(token: &str) -> Result<(Algorithm, Option<String>), IdTokenError> 
 /// Validates `token` signed with `jwk` and returns its claims.
 pub fn validate(token: &str, jwk: &Jwk, expected: &Expected<'_>) -> Result<Map<String, Value>, IdTokenError> {
     let (alg, _) = header(token)?;
-    // 7. the algorithm must be one we allow and the provider advertises.
-    let advertised = if expected.provider_algs.is_empty() {
-        alg == Algorithm::RS256
-    } else {
-        expected
-            .provider_algs
-            .iter()
-            .any(|a| a.parse::<Algorithm>().is_ok_and(|a| a == alg))
-    };
-    if !ALLOWED.contains(&alg) || !advertised {
-        return Err(IdTokenError::Algorithm(alg));
-    }
-    // 6. the key must be of the algorithm's type (no HS* with an RSA key)
-    //    and, if it names an algorithm, that one.
-    let fits = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => matches!(
-            alg,
-            Algorithm::RS256
-                | Algorithm::RS384
-                | Algorithm::RS512
-                | Algorithm::PS256
-                | Algorithm::PS384
-                | Algorithm::PS512
-        ),
-        AlgorithmParameters::EllipticCurve(_) => matches!(alg, Algorithm::ES256 | Algorithm::ES384),
-        AlgorithmParameters::OctetKeyPair(_) => alg == Algorithm::EdDSA,
-        // Symmetric keys, and key types this version does not know.
-        _ => false,
-    };
-    let named = jwk.common.key_algorithm.map(|k| format!("{k:?}"));
-    if !fits || named.is_some_and(|n| n != format!("{alg:?}")) {
-        return Err(IdTokenError::KeyMismatch);
-    }
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| IdTokenError::KeyMismatch)?;
+    // 6, 7: the signature, by a key and algorithm we accept.
+    let key = decoding_key(alg, jwk, expected.provider_algs)?;
 
     // 2. iss MUST exactly match; 3. aud MUST contain client_id;
     // 9. exp MUST be in the future (nbf honoured too). Signature: step 6.
@@ -177,6 +145,49 @@ pub fn validate(token: &str, jwk: &Jwk, expected: &Expected<'_>) -> Result<Map<S
         }
     }
     Ok(claims)
+}
+
+/// The key to check a signature made with `alg`, from `jwk`: the
+/// algorithm must be one we allow and the provider advertises, and the key
+/// of its type. Shared with logout tokens, which are signed alike.
+pub fn decoding_key(
+    alg: Algorithm,
+    jwk: &Jwk,
+    provider_algs: &[String],
+) -> Result<DecodingKey, IdTokenError> {
+    // 7. the algorithm must be one we allow and the provider advertises.
+    let advertised = if provider_algs.is_empty() {
+        alg == Algorithm::RS256
+    } else {
+        provider_algs
+            .iter()
+            .any(|a| a.parse::<Algorithm>().is_ok_and(|a| a == alg))
+    };
+    if !ALLOWED.contains(&alg) || !advertised {
+        return Err(IdTokenError::Algorithm(alg));
+    }
+    // 6. the key must be of the algorithm's type (no HS* with an RSA key)
+    //    and, if it names an algorithm, that one.
+    let fits = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => matches!(
+            alg,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+        ),
+        AlgorithmParameters::EllipticCurve(_) => matches!(alg, Algorithm::ES256 | Algorithm::ES384),
+        AlgorithmParameters::OctetKeyPair(_) => alg == Algorithm::EdDSA,
+        // Symmetric keys, and key types this version does not know.
+        _ => false,
+    };
+    let named = jwk.common.key_algorithm.map(|k| format!("{k:?}"));
+    if !fits || named.is_some_and(|n| n != format!("{alg:?}")) {
+        return Err(IdTokenError::KeyMismatch);
+    }
+    DecodingKey::from_jwk(jwk).map_err(|_| IdTokenError::KeyMismatch)
 }
 
 /// base64url of the left half of the token's hash under the JWS algorithm's hash.

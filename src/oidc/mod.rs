@@ -4,6 +4,7 @@ pub mod discovery;
 pub mod http;
 pub mod id_token;
 pub mod jwks;
+pub mod logout_token;
 pub mod state;
 
 use std::sync::{Arc, RwLock};
@@ -20,6 +21,7 @@ use crate::secret::{AccessToken, IdToken, RefreshToken};
 use self::discovery::Metadata;
 use self::id_token::{Expected, IdTokenError};
 use self::jwks::Jwks;
+use self::logout_token::{Logout, LogoutTokenError};
 pub use self::state::DiscoveryState;
 
 /// An OAuth error response (RFC 6749 §5.2). The description is kept for
@@ -309,6 +311,33 @@ impl Idp {
         };
         Ok(id_token::validate(token.expose(), &jwk, &expected)?)
     }
+
+    /// Validates a back-channel logout token against the provider's keys
+    /// (fail closed); the `jti` replay check is the caller's.
+    pub async fn validate_logout_token(&self, token: &str) -> Result<Logout, LogoutTokenCheckError> {
+        let (metadata, jwks) = self.discovered().await?;
+        let (_, kid) = logout_token::header(token)?;
+        let jwk = jwks
+            .find(&self.client, kid.as_deref())
+            .await?
+            .ok_or(LogoutTokenError::Key(IdTokenError::UnknownKey))?;
+        let expected = logout_token::Expected {
+            issuer: self.issuer(),
+            client_id: &self.config.client_id,
+            provider_algs: &metadata.id_token_signing_alg_values_supported,
+            now: self.clock.now(),
+        };
+        Ok(logout_token::validate(token, &jwk, &expected)?)
+    }
+}
+
+/// A logout token could not be checked (IdP down) or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutTokenCheckError {
+    #[error(transparent)]
+    Idp(#[from] IdpError),
+    #[error(transparent)]
+    Invalid(#[from] LogoutTokenError),
 }
 
 /// An ID token could not be checked (IdP down) or was refused.

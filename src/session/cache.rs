@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::redis::RedisStore;
-use super::store::{SessionStore, StoreError, Versioned};
+use super::store::{Announcements, IndexEntry, SessionStore, StoreError, Versioned};
 
 /// The channel invalidations travel on.
 pub const CHANNEL: &str = "cloakroom:invalidate";
@@ -122,6 +122,44 @@ impl SessionStore for CachedStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+
+    // Indexes and announcements are never cached.
+
+    async fn index_add(
+        &self,
+        index: &str,
+        entry: IndexEntry,
+        ttl: Duration,
+        max: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        self.inner.index_add(index, entry, ttl, max).await
+    }
+
+    async fn index_touch(
+        &self,
+        index: &str,
+        key: &str,
+        last_seen: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.index_touch(index, key, last_seen, ttl).await
+    }
+
+    async fn index_remove(&self, index: &str, keys: &[String]) -> Result<(), StoreError> {
+        self.inner.index_remove(index, keys).await
+    }
+
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.inner.index_list(index).await
+    }
+
+    async fn announce_ended(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.announce_ended(key).await
+    }
+
+    async fn ended_announcements(&self) -> Result<Announcements, StoreError> {
+        self.inner.ended_announcements().await
     }
 }
 

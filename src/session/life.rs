@@ -4,7 +4,9 @@
 //! The cookie is authenticated before anything else happens: a tampered,
 //! foreign or expired cookie is refused without a store lookup (CK-01).
 //! A store *error* is a 503 that keeps the cookie; only a *missing* record
-//! means "log in again" (T46, RD-05).
+//! means "log in again" (T46, RD-05). A session found past a timeout is
+//! ended (`ending.rs`): deleted, and whatever depends on it closed. A new
+//! session is listed in its owner's indexes (`index.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
 
+use super::ending::Endings;
+use super::index::{self, Indexes, Owner};
 use super::record::{self, Record};
 use super::{SessionStore, StoreError};
 use crate::clock::Clock;
@@ -32,6 +36,9 @@ pub struct Sessions {
     /// those `/auth/user` shows and those routes' rules read.
     pub kept_claims: BTreeSet<String>,
     pub clock: Clock,
+    /// What depends on sessions in this replica (tunnels, streams); one
+    /// registry for the process, kept across config reloads.
+    pub endings: Arc<Endings>,
 }
 
 /// A session found on a request.
@@ -49,6 +56,17 @@ pub struct Loaded {
 
 impl Sessions {
     pub fn new(config: &Config, store: Arc<dyn SessionStore>, clock: Clock) -> Result<Self, BoxError> {
+        Self::reloaded(config, store, clock, Arc::default())
+    }
+
+    /// [`Sessions::new`] for a reloaded config: what depends on sessions
+    /// (`endings`, the running registry) stays watched across the reload.
+    pub fn reloaded(
+        config: &Config,
+        store: Arc<dyn SessionStore>,
+        clock: Clock,
+        endings: Arc<Endings>,
+    ) -> Result<Self, BoxError> {
         Ok(Self {
             ring: KeyRing::new(&config.cookie.keys).ok_or("cookie.keys is empty")?,
             names: CookieNames::new(config),
@@ -56,6 +74,7 @@ impl Sessions {
             kept_claims: config.kept_claims(),
             store,
             clock,
+            endings,
         })
     }
 
@@ -79,6 +98,14 @@ impl Sessions {
                 Refusal::LoginRequired
             })?;
         let ticket = Ticket::from_bytes(&opened.plaintext).map_err(|_| Refusal::LoginRequired)?;
+        let mut loaded = self.open_ticket(ticket).await?;
+        loaded.stale_key = opened.stale_key;
+        Ok(loaded)
+    }
+
+    /// Reads and opens the session a ticket names, and judges its
+    /// timeouts: one past them is ended, and refused.
+    pub async fn open_ticket(&self, ticket: Ticket) -> Result<Loaded, BoxError> {
         let key = record::store_key(&ticket);
         let now = self.clock.now();
         if now
@@ -87,7 +114,7 @@ impl Sessions {
                 .saturating_add(self.config.absolute_timeout.as_secs())
         {
             // Past the absolute lifetime, whatever the store says (CK-08).
-            let _ = self.store.delete(&key).await;
+            let _ = self.end(&key, &Indexes::default()).await;
             return Err(Refusal::LoginRequired.into());
         }
         let stored = self.store.get(&key).await?.ok_or(Refusal::LoginRequired)?;
@@ -100,7 +127,7 @@ impl Sessions {
                 .last_seen
                 .saturating_add(self.config.idle_timeout.as_secs())
         {
-            let _ = self.store.delete(&key).await;
+            let _ = self.end(&key, &Indexes::of(&record.claims)).await;
             return Err(Refusal::LoginRequired.into());
         }
         Ok(Loaded {
@@ -108,7 +135,7 @@ impl Sessions {
             key,
             record,
             version: stored.version,
-            stale_key: opened.stale_key,
+            stale_key: false,
         })
     }
 
@@ -126,7 +153,13 @@ impl Sessions {
         let ttl = self.ttl(&loaded.ticket, now);
         let sealed = loaded.record.seal(&loaded.ticket, &loaded.key);
         match self.store.put(&loaded.key, sealed, loaded.version, ttl).await {
-            Ok(v) => loaded.version = v,
+            Ok(v) => {
+                loaded.version = v;
+                if let Some(owner) = Owner::of(&loaded.record.claims) {
+                    let created = loaded.record.created_at;
+                    self.index_touch(&loaded.key, &owner, created, now, ttl).await;
+                }
+            }
             // Another request touched it first: its write is as good.
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e.into()),
@@ -134,12 +167,14 @@ impl Sessions {
         Ok(())
     }
 
-    /// Stores a new session for fresh tokens; returns the sealed cookie
+    /// Stores a new session for fresh tokens and lists it under its owner
+    /// (`user_agent` names its device there); returns the sealed cookie
     /// value.
     pub async fn create(
         &self,
         tokens: TokenResponse,
         claims: Map<String, Value>,
+        user_agent: Option<&str>,
     ) -> Result<String, StoreError> {
         let now_ms = self.clock.now_ms();
         let now = now_ms / 1000;
@@ -147,7 +182,8 @@ impl Sessions {
         let key = record::store_key(&ticket);
         let kept: Map<String, Value> = claims
             .into_iter()
-            .filter(|(name, _)| self.kept_claims.contains(name))
+            // `sid` finds the session again at back-channel logout.
+            .filter(|(name, _)| name == "sid" || self.kept_claims.contains(name))
             .collect();
         let lifetime = tokens.access_token_lifetime(now);
         let mut record = Record {
@@ -163,9 +199,17 @@ impl Sessions {
             last_seen: now,
         };
         record.set_access_lifetime(lifetime, now_ms);
-        self.store
-            .put(&key, record.seal(&ticket, &key), 0, self.ttl(&ticket, now))
-            .await?;
+        let ttl = self.ttl(&ticket, now);
+        self.store.put(&key, record.seal(&ticket, &key), 0, ttl).await?;
+        if let Some(owner) = Owner::of(&record.claims) {
+            // A session nobody could find would escape back-channel logout:
+            // no index, no session.
+            let device = index::device(user_agent);
+            if let Err(e) = self.index_new(&key, &owner, device, now, ttl).await {
+                let _ = self.store.delete(&key).await;
+                return Err(e);
+            }
+        }
         Ok(self
             .ring
             .seal(Purpose::Session, &self.names.session, &ticket.to_bytes()))

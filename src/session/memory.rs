@@ -4,6 +4,8 @@
 //! held across an `.await`, and one purge task that sleeps until the next
 //! expiry (or until woken because an earlier one was added). Reads also check
 //! expiry, so a key is gone at its deadline whether or not the purge has run.
+//! Indexes expire the same way; ending announcements go straight to this
+//! process's subscribers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +16,11 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::store::{SessionStore, StoreError, Versioned};
+use super::store::{Announcements, IndexEntry, SessionStore, StoreError, Versioned};
+
+/// Announcements a subscriber may fall behind by before it is dropped (and
+/// so told, by its closed channel, that it missed some).
+const ANNOUNCEMENT_BACKLOG: usize = 1024;
 
 /// A handle to the in-memory store; clones share the data.
 #[derive(Debug, Clone)]
@@ -33,9 +39,19 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     entries: HashMap<String, Entry>,
-    /// (deadline, key), ordered so the next expiry is first.
+    indexes: HashMap<String, Index>,
+    /// (deadline, key) of entries and indexes, the next expiry first.
     expirations: BTreeSet<(Instant, String)>,
+    /// Whoever listens for ending announcements.
+    listeners: Vec<tokio::sync::mpsc::Sender<String>>,
     shutdown: bool,
+}
+
+#[derive(Debug)]
+struct Index {
+    /// Oldest first.
+    entries: Vec<IndexEntry>,
+    expires_at: Instant,
 }
 
 #[derive(Debug)]
@@ -141,6 +157,84 @@ impl SessionStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn index_add(
+        &self,
+        index: &str,
+        entry: IndexEntry,
+        ttl: Duration,
+        max: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut state = self.shared.lock();
+        let wake = state.extend_index(index, ttl);
+        let entries = &mut state.index_mut(index).entries;
+        entries.retain(|e| e.key != entry.key);
+        // The others, oldest first, make room; the new entry stays.
+        let excess = (entries.len() + 1).saturating_sub(max.max(1));
+        let pushed_out = entries.drain(..excess).collect();
+        entries.push(entry);
+        entries.sort_by_key(|e| e.created);
+        drop(state);
+        if wake {
+            self.shared.purge.notify_one();
+        }
+        Ok(pushed_out)
+    }
+
+    async fn index_touch(
+        &self,
+        index: &str,
+        key: &str,
+        last_seen: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.shared.lock();
+        let Some(entry) = state
+            .live_index_mut(index)
+            .and_then(|i| i.entries.iter_mut().find(|e| e.key == key))
+        else {
+            return Ok(false);
+        };
+        entry.last_seen = last_seen;
+        let wake = state.extend_index(index, ttl);
+        drop(state);
+        if wake {
+            self.shared.purge.notify_one();
+        }
+        Ok(true)
+    }
+
+    async fn index_remove(&self, index: &str, keys: &[String]) -> Result<(), StoreError> {
+        let mut state = self.shared.lock();
+        if let Some(found) = state.live_index_mut(index) {
+            found.entries.retain(|e| !keys.contains(&e.key));
+        }
+        Ok(())
+    }
+
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut state = self.shared.lock();
+        Ok(state
+            .live_index_mut(index)
+            .map(|i| i.entries.clone())
+            .unwrap_or_default())
+    }
+
+    async fn announce_ended(&self, key: &str) -> Result<(), StoreError> {
+        // A listener too far behind is dropped: its closed channel tells it
+        // that it missed announcements.
+        self.shared
+            .lock()
+            .listeners
+            .retain(|l| l.try_send(key.to_owned()).is_ok());
+        Ok(())
+    }
+
+    async fn ended_announcements(&self) -> Result<Announcements, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(ANNOUNCEMENT_BACKLOG);
+        self.shared.lock().listeners.push(tx);
+        Ok(rx)
+    }
 }
 
 // === impl Shared ===
@@ -166,6 +260,44 @@ impl State {
         Some(entry)
     }
 
+    /// The live index named `index`, if any.
+    fn live_index_mut(&mut self, index: &str) -> Option<&mut Index> {
+        self.indexes
+            .get_mut(index)
+            .filter(|i| i.expires_at > Instant::now())
+    }
+
+    /// The index named `index`, a new empty one if none is live.
+    fn index_mut(&mut self, index: &str) -> &mut Index {
+        let now = Instant::now();
+        let index = self.indexes.entry(index.to_owned()).or_insert_with(|| Index {
+            entries: Vec::new(),
+            expires_at: now,
+        });
+        if index.expires_at <= now {
+            index.entries.clear();
+        }
+        index
+    }
+
+    /// Keeps `index` (created if need be) alive at least `ttl` longer; true
+    /// when its deadline is now the first one, and the purge must know.
+    fn extend_index(&mut self, index: &str, ttl: Duration) -> bool {
+        let deadline = Instant::now() + ttl;
+        let current = self.index_mut(index).expires_at;
+        if deadline <= current {
+            return false;
+        }
+        self.expirations.remove(&(current, index.to_owned()));
+        self.index_mut(index).expires_at = deadline;
+        let wake = self
+            .expirations
+            .first()
+            .is_none_or(|(first, _)| deadline < *first);
+        self.expirations.insert((deadline, index.to_owned()));
+        wake
+    }
+
     /// Removes what has expired; returns the next deadline, if any.
     fn purge(&mut self) -> Option<Instant> {
         let now = Instant::now();
@@ -174,7 +306,12 @@ impl State {
                 return Some(when);
             }
             self.expirations.pop_first();
-            self.entries.remove(&key);
+            if self.entries.get(&key).is_some_and(|e| e.expires_at <= now) {
+                self.entries.remove(&key);
+            }
+            if self.indexes.get(&key).is_some_and(|i| i.expires_at <= now) {
+                self.indexes.remove(&key);
+            }
         }
         None
     }

@@ -1,6 +1,8 @@
 //! Server-side session state: the store contract and its implementations.
 
 pub mod cache;
+pub mod ending;
+pub mod index;
 pub mod life;
 pub mod lock;
 pub mod memory;
@@ -10,7 +12,9 @@ mod redis_link;
 pub mod store;
 
 pub use self::cache::CachedStore;
+pub use self::ending::{SessionEnd, SessionEnded};
+pub use self::index::{Indexes, Owner, SessionInfo};
 pub use self::life::{Loaded, Sessions};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
-pub use self::store::{SessionStore, StoreError, Versioned};
+pub use self::store::{Announcements, IndexEntry, SessionStore, StoreError, Versioned};

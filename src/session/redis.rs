@@ -10,6 +10,11 @@
 //! a `StoreError::Unavailable` (503, session kept), never "no session"
 //! (RD-04, RD-05). Connections are multiplexed and reconnect on their own
 //! (`redis_link`). With `wait`, writes wait for replicas (RD-06).
+//!
+//! An index is a hash, one field per session key, valued
+//! `"<created> <last_seen> <data>"`; every index operation is one command
+//! or script on that one key. Ending announcements travel on the
+//! [`ENDED_CHANNEL`] pub/sub channel, which in a Cluster reaches every node.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -21,7 +26,7 @@ use bytes::Bytes;
 use redis::{Cmd, FromRedisValue, Script};
 
 use super::redis_link::Link;
-use super::store::{SessionStore, StoreError, Versioned};
+use super::store::{Announcements, IndexEntry, SessionStore, StoreError, Versioned};
 use crate::config::{posture, RedisConfig, RedisWait};
 use crate::error::BoxError;
 
@@ -44,12 +49,62 @@ end
 return 0
 ";
 
+/// Adds an index entry (ARGV[1] its field, ARGV[2] its value), keeps the
+/// index ARGV[3] ms at least, and removes the oldest other entries past
+/// ARGV[4]: returns them as field, value pairs.
+const INDEX_ADD: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+local max = math.max(tonumber(ARGV[4]), 1)
+local out = {}
+while redis.call('HLEN', KEYS[1]) > max do
+  local all = redis.call('HGETALL', KEYS[1])
+  local oldest, oldest_at
+  for i = 1, #all, 2 do
+    local at = tonumber(string.match(all[i + 1], '^(%d+) '))
+    local older = oldest == nil or at < oldest_at or (at == oldest_at and all[i] < oldest)
+    if all[i] ~= ARGV[1] and older then
+      oldest, oldest_at = all[i], at
+    end
+  end
+  table.insert(out, oldest)
+  table.insert(out, redis.call('HGET', KEYS[1], oldest))
+  redis.call('HDEL', KEYS[1], oldest)
+end
+return out
+";
+
+/// Sets the last-seen time (ARGV[2]) of field ARGV[1], if present, and
+/// keeps the index ARGV[3] ms at least.
+const INDEX_TOUCH: &str = r"
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then return 0 end
+local created, data = string.match(value, '^(%d+) %d+ (.*)$')
+redis.call('HSET', KEYS[1], ARGV[1], created .. ' ' .. ARGV[2] .. ' ' .. data)
+local ttl = tonumber(ARGV[3])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+";
+
+/// The channel ending announcements travel on.
+pub const ENDED_CHANNEL: &str = "cloakroom:ended";
+
+/// How often an announcement subscription is checked, and how long its
+/// server may take to answer.
+const HEARTBEAT: Duration = Duration::from_secs(3);
+
+/// Announcements a subscriber may fall behind by before it is dropped.
+const ANNOUNCEMENT_BACKLOG: usize = 1024;
+
 /// A handle to Redis; clones share the multiplexed connections.
 #[derive(Clone)]
 pub struct RedisStore {
     link: Link,
     put: Script,
     delete_if: Script,
+    index_add: Script,
+    index_touch: Script,
     timeout: Duration,
     wait: Option<Replication>,
 }
@@ -88,6 +143,8 @@ impl RedisStore {
             link: Link::connect(config).await?,
             put: Script::new(PUT),
             delete_if: Script::new(DELETE_IF),
+            index_add: Script::new(INDEX_ADD),
+            index_touch: Script::new(INDEX_TOUCH),
             timeout: config.command_timeout,
             wait: config.wait.map(|config| Replication {
                 config,
@@ -171,6 +228,8 @@ impl RedisStore {
                 link: Link::connect(config).await?,
                 put: Script::new(PUT),
                 delete_if: Script::new(DELETE_IF),
+                index_add: Script::new(INDEX_ADD),
+                index_touch: Script::new(INDEX_TOUCH),
                 timeout: config.command_timeout,
                 wait: None,
             };
@@ -269,4 +328,125 @@ impl SessionStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
+
+    async fn index_add(
+        &self,
+        index: &str,
+        entry: IndexEntry,
+        ttl: Duration,
+        max: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let value = pack(&entry);
+        let ttl = ttl.as_millis().max(1).to_string();
+        let max = max.to_string();
+        let args: [&[u8]; 4] = [entry.key.as_bytes(), &value, ttl.as_bytes(), max.as_bytes()];
+        let out: Vec<Vec<u8>> = self.script(&self.index_add, index, &args).await?;
+        self.replicate().await;
+        Ok(out
+            .chunks_exact(2)
+            .filter_map(|pair| unpack(&pair[0], &pair[1]))
+            .collect())
+    }
+
+    async fn index_touch(
+        &self,
+        index: &str,
+        key: &str,
+        last_seen: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let last_seen = last_seen.to_string();
+        let ttl = ttl.as_millis().max(1).to_string();
+        let args: [&[u8]; 3] = [key.as_bytes(), last_seen.as_bytes(), ttl.as_bytes()];
+        let touched: i64 = self.script(&self.index_touch, index, &args).await?;
+        Ok(touched == 1)
+    }
+
+    async fn index_remove(&self, index: &str, keys: &[String]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(index).arg(keys);
+        self.query::<i64>(&cmd).await?;
+        self.replicate().await;
+        Ok(())
+    }
+
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(index);
+        let all: Vec<(Vec<u8>, Vec<u8>)> = self.query(&cmd).await?;
+        let mut entries: Vec<IndexEntry> = all.iter().filter_map(|(k, v)| unpack(k, v)).collect();
+        entries.sort_by(|a, b| (a.created, &a.key).cmp(&(b.created, &b.key)));
+        Ok(entries)
+    }
+
+    async fn announce_ended(&self, key: &str) -> Result<(), StoreError> {
+        self.publish(ENDED_CHANNEL, key).await
+    }
+
+    async fn ended_announcements(&self) -> Result<Announcements, StoreError> {
+        let subscribed = async {
+            let client = self.link.subscriber().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(ENDED_CHANNEL).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = bounded(self.timeout, subscribed).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(ANNOUNCEMENT_BACKLOG);
+        tokio::spawn(relay(pubsub, tx));
+        Ok(rx)
+    }
+}
+
+/// Passes announcements on until the subscription fails, goes silent, or
+/// nobody listens; then closes the channel.
+async fn relay(pubsub: redis::aio::PubSub, tx: tokio::sync::mpsc::Sender<String>) {
+    use futures_util::StreamExt;
+    let (mut sink, mut messages) = pubsub.split();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { return };
+                let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) else { continue };
+                // Full: the listener is too far behind; closing tells it so.
+                if tx.try_send(key.to_owned()).is_err() {
+                    return;
+                }
+            }
+            _ = heartbeat.tick() => {
+                // A server cut off by a partition closes nothing: only
+                // asking it tells that messages stopped.
+                let pong = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>()).await;
+                if !matches!(pong, Ok(Ok(_))) || tx.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// An index entry as its hash field's value: `"<created> <last_seen> <data>"`.
+fn pack(entry: &IndexEntry) -> Vec<u8> {
+    let mut value = format!("{} {} ", entry.created, entry.last_seen).into_bytes();
+    value.extend_from_slice(&entry.data);
+    value
+}
+
+/// The entry a hash field holds; `None` for a value not written by [`pack`].
+fn unpack(field: &[u8], value: &[u8]) -> Option<IndexEntry> {
+    let key = std::str::from_utf8(field).ok()?.to_owned();
+    let mut parts = value.splitn(3, |b| *b == b' ');
+    let mut number = || std::str::from_utf8(parts.next()?).ok()?.parse::<u64>().ok();
+    let (created, last_seen) = (number()?, number()?);
+    let data = Bytes::copy_from_slice(parts.next()?);
+    Some(IndexEntry {
+        key,
+        created,
+        last_seen,
+        data,
+    })
 }

@@ -3,6 +3,12 @@
 //! Values are opaque bytes (records arrive sealed). Every write carries a
 //! TTL, and writes are compare-and-set on a version number so a slow writer
 //! can never overwrite a newer record (threat-model T27).
+//!
+//! Besides values, a store keeps *indexes* (which sessions a subject, or an
+//! IdP session, has: `session::index`) and carries *ending announcements*
+//! from the replica that ends a session to every replica, so that what
+//! lives on beside a session (a WebSocket tunnel, a streamed answer) ends
+//! with it (`session::ending`).
 
 use std::time::Duration;
 
@@ -10,6 +16,26 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::BoxError;
+
+/// One session in an index: its store key and what a listing shows of it.
+/// An index holds at most one entry per key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The session's store key.
+    pub key: String,
+    /// Seconds since the epoch. When an index is full, the entries created
+    /// first are pushed out first.
+    pub created: u64,
+    /// Seconds since the epoch; [`SessionStore::index_touch`] moves it.
+    pub last_seen: u64,
+    /// Anything else, opaque to the store.
+    pub data: Bytes,
+}
+
+/// Ending announcements as they arrive: store keys of ended sessions. The
+/// channel closes when the subscription is lost; announcements made until
+/// the next subscription may be missed.
+pub type Announcements = tokio::sync::mpsc::Receiver<String>;
 
 /// A stored value and the version it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,4 +79,42 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Checks the backend answers, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Adds `entry` to `index` (replacing one for the same key), keeps the
+    /// index at least `ttl` longer, and, past `max` entries (at least 1),
+    /// removes the oldest others (by `created`) and returns them, oldest
+    /// first: the entry just added always stays. One atomic step.
+    async fn index_add(
+        &self,
+        index: &str,
+        entry: IndexEntry,
+        ttl: Duration,
+        max: usize,
+    ) -> Result<Vec<IndexEntry>, StoreError>;
+
+    /// Sets the `last_seen` of `key`'s entry, if `index` has one, and keeps
+    /// the index at least `ttl` longer; `false` if it has none (and nothing
+    /// changed).
+    async fn index_touch(
+        &self,
+        index: &str,
+        key: &str,
+        last_seen: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes the entries of `keys` from `index`; missing ones are no error.
+    async fn index_remove(&self, index: &str, keys: &[String]) -> Result<(), StoreError>;
+
+    /// Every entry of `index`, oldest first (empty if there is none). May
+    /// name sessions that have ended since: their readers prune them.
+    async fn index_list(&self, index: &str) -> Result<Vec<IndexEntry>, StoreError>;
+
+    /// Tells every replica, this one included, that the session stored
+    /// under `key` has ended.
+    async fn announce_ended(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Subscribes to ending announcements. A subscriber that loses its
+    /// channel subscribes again, and must assume it missed some meanwhile.
+    async fn ended_announcements(&self) -> Result<Announcements, StoreError>;
 }

@@ -15,6 +15,7 @@ use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::BoxError;
 use crate::routes::{Leaf as LeafKind, Route};
+use crate::session::SessionEnd;
 use crate::static_files::Audience;
 use crate::upstream::forwarded::Forwarded;
 use crate::upstream::{Forward, Upstream};
@@ -81,6 +82,7 @@ impl Service<Request<Body>> for Leaf {
                     .remove::<IdentityHeaders>()
                     .map(|h| h.0)
                     .unwrap_or_default(),
+                session_end: request.extensions_mut().remove::<SessionEnd>(),
             };
             leaf.upstream.forward(&leaf.route, request, forward).await
         })

@@ -3,7 +3,9 @@
 //! `required` route refuses (401, or a redirect to login for a page load)
 //! and an `optional` one goes on anonymously. On the way back: a cookie
 //! sealed with an older key is re-issued (KR-01), and a response made for
-//! one user is marked for no shared cache (T41).
+//! one user is marked for no shared cache (T41), and its body, like a
+//! WebSocket tunnel the leaf opens, ends when the session does
+//! ([`crate::session::ending`]).
 
 use std::sync::Arc;
 
@@ -65,8 +67,12 @@ impl Step for SessionStep {
                 Err(e) => return Err(e),
             };
             let reseal = step.sessions.reseal(&loaded);
+            // What outlives this call (a tunnel, a streamed answer) ends
+            // with the session.
+            let end = step.sessions.watch(&loaded);
+            request.extensions_mut().insert(end.clone());
             request.extensions_mut().insert(Arc::new(loaded));
-            let mut response = next.run(request).await?;
+            let mut response = next.run(request).await?.map(|body| end.guard(body));
             if let Some(cookie) = reseal {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }

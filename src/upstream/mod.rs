@@ -23,6 +23,7 @@ use crate::config::HeaderRule;
 use crate::error::{BoxError, ClientBodyError, Refusal, UpstreamError};
 use crate::routes::{Leaf, Route};
 use crate::server::ConnectionHold;
+use crate::session::SessionEnd;
 
 use self::forwarded::Forwarded;
 use self::pool::Pool;
@@ -49,6 +50,8 @@ pub struct Forward {
     pub bearer: Option<HeaderValue>,
     /// The route's `claim_headers`, valued for this user.
     pub identity: Vec<(header::HeaderName, HeaderValue)>,
+    /// The request's session ends: a tunnel it opens closes then.
+    pub session_end: Option<SessionEnd>,
 }
 
 static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -159,8 +162,9 @@ impl Upstream {
             (client_upgrade, response.status())
         {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let (ends, lifetime) = (fwd.session_end, config.websocket_max_lifetime);
             tokio::spawn(async move {
-                bridge(client_upgrade, upstream_upgrade).await;
+                bridge(client_upgrade, upstream_upgrade, ends, lifetime).await;
                 drop(hold);
             });
             let (mut parts, _) = response.into_parts();
@@ -197,8 +201,17 @@ fn origin_form(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, ht
     Uri::builder().path_and_query(path_and_query).build()
 }
 
-/// Copies bytes both ways between an upgraded client and upstream connection.
-async fn bridge(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// Copies bytes both ways between an upgraded client and upstream
+/// connection, until either side closes, the session ends, or the route's
+/// `websocket_max_lifetime` is reached. Then both connections are dropped:
+/// the bytes are not parsed as frames, so no close frame can be slipped in
+/// between them, and both peers see the connection closed.
+async fn bridge(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    session_end: Option<SessionEnd>,
+    max_lifetime: Option<Duration>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -208,7 +221,25 @@ async fn bridge(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     };
     let mut client = TokioIo::new(client);
     let mut upstream = TokioIo::new(upstream);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %e, "websocket connection ended");
+    let ended = async {
+        match session_end {
+            Some(end) => end.ended().await,
+            None => std::future::pending().await,
+        }
+    };
+    let too_old = async {
+        match max_lifetime {
+            Some(lifetime) => tokio::time::sleep(lifetime).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(e) = copied {
+                tracing::debug!(error = %e, "websocket connection ended");
+            }
+        }
+        () = ended => tracing::debug!("websocket closed: its session ended"),
+        () = too_old => tracing::debug!("websocket closed: websocket_max_lifetime reached"),
     }
 }

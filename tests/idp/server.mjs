@@ -25,13 +25,21 @@
 //
 // Every login gets an `acr`: the first of the authorization request's
 // acr_values the user can reach, else urn:cloakroom:test:password.
+//   backchannel_logout_uri  registers the client for OpenID Connect
+//                      Back-Channel Logout there (with
+//                      backchannel_logout_session_required, default true:
+//                      ID tokens carry `sid`). An end-session at the IdP
+//                      (GET /session/end?client_id=…, then its form) posts
+//                      a logout token to it before answering.
 //
 // The dev interactions (a login form taking any user name and a consent
 // form) stand in for a real login page; any login becomes the subject.
 //
 // GET /__stats answers with what the tests must check on the IdP's side:
 // how many grants of each type succeeded, how many grants were revoked, and
-// how many token and revocation (RFC 7009) requests arrived.
+// how many token and revocation (RFC 7009) requests arrived, and how many
+// back-channel logouts the client acknowledged or failed (with the last
+// failure's message).
 // GET /__issued lists every token the token endpoint issued.
 // GET /__advance?seconds=N moves the IdP's clock N seconds forward, with
 // the clock a test moves in cloakroom.
@@ -49,7 +57,12 @@ const systemNow = Date.now.bind(Date);
 Date.now = () => systemNow() + ahead;
 const API = 'urn:cloakroom:test-api';
 const stats = {
-  grants: {}, revoked: 0, revocations: 0, revocation_requests: 0, token_requests: 0,
+  grants: {},
+  revoked: 0,
+  revocations: 0,
+  revocation_requests: 0,
+  token_requests: 0,
+  backchannel: { success: 0, error: 0, last_error: null },
 };
 // Every token the token endpoint handed out, so tests can prove none of
 // them ever reaches a browser or a log line (PX-25).
@@ -69,6 +82,10 @@ const provider = new Provider(issuer, {
     response_types: ['code'],
     token_endpoint_auth_method: settings.token_endpoint_auth_method ?? 'client_secret_basic',
     require_auth_time: settings.require_auth_time ?? false,
+    ...(settings.backchannel_logout_uri ? {
+      backchannel_logout_uri: settings.backchannel_logout_uri,
+      backchannel_logout_session_required: settings.backchannel_logout_session_required ?? true,
+    } : {}),
   }],
   pkce: { required: () => true },
   acrValues: [...new Set([PASSWORD_ACR, ...Object.values(users).flatMap((u) => u.acr_allowed ?? [])])],
@@ -78,6 +95,7 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => API,
@@ -89,6 +107,14 @@ const provider = new Provider(issuer, {
         accessTokenTTL: settings.access_token_ttl ?? 300,
       }),
     },
+  },
+  // The IdP's own outgoing calls (back-channel logout) go to cloakroom on
+  // 127.0.0.1, which oidc-provider's guard against server-side request
+  // forgery refuses as a special-use address. Everything here is on this
+  // machine's loopback: call it without the guard.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
   },
   rotateRefreshToken: settings.rotate_refresh ?? true,
   // Issue refresh tokens to this confidential client whenever it may use them.
@@ -184,6 +210,11 @@ provider.on('grant.success', (ctx) => {
   stats.grants[type] = (stats.grants[type] ?? 0) + 1;
 });
 provider.on('grant.revoked', () => { stats.revoked += 1; });
+provider.on('backchannel.success', () => { stats.backchannel.success += 1; });
+provider.on('backchannel.error', (ctx, err) => {
+  stats.backchannel.error += 1;
+  stats.backchannel.last_error = String(err?.message ?? err);
+});
 // A refresh token destroyed: revoked (RFC 7009) or its grant revoked.
 provider.on('refresh_token.destroyed', () => { stats.revocations += 1; });
 

@@ -55,8 +55,22 @@ impl Browser {
     /// A browser that records what `watch` (an origin like
     /// `http://127.0.0.1:1234`) sends it.
     pub fn new(watch: &str) -> Self {
+        Self::with_client(watch, super::net::client())
+    }
+
+    /// A browser that says it is `user_agent`.
+    pub fn new_as(watch: &str, user_agent: &str) -> Self {
+        let http = super::net::client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(user_agent)
+            .build()
+            .unwrap();
+        Self::with_client(watch, http)
+    }
+
+    fn with_client(watch: &str, http: reqwest::Client) -> Self {
         Self {
-            http: super::net::client(),
+            http,
             jar: Default::default(),
             seen: Default::default(),
             watch: watch.to_owned(),

@@ -163,6 +163,10 @@ pub async fn world_with_clock(
     for (k, v) in settings.as_object().unwrap() {
         idp_settings[k] = v.clone();
     }
+    // `"backchannel_logout": true` registers the first replica's endpoint.
+    if settings["backchannel_logout"] == true {
+        idp_settings["backchannel_logout_uri"] = json!(format!("{base}/auth/backchannel-logout"));
+    }
     let idp = Idp::start(idp_settings);
     let yaml = format!(
         "public_url: {base}
@@ -246,6 +250,15 @@ impl World {
     /// `GET /api/orders` as the SPA sends it (`X-CSRF: 1`).
     pub async fn api_get(&self, browser: &Browser) -> Page {
         browser.fetch(&self.url("/api/orders")).await
+    }
+
+    /// Logs the browser's user out at the IdP itself (its end-session
+    /// page and form), as a user would on another application: with
+    /// back-channel logout registered, the IdP posts its logout token to
+    /// cloakroom before this returns.
+    pub async fn logout_at_idp(&self, browser: &Browser) -> Page {
+        let url = format!("{}/session/end?client_id=cloakroom", self.idp.issuer);
+        browser.navigate(&url, "").await.0
     }
 
     /// `POST /auth/logout` on the first replica as the SPA sends it.

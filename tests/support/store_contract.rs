@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cloakroom::session::{SessionStore, StoreError};
+use cloakroom::session::{IndexEntry, SessionStore, StoreError};
 
 /// Runs every contract check against `store`, on `cloakroom:{contract-…}:s`
 /// keys: inside the namespace a production ACL grants.
@@ -19,6 +19,12 @@ pub async fn run_all(store: &dyn SessionStore) {
     values_expire_after_their_ttl(store).await;
     delete_is_idempotent(store).await;
     delete_if_compares_the_value(store).await;
+    index_lists_entries_oldest_first(store).await;
+    index_pushes_out_the_oldest_past_its_bound(store).await;
+    index_touch_moves_last_seen_of_present_entries_only(store).await;
+    index_remove_forgets_entries(store).await;
+    index_expires_after_the_longest_ttl_given(store).await;
+    announcements_reach_every_subscriber(store).await;
     store.ping().await.expect("ping");
 }
 
@@ -87,4 +93,161 @@ async fn delete_if_compares_the_value(store: &dyn SessionStore) {
     assert!(store.delete_if(key, b"mine").await.unwrap());
     assert_eq!(store.get(key).await.unwrap(), None);
     assert!(!store.delete_if(key, b"mine").await.unwrap(), "already gone");
+}
+
+fn entry(key: &str, created: u64, data: &'static str) -> IndexEntry {
+    IndexEntry {
+        key: key.to_owned(),
+        created,
+        last_seen: created,
+        data: bytes(data),
+    }
+}
+
+async fn index_lists_entries_oldest_first(store: &dyn SessionStore) {
+    let index = "cloakroom:{contract-index-list}:idx";
+    assert_eq!(
+        store.index_list(index).await.unwrap(),
+        [],
+        "no index is an empty one"
+    );
+    for (key, created) in [("b", 20), ("a", 10), ("c", 30)] {
+        let out = store
+            .index_add(index, entry(key, created, "{}"), TTL, 10)
+            .await
+            .unwrap();
+        assert_eq!(out, []);
+    }
+    // Data may hold any bytes, spaces and newlines included.
+    let odd = entry("b", 20, "Firefox on Linux\n{\"sid\": 1}");
+    store.index_add(index, odd.clone(), TTL, 10).await.unwrap();
+    let listed = store.index_list(index).await.unwrap();
+    let keys: Vec<&str> = listed.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["a", "b", "c"], "one entry per key, oldest first");
+    assert_eq!(listed[1], odd);
+    store
+        .index_remove(index, &["a".into(), "b".into(), "c".into()])
+        .await
+        .unwrap();
+}
+
+async fn index_pushes_out_the_oldest_past_its_bound(store: &dyn SessionStore) {
+    let index = "cloakroom:{contract-index-bound}:idx";
+    for (key, created) in [("k2", 2), ("k1", 1), ("k3", 3)] {
+        assert_eq!(
+            store
+                .index_add(index, entry(key, created, "d"), TTL, 3)
+                .await
+                .unwrap(),
+            []
+        );
+    }
+    let out = store
+        .index_add(index, entry("k4", 4, "d4"), TTL, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [entry("k1", 1, "d")],
+        "the oldest is pushed out, with its data"
+    );
+    let out = store.index_add(index, entry("k5", 5, "d"), TTL, 2).await.unwrap();
+    let keys: Vec<&str> = out.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["k2", "k3"], "oldest first");
+    let left: Vec<String> = store
+        .index_list(index)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(left, ["k4", "k5"]);
+    // The entry just added stays, even when its clock says it is older
+    // (another replica's clock).
+    let out = store.index_add(index, entry("k0", 0, "d"), TTL, 2).await.unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].key, "k4");
+    let left: Vec<String> = store
+        .index_list(index)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(left, ["k0", "k5"]);
+    store.index_remove(index, &left).await.unwrap();
+}
+
+async fn index_touch_moves_last_seen_of_present_entries_only(store: &dyn SessionStore) {
+    let index = "cloakroom:{contract-index-touch}:idx";
+    store
+        .index_add(index, entry("s", 100, "data"), TTL, 10)
+        .await
+        .unwrap();
+    assert!(store.index_touch(index, "s", 160, TTL).await.unwrap());
+    assert!(!store.index_touch(index, "absent", 170, TTL).await.unwrap());
+    let listed = store.index_list(index).await.unwrap();
+    assert_eq!(listed.len(), 1, "touch adds nothing");
+    assert_eq!((listed[0].created, listed[0].last_seen), (100, 160));
+    assert_eq!(listed[0].data, bytes("data"));
+    store.index_remove(index, &["s".into()]).await.unwrap();
+}
+
+async fn index_remove_forgets_entries(store: &dyn SessionStore) {
+    let index = "cloakroom:{contract-index-remove}:idx";
+    store.index_add(index, entry("x", 1, "d"), TTL, 10).await.unwrap();
+    store.index_add(index, entry("y", 2, "d"), TTL, 10).await.unwrap();
+    store
+        .index_remove(index, &["x".into(), "missing".into()])
+        .await
+        .unwrap();
+    store.index_remove(index, &[]).await.unwrap();
+    let left: Vec<String> = store
+        .index_list(index)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(left, ["y"]);
+    store.index_remove(index, &left).await.unwrap();
+}
+
+async fn index_expires_after_the_longest_ttl_given(store: &dyn SessionStore) {
+    let index = "cloakroom:{contract-index-ttl}:idx";
+    let (short, long) = (Duration::from_millis(500), Duration::from_secs(2));
+    store
+        .index_add(index, entry("long", 1, "d"), long, 10)
+        .await
+        .unwrap();
+    // A shorter TTL never cuts the index's life.
+    store
+        .index_add(index, entry("short", 2, "d"), short, 10)
+        .await
+        .unwrap();
+    store.index_touch(index, "short", 3, short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(store.index_list(index).await.unwrap().len(), 2);
+    // A touch makes it live longer: until 3.2 s from the start.
+    store.index_touch(index, "long", 4, long).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(store.index_list(index).await.unwrap().len(), 2);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(store.index_list(index).await.unwrap(), [], "gone with its TTL");
+}
+
+async fn announcements_reach_every_subscriber(store: &dyn SessionStore) {
+    let mut first = store.ended_announcements().await.unwrap();
+    let mut second = store.ended_announcements().await.unwrap();
+    store
+        .announce_ended("cloakroom:{contract-ended}:s")
+        .await
+        .unwrap();
+    for listener in [&mut first, &mut second] {
+        let key = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+        assert_eq!(
+            key.expect("announced in time").as_deref(),
+            Some("cloakroom:{contract-ended}:s")
+        );
+    }
 }
