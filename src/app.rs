@@ -8,9 +8,12 @@
 //! 4. the route's own stack, built once at start ([`crate::stack`]).
 //!
 //! Every failure comes back as an error and becomes a problem+json response
-//! in one place, [`App::handle`], via [`crate::rescue::classify`].
+//! in one place, [`App::handle`], via [`crate::rescue::classify`]. There
+//! too every request is counted (route, method, status, code, latency),
+//! with the logins it starts or completes and the CSRF refusals.
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +27,7 @@ use crate::body::{self, Body};
 use crate::config::{Config, Limits, FORBIDDEN_METHODS};
 use crate::cookie::CookieNames;
 use crate::error::{self, BoxError, Code, Refusal, WithHeaders};
+use crate::metrics::{self, Metrics};
 use crate::path::normalize_path;
 use crate::rescue;
 use crate::routes::{Leaf, Route, Router};
@@ -38,6 +42,8 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone)]
 pub struct App {
     shared: Arc<Shared>,
+    /// Process-wide: outlives any config the rest is built from.
+    metrics: Arc<Metrics>,
 }
 
 struct Shared {
@@ -49,6 +55,16 @@ struct Shared {
     auth: Option<Arc<Auth>>,
 }
 
+/// What a request was routed to, for the log and the metrics.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// Refused before routing, or no route (404).
+    None,
+    Route(&'a Arc<Route>),
+    /// An `/auth/*` endpoint, or the client module.
+    Endpoint(&'static str),
+}
+
 // === impl App ===
 
 impl App {
@@ -56,10 +72,15 @@ impl App {
         config: Arc<Config>,
         store: Arc<dyn SessionStore>,
         auth: Option<Arc<Auth>>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, BoxError> {
         let router = Router::new(&config.routes, config.is_https())?;
         // One upstream pool per App, so per worker thread.
-        let upstream = Upstream::new(&config.cookie.name, &config.stripped_identity_headers())?;
+        let upstream = Upstream::new(
+            &config.cookie.name,
+            &config.stripped_identity_headers(),
+            metrics.clone(),
+        )?;
         let public_host: Arc<str> = public_host(&config.public_url).into();
         let stacks = router
             .routes()
@@ -74,6 +95,7 @@ impl App {
                 store,
                 auth,
             }),
+            metrics,
         })
     }
 
@@ -83,15 +105,14 @@ impl App {
 
     /// Serves one request from `peer`. Never fails: errors become problems.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
         // Only pay for the access line's inputs when it will be written.
-        let access = tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO).then(|| {
-            (
-                Instant::now(),
-                request.method().clone(),
-                request.uri().path().to_owned(),
-            )
-        });
+        let access = tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO)
+            .then(|| (request.method().clone(), request.uri().path().to_owned()));
+        let method =
+            metrics::method_label(request.method(), hygiene::is_websocket_upgrade(request.headers()));
         let trusted = forwarded::is_trusted(peer.ip(), &self.shared.config.trusted_proxies);
+        let client = forwarded::client_ip(request.headers(), peer.ip(), &self.shared.config.trusted_proxies);
         let request_id = request_id(request.headers(), trusted);
         let had_session_cookie = self
             .shared
@@ -100,10 +121,18 @@ impl App {
             .is_some_and(|a| CookieNames::find(request.headers(), &a.sessions.names.session).is_some());
 
         let reader = rescue::Reader::of(request.uri().path(), request.headers());
-        let mut matched = None;
+        let mut target = Target::None;
         let result = self
-            .route(request.map(body::boxed), peer, trusted, &request_id, &mut matched)
+            .route(
+                request.map(body::boxed),
+                peer,
+                trusted,
+                client,
+                &request_id,
+                &mut target,
+            )
             .await;
+        let route_label = target.label();
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
@@ -116,7 +145,7 @@ impl App {
                 let login_failed = matches!(problem.code, Code::LoginFailed | Code::LoginExpired);
                 if problem.status.is_server_error() || login_failed {
                     // Which upstream failed, for the operator; never in the body.
-                    let upstream = matched.and_then(|r| match &r.leaf {
+                    let upstream = target.route().and_then(|r| match &r.leaf {
                         Leaf::Upstream { scheme, authority } => Some(format!("{scheme}://{authority}")),
                         Leaf::Static(_) => None,
                     });
@@ -126,6 +155,9 @@ impl App {
                         error = %error::chain(&*e),
                         "request failed"
                     );
+                }
+                if problem.code == Code::CsrfFailed {
+                    self.metrics.csrf_refused(&route_label, client);
                 }
                 let ends_session = problem.code == Code::LoginRequired && had_session_cookie;
                 let mut response = problem.render(request_id.to_str().unwrap_or(""), reader);
@@ -146,15 +178,27 @@ impl App {
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
 
-        if let Some((started, method, path)) = access {
-            let code = response.extensions().get::<Code>().map(|c| c.as_str());
+        let code = response.extensions().get::<Code>().map(|c| c.as_str());
+        if let (Target::Endpoint(endpoint), "GET") = (target, method) {
+            match (endpoint, code) {
+                ("/auth/login", None) => self.metrics.login_started(),
+                ("/auth/callback", None) => self.metrics.login_completed(),
+                ("/auth/login" | "/auth/callback", Some(code)) => self.metrics.login_failed(code),
+                _ => {}
+            }
+        }
+        let status = response.status().as_u16();
+        self.metrics
+            .request(route_label, method, status, code, started.elapsed());
+
+        if let Some((method, path)) = access {
             tracing::info!(
                 target: "cloakroom::access",
                 request_id = %request_id.to_str().unwrap_or(""),
                 method = %method,
                 path = %path,
-                route = matched.map_or("-", |r: &Arc<Route>| r.config.path.as_str()),
-                status = response.status().as_u16(),
+                route = target.route().map_or("-", |r| r.config.path.as_str()),
+                status,
                 code = code.unwrap_or("-"),
                 ms = started.elapsed().as_secs_f64() * 1000.0,
             );
@@ -167,8 +211,9 @@ impl App {
         request: Request<Body>,
         peer: SocketAddr,
         trusted: bool,
+        client: IpAddr,
         request_id: &HeaderValue,
-        matched: &mut Option<&'a Arc<Route>>,
+        target: &mut Target<'a>,
     ) -> Result<Response<Body>, BoxError> {
         check_limits(&request, &self.shared.config.limits)?;
         check_framing(request.headers())?;
@@ -178,17 +223,19 @@ impl App {
         })?;
         // === the SPA's client module (issue 13), served with or without login ===
         if let Some(mut response) = crate::client_module::serve(&path, request.method(), request.headers()) {
+            *target = Target::endpoint(&path);
             self.protect(response.headers_mut());
             return Ok(response);
         }
         if let (Some(auth), true) = (&self.shared.auth, path.starts_with("/auth/")) {
-            let mut response = auth.handle(&path, request).await?;
+            *target = Target::endpoint(&path);
+            let mut response = auth.handle(&path, request, client).await?;
             self.protect(response.headers_mut());
             return Ok(response);
         }
         let index = self.shared.router.find_index(&path).ok_or(Refusal::NotFound)?;
         let route = &self.shared.router.routes()[index];
-        *matched = Some(route);
+        *target = Target::Route(route);
         check_method(route, request.method())?;
         if hygiene::is_websocket_upgrade(request.headers()) && !route.config.websocket {
             return Err(Refusal::BadRequest("websocket not enabled on this route").into());
@@ -198,6 +245,7 @@ impl App {
             path,
             peer,
             trusted,
+            client,
             request_id: request_id.clone(),
         });
         // Every route stack is always ready: no layer holds requests back.
@@ -221,6 +269,41 @@ impl App {
                 header::STRICT_TRANSPORT_SECURITY,
                 HeaderValue::from_static("max-age=31536000; includeSubDomains"),
             );
+        }
+    }
+}
+
+// === impl Target ===
+
+impl<'a> Target<'a> {
+    /// A known endpoint under `/auth/`; any other path there is `None`
+    /// (a 404): the label set stays bounded.
+    fn endpoint(path: &str) -> Self {
+        match path {
+            "/auth/login" => Target::Endpoint("/auth/login"),
+            "/auth/callback" => Target::Endpoint("/auth/callback"),
+            "/auth/user" => Target::Endpoint("/auth/user"),
+            "/auth/logout" => Target::Endpoint("/auth/logout"),
+            "/auth/client.js" => Target::Endpoint("/auth/client.js"),
+            "/auth/client.d.ts" => Target::Endpoint("/auth/client.d.ts"),
+            _ => Target::None,
+        }
+    }
+
+    fn route(self) -> Option<&'a Arc<Route>> {
+        match self {
+            Target::Route(route) => Some(route),
+            _ => None,
+        }
+    }
+
+    /// The `route` label: the route's configured path, the endpoint, or
+    /// `none`; never the request's own path.
+    fn label(self) -> Cow<'static, str> {
+        match self {
+            Target::None => Cow::Borrowed("none"),
+            Target::Route(route) => Cow::Owned(route.config.path.clone()),
+            Target::Endpoint(endpoint) => Cow::Borrowed(endpoint),
         }
     }
 }

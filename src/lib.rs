@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod cookie;
 pub mod error;
+pub mod metrics;
 pub mod oidc;
 pub mod path;
 pub mod random;
@@ -38,7 +39,8 @@ pub use crate::clock::Clock;
 pub use crate::config::Config;
 use crate::config::StoreConfig;
 use crate::error::BoxError;
-use crate::session::{CachedStore, MemoryStore, RedisStore, SessionStore};
+use crate::metrics::Metrics;
+use crate::session::{CachedStore, MeasuredStore, MemoryStore, RedisStore, SessionStore};
 
 /// Runs cloakroom until `shutdown` resolves and in-flight requests drain.
 pub async fn run(
@@ -59,6 +61,9 @@ pub async fn run_with_clock(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
+    // Process-wide, created before anything built from the config, so
+    // counts survive a reload.
+    let metrics = Arc::new(Metrics::new());
     let config = Arc::new(config);
     if config.insecure_dev_mode {
         tracing::warn!(
@@ -77,18 +82,19 @@ pub async fn run_with_clock(
             }
         }
     };
+    let store: Arc<dyn SessionStore> = Arc::new(MeasuredStore::new(store, metrics.clone()));
     // One App (and so one upstream connection pool) per worker thread.
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
-    let auth = auth::Auth::new(config.clone(), store.clone(), clock)?;
+    let auth = auth::Auth::new(config.clone(), store.clone(), clock, metrics.clone())?;
     let idp = auth.as_ref().map(|a| a.idp.clone());
     if let Some(idp) = &idp {
         idp.discover_in_background();
     }
     let apps = (0..workers)
-        .map(|_| app::App::new(config.clone(), store.clone(), auth.clone()))
+        .map(|_| app::App::new(config.clone(), store.clone(), auth.clone(), metrics.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -119,8 +125,15 @@ pub async fn run_with_clock(
             let _ = admin_stop.await;
         };
         async move {
-            let handler =
-                move |request, _peer| admin::handle(request, store.clone(), idp.clone(), *draining.borrow());
+            let handler = move |request, _peer| {
+                admin::handle(
+                    request,
+                    store.clone(),
+                    idp.clone(),
+                    metrics.clone(),
+                    *draining.borrow(),
+                )
+            };
             server::serve(admin_listener, &limits, &[], vec![handler], stop).await;
         }
     });

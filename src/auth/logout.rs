@@ -1,17 +1,20 @@
 //! `POST /auth/logout`: delete the session, revoke its refresh token, clear
 //! the cookie, and answer with the IdP's end-session URL.
 
+use std::net::IpAddr;
+
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::Auth;
 use crate::body::Body;
 use crate::error::{BoxError, Refusal};
+use crate::metrics::EndReason;
 
-pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, BoxError> {
+pub async fn logout(auth: &Auth, headers: &HeaderMap, client: IpAddr) -> Result<Response<Body>, BoxError> {
     let sessions = &auth.sessions;
     // Read, not touched: it is deleted next.
-    let loaded = match sessions.open(headers).await {
+    let loaded = match sessions.open(headers, Some(client)).await {
         Ok(l) => Some(l),
         Err(e) if e.is::<Refusal>() => None,
         Err(e) => return Err(e),
@@ -19,6 +22,7 @@ pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, 
     let mut id_token = None;
     if let Some(loaded) = loaded {
         sessions.store.delete(&loaded.key).await?;
+        sessions.metrics.session_ended(EndReason::Logout);
         if let Some(rt) = &loaded.record.refresh_token {
             if let Err(e) = auth.idp.revoke(rt).await {
                 tracing::warn!(error = %e, "refresh token revocation failed; the session is deleted anyway");

@@ -16,6 +16,7 @@ pub mod return_to;
 pub mod step_up;
 pub mod user;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,6 +26,7 @@ use crate::body::{self, Body};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BoxError, Refusal};
+use crate::metrics::Metrics;
 use crate::oidc::Idp;
 use crate::refresh::Refresher;
 use crate::session::{SessionStore, Sessions};
@@ -48,12 +50,13 @@ impl Auth {
         config: Arc<Config>,
         store: Arc<dyn SessionStore>,
         clock: Clock,
+        metrics: Arc<Metrics>,
     ) -> Result<Option<Arc<Self>>, BoxError> {
         let Some(oidc) = config.oidc.clone() else {
             return Ok(None);
         };
         let idp = Idp::new(oidc, clock.clone())?;
-        let sessions = Arc::new(Sessions::new(&config, store, clock)?);
+        let sessions = Arc::new(Sessions::new(&config, store, clock, metrics)?);
         Ok(Some(Arc::new(Self {
             refresher: Refresher::new(sessions.clone(), idp.clone()),
             csrf: csrf::Csrf::new(&config),
@@ -68,8 +71,13 @@ impl Auth {
         self.config.redirect_uri()
     }
 
-    /// Serves `/auth/*`.
-    pub async fn handle(&self, path: &str, request: Request<Body>) -> Result<Response<Body>, BoxError> {
+    /// Serves `/auth/*` to `client`.
+    pub async fn handle(
+        &self,
+        path: &str,
+        request: Request<Body>,
+        client: IpAddr,
+    ) -> Result<Response<Body>, BoxError> {
         // None of these endpoints reads a body.
         let (request, _) = request.into_parts();
         match (path, &request.method) {
@@ -77,7 +85,7 @@ impl Auth {
             ("/auth/callback", &Method::GET) => callback::finish(self, &request).await,
             ("/auth/user", &Method::GET) => {
                 self.csrf.check(&request.method, &request.headers)?;
-                let loaded = self.sessions.load(&request.headers).await?;
+                let loaded = self.sessions.load(&request.headers, client).await?;
                 let mut response = json(StatusCode::OK, &user::user_info(&self.sessions, &loaded));
                 if let Some(cookie) = self.sessions.reseal(&loaded) {
                     response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -86,7 +94,7 @@ impl Auth {
             }
             ("/auth/logout", &Method::POST) => {
                 self.csrf.check(&request.method, &request.headers)?;
-                logout::logout(self, &request.headers).await
+                logout::logout(self, &request.headers, client).await
             }
             ("/auth/login" | "/auth/callback" | "/auth/user", _) => {
                 Err(Refusal::MethodNotAllowed { allow: "GET".into() }.into())

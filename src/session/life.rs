@@ -7,6 +7,7 @@
 //! means "log in again" (T46, RD-05).
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +20,12 @@ use crate::clock::Clock;
 use crate::config::{Config, SessionConfig};
 use crate::cookie::{CookieNames, KeyRing, Purpose, Ticket};
 use crate::error::{BoxError, Refusal};
+use crate::metrics::{EndReason, Metrics};
 use crate::oidc::TokenResponse;
 
 /// Everything a session's life needs: the store, the cookie key ring and
-/// names, the timeouts, and the clock they are judged by.
+/// names, the timeouts, and the clock they are judged by; and where its
+/// events are counted.
 pub struct Sessions {
     pub store: Arc<dyn SessionStore>,
     pub ring: KeyRing,
@@ -32,6 +35,7 @@ pub struct Sessions {
     /// those `/auth/user` shows and those routes' rules read.
     pub kept_claims: BTreeSet<String>,
     pub clock: Clock,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A session found on a request.
@@ -43,12 +47,19 @@ pub struct Loaded {
     /// The cookie was sealed with an older key of the ring: re-issue it
     /// under the current one (KR-01).
     pub stale_key: bool,
+    /// The client that presented the cookie, for anomaly reports.
+    pub client: Option<IpAddr>,
 }
 
 // === impl Sessions ===
 
 impl Sessions {
-    pub fn new(config: &Config, store: Arc<dyn SessionStore>, clock: Clock) -> Result<Self, BoxError> {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn SessionStore>,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, BoxError> {
         Ok(Self {
             ring: KeyRing::new(&config.cookie.keys).ok_or("cookie.keys is empty")?,
             names: CookieNames::new(config),
@@ -56,26 +67,30 @@ impl Sessions {
             kept_claims: config.kept_claims(),
             store,
             clock,
+            metrics,
         })
     }
 
     /// Loads the session the request's cookie names and records the
     /// activity, or refuses with `LoginRequired` (no session) or a
-    /// `StoreError` (store down).
-    pub async fn load(&self, headers: &HeaderMap) -> Result<Loaded, BoxError> {
-        let mut loaded = self.open(headers).await?;
+    /// `StoreError` (store down). `client` sent the request.
+    pub async fn load(&self, headers: &HeaderMap, client: IpAddr) -> Result<Loaded, BoxError> {
+        let mut loaded = self.open(headers, Some(client)).await?;
         self.touch(&mut loaded).await?;
         Ok(loaded)
     }
 
-    /// Reads and opens the session without recording activity.
-    pub async fn open(&self, headers: &HeaderMap) -> Result<Loaded, BoxError> {
+    /// Reads and opens the session without recording activity. A cookie
+    /// that does not open is counted, and judged against `client` for a
+    /// burst when the caller names one.
+    pub async fn open(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Loaded, BoxError> {
         let value = CookieNames::find(headers, &self.names.session).ok_or(Refusal::LoginRequired)?;
         let opened = self
             .ring
             .unseal(Purpose::Session, &self.names.session, value)
             .map_err(|e| {
                 tracing::debug!(error = %e, "session cookie refused");
+                self.metrics.unseal_failed(client);
                 Refusal::LoginRequired
             })?;
         let ticket = Ticket::from_bytes(&opened.plaintext).map_err(|_| Refusal::LoginRequired)?;
@@ -88,9 +103,15 @@ impl Sessions {
         {
             // Past the absolute lifetime, whatever the store says (CK-08).
             let _ = self.store.delete(&key).await;
+            self.metrics.session_ended(EndReason::Absolute);
             return Err(Refusal::LoginRequired.into());
         }
-        let stored = self.store.get(&key).await?.ok_or(Refusal::LoginRequired)?;
+        let Some(stored) = self.store.get(&key).await? else {
+            // Mostly the idle timeout, which the store's TTL enforces; also
+            // a replayed cookie of a session ended elsewhere, or lost data.
+            self.metrics.session_ended(EndReason::Gone);
+            return Err(Refusal::LoginRequired.into());
+        };
         let record = Record::open(&stored.value, &ticket, &key).map_err(|e| {
             tracing::warn!(error = %e, "session record unreadable; treating as no session");
             Refusal::LoginRequired
@@ -101,6 +122,7 @@ impl Sessions {
                 .saturating_add(self.config.idle_timeout.as_secs())
         {
             let _ = self.store.delete(&key).await;
+            self.metrics.session_ended(EndReason::Idle);
             return Err(Refusal::LoginRequired.into());
         }
         Ok(Loaded {
@@ -109,6 +131,7 @@ impl Sessions {
             record,
             version: stored.version,
             stale_key: opened.stale_key,
+            client,
         })
     }
 
@@ -166,6 +189,7 @@ impl Sessions {
         self.store
             .put(&key, record.seal(&ticket, &key), 0, self.ttl(&ticket, now))
             .await?;
+        self.metrics.session_created();
         Ok(self
             .ring
             .seal(Purpose::Session, &self.names.session, &ticket.to_bytes()))

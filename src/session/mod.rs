@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod life;
 pub mod lock;
+pub mod measured;
 pub mod memory;
 pub mod record;
 pub mod redis;
@@ -11,6 +12,7 @@ pub mod store;
 
 pub use self::cache::CachedStore;
 pub use self::life::{Loaded, Sessions};
+pub use self::measured::MeasuredStore;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::store::{SessionStore, StoreError, Versioned};
