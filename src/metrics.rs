@@ -24,6 +24,7 @@ pub mod bursts;
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use http::Method;
@@ -71,6 +72,10 @@ pub struct Metrics {
     token_calls: Histograms<GrantLabel>,
     store_ops: Family<StoreLabels, Counter>,
     store_duration: Histograms<OpLabel>,
+    /// The store series, by op and outcome, resolved on first use: the
+    /// most frequent recording skips the families' maps.
+    store_counters: [[OnceLock<Counter>; StoreOutcome::COUNT]; StoreOp::COUNT],
+    store_timers: [OnceLock<Histogram>; StoreOp::COUNT],
     sessions_created: Counter,
     sessions_ended: Family<ReasonLabel, Counter>,
     csrf_refusals: Family<RouteOnly, Counter>,
@@ -268,6 +273,8 @@ impl Metrics {
             token_calls: Family::new_with_constructor(slow),
             store_ops: Family::default(),
             store_duration: Family::new_with_constructor(fast),
+            store_counters: Default::default(),
+            store_timers: Default::default(),
             sessions_created: Counter::default(),
             sessions_ended: Family::default(),
             csrf_refusals: Family::default(),
@@ -501,14 +508,18 @@ impl Metrics {
     }
 
     pub fn store_op(&self, op: StoreOp, outcome: StoreOutcome, elapsed: Duration) {
-        let op = op.as_str();
-        self.store_duration
-            .get_or_create(&OpLabel { op })
+        self.store_timers[op as usize]
+            .get_or_init(|| {
+                self.store_duration
+                    .get_or_create_owned(&OpLabel { op: op.as_str() })
+            })
             .observe(elapsed.as_secs_f64());
-        self.store_ops
-            .get_or_create(&StoreLabels {
-                op,
-                outcome: outcome.as_str(),
+        self.store_counters[op as usize][outcome as usize]
+            .get_or_init(|| {
+                self.store_ops.get_or_create_owned(&StoreLabels {
+                    op: op.as_str(),
+                    outcome: outcome.as_str(),
+                })
             })
             .inc();
     }
@@ -684,6 +695,8 @@ impl EndReason {
 }
 
 impl StoreOp {
+    const COUNT: usize = 6;
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Get => "get",
@@ -697,6 +710,8 @@ impl StoreOp {
 }
 
 impl StoreOutcome {
+    const COUNT: usize = 4;
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
