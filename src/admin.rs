@@ -1,7 +1,7 @@
-//! The admin listener: `/healthz` (liveness: the process is up) and
-//! `/readyz` (readiness: this replica takes traffic), and, when configured,
-//! the admin API under `/admin/` ([`sessions`]). Nothing here reveals
-//! session data.
+//! The admin listener: `/healthz` (liveness: the process is up),
+//! `/readyz` (readiness: this replica takes traffic), `/metrics`
+//! (Prometheus), and, when configured, the admin API under `/admin/`
+//! ([`sessions`]). Nothing here reveals session data (PX-22).
 //!
 //! `/readyz` answers 503 only while the replica drains (shutdown has begun),
 //! and 200 otherwise. The session store and the IdP are shared by every
@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::body::{self, Body};
 use crate::error::Code;
+use crate::metrics::{self, Metrics};
 use crate::oidc::{DiscoveryState, Idp};
 use crate::rescue::Problem;
 use crate::security_headers;
@@ -43,6 +44,7 @@ pub async fn handle<B>(
     store: Arc<dyn SessionStore>,
     idp: Option<Arc<Idp>>,
     api: Option<Arc<sessions::Api>>,
+    metrics: Arc<Metrics>,
     draining: bool,
 ) -> Response<Body> {
     let mut response = if request.uri().path().starts_with("/admin/") {
@@ -57,6 +59,7 @@ pub async fn handle<B>(
         match request.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" => readyz(&*store, idp.as_deref(), draining).await,
+            "/metrics" => exposition(&metrics, request.headers()),
             _ => Problem::new(StatusCode::NOT_FOUND, Code::NotFound).into_response("-"),
         }
     };
@@ -94,6 +97,25 @@ async fn readyz(store: &dyn SessionStore, idp: Option<&Idp>, draining: bool) -> 
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// OpenMetrics for a scraper that asks for it (Prometheus does), the
+/// Prometheus text format otherwise.
+fn exposition(metrics: &Metrics, headers: &http::HeaderMap) -> Response<Body> {
+    let openmetrics = headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.contains("application/openmetrics-text"))
+    });
+    let (body, content_type) = if openmetrics {
+        (metrics.encode(true), metrics::OPENMETRICS)
+    } else {
+        (metrics.encode(false), metrics::PROMETHEUS_TEXT)
+    };
+    let mut response = respond(StatusCode::OK, Bytes::from(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

@@ -8,7 +8,9 @@
 //! 4. the route's own stack, built once per config ([`crate::stack`]).
 //!
 //! Every failure comes back as an error and becomes a problem+json response
-//! in one place, [`App::handle`], via [`crate::rescue::classify`].
+//! in one place, [`App::handle`], via [`crate::rescue::classify`]. There
+//! too every request is counted (route, method, status, code, latency),
+//! with the logins it starts or completes and the CSRF refusals.
 //!
 //! The config, router, stacks and `Auth` a worker serves with sit behind
 //! one swappable pointer: a config reload ([`crate::reload`]) builds the
@@ -16,7 +18,8 @@
 //! [`App::install`]. Each request takes one snapshot at its start and is
 //! served by it to the end, so a reload never changes a request midway.
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +34,7 @@ use crate::body::{self, Body};
 use crate::config::{Config, Limits, FORBIDDEN_METHODS};
 use crate::cookie::CookieNames;
 use crate::error::{self, BoxError, Code, Refusal, WithHeaders};
+use crate::metrics::{self, Metrics};
 use crate::path::normalize_path;
 use crate::rescue;
 use crate::routes::{Leaf, Route, Router};
@@ -52,6 +56,8 @@ struct Worker {
     current: ArcSwap<Shared>,
     /// Kept across reloads: the store connection does not change.
     store: Arc<dyn SessionStore>,
+    /// Process-wide: outlives any config the rest is built from.
+    metrics: Arc<Metrics>,
 }
 
 /// Everything one config decides for a worker.
@@ -63,10 +69,21 @@ struct Shared {
     auth: Option<Arc<Auth>>,
     /// The worker's upstream pool under this config's hygiene rules.
     upstream: Upstream,
+    metrics: Arc<Metrics>,
 }
 
 /// A worker's state for a new config, built but not serving yet.
 pub struct Prepared(Arc<Shared>);
+
+/// What a request was routed to, for the log and the metrics.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// Refused before routing, or no route (404).
+    None,
+    Route(&'a Arc<Route>),
+    /// An `/auth/*` endpoint, or the client module.
+    Endpoint(&'static str),
+}
 
 // === impl App ===
 
@@ -75,14 +92,20 @@ impl App {
         config: Arc<Config>,
         store: Arc<dyn SessionStore>,
         auth: Option<Arc<Auth>>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, BoxError> {
         // One upstream pool per App, so per worker thread.
-        let upstream = Upstream::new(&config.cookie.name, &config.stripped_identity_headers())?;
-        let shared = Shared::build(config, auth, upstream)?;
+        let upstream = Upstream::new(
+            &config.cookie.name,
+            &config.stripped_identity_headers(),
+            metrics.clone(),
+        )?;
+        let shared = Shared::build(config, auth, upstream, metrics.clone())?;
         Ok(Self {
             worker: Arc::new(Worker {
                 current: ArcSwap::from_pointee(shared),
                 store,
+                metrics,
             }),
         })
     }
@@ -97,7 +120,8 @@ impl App {
             .load()
             .upstream
             .with_rules(&config.cookie.name, &config.stripped_identity_headers());
-        Shared::build(config, auth, upstream).map(|shared| Prepared(Arc::new(shared)))
+        Shared::build(config, auth, upstream, self.worker.metrics.clone())
+            .map(|shared| Prepared(Arc::new(shared)))
     }
 
     /// Serves new requests with `prepared`. Requests already started finish
@@ -122,7 +146,12 @@ impl App {
 // === impl Shared ===
 
 impl Shared {
-    fn build(config: Arc<Config>, auth: Option<Arc<Auth>>, upstream: Upstream) -> Result<Self, BoxError> {
+    fn build(
+        config: Arc<Config>,
+        auth: Option<Arc<Auth>>,
+        upstream: Upstream,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, BoxError> {
         let router = Router::new(&config.routes, config.is_https())?;
         let public_host: Arc<str> = public_host(&config.public_url).into();
         let stacks = router
@@ -136,19 +165,19 @@ impl Shared {
             stacks,
             auth,
             upstream,
+            metrics,
         })
     }
 
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
         // Only pay for the access line's inputs when it will be written.
-        let access = tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO).then(|| {
-            (
-                Instant::now(),
-                request.method().clone(),
-                request.uri().path().to_owned(),
-            )
-        });
+        let access = tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO)
+            .then(|| (request.method().clone(), request.uri().path().to_owned()));
+        let method =
+            metrics::method_label(request.method(), hygiene::is_websocket_upgrade(request.headers()));
         let trusted = forwarded::is_trusted(peer.ip(), &self.config.trusted_proxies);
+        let client = forwarded::client_ip(request.headers(), peer.ip(), &self.config.trusted_proxies);
         let request_id = request_id(request.headers(), trusted);
         let had_session_cookie = self
             .auth
@@ -156,10 +185,18 @@ impl Shared {
             .is_some_and(|a| CookieNames::find(request.headers(), &a.sessions.names.session).is_some());
 
         let reader = rescue::Reader::of(request.uri().path(), request.headers());
-        let mut matched = None;
+        let mut target = Target::None;
         let result = self
-            .route(request.map(body::boxed), peer, trusted, &request_id, &mut matched)
+            .route(
+                request.map(body::boxed),
+                peer,
+                trusted,
+                client,
+                &request_id,
+                &mut target,
+            )
             .await;
+        let route_label = target.label();
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
@@ -172,7 +209,7 @@ impl Shared {
                 let login_failed = matches!(problem.code, Code::LoginFailed | Code::LoginExpired);
                 if problem.status.is_server_error() || login_failed {
                     // Which upstream failed, for the operator; never in the body.
-                    let upstream = matched.and_then(|r| match &r.leaf {
+                    let upstream = target.route().and_then(|r| match &r.leaf {
                         Leaf::Upstream { scheme, authority } => Some(format!("{scheme}://{authority}")),
                         Leaf::Static(_) => None,
                     });
@@ -182,6 +219,9 @@ impl Shared {
                         error = %error::chain(&*e),
                         "request failed"
                     );
+                }
+                if problem.code == Code::CsrfFailed {
+                    self.metrics.csrf_refused(&route_label, client);
                 }
                 let ends_session = problem.code == Code::LoginRequired && had_session_cookie;
                 let mut response = problem.render(request_id.to_str().unwrap_or(""), reader);
@@ -202,15 +242,27 @@ impl Shared {
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
 
-        if let Some((started, method, path)) = access {
-            let code = response.extensions().get::<Code>().map(|c| c.as_str());
+        let code = response.extensions().get::<Code>().map(|c| c.as_str());
+        if let (Target::Endpoint(endpoint), "GET") = (target, method) {
+            match (endpoint, code) {
+                ("/auth/login", None) => self.metrics.login_started(),
+                ("/auth/callback", None) => self.metrics.login_completed(),
+                ("/auth/login" | "/auth/callback", Some(code)) => self.metrics.login_failed(code),
+                _ => {}
+            }
+        }
+        let status = response.status().as_u16();
+        self.metrics
+            .request(route_label, method, status, code, started.elapsed());
+
+        if let Some((method, path)) = access {
             tracing::info!(
                 target: "cloakroom::access",
                 request_id = %request_id.to_str().unwrap_or(""),
                 method = %method,
                 path = %path,
-                route = matched.map_or("-", |r: &Arc<Route>| r.config.path.as_str()),
-                status = response.status().as_u16(),
+                route = target.route().map_or("-", |r| r.config.path.as_str()),
+                status,
                 code = code.unwrap_or("-"),
                 ms = started.elapsed().as_secs_f64() * 1000.0,
             );
@@ -223,8 +275,9 @@ impl Shared {
         request: Request<Body>,
         peer: SocketAddr,
         trusted: bool,
+        client: IpAddr,
         request_id: &HeaderValue,
-        matched: &mut Option<&'a Arc<Route>>,
+        target: &mut Target<'a>,
     ) -> Result<Response<Body>, BoxError> {
         check_limits(&request, &self.config.limits)?;
         check_framing(request.headers())?;
@@ -234,11 +287,13 @@ impl Shared {
         })?;
         // === the SPA's client module (issue 13), served with or without login ===
         if let Some(mut response) = crate::client_module::serve(&path, request.method(), request.headers()) {
+            *target = Target::endpoint(&path);
             self.protect(response.headers_mut());
             return Ok(response);
         }
         if let (Some(auth), true) = (&self.auth, path.starts_with("/auth/")) {
-            let mut response = auth.handle(&path, request).await?;
+            *target = Target::endpoint(&path);
+            let mut response = auth.handle(&path, request, client).await?;
             self.protect(response.headers_mut());
             // Whatever an endpoint says: answers about a session are nobody's to keep.
             response
@@ -248,7 +303,7 @@ impl Shared {
         }
         let index = self.router.find_index(&path).ok_or(Refusal::NotFound)?;
         let route = &self.router.routes()[index];
-        *matched = Some(route);
+        *target = Target::Route(route);
         check_method(route, request.method())?;
         if hygiene::is_websocket_upgrade(request.headers()) && !route.config.websocket {
             return Err(Refusal::BadRequest("websocket not enabled on this route").into());
@@ -258,6 +313,7 @@ impl Shared {
             path,
             peer,
             trusted,
+            client,
             request_id: request_id.clone(),
         });
         // Every route stack is always ready: no layer holds requests back.
@@ -268,6 +324,45 @@ impl Shared {
     /// Security headers on responses cloakroom writes itself (PX-26).
     fn protect(&self, headers: &mut http::HeaderMap) {
         crate::security_headers::apply(headers, self.config.is_https());
+    }
+}
+
+// === impl Target ===
+
+impl<'a> Target<'a> {
+    /// A known endpoint under `/auth/`; any other path there is `None`
+    /// (a 404): the label set stays bounded.
+    fn endpoint(path: &str) -> Self {
+        match path {
+            "/auth/login" => Target::Endpoint("/auth/login"),
+            "/auth/callback" => Target::Endpoint("/auth/callback"),
+            "/auth/user" => Target::Endpoint("/auth/user"),
+            "/auth/logout" => Target::Endpoint("/auth/logout"),
+            "/auth/client.js" => Target::Endpoint("/auth/client.js"),
+            "/auth/client.d.ts" => Target::Endpoint("/auth/client.d.ts"),
+            "/auth/backchannel-logout" => Target::Endpoint("/auth/backchannel-logout"),
+            "/auth/sessions" => Target::Endpoint("/auth/sessions"),
+            // One label for every session id: never the id itself.
+            p if p.starts_with("/auth/sessions/") => Target::Endpoint("/auth/sessions/{id}"),
+            _ => Target::None,
+        }
+    }
+
+    fn route(self) -> Option<&'a Arc<Route>> {
+        match self {
+            Target::Route(route) => Some(route),
+            _ => None,
+        }
+    }
+
+    /// The `route` label: the route's configured path, the endpoint, or
+    /// `none`; never the request's own path.
+    fn label(self) -> Cow<'static, str> {
+        match self {
+            Target::None => Cow::Borrowed("none"),
+            Target::Route(route) => Cow::Owned(route.config.path.clone()),
+            Target::Endpoint(endpoint) => Cow::Borrowed(endpoint),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod cookie;
 pub mod error;
+pub mod metrics;
 pub mod oidc;
 pub mod path;
 pub mod random;
@@ -41,7 +42,8 @@ pub use crate::clock::Clock;
 pub use crate::config::Config;
 use crate::config::StoreConfig;
 use crate::error::BoxError;
-use crate::session::{CachedStore, MemoryStore, RedisStore, SessionStore};
+use crate::metrics::Metrics;
+use crate::session::{CachedStore, MeasuredStore, MemoryStore, RedisStore, SessionStore};
 
 /// Runs cloakroom until `shutdown` resolves and in-flight requests drain.
 pub async fn run(
@@ -85,6 +87,9 @@ pub async fn run_with(
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BoxError> {
+    // Process-wide, created before anything built from the config, so
+    // counts survive a reload.
+    let metrics = Arc::new(Metrics::new());
     let config = Arc::new(config);
     if config.insecure_dev_mode {
         reload::warn_insecure_dev_mode(&config);
@@ -106,6 +111,7 @@ pub async fn run_with(
             }
         }
     };
+    let store: Arc<dyn SessionStore> = Arc::new(MeasuredStore::new(store, metrics.clone()));
     // One App (and so one upstream connection pool) per worker thread.
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -116,6 +122,7 @@ pub async fn run_with(
         store,
         options.clock,
         workers,
+        metrics.clone(),
     )?);
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -156,6 +163,7 @@ pub async fn run_with(
                     live.store().clone(),
                     live.idp(),
                     live.admin_api(),
+                    metrics.clone(),
                     *draining.borrow(),
                 )
             };

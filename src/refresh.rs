@@ -20,15 +20,25 @@
 //!    they never end the session.
 //! 8. `invalid_grant` ends the session (after one more read, in case a
 //!    winner's write explains it); an unreachable IdP keeps it.
+//!
+//! Each flight counts once in `cloakroom_refreshes_total` by how it ended.
+//! An `invalid_grant` for a refresh token that the record, read again, no
+//! longer holds means the token we presented had already been rotated (by
+//! a flight whose lease we did not see): the self-inflicted reuse this
+//! module exists to prevent, reported as the `refresh_token_reuse` anomaly.
+//! A refreshed ID token naming another user is `identity_changed`; one
+//! that fails validation is `refused_id_token`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::cookie::Ticket;
+use crate::metrics::{Anomaly, EndReason, Grant, RefreshOutcome};
 use crate::oidc::{IdTokenCheckError, Idp, IdpError};
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, RefreshToken};
 use crate::session::lock::{self, RefreshLease};
 use crate::session::record::Record;
 use crate::session::{Indexes, Loaded, Sessions, StoreError};
@@ -124,14 +134,15 @@ impl Refresher {
             flights
                 .entry(loaded.key.clone())
                 .or_insert_with(|| {
-                    let (this, ticket, key, version) = (
+                    let (this, ticket, key, version, client) = (
                         self.clone(),
                         loaded.ticket.clone(),
                         loaded.key.clone(),
                         loaded.version,
+                        loaded.client,
                     );
                     let task = tokio::spawn(async move {
-                        let result = run(&this, &ticket, &key, version).await;
+                        let result = run(&this, &ticket, &key, version, client).await;
                         this.flights
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -154,7 +165,38 @@ impl Refresher {
     }
 }
 
-async fn run(refresher: &Refresher, ticket: &Ticket, key: &str, seen: u64) -> Result<Fresh, RefreshError> {
+/// One flight, counted by how it ended.
+async fn run(
+    refresher: &Refresher,
+    ticket: &Ticket,
+    key: &str,
+    seen: u64,
+    client: Option<IpAddr>,
+) -> Result<Fresh, RefreshError> {
+    let mut outcome = None;
+    let result = flight(refresher, ticket, key, seen, client, &mut outcome).await;
+    let outcome = outcome.unwrap_or(match &result {
+        Ok(_) => RefreshOutcome::WaitedOnOtherReplica,
+        Err(RefreshError::Ended) => RefreshOutcome::Ended,
+        Err(RefreshError::IdpDown(_)) => RefreshOutcome::IdpDown,
+        Err(RefreshError::StoreDown(_)) => RefreshOutcome::StoreDown,
+        Err(RefreshError::Pending) => RefreshOutcome::Pending,
+    });
+    refresher.sessions.metrics.refresh(outcome);
+    result
+}
+
+/// Steps 3 to 8. `outcome` is set where the result alone does not tell how
+/// the flight ended (new tokens written, a lost lease, `invalid_grant`);
+/// any other success took another writer's tokens.
+async fn flight(
+    refresher: &Refresher,
+    ticket: &Ticket,
+    key: &str,
+    seen: u64,
+    client: Option<IpAddr>,
+    outcome: &mut Option<RefreshOutcome>,
+) -> Result<Fresh, RefreshError> {
     let store = refresher.sessions.store.as_ref();
     let lock_key = lock::lock_key(key);
     let deadline = tokio::time::Instant::now() + OBTAIN_TIMEOUT;
@@ -176,7 +218,7 @@ async fn run(refresher: &Refresher, ticket: &Ticket, key: &str, seen: u64) -> Re
             }
         }
     };
-    let result = renewing(refresher, lease, locked(refresher, ticket, key)).await;
+    let result = renewing(refresher, lease, locked(refresher, ticket, key, client, outcome)).await;
     if let Err(e) = &result {
         tracing::info!(error = %e, "refresh did not succeed");
     }
@@ -258,24 +300,43 @@ fn fresh(record: &Record) -> Fresh {
 }
 
 /// Steps 4 to 8, holding the lease.
-async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fresh, RefreshError> {
+async fn locked(
+    refresher: &Refresher,
+    ticket: &Ticket,
+    key: &str,
+    client: Option<IpAddr>,
+    outcome: &mut Option<RefreshOutcome>,
+) -> Result<Fresh, RefreshError> {
     let store = refresher.sessions.store.as_ref();
+    let metrics = &refresher.sessions.metrics;
     let (version, record) = read(refresher, ticket, key).await?;
     if refresher.is_fresh(&record) {
         return Ok(fresh(&record));
     }
     let refresh_token = record.refresh_token.clone().ok_or(RefreshError::Ended)?;
     let spent = record.access_token.clone();
-    let tokens = match refresher.idp.refresh(&refresh_token).await {
+    let granted = metrics
+        .token_call(Grant::RefreshToken, refresher.idp.refresh(&refresh_token))
+        .await;
+    let tokens = match granted {
         Ok(tokens) => tokens,
         Err(IdpError::Rejected(e)) if e.error == "invalid_grant" => {
             // One more read: a winner's write may explain the rejection.
             if let Ok((_, record)) = read(refresher, ticket, key).await {
+                let presented = Some(refresh_token.expose());
+                if record.refresh_token.as_ref().map(RefreshToken::expose) != presented {
+                    // We presented a token that had been rotated meanwhile.
+                    metrics.anomaly(Anomaly::RefreshTokenReuse, Some(key), client, None);
+                }
                 if refresher.is_fresh(&record) {
                     return Ok(fresh(&record));
                 }
             }
-            let _ = refresher.sessions.end(key, &Indexes::of(&record.claims)).await;
+            let _ = refresher
+                .sessions
+                .end(key, &Indexes::of(&record.claims), EndReason::InvalidGrant)
+                .await;
+            *outcome = Some(RefreshOutcome::InvalidGrant);
             return Err(RefreshError::Ended);
         }
         Err(IdpError::Rejected(e)) => {
@@ -297,13 +358,21 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
             }
             Ok(_) => {
                 tracing::error!("refreshed ID token names another subject or issuer; ending the session");
-                let _ = refresher.sessions.end(key, &Indexes::of(&record.claims)).await;
+                metrics.anomaly(Anomaly::IdentityChanged, Some(key), client, None);
+                let _ = refresher
+                    .sessions
+                    .end(key, &Indexes::of(&record.claims), EndReason::ForgedIdpAnswer)
+                    .await;
                 return Err(RefreshError::Ended);
             }
             Err(IdTokenCheckError::Idp(e)) => return Err(RefreshError::idp(e)),
             Err(IdTokenCheckError::Invalid(e)) => {
                 tracing::error!(error = %e, "refreshed ID token refused; ending the session");
-                let _ = refresher.sessions.end(key, &Indexes::of(&record.claims)).await;
+                metrics.anomaly(Anomaly::RefusedIdToken, Some(key), client, None);
+                let _ = refresher
+                    .sessions
+                    .end(key, &Indexes::of(&record.claims), EndReason::ForgedIdpAnswer)
+                    .await;
                 return Err(RefreshError::Ended);
             }
         }
@@ -326,13 +395,17 @@ async fn locked(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<Fre
         }
         let ttl = refresher.sessions.ttl(ticket, now);
         match store.put(key, record.seal(ticket, key), version, ttl).await {
-            Ok(_) => return Ok(fresh(&record)),
+            Ok(_) => {
+                *outcome = Some(RefreshOutcome::Rotated);
+                return Ok(fresh(&record));
+            }
             Err(StoreError::Conflict) => {
                 match read(refresher, ticket, key).await {
                     // Another writer refreshed meanwhile (our lease was lost):
                     // the first commit stands, ours is dropped (RF-06).
                     Ok((_, newer)) if newer.access_token.expose() != spent.expose() => {
                         tracing::warn!("another replica refreshed this session while the lease was lost; keeping its tokens");
+                        *outcome = Some(RefreshOutcome::LostLease);
                         return Ok(fresh(&newer));
                     }
                     // Only a touch moved the version: apply our tokens to it.
@@ -422,7 +495,11 @@ routes: [{path: /, upstream: 'http://a'}]",
         )
         .unwrap();
         let store: Arc<dyn crate::session::SessionStore> = Arc::new(crate::session::MemoryStore::new());
-        let sessions = || Arc::new(Sessions::new(&config, store.clone(), crate::Clock::manual()).unwrap());
+        let sessions = || {
+            Arc::new(
+                Sessions::new(&config, store.clone(), crate::Clock::manual(), Default::default()).unwrap(),
+            )
+        };
         let idp = Idp::new(config.oidc.clone().unwrap(), crate::Clock::manual()).unwrap();
         let running = Refresher::new(sessions(), idp.clone());
         let reloaded = running.reloaded(sessions(), idp);

@@ -38,6 +38,7 @@ use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigErrors, Env, ProcessEnv};
 use crate::error::{self, BoxError};
+use crate::metrics::{Metrics, Reload};
 use crate::oidc::Idp;
 use crate::session::SessionStore;
 use crate::telemetry::{self, LevelChange};
@@ -89,9 +90,11 @@ impl Outcome {
 
 /// Logs a reload's outcome: the one place every reload ends, whatever
 /// asked for it.
-fn record(path: &Path, outcome: &Outcome) {
-    // The counter `cloakroom_config_reloads_total{outcome}` is incremented
-    // here, once per reload, with `outcome.label()`.
+fn record(path: &Path, outcome: &Outcome, metrics: &Metrics) {
+    metrics.config_reload(match outcome {
+        Outcome::Applied { .. } => Reload::Success,
+        Outcome::Refused { .. } => Reload::Failure,
+    });
     match outcome {
         Outcome::Applied { needs_restart } => {
             for key in needs_restart {
@@ -282,6 +285,8 @@ pub struct Generation {
 pub struct Live {
     store: Arc<dyn SessionStore>,
     clock: Clock,
+    /// Process-wide: counts outlive every config.
+    metrics: Arc<Metrics>,
     apps: Vec<App>,
     current: ArcSwap<Generation>,
 }
@@ -295,17 +300,19 @@ impl Live {
         store: Arc<dyn SessionStore>,
         clock: Clock,
         workers: usize,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, BoxError> {
-        let auth = Auth::new(config.clone(), store.clone(), clock.clone())?;
+        let auth = Auth::new(config.clone(), store.clone(), clock.clone(), metrics.clone())?;
         if let Some(auth) = &auth {
             auth.idp.discover_in_background();
         }
         let apps = (0..workers)
-            .map(|_| App::new(config.clone(), store.clone(), auth.clone()))
+            .map(|_| App::new(config.clone(), store.clone(), auth.clone(), metrics.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             store,
             clock,
+            metrics,
             apps,
             current: ArcSwap::from_pointee(Generation {
                 api: AdminApi::new(&config, auth.as_ref()),
@@ -349,6 +356,7 @@ impl Live {
             config.clone(),
             self.store.clone(),
             self.clock.clone(),
+            self.metrics.clone(),
             running.auth.as_deref(),
         )
         .and_then(|auth| {
@@ -499,7 +507,7 @@ async fn reload(live: &Live, watched: &mut Watched) -> Outcome {
             errors: vec![format!("reading the config failed: {e}")],
         },
     };
-    record(&path, &outcome);
+    record(&path, &outcome, &live.metrics);
     outcome
 }
 
@@ -560,7 +568,14 @@ mod tests {
             ))
         };
         let store: Arc<dyn SessionStore> = Arc::new(crate::session::MemoryStore::new());
-        let live = Live::start(Arc::new(with("s1", "info")), store, Clock::manual(), 2).unwrap();
+        let live = Live::start(
+            Arc::new(with("s1", "info")),
+            store,
+            Clock::manual(),
+            2,
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
         let first = live.idp().unwrap();
 
         let outcome = live.apply(with("s1", "debug"));

@@ -23,6 +23,7 @@ use crate::auth::Auth;
 use crate::body::{self, Body};
 use crate::config::Config;
 use crate::error::Code;
+use crate::metrics::EndReason;
 use crate::rescue::{self, Problem};
 use crate::session::Sessions;
 
@@ -73,7 +74,7 @@ impl Api {
             return Problem::new(StatusCode::BAD_REQUEST, Code::BadRequest).into_response("-");
         };
         let iss = query.get("iss").unwrap_or(&self.issuer);
-        match self.sessions.end_subject(iss, sub).await {
+        match self.sessions.end_subject(iss, sub, EndReason::Admin).await {
             Ok(ended) => {
                 tracing::info!(sub = %sub, iss = %iss, ended, "admin API ended a subject's sessions");
                 let body = serde_json::json!({ "ended": ended });

@@ -24,6 +24,7 @@ use sha2::Digest;
 use super::Auth;
 use crate::body::{self, Body};
 use crate::error::{BoxError, Refusal};
+use crate::metrics::EndReason;
 use crate::oidc::logout_token::REPLAY_WINDOW_SECS;
 use crate::oidc::LogoutTokenCheckError;
 use crate::random::hex;
@@ -75,7 +76,11 @@ pub async fn logout(auth: &Auth, request: Request<Body>) -> Result<Response<Body
     }
     let ended = match (&logout.sid, &logout.sub) {
         (Some(sid), sub) => auth.sessions.end_sid(&logout.iss, sid, sub.as_deref()).await,
-        (None, Some(sub)) => auth.sessions.end_subject(&logout.iss, sub).await,
+        (None, Some(sub)) => {
+            auth.sessions
+                .end_subject(&logout.iss, sub, EndReason::BackchannelLogout)
+                .await
+        }
         (None, None) => Ok(0),
     };
     let ended = match ended {

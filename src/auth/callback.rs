@@ -15,6 +15,7 @@ use super::pending::{self, LATE_GRACE};
 use super::{redirect, Auth};
 use crate::body::Body;
 use crate::error::{BoxError, LoginError, WithHeaders};
+use crate::metrics::{EndReason, Grant};
 use crate::oidc::{IdTokenCheckError, IdpError};
 use crate::random::hex;
 use crate::session::{Indexes, StoreError};
@@ -144,9 +145,12 @@ async fn exchange(
     code: &str,
     transaction: &pending::Transaction,
 ) -> Result<Response<Body>, LoginError> {
+    let (verifier, redirect_uri) = (transaction.verifier(), auth.redirect_uri());
+    let exchanged = auth.idp.exchange_code(code, verifier.expose(), &redirect_uri);
     let tokens = auth
-        .idp
-        .exchange_code(code, transaction.verifier().expose(), &auth.redirect_uri())
+        .sessions
+        .metrics
+        .token_call(Grant::AuthorizationCode, exchanged)
         .await
         .map_err(|e| match e {
             IdpError::Unreachable(_) => LoginError::unavailable(e),
@@ -169,10 +173,10 @@ async fn exchange(
     transaction.step_up.check(&claims, auth.sessions.clock.now())?;
 
     // A session the browser brought along is ended, never promoted (CK-11).
-    if let Ok(old) = auth.sessions.open(&request.headers).await {
+    if let Ok(old) = auth.sessions.open(&request.headers, None).await {
         let _ = auth
             .sessions
-            .end(&old.key, &Indexes::of(&old.record.claims))
+            .end(&old.key, &Indexes::of(&old.record.claims), EndReason::Replaced)
             .await;
     }
     let user_agent = request

@@ -2,18 +2,21 @@
 //! on it), revoke its refresh token, clear the cookie, and answer with the
 //! IdP's end-session URL.
 
+use std::net::IpAddr;
+
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::Auth;
 use crate::body::Body;
 use crate::error::{BoxError, Refusal};
+use crate::metrics::EndReason;
 use crate::session::Indexes;
 
-pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, BoxError> {
+pub async fn logout(auth: &Auth, headers: &HeaderMap, client: IpAddr) -> Result<Response<Body>, BoxError> {
     let sessions = &auth.sessions;
     // Read, not touched: it is deleted next.
-    let loaded = match sessions.open(headers).await {
+    let loaded = match sessions.open(headers, Some(client)).await {
         Ok(l) => Some(l),
         Err(e) if e.is::<Refusal>() => None,
         Err(e) => return Err(e),
@@ -21,7 +24,11 @@ pub async fn logout(auth: &Auth, headers: &HeaderMap) -> Result<Response<Body>, 
     let mut id_token = None;
     if let Some(loaded) = loaded {
         sessions
-            .end(&loaded.key, &Indexes::of(&loaded.record.claims))
+            .end(
+                &loaded.key,
+                &Indexes::of(&loaded.record.claims),
+                EndReason::Logout,
+            )
             .await?;
         if let Some(rt) = &loaded.record.refresh_token {
             if let Err(e) = auth.idp.revoke(rt).await {

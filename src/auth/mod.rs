@@ -20,6 +20,7 @@ pub mod sessions;
 pub mod step_up;
 pub mod user;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,6 +30,7 @@ use crate::body::{self, Body};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BoxError, Refusal};
+use crate::metrics::Metrics;
 use crate::oidc::Idp;
 use crate::refresh::Refresher;
 use crate::session::{SessionStore, Sessions};
@@ -52,8 +54,9 @@ impl Auth {
         config: Arc<Config>,
         store: Arc<dyn SessionStore>,
         clock: Clock,
+        metrics: Arc<Metrics>,
     ) -> Result<Option<Arc<Self>>, BoxError> {
-        Self::reloaded(config, store, clock, None)
+        Self::reloaded(config, store, clock, metrics, None)
     }
 
     /// [`Auth::new`] for a reloaded config: from `previous`, the running
@@ -64,6 +67,7 @@ impl Auth {
         config: Arc<Config>,
         store: Arc<dyn SessionStore>,
         clock: Clock,
+        metrics: Arc<Metrics>,
         previous: Option<&Auth>,
     ) -> Result<Option<Arc<Self>>, BoxError> {
         let Some(oidc) = config.oidc.clone() else {
@@ -74,7 +78,7 @@ impl Auth {
             _ => Idp::new(oidc, clock.clone())?,
         };
         let endings = previous.map(|p| p.sessions.endings.clone()).unwrap_or_default();
-        let sessions = Arc::new(Sessions::reloaded(&config, store, clock, endings)?);
+        let sessions = Arc::new(Sessions::reloaded(&config, store, clock, metrics, endings)?);
         let refresher = match previous {
             Some(previous) => previous.refresher.reloaded(sessions.clone(), idp.clone()),
             None => Refresher::new(sessions.clone(), idp.clone()),
@@ -94,8 +98,13 @@ impl Auth {
         self.config.redirect_uri()
     }
 
-    /// Serves `/auth/*`.
-    pub async fn handle(&self, path: &str, request: Request<Body>) -> Result<Response<Body>, BoxError> {
+    /// Serves `/auth/*` to `client`.
+    pub async fn handle(
+        &self,
+        path: &str,
+        request: Request<Body>,
+        client: IpAddr,
+    ) -> Result<Response<Body>, BoxError> {
         if path == "/auth/backchannel-logout" {
             return backchannel::logout(self, request).await;
         }
@@ -108,14 +117,14 @@ impl Auth {
                 }
                 .into());
             }
-            return sessions::end(self, &request, id).await;
+            return sessions::end(self, &request, id, client).await;
         }
         match (path, &request.method) {
             ("/auth/login", &Method::GET) => Ok(login::start(self, &request).await?),
             ("/auth/callback", &Method::GET) => callback::finish(self, &request).await,
             ("/auth/user", &Method::GET) => {
                 self.csrf.check(&request.method, &request.headers)?;
-                let loaded = self.sessions.load(&request.headers).await?;
+                let loaded = self.sessions.load(&request.headers, client).await?;
                 let mut response = json(StatusCode::OK, &user::user_info(&self.sessions, &loaded));
                 if let Some(cookie) = self.sessions.reseal(&loaded) {
                     response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -124,9 +133,9 @@ impl Auth {
             }
             ("/auth/logout", &Method::POST) => {
                 self.csrf.check(&request.method, &request.headers)?;
-                logout::logout(self, &request.headers).await
+                logout::logout(self, &request.headers, client).await
             }
-            ("/auth/sessions", &Method::GET) => sessions::list(self, &request).await,
+            ("/auth/sessions", &Method::GET) => sessions::list(self, &request, client).await,
             ("/auth/login" | "/auth/callback" | "/auth/user" | "/auth/sessions", _) => {
                 Err(Refusal::MethodNotAllowed { allow: "GET".into() }.into())
             }

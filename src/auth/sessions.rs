@@ -14,6 +14,8 @@
 //! Both take the CSRF proof of `/auth/user` and `/auth/logout`: `X-CSRF: 1`,
 //! and an allowed origin for the DELETE.
 
+use std::net::IpAddr;
+
 use http::request::Parts;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
@@ -21,13 +23,14 @@ use serde_json::json;
 use super::Auth;
 use crate::body::{self, Body};
 use crate::error::{BoxError, Refusal};
+use crate::metrics::EndReason;
 use crate::session::Owner;
 
 /// `GET /auth/sessions`.
-pub async fn list(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxError> {
+pub async fn list(auth: &Auth, request: &Parts, client: IpAddr) -> Result<Response<Body>, BoxError> {
     auth.csrf.check(&request.method, &request.headers)?;
     let sessions = &auth.sessions;
-    let loaded = sessions.load(&request.headers).await?;
+    let loaded = sessions.load(&request.headers, client).await?;
     let listed = match Owner::of(&loaded.record.claims) {
         Some(owner) => sessions.sessions_of(&owner.iss, &owner.sub).await?,
         None => Vec::new(),
@@ -59,10 +62,10 @@ pub async fn list(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxErr
 }
 
 /// `DELETE /auth/sessions/{id}`.
-pub async fn end(auth: &Auth, request: &Parts, id: &str) -> Result<Response<Body>, BoxError> {
+pub async fn end(auth: &Auth, request: &Parts, id: &str, client: IpAddr) -> Result<Response<Body>, BoxError> {
     auth.csrf.check(&request.method, &request.headers)?;
     let sessions = &auth.sessions;
-    let loaded = sessions.load(&request.headers).await?;
+    let loaded = sessions.load(&request.headers, client).await?;
     let owner = Owner::of(&loaded.record.claims).ok_or(Refusal::NotFound)?;
     // Only the caller's own subject's sessions can be found, so another
     // user's id is a 404 like one that never existed.
@@ -72,7 +75,9 @@ pub async fn end(auth: &Auth, request: &Parts, id: &str) -> Result<Response<Body
         .into_iter()
         .find(|s| s.handle == id)
         .ok_or(Refusal::NotFound)?;
-    sessions.end(&target.key, &target.indexes).await?;
+    sessions
+        .end(&target.key, &target.indexes, EndReason::EndedByUser)
+        .await?;
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     response

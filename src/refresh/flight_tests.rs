@@ -20,6 +20,7 @@ use serde_json::json;
 use super::{RefreshError, Refresher};
 use crate::clock::Clock;
 use crate::config::{Config, MapEnv};
+use crate::metrics::Metrics;
 use crate::oidc::Idp;
 use crate::session::{lock, Loaded, MemoryStore, SessionStore, Sessions};
 
@@ -151,7 +152,8 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
         let config = Config::load(&yaml, &MapEnv::default()).unwrap();
         let clock = Clock::manual();
         let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
-        let sessions = Arc::new(Sessions::new(&config, store.clone(), clock.clone()).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let sessions = Arc::new(Sessions::new(&config, store.clone(), clock.clone(), metrics).unwrap());
         Self {
             endpoint,
             store,
@@ -184,7 +186,13 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
         let mut headers = HeaderMap::new();
         let value = format!("{}={cookie}", self.sessions.names.session);
         headers.insert("cookie", HeaderValue::from_str(&value).unwrap());
-        self.sessions.load(&headers).await.unwrap()
+        let client = std::net::IpAddr::from([192, 0, 2, 1]);
+        self.sessions.load(&headers, client).await.unwrap()
+    }
+
+    /// Whether the metrics (every replica shares them here) show `series`.
+    fn counted(&self, series: &str) -> bool {
+        self.sessions.metrics.encode(true).lines().any(|l| l == series)
     }
 
     async fn stored_access_token(&self, loaded: &Loaded) -> String {
@@ -243,6 +251,8 @@ async fn rf02_rf04_a_replica_that_finds_the_lease_taken_takes_the_winners_tokens
         1,
         "the waiting replica made no call"
     );
+    assert!(bench.counted("cloakroom_refreshes_total{outcome=\"rotated\"} 1"));
+    assert!(bench.counted("cloakroom_refreshes_total{outcome=\"waited_on_other_replica\"} 1"));
 }
 
 #[tokio::test]
@@ -263,6 +273,8 @@ async fn rf06_a_refresh_that_lost_its_lease_keeps_the_winners_tokens() {
     assert_eq!(access(late.await.unwrap()), "at-2");
     assert_eq!(bench.stored_access_token(&loaded).await, "at-2");
     assert_eq!(bench.endpoint.grants(), ["rt-0", "rt-0"]);
+    assert!(bench.counted("cloakroom_refreshes_total{outcome=\"rotated\"} 1"));
+    assert!(bench.counted("cloakroom_refreshes_total{outcome=\"lost_lease\"} 1"));
 }
 
 #[tokio::test]
@@ -282,4 +294,5 @@ async fn rf15_a_logout_during_a_refresh_is_final_and_the_new_refresh_token_is_re
         "not written back"
     );
     assert_eq!(*bench.endpoint.revoked.lock().unwrap(), ["rt-1"]);
+    assert!(bench.counted("cloakroom_refreshes_total{outcome=\"ended\"} 1"));
 }

@@ -41,6 +41,7 @@ use super::{Loaded, Sessions};
 use crate::body::Body;
 use crate::cookie::Ticket;
 use crate::error::{BoxError, Refusal};
+use crate::metrics::EndReason;
 
 /// The longest a watched session goes without being read again.
 pub const RECHECK: Duration = Duration::from_secs(30);
@@ -95,8 +96,9 @@ impl Sessions {
     /// the delete must succeed: an index entry left behind is pruned when
     /// read, and a missed announcement is made up for by the watchers'
     /// checks.
-    pub async fn end(&self, key: &str, indexes: &Indexes) -> Result<(), StoreError> {
+    pub async fn end(&self, key: &str, indexes: &Indexes, reason: EndReason) -> Result<(), StoreError> {
         self.store.delete(key).await?;
+        self.metrics.session_ended(reason);
         self.endings.end(key);
         if let Err(e) = self.store.announce_ended(key).await {
             tracing::warn!(error = %e, "could not announce a session's end; other replicas notice it within {RECHECK:?}");

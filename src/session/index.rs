@@ -26,6 +26,7 @@ use sha2::Digest;
 
 use super::store::{IndexEntry, StoreError};
 use super::Sessions;
+use crate::metrics::EndReason;
 use crate::random::hex;
 
 /// Whom a session belongs to, from its ID token's claims.
@@ -215,7 +216,7 @@ impl Sessions {
                 subject: None,
                 sid: listing.sid.map(|sid| sid_index(&owner.iss, &sid)),
             };
-            self.end(&old.key, &indexes).await?;
+            self.end(&old.key, &indexes, EndReason::PerUserLimit).await?;
         }
         Ok(())
     }
@@ -244,10 +245,10 @@ impl Sessions {
     }
 
     /// Ends every session of a subject; returns how many were live.
-    pub async fn end_subject(&self, iss: &str, sub: &str) -> Result<usize, StoreError> {
+    pub async fn end_subject(&self, iss: &str, sub: &str, reason: EndReason) -> Result<usize, StoreError> {
         let live = self.sessions_of(iss, sub).await?;
         for session in &live {
-            self.end(&session.key, &session.indexes).await?;
+            self.end(&session.key, &session.indexes, reason).await?;
         }
         Ok(live.len())
     }
@@ -271,7 +272,8 @@ impl Sessions {
                 subject,
                 sid: Some(index.clone()),
             };
-            self.end(&entry.key, &indexes).await?;
+            self.end(&entry.key, &indexes, EndReason::BackchannelLogout)
+                .await?;
             ended += 1;
         }
         Ok(ended)
@@ -391,7 +393,7 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
         let config = crate::config::Config::load(&yaml, &crate::config::MapEnv::default()).unwrap();
         let clock = crate::clock::Clock::manual();
         let store = std::sync::Arc::new(crate::session::MemoryStore::new());
-        let sessions = Sessions::new(&config, store, clock.clone()).unwrap();
+        let sessions = Sessions::new(&config, store, clock.clone(), Default::default()).unwrap();
         (std::sync::Arc::new(sessions), clock)
     }
 
@@ -429,20 +431,26 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
                 .unwrap(),
             1
         );
-        assert!(sessions.open(&first).await.is_err());
+        assert!(sessions.open(&first, None).await.is_err());
         assert!(
-            sessions.open(&bob).await.is_ok(),
+            sessions.open(&bob, None).await.is_ok(),
             "bob's sid-1 is another subject's"
         );
-        assert_eq!(sessions.end_subject("https://idp", "alice").await.unwrap(), 1);
-        assert!(sessions.open(&second).await.is_err());
+        assert_eq!(
+            sessions
+                .end_subject("https://idp", "alice", EndReason::Admin)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(sessions.open(&second, None).await.is_err());
         assert!(sessions
             .sessions_of("https://idp", "alice")
             .await
             .unwrap()
             .is_empty());
         assert_eq!(sessions.end_sid("https://idp", "sid-1", None).await.unwrap(), 1);
-        assert!(sessions.open(&bob).await.is_err());
+        assert!(sessions.open(&bob, None).await.is_err());
     }
 
     #[tokio::test]
@@ -450,7 +458,7 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
         let (sessions, clock) = sessions(10).await;
         let headers = login(&sessions, "alice", "sid-1").await;
         let index = subject_index("https://idp", "alice");
-        let key = sessions.open(&headers).await.unwrap().key;
+        let key = sessions.open(&headers, None).await.unwrap().key;
         // As a session created before sessions were indexed.
         sessions.store.index_remove(&index, &[key]).await.unwrap();
         assert!(sessions
@@ -459,7 +467,10 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
             .unwrap()
             .is_empty());
         clock.advance(std::time::Duration::from_secs(120));
-        sessions.load(&headers).await.unwrap();
+        sessions
+            .load(&headers, std::net::Ipv4Addr::LOCALHOST.into())
+            .await
+            .unwrap();
         let listed = sessions.sessions_of("https://idp", "alice").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].device, "Unknown browser on an unknown system");
@@ -470,7 +481,7 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
     async fn past_the_bound_the_oldest_session_ends() {
         let (sessions, clock) = sessions(2).await;
         let oldest = login(&sessions, "alice", "a").await;
-        let watched = sessions.open(&oldest).await.unwrap();
+        let watched = sessions.open(&oldest, None).await.unwrap();
         let end = sessions.watch(&watched);
         clock.advance(std::time::Duration::from_secs(1));
         let middle = login(&sessions, "alice", "b").await;
@@ -479,9 +490,9 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
         tokio::time::timeout(std::time::Duration::from_secs(1), end.ended())
             .await
             .expect("what depended on the oldest session was told");
-        assert!(sessions.open(&oldest).await.is_err());
-        assert!(sessions.open(&middle).await.is_ok());
-        assert!(sessions.open(&newest).await.is_ok());
+        assert!(sessions.open(&oldest, None).await.is_err());
+        assert!(sessions.open(&middle, None).await.is_ok());
+        assert!(sessions.open(&newest, None).await.is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! session is listed in its owner's indexes (`index.rs`).
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +24,12 @@ use crate::clock::Clock;
 use crate::config::{Config, SessionConfig};
 use crate::cookie::{CookieNames, KeyRing, Purpose, Ticket};
 use crate::error::{BoxError, Refusal};
+use crate::metrics::{EndReason, Metrics};
 use crate::oidc::TokenResponse;
 
 /// Everything a session's life needs: the store, the cookie key ring and
-/// names, the timeouts, and the clock they are judged by.
+/// names, the timeouts, and the clock they are judged by; and where its
+/// events are counted.
 pub struct Sessions {
     pub store: Arc<dyn SessionStore>,
     pub ring: KeyRing,
@@ -39,6 +42,7 @@ pub struct Sessions {
     /// What depends on sessions in this replica (tunnels, streams); one
     /// registry for the process, kept across config reloads.
     pub endings: Arc<Endings>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A session found on a request.
@@ -50,13 +54,20 @@ pub struct Loaded {
     /// The cookie was sealed with an older key of the ring: re-issue it
     /// under the current one (KR-01).
     pub stale_key: bool,
+    /// The client that presented the cookie, for anomaly reports.
+    pub client: Option<IpAddr>,
 }
 
 // === impl Sessions ===
 
 impl Sessions {
-    pub fn new(config: &Config, store: Arc<dyn SessionStore>, clock: Clock) -> Result<Self, BoxError> {
-        Self::reloaded(config, store, clock, Arc::default())
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn SessionStore>,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, BoxError> {
+        Self::reloaded(config, store, clock, metrics, Arc::default())
     }
 
     /// [`Sessions::new`] for a reloaded config: what depends on sessions
@@ -65,6 +76,7 @@ impl Sessions {
         config: &Config,
         store: Arc<dyn SessionStore>,
         clock: Clock,
+        metrics: Arc<Metrics>,
         endings: Arc<Endings>,
     ) -> Result<Self, BoxError> {
         Ok(Self {
@@ -75,31 +87,36 @@ impl Sessions {
             store,
             clock,
             endings,
+            metrics,
         })
     }
 
     /// Loads the session the request's cookie names and records the
     /// activity, or refuses with `LoginRequired` (no session) or a
-    /// `StoreError` (store down).
-    pub async fn load(&self, headers: &HeaderMap) -> Result<Loaded, BoxError> {
-        let mut loaded = self.open(headers).await?;
+    /// `StoreError` (store down). `client` sent the request.
+    pub async fn load(&self, headers: &HeaderMap, client: IpAddr) -> Result<Loaded, BoxError> {
+        let mut loaded = self.open(headers, Some(client)).await?;
         self.touch(&mut loaded).await?;
         Ok(loaded)
     }
 
-    /// Reads and opens the session without recording activity.
-    pub async fn open(&self, headers: &HeaderMap) -> Result<Loaded, BoxError> {
+    /// Reads and opens the session without recording activity. A cookie
+    /// that does not open is counted, and judged against `client` for a
+    /// burst when the caller names one.
+    pub async fn open(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Loaded, BoxError> {
         let value = CookieNames::find(headers, &self.names.session).ok_or(Refusal::LoginRequired)?;
         let opened = self
             .ring
             .unseal(Purpose::Session, &self.names.session, value)
             .map_err(|e| {
                 tracing::debug!(error = %e, "session cookie refused");
+                self.metrics.unseal_failed(client);
                 Refusal::LoginRequired
             })?;
         let ticket = Ticket::from_bytes(&opened.plaintext).map_err(|_| Refusal::LoginRequired)?;
         let mut loaded = self.open_ticket(ticket).await?;
         loaded.stale_key = opened.stale_key;
+        loaded.client = client;
         Ok(loaded)
     }
 
@@ -114,10 +131,15 @@ impl Sessions {
                 .saturating_add(self.config.absolute_timeout.as_secs())
         {
             // Past the absolute lifetime, whatever the store says (CK-08).
-            let _ = self.end(&key, &Indexes::default()).await;
+            let _ = self.end(&key, &Indexes::default(), EndReason::Absolute).await;
             return Err(Refusal::LoginRequired.into());
         }
-        let stored = self.store.get(&key).await?.ok_or(Refusal::LoginRequired)?;
+        let Some(stored) = self.store.get(&key).await? else {
+            // Mostly the idle timeout, which the store's TTL enforces; also
+            // a replayed cookie of a session ended elsewhere, or lost data.
+            self.metrics.session_ended(EndReason::Gone);
+            return Err(Refusal::LoginRequired.into());
+        };
         let record = Record::open(&stored.value, &ticket, &key).map_err(|e| {
             tracing::warn!(error = %e, "session record unreadable; treating as no session");
             Refusal::LoginRequired
@@ -127,7 +149,9 @@ impl Sessions {
                 .last_seen
                 .saturating_add(self.config.idle_timeout.as_secs())
         {
-            let _ = self.end(&key, &Indexes::of(&record.claims)).await;
+            let _ = self
+                .end(&key, &Indexes::of(&record.claims), EndReason::Idle)
+                .await;
             return Err(Refusal::LoginRequired.into());
         }
         Ok(Loaded {
@@ -136,6 +160,7 @@ impl Sessions {
             record,
             version: stored.version,
             stale_key: false,
+            client: None,
         })
     }
 
@@ -210,6 +235,7 @@ impl Sessions {
                 return Err(e);
             }
         }
+        self.metrics.session_created();
         Ok(self
             .ring
             .seal(Purpose::Session, &self.names.session, &ticket.to_bytes()))

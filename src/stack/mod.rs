@@ -26,7 +26,7 @@ pub mod session;
 pub mod step;
 pub mod token;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response};
@@ -60,6 +60,8 @@ pub struct Context {
     pub peer: SocketAddr,
     /// The peer is a configured trusted proxy.
     pub trusted: bool,
+    /// The client: the peer, or the address a trusted proxy reports.
+    pub client: IpAddr,
     pub request_id: HeaderValue,
 }
 

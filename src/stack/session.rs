@@ -56,7 +56,8 @@ impl Step for SessionStep {
     fn call(&self, mut request: Request<Body>, next: Next) -> ResponseFuture {
         let step = self.clone();
         Box::pin(async move {
-            let loaded = match step.sessions.load(request.headers()).await {
+            let client = super::context(&request)?.client;
+            let loaded = match step.sessions.load(request.headers(), client).await {
                 Ok(loaded) => loaded,
                 Err(e) if e.is::<Refusal>() => {
                     if step.required {

@@ -26,6 +26,28 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&peer))
 }
 
+/// The client's address: the peer's, or, behind trusted proxies, the
+/// rightmost `X-Forwarded-For` entry that is not one of them (entries
+/// further left were written by whoever the client is, and prove nothing).
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    let mut client = peer.to_canonical();
+    if !is_trusted(peer, trusted) {
+        return client;
+    }
+    let mut entries = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .rev()
+        .flat_map(|v| v.to_str().unwrap_or("").rsplit(','));
+    while is_trusted(client, trusted) {
+        match entries.next().and_then(|e| e.trim().parse::<IpAddr>().ok()) {
+            Some(ip) => client = ip.to_canonical(),
+            None => break,
+        }
+    }
+    client
+}
+
 // === impl Forwarded ===
 
 impl Forwarded {
@@ -117,5 +139,26 @@ mod tests {
         assert_eq!(f.for_chain, "6.6.6.6, 10.1.2.3");
         assert_eq!(f.proto, "https");
         assert_eq!(f.host.as_deref(), Some("evil.example"));
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_forwarded_address() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 198.51.100.7"),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static("10.9.9.9"));
+        // Through two trusted proxies: the address the outer one saw.
+        assert_eq!(client_ip(&h, ip("10.1.2.3"), &trusted), ip("198.51.100.7"));
+        // From anyone else, the header proves nothing.
+        assert_eq!(client_ip(&h, ip("203.0.113.9"), &trusted), ip("203.0.113.9"));
+        // A trusted proxy that says nothing usable: the proxy itself.
+        let junk: HeaderMap = [(X_FORWARDED_FOR.clone(), HeaderValue::from_static("unknown"))]
+            .into_iter()
+            .collect();
+        assert_eq!(client_ip(&junk, ip("10.1.2.3"), &trusted), ip("10.1.2.3"));
     }
 }

@@ -3,14 +3,15 @@
 //! One pooled hyper client serves all routes; bodies stream both ways and are
 //! never buffered whole. Redirects are passed back, never followed. The
 //! per-route timeout covers connecting and waiting for response headers
-//! (504); a failed connect is a 502.
+//! (504); a failed connect is a 502. Each call is timed, or counted as an
+//! error, by route; open WebSocket tunnels are a gauge.
 
 pub mod forwarded;
 pub mod hygiene;
 pub mod pool;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
@@ -21,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use crate::body::{self, Body};
 use crate::config::HeaderRule;
 use crate::error::{BoxError, ClientBodyError, Refusal, UpstreamError};
+use crate::metrics::Metrics;
 use crate::routes::{Leaf, Route};
 use crate::server::ConnectionHold;
 use crate::session::SessionEnd;
@@ -37,6 +39,7 @@ pub struct Upstream {
     /// `identity_headers` and every route's `claim_headers`: client headers
     /// never forwarded.
     identity_headers: Arc<[HeaderRule]>,
+    metrics: Arc<Metrics>,
 }
 
 /// What the front half of cloakroom learned about a request.
@@ -59,7 +62,11 @@ static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-req
 // === impl Upstream ===
 
 impl Upstream {
-    pub fn new(cookie_base: &str, identity_headers: &[HeaderRule]) -> Result<Self, BoxError> {
+    pub fn new(
+        cookie_base: &str,
+        identity_headers: &[HeaderRule],
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, BoxError> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -74,6 +81,7 @@ impl Upstream {
             pool: Pool::new(https),
             cookie_base: cookie_base.to_owned(),
             identity_headers: identity_headers.into(),
+            metrics,
         })
     }
 
@@ -84,6 +92,7 @@ impl Upstream {
             pool: self.pool.clone(),
             cookie_base: cookie_base.to_owned(),
             identity_headers: identity_headers.into(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -152,10 +161,19 @@ impl Upstream {
         // Boxed: the send future is large and would otherwise be copied
         // into every enclosing future on the way up.
         let sent = Box::pin(self.pool.send(scheme, authority, request));
+        let started = Instant::now();
         let response = match tokio::time::timeout(config.timeout, sent).await {
-            Err(_) => return Err(UpstreamError::Timeout(config.timeout).into()),
-            Ok(result) => result?,
+            Err(_) => {
+                self.metrics.upstream_failed(&config.path, "timeout");
+                return Err(UpstreamError::Timeout(config.timeout).into());
+            }
+            Ok(Err(e)) => {
+                self.metrics.upstream_failed(&config.path, failure(&*e));
+                return Err(e);
+            }
+            Ok(Ok(response)) => response,
         };
+        self.metrics.upstream_answered(&config.path, started.elapsed());
 
         let mut response = response;
         if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) =
@@ -163,9 +181,10 @@ impl Upstream {
         {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             let (ends, lifetime) = (fwd.session_end, config.websocket_max_lifetime);
+            let tunnel = self.metrics.tunnel_opened();
             tokio::spawn(async move {
                 bridge(client_upgrade, upstream_upgrade, ends, lifetime).await;
-                drop(hold);
+                drop((hold, tunnel));
             });
             let (mut parts, _) = response.into_parts();
             hygiene::strip_hop_by_hop(&mut parts.headers);
@@ -187,6 +206,17 @@ impl Upstream {
             );
         }
         Ok(Response::from_parts(parts, body::boxed(body)))
+    }
+}
+
+/// The `error` label of a send that got no response: the client's body
+/// failing is not the upstream's fault.
+fn failure(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    let mut chain = std::iter::successors(Some(e), |e| e.source());
+    if chain.any(|e| e.is::<ClientBodyError>()) {
+        "client_body"
+    } else {
+        "unavailable"
     }
 }
 

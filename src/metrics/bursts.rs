@@ -1,0 +1,194 @@
+//! Bursts of one kind of failure from one client, over a sliding window,
+//! in bounded memory.
+//!
+//! Each client address has two fixed windows (the current one and the one
+//! before), and its rate is the usual sliding-window estimate: the previous
+//! window's count weighted by how much of it the sliding window still
+//! covers, plus the current count. A client is reported when its estimate
+//! reaches the threshold, then not again until a whole window has passed
+//! since that report: one log line per burst, not one per failure.
+//!
+//! At most `capacity` addresses are tracked. IPv6 clients are tracked by
+//! their /64 (one host's addresses are one client). When the table is full,
+//! addresses idle for two windows are dropped first, then the one tracked
+//! longest ago; the plain counters still count every failure.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Counts failures per client and says when one makes a burst.
+#[derive(Debug)]
+pub struct Bursts {
+    window: Duration,
+    threshold: u32,
+    capacity: usize,
+    clients: Mutex<HashMap<IpAddr, Window>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    count: u32,
+    previous: u32,
+    reported: Option<Instant>,
+}
+
+// === impl Bursts ===
+
+impl Bursts {
+    pub fn new(window: Duration, threshold: u32, capacity: usize) -> Self {
+        Self {
+            window,
+            threshold: threshold.max(1),
+            capacity: capacity.max(1),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one failure from `client` at `now`. Returns the client's
+    /// estimated count over the window when this failure makes a burst
+    /// that has not been reported yet.
+    pub fn hit(&self, client: IpAddr, now: Instant) -> Option<u32> {
+        let key = key(client);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if !clients.contains_key(&key) && clients.len() >= self.capacity {
+            self.make_room(&mut clients, now);
+        }
+        let window = clients.entry(key).or_insert(Window {
+            start: now,
+            count: 0,
+            previous: 0,
+            reported: None,
+        });
+        let elapsed = now.saturating_duration_since(window.start);
+        if elapsed >= 2 * self.window {
+            (window.start, window.previous, window.count) = (now, 0, 0);
+        } else if elapsed >= self.window {
+            window.start += self.window;
+            (window.previous, window.count) = (window.count, 0);
+        }
+        window.count = window.count.saturating_add(1);
+        let into = now.saturating_duration_since(window.start).as_secs_f64() / self.window.as_secs_f64();
+        let estimate = (f64::from(window.previous) * (1.0 - into.min(1.0))) as u32 + window.count;
+        let quiet = window
+            .reported
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.window);
+        if estimate >= self.threshold && quiet {
+            window.reported = Some(now);
+            return Some(estimate);
+        }
+        None
+    }
+
+    /// Drops addresses idle for two windows; if none is, the one whose
+    /// window started longest ago.
+    fn make_room(&self, clients: &mut HashMap<IpAddr, Window>, now: Instant) {
+        clients.retain(|_, w| now.saturating_duration_since(w.start) < 2 * self.window);
+        if clients.len() >= self.capacity {
+            let oldest = clients.iter().min_by_key(|(_, w)| w.start).map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                clients.remove(&oldest);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.clients.lock().unwrap().len()
+    }
+}
+
+/// IPv4 addresses as they are (an IPv4-mapped IPv6 address as its IPv4
+/// one); IPv6 ones by their /64.
+fn key(client: IpAddr) -> IpAddr {
+    match client.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_burst_is_reported_once_per_window() {
+        let bursts = Bursts::new(MINUTE, 5, 100);
+        let t0 = Instant::now();
+        let reports: Vec<_> = (0..12)
+            .map(|i| bursts.hit(ip("192.0.2.1"), t0 + Duration::from_secs(i)))
+            .collect();
+        assert_eq!(reports.iter().flatten().count(), 1, "{reports:?}");
+        assert_eq!(reports[4], Some(5), "the fifth failure makes the burst");
+        // Another client is judged on its own.
+        assert_eq!(bursts.hit(ip("192.0.2.2"), t0 + Duration::from_secs(12)), None);
+        // A window after the report, the same client's rate is still high:
+        // reported again.
+        assert!(bursts
+            .hit(ip("192.0.2.1"), t0 + Duration::from_secs(65))
+            .is_some());
+    }
+
+    #[test]
+    fn failures_spread_thinly_are_no_burst() {
+        let bursts = Bursts::new(MINUTE, 5, 100);
+        let t0 = Instant::now();
+        for i in 0..20 {
+            let at = t0 + Duration::from_secs(20 * i);
+            assert_eq!(bursts.hit(ip("192.0.2.1"), at), None, "failure {i}");
+        }
+    }
+
+    #[test]
+    fn the_window_slides_across_its_boundary() {
+        let bursts = Bursts::new(MINUTE, 5, 100);
+        let t0 = Instant::now();
+        // Four in one window, three of them at its end; two at the start
+        // of the next make five over the last minute.
+        for s in [0, 57, 58, 59] {
+            assert_eq!(bursts.hit(ip("192.0.2.1"), t0 + Duration::from_secs(s)), None);
+        }
+        assert_eq!(bursts.hit(ip("192.0.2.1"), t0 + Duration::from_secs(61)), None);
+        assert!(bursts
+            .hit(ip("192.0.2.1"), t0 + Duration::from_secs(62))
+            .is_some());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let bursts = Bursts::new(MINUTE, 3, 100);
+        let t0 = Instant::now();
+        assert_eq!(bursts.hit(ip("2001:db8::1"), t0), None);
+        assert_eq!(bursts.hit(ip("2001:db8::2"), t0), None);
+        assert!(bursts.hit(ip("2001:db8::ffff:3"), t0).is_some());
+        assert_eq!(bursts.tracked(), 1);
+        assert_eq!(key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let bursts = Bursts::new(MINUTE, 3, 64);
+        let t0 = Instant::now();
+        for i in 0..10_000u32 {
+            let client = IpAddr::from(i.to_be_bytes());
+            bursts.hit(client, t0 + Duration::from_millis(u64::from(i)));
+        }
+        assert!(bursts.tracked() <= 64, "{} tracked", bursts.tracked());
+        // The newest addresses are still tracked.
+        let newest = IpAddr::from(9_999u32.to_be_bytes());
+        let later = t0 + Duration::from_secs(11);
+        assert_eq!(bursts.hit(newest, later), None);
+        assert!(bursts.hit(newest, later).is_some());
+    }
+}
