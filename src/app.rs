@@ -25,6 +25,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tower::Service;
+use tracing::Instrument;
 
 use crate::auth::Auth;
 use crate::body::{self, Body};
@@ -36,6 +37,7 @@ use crate::rescue;
 use crate::routes::{Leaf, Route, Router};
 use crate::session::SessionStore;
 use crate::stack::{self, Context, RouteService};
+use crate::telemetry;
 use crate::upstream::forwarded;
 use crate::upstream::{hygiene, Upstream};
 
@@ -140,6 +142,12 @@ impl Shared {
     }
 
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let trusted = forwarded::is_trusted(peer.ip(), &self.config.trusted_proxies);
+        let span = request_span(&request, trusted);
+        self.serve(request, peer, trusted).instrument(span).await
+    }
+
+    async fn serve(&self, request: Request<Incoming>, peer: SocketAddr, trusted: bool) -> Response<Body> {
         // Only pay for the access line's inputs when it will be written.
         let access = tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO).then(|| {
             (
@@ -148,8 +156,8 @@ impl Shared {
                 request.uri().path().to_owned(),
             )
         });
-        let trusted = forwarded::is_trusted(peer.ip(), &self.config.trusted_proxies);
         let request_id = request_id(request.headers(), trusted);
+        let method = request.method().clone();
         let had_session_cookie = self
             .auth
             .as_ref()
@@ -202,6 +210,7 @@ impl Shared {
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id.clone());
 
+        record_outcome(&tracing::Span::current(), &method, matched, &response);
         if let Some((started, method, path)) = access {
             let code = response.extensions().get::<Code>().map(|c| c.as_str());
             tracing::info!(
@@ -344,5 +353,55 @@ fn request_id(headers: &http::HeaderMap, trusted: bool) -> HeaderValue {
             let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
             HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
         }
+    }
+}
+
+/// The request's server span (traces on), continuing a trusted proxy's
+/// trace. Its fields are what a trace may show: never the query, a header
+/// value, a cookie or a token.
+fn request_span(request: &Request<Incoming>, trusted: bool) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "cloakroom::trace",
+        "request",
+        otel.name = %request.method(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %request.method(),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        cloakroom.problem = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    if trusted {
+        telemetry::continue_trace(&span, request.headers());
+    }
+    telemetry::record_trace_id(&span);
+    span
+}
+
+/// The route, status and problem code on the request's span.
+fn record_outcome(
+    span: &tracing::Span,
+    method: &Method,
+    route: Option<&Arc<Route>>,
+    response: &Response<Body>,
+) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(route) = route {
+        let path = route.config.path.as_str();
+        span.record("http.route", path);
+        span.record("otel.name", format!("{method} {path}"));
+    }
+    span.record("http.response.status_code", response.status().as_u16());
+    if let Some(code) = response.extensions().get::<Code>() {
+        span.record("cloakroom.problem", code.as_str());
+    }
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
     }
 }

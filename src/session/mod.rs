@@ -8,9 +8,11 @@ pub mod record;
 pub mod redis;
 mod redis_link;
 pub mod store;
+pub mod traced;
 
 pub use self::cache::CachedStore;
 pub use self::life::{Loaded, Sessions};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::store::{SessionStore, StoreError, Versioned};
+pub use self::traced::TracedStore;

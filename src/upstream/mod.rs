@@ -17,12 +17,14 @@ use http::{Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
+use tracing::Instrument;
 
 use crate::body::{self, Body};
 use crate::config::HeaderRule;
 use crate::error::{BoxError, ClientBodyError, Refusal, UpstreamError};
 use crate::routes::{Leaf, Route};
 use crate::server::ConnectionHold;
+use crate::telemetry;
 
 use self::forwarded::Forwarded;
 use self::pool::Pool;
@@ -130,6 +132,12 @@ impl Upstream {
         headers.insert(header::HOST, HeaderValue::from_str(authority.as_str())?);
         fwd.forwarded.write(headers);
         headers.insert(X_REQUEST_ID.clone(), fwd.request_id);
+        // The upstream call's client span, and its W3C trace context for
+        // the upstream (traces on; the client's own is never passed on).
+        let span = upstream_span(&parts.method, authority.as_str());
+        if !span.is_disabled() {
+            telemetry::inject(&span, headers);
+        }
         if websocket {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -149,10 +157,21 @@ impl Upstream {
         // Boxed: the send future is large and would otherwise be copied
         // into every enclosing future on the way up.
         let sent = Box::pin(self.pool.send(scheme, authority, request));
-        let response = match tokio::time::timeout(config.timeout, sent).await {
-            Err(_) => return Err(UpstreamError::Timeout(config.timeout).into()),
-            Ok(result) => result?,
+        let response = match tokio::time::timeout(config.timeout, sent)
+            .instrument(span.clone())
+            .await
+        {
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+                return Err(UpstreamError::Timeout(config.timeout).into());
+            }
+            Ok(Err(e)) => {
+                span.record("otel.status_code", "ERROR");
+                return Err(e);
+            }
+            Ok(Ok(response)) => response,
         };
+        span.record("http.response.status_code", response.status().as_u16());
 
         let mut response = response;
         if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) =
@@ -184,6 +203,21 @@ impl Upstream {
         }
         Ok(Response::from_parts(parts, body::boxed(body)))
     }
+}
+
+/// The client span of one upstream call: method, host and status, never
+/// the path, query or a header value.
+fn upstream_span(method: &http::Method, authority: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: "cloakroom::trace",
+        "upstream",
+        otel.name = %method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        server.address = authority,
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 /// The request-target sent upstream: the route's base path, the authorised
