@@ -149,7 +149,12 @@ impl Shared {
 
     async fn serve(&self, request: Request<Incoming>, peer: SocketAddr, trusted: bool) -> Response<Body> {
         // Only pay for the access line's inputs when it will be written.
-        let access = tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO).then(|| {
+        // With traces on, always: `enabled!` would leave the trace layer's
+        // filter state set for the next span (tracing-subscriber's
+        // per-layer filters are only reset by a span or event).
+        let access = (telemetry::traces_on()
+            || tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO))
+        .then(|| {
             (
                 Instant::now(),
                 request.method().clone(),
@@ -395,7 +400,7 @@ fn record_outcome(
     if let Some(route) = route {
         let path = route.config.path.as_str();
         span.record("http.route", path);
-        span.record("otel.name", format!("{method} {path}"));
+        telemetry::rename(span, format!("{method} {path}"));
     }
     span.record("http.response.status_code", response.status().as_u16());
     if let Some(code) = response.extensions().get::<Code>() {

@@ -99,6 +99,9 @@ pub fn init(config: &LogConfig, telemetry: &TelemetryConfig) -> Result<(), BoxEr
             .with_tracked_inactivity(false)
             .with_level(false)
             .with_target(false)
+            // Requests interleave on a worker thread: a span's parent is
+            // its tracing parent, never a thread-local OpenTelemetry context.
+            .with_context_activation(false)
             .with_filter(filter::filter_fn(|meta| {
                 meta.is_span() && meta.target() == TRACE_TARGET
             }))
@@ -198,6 +201,14 @@ pub fn record_trace_id(span: &Span) -> Option<String> {
     let id = span_context.trace_id().to_string();
     span.record(TRACE_ID_FIELD, id.as_str());
     Some(id)
+}
+
+/// Renames a span already started (its trace id was read), as `otel.name`
+/// can only rename a span not started yet.
+pub fn rename(span: &Span, name: String) {
+    if !span.is_disabled() {
+        span.context().span().update_name(name);
+    }
 }
 
 /// Writes `span`'s W3C trace context into `headers` (`traceparent`, and
@@ -343,6 +354,10 @@ struct HeadersMut<'a>(&'a mut HeaderMap);
 
 impl Injector for HeadersMut<'_> {
     fn set(&mut self, key: &str, value: String) {
+        // An empty `tracestate` is sent as no header at all.
+        if value.is_empty() {
+            return;
+        }
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(key), HeaderValue::try_from(value)) {
             self.0.insert(name, value);
         }
