@@ -1,7 +1,8 @@
 //! The public listener's outer steps, shared by every route, outermost
 //! first:
 //!
-//! 1. request id and access log (path only, never the query);
+//! 1. the request's span (traces on; [`crate::telemetry`]), request id and
+//!    access log (path only, never the query);
 //! 2. protocol limits (414, 431), framing (PX-12) and methods nobody may use;
 //! 3. path normalisation, the SPA client module, `/auth/*`, and
 //!    longest-prefix routing (400, 404, 405);
