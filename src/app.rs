@@ -1,7 +1,8 @@
 //! The public listener's outer steps, shared by every route, outermost
 //! first:
 //!
-//! 1. request id and access log (path only, never the query);
+//! 1. the request's span (traces on; [`crate::telemetry`]), request id and
+//!    access log (path only, never the query);
 //! 2. protocol limits (414, 431), framing (PX-12) and methods nobody may use;
 //! 3. path normalisation, the SPA client module, `/auth/*`, and
 //!    longest-prefix routing (400, 404, 405);
@@ -28,6 +29,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tower::Service;
+use tracing::Instrument;
 
 use crate::auth::Auth;
 use crate::body::{self, Body};
@@ -40,6 +42,7 @@ use crate::rescue;
 use crate::routes::{Leaf, Route, Router};
 use crate::session::SessionStore;
 use crate::stack::{self, Context, RouteService};
+use crate::telemetry;
 use crate::upstream::forwarded;
 use crate::upstream::{hygiene, Upstream};
 
@@ -170,13 +173,22 @@ impl Shared {
     }
 
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let trusted = forwarded::is_trusted(peer.ip(), &self.config.trusted_proxies);
+        let span = request_span(&request, trusted);
+        self.serve(request, peer, trusted).instrument(span).await
+    }
+
+    async fn serve(&self, request: Request<Incoming>, peer: SocketAddr, trusted: bool) -> Response<Body> {
         let started = Instant::now();
         // Only pay for the access line's inputs when it will be written.
-        let access = tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO)
-            .then(|| (request.method().clone(), request.uri().path().to_owned()));
+        // With traces on, always: `enabled!` would leave the trace layer's
+        // filter state set for the next span (tracing-subscriber's
+        // per-layer filters are only reset by a span or event).
+        let access = (telemetry::traces_on()
+            || tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO))
+        .then(|| (request.method().clone(), request.uri().path().to_owned()));
         let method =
             metrics::method_label(request.method(), hygiene::is_websocket_upgrade(request.headers()));
-        let trusted = forwarded::is_trusted(peer.ip(), &self.config.trusted_proxies);
         let client = forwarded::client_ip(request.headers(), peer.ip(), &self.config.trusted_proxies);
         let request_id = request_id(request.headers(), trusted);
         let had_session_cookie = self
@@ -255,6 +267,14 @@ impl Shared {
         self.metrics
             .request(route_label, method, status, code, started.elapsed());
 
+        if let Some((request_method, _)) = &access {
+            record_outcome(
+                &tracing::Span::current(),
+                request_method,
+                target.route(),
+                &response,
+            );
+        }
         if let Some((method, path)) = access {
             tracing::info!(
                 target: "cloakroom::access",
@@ -439,5 +459,55 @@ fn request_id(headers: &http::HeaderMap, trusted: bool) -> HeaderValue {
             let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
             HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
         }
+    }
+}
+
+/// The request's server span (traces on), continuing a trusted proxy's
+/// trace. Its fields are what a trace may show: never the query, a header
+/// value, a cookie or a token.
+fn request_span(request: &Request<Incoming>, trusted: bool) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "cloakroom::trace",
+        "request",
+        otel.name = %request.method(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %request.method(),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        cloakroom.problem = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    if trusted {
+        telemetry::continue_trace(&span, request.headers());
+    }
+    telemetry::record_trace_id(&span);
+    span
+}
+
+/// The route, status and problem code on the request's span.
+fn record_outcome(
+    span: &tracing::Span,
+    method: &Method,
+    route: Option<&Arc<Route>>,
+    response: &Response<Body>,
+) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(route) = route {
+        let path = route.config.path.as_str();
+        span.record("http.route", path);
+        telemetry::rename(span, format!("{method} {path}"));
+    }
+    span.record("http.response.status_code", response.status().as_u16());
+    if let Some(code) = response.extensions().get::<Code>() {
+        span.record("cloakroom.problem", code.as_str());
+    }
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
     }
 }

@@ -43,7 +43,7 @@ pub use crate::config::Config;
 use crate::config::StoreConfig;
 use crate::error::BoxError;
 use crate::metrics::Metrics;
-use crate::session::{CachedStore, MeasuredStore, MemoryStore, RedisStore, SessionStore};
+use crate::session::{CachedStore, MeasuredStore, MemoryStore, RedisStore, SessionStore, TracedStore};
 
 /// Runs cloakroom until `shutdown` resolves and in-flight requests drain.
 pub async fn run(
@@ -110,6 +110,11 @@ pub async fn run_with(
                 Arc::new(store)
             }
         }
+    };
+    let store: Arc<dyn SessionStore> = match (telemetry::traces_on(), &config.session.store) {
+        (false, _) => store,
+        (true, StoreConfig::Memory) => Arc::new(TracedStore::new(store, "memory")),
+        (true, StoreConfig::Redis(_)) => Arc::new(TracedStore::new(store, "redis")),
     };
     let store: Arc<dyn SessionStore> = Arc::new(MeasuredStore::new(store, metrics.clone()));
     // One App (and so one upstream connection pool) per worker thread.
@@ -197,5 +202,9 @@ pub async fn run_with(
         reloads.await?;
     }
     tracing::info!("cloakroom stopped");
+    if telemetry::traces_on() {
+        // The spans of the last requests, before the process ends.
+        let _ = tokio::task::spawn_blocking(telemetry::flush).await;
+    }
     Ok(())
 }

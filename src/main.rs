@@ -209,7 +209,10 @@ fn serve(path: &Path) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    cloakroom::telemetry::init(&config.log);
+    if let Err(e) = cloakroom::telemetry::init(&config.log, &config.telemetry) {
+        eprintln!("cloakroom: telemetry.otlp: {}", cloakroom::error::chain(&*e));
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -217,7 +220,7 @@ fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let shutdown = shutdown_signal();
         let (reloader, requests) = cloakroom::reload::channel();
         reload_on_sighup(reloader);
@@ -250,7 +253,10 @@ fn serve(path: &Path) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // The last spans: the exporter sends what it still holds.
+    cloakroom::telemetry::shutdown();
+    code
 }
 
 /// Reloads the config on each SIGHUP. Installed before the ports open, so

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tracing::Instrument;
 
 use crate::cookie::Ticket;
 use crate::metrics::{Anomaly, EndReason, Grant, RefreshOutcome};
@@ -141,14 +142,19 @@ impl Refresher {
                         loaded.version,
                         loaded.client,
                     );
-                    let task = tokio::spawn(async move {
-                        let result = run(&this, &ticket, &key, version, client).await;
-                        this.flights
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&key);
-                        result
-                    });
+                    // The flight's store and IdP calls are spans of the
+                    // request that started it (traces on).
+                    let task = tokio::spawn(
+                        async move {
+                            let result = run(&this, &ticket, &key, version, client).await;
+                            this.flights
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&key);
+                            result
+                        }
+                        .instrument(tracing::Span::current()),
+                    );
                     async move { task.await.unwrap_or_else(|e| Err(RefreshError::store(e))) }
                         .boxed()
                         .shared()

@@ -64,6 +64,8 @@ pub const RESTART_KEYS: &[&str] = &[
     "session.store",
     // The log subscriber's format, installed once.
     "log.format",
+    // The trace exporter and the subscriber's layers, installed once.
+    "telemetry",
 ];
 
 /// How one reload ended.
@@ -431,6 +433,7 @@ fn keep_running(running: &Config, mut new: Config) -> (Config, Vec<&'static str>
     keep!(trusted_proxies, "trusted_proxies");
     keep!(session.store, "session.store");
     keep!(log.format, "log.format");
+    keep!(telemetry, "telemetry");
     debug_assert!(kept.iter().all(|k| RESTART_KEYS.contains(k)));
     (new, kept)
 }

@@ -24,6 +24,7 @@ mod redis;
 mod routes;
 mod session;
 pub mod statics;
+mod telemetry;
 pub mod units;
 mod values;
 
@@ -48,6 +49,7 @@ use self::routes::check_routes;
 pub use self::routes::{AuthMode, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
 pub use self::session::{SessionConfig, StoreConfig};
 pub use self::statics::StaticConfig;
+pub use self::telemetry::{OtlpConfig, TelemetryConfig};
 use self::values::{is_plain_remote, Origin, PublicUrl};
 
 /// Everything cloakroom needs to run, validated.
@@ -70,6 +72,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The admin listener's API (off by default).
     pub admin: AdminConfig,
+    /// Traces over OTLP; off unless `telemetry.otlp` is given.
+    pub telemetry: TelemetryConfig,
     pub routes: Vec<RouteConfig>,
     /// Worker threads serving requests; 0 means one per CPU.
     pub workers: usize,
@@ -169,6 +173,7 @@ impl FromNode for Config {
         let limits = f.or("limits", Limits::default(), at);
         let log = f.or("log", LogConfig::default(), at);
         let admin = f.or("admin", AdminConfig::default(), at);
+        let telemetry = f.or("telemetry", TelemetryConfig::default(), at);
         let workers = f.or::<u64>("workers", 0, at);
         let routes = f.required::<Each<RouteConfig>>("routes", at);
         f.finish(at);
@@ -211,6 +216,7 @@ impl FromNode for Config {
             limits: limits.ok_or(Reported)?,
             log: log.ok_or(Reported)?,
             admin: admin.ok_or(Reported)?,
+            telemetry: telemetry.ok_or(Reported)?,
             routes: routes.and_then(Each::complete).ok_or(Reported)?,
             workers: usize::try_from(workers.ok_or(Reported)?).map_err(|_| at.fail("workers: too many"))?,
             insecure_dev_mode: dev.ok_or(Reported)?,

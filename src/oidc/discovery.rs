@@ -49,7 +49,7 @@ pub async fn discover(client: &reqwest::Client, issuer: &str) -> Result<Metadata
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let metadata: Metadata = http::json(client.get(url)).await?;
+    let metadata: Metadata = http::json("discovery", client.get(url)).await?;
     check(metadata, issuer)
 }
 
@@ -68,7 +68,7 @@ pub async fn rfc8414_revocation_endpoint(
     issuer: &str,
 ) -> Result<Option<Url>, DiscoveryError> {
     let url = rfc8414_url(issuer).ok_or(IdpError::BadResponse("the issuer is not a URL"))?;
-    let metadata: ServerMetadata = http::json(client.get(url)).await?;
+    let metadata: ServerMetadata = http::json("metadata", client.get(url)).await?;
     if metadata.issuer != issuer {
         return Err(DiscoveryError::IssuerMismatch {
             expected: issuer.into(),

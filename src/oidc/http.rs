@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::IdpError;
 
@@ -31,12 +32,78 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
 /// Sends `request` and reads a JSON answer of at most [`MAX_BODY`] bytes.
 /// Status and content type are checked before parsing; OAuth error bodies
 /// become [`IdpError::Rejected`].
-pub async fn json<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, IdpError> {
-    let response = request
-        .send()
+///
+/// Inside a request, the call is a child span named `idp <operation>`.
+pub async fn json<T: DeserializeOwned>(
+    operation: &'static str,
+    request: reqwest::RequestBuilder,
+) -> Result<T, IdpError> {
+    let (client, request) = request.build_split();
+    let request = request.map_err(|e| IdpError::Unreachable(Box::new(e)))?;
+    let span = span(operation, &request);
+    let result = read_json(client, request, &span).instrument(span.clone()).await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    result
+}
+
+/// Sends `request` and gives back the response; inside a request, as a
+/// child span named `idp <operation>`.
+pub async fn send(
+    operation: &'static str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, IdpError> {
+    let (client, request) = request.build_split();
+    let request = request.map_err(|e| IdpError::Unreachable(Box::new(e)))?;
+    let span = span(operation, &request);
+    let response = client
+        .execute(request)
+        .instrument(span.clone())
+        .await
+        .map_err(|e| IdpError::Unreachable(Box::new(e)));
+    match &response {
+        Ok(r) => {
+            span.record("http.response.status_code", r.status().as_u16());
+        }
+        Err(_) => {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    response
+}
+
+/// The client span of one IdP call: method, host, path and status. Never
+/// the query or body (a code, verifier, refresh token or client secret).
+/// None outside a request: discovery at start starts no trace.
+fn span(operation: &'static str, request: &reqwest::Request) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        target: "cloakroom::trace",
+        "idp",
+        otel.name = format_args!("idp {operation}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %request.method(),
+        server.address = request.url().host_str().unwrap_or_default(),
+        url.path = request.url().path(),
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
+async fn read_json<T: DeserializeOwned>(
+    client: reqwest::Client,
+    request: reqwest::Request,
+    span: &tracing::Span,
+) -> Result<T, IdpError> {
+    let response = client
+        .execute(request)
         .await
         .map_err(|e| IdpError::Unreachable(Box::new(e)))?;
     let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
     if status.is_redirection() {
         return Err(IdpError::BadResponse("the IdP answered with a redirect"));
     }

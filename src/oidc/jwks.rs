@@ -50,7 +50,7 @@ impl Jwks {
             return Ok(None);
         }
         state.fetched_at = Some(Instant::now());
-        let document: serde_json::Value = http::json(client.get(self.uri.clone())).await?;
+        let document: serde_json::Value = http::json("jwks", client.get(self.uri.clone())).await?;
         // One key this version cannot read must not hide the others (ID-22).
         let keys = document
             .get("keys")

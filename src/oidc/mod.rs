@@ -242,11 +242,11 @@ impl Idp {
             ("token", refresh_token.expose()),
             ("token_type_hint", "refresh_token"),
         ];
-        let response = self
-            .authenticate(self.client.post(endpoint.clone()), &form)
-            .send()
-            .await
-            .map_err(|e| IdpError::Unreachable(Box::new(e)))?;
+        let response = http::send(
+            "revocation",
+            self.authenticate(self.client.post(endpoint.clone()), &form),
+        )
+        .await?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -257,7 +257,7 @@ impl Idp {
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, IdpError> {
         let metadata = self.metadata().await?;
         let request = self.authenticate(self.client.post(metadata.token_endpoint.clone()), form);
-        let tokens: TokenResponse = http::json(request).await?;
+        let tokens: TokenResponse = http::json("token", request).await?;
         if !tokens.token_type.eq_ignore_ascii_case("bearer") {
             return Err(IdpError::BadResponse("token_type is not Bearer"));
         }

@@ -11,6 +11,7 @@ pub mod record;
 pub mod redis;
 mod redis_link;
 pub mod store;
+pub mod traced;
 
 pub use self::cache::CachedStore;
 pub use self::ending::{SessionEnd, SessionEnded};
@@ -20,3 +21,4 @@ pub use self::measured::MeasuredStore;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::store::{Announcements, IndexEntry, SessionStore, StoreError, Versioned};
+pub use self::traced::TracedStore;

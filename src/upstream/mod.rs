@@ -18,6 +18,7 @@ use http::{Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
+use tracing::Instrument;
 
 use crate::body::{self, Body};
 use crate::config::HeaderRule;
@@ -26,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::routes::{Leaf, Route};
 use crate::server::ConnectionHold;
 use crate::session::SessionEnd;
+use crate::telemetry;
 
 use self::forwarded::Forwarded;
 use self::pool::Pool;
@@ -142,6 +144,12 @@ impl Upstream {
         headers.insert(header::HOST, HeaderValue::from_str(authority.as_str())?);
         fwd.forwarded.write(headers);
         headers.insert(X_REQUEST_ID.clone(), fwd.request_id);
+        // The upstream call's client span, and its W3C trace context for
+        // the upstream (traces on; the client's own is never passed on).
+        let span = upstream_span(&parts.method, authority.as_str());
+        if !span.is_disabled() {
+            telemetry::inject(&span, headers);
+        }
         if websocket {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -162,18 +170,24 @@ impl Upstream {
         // into every enclosing future on the way up.
         let sent = Box::pin(self.pool.send(scheme, authority, request));
         let started = Instant::now();
-        let response = match tokio::time::timeout(config.timeout, sent).await {
+        let response = match tokio::time::timeout(config.timeout, sent)
+            .instrument(span.clone())
+            .await
+        {
             Err(_) => {
+                span.record("otel.status_code", "ERROR");
                 self.metrics.upstream_failed(&config.path, "timeout");
                 return Err(UpstreamError::Timeout(config.timeout).into());
             }
             Ok(Err(e)) => {
+                span.record("otel.status_code", "ERROR");
                 self.metrics.upstream_failed(&config.path, failure(&*e));
                 return Err(e);
             }
             Ok(Ok(response)) => response,
         };
         self.metrics.upstream_answered(&config.path, started.elapsed());
+        span.record("http.response.status_code", response.status().as_u16());
 
         let mut response = response;
         if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) =
@@ -218,6 +232,21 @@ fn failure(e: &(dyn std::error::Error + 'static)) -> &'static str {
     } else {
         "unavailable"
     }
+}
+
+/// The client span of one upstream call: method, host and status, never
+/// the path, query or a header value.
+fn upstream_span(method: &http::Method, authority: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: "cloakroom::trace",
+        "upstream",
+        otel.name = %method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        server.address = authority,
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 /// The request-target sent upstream: the route's base path, the authorised

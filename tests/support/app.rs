@@ -64,7 +64,7 @@ impl Bound {
             .unwrap_or_else(|e| panic!("test config does not load:\n{e}"));
         if std::env::var_os("RUST_LOG").is_some() {
             // Debugging a test: show cloakroom's logs.
-            cloakroom::telemetry::init(&config.log);
+            let _ = cloakroom::telemetry::init(&config.log, &config.telemetry);
         }
         let Bound { listener, admin, .. } = self;
         let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
