@@ -713,6 +713,21 @@ impl EndReason {
 
 impl StoreOp {
     const COUNT: usize = 11;
+    /// Every operation, in declaration order (the index of its series).
+    #[cfg(test)]
+    const ALL: [Self; Self::COUNT] = [
+        Self::Get,
+        Self::GetLatest,
+        Self::Put,
+        Self::Delete,
+        Self::DeleteIf,
+        Self::Ping,
+        Self::IndexAdd,
+        Self::IndexTouch,
+        Self::IndexRemove,
+        Self::IndexList,
+        Self::AnnounceEnded,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -733,6 +748,8 @@ impl StoreOp {
 
 impl StoreOutcome {
     const COUNT: usize = 4;
+    #[cfg(test)]
+    const ALL: [Self; Self::COUNT] = [Self::Ok, Self::Miss, Self::Conflict, Self::Error];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -820,6 +837,23 @@ mod tests {
         let text = metrics.encode(false);
         assert!(text.contains("# TYPE cloakroom_requests_total counter"), "{text}");
         assert!(!text.contains("# EOF"));
+    }
+
+    /// The store series live in arrays indexed by the enums: every
+    /// operation and outcome has its slot.
+    #[test]
+    fn every_store_operation_and_outcome_has_its_series() {
+        let metrics = Metrics::new();
+        for (i, op) in StoreOp::ALL.into_iter().enumerate() {
+            assert_eq!(op as usize, i, "{op:?} out of order");
+            for (j, outcome) in StoreOutcome::ALL.into_iter().enumerate() {
+                assert_eq!(outcome as usize, j);
+                metrics.store_op(op, outcome, Duration::from_micros(1));
+            }
+        }
+        let text = metrics.encode(true);
+        assert!(text.contains("cloakroom_store_operations_total{op=\"announce_ended\",outcome=\"error\"} 1"));
+        assert!(text.contains("cloakroom_store_operation_duration_seconds_count{op=\"index_list\"} 4"));
     }
 
     #[test]

@@ -657,3 +657,71 @@ async fn a_refresh_token_presented_after_its_rotation_is_an_anomaly() {
     );
     assert_eq!(winner.get("cloakroom_anomalies_total", &[]), 0.0);
 }
+
+/// `GET /metrics` of a process, parsed.
+async fn scrape_process(process: &Process) -> Scrape {
+    let admin: SocketAddr = process.admin.trim_start_matches("http://").parse().unwrap();
+    scrape(admin).await
+}
+
+/// A reload keeps every count and adds its outcome; a refused one too.
+#[tokio::test]
+async fn counts_survive_a_reload_and_reloads_are_counted() {
+    let up = Upstream::start().await;
+    let yaml = support::config(&[("/a", &up.url(), "")]);
+    let process = Process::start_logged(&yaml);
+    process.wait_ready();
+    let client = support::client();
+    for _ in 0..3 {
+        let r = client.get(format!("{}/a/x", process.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let a = [("route", "/a"), ("status", "200")];
+    assert_eq!(
+        scrape_process(&process).await.get("cloakroom_requests_total", &a),
+        3.0
+    );
+
+    process.rewrite(&support::config(&[("/a", &up.url(), ""), ("/b", &up.url(), "")]));
+    process.sighup();
+    let reloaded = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || scrape_process(&process).await,
+        |s| s.get("cloakroom_config_reloads_total", &[("outcome", "success")]) == 1.0,
+    )
+    .await;
+    assert_eq!(
+        reloaded.get("cloakroom_config_reloads_total", &[("outcome", "success")]),
+        1.0,
+        "{}",
+        reloaded.text
+    );
+    let r = client.get(format!("{}/b/x", process.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the new route serves");
+    let after = scrape_process(&process).await;
+    assert_eq!(
+        after.get("cloakroom_requests_total", &a),
+        3.0,
+        "kept across the reload"
+    );
+    assert_eq!(
+        after.get("cloakroom_requests_total", &[("route", "/b"), ("status", "200")]),
+        1.0
+    );
+
+    process.rewrite("routes: not a list\n");
+    process.sighup();
+    let refused = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || scrape_process(&process).await,
+        |s| s.get("cloakroom_config_reloads_total", &[("outcome", "failure")]) == 1.0,
+    )
+    .await;
+    assert_eq!(
+        refused.get("cloakroom_config_reloads_total", &[("outcome", "failure")]),
+        1.0
+    );
+    assert_eq!(refused.get("cloakroom_requests_total", &a), 3.0);
+}
