@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,15 +188,20 @@ async fn kr01_a_reload_under_load_changes_routes_and_rotates_the_key_ring() {
 
     // Steady load: each browser calls the API in a loop, as an open SPA does.
     let stop = Arc::new(AtomicBool::new(false));
+    // Each browser's calls so far, to show the load spans the reload.
+    let made: Vec<Arc<AtomicUsize>> = browsers.iter().map(|_| Arc::default()).collect();
     let load: Vec<_> = browsers
         .iter()
-        .map(|browser| {
+        .zip(&made)
+        .map(|(browser, made)| {
             let (browser, stop, url) = (browser.clone(), stop.clone(), site.url("/api/orders"));
+            let made = made.clone();
             tokio::spawn(async move {
                 let mut statuses = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let page = browser.fetch(&url).await;
                     statuses.push((page.status, page.body.chars().take(200).collect::<String>()));
+                    made.fetch_add(1, Ordering::Relaxed);
                 }
                 statuses
             })
@@ -210,6 +215,7 @@ async fn kr01_a_reload_under_load_changes_routes_and_rotates_the_key_ring() {
     // One edit and a reload: the new key first, the old one kept second;
     // /api moves to the second upstream; a new route appears.
     let after = "  - {path: /api, upstream: '{up2}'}\n  - {path: /fresh, upstream: '{up2}', auth: none}\n  - {path: /, upstream: '{up1}', auth: none}";
+    let before_reload: Vec<usize> = made.iter().map(|m| m.load(Ordering::Relaxed)).collect();
     app.rewrite(&site.yaml("info", &rotated(), after));
     app.sighup();
     served_by(&site.url("/fresh"), &site.up2).await;
@@ -231,14 +237,17 @@ async fn kr01_a_reload_under_load_changes_routes_and_rotates_the_key_ring() {
     .await;
     stop.store(true, Ordering::Relaxed);
 
-    let mut total = 0;
-    for task in load {
+    for ((task, made), before) in load.into_iter().zip(&made).zip(&before_reload) {
         let statuses = task.await.unwrap();
-        total += statuses.len();
         let failed: Vec<_> = statuses.iter().filter(|(s, _)| *s != 200).collect();
         assert!(failed.is_empty(), "failed calls during the reload: {failed:?}");
+        // Steady load: every browser called before the reload and after it.
+        let total = made.load(Ordering::Relaxed);
+        assert!(
+            *before > 0 && total > *before,
+            "steady load: {before} calls before the reload, {total} in all"
+        );
     }
-    assert!(total >= 90, "steady load: {total} calls");
 
     // Old cookies still open (and would be re-sealed): no logout.
     for old in &old_cookies {
