@@ -114,7 +114,7 @@ impl Sessions {
                 Refusal::LoginRequired
             })?;
         let ticket = Ticket::from_bytes(&opened.plaintext).map_err(|_| Refusal::LoginRequired)?;
-        let mut loaded = self.open_ticket(ticket).await?;
+        let mut loaded = self.read(ticket, true).await?;
         loaded.stale_key = opened.stale_key;
         loaded.client = client;
         Ok(loaded)
@@ -123,6 +123,14 @@ impl Sessions {
     /// Reads and opens the session a ticket names, and judges its
     /// timeouts: one past them is ended, and refused.
     pub async fn open_ticket(&self, ticket: Ticket) -> Result<Loaded, BoxError> {
+        self.read(ticket, false).await
+    }
+
+    /// [`Sessions::open_ticket`]; `from_cookie`: the ticket came back with
+    /// a request, so a record gone from the store is counted as an end.
+    /// The watcher's checks are not: the session's end was counted where
+    /// it happened, or its cookie counts it when it comes back.
+    async fn read(&self, ticket: Ticket, from_cookie: bool) -> Result<Loaded, BoxError> {
         let key = record::store_key(&ticket);
         let now = self.clock.now();
         if now
@@ -137,7 +145,9 @@ impl Sessions {
         let Some(stored) = self.store.get(&key).await? else {
             // Mostly the idle timeout, which the store's TTL enforces; also
             // a replayed cookie of a session ended elsewhere, or lost data.
-            self.metrics.session_ended(EndReason::Gone);
+            if from_cookie {
+                self.metrics.session_ended(EndReason::Gone);
+            }
             return Err(Refusal::LoginRequired.into());
         };
         let record = Record::open(&stored.value, &ticket, &key).map_err(|e| {
