@@ -1,35 +1,41 @@
 //! The public listener's outer steps, shared by every route, outermost
 //! first:
 //!
-//! 1. the request's span (traces on; [`crate::telemetry`]), request id and
-//!    access log (path only, never the query);
-//! 2. protocol limits (414, 431), framing (PX-12) and methods nobody may use;
-//! 3. path normalisation, the SPA client module, `/auth/*`, and
+//! 1. the edge ([`edge`], tower-http's layers): sensitive-header marking,
+//!    the peer's trust, the request id and the request's trace span;
+//! 2. the routing service ([`Routing`]): metrics, the access log (path
+//!    only, never the query) and the one rescue;
+//! 3. protocol limits (414, 431), framing (PX-12) and methods nobody may use;
+//! 4. path normalisation, the SPA client module, `/auth/*`, and
 //!    longest-prefix routing (400, 404, 405);
-//! 4. the route's own stack, built once per config ([`crate::stack`]).
+//! 5. the route's own stack, built once per config ([`crate::stack`]).
 //!
 //! Every failure comes back as an error and becomes a problem+json response
-//! in one place, [`App::handle`], via [`crate::rescue::classify`]. There
-//! too every request is counted (route, method, status, code, latency),
-//! with the logins it starts or completes and the CSRF refusals.
+//! in one place, [`Routing`]'s `serve`, via [`crate::rescue::classify`].
+//! There too every request is counted (route, method, status, code,
+//! latency), with the logins it starts or completes and the CSRF refusals.
 //!
-//! The config, router, stacks and `Auth` a worker serves with sit behind
-//! one swappable pointer: a config reload ([`crate::reload`]) builds the
+//! The edge, config, router, stacks and `Auth` a worker serves with sit
+//! behind one swappable pointer: a config reload ([`crate::reload`]) builds the
 //! next set with [`App::prepare`] and puts it in place with
 //! [`App::install`]. Each request takes one snapshot at its start and is
 //! served by it to the end, so a reload never changes a request midway.
 
+pub mod edge;
+
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tower::Service;
-use tracing::Instrument;
+use tower_http::request_id::RequestId;
 
 use crate::auth::Auth;
 use crate::body::{self, Body};
@@ -46,7 +52,9 @@ use crate::telemetry;
 use crate::upstream::forwarded;
 use crate::upstream::{hygiene, Upstream};
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use self::edge::{EdgeService, Peer};
+
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// One worker's public listener. Cheap to clone.
 #[derive(Clone)]
@@ -65,13 +73,23 @@ struct Worker {
 
 /// Everything one config decides for a worker.
 struct Shared {
+    /// The edge over the routing service: what a request is handed to.
+    service: EdgeService,
+    /// The worker's upstream pool under this config's hygiene rules.
+    upstream: Upstream,
+}
+
+/// Below the edge: routes each request and answers it, errors included.
+/// Cheap to clone.
+#[derive(Clone)]
+struct Routing(Arc<RoutingState>);
+
+struct RoutingState {
     config: Arc<Config>,
     router: Router,
     /// Each route's stack, in the order of `router.routes()`.
     stacks: Vec<RouteService>,
     auth: Option<Arc<Auth>>,
-    /// The worker's upstream pool under this config's hygiene rules.
-    upstream: Upstream,
     metrics: Arc<Metrics>,
 }
 
@@ -140,9 +158,20 @@ impl App {
 
     /// Serves one request from `peer`. Never fails: errors become problems.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let mut request = request.map(body::boxed);
+        request.extensions_mut().insert(peer);
         // One snapshot for the whole request, however long it runs.
-        let shared = self.worker.current.load_full();
-        shared.handle(request, peer).await
+        let mut service = self.worker.current.load().service.clone();
+        // Called without `ready`: the edge is always ready. The named
+        // future keeps `Service` projections out of this async fn's state,
+        // where rustc cannot prove them `Send` for every lifetime.
+        let answer: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>,
+        > = service.call(request);
+        match answer.await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
     }
 }
 
@@ -162,23 +191,43 @@ impl Shared {
             .iter()
             .map(|route| stack::build(route, auth.as_ref(), &upstream, &public_host))
             .collect();
-        Ok(Self {
+        let trusted_proxies = config.trusted_proxies.clone().into();
+        let routing = Routing(Arc::new(RoutingState {
             config,
             router,
             stacks,
             auth,
-            upstream,
             metrics,
+        }));
+        Ok(Self {
+            service: edge::wrap(routing, trusted_proxies),
+            upstream,
         })
     }
+}
 
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let trusted = forwarded::is_trusted(peer.ip(), &self.config.trusted_proxies);
-        let span = request_span(&request, trusted);
-        self.serve(request, peer, trusted).instrument(span).await
+// === impl Routing ===
+
+impl Service<Request<Body>> for Routing {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
-    async fn serve(&self, request: Request<Incoming>, peer: SocketAddr, trusted: bool) -> Response<Body> {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let state = self.0.clone();
+        Box::pin(async move { Ok(state.serve(request).await) })
+    }
+}
+
+// === impl RoutingState ===
+
+impl RoutingState {
+    async fn serve(&self, request: Request<Body>) -> Response<Body> {
         let started = Instant::now();
         // Only pay for the access line's inputs when it will be written.
         // With traces on, always: `enabled!` would leave the trace layer's
@@ -189,8 +238,16 @@ impl Shared {
         .then(|| (request.method().clone(), request.uri().path().to_owned()));
         let method =
             metrics::method_label(request.method(), hygiene::is_websocket_upgrade(request.headers()));
+        // The edge always marks both; the fallbacks only keep this total.
+        let Peer { addr: peer, trusted } = request.extensions().get::<Peer>().copied().unwrap_or(Peer {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            trusted: false,
+        });
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map_or(HeaderValue::from_static("-"), |id| id.header_value().clone());
         let client = forwarded::client_ip(request.headers(), peer.ip(), &self.config.trusted_proxies);
-        let request_id = request_id(request.headers(), trusted);
         let had_session_cookie = self
             .auth
             .as_ref()
@@ -199,14 +256,7 @@ impl Shared {
         let reader = rescue::Reader::of(request.uri().path(), request.headers());
         let mut target = Target::None;
         let result = self
-            .route(
-                request.map(body::boxed),
-                peer,
-                trusted,
-                client,
-                &request_id,
-                &mut target,
-            )
+            .route(request, peer, trusted, client, &request_id, &mut target)
             .await;
         let route_label = target.label();
         let mut response = match result {
@@ -250,9 +300,9 @@ impl Shared {
                 response
             }
         };
-        response
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        // The edge puts the request's id on every answer: an upstream's own
+        // id never replaces it.
+        response.headers_mut().remove(&X_REQUEST_ID);
 
         let code = response.extensions().get::<Code>().map(|c| c.as_str());
         if let (Target::Endpoint(endpoint), "GET") = (target, method) {
@@ -445,50 +495,8 @@ fn public_host(url: &url::Url) -> String {
     }
 }
 
-/// A trusted proxy's request id is kept (one id across the whole path);
-/// anyone else gets a fresh one.
-fn request_id(headers: &http::HeaderMap, trusted: bool) -> HeaderValue {
-    let given = headers.get(&X_REQUEST_ID).filter(|v| {
-        let ok_char = |b: &u8| b.is_ascii_alphanumeric() || b"-_.:".contains(b);
-        trusted && (1..=128).contains(&v.len()) && v.as_bytes().iter().all(ok_char)
-    });
-    match given {
-        Some(v) => v.clone(),
-        None => {
-            let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
-            let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
-            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
-        }
-    }
-}
-
-/// The request's server span (traces on), continuing a trusted proxy's
-/// trace. Its fields are what a trace may show: never the query, a header
-/// value, a cookie or a token.
-fn request_span(request: &Request<Incoming>, trusted: bool) -> tracing::Span {
-    let span = tracing::info_span!(
-        target: "cloakroom::trace",
-        "request",
-        otel.name = %request.method(),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = %request.method(),
-        http.route = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-        cloakroom.problem = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-    );
-    if span.is_disabled() {
-        return span;
-    }
-    if trusted {
-        telemetry::continue_trace(&span, request.headers());
-    }
-    telemetry::record_trace_id(&span);
-    span
-}
-
-/// The route, status and problem code on the request's span.
+/// The route and problem code on the request's span; the edge records the
+/// status.
 fn record_outcome(
     span: &tracing::Span,
     method: &Method,
@@ -503,11 +511,7 @@ fn record_outcome(
         span.record("http.route", path);
         telemetry::rename(span, format!("{method} {path}"));
     }
-    span.record("http.response.status_code", response.status().as_u16());
     if let Some(code) = response.extensions().get::<Code>() {
         span.record("cloakroom.problem", code.as_str());
-    }
-    if response.status().is_server_error() {
-        span.record("otel.status_code", "ERROR");
     }
 }

@@ -9,12 +9,13 @@
 //! A route with `auth: none` has no CSRF, session or token layer at all; a
 //! route without `token: user` has no token layer, one without `access` or
 //! `step_up` no access layer, one without `claim_headers` no claim-headers
-//! layer; the leaf is the upstream or the route's static files. Nothing below the router asks what kind of
-//! route it serves. The outer steps shared by every route (request id,
-//! access log, limits, routing) live in [`crate::app`], which hands each
-//! request to its route's stack with a [`Context`] in its extensions and
-//! turns any error a layer returns into the problem response (the one
-//! rescue). To add a step to some routes (another token kind, DPoP, a rate
+//! layer; the leaf is the upstream or the route's static files. Nothing
+//! below the router asks what kind of route it serves. The outer steps
+//! shared by every route (sensitive headers, request id, trace span, access
+//! log, limits, routing) live in [`crate::app`], which hands each request
+//! to its route's stack with a [`Context`] in its extensions and turns any
+//! error a layer returns into the problem response (the one rescue). To add
+//! a step to some routes (another token kind, DPoP, a rate
 //! limit), write a [`step::Step`] here and choose it in [`build`].
 
 pub mod access;

@@ -163,6 +163,9 @@ async fn echo(mut req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Bo
             let mut r = text(StatusCode::OK, json.to_string());
             r.headers_mut()
                 .insert("content-type", "application/json".parse().unwrap());
+            // Its own id: the client must still see the request's.
+            r.headers_mut()
+                .insert("x-request-id", "upstream-own-id".parse().unwrap());
             r
         }
     };
