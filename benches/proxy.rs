@@ -18,7 +18,8 @@
 //! Prints req/s, p50 and p99 latency, and ratios against nginx, direct and
 //! the anonymous route. Run with `cargo bench --bench proxy`;
 //! `BENCH_SECONDS` (default 10), `BENCH_ROUNDS` (default 3) and
-//! `BENCH_CONNECTIONS` (default 64) tune it.
+//! `BENCH_CONNECTIONS` (default 64) tune it; `BENCH_TARGETS` (names, comma
+//! separated) keeps only those targets, for longer rounds of a comparison.
 //!
 //! The upstream is this same executable re-started in upstream mode, so it
 //! is a separate process shared by every target.
@@ -117,14 +118,25 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
         targets.push(Target::plain("nginx", nginx_port));
     }
     let _authenticated = authenticated(upstream_port, &mut targets);
+    if let Ok(only) = std::env::var("BENCH_TARGETS") {
+        targets.retain(|t| only.split(',').any(|name| name.trim() == t.name));
+    }
     for target in &targets {
         wrk(target, 2, connections); // warm-up: pools, caches, CPU frequency
     }
     // Rounds interleave the targets, so drift in the machine's state (other
-    // load, frequency) falls on all of them alike; the median round counts.
+    // load, frequency) falls on all of them alike; every other round runs
+    // them in reverse, so no target always follows the same one. The
+    // median round counts.
     let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
-        for (i, target) in targets.iter().enumerate() {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..targets.len()).collect()
+        } else {
+            (0..targets.len()).rev().collect()
+        };
+        for i in order {
+            let target = &targets[i];
             let sample = wrk(target, seconds, connections);
             eprintln!(
                 "round {}: {:<16} {:>10.0} req/s",

@@ -6,8 +6,8 @@
 //!    and trace, anyone else's are dropped ([`Peer`]);
 //! 3. the request id: kept or made ([`SetRequestIdLayer`]), put on the
 //!    answer ([`PropagateRequestIdLayer`]);
-//! 4. the request's trace span ([`TraceLayer`], traces on), which lives
-//!    until the answer's body ends.
+//! 4. with traces on, the request's trace span ([`TraceLayer`]), which
+//!    lives until the answer's body ends.
 //!
 //! Below them the routing service answers every request, errors included,
 //! so the edge never sees a failure.
@@ -17,13 +17,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
 use ipnet::IpNet;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 use tower_http::map_response_body::MapResponseBodyLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 
@@ -62,22 +62,29 @@ where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
+    // Traces are chosen at start (restart-only): with them off, no trace
+    // layer at all rather than one making disabled spans.
+    let traced = telemetry::traces_on().then(|| {
+        ServiceBuilder::new()
+            // Back to the one body type, over the trace layer's wrapper.
+            .layer(MapResponseBodyLayer::new(body::boxed))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(RequestSpan)
+                    .on_request(())
+                    .on_response(RecordStatus)
+                    .on_body_chunk(())
+                    .on_eos(())
+                    .on_failure(()),
+            )
+            .into_inner()
+    });
     let service = ServiceBuilder::new()
         .layer(SetSensitiveHeadersLayer::new(SENSITIVE))
         .map_request(move |request| trust(request, &trusted_proxies))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), NewRequestId))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-        // Back to the one body type, over the trace layer's wrapper.
-        .layer(MapResponseBodyLayer::new(body::boxed))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(RequestSpan)
-                .on_request(())
-                .on_response(RecordStatus)
-                .on_body_chunk(())
-                .on_eos(())
-                .on_failure(()),
-        )
+        .option_layer(traced)
         .service(routing);
     BoxCloneSyncService::new(service)
 }
@@ -104,6 +111,20 @@ fn trust(mut request: Request<Body>, trusted_proxies: &[IpNet]) -> Request<Body>
     }
     request.extensions_mut().insert(Peer { addr, trusted });
     request
+}
+
+/// A fresh request id: a v4 UUID's 32 hex digits. Written here rather than
+/// tower-http's `MakeRequestUuid` to keep the ids' form (no dashes) and
+/// skip its string formatting on every request.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+        let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
+    }
 }
 
 /// 1 to 128 of `[A-Za-z0-9-_.:]`: safe in a log line, a header and a URL.
@@ -163,7 +184,6 @@ impl<B> OnResponse<B> for RecordStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
     use tower::ServiceExt;
 
     /// What the routing service saw, and an answer with a session cookie.
@@ -246,7 +266,10 @@ mod tests {
             let (request, response) = through_edge(peer, &[("x-request-id", given)]).await;
             let made = id(&request);
             assert_ne!(made, given, "{peer} {given}");
-            assert!(is_request_id(made.as_bytes()), "{made}");
+            assert!(
+                made.len() == 32 && made.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{made}"
+            );
             assert_eq!(response.headers()[&X_REQUEST_ID], made.as_str());
         }
         // Two ids from a trusted proxy: neither is chosen.

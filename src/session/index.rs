@@ -337,6 +337,7 @@ fn listing(entry: &IndexEntry) -> Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::testing::{login, sessions};
 
     #[test]
     fn devices_are_named_coarsely() {
@@ -379,38 +380,6 @@ mod tests {
         assert_ne!(sid_index("https://idp", "alice"), a);
         assert_ne!(handle("cloakroom:{x}:s"), "cloakroom:{x}:s");
         assert_eq!(handle("k").len(), 32);
-    }
-
-    /// Sessions on the memory store, judged by a manual clock.
-    async fn sessions(max_per_user: usize) -> (std::sync::Arc<Sessions>, crate::clock::Clock) {
-        let yaml = format!(
-            "public_url: http://localhost:8080
-oidc: {{issuer: 'http://127.0.0.1:9', client_id: c, client_secret: s}}
-cookie: {{keys: [{{id: '1', secret: q83vEjRWeJASNFZ4kKvN7xI0VniQq83vEjRWeJASNFY}}]}}
-session: {{max_per_user: {max_per_user}}}
-routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
-        );
-        let config = crate::config::Config::load(&yaml, &crate::config::MapEnv::default()).unwrap();
-        let clock = crate::clock::Clock::manual();
-        let store = std::sync::Arc::new(crate::session::MemoryStore::new());
-        let sessions = Sessions::new(&config, store, clock.clone(), Default::default()).unwrap();
-        (std::sync::Arc::new(sessions), clock)
-    }
-
-    async fn login(sessions: &Sessions, sub: &str, sid: &str) -> http::HeaderMap {
-        let tokens = serde_json::from_value(serde_json::json!({
-            "access_token": "at", "token_type": "Bearer", "expires_in": 300,
-        }))
-        .unwrap();
-        let claims = serde_json::json!({"iss": "https://idp", "sub": sub, "sid": sid});
-        let cookie = sessions
-            .create(tokens, claims.as_object().unwrap().clone(), Some("Firefox/1 X11"))
-            .await
-            .unwrap();
-        let mut headers = http::HeaderMap::new();
-        let value = format!("{}={cookie}", sessions.names.session);
-        headers.insert("cookie", value.parse().unwrap());
-        headers
     }
 
     #[tokio::test]

@@ -273,3 +273,35 @@ impl Sessions {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::testing::{login, sessions_counted};
+
+    fn ended_gone(metrics: &Metrics) -> u64 {
+        let text = metrics.encode(false);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("cloakroom_sessions_ended_total{reason=\"gone\"}"))
+            .expect("every reason's series is there from the start");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_vanished_record_counts_as_gone_only_when_its_cookie_comes_back() {
+        let metrics = Arc::new(Metrics::new());
+        let (sessions, _) = sessions_counted(10, metrics.clone()).await;
+        let headers = login(&sessions, "alice", "sid-1").await;
+        let loaded = sessions.open(&headers, None).await.unwrap();
+        // Ended on another replica: the record is gone, the end counted there.
+        sessions.store.delete(&loaded.key).await.unwrap();
+
+        let checked = sessions.open_ticket(loaded.ticket.clone()).await;
+        assert!(checked.is_err(), "the watcher's check sees the end");
+        assert_eq!(ended_gone(&metrics), 0, "a check counts no end");
+
+        assert!(sessions.open(&headers, None).await.is_err());
+        assert_eq!(ended_gone(&metrics), 1, "the returning cookie counts it");
+    }
+}

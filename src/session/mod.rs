@@ -11,6 +11,8 @@ pub mod record;
 pub mod redis;
 mod redis_link;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod traced;
 
 pub use self::cache::CachedStore;
