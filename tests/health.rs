@@ -7,8 +7,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::drain::Draining;
 use support::redis::RedisServer;
-use support::wait::{poll, until};
+use support::wait::poll;
 use support::{client, config, App, Upstream};
 
 /// How long anything here may take before the test fails instead of hanging.
@@ -75,22 +76,14 @@ async fn readyz_stays_200_while_redis_is_down_and_names_it_in_the_body() {
 #[tokio::test]
 async fn readyz_answers_503_while_the_replica_drains() {
     let up = Upstream::start().await;
-    let mut app = App::start(&config(&[("/", &up.url(), "")])).await;
     // A request still in flight keeps the drain going.
-    let in_flight = tokio::spawn(client().get(app.url("/slow")).send());
-    until(
-        BOUND,
-        Duration::from_millis(5),
-        "the request reached the upstream",
-        async || up.requests() > 0,
-    )
-    .await;
-    let stopped = app.begin_shutdown();
+    let draining = Draining::start(&up).await;
+    let app = &draining.app;
 
     let (status, body) = poll(
         BOUND,
         Duration::from_millis(10),
-        async || readyz(&app).await,
+        async || readyz(app).await,
         |(status, _)| *status == 503,
     )
     .await;
@@ -99,7 +92,7 @@ async fn readyz_answers_503_while_the_replica_drains() {
     assert_eq!(body["draining"], true);
     assert_eq!(body["session_store"], "ok");
     assert_eq!(
-        admin_get(&app, "/healthz").await,
+        admin_get(app, "/healthz").await,
         (200, "ok\n".to_owned()),
         "still alive while draining"
     );
@@ -114,11 +107,7 @@ async fn readyz_answers_503_while_the_replica_drains() {
         "{stderr}"
     );
 
-    up.seen.release.notify_one();
-    let r = in_flight.await.unwrap().unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), "firstsecond");
-    tokio::time::timeout(BOUND, stopped).await.unwrap().unwrap();
+    let app = draining.finish(&up).await;
     assert!(
         tokio::net::TcpStream::connect(app.admin).await.is_err(),
         "the admin listener closes once the drain is over"

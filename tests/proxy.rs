@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use support::drain::Draining;
 use support::wait::until;
 use support::{client, config, echoed, free_addr, raw, raw_json, App, Upstream, COOKIE_KEY};
 use tokio_tungstenite::tungstenite::Message;
@@ -837,26 +838,14 @@ async fn px27_open_websocket_tunnels_count_against_their_address_cap() {
 #[tokio::test]
 async fn graceful_shutdown_lets_in_flight_requests_finish() {
     let up = Upstream::start().await;
-    let mut app = App::start(&config(&[("/", &up.url(), "")])).await;
-    let in_flight = tokio::spawn(client().get(app.url("/slow")).send());
-    until(
-        BOUND,
-        Duration::from_millis(5),
-        "the request reached the upstream",
-        async || up.requests() > 0,
-    )
-    .await;
-    let stopped = app.begin_shutdown();
+    let draining = Draining::start(&up).await;
     // New connections are refused once the listener is closed.
+    let addr = draining.app.addr;
     until(BOUND, Duration::from_millis(10), "listener closed", async || {
-        tokio::net::TcpStream::connect(app.addr).await.is_err()
+        tokio::net::TcpStream::connect(addr).await.is_err()
     })
     .await;
-    up.seen.release.notify_one();
-    let r = in_flight.await.unwrap().unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.text().await.unwrap(), "firstsecond");
-    tokio::time::timeout(BOUND, stopped).await.unwrap().unwrap();
+    draining.finish(&up).await;
 }
 
 #[tokio::test]

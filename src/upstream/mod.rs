@@ -170,6 +170,10 @@ impl Upstream {
         // into every enclosing future on the way up.
         let sent = Box::pin(self.pool.send(scheme, authority, request));
         let started = Instant::now();
+        // tokio's timeout, not tower-http's `TimeoutLayer`: that one answers
+        // 408 (a slow client); a slow upstream is a 504, counted by route
+        // and marked on the upstream span, and covers the response head only
+        // (a stream may then run as long as it lasts).
         let response = match tokio::time::timeout(config.timeout, sent)
             .instrument(span.clone())
             .await

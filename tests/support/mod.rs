@@ -2,6 +2,7 @@
 //!
 //! - [`upstream`]: the echo upstream and what it saw;
 //! - [`app`]: cloakroom in this process ([`App`]) or as its own ([`Process`]);
+//! - [`drain`]: a replica asked to stop with a request in flight;
 //! - [`net`]: free ports, raw socket exchanges, the HTTP client;
 //! - [`browser`]: a minimal browser with a cookie jar per origin;
 //! - [`idp`]: the real IdP, and the [`idp::World`] of replicas around it;
@@ -15,6 +16,7 @@
 
 pub mod app;
 pub mod browser;
+pub mod drain;
 pub mod fake_idp;
 pub mod idp;
 pub mod logs;
