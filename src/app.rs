@@ -3,7 +3,7 @@
 //!
 //! 1. the edge ([`edge`], tower-http's layers): sensitive-header marking,
 //!    the peer's trust, the request id and the request's trace span;
-//! 2. the routing service ([`Routing`]): metrics, the access log (path
+//! 2. the routing service (`Routing`): metrics, the access log (path
 //!    only, never the query) and the one rescue;
 //! 3. protocol limits (414, 431), framing (PX-12) and methods nobody may use;
 //! 4. path normalisation, the SPA client module, `/auth/*`, and
@@ -11,7 +11,7 @@
 //! 5. the route's own stack, built once per config ([`crate::stack`]).
 //!
 //! Every failure comes back as an error and becomes a problem+json response
-//! in one place, [`Routing`]'s `serve`, via [`crate::rescue::classify`].
+//! in one place, the routing service, via [`crate::rescue::classify`].
 //! There too every request is counted (route, method, status, code,
 //! latency), with the logins it starts or completes and the CSRF refusals.
 //!

@@ -29,7 +29,7 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-/// Sends `request` and reads a JSON answer of at most [`MAX_BODY`] bytes.
+/// Sends `request` and reads a JSON answer of at most `MAX_BODY` bytes.
 /// Status and content type are checked before parsing; OAuth error bodies
 /// become [`IdpError::Rejected`].
 ///

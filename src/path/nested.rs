@@ -5,7 +5,7 @@
 //! or a gateway behind cloakroom, that decodes twice turns
 //! `/api/orders/%252e%252e/admin` into `/api/admin`, with the user's token.
 //! So on such routes each segment is decoded again and again (at most
-//! [`MAX_DEPTH`] times) and refused when any decoding yields what a
+//! `MAX_DEPTH` times) and refused when any decoding yields what a
 //! single decoding may not: a separator, NUL, a dot segment.
 //!
 //! A plain `%25` passes: `100%25` is `100%` and decodes no further;
