@@ -50,11 +50,9 @@ use crate::session::SessionStore;
 use crate::stack::{self, Context, RouteService};
 use crate::telemetry;
 use crate::upstream::forwarded;
-use crate::upstream::{hygiene, Upstream};
+use crate::upstream::{hygiene, Upstream, X_REQUEST_ID};
 
 use self::edge::{EdgeService, Peer};
-
-static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// One worker's public listener. Cheap to clone.
 #[derive(Clone)]

@@ -29,7 +29,7 @@ use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 
 use crate::body::{self, Body};
 use crate::telemetry;
-use crate::upstream::forwarded;
+use crate::upstream::{forwarded, X_REQUEST_ID};
 
 /// Header values that must never reach a log line or a debug print, and
 /// that HTTP/2 must never keep in its compression table (HPACK's "never
@@ -40,8 +40,6 @@ pub const SENSITIVE: [HeaderName; 4] = [
     header::COOKIE,
     header::SET_COOKIE,
 ];
-
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole edge over the routing service, type-erased. Always ready: no
 /// layer here or below holds requests back.

@@ -59,7 +59,8 @@ pub struct Forward {
     pub session_end: Option<SessionEnd>,
 }
 
-static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+/// The request id's header: on the request, its answer and the upstream call.
+pub static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 // === impl Upstream ===
 
