@@ -1,8 +1,9 @@
 //! What the tower layering costs one request, in-process, against a leaf
 //! that answers at once (so only the layers are measured):
 //!
-//! - the edge (`app::edge`: sensitive headers, the peer's trust, request
-//!   id, trace span, the body re-boxed), on a browser-like request;
+//! - the edge (`app::edge`: sensitive headers, the peer's trust, the
+//!   request id set and copied to the answer; traces off, as by default),
+//!   on a browser-like request;
 //! - a route stack's steps (`stack::step`): 1, 3 and 6 steps that pass the
 //!   request on, for the cost of one step.
 //!
@@ -47,7 +48,7 @@ fn main() {
     let edged = edge::wrap(infallible, trusted);
     let took = best_of(5, || runtime.block_on(run(edged.clone(), N)));
     println!(
-        "edge (5 tower-http layers): {:>6.0} ns per request, {:+.0} ns over the bare leaf",
+        "edge, traces off:         {:>6.0} ns per request, {:+.0} ns over the bare leaf",
         per(took, N),
         per(took, N) - per(bare, N)
     );
