@@ -664,6 +664,23 @@ async fn scrape_process(process: &Process) -> Scrape {
     scrape(admin).await
 }
 
+/// Rewrites `process`'s config to `yaml`, sends SIGHUP, and waits until
+/// one reload with `outcome` is counted; returns that scrape.
+async fn reload(process: &Process, yaml: &str, outcome: &str) -> Scrape {
+    process.rewrite(yaml);
+    process.sighup();
+    let counted = |s: &Scrape| s.get("cloakroom_config_reloads_total", &[("outcome", outcome)]);
+    let scraped = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || scrape_process(process).await,
+        |s| counted(s) == 1.0,
+    )
+    .await;
+    assert_eq!(counted(&scraped), 1.0, "{}", scraped.text);
+    scraped
+}
+
 /// A reload keeps every count and adds its outcome; a refused one too.
 #[tokio::test]
 async fn counts_survive_a_reload_and_reloads_are_counted() {
@@ -682,21 +699,12 @@ async fn counts_survive_a_reload_and_reloads_are_counted() {
         3.0
     );
 
-    process.rewrite(&support::config(&[("/a", &up.url(), ""), ("/b", &up.url(), "")]));
-    process.sighup();
-    let reloaded = poll(
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        async || scrape_process(&process).await,
-        |s| s.get("cloakroom_config_reloads_total", &[("outcome", "success")]) == 1.0,
+    reload(
+        &process,
+        &support::config(&[("/a", &up.url(), ""), ("/b", &up.url(), "")]),
+        "success",
     )
     .await;
-    assert_eq!(
-        reloaded.get("cloakroom_config_reloads_total", &[("outcome", "success")]),
-        1.0,
-        "{}",
-        reloaded.text
-    );
     let r = client.get(format!("{}/b/x", process.base)).send().await.unwrap();
     assert_eq!(r.status(), 200, "the new route serves");
     let after = scrape_process(&process).await;
@@ -710,18 +718,6 @@ async fn counts_survive_a_reload_and_reloads_are_counted() {
         1.0
     );
 
-    process.rewrite("routes: not a list\n");
-    process.sighup();
-    let refused = poll(
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        async || scrape_process(&process).await,
-        |s| s.get("cloakroom_config_reloads_total", &[("outcome", "failure")]) == 1.0,
-    )
-    .await;
-    assert_eq!(
-        refused.get("cloakroom_config_reloads_total", &[("outcome", "failure")]),
-        1.0
-    );
+    let refused = reload(&process, "routes: not a list\n", "failure").await;
     assert_eq!(refused.get("cloakroom_requests_total", &a), 3.0);
 }

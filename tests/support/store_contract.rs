@@ -154,26 +154,14 @@ async fn index_pushes_out_the_oldest_past_its_bound(store: &dyn SessionStore) {
     let out = store.index_add(index, entry("k5", 5, "d"), TTL, 2).await.unwrap();
     let keys: Vec<&str> = out.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["k2", "k3"], "oldest first");
-    let left: Vec<String> = store
-        .index_list(index)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.key)
-        .collect();
+    let left = index_keys(store, index).await;
     assert_eq!(left, ["k4", "k5"]);
     // The entry just added stays, even when its clock says it is older
     // (another replica's clock).
     let out = store.index_add(index, entry("k0", 0, "d"), TTL, 2).await.unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].key, "k4");
-    let left: Vec<String> = store
-        .index_list(index)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.key)
-        .collect();
+    let left = index_keys(store, index).await;
     assert_eq!(left, ["k0", "k5"]);
     store.index_remove(index, &left).await.unwrap();
 }
@@ -202,13 +190,7 @@ async fn index_remove_forgets_entries(store: &dyn SessionStore) {
         .await
         .unwrap();
     store.index_remove(index, &[]).await.unwrap();
-    let left: Vec<String> = store
-        .index_list(index)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.key)
-        .collect();
+    let left = index_keys(store, index).await;
     assert_eq!(left, ["y"]);
     store.index_remove(index, &left).await.unwrap();
 }
@@ -250,4 +232,10 @@ async fn announcements_reach_every_subscriber(store: &dyn SessionStore) {
             Some("cloakroom:{contract-ended}:s")
         );
     }
+}
+
+/// The keys `index` lists, oldest first.
+async fn index_keys(store: &dyn SessionStore, index: &str) -> Vec<String> {
+    let listed = store.index_list(index).await.unwrap();
+    listed.into_iter().map(|e| e.key).collect()
 }
