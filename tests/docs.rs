@@ -12,10 +12,10 @@
 //! - a block right after a `<!-- not a cloakroom config -->` line (an
 //!   alerting rule, a Kubernetes object) is left alone.
 //!
-//! The variables a block uses (`${NAME}`) get the example values of
-//! [`example_variable`]; every absolute path under a `*_file` key, and a
-//! static route's `dir`, is replaced by a file (or directory) of the right
-//! form made for the run.
+//! The variables a block uses (`${NAME}`) get example values of the form
+//! their names say ([`example_variable`]); every absolute path under a
+//! `*_file` key, and a static route's `dir`, is replaced by a file (or
+//! directory) of the right form made for the run.
 
 mod support;
 
@@ -108,15 +108,23 @@ fn yaml_blocks(document: &str) -> Vec<Block> {
     blocks
 }
 
-/// A value of the right form for a variable the docs use.
-fn example_variable(name: &str) -> Option<String> {
-    let value = match name {
-        "CLIENT_SECRET" | "OIDC_CLIENT_SECRET" => "example-client-secret",
-        n if n.starts_with("COOKIE_KEY") => support::COOKIE_KEY,
-        "ADMIN_TOKEN" => "an-admin-api-token-of-at-least-32-characters",
-        _ => return None,
-    };
-    Some(value.to_owned())
+/// A value of the right form for a variable the docs use, judged by its
+/// name, so a new page needs no change here: a cookie key is a key, a
+/// token long enough, a URL, issuer or upstream an https URL, a domain or
+/// host a host name, anything else a word.
+fn example_variable(name: &str) -> String {
+    let word = name.to_ascii_lowercase().replace('_', "-");
+    if name.contains("COOKIE_KEY") {
+        support::COOKIE_KEY.to_owned()
+    } else if name.ends_with("TOKEN") {
+        "an-example-token-of-at-least-32-characters".to_owned()
+    } else if ["URL", "ISSUER", "UPSTREAM"].iter().any(|s| name.ends_with(s)) {
+        format!("https://{word}.example.com")
+    } else if ["DOMAIN", "HOST"].iter().any(|s| name.ends_with(s)) {
+        format!("{word}.example.com")
+    } else {
+        format!("example-{word}")
+    }
 }
 
 /// `fragment` over `base`: mappings merged key by key, anything else
@@ -296,20 +304,19 @@ fn every_yaml_block_of_the_docs_passes_check() {
                     continue;
                 }
             };
-            let mut env = BTreeMap::new();
-            for name in variables {
-                let Some(value) = example_variable(&name) else {
-                    failures.push(format!(
-                        "{}: no example value for ${{{name}}}: add one to example_variable",
-                        block.at
-                    ));
-                    continue;
-                };
-                env.insert(name, value);
-            }
+            let env: BTreeMap<String, String> = variables
+                .into_iter()
+                .map(|name| {
+                    let value = example_variable(&name);
+                    (name, value)
+                })
+                .collect();
             let (passed, said) = check(&config, &env);
             if !passed {
-                failures.push(format!("{}: check refused it:\n{said}\n{}", block.at, block.yaml));
+                failures.push(format!(
+                    "{}: check refused it (with {env:?}):\n{said}\n{}",
+                    block.at, block.yaml
+                ));
             }
             checked += 1;
         }
