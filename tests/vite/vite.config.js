@@ -12,5 +12,6 @@ const cloakroomClient = {
 
 export default defineConfig({
   plugins: [cloakroomClient],
-  server: { port: 5173, strictPort: true, hmr: { clientPort: 8080 } },
+  // 127.0.0.1, where cloakroom's route points: `localhost` may be ::1 alone.
+  server: { host: '127.0.0.1', port: 5173, strictPort: true, hmr: { clientPort: 8080 } },
 });
