@@ -12,20 +12,29 @@
 # each file under /run/secrets is. To run another config (Sentinel, static
 # SPA, more routes), mount it over /etc/cloakroom/cloakroom.yaml.
 
+# === plan ===
+# The dependency layer below builds on stand-in sources, and cargo refuses a
+# manifest whose targets are missing: this stage writes the skeleton (the
+# manifest, the lock file, a stand-in at every target's path, as `cargo
+# metadata` lists them), so the stand-ins cannot fall out of step with
+# Cargo.toml. It reruns at every change, but its output, and so the cache of
+# the layer built on it, changes only with the manifest: cargo-chef's
+# planner and cook stages, without a tool to build into the image.
+FROM rust:1-bookworm AS plan
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+COPY deploy/docker/skeleton.sh ./deploy/docker/
+RUN sh deploy/docker/skeleton.sh skeleton
+
 # === build ===
 FROM rust:1-bookworm AS build
 WORKDIR /src
 
-# Dependencies first, in a layer of their own: rebuilt only when Cargo.toml
-# or Cargo.lock change. The stand-in sources only have to compile.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
- && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs \
- && echo 'fn main() {}' > benches/proxy.rs \
- && echo 'fn main() {}' > benches/login_spam.rs \
- && cargo build --release --locked --bin cloakroom \
- && rm -rf src benches
+# Dependencies first, in a layer of their own.
+COPY --from=plan /src/skeleton ./
+RUN cargo build --release --locked --bin cloakroom
 
 COPY src ./src
 COPY assets ./assets

@@ -12,7 +12,6 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
 
 use serde_json::{json, Value};
 use support::redis::RedisServer;
@@ -22,24 +21,10 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-static NPM: Once = Once::new();
-
 /// `npm ci` where the packages are missing, as `.ci/run` does up front.
 fn npm_ci() {
-    NPM.call_once(|| {
-        for (dir, package) in [
-            ("deploy/demo", "oidc-provider"),
-            ("tests/browser", "playwright-core"),
-        ] {
-            if !repo(dir).join("node_modules").join(package).exists() {
-                let ok = Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund"])
-                    .current_dir(repo(dir))
-                    .status();
-                assert!(ok.is_ok_and(|s| s.success()), "npm ci in {dir} failed");
-            }
-        }
-    });
+    support::npm::ci("deploy/demo", "oidc-provider");
+    support::npm::ci("tests/browser", "playwright-core");
 }
 
 /// A node process that prints its URL first; killed on drop.

@@ -273,6 +273,295 @@ fn the_docker_build_context_holds_everything_the_dockerfile_copies() {
     }
 }
 
+// === The image's build, without Docker ===
+//
+// There is no Docker daemon in CI, so `the_dockerfile_builds_without_docker`
+// plays the Dockerfile itself: each stage's filesystem is a directory that
+// stands for its `/`; WORKDIR, ENV and COPY (from the build context or an
+// earlier stage) lay it out as Docker would, and each RUN line is executed
+// as it is written, by `sh -c`, in the stage's WORKDIR. The one stand-in is
+// `cargo build`, which would compile for minutes: a `cargo` first on PATH
+// runs `cargo fetch --locked --offline` instead, which reads the manifest
+// as strictly as a build does (every target it declares has a source file:
+// `cargo metadata` would not notice a missing one) and resolves the lock
+// file, downloading nothing; it notes where the build ran. RUN lines
+// therefore work relative to WORKDIR, as the Dockerfile's do.
+
+/// One stage: its name (`AS name`, else its index) and instructions,
+/// `FROM` first.
+struct Stage {
+    name: String,
+    instructions: Vec<String>,
+}
+
+fn stages() -> Vec<Stage> {
+    let mut stages: Vec<Stage> = Vec::new();
+    for instruction in dockerfile() {
+        if instruction.starts_with("FROM ") {
+            let words: Vec<&str> = instruction.split_whitespace().collect();
+            let name = match words.as_slice() {
+                [_, _, as_, name] if as_.eq_ignore_ascii_case("as") => (*name).to_owned(),
+                _ => stages.len().to_string(),
+            };
+            stages.push(Stage {
+                name,
+                instructions: Vec::new(),
+            });
+        }
+        let stage = stages.last_mut().expect("an instruction before FROM");
+        stage.instructions.push(instruction);
+    }
+    stages
+}
+
+/// Copies `from` (a file, or a directory's contents) to `to`, as COPY does.
+fn copy_into(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            copy_into(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    }
+}
+
+/// The script that takes `cargo`'s place in RUN lines.
+const CARGO_STAND_IN: &str = r#"#!/bin/sh
+if [ "$1" = build ]; then
+  shift
+  printf '%s|%s\n' "$PWD" "$*" >> "$CARGO_BUILDS"
+  exec "$REAL_CARGO" fetch --locked --offline --target "$HOST_TRIPLE"
+fi
+exec "$REAL_CARGO" "$@"
+"#;
+
+/// A `cargo build` a RUN line made: where (in the image), with what
+/// arguments, and whether it saw the real `src/main.rs` or a stand-in.
+#[derive(Debug)]
+struct CargoBuild {
+    dir: String,
+    args: String,
+    real_sources: bool,
+}
+
+/// A stage laid out in a directory standing for its `/`.
+struct Layout {
+    root: PathBuf,
+    workdir: String,
+    env: BTreeMap<String, String>,
+    builds: Vec<CargoBuild>,
+}
+
+// === impl Layout ===
+
+impl Layout {
+    /// The directory standing for the image path `path` (absolute, or
+    /// relative to WORKDIR).
+    fn at(&self, path: &str) -> PathBuf {
+        let absolute = if path.starts_with('/') {
+            path.to_owned()
+        } else if path == "." || path == "./" {
+            self.workdir.clone()
+        } else {
+            format!("{}/{path}", self.workdir.trim_end_matches('/'))
+        };
+        self.root.join(absolute.trim_start_matches('/'))
+    }
+
+    /// What the stage's `cargo build`s produce, as image paths:
+    /// `<target dir>/<profile>/<bin>`.
+    fn artifacts(&self) -> Vec<String> {
+        let mut artifacts = Vec::new();
+        for build in self.builds.iter().filter(|b| b.real_sources) {
+            let args: Vec<&str> = build.args.split_whitespace().collect();
+            let profile = if args.contains(&"--release") {
+                "release"
+            } else {
+                "debug"
+            };
+            let metadata = Command::new(env!("CARGO"))
+                .args(["metadata", "--no-deps", "--offline", "--format-version", "1"])
+                .current_dir(self.at(&build.dir))
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("CARGO_BUILD_TARGET_DIR")
+                .output()
+                .unwrap();
+            assert!(metadata.status.success());
+            let metadata: Value = serde_json::from_slice(&metadata.stdout).unwrap();
+            let target = Path::new(str_of(&metadata["target_directory"]));
+            let target = target
+                .strip_prefix(&self.root)
+                .expect("target dir inside the image");
+            for bin in args.windows(2).filter(|w| w[0] == "--bin").map(|w| w[1]) {
+                artifacts.push(format!("/{}/{profile}/{bin}", target.display()));
+            }
+        }
+        artifacts
+    }
+}
+
+/// Lays out every stage of the Dockerfile under `dir`, running its RUN
+/// lines; the layouts by stage name.
+fn build_without_docker(dir: &Path) -> BTreeMap<String, Layout> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let cargo = bin.join("cargo");
+    std::fs::write(&cargo, CARGO_STAND_IN).unwrap();
+    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let host = String::from_utf8(Command::new("rustc").arg("-vV").output().unwrap().stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .unwrap();
+    let ignore = read(".dockerignore");
+    let allowed: Vec<&str> = ignore.lines().filter_map(|l| l.strip_prefix('!')).collect();
+
+    let mut layouts: BTreeMap<String, Layout> = BTreeMap::new();
+    for stage in stages() {
+        let root = dir.join(format!("stage-{}", stage.name));
+        std::fs::create_dir_all(&root).unwrap();
+        let mut layout = Layout {
+            root,
+            workdir: "/".into(),
+            env: BTreeMap::new(),
+            builds: Vec::new(),
+        };
+        for instruction in &stage.instructions[1..] {
+            let (keyword, rest) = instruction.split_once(' ').unwrap();
+            match keyword {
+                "WORKDIR" => {
+                    layout.workdir = rest.trim().to_owned();
+                    std::fs::create_dir_all(layout.at(".")).unwrap();
+                }
+                "ENV" => {
+                    let (name, value) = rest.split_once('=').expect("ENV NAME=value");
+                    layout.env.insert(name.trim().into(), value.trim().into());
+                }
+                "COPY" => {
+                    let mut words: Vec<&str> = rest.split_whitespace().collect();
+                    let from = words
+                        .first()
+                        .and_then(|w| w.strip_prefix("--from="))
+                        .map(str::to_owned);
+                    if from.is_some() {
+                        words.remove(0);
+                    }
+                    let (destination, sources) = words.split_last().unwrap();
+                    let into_dir = destination.ends_with('/') || sources.len() > 1;
+                    for source in sources {
+                        let from_path = match &from {
+                            Some(stage) => {
+                                let earlier = layouts
+                                    .get(stage)
+                                    .unwrap_or_else(|| panic!("COPY --from={stage}: no such stage"));
+                                let path = earlier.at(source);
+                                if !path.exists() {
+                                    // Not laid out: it must be what a
+                                    // `cargo build` of that stage makes.
+                                    let artifacts = earlier.artifacts();
+                                    assert!(
+                                        artifacts.iter().any(|a| a == source),
+                                        "COPY --from={stage} {source}: not in that stage, and \
+                                         not what its cargo builds make ({artifacts:?})"
+                                    );
+                                    continue;
+                                }
+                                path
+                            }
+                            None => {
+                                assert!(
+                                    allowed
+                                        .iter()
+                                        .any(|a| { source == a || source.starts_with(&format!("{a}/")) }),
+                                    "{source} is copied but .dockerignore leaves it out"
+                                );
+                                repo(source)
+                            }
+                        };
+                        let to = if into_dir && !from_path.is_dir() {
+                            layout.at(destination).join(from_path.file_name().unwrap())
+                        } else {
+                            layout.at(destination)
+                        };
+                        copy_into(&from_path, &to);
+                    }
+                }
+                "RUN" => {
+                    let log = dir.join(format!("builds-{}", stage.name));
+                    let _ = std::fs::remove_file(&log);
+                    let out = Command::new("sh")
+                        .arg("-c")
+                        .arg(rest)
+                        .current_dir(layout.at("."))
+                        .envs(&layout.env)
+                        .env("PATH", &path)
+                        .env("REAL_CARGO", env!("CARGO"))
+                        .env("HOST_TRIPLE", &host)
+                        .env("CARGO_BUILDS", &log)
+                        .env_remove("CARGO_TARGET_DIR")
+                        .env_remove("CARGO_BUILD_TARGET_DIR")
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "stage {}: RUN {rest}\n{}",
+                        stage.name,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+                    for line in logged.lines() {
+                        let (pwd, args) = line.split_once('|').unwrap();
+                        let dir = Path::new(pwd).strip_prefix(&layout.root).unwrap();
+                        let dir = format!("/{}", dir.display());
+                        let main = std::fs::read_to_string(layout.at(&format!("{dir}/src/main.rs")));
+                        layout.builds.push(CargoBuild {
+                            real_sources: main.ok().as_deref() == Some(read("src/main.rs").as_str()),
+                            dir,
+                            args: args.to_owned(),
+                        });
+                    }
+                }
+                // What the image is, not how it is built.
+                "USER" | "EXPOSE" | "HEALTHCHECK" | "ENTRYPOINT" | "CMD" => {}
+                other => panic!("the test does not play {other}: teach it"),
+            }
+        }
+        layouts.insert(stage.name, layout);
+    }
+    layouts
+}
+
+#[test]
+fn the_dockerfile_builds_without_docker() {
+    let dir = tempfile::tempdir().unwrap();
+    let layouts = build_without_docker(dir.path());
+    let build = &layouts["build"];
+    // The dependencies are built first, on stand-ins, then cloakroom on
+    // its sources: the layer of dependencies survives a change of code.
+    let builds: Vec<bool> = build.builds.iter().map(|b| b.real_sources).collect();
+    assert_eq!(builds, [false, true], "{:#?}", build.builds);
+    assert_eq!(
+        build.artifacts(),
+        ["/src/target/release/cloakroom"],
+        "{:#?}",
+        build.builds
+    );
+    // What the last stage copies from the build stage was there (checked
+    // while laying it out), and the binary is where the image runs it.
+    let runtime = stages().pop().unwrap();
+    assert!(runtime
+        .instructions
+        .iter()
+        .any(|i| i == "COPY --from=build /src/target/release/cloakroom /usr/local/bin/cloakroom"));
+    assert!(layouts[&runtime.name]
+        .at("/etc/cloakroom/cloakroom.yaml")
+        .is_file());
+}
+
 // === Kubernetes ===
 
 /// `kubectl kustomize dir`: the objects it renders; `None`, said on

@@ -5,7 +5,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
 
 use serde_json::json;
 
@@ -17,8 +16,6 @@ pub struct Idp {
     child: Child,
 }
 
-static NPM: Once = Once::new();
-
 fn idp_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
 }
@@ -26,18 +23,7 @@ fn idp_dir() -> PathBuf {
 impl Idp {
     /// Starts the IdP with `settings` (see server.mjs) and waits for its URL.
     pub fn start(settings: serde_json::Value) -> Self {
-        NPM.call_once(|| {
-            if !idp_dir().join("node_modules/oidc-provider").exists() {
-                let ok = Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund"])
-                    .current_dir(idp_dir())
-                    .status();
-                assert!(
-                    ok.is_ok_and(|s| s.success()),
-                    "npm ci in tests/idp failed (is node installed?)"
-                );
-            }
-        });
+        super::npm::ci("tests/idp", "oidc-provider");
         let mut child = Command::new("node")
             .arg("server.mjs")
             .arg(settings.to_string())

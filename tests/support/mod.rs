@@ -9,6 +9,7 @@
 //! - [`fake_idp`]: an IdP that forges what a real one never would;
 //! - [`redis`], [`pki`]: real `redis-server`s, and certificates for them;
 //! - [`logs`]: the process's log lines, captured;
+//! - [`npm`]: the npm packages of a directory, installed when missing;
 //! - [`store_contract`]: what every session store must do, run per store;
 //! - [`wait`]: polling until something holds, within a bound.
 // Each test binary uses a part of this.
@@ -21,6 +22,7 @@ pub mod fake_idp;
 pub mod idp;
 pub mod logs;
 pub mod net;
+pub mod npm;
 pub mod pki;
 pub mod redis;
 pub mod store_contract;
