@@ -593,6 +593,36 @@ async fn px24_websocket_echo_through_the_proxy() {
 }
 
 #[tokio::test]
+async fn px33_upstream_set_cookie_on_a_101_is_dropped() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[(
+        "/live",
+        &up.url(),
+        ", websocket: true, strip_prefix: true",
+    )]))
+    .await;
+    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/live/ws-cookies", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    let set: Vec<_> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set, ["ok=1; Path=/"], "as on any other answer (PX-11, PX-30)");
+    // The tunnel itself is untouched.
+    ws.send(Message::text("still open")).await.unwrap();
+    let echo = tokio::time::timeout(BOUND, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echo.into_text().unwrap().as_str(), "still open");
+}
+
+#[tokio::test]
 async fn px31_credential_subprotocols_never_reach_the_upstream() {
     let up = Upstream::start().await;
     let app = App::start(&config(&[
