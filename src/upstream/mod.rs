@@ -146,7 +146,9 @@ impl Upstream {
         fwd.forwarded.write(headers);
         headers.insert(X_REQUEST_ID.clone(), fwd.request_id);
         // The upstream call's client span, and its W3C trace context for
-        // the upstream (traces on; the client's own is never passed on).
+        // the upstream (traces on). Only a trusted proxy's trace context and
+        // baggage are still here (the edge drops anyone else's, PX-38); its
+        // `traceparent` is replaced by this span's, which continues it.
         let span = upstream_span(&parts.method, authority.as_str());
         if !span.is_disabled() {
             telemetry::inject(&span, headers);
