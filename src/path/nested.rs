@@ -28,7 +28,8 @@ const MAX_DEPTH: usize = 4;
 
 /// Refuses `raw` (the request path as received) if a segment, decoded once
 /// or more, is a dot segment or holds a separator, NUL, a control character
-/// or an overlong UTF-8 form.
+/// or an overlong UTF-8 form; or if a segment, raw or decoded, holds a
+/// compatibility form of `.`, `/`, `\` or `%`.
 pub fn check(raw: &str) -> Result<(), PathError> {
     for segment in raw.split('/') {
         // Tomcat and friends read `..;x` as `..`: refused even undecoded.
