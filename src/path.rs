@@ -4,8 +4,9 @@
 //! upstream receives exactly that normalised path: what was authorised is what
 //! is forwarded (threat-model T34, PX-02). Encodings that different servers
 //! decode differently (`%2F`, `%5C`, `%2E`, `%00`) are refused outright, and
-//! on routes that send a token, so are their nested encodings (`%252e`,
-//! [`nested`]).
+//! on routes that send a token, so are their nested encodings (`%252e`)
+//! and compatibility forms (`．`, U+FF0E) of the same characters
+//! ([`nested`]).
 
 pub mod nested;
 
@@ -22,6 +23,8 @@ pub enum PathError {
     BadCharacter,
     #[error("nested encoding of '/', '\\', '.', NUL or a control character in path")]
     NestedEncoding,
+    #[error("compatibility form of '/', '\\', '.' or '%' in path")]
+    CompatibilityForm,
 }
 
 /// Normalises an absolute request path.

@@ -212,7 +212,7 @@ pub fn rename(span: &Span, name: String) {
 }
 
 /// Writes `span`'s W3C trace context into `headers` (`traceparent`, and
-/// `tracestate` when there is one), replacing whatever the client sent.
+/// `tracestate` when there is one), replacing whatever the request carried.
 pub fn inject(span: &Span, headers: &mut HeaderMap) {
     headers.remove(&TRACEPARENT);
     headers.remove(&TRACESTATE);
@@ -222,8 +222,20 @@ pub fn inject(span: &Span, headers: &mut HeaderMap) {
     TraceContextPropagator::new().inject_context(&span.context(), &mut HeadersMut(headers));
 }
 
+/// Removes the W3C trace context (`traceparent`, `tracestate`) and
+/// `baggage` a request came with: for any peer but a trusted proxy, whether
+/// traces are on or off, so a client can neither join a trace of its
+/// choosing nor hand the upstream values it would take for a proxy's
+/// (PX-38).
+pub fn forget_context(headers: &mut HeaderMap) {
+    for name in [&TRACEPARENT, &TRACESTATE, &BAGGAGE] {
+        headers.remove(name);
+    }
+}
+
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+static BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
 /// The OTLP/HTTP (protobuf) pipeline for `otlp`: batched, sampled by ratio
 /// unless a (trusted) parent decided.

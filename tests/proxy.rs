@@ -161,6 +161,51 @@ async fn px32_nested_encodings_on_a_token_route_never_reach_the_upstream() {
 }
 
 #[tokio::test]
+async fn px36_compatibility_forms_on_a_token_route_never_reach_the_upstream() {
+    let w = support::idp::world("").await;
+    let (browser, _) = w.login("alice").await;
+    let cookie = browser.cookie(&w.base, "cloakroom").expect("session cookie");
+    let before = w.up.requests();
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nCookie: cloakroom={cookie}\r\nX-CSRF: 1\r\nConnection: close\r\n\r\n")
+    };
+    // What an upstream applying NFKC reads as `..`, `/` or `\`.
+    for entry in [
+        "%ef%bc%8e%ef%bc%8e",
+        "%EF%BC%8E%EF%BC%8E",
+        "\u{FF0E}\u{FF0E}",
+        "%uFF0E%uFF0E",
+        "%25EF%25BC%258E%25EF%25BC%258E",
+        "x%EF%BC%8Fadmin",
+        "x\u{FF3C}admin",
+        "%E2%80%A4%E2%80%A4",
+        "%E2%80%A5",
+        "%EF%B9%92%EF%B9%92",
+        "x%EF%B9%A8admin",
+    ] {
+        let path = format!("/api/orders/{entry}/admin");
+        let response = raw(w.app.addr, get(&path).as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
+        assert!(
+            response.contains("\"code\":\"bad_request\""),
+            "{path}: {response}"
+        );
+    }
+    assert_eq!(w.up.requests(), before, "nothing reached the upstream");
+
+    // Other non-ASCII, look-alikes NFKC leaves alone included, is forwarded.
+    for path in [
+        "/api/orders/%E2%88%95",
+        "/api/orders/%EF%BC%A1",
+        "/api/orders/caf%C3%A9",
+    ] {
+        let response = raw(w.app.addr, get(path).as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+        assert_eq!(raw_json(&response)["uri"], path);
+    }
+}
+
+#[tokio::test]
 async fn strip_prefix_and_upstream_base_path_compose() {
     let up = Upstream::start().await;
     let base = format!("{}/v1/", up.url());
@@ -590,6 +635,36 @@ async fn px24_websocket_echo_through_the_proxy() {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 400),
         other => panic!("expected a 400, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn px33_upstream_set_cookie_on_a_101_is_dropped() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[(
+        "/live",
+        &up.url(),
+        ", websocket: true, strip_prefix: true",
+    )]))
+    .await;
+    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/live/ws-cookies", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    let set: Vec<_> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(set, ["ok=1; Path=/"], "as on any other answer (PX-11, PX-30)");
+    // The tunnel itself is untouched.
+    ws.send(Message::text("still open")).await.unwrap();
+    let echo = tokio::time::timeout(BOUND, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echo.into_text().unwrap().as_str(), "still open");
 }
 
 #[tokio::test]

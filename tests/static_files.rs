@@ -180,6 +180,53 @@ async fn nothing_outside_the_directory_or_hidden_is_ever_served() {
 }
 
 #[tokio::test]
+async fn px37_symlinks_to_hidden_files_and_escaping_precompressed_siblings_are_never_served() {
+    let outside = tempfile::tempdir().unwrap();
+    let dir = spa(outside.path());
+    let root = dir.path();
+    std::fs::create_dir(root.join(".git")).unwrap();
+    std::fs::write(root.join(".git/config"), "SECRET=hidden-dir").unwrap();
+    std::os::unix::fs::symlink(".env", root.join("env.txt")).unwrap();
+    std::os::unix::fs::symlink(".git", root.join("conf")).unwrap();
+    std::fs::write(root.join("pre.js"), "plain").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("passwd"), root.join("pre.js.gz")).unwrap();
+    std::os::unix::fs::symlink(root.join(".env"), root.join("pre.js.br")).unwrap();
+    let app = App::start(&format!(
+        "public_url: http://localhost:8080\nlog: {{level: warn}}\nroutes:\n  - {{path: /, static: {{dir: '{}', fallback: false}}, auth: none}}\n",
+        root.display()
+    ))
+    .await;
+    let http = client();
+
+    for path in ["/env.txt", "/conf/config", "/conf/"] {
+        let r = http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert!(!r.text().await.unwrap().contains("SECRET"), "{path} leaked");
+    }
+    // The file itself, never what its siblings point to.
+    for encoding in ["gzip", "br", "gzip, br"] {
+        let r = http
+            .get(app.url("/pre.js"))
+            .header("accept-encoding", encoding)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{encoding}");
+        assert!(r.headers().get("content-encoding").is_none(), "{encoding}");
+        assert_eq!(r.text().await.unwrap(), "plain", "{encoding}");
+    }
+    // Siblings that pass the checks are still served.
+    let br = http
+        .get(app.url("/assets/app.3f9a1c2b.js"))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(br.headers()["content-encoding"], "br");
+    assert_eq!(br.text().await.unwrap(), "BROTLI");
+}
+
+#[tokio::test]
 async fn a_static_route_behind_login_redirects_page_loads_and_is_private() {
     let outside = tempfile::tempdir().unwrap();
     let dir = spa(outside.path());

@@ -159,7 +159,7 @@ fn traceparent(value: &str) -> (String, String) {
 
 /// A client connecting from `local` (a loopback address).
 fn client_from(local: &str) -> reqwest::Client {
-    reqwest::Client::builder()
+    support::client_builder()
         .local_address(local.parse::<std::net::IpAddr>().unwrap())
         .no_proxy()
         .build()
@@ -334,6 +334,68 @@ routes:
         }
     }
     assert!(collector.refused.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn px38_client_trace_context_never_reaches_the_upstream() {
+    let (_collector, otlp) = Collector::start().await;
+    let up = Upstream::start().await;
+    let given_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let given = format!("00-{given_trace}-00f067aa0ba902b7-01");
+    let sent = [
+        ("traceparent", given.as_str()),
+        ("tracestate", "vendor=front"),
+        ("baggage", "tenant=other,role=admin"),
+    ];
+    let call = |from: &'static str, base: String| async move {
+        let mut request = client_from(from).get(format!("{base}/"));
+        for (name, value) in sent {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<serde_json::Value>().await.unwrap()
+    };
+    for traces in [
+        "",
+        &format!("telemetry: {{otlp: {{endpoint: 'http://{otlp}'}}}}\n"),
+    ] {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let yaml = format!(
+            "public_url: {base}
+trusted_proxies: [127.0.0.2/32]
+{traces}routes:
+  - {{path: /, upstream: '{u}', auth: none}}
+",
+            u = up.url()
+        );
+        let process = Process::start_at(port, &yaml);
+        process.wait_ready();
+        let on = !traces.is_empty();
+
+        // A client: none of it reaches the upstream; with traces on, the
+        // upstream gets cloakroom's own trace, in a trace of its own.
+        let seen = call("127.0.0.1", base.clone()).await;
+        assert_eq!(echoed(&seen, "baggage"), None, "traces on: {on}");
+        assert_eq!(echoed(&seen, "tracestate"), None, "traces on: {on}");
+        match echoed(&seen, "traceparent") {
+            Some(ours) if on => assert_ne!(traceparent(&ours).0, given_trace),
+            other => assert_eq!(other, None, "traces off: nothing is made up"),
+        }
+
+        // A trusted proxy: its baggage and tracestate pass on, and its trace
+        // continues (through cloakroom's upstream span when traces are on).
+        let seen = call("127.0.0.2", base).await;
+        assert_eq!(
+            echoed(&seen, "baggage").as_deref(),
+            Some("tenant=other,role=admin")
+        );
+        assert_eq!(echoed(&seen, "tracestate").as_deref(), Some("vendor=front"));
+        let parent = echoed(&seen, "traceparent").expect("a traceparent");
+        assert_eq!(traceparent(&parent).0, given_trace, "traces on: {on}");
+        assert_eq!(parent == given, !on, "traces on: {on}");
+    }
 }
 
 /// Waits for a JSON log line of `process` that `matches`.

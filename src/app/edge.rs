@@ -2,8 +2,8 @@
 //! answer is written, on tower-http's layers, outermost first:
 //!
 //! 1. sensitive-header marking ([`SENSITIVE`]), on the way in and out;
-//! 2. the peer's trust: a configured trusted proxy may bring its request id
-//!    and trace, anyone else's are dropped ([`Peer`]);
+//! 2. the peer's trust: a configured trusted proxy may bring its request id,
+//!    trace context and baggage, anyone else's are dropped ([`Peer`]);
 //! 3. the request id: kept or made ([`SetRequestIdLayer`]), put on the
 //!    answer ([`PropagateRequestIdLayer`]);
 //! 4. with traces on, the request's trace span ([`TraceLayer`]), which
@@ -90,6 +90,7 @@ where
 /// Marks the request's [`Peer`]. A request id from anyone but a trusted
 /// proxy, or one that is not short printable text, is dropped so a fresh
 /// one is made: a client cannot choose the id an operator searches logs by.
+/// So is anyone else's trace context and baggage, traces on or off (PX-38).
 fn trust(mut request: Request<Body>, trusted_proxies: &[IpNet]) -> Request<Body> {
     let addr = request
         .extensions()
@@ -106,6 +107,9 @@ fn trust(mut request: Request<Body>, trusted_proxies: &[IpNet]) -> Request<Body>
             .eq([true]);
     if !keep_id {
         request.headers_mut().remove(&X_REQUEST_ID);
+    }
+    if !trusted {
+        telemetry::forget_context(request.headers_mut());
     }
     request.extensions_mut().insert(Peer { addr, trusted });
     request
@@ -275,5 +279,25 @@ mod tests {
             through_edge("10.1.2.3:5000", &[("x-request-id", "a"), ("x-request-id", "b")]).await;
         assert_eq!(request.headers().get_all(&X_REQUEST_ID).iter().count(), 1);
         assert!(!["a", "b"].contains(&id(&request).as_str()));
+    }
+
+    #[tokio::test]
+    async fn px38_only_a_trusted_proxy_brings_trace_context_and_baggage() {
+        let context = [
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "vendor=client"),
+            ("baggage", "tenant=other"),
+        ];
+        let (request, _) = through_edge("192.0.2.1:5000", &context).await;
+        for (name, _) in context {
+            assert!(!request.headers().contains_key(name), "{name} from a client");
+        }
+        let (request, _) = through_edge("10.1.2.3:5000", &context).await;
+        for (name, value) in context {
+            assert_eq!(request.headers()[name], value, "{name} from a trusted proxy");
+        }
     }
 }

@@ -11,6 +11,14 @@
 //! A plain `%25` passes: `100%25` is `100%` and decodes no further;
 //! `%2541` is `%41`, then `A`. Only an escape whose decoding reaches one of
 //! the refused forms is a 400.
+//!
+//! Unicode compatibility normalisation (NFKC, NFKD) is one more decoding an
+//! upstream may apply: it turns `%EF%BC%8E%EF%BC%8E` (`．．`, U+FF0E) into
+//! `..` (PX-36). So a segment, raw or at any decoding, may hold no character
+//! whose compatibility decomposition has a `.`, `/`, `\` or `%` in it (the
+//! last would be read as an escape after folding: `％２ｅ` is `%2e`).
+
+use icu_normalizer::DecomposingNormalizerBorrowed;
 
 use super::PathError;
 
@@ -20,14 +28,15 @@ const MAX_DEPTH: usize = 4;
 
 /// Refuses `raw` (the request path as received) if a segment, decoded once
 /// or more, is a dot segment or holds a separator, NUL, a control character
-/// or an overlong UTF-8 form.
+/// or an overlong UTF-8 form; or if a segment, raw or decoded, holds a
+/// compatibility form of `.`, `/`, `\` or `%`.
 pub fn check(raw: &str) -> Result<(), PathError> {
     for segment in raw.split('/') {
         // Tomcat and friends read `..;x` as `..`: refused even undecoded.
         if is_dot_segment(segment.as_bytes(), true) {
             return Err(PathError::NestedEncoding);
         }
-        if segment.contains('%') {
+        if segment.contains('%') || !segment.is_ascii() {
             check_segment(segment.as_bytes())?;
         }
     }
@@ -35,6 +44,9 @@ pub fn check(raw: &str) -> Result<(), PathError> {
 }
 
 fn check_segment(raw: &[u8]) -> Result<(), PathError> {
+    if has_compatibility_form(raw) {
+        return Err(PathError::CompatibilityForm);
+    }
     let mut layer = raw.to_vec();
     for depth in 1..=MAX_DEPTH {
         let Some(decoded) = decode_once(&layer) else {
@@ -42,6 +54,9 @@ fn check_segment(raw: &[u8]) -> Result<(), PathError> {
         };
         if is_refused(&decoded, depth) {
             return Err(PathError::NestedEncoding);
+        }
+        if has_compatibility_form(&decoded) {
+            return Err(PathError::CompatibilityForm);
         }
         layer = decoded;
     }
@@ -80,6 +95,34 @@ fn has_overlong_utf8(bytes: &[u8]) -> bool {
             || (w[0] == 0xE0 && (0x80..0xA0).contains(&w[1]))
             || (w[0] == 0xF0 && (0x80..0x90).contains(&w[1]))
     }) || bytes.last().is_some_and(|b| matches!(b, 0xC0 | 0xC1))
+}
+
+/// Whether `bytes` hold a character that NFKC or NFKD would fold into one
+/// with a `.`, `/`, `\` or `%`: the fullwidth and small forms (U+FF0E,
+/// U+FF0F, U+FF3C, U+FF05, U+FE52, U+FE68, U+FE6A), the leaders U+2024 to
+/// U+2026, and the few symbols that spell one out (`⒈` is `1.`, `℅` is
+/// `c/o`). Judged one character at a time, which is exact here: composition
+/// never produces an ASCII character, so every one of these in a normalised
+/// string came from one character's decomposition. The table is Unicode's
+/// own (`UnicodeData.txt` decomposition mappings, as ICU4X compiles them
+/// into `icu_normalizer`), not a hand-written list; U+2215 DIVISION SLASH
+/// and U+2044 FRACTION SLASH have none, so they pass.
+fn has_compatibility_form(bytes: &[u8]) -> bool {
+    if bytes.is_ascii() {
+        return false;
+    }
+    let nfkd = DecomposingNormalizerBorrowed::new_nfkd();
+    // Invalid UTF-8 becomes U+FFFD here, which folds to nothing refused;
+    // overlong forms are judged by `has_overlong_utf8`.
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .filter(|c| !c.is_ascii())
+        .any(|c| folds_to_refused(&nfkd, c))
+}
+
+fn folds_to_refused(nfkd: &DecomposingNormalizerBorrowed<'_>, c: char) -> bool {
+    nfkd.normalize_iter(std::iter::once(c))
+        .any(|d| matches!(d, '.' | '/' | '\\' | '%'))
 }
 
 /// One round of decoding, `%XX` and IIS's `%uXXXX`; `None` if nothing in
@@ -144,6 +187,54 @@ mod tests {
     }
 
     #[test]
+    fn px36_compatibility_forms_of_dots_and_separators_are_refused_raw_or_encoded() {
+        for entry in [
+            "\u{FF0E}\u{FF0E}",
+            "%EF%BC%8E%EF%BC%8E",
+            "%ef%bc%8e%ef%bc%8e",
+            "%25ef%25bc%258e%25ef%25bc%258e",
+            "%uFF0E%uFF0E",
+            "a%EF%BC%8Fb",
+            "a\u{FF3C}b",
+            "%EF%BC%BC",
+            "\u{2024}\u{2024}",
+            "%E2%80%A5",
+            "\u{FE52}\u{FE52}",
+            "a%EF%B9%A8b",
+            "%EF%BC%85%EF%BC%92%EF%BD%85",
+            "\u{2488}",
+        ] {
+            let path = format!("/api/orders/{entry}/admin");
+            assert_eq!(check(&path), Err(PathError::CompatibilityForm), "{path}");
+        }
+    }
+
+    #[test]
+    fn px36_the_refused_characters_are_exactly_those_nfkd_folds_into_a_dot_or_separator() {
+        let nfkd = DecomposingNormalizerBorrowed::new_nfkd();
+        let refused: Vec<u32> = ('\u{80}'..=char::MAX)
+            .filter(|c| folds_to_refused(&nfkd, *c))
+            .map(u32::from)
+            .collect();
+        // The whole list in the tables `icu_normalizer` ships: the leaders and ellipses, the account and
+        // care-of symbols, the digit-full-stop symbols, the small, vertical
+        // and fullwidth forms.
+        #[rustfmt::skip]
+        let expected = [
+            0x2024, 0x2025, 0x2026, 0x2100, 0x2101, 0x2105, 0x2106,
+            0x2488, 0x2489, 0x248A, 0x248B, 0x248C, 0x248D, 0x248E, 0x248F, 0x2490,
+            0x2491, 0x2492, 0x2493, 0x2494, 0x2495, 0x2496, 0x2497, 0x2498, 0x2499,
+            0x249A, 0x249B, 0x33C2, 0x33C7, 0x33D8, 0xFE19, 0xFE30, 0xFE52, 0xFE68,
+            0xFE6A, 0xFF05, 0xFF0E, 0xFF0F, 0xFF3C, 0x1F100,
+        ];
+        assert_eq!(refused, expected);
+        // Look-alikes without a compatibility mapping stay what they are.
+        for unmapped in [0x2215, 0x2044, 0x29F5, 0x3002, 0xFF61] {
+            assert!(!refused.contains(&unmapped), "U+{unmapped:04X}");
+        }
+    }
+
+    #[test]
     fn px32_plain_percent_and_harmless_escapes_pass() {
         for path in [
             "/api/orders/100%25",
@@ -152,6 +243,9 @@ mod tests {
             "/api/orders/a%2541",
             "/api/orders/file%252ejson",
             "/api/orders/caf%C3%A9",
+            "/api/orders/café",
+            "/api/orders/%E2%88%95",
+            "/api/orders/%EF%BC%A1",
             "/api/orders/a%20b",
             "/api/orders/v1.2/x..y/.hidden",
             "/api/orders/a;b=1",

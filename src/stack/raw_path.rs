@@ -1,6 +1,6 @@
-//! On routes that send the user's token: refuse nested encodings an
-//! upstream might decode into another path (PX-32), on the path as
-//! received. Only token routes carry this step.
+//! On routes that send the user's token: refuse nested encodings (PX-32)
+//! and compatibility forms (PX-36) an upstream might decode or fold into
+//! another path, on the path as received. Only token routes carry this step.
 
 use http::Request;
 
@@ -10,7 +10,8 @@ use crate::body::Body;
 use crate::error::Refusal;
 use crate::path::nested;
 
-/// Refuses a request whose raw path nests an encoded dot, separator or NUL.
+/// Refuses a request whose raw path nests an encoded dot, separator or NUL,
+/// or holds a compatibility form of one.
 #[derive(Debug, Clone, Copy)]
 pub struct NestedEncoding;
 

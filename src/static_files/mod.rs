@@ -8,7 +8,8 @@
 //!   `no-cache` for the rest, `index.html` and the fallback first
 //!   ([`cache`]); `private` when the route needs a session;
 //! - a weak `ETag` with `If-None-Match` → 304; `Last-Modified`, ranges and
-//!   precompressed `.br`/`.gz` siblings come from tower-http's `ServeFile`;
+//!   precompressed `.br`/`.gz` siblings come from tower-http's `ServeFile`,
+//!   each sibling checked first like the file itself ([`resolve::sibling`]);
 //! - the route's response headers (a strict CSP by default).
 //!
 //! Runs after the route's session and CSRF checks, in place of the upstream.
@@ -123,7 +124,7 @@ impl StaticFiles {
                 }
                 let mut file = ServeFile::new(&found.path);
                 if self.config.precompressed {
-                    file = file.precompressed_br().precompressed_gzip();
+                    file = self.precompressed(file, &found).await;
                 }
                 let served = file.oneshot(Request::from_parts(parts, ())).await?;
                 served.map(body::boxed)
@@ -141,6 +142,29 @@ impl StaticFiles {
             h.insert(name.clone(), value.clone());
         }
         Ok(response)
+    }
+
+    /// Turns on each precompressed encoding whose sibling of `found` may be
+    /// served (PX-37): `ServeFile` opens `<file>.br` and `<file>.gz` on its
+    /// own, and would follow a symlink out of the directory or to a dotfile.
+    async fn precompressed(&self, mut file: ServeFile, found: &resolve::Found) -> ServeFile {
+        let servable = |extension| async move {
+            match resolve::sibling(&self.root, &found.path, extension).await {
+                Ok(sibling) => sibling.is_some(),
+                // One that cannot be looked at is not served; the file is.
+                Err(e) => {
+                    tracing::debug!(error = %e, extension, "precompressed sibling not readable");
+                    false
+                }
+            }
+        };
+        if servable(".br").await {
+            file = file.precompressed_br();
+        }
+        if servable(".gz").await {
+            file = file.precompressed_gzip();
+        }
+        file
     }
 }
 

@@ -146,7 +146,9 @@ impl Upstream {
         fwd.forwarded.write(headers);
         headers.insert(X_REQUEST_ID.clone(), fwd.request_id);
         // The upstream call's client span, and its W3C trace context for
-        // the upstream (traces on; the client's own is never passed on).
+        // the upstream (traces on). Only a trusted proxy's trace context and
+        // baggage are still here (the edge drops anyone else's, PX-38); its
+        // `traceparent` is replaced by this span's, which continues it.
         let span = upstream_span(&parts.method, authority.as_str());
         if !span.is_disabled() {
             telemetry::inject(&span, headers);
@@ -194,37 +196,51 @@ impl Upstream {
         self.metrics.upstream_answered(&config.path, started.elapsed());
         span.record("http.response.status_code", response.status().as_u16());
 
+        // A tunnel only when both sides upgrade; the upstream's upgrade is
+        // taken before the answer is taken apart.
         let mut response = response;
-        if let (Some(client_upgrade), http::StatusCode::SWITCHING_PROTOCOLS) =
-            (client_upgrade, response.status())
-        {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let (ends, lifetime) = (fwd.session_end, config.websocket_max_lifetime);
-            let tunnel = self.metrics.tunnel_opened();
-            tokio::spawn(async move {
-                bridge(client_upgrade, upstream_upgrade, ends, lifetime).await;
-                drop((hold, tunnel));
-            });
-            let (mut parts, _) = response.into_parts();
-            hygiene::strip_hop_by_hop(&mut parts.headers);
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts
-                .headers
-                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            return Ok(Response::from_parts(parts, body::empty()));
-        }
+        let tunnel = match (client_upgrade, response.status()) {
+            (Some(client), http::StatusCode::SWITCHING_PROTOCOLS) => {
+                Some((client, hyper::upgrade::on(&mut response)))
+            }
+            _ => None,
+        };
         let (mut parts, body) = response.into_parts();
-        hygiene::strip_hop_by_hop(&mut parts.headers);
-        let dropped = hygiene::strip_upstream_set_cookies(&mut parts.headers, &self.cookie_base);
+        // One hygiene for every answer, a `101` included (PX-33): the
+        // handshake's headers reach the browser like any other.
+        self.clean_answer(&mut parts.headers);
+        let Some((client_upgrade, upstream_upgrade)) = tunnel else {
+            return Ok(Response::from_parts(parts, body::boxed(body)));
+        };
+        let (ends, lifetime) = (fwd.session_end, config.websocket_max_lifetime);
+        let tunnel = self.metrics.tunnel_opened();
+        tokio::spawn(async move {
+            bridge(client_upgrade, upstream_upgrade, ends, lifetime).await;
+            drop((hold, tunnel));
+        });
+        // Hop-by-hop, so gone with the rest: the client's side of the
+        // upgrade is ours to announce.
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        Ok(Response::from_parts(parts, body::empty()))
+    }
+
+    /// What every upstream answer goes through before the browser sees it:
+    /// hop-by-hop headers go, and `Set-Cookie`s that would overwrite
+    /// cloakroom's cookies or widen their scope (PX-11, PX-30).
+    fn clean_answer(&self, headers: &mut http::HeaderMap) {
+        hygiene::strip_hop_by_hop(headers);
+        let dropped = hygiene::strip_upstream_set_cookies(headers, &self.cookie_base);
         if dropped > 0 {
             tracing::warn!(
                 dropped,
                 "dropped upstream Set-Cookie using a reserved name or Domain"
             );
         }
-        Ok(Response::from_parts(parts, body::boxed(body)))
     }
 }
 

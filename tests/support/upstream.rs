@@ -40,8 +40,9 @@ pub struct Seen {
 /// - `/upload`: counts body bytes as they arrive, answers the total;
 /// - `/sleep`: answers after 30 s;
 /// - `/redirect`: 302 to another host;
-/// - `/cookies`: sets a reserved, a `Domain` and a harmless cookie;
+/// - `/cookies`: sets [`COOKIES`]: reserved names, a `Domain` and a harmless one;
 /// - `/ws`: WebSocket echo;
+/// - `/ws-cookies`: WebSocket echo whose `101` sets [`COOKIES`];
 /// - anything else: `{method, uri, version, headers, body_len}`.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -124,18 +125,9 @@ async fn echo(mut req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Bo
                 .insert("location", "http://elsewhere.invalid/next".parse().unwrap());
             r
         }
-        "/cookies" => {
-            let mut r = text(StatusCode::OK, "cookies".into());
-            for c in [
-                "__Host-cloakroom=forged; Path=/; Secure",
-                "wide=1; Domain=example.com",
-                "ok=1; Path=/",
-            ] {
-                r.headers_mut().append("set-cookie", c.parse().unwrap());
-            }
-            r
-        }
+        "/cookies" => set_cookies(text(StatusCode::OK, "cookies".into())),
         "/ws" => websocket_echo(&mut req),
+        "/ws-cookies" => set_cookies(websocket_echo(&mut req)),
         _ => {
             let headers: Vec<(String, String)> = req
                 .headers()
@@ -170,6 +162,24 @@ async fn echo(mut req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Bo
         }
     };
     Ok(response)
+}
+
+/// The cookies `/cookies` and `/ws-cookies` set: only the last one may reach
+/// a browser.
+pub const COOKIES: &[&str] = &[
+    "__Host-cloakroom=forged; Path=/; Secure",
+    "cloakroom=forged; Path=/",
+    "=cloakroom=evil",
+    "__Host-cloakroom-login=forged; Path=/; Secure",
+    "wide=1; Domain=example.com",
+    "ok=1; Path=/",
+];
+
+fn set_cookies(mut r: Response<BoxBody>) -> Response<BoxBody> {
+    for c in COOKIES {
+        r.headers_mut().append("set-cookie", c.parse().unwrap());
+    }
+    r
 }
 
 fn websocket_echo(req: &mut Request<Incoming>) -> Response<BoxBody> {
