@@ -27,6 +27,11 @@ async fn fake() -> Fake {
 
 /// The fake IdP and cloakroom with `session` as its session settings.
 async fn fake_with(session: &str) -> Fake {
+    fake_oidc("", session).await
+}
+
+/// [`fake_with`], with `oidc` added to the `oidc` section (`, key: value`).
+async fn fake_oidc(oidc: &str, session: &str) -> Fake {
     let idp = FakeIdp::start(Box::new(|iss, nonce, _| {
         sign(&claims(iss, nonce), KEY_PEM, json!({"kid": "k1"}))
     }))
@@ -37,7 +42,7 @@ async fn fake_with(session: &str) -> Fake {
     let yaml = format!(
         "public_url: {base}
 log: {{level: warn}}
-oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s{oidc}}}
 cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 {session}
 routes: [{{path: /api, upstream: '{u}'}}]
@@ -727,4 +732,102 @@ fn untrusted_tls_server() -> u16 {
         }
     });
     port
+}
+
+// === UserInfo (ID-21, `oidc.userinfo`) ===
+
+impl Fake {
+    /// What the UserInfo endpoint answers next.
+    fn userinfo(&self, status: u16, content_type: &str, body: &str) {
+        self.idp.behaviour.lock().unwrap().userinfo = (status, content_type.into(), body.into());
+    }
+}
+
+/// OpenID Foundation `oidcc-client-test-userinfo-invalid-sub`: the UserInfo
+/// answer names another subject than the ID token → the answer is not used
+/// and the login fails, storing nothing (OIDC Core §5.3.2).
+#[tokio::test]
+async fn id21_userinfo_naming_another_subject_fails_the_login() {
+    let f = fake_oidc(", userinfo: true", "session: {claims: [sub, groups]}").await;
+    let browser = f.session_as_is().await;
+    let user = browser.fetch(&format!("{}/auth/user", f.base)).await.json();
+    assert_eq!(user["groups"], json!(["staff"]), "positive control: {user}");
+    let calls = f.idp.userinfo_calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0].starts_with("Bearer at-"),
+        "asked with the new access token"
+    );
+
+    for (case, answer) in [
+        ("another sub", json!({"sub": "mallory", "groups": ["admins"]})),
+        ("no sub", json!({"groups": ["admins"]})),
+        (
+            "sub not a string",
+            json!({"sub": ["alice"], "groups": ["admins"]}),
+        ),
+    ] {
+        f.userinfo(200, "application/json", &answer.to_string());
+        let browser = Browser::new(&f.base);
+        let callback = format!("{}/auth/callback", f.base);
+        let (_, visited) = browser
+            .navigate_until(&format!("{}/auth/login", f.base), "alice", Some(&callback))
+            .await;
+        let page = browser.get(visited.last().unwrap(), &[]).await;
+        assert_eq!(page.status, 400, "{case}: {}", page.body);
+        assert!(page.body.contains("login_failed"), "{case}: {}", page.body);
+        assert!(
+            browser.cookie(&f.base, support::SESSION_COOKIE).is_none(),
+            "{case}"
+        );
+        assert_eq!(f.user(&browser).await, 401, "{case}: no session");
+    }
+}
+
+/// A signed (`application/jwt`) UserInfo answer is refused, and said so; an
+/// unreachable or failing UserInfo endpoint is a 503 a retry may cure.
+#[tokio::test]
+async fn userinfo_signed_or_failing_answers_refuse_the_login_clearly() {
+    let f = fake_oidc(", userinfo: true", "").await;
+    let claims_jwt = sign(&claims(&f.idp.issuer, ""), KEY_PEM, json!({"kid": "k1"}));
+    f.userinfo(200, "application/jwt", &claims_jwt);
+    let (status, body) = f.login().await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("idp_bad_response"), "{body}");
+
+    f.userinfo(503, "text/plain", "down");
+    let (status, body) = f.login().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("idp_unavailable"), "{body}");
+    assert_eq!(f.idp.userinfo_calls.lock().unwrap().len(), 2);
+}
+
+/// `oidc.userinfo: true` with metadata that lists no `userinfo_endpoint`:
+/// the IdP is not used, and `/readyz` names the key.
+#[tokio::test]
+async fn userinfo_asked_of_an_idp_without_the_endpoint_names_the_key() {
+    let idp = FakeIdp::start(Box::new(|iss, nonce, _| {
+        sign(&claims(iss, nonce), KEY_PEM, json!({"kid": "k1"}))
+    }))
+    .await;
+    idp.behaviour.lock().unwrap().userinfo_listed = false;
+    let app = App::start(&format!(
+        "public_url: http://localhost:8080
+log: {{level: error}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s, userinfo: true}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]",
+        iss = idp.issuer
+    ))
+    .await;
+    let admin = format!("http://{}", app.admin);
+    let (_, body) = readyz_until(&admin, |b| b["idp"]["state"] == "failed").await;
+    assert_eq!(
+        cause(&body),
+        "oidc.userinfo is true, but the IdP metadata names no userinfo_endpoint"
+    );
+    let base = format!("http://{}", app.addr);
+    let page = Browser::new(&base).get(&format!("{base}/auth/login"), &[]).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert_eq!(idp.token_calls.load(Ordering::SeqCst), 0);
 }

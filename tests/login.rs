@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
 use serde_json::{json, Value};
-use support::idp::{world, world_with, Idp};
+use support::idp::{world, world_oidc, world_with, Idp};
 use support::wait::poll;
 use support::{echoed, Browser, Upstream, COOKIE_KEY, SESSION_COOKIE};
 
@@ -862,4 +862,52 @@ async fn lo13_a_configured_revocation_endpoint_revokes_at_logout() {
         "logs were read"
     );
     assert!(cannot_revoke_warnings(&app).is_empty(), "{:?}", app.logs());
+}
+
+/// The payload of the ID token among `issued`: the one with a `nonce`.
+fn id_token_claims(issued: &[String]) -> Value {
+    use base64::Engine;
+    issued
+        .iter()
+        .filter_map(|t| t.split('.').nth(1))
+        .filter_map(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .filter_map(|p| serde_json::from_slice::<Value>(&p).ok())
+        .find(|c| c.get("nonce").is_some())
+        .expect("an ID token was issued")
+}
+
+/// `oidc.userinfo: true` against the real IdP, whose ID tokens are thin
+/// here (only `sub`): the claims come from its UserInfo endpoint, are kept
+/// as ID-token claims are (`session.claims`, access rules), and decide
+/// access. Without the key, the same IdP's session lacks them.
+#[tokio::test]
+async fn userinfo_claims_join_a_thin_id_token_at_login() {
+    let settings = json!({"userinfo_tokens": true, "users": {"alice": {"groups": ["ops"]}}});
+    // `groups` is kept because a rule reads it, not because it is shown.
+    let extra = "  - {path: /ops, upstream: 'http://127.0.0.1:9', access: {groups: [ops]}}
+session: {claims: [sub, name, email]}";
+    for userinfo in [true, false] {
+        let oidc = if userinfo { ", userinfo: true" } else { "" };
+        let w = world_oidc(oidc, extra, settings.clone(), 1, cloakroom::Clock::system()).await;
+        let (browser, page) = w.login("alice").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let thin = id_token_claims(&w.idp.issued().await);
+        assert!(
+            thin.get("groups").is_none() && thin.get("email").is_none(),
+            "{thin}"
+        );
+        let user = browser.fetch(&w.url("/auth/user")).await.json();
+        assert_eq!(user["sub"], "alice", "{user}");
+        assert!(user.get("groups").is_none(), "not in session.claims: {user}");
+        // Admitted: on to the (absent) upstream; refused: 403.
+        let ops = browser.fetch(&w.url("/ops/x")).await;
+        if userinfo {
+            assert_eq!(user["email"], "alice@example.test", "{user}");
+            assert_eq!(user["name"], "User alice", "{user}");
+            assert_eq!(ops.status, 502, "{}", ops.body);
+        } else {
+            assert!(user.get("email").is_none(), "{user}");
+            assert_eq!(ops.status, 403, "{}", ops.body);
+        }
+    }
 }

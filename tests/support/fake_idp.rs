@@ -1,6 +1,7 @@
 //! A purpose-built IdP for what a real one cannot be made to do: forged and
 //! malformed ID tokens (also in refresh answers), a token endpoint that
-//! redirects or refuses our client, broken metadata.
+//! redirects or refuses our client, broken metadata, a UserInfo endpoint
+//! that names another user, answers signed or fails.
 //! Everything else is tested against the real oidc-provider.
 
 use std::collections::HashMap;
@@ -58,6 +59,10 @@ pub struct Behaviour {
     pub refresh_error: Option<(u16, String)>,
     /// Makes the ID token of refresh answers; `None`: they carry none.
     pub refresh_forge: Option<Forge>,
+    /// Discovery lists `userinfo_endpoint`.
+    pub userinfo_listed: bool,
+    /// What the UserInfo endpoint answers: (status, content type, body).
+    pub userinfo: (u16, String, String),
 }
 
 pub struct FakeIdp {
@@ -69,6 +74,8 @@ pub struct FakeIdp {
     pub discovery_fetches: Arc<AtomicU64>,
     /// The form of every refresh grant received, in order.
     pub refreshes: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    /// The `Authorization` header of every UserInfo request, in order.
+    pub userinfo_calls: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -86,6 +93,7 @@ struct Shared {
     token_calls: Arc<AtomicU64>,
     discovery_fetches: Arc<AtomicU64>,
     refreshes: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    userinfo_calls: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeIdp {
@@ -105,6 +113,12 @@ impl FakeIdp {
             rotate: true,
             refresh_error: None,
             refresh_forge: None,
+            userinfo_listed: true,
+            userinfo: (
+                200,
+                "application/json".into(),
+                json!({"sub": "alice", "groups": ["staff"]}).to_string(),
+            ),
         }));
         let shared = Arc::new(Shared {
             issuer: issuer.clone(),
@@ -114,10 +128,12 @@ impl FakeIdp {
             token_calls: Arc::default(),
             discovery_fetches: Arc::default(),
             refreshes: Arc::default(),
+            userinfo_calls: Arc::default(),
         });
         let (jwks_fetches, token_calls) = (shared.jwks_fetches.clone(), shared.token_calls.clone());
         let refreshes = shared.refreshes.clone();
         let discovery_fetches = shared.discovery_fetches.clone();
+        let userinfo_calls = shared.userinfo_calls.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -139,6 +155,7 @@ impl FakeIdp {
             token_calls,
             discovery_fetches,
             refreshes,
+            userinfo_calls,
             task,
         }
     }
@@ -163,10 +180,12 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
             let behaviour = shared.behaviour.lock().unwrap();
             let s256 = behaviour.s256;
             let announced = behaviour.announced_issuer.clone().unwrap_or_else(|| iss.clone());
+            let userinfo = behaviour.userinfo_listed.then(|| format!("{iss}/userinfo"));
             drop(behaviour);
             reply(
                 StatusCode::OK,
                 json!({
+                    "userinfo_endpoint": userinfo,
                     "issuer": announced,
                     "authorization_endpoint": format!("{iss}/authorize"),
                     "token_endpoint": format!("{iss}/token"),
@@ -184,6 +203,21 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
             let mut r = reply(StatusCode::OK, json!({ "keys": keys }));
             r.headers_mut()
                 .insert("content-type", "application/jwk-set+json".parse().unwrap());
+            r
+        }
+        "/userinfo" => {
+            let authorization = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            shared.userinfo_calls.lock().unwrap().push(authorization);
+            let (status, content_type, body) = shared.behaviour.lock().unwrap().userinfo.clone();
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            r.headers_mut()
+                .insert("content-type", content_type.parse().unwrap());
             r
         }
         "/authorize" => {
