@@ -7,6 +7,7 @@
 //! on routes that send a token, so are their nested encodings (`%252e`,
 //! [`nested`]).
 
+pub mod local;
 pub mod nested;
 
 /// Why a request path cannot be normalised; the request gets a 400.
