@@ -7,6 +7,8 @@ export declare class LoginRequired extends Error {
 
 /** What GET /auth/user answers: the configured claims (session.claims) and expiries. */
 export interface User {
+  /** Always true here: a signed-out answer makes user() return null. */
+  authenticated: true;
   sub: string;
   name?: string;
   email?: string;
@@ -25,7 +27,7 @@ export interface ApiInit extends RequestInit {
 /** fetch() through cloakroom, with `X-CSRF: 1` and the session cookie. */
 export declare function api(path: string, init?: ApiInit): Promise<Response>;
 
-/** The signed-in user, or null when signed out. */
+/** The signed-in user, or null when signed out (a 401, or `{"authenticated": false}`). */
 export declare function user(): Promise<User | null>;
 
 /** Sends the browser to /auth/login?return_to=… (default: the current page). */

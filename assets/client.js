@@ -54,12 +54,16 @@ export async function api(path, init = {}) {
   return response;
 }
 
-/** The signed-in user's claims and session expiry, or null when signed out. */
+/**
+ * The signed-in user's claims and session expiry, or null when signed out:
+ * a 401, or the 200 `{"authenticated": false}` of session.anonymous_user.
+ */
 export async function user() {
   const response = await api('/auth/user', { loginRedirect: false });
   if (response.status === 401) return null;
   if (!response.ok) throw new Error(`/auth/user answered ${response.status}`);
-  return response.json();
+  const body = await response.json();
+  return body.authenticated === false ? null : body;
 }
 
 /**

@@ -284,7 +284,8 @@ impl RoutingState {
                     self.metrics.csrf_refused(&route_label, client);
                 }
                 let ends_session = problem.code == Code::LoginRequired && had_session_cookie;
-                let mut response = problem.render(request_id.to_str().unwrap_or(""), reader);
+                let login_page = self.config.errors.login_page.as_ref();
+                let mut response = problem.render(request_id.to_str().unwrap_or(""), reader, login_page);
                 self.protect(response.headers_mut());
                 for (name, value) in &extra {
                     response.headers_mut().append(name, value.clone());

@@ -8,6 +8,7 @@
 //! and compatibility forms (`．`, U+FF0E) of the same characters
 //! ([`nested`]).
 
+pub mod local;
 pub mod nested;
 
 /// Why a request path cannot be normalised; the request gets a 400.

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, Body};
+use crate::config::LoginPage;
 use crate::error::{
     AccessRefusal, ClientBodyError, Code, LoginError, Refusal, StepUp, UpstreamError, WithHeaders,
 };
@@ -89,10 +90,14 @@ impl Problem {
     }
 
     /// The answer for `reader`; either way it carries the code, the request
-    /// id, and nothing a cache may keep.
-    pub fn render(self, request_id: &str, reader: Reader) -> Response<Body> {
+    /// id, and nothing a cache may keep. A person is sent to `login_page`
+    /// (`errors.login_page`) when the SPA has one, else shown ours.
+    pub fn render(self, request_id: &str, reader: Reader, login_page: Option<&LoginPage>) -> Response<Body> {
         if reader == Reader::Program {
             return self.into_response(request_id);
+        }
+        if let Some(login_page) = login_page {
+            return page::redirect(login_page, self.code, request_id);
         }
         let mut response = page::render(self.status, self.code, request_id);
         let headers = response.headers_mut();
@@ -350,7 +355,7 @@ mod tests {
         assert_eq!(Reader::of("/api/orders", &html), Reader::Program);
 
         let problem = || Problem::new(StatusCode::BAD_REQUEST, Code::LoginFailed);
-        let page = problem().render("rid-7", Reader::Person);
+        let page = problem().render("rid-7", Reader::Person, None);
         assert!(page.headers()[header::CONTENT_TYPE]
             .to_str()
             .unwrap()
@@ -363,7 +368,7 @@ mod tests {
             text.contains("code: login_failed") && text.contains("request: rid-7"),
             "{text}"
         );
-        let api = problem().render("rid-7", Reader::Program);
+        let api = problem().render("rid-7", Reader::Program, None);
         assert_eq!(api.headers()[header::CONTENT_TYPE], "application/problem+json");
     }
 

@@ -67,7 +67,7 @@ async fn px26_every_auth_answer_of_a_real_login_carries_the_security_headers() {
     // The same callback again: the login error page.
     let replay = browser.get(&callback_url, &[]).await;
     assert_eq!(replay.status, 400, "{}", replay.body);
-    assert!(replay.body.contains("Sign in again"), "{}", replay.body);
+    assert!(replay.body.contains("Try again"), "{}", replay.body);
     assert_private("/auth/callback replayed", &replay.headers, false);
 
     // /auth/user with the session.

@@ -27,6 +27,11 @@ async fn fake() -> Fake {
 
 /// The fake IdP and cloakroom with `session` as its session settings.
 async fn fake_with(session: &str) -> Fake {
+    fake_oidc("", session).await
+}
+
+/// [`fake_with`], with `oidc` added to the `oidc` section (`, key: value`).
+async fn fake_oidc(oidc: &str, session: &str) -> Fake {
     let idp = FakeIdp::start(Box::new(|iss, nonce, _| {
         sign(&claims(iss, nonce), KEY_PEM, json!({"kid": "k1"}))
     }))
@@ -37,7 +42,7 @@ async fn fake_with(session: &str) -> Fake {
     let yaml = format!(
         "public_url: {base}
 log: {{level: warn}}
-oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s{oidc}}}
 cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 {session}
 routes: [{{path: /api, upstream: '{u}'}}]
@@ -727,4 +732,210 @@ fn untrusted_tls_server() -> u16 {
         }
     });
     port
+}
+
+// === UserInfo (ID-21, `oidc.userinfo`) ===
+
+impl Fake {
+    /// What the UserInfo endpoint answers next.
+    fn userinfo(&self, status: u16, content_type: &str, body: &str) {
+        self.idp.behaviour.lock().unwrap().userinfo = (status, content_type.into(), body.into());
+    }
+}
+
+/// OpenID Foundation `oidcc-client-test-userinfo-invalid-sub`: the UserInfo
+/// answer names another subject than the ID token → the answer is not used
+/// and the login fails, storing nothing (OIDC Core §5.3.2).
+#[tokio::test]
+async fn id21_userinfo_naming_another_subject_fails_the_login() {
+    let f = fake_oidc(", userinfo: true", "session: {claims: [sub, groups]}").await;
+    let browser = f.session_as_is().await;
+    let user = browser.fetch(&format!("{}/auth/user", f.base)).await.json();
+    assert_eq!(user["groups"], json!(["staff"]), "positive control: {user}");
+    let calls = f.idp.userinfo_calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0].starts_with("Bearer at-"),
+        "asked with the new access token"
+    );
+
+    for (case, answer) in [
+        ("another sub", json!({"sub": "mallory", "groups": ["admins"]})),
+        ("no sub", json!({"groups": ["admins"]})),
+        (
+            "sub not a string",
+            json!({"sub": ["alice"], "groups": ["admins"]}),
+        ),
+    ] {
+        f.userinfo(200, "application/json", &answer.to_string());
+        let browser = Browser::new(&f.base);
+        let callback = format!("{}/auth/callback", f.base);
+        let (_, visited) = browser
+            .navigate_until(&format!("{}/auth/login", f.base), "alice", Some(&callback))
+            .await;
+        let page = browser.get(visited.last().unwrap(), &[]).await;
+        assert_eq!(page.status, 400, "{case}: {}", page.body);
+        assert!(page.body.contains("login_failed"), "{case}: {}", page.body);
+        assert!(
+            browser.cookie(&f.base, support::SESSION_COOKIE).is_none(),
+            "{case}"
+        );
+        assert_eq!(f.user(&browser).await, 401, "{case}: no session");
+    }
+}
+
+/// A signed (`application/jwt`) UserInfo answer is refused, and said so; an
+/// unreachable or failing UserInfo endpoint is a 503 a retry may cure.
+#[tokio::test]
+async fn userinfo_signed_or_failing_answers_refuse_the_login_clearly() {
+    let f = fake_oidc(", userinfo: true", "").await;
+    let claims_jwt = sign(&claims(&f.idp.issuer, ""), KEY_PEM, json!({"kid": "k1"}));
+    f.userinfo(200, "application/jwt", &claims_jwt);
+    let (status, body) = f.login().await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("idp_bad_response"), "{body}");
+
+    f.userinfo(503, "text/plain", "down");
+    let (status, body) = f.login().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("idp_unavailable"), "{body}");
+    assert_eq!(f.idp.userinfo_calls.lock().unwrap().len(), 2);
+}
+
+/// `oidc.userinfo: true` with metadata that lists no `userinfo_endpoint`:
+/// the IdP is not used, and `/readyz` names the key.
+#[tokio::test]
+async fn userinfo_asked_of_an_idp_without_the_endpoint_names_the_key() {
+    let idp = FakeIdp::start(Box::new(|iss, nonce, _| {
+        sign(&claims(iss, nonce), KEY_PEM, json!({"kid": "k1"}))
+    }))
+    .await;
+    idp.behaviour.lock().unwrap().userinfo_listed = false;
+    let app = App::start(&format!(
+        "public_url: http://localhost:8080
+log: {{level: error}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s, userinfo: true}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]",
+        iss = idp.issuer
+    ))
+    .await;
+    let admin = format!("http://{}", app.admin);
+    let (_, body) = readyz_until(&admin, |b| b["idp"]["state"] == "failed").await;
+    assert_eq!(
+        cause(&body),
+        "oidc.userinfo is true, but the IdP metadata names no userinfo_endpoint"
+    );
+    let base = format!("http://{}", app.addr);
+    let page = Browser::new(&base).get(&format!("{base}/auth/login"), &[]).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert_eq!(idp.token_calls.load(Ordering::SeqCst), 0);
+}
+
+// === The OpenID Foundation's RP modules not covered above (docs/conformance.md) ===
+
+/// A valid token with one byte of its signature changed.
+fn bad_signature(token: &str) -> String {
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let mut bytes = signature.as_bytes().to_vec();
+    bytes[5] = if bytes[5] == b'A' { b'B' } else { b'A' };
+    format!("{input}.{}", String::from_utf8(bytes).unwrap())
+}
+
+/// `oidcc-client-test-invalid-sig-rs256`: an RS256 ID token whose
+/// signature does not verify under the published RSA key is refused; the
+/// same token correctly signed is accepted.
+#[tokio::test]
+async fn id13_invalid_sig_rs256_is_refused() {
+    let f = fake().await;
+    {
+        let mut b = f.idp.behaviour.lock().unwrap();
+        b.algs = vec!["ES256".into(), "RS256".into()];
+        b.extra_keys = vec![fake_idp::rsa_jwk("r1")];
+    }
+    let rs256 = |iss: &str, nonce: &str| {
+        fake_idp::sign_alg(
+            &claims(iss, nonce),
+            fake_idp::RSA_PEM,
+            jsonwebtoken::Algorithm::RS256,
+            json!({"kid": "r1"}),
+        )
+    };
+    f.forge(move |iss, nonce, _| rs256(iss, nonce));
+    f.accepted("positive control: RS256 correctly signed").await;
+    f.forge(move |iss, nonce, _| bad_signature(&rs256(iss, nonce)));
+    f.refused("RS256 with an invalid signature").await;
+}
+
+/// `oidcc-client-test-invalid-sig-hs256`: an HS256 ID token (keyed with the
+/// client secret, as the suite's OP signs it) with a bad signature is
+/// refused. cloakroom never accepts HS256 ID tokens, so one correctly
+/// signed with the client secret is refused too, even with HS256 in the
+/// metadata.
+#[tokio::test]
+async fn id13_invalid_sig_hs256_is_refused() {
+    let f = fake().await;
+    f.idp.behaviour.lock().unwrap().algs = vec!["ES256".into(), "HS256".into()];
+    let hs256 = |iss: &str, nonce: &str| {
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        // The client secret cloakroom is configured with (`s`).
+        let key = jsonwebtoken::EncodingKey::from_secret(b"s");
+        jsonwebtoken::encode(&header, &claims(iss, nonce), &key).unwrap()
+    };
+    f.forge(move |iss, nonce, _| bad_signature(&hs256(iss, nonce)));
+    f.refused("HS256 with an invalid signature").await;
+    f.forge(move |iss, nonce, _| hs256(iss, nonce));
+    f.refused("HS256 keyed with the client secret").await;
+}
+
+/// `oidcc-client-test-invalid-sig-es256`: an ES256 ID token that names the
+/// published key but whose signature does not verify is refused.
+#[tokio::test]
+async fn id13_invalid_sig_es256_is_refused() {
+    let f = fake().await;
+    f.accepted("positive control").await;
+    f.forge(|iss, nonce, _| bad_signature(&sign(&claims(iss, nonce), KEY_PEM, json!({"kid": "k1"}))));
+    f.refused("ES256 with an invalid signature").await;
+}
+
+/// `oidcc-client-test-kid-absent-multiple-jwks`: no `kid` while the JWKS
+/// holds several signing keys. The suite accepts either outcome; cloakroom
+/// refuses (it never guesses among keys), and this pins it.
+#[tokio::test]
+async fn id16_kid_absent_multiple_jwks_is_refused() {
+    let f = fake().await;
+    f.idp.behaviour.lock().unwrap().extra_keys = vec![fake_idp::rotated_jwk("k2")];
+    f.accepted("positive control: the same keys, with a kid").await;
+    f.forge(|iss, nonce, _| sign(&claims(iss, nonce), KEY_PEM, json!({"kid": null})));
+    f.refused("no kid, two keys").await;
+}
+
+/// `oidcc-client-test-signing-key-rotation`: between two logins the IdP
+/// publishes a new key and signs with it; the next login, right after the
+/// first, succeeds (the JWKS is fetched again for the unknown kid), and so
+/// does one after the old key is withdrawn.
+#[tokio::test]
+async fn id18_signing_key_rotation_between_logins_is_followed() {
+    let f = fake().await;
+    f.accepted("login with k1 (the JWKS is now cached)").await;
+    *f.idp.published.lock().unwrap() = Some(vec![fake_idp::key_jwk(), fake_idp::rotated_jwk("k2")]);
+    f.forge(|iss, nonce, _| sign(&claims(iss, nonce), fake_idp::ROTATED_PEM, json!({"kid": "k2"})));
+    f.accepted("login with k2 right after the rotation").await;
+    *f.idp.published.lock().unwrap() = Some(vec![fake_idp::rotated_jwk("k2")]);
+    f.accepted("login with k2 after k1 is withdrawn").await;
+}
+
+/// `oidcc-client-test-signing-key-rotation-just-before-signing`: the IdP
+/// replaces its key at the moment it signs the ID token, after the
+/// authorization request; the login succeeds.
+#[tokio::test]
+async fn id18_signing_key_rotation_just_before_signing_is_followed() {
+    let f = fake().await;
+    f.accepted("login with k1 (the JWKS is now cached)").await;
+    let published = f.idp.published.clone();
+    f.forge(move |iss, nonce, _| {
+        *published.lock().unwrap() = Some(vec![fake_idp::rotated_jwk("k2")]);
+        sign(&claims(iss, nonce), fake_idp::ROTATED_PEM, json!({"kid": "k2"}))
+    });
+    f.accepted("login signed by a key published as it signed").await;
 }

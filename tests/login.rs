@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
 use serde_json::{json, Value};
-use support::idp::{world, world_with, Idp};
+use support::idp::{world, world_oidc, world_with, Idp};
 use support::wait::poll;
 use support::{echoed, Browser, Upstream, COOKIE_KEY, SESSION_COOKIE};
 
@@ -862,4 +862,235 @@ async fn lo13_a_configured_revocation_endpoint_revokes_at_logout() {
         "logs were read"
     );
     assert!(cannot_revoke_warnings(&app).is_empty(), "{:?}", app.logs());
+}
+
+/// The payload of the ID token among `issued`: the one with a `nonce`.
+fn id_token_claims(issued: &[String]) -> Value {
+    use base64::Engine;
+    issued
+        .iter()
+        .filter_map(|t| t.split('.').nth(1))
+        .filter_map(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .filter_map(|p| serde_json::from_slice::<Value>(&p).ok())
+        .find(|c| c.get("nonce").is_some())
+        .expect("an ID token was issued")
+}
+
+/// `oidc.userinfo: true` against the real IdP, whose ID tokens are thin
+/// here (only `sub`): the claims come from its UserInfo endpoint, are kept
+/// as ID-token claims are (`session.claims`, access rules), and decide
+/// access. Without the key, the same IdP's session lacks them.
+#[tokio::test]
+async fn userinfo_claims_join_a_thin_id_token_at_login() {
+    let settings = json!({"userinfo_tokens": true, "users": {"alice": {"groups": ["ops"]}}});
+    // `groups` is kept because a rule reads it, not because it is shown.
+    let extra = "  - {path: /ops, upstream: 'http://127.0.0.1:9', access: {groups: [ops]}}
+session: {claims: [sub, name, email]}";
+    for userinfo in [true, false] {
+        let oidc = if userinfo { ", userinfo: true" } else { "" };
+        let w = world_oidc(oidc, extra, settings.clone(), 1, cloakroom::Clock::system()).await;
+        let (browser, page) = w.login("alice").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let thin = id_token_claims(&w.idp.issued().await);
+        assert!(
+            thin.get("groups").is_none() && thin.get("email").is_none(),
+            "{thin}"
+        );
+        let user = browser.fetch(&w.url("/auth/user")).await.json();
+        assert_eq!(user["sub"], "alice", "{user}");
+        assert!(user.get("groups").is_none(), "not in session.claims: {user}");
+        // Admitted: on to the (absent) upstream; refused: 403.
+        let ops = browser.fetch(&w.url("/ops/x")).await;
+        if userinfo {
+            assert_eq!(user["email"], "alice@example.test", "{user}");
+            assert_eq!(user["name"], "User alice", "{user}");
+            assert_eq!(ops.status, 502, "{}", ops.body);
+        } else {
+            assert!(user.get("email").is_none(), "{user}");
+            assert_eq!(ops.status, 403, "{}", ops.body);
+        }
+    }
+}
+
+/// The callback URL of `browser`'s login with the IdP's answer turned into
+/// `error=access_denied` (a user who declined, say).
+async fn declined_callback(w: &support::idp::World, browser: &Browser) -> String {
+    let good = w.callback_url(browser, "alice").await;
+    let url = url::Url::parse(&good).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "code")
+        .map(|(k, v)| (k.into(), v.into()))
+        .chain([("error".into(), "access_denied".into())])
+        .collect();
+    let mut declined = url.clone();
+    declined.query_pairs_mut().clear().extend_pairs(&pairs);
+    declined.to_string()
+}
+
+/// `errors.login_page`: a failed login sends a person to the SPA's page
+/// with the stable code and the request id; the login's pre-auth cookie is
+/// still cleared, and a program still gets problem+json.
+#[tokio::test]
+async fn a_failed_login_goes_to_the_spas_login_page_with_code_and_request_id() {
+    let mut w = world("errors: {login_page: '/signin-error?from=login'}").await;
+    let browser = Browser::new(&w.base);
+    let declined = declined_callback(&w, &browser).await;
+    let page = browser.get(&declined, &[]).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let id = page.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(
+        page.headers["location"].to_str().unwrap(),
+        format!("/signin-error?from=login&error=login_failed&request_id={id}")
+    );
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert!(page.clears_a_cookie(), "the used login is forgotten");
+    assert!(browser.login_cookies(&w.base).is_empty());
+    assert!(browser.cookie(&w.base, SESSION_COOKIE).is_none());
+    // The SPA serves the page (here the echo upstream on `/`).
+    let spa = browser
+        .get(&w.url("/signin-error?from=login&error=login_failed"), &[])
+        .await;
+    assert_eq!(spa.status, 200);
+
+    // The IdP down during the code exchange: the same page, with that
+    // code; the login stays pending, so the same callback may be retried.
+    let later = Browser::new(&w.base);
+    let pending = w.callback_url(&later, "alice").await;
+    w.idp.kill();
+    let page = later.get(&pending, &[]).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let location = page.headers["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("/signin-error?from=login&error=idp_unavailable&request_id="),
+        "{location}"
+    );
+    assert_eq!(later.login_cookies(&w.base).len(), 1);
+
+    // A program asking for JSON gets problem+json, not a redirect.
+    let fetched = later.get(&pending, &[("accept", "application/json")]).await;
+    assert_eq!(fetched.status, 503);
+    assert_eq!(fetched.headers["content-type"], "application/problem+json");
+    assert_eq!(fetched.json()["code"], "idp_unavailable");
+}
+
+/// Without `errors.login_page`: cloakroom's page, styled within its CSP
+/// (one inline stylesheet allowed by hash, no script, no style attribute),
+/// with the code, the request id and a "Try again" link to `/auth/login`.
+#[tokio::test]
+async fn lg11_the_built_in_login_failure_page_shows_code_request_id_and_try_again() {
+    use base64::Engine;
+    use sha2::Digest;
+    let w = world("").await;
+    let browser = Browser::new(&w.base);
+    let declined = declined_callback(&w, &browser).await;
+    let page = browser.get(&declined, &[]).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    let id = page.headers["x-request-id"].to_str().unwrap();
+    let body = &page.body;
+    assert!(body.contains(&format!("request: {id}<")), "{body}");
+    assert!(body.contains("code: login_failed"), "{body}");
+    assert!(body.contains("<a href=\"/auth/login\">Try again</a>"), "{body}");
+    assert!(body.contains("prefers-color-scheme:dark"), "{body}");
+    assert!(!body.contains("<script") && !body.contains("style=") && !body.contains("<link"));
+    let style = body
+        .split("<style>")
+        .nth(1)
+        .unwrap()
+        .split("</style>")
+        .next()
+        .unwrap();
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style));
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains(&format!("style-src 'sha256-{hash}'")), "{csp}");
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+}
+
+/// `session.anonymous_user`: `GET /auth/user` without a session is a 200
+/// `{"authenticated": false}` (a cookie naming no session is cleared);
+/// still CSRF-checked (CS-09); signed in, `"authenticated": true`. The
+/// default stays 401. `client.js`'s `user()` reads both as signed out.
+#[tokio::test]
+async fn anonymous_user_answers_authenticated_false_without_a_session() {
+    let w = world("session: {anonymous_user: true}").await;
+    let anonymous = Browser::new(&w.base);
+    let page = anonymous.fetch(&w.url("/auth/user")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.json(), json!({"authenticated": false}));
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert!(!page.clears_a_cookie(), "no cookie to clear");
+    assert_eq!(
+        anonymous.get(&w.url("/auth/user"), &[]).await.status,
+        403,
+        "CS-09"
+    );
+
+    let (browser, _) = w.login("alice").await;
+    let user = browser.fetch(&w.url("/auth/user")).await;
+    assert_eq!(user.status, 200);
+    assert_eq!(user.json()["authenticated"], true);
+    assert_eq!(user.json()["sub"], "alice");
+    let cookie = browser.cookie(&w.base, SESSION_COOKIE).unwrap();
+    assert_eq!(client_js_user(&w.base, "").await, json!(null));
+    assert_eq!(client_js_user(&w.base, &cookie).await["sub"], "alice");
+
+    // A tampered cookie: signed out, and the cookie cleared.
+    let mut bytes = cookie.into_bytes();
+    bytes[10] = if bytes[10] == b'A' { b'B' } else { b'A' };
+    browser.set_cookie(&w.base, SESSION_COOKIE, std::str::from_utf8(&bytes).unwrap());
+    let page = browser.fetch(&w.url("/auth/user")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.json(), json!({"authenticated": false}));
+    assert!(page.clears_a_cookie());
+
+    // Off by default: 401 login_required, which client.js reads as null too.
+    let w = world("").await;
+    let page = Browser::new(&w.base).fetch(&w.url("/auth/user")).await;
+    assert_eq!(page.status, 401);
+    assert_eq!(page.json()["code"], "login_required");
+    assert_eq!(client_js_user(&w.base, "").await, json!(null));
+}
+
+/// What `user()` of the served `/auth/client.js` resolves to, run in node
+/// against cloakroom at `base` with `cookie` as the session cookie (node's
+/// fetch keeps no cookies; `credentials` means nothing there).
+async fn client_js_user(base: &str, cookie: &str) -> Value {
+    let module = reqwest::get(format!("{base}/auth/client.js"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("client.mjs"), module).unwrap();
+    let script = format!(
+        "const base = {base:?}; const cookie = {cookie:?};
+const plain = globalThis.fetch;
+globalThis.fetch = (path, init = {{}}) => {{
+  const headers = new Headers(init.headers);
+  if (cookie) headers.set('cookie', '{SESSION_COOKIE}=' + cookie);
+  return plain(base + path, {{ ...init, headers }});
+}};
+const {{ user }} = await import('./client.mjs');
+console.log(JSON.stringify(await user()));"
+    );
+    std::fs::write(dir.path().join("run.mjs"), script).unwrap();
+    let at = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg("run.mjs")
+            .current_dir(at)
+            .output()
+            .expect("node must be installed")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
 }

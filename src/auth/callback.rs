@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use http::request::Parts;
 use http::{header, HeaderMap, Response};
+use serde_json::{Map, Value};
 use sha2::Digest;
 
 use super::pending::{self, LATE_GRACE};
@@ -16,8 +17,10 @@ use super::{redirect, Auth};
 use crate::body::Body;
 use crate::error::{BoxError, LoginError, WithHeaders};
 use crate::metrics::{EndReason, Grant};
+use crate::oidc::userinfo::{self, UserinfoError};
 use crate::oidc::{IdTokenCheckError, IdpError};
 use crate::random::hex;
+use crate::secret::AccessToken;
 use crate::session::{Indexes, StoreError};
 
 /// Parameters that must not appear twice (T18, LG-10).
@@ -171,6 +174,11 @@ async fn exchange(
         })?;
     // A step-up login grants a session only if the IdP did what was asked.
     transaction.step_up.check(&claims, auth.sessions.clock.now())?;
+    let claims = if auth.idp.config.userinfo {
+        with_userinfo(auth, claims, &tokens.access_token).await?
+    } else {
+        claims
+    };
 
     // A session the browser brought along is ended, never promoted (CK-11).
     if let Ok(old) = auth.sessions.open(&request.headers, None).await {
@@ -196,4 +204,27 @@ async fn exchange(
         .headers_mut()
         .append(header::SET_COOKIE, auth.sessions.names.set_session(&cookie));
     Ok(response)
+}
+
+/// The ID token's claims with the UserInfo answer's added (`oidc.userinfo`),
+/// asked with the new access token. A failure here is a failed login and
+/// stores nothing.
+async fn with_userinfo(
+    auth: &Auth,
+    mut claims: Map<String, Value>,
+    access_token: &AccessToken,
+) -> Result<Map<String, Value>, LoginError> {
+    let idp_error = |e: IdpError| match e {
+        IdpError::Unreachable(_) => LoginError::unavailable(e),
+        // A refusal of the token it just issued, a redirect, a signed or
+        // unreadable answer: the IdP's answer is unusable (LG-15).
+        e => LoginError::IdpAnswer(UserinfoError::Idp(e).into()),
+    };
+    let answer = auth.idp.userinfo(access_token).await.map_err(idp_error)?;
+    match userinfo::merge(&mut claims, answer) {
+        Ok(()) => Ok(claims),
+        Err(UserinfoError::Idp(e)) => Err(idp_error(e)),
+        // OIDC Core §5.3.2: the answer must not be used; no session (ID-21).
+        Err(e @ UserinfoError::SubjectMismatch) => Err(LoginError::Refused(e.to_string().into())),
+    }
 }

@@ -3,7 +3,8 @@
 //! - `GET /auth/login?return_to=`: start a code flow (PKCE S256, state, nonce),
 //!   a step-up with `max_age` and `acr_values` ([`step_up`]);
 //! - `GET /auth/callback`: finish it, start a new session;
-//! - `GET /auth/user`: the session's claims and expiry;
+//! - `GET /auth/user`: the session's claims and expiry (or, opted in,
+//!   `{"authenticated": false}` without one);
 //! - `POST /auth/logout`: end the session here and at the IdP;
 //! - `POST /auth/backchannel-logout`: the IdP ends sessions (server to server);
 //! - `GET /auth/sessions`, `DELETE /auth/sessions/{id}`: the user's sessions.
@@ -122,15 +123,7 @@ impl Auth {
         match (path, &request.method) {
             ("/auth/login", &Method::GET) => Ok(login::start(self, &request).await?),
             ("/auth/callback", &Method::GET) => callback::finish(self, &request).await,
-            ("/auth/user", &Method::GET) => {
-                self.csrf.check(&request.method, &request.headers)?;
-                let loaded = self.sessions.load(&request.headers, client).await?;
-                let mut response = json(StatusCode::OK, &user::user_info(&self.sessions, &loaded));
-                if let Some(cookie) = self.sessions.reseal(&loaded) {
-                    response.headers_mut().append(header::SET_COOKIE, cookie);
-                }
-                Ok(response)
-            }
+            ("/auth/user", &Method::GET) => user::get(self, &request, client).await,
             ("/auth/logout", &Method::POST) => {
                 self.csrf.check(&request.method, &request.headers)?;
                 logout::logout(self, &request.headers, client).await

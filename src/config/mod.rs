@@ -13,6 +13,7 @@ pub mod access;
 mod admin;
 mod cookie;
 pub mod env;
+mod errors;
 pub mod headers;
 mod limits;
 pub mod log_filter;
@@ -38,6 +39,7 @@ pub use self::access::{ClaimHeader, ClaimHeaders, ClaimPath, Rule, StepUp};
 pub use self::admin::AdminConfig;
 pub use self::cookie::{CookieConfig, CookieKey, SameSite};
 pub use self::env::{Env, MapEnv, ProcessEnv};
+pub use self::errors::{ErrorsConfig, LoginPage};
 pub use self::headers::HeaderRule;
 pub use self::limits::Limits;
 pub use self::logging::{LogConfig, LogFormat};
@@ -74,6 +76,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Traces over OTLP; off unless `telemetry.otlp` is given.
     pub telemetry: TelemetryConfig,
+    /// Where a failed login sends a person (cloakroom's page by default).
+    pub errors: ErrorsConfig,
     pub routes: Vec<RouteConfig>,
     /// Worker threads serving requests; 0 means one per CPU.
     pub workers: usize,
@@ -174,6 +178,7 @@ impl FromNode for Config {
         let log = f.or("log", LogConfig::default(), at);
         let admin = f.or("admin", AdminConfig::default(), at);
         let telemetry = f.or("telemetry", TelemetryConfig::default(), at);
+        let errors = f.or("errors", ErrorsConfig::default(), at);
         let workers = f.or::<u64>("workers", 0, at);
         let routes = f.required::<Each<RouteConfig>>("routes", at);
         f.finish(at);
@@ -217,6 +222,7 @@ impl FromNode for Config {
             log: log.ok_or(Reported)?,
             admin: admin.ok_or(Reported)?,
             telemetry: telemetry.ok_or(Reported)?,
+            errors: errors.ok_or(Reported)?,
             routes: routes.and_then(Each::complete).ok_or(Reported)?,
             workers: usize::try_from(workers.ok_or(Reported)?).map_err(|_| at.fail("workers: too many"))?,
             insecure_dev_mode: dev.ok_or(Reported)?,

@@ -24,6 +24,9 @@ pub struct OidcConfig {
     /// Where logout revokes refresh tokens (RFC 7009), for IdPs whose
     /// metadata does not say; used in preference to the metadata (LO-13).
     pub revocation_endpoint: Option<Url>,
+    /// Call the IdP's `userinfo_endpoint` at login and add its claims to the
+    /// session's, for IdPs whose ID tokens are thin (OIDC Core §5.3).
+    pub userinfo: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,7 @@ impl FromNode for OidcConfig {
             .map(|u| u.0);
         let id_token_hint = f.or("id_token_hint", false, at);
         let revocation_endpoint = f.optional::<IdpEndpoint>("revocation_endpoint", at).map(|e| e.0);
+        let userinfo = f.or("userinfo", false, at);
         if scopes.as_ref().is_some_and(|s| !s.iter().any(|s| s == "openid")) {
             at.error_at("scopes", "must include openid");
         }
@@ -66,6 +70,7 @@ impl FromNode for OidcConfig {
             post_logout_redirect_uri,
             id_token_hint: id_token_hint.ok_or(Reported)?,
             revocation_endpoint,
+            userinfo: userinfo.ok_or(Reported)?,
         })
     }
 }

@@ -21,6 +21,9 @@ pub struct SessionConfig {
     pub login_timeout: Duration,
     /// Sessions one user may have at once; a new one ends the oldest.
     pub max_per_user: usize,
+    /// `GET /auth/user` without a session answers 200
+    /// `{"authenticated": false}` instead of 401 `login_required`.
+    pub anonymous_user: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +49,7 @@ impl Default for SessionConfig {
             refresh_skew: Duration::from_secs(60),
             login_timeout: Duration::from_secs(600),
             max_per_user: 10,
+            anonymous_user: false,
         }
     }
 }
@@ -61,6 +65,7 @@ impl FromNode for SessionConfig {
         let refresh_skew = f.or("refresh_skew", d.refresh_skew, at);
         let login_timeout = f.or("login_timeout", d.login_timeout, at);
         let max_per_user = f.or::<u64>("max_per_user", d.max_per_user as u64, at);
+        let anonymous_user = f.or("anonymous_user", d.anonymous_user, at);
         f.finish(at);
         if max_per_user.is_some_and(|n| n == 0 || n > 1000) {
             at.error_at("max_per_user", "must be between 1 and 1000");
@@ -89,6 +94,7 @@ impl FromNode for SessionConfig {
             refresh_skew: refresh_skew.ok_or(Reported)?,
             login_timeout: login_timeout.ok_or(Reported)?,
             max_per_user: max_per_user.ok_or(Reported)? as usize,
+            anonymous_user: anonymous_user.ok_or(Reported)?,
         })
     }
 }

@@ -25,6 +25,8 @@ pub struct Metadata {
     #[serde(default)]
     pub end_session_endpoint: Option<Url>,
     #[serde(default)]
+    pub userinfo_endpoint: Option<Url>,
+    #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
     #[serde(default)]
     pub code_challenge_methods_supported: Vec<String>,
@@ -39,6 +41,8 @@ pub enum DiscoveryError {
     IssuerMismatch { expected: String, found: String },
     #[error("the provider does not offer S256 PKCE")]
     NoS256,
+    #[error("oidc.userinfo is true, but the IdP metadata names no userinfo_endpoint")]
+    NoUserinfoEndpoint,
     #[error(transparent)]
     Idp(#[from] IdpError),
 }

@@ -110,13 +110,22 @@ async fn read_json<T: DeserializeOwned>(
     if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         return Err(IdpError::Unreachable(format!("IdP answered {status}").into()));
     }
-    let is_json = response
+    let media = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        // `application/json`, or a JSON subtype such as `application/jwk-set+json`.
-        .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+        .unwrap_or_default();
+    // A signed answer (a userinfo JWT, OIDC Core §5.3.2) would need its own
+    // checks (signature, iss, aud); none is accepted, and it is said so.
+    if status.is_success() && media == "application/jwt" {
+        return Err(IdpError::BadResponse(
+            "the IdP answered a signed JWT (application/jwt), which is not supported",
+        ));
+    }
+    // `application/json`, or a JSON subtype such as `application/jwk-set+json`.
+    let is_json =
+        media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"));
     let body = read_capped(response).await?;
     if !is_json {
         return Err(IdpError::BadResponse("the IdP answer is not JSON"));

@@ -1,6 +1,10 @@
 //! The IdP's signing keys, cached, refetched on an unknown `kid` at most
 //! once per throttle window (threat-model T24). Keys come only from the
 //! metadata's `jwks_uri`; `jku`, `x5u` and `jwk` token headers are ignored.
+//!
+//! The window counts refetches for unknown kids only, not the first fetch:
+//! an IdP that rotates its key just after we first read its JWKS (or just
+//! before it signs, ID-18) is followed at once, not after the window.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +26,10 @@ pub struct Jwks {
 
 struct State {
     keys: Arc<JwkSet>,
-    fetched_at: Option<Instant>,
+    /// Whether the JWKS was ever read.
+    fetched: bool,
+    /// The last refetch an unknown `kid` caused: the throttle's window.
+    refetched_at: Option<Instant>,
 }
 
 // === impl Jwks ===
@@ -33,7 +40,8 @@ impl Jwks {
             uri,
             state: Mutex::new(State {
                 keys: Arc::new(JwkSet { keys: Vec::new() }),
-                fetched_at: None,
+                fetched: false,
+                refetched_at: None,
             }),
         }
     }
@@ -45,12 +53,17 @@ impl Jwks {
         if let Some(key) = pick(&state.keys, kid) {
             return Ok(Some(key));
         }
-        let may_fetch = state.fetched_at.is_none_or(|at| at.elapsed() >= REFETCH_THROTTLE);
-        if !may_fetch {
-            return Ok(None);
+        if state.fetched {
+            let may_refetch = state
+                .refetched_at
+                .is_none_or(|at| at.elapsed() >= REFETCH_THROTTLE);
+            if !may_refetch {
+                return Ok(None);
+            }
+            state.refetched_at = Some(Instant::now());
         }
-        state.fetched_at = Some(Instant::now());
         let document: serde_json::Value = http::json("jwks", client.get(self.uri.clone())).await?;
+        state.fetched = true;
         // One key this version cannot read must not hide the others (ID-22).
         let keys = document
             .get("keys")

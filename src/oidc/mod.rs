@@ -6,6 +6,7 @@ pub mod id_token;
 pub mod jwks;
 pub mod logout_token;
 pub mod state;
+pub mod userinfo;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -133,7 +134,8 @@ impl Idp {
         if let Some(found) = self.cached() {
             return Ok(found);
         }
-        match discovery::discover(&self.client, self.issuer()).await {
+        let discovered = discovery::discover(&self.client, self.issuer()).await;
+        match discovered.and_then(|m| userinfo::fits(&self.config, m)) {
             Ok(mut metadata) => {
                 self.find_revocation(&mut metadata).await;
                 let jwks = Arc::new(Jwks::new(metadata.jwks_uri.clone()));
@@ -385,6 +387,7 @@ mod tests {
                     post_logout_redirect_uri: None,
                     id_token_hint: false,
                     revocation_endpoint: configured.map(|u| Url::parse(u).unwrap()),
+                    userinfo: false,
                 },
                 Clock::system(),
             )

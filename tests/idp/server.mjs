@@ -22,6 +22,10 @@
 //                      the user can reach
 //   require_auth_time  put auth_time in every ID token, default false (it is
 //                      there anyway when max_age or prompt=login was asked)
+//   userinfo_tokens    access tokens for the UserInfo endpoint (opaque, no
+//                      API audience) instead of JWTs for the test API; then
+//                      ID tokens are thin: the user's claims beyond `sub`
+//                      come only from UserInfo, as Entra ID and Okta do
 //
 // Every login gets an `acr`: the first of the authorization request's
 // acr_values the user can reach, else urn:cloakroom:test:password.
@@ -98,7 +102,7 @@ const provider = new Provider(issuer, {
     backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => API,
+      defaultResource: () => (settings.userinfo_tokens ? undefined : API),
       useGrantedResource: () => true,
       getResourceServerInfo: () => ({
         scope: 'api',

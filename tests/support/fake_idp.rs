@@ -1,6 +1,8 @@
 //! A purpose-built IdP for what a real one cannot be made to do: forged and
 //! malformed ID tokens (also in refresh answers), a token endpoint that
-//! redirects or refuses our client, broken metadata.
+//! redirects or refuses our client, broken metadata, a UserInfo endpoint
+//! that names another user, answers signed or fails, signing keys that
+//! rotate or are RSA.
 //! Everything else is tested against the real oidc-provider.
 
 use std::collections::HashMap;
@@ -35,6 +37,67 @@ lTHJp9smLpXo+1apkshr0KoPPMehRANCAATK4UuJRFNBh3ZUx7TLyhSQzoCctBOh
 n1c/+d4l3iYKt5GTpaYmTMLTyW5BZfXI8h40i7b0iNfb1eVav0Wil4v8
 -----END PRIVATE KEY-----";
 
+/// A second ES256 key, for key rotation: published (kid of the caller's
+/// choosing) only when a test says so ([`rotated_jwk`]).
+pub const ROTATED_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgGMzu7EWhUxtCiAT8
+L5GnUw+UI0XOq6nai2+tApK8Y5ShRANCAASKvS3Ys0IODgtBs6t+8DHImgQe+qoD
+hFNy27PAmXM3WUbdxqbs/POCS5NgB+Pw0sxYf2lH5yOfVeahZdZ+NAIv
+-----END PRIVATE KEY-----";
+
+/// An RSA key, for RS256 ID tokens: published only when a test says so
+/// ([`rsa_jwk`]).
+pub const RSA_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDhZvsrggXW8mMk
+cKNcaNu8WGuVpNOEU/qvYpvIqWjYShYFazP7hr8xyZtZC7LMm2a3awbfh1yrIV44
+XLF+J3mjb1tW8uFexRftDGnEYtqUlPjUgpxHHVIJzcOsrwHJMYqIaBQoJyFuU8W6
+W+tCbkyCQzcKoTTKdVBq+zAal5BRkQZPbXdHoEkLTC4iCjxSr9O5CRZiTo3inzip
+M+PXxu1mVXUN26KEEQ+zRmLSPLjFG3aqxx4Nm5qiEQ47XZw6/wdzZ+3C692xlaIR
+VpTt6V+jm0OwIGlY6JlhLs0eWZKJ0NIugxiXFB3JcVDoSTiNC6J6XXkpmAbDOpy2
+EkeRgOkjAgMBAAECggEAaC/mx4yZUGrHwu9Bw5RAhYXFbO08S/1Zcbo90fnkmZ1d
+InIUHB6Dv+q1oOpUYlkumHejPK1f+0Y4PAs0i+CJTC9L5BvuapTl40+KkBk1edqG
+Tgx1WjXGVvvCh855H9uDclvRfWHhBRM54VNdol5DhS62gXZUZYTmgBzNdm06a0ik
+rmJs2Yxr+wVVakERoX31wU02xSeYiPEUSCsg24jeSdsbz4P6sg3zQNtPrwKekK4C
+uWVMxJjNHCOQ+4kxIiTbed8gQI3tSs+zFuaFGpTirPROtBRimFFSijVPx/Fl8oh4
+q7X1PrxpBpo1vTUqaQrnIGcTN57/iJlCsbQXnk2FwQKBgQDz45ofSvSRl5ZWFWkC
+3mi76tqCOrnwT68RiD9FgbD+ahLHvyPvYM6ERbVrHZdH2cmXCn3/0jZJOtp1pVcq
+EhCklFRchfYQw4IodZ+JhUQU5XSZKJL6i4cCnXGHBgTKFow0B39VzlShup2XPtS+
+odSJ09lGq/Js4R4z8rDbKyRHYQKBgQDsmF5qnwicm8gGwH4R8SZv4J0HsNf/EPfV
+LePnERIBYpZ6WApjlxBv8G44yFNah9C1SMCGxxdR0Vl9BMekdMkfFNXXd4ohVI8Y
+GQ9/wAKWKuEPT3jkRVdJ4hq0tr1noUvGHVvLD2H2Lib0Sj/FmAxb8zSnMMBSO3ra
+VXIpaDPzAwKBgEJz9K2sHcGB3UutX8SRV1ZEoq8zUzCgdaJAToUg1losCtv0P9Vc
+ukieOdVq5aqFNAF8sWJAI9yGNboyh/KFo5VEeUwQkEB3FQLzMbol3qwW7VNCE/JC
+jFHxFlrlD+8Ef8U5eb+mjbbXg1MPoqYisCex2pUACvkRycn7yaaeNa9hAoGBAMD8
+NB+CI1MjGpCvWOYnrvOY4l2QmU77tzvTF8+1s9sfYKDgyXCcmxLDqhR1CtCQceQ9
+OJV3NgVN31HDoVj6zcalhxwe7LPtNl8wqdzJcRKuXS/Q4kpIaT/hx2jamjo6bgVm
+kyZaIMzernWbTtNNB9/EzJEHighJbhdDlUBDOASjAoGAJpuCYs5znNZoWkAvLTBY
+x/rsZWCLgFstHhDsSVPYom215juIT3jm4HhKC63M4GnG3YYgtB4cPKE6hBluNwe+
+jLJV2l1/DQCj4BpBDmDfTN2CNnvvAcDpxZWDUbpINIH5vByczSrNdCGWEDlpjscf
+0fqlk10s8NCA+1/VzqCi940=
+-----END PRIVATE KEY-----";
+
+/// The published form of the fake IdP's own key, `k1`.
+pub fn key_jwk() -> Value {
+    json!({"kty": "EC", "crv": "P-256", "x": KEY_X, "y": KEY_Y, "kid": "k1", "use": "sig", "alg": "ES256"})
+}
+
+/// The published form of [`ROTATED_PEM`] under `kid`.
+pub fn rotated_jwk(kid: &str) -> Value {
+    json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+        "x": "ir0t2LNCDg4LQbOrfvAxyJoEHvqqA4RTctuzwJlzN1k",
+        "y": "Rt3Gpuz884JLk2AH4_DSzFh_aUfnI59V5qFl1n40Ai8",
+    })
+}
+
+/// The published form of [`RSA_PEM`] under `kid`.
+pub fn rsa_jwk(kid: &str) -> Value {
+    json!({
+        "kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "e": "AQAB",
+        "n": "4Wb7K4IF1vJjJHCjXGjbvFhrlaTThFP6r2KbyKlo2EoWBWsz-4a_McmbWQuyzJtmt2sG34dcqyFeOFyxfid5o29bVvLhXsUX7QxpxGLalJT41IKcRx1SCc3DrK8ByTGKiGgUKCchblPFulvrQm5MgkM3CqE0ynVQavswGpeQUZEGT213R6BJC0wuIgo8Uq_TuQkWYk6N4p84qTPj18btZlV1DduihBEPs0Zi0jy4xRt2qsceDZuaohEOO12cOv8Hc2ftwuvdsZWiEVaU7elfo5tDsCBpWOiZYS7NHlmSidDSLoMYlxQdyXFQ6Ek4jQuiel15KZgGwzqcthJHkYDpIw",
+    })
+}
+
 /// Makes the ID token for one token response from (issuer, nonce, access token).
 pub type Forge = Box<dyn Fn(&str, &str, &str) -> String + Send + Sync>;
 
@@ -58,6 +121,12 @@ pub struct Behaviour {
     pub refresh_error: Option<(u16, String)>,
     /// Makes the ID token of refresh answers; `None`: they carry none.
     pub refresh_forge: Option<Forge>,
+    /// Discovery lists `userinfo_endpoint`.
+    pub userinfo_listed: bool,
+    /// What the UserInfo endpoint answers: (status, content type, body).
+    pub userinfo: (u16, String, String),
+    /// `id_token_signing_alg_values_supported`.
+    pub algs: Vec<String>,
 }
 
 pub struct FakeIdp {
@@ -69,6 +138,12 @@ pub struct FakeIdp {
     pub discovery_fetches: Arc<AtomicU64>,
     /// The form of every refresh grant received, in order.
     pub refreshes: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    /// The `Authorization` header of every UserInfo request, in order.
+    pub userinfo_calls: Arc<Mutex<Vec<String>>>,
+    /// When set, the JWKS is exactly these keys (`k1` included or not);
+    /// else `extra_keys` and `k1`. Apart from `behaviour`, so a forge can
+    /// change it the moment it signs (a rotation just before signing).
+    pub published: Arc<Mutex<Option<Vec<Value>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -86,6 +161,8 @@ struct Shared {
     token_calls: Arc<AtomicU64>,
     discovery_fetches: Arc<AtomicU64>,
     refreshes: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    userinfo_calls: Arc<Mutex<Vec<String>>>,
+    published: Arc<Mutex<Option<Vec<Value>>>>,
 }
 
 impl FakeIdp {
@@ -105,6 +182,13 @@ impl FakeIdp {
             rotate: true,
             refresh_error: None,
             refresh_forge: None,
+            userinfo_listed: true,
+            userinfo: (
+                200,
+                "application/json".into(),
+                json!({"sub": "alice", "groups": ["staff"]}).to_string(),
+            ),
+            algs: vec!["ES256".into()],
         }));
         let shared = Arc::new(Shared {
             issuer: issuer.clone(),
@@ -114,10 +198,14 @@ impl FakeIdp {
             token_calls: Arc::default(),
             discovery_fetches: Arc::default(),
             refreshes: Arc::default(),
+            userinfo_calls: Arc::default(),
+            published: Arc::default(),
         });
         let (jwks_fetches, token_calls) = (shared.jwks_fetches.clone(), shared.token_calls.clone());
         let refreshes = shared.refreshes.clone();
         let discovery_fetches = shared.discovery_fetches.clone();
+        let userinfo_calls = shared.userinfo_calls.clone();
+        let published = shared.published.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -139,6 +227,8 @@ impl FakeIdp {
             token_calls,
             discovery_fetches,
             refreshes,
+            userinfo_calls,
+            published,
             task,
         }
     }
@@ -163,27 +253,49 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
             let behaviour = shared.behaviour.lock().unwrap();
             let s256 = behaviour.s256;
             let announced = behaviour.announced_issuer.clone().unwrap_or_else(|| iss.clone());
+            let userinfo = behaviour.userinfo_listed.then(|| format!("{iss}/userinfo"));
+            let algs = behaviour.algs.clone();
             drop(behaviour);
             reply(
                 StatusCode::OK,
                 json!({
+                    "userinfo_endpoint": userinfo,
                     "issuer": announced,
                     "authorization_endpoint": format!("{iss}/authorize"),
                     "token_endpoint": format!("{iss}/token"),
                     "jwks_uri": format!("{iss}/jwks"),
                     "code_challenge_methods_supported": if s256 { vec!["S256"] } else { vec!["plain"] },
-                    "id_token_signing_alg_values_supported": ["ES256"],
+                    "id_token_signing_alg_values_supported": algs,
                     "authorization_response_iss_parameter_supported": true,
                 }),
             )
         }
         "/jwks" => {
             shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
-            let mut keys = shared.behaviour.lock().unwrap().extra_keys.clone();
-            keys.push(json!({"kty": "EC", "crv": "P-256", "x": KEY_X, "y": KEY_Y, "kid": "k1", "use": "sig", "alg": "ES256"}));
+            let published = shared.published.lock().unwrap().clone();
+            let keys = published.unwrap_or_else(|| {
+                let mut keys = shared.behaviour.lock().unwrap().extra_keys.clone();
+                keys.push(key_jwk());
+                keys
+            });
             let mut r = reply(StatusCode::OK, json!({ "keys": keys }));
             r.headers_mut()
                 .insert("content-type", "application/jwk-set+json".parse().unwrap());
+            r
+        }
+        "/userinfo" => {
+            let authorization = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            shared.userinfo_calls.lock().unwrap().push(authorization);
+            let (status, content_type, body) = shared.behaviour.lock().unwrap().userinfo.clone();
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            r.headers_mut()
+                .insert("content-type", content_type.parse().unwrap());
             r
         }
         "/authorize" => {
@@ -289,7 +401,18 @@ pub fn claims(iss: &str, nonce: &str) -> Map<String, Value> {
 
 /// Signs `claims` with ES256 under `pem`, with header fields `header` added.
 pub fn sign(claims: &Map<String, Value>, pem: &str, header: Value) -> String {
-    let mut h = json!({"alg": "ES256", "typ": "JWT"});
+    sign_alg(claims, pem, jsonwebtoken::Algorithm::ES256, header)
+}
+
+/// Signs `claims` with `alg` (ES256 or RS256) under `pem`, with header
+/// fields `header` added (a null value removes one).
+pub fn sign_alg(
+    claims: &Map<String, Value>,
+    pem: &str,
+    alg: jsonwebtoken::Algorithm,
+    header: Value,
+) -> String {
+    let mut h = json!({"alg": format!("{alg:?}"), "typ": "JWT"});
     for (k, v) in header.as_object().unwrap() {
         if v.is_null() {
             h.as_object_mut().unwrap().remove(k);
@@ -302,9 +425,12 @@ pub fn sign(claims: &Map<String, Value>, pem: &str, header: Value) -> String {
         URL_SAFE_NO_PAD.encode(h.to_string()),
         URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string())
     );
-    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
-    let signature =
-        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
+    let key = match alg {
+        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()),
+        _ => jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()),
+    }
+    .unwrap();
+    let signature = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, alg).unwrap();
     format!("{signing_input}.{signature}")
 }
 

@@ -136,6 +136,18 @@ pub async fn world_with_clock(
     replicas: usize,
     clock: cloakroom::Clock,
 ) -> World {
+    world_oidc("", extra, settings, replicas, clock).await
+}
+
+/// [`world_with_clock`], with `oidc` added to the `oidc` section
+/// (`, key: value`).
+pub async fn world_oidc(
+    oidc: &str,
+    extra: &str,
+    settings: serde_json::Value,
+    replicas: usize,
+    clock: cloakroom::Clock,
+) -> World {
     let up = Upstream::start().await;
     let mut bound = Vec::new();
     for _ in 0..replicas {
@@ -157,7 +169,7 @@ pub async fn world_with_clock(
     let yaml = format!(
         "public_url: {base}
 log: {{level: warn}}
-oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret{oidc}}}
 cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes:
   - {{path: /api, upstream: '{u}'}}
