@@ -143,8 +143,8 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         println!("session cookie SameSite={:?}: {reason}", config.cookie.same_site);
     }
     if let Some(oidc) = &config.oidc {
-        // The issuer as discovery compares it: without a trailing `/`.
-        let issuer = oidc.issuer.as_str().trim_end_matches('/');
+        // The issuer as discovery compares it: exactly as configured.
+        let issuer = oidc.issuer.as_str();
         println!("register at the IdP {issuer} for client_id {}:", oidc.client_id);
         println!("  redirect URI              {}", config.redirect_uri());
         println!(

@@ -623,7 +623,10 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]",
     generic_login_failure(&app.base).await;
     let (status, body) = readyz(&app.admin).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(cause(&body), "the provider does not offer S256 PKCE");
+    assert_eq!(
+        cause(&body),
+        "the provider lists code_challenge_methods_supported [\"plain\"], without S256"
+    );
 
     // Fixed: discovered, and logins start.
     idp.behaviour.lock().unwrap().s256 = true;
@@ -655,7 +658,10 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]",
     assert!(attempts >= 6, "{attempts} discovery attempts");
     let expected = [
         ("ERROR", cause_of_mismatch(&idp.issuer)),
-        ("ERROR", "the provider does not offer S256 PKCE".to_owned()),
+        (
+            "ERROR",
+            "the provider lists code_challenge_methods_supported [\"plain\"], without S256".to_owned(),
+        ),
         ("INFO", String::new()),
     ];
     assert_eq!(
