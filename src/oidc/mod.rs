@@ -1,6 +1,7 @@
 //! The OpenID Provider as cloakroom sees it: metadata, keys, token calls.
 
 pub mod discovery;
+pub mod fit;
 pub mod http;
 pub mod id_token;
 pub mod jwks;
