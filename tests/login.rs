@@ -1045,3 +1045,47 @@ async fn idp02_a_silent_login_that_needs_the_user_returns_to_the_spa_with_the_er
     let callback = visited.iter().find(|u| u.contains("/auth/callback")).unwrap();
     assert_eq!(browser.get(callback, &[]).await.status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idp01_one_start_up_line_says_the_metadata_lists_no_pkce_methods() {
+    let up = Upstream::start().await;
+    let idp = Idp::start(json!({"metadata_omit": ["code_challenge_methods_supported"]}));
+    let app = support::Process::start_logged_at(
+        support::free_port(),
+        &format!(
+            "public_url: http://localhost:8080
+log: {{format: json, level: info}}
+oidc: {{issuer: '{}', client_id: cloakroom, client_secret: test-secret}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+routes: [{{path: /, upstream: '{}', auth: none}}]",
+            idp.issuer,
+            up.url()
+        ),
+    );
+    app.wait_ready();
+    let unlisted = || {
+        app.logs()
+            .into_iter()
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("lists no code_challenge_methods_supported"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let (limit, every) = (Duration::from_secs(5), Duration::from_millis(50));
+    let lines = poll(limit, every, async || unlisted(), |l| !l.is_empty()).await;
+    // A few logins later, still the one line of the start.
+    for _ in 0..3 {
+        let r = support::client()
+            .get(format!("{}/auth/login", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    assert_eq!(lines.len(), 1, "{:?}", app.logs());
+    assert_eq!(unlisted().len(), 1, "{:?}", app.logs());
+    assert_eq!(lines[0]["level"], "INFO");
+    assert_eq!(lines[0]["issuer"], idp.issuer.as_str());
+}
