@@ -734,3 +734,40 @@ fn untrusted_tls_server() -> u16 {
     });
     port
 }
+
+#[tokio::test]
+async fn idp01_an_id_token_iss_is_compared_with_the_configured_slash() {
+    // An IdP that publishes `http://127.0.0.1:PORT/` (Auth0's form), and
+    // cloakroom configured with it as published.
+    let idp = FakeIdp::start(Box::new(|iss, nonce, _| {
+        sign(&claims(&format!("{iss}/"), nonce), KEY_PEM, json!({"kid": "k1"}))
+    }))
+    .await;
+    let published = format!("{}/", idp.issuer);
+    idp.behaviour.lock().unwrap().announced_issuer = Some(published.clone());
+    let up = Upstream::start().await;
+    let bound = App::bind().await;
+    let base = format!("http://127.0.0.1:{}", bound.addr.port());
+    let yaml = format!(
+        "public_url: {base}
+log: {{level: error}}
+oidc: {{issuer: '{published}', client_id: cloakroom, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+routes: [{{path: /api, upstream: '{u}'}}]
+",
+        u = up.url()
+    );
+    let clock = cloakroom::Clock::system();
+    let f = Fake {
+        _app: bound.start_with_clock(&yaml, clock.clone()),
+        idp,
+        base,
+        clock,
+    };
+    f.accepted("iss with the slash, as configured").await;
+    f.forge(with(|c| {
+        let bare = c["iss"].as_str().unwrap().trim_end_matches('/').to_owned();
+        c.insert("iss".into(), json!(bare));
+    }));
+    f.refused("iss without the configured slash").await;
+}

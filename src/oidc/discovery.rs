@@ -4,9 +4,9 @@
 //! a trailing `/` included (IDP-01). S256 PKCE is always sent; metadata
 //! that lists its methods must list S256, so an IdP that says it would
 //! ignore `code_challenge` is never used (threat-model T15, LG-07).
-//! Metadata that lists none (Entra ID) is accepted: the field is optional
-//! (RFC 8414 §2), and an IdP that ignored the challenge would still not
-//! turn a stolen code into tokens, since the verifier is always sent.
+//! Metadata that lists none (Entra ID) is accepted, with one line at start:
+//! the field is optional (RFC 8414 §2), its absence says nothing either
+//! way, and refusing it would shut out IdPs that do check S256.
 //!
 //! Some IdPs list `revocation_endpoint` only in their RFC 8414
 //! authorization-server metadata; [`rfc8414_revocation_endpoint`] reads it

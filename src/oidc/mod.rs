@@ -138,9 +138,9 @@ impl Idp {
         match discovery::discover(&self.client, &self.config.issuer).await {
             Ok(mut metadata) => {
                 if metadata.code_challenge_methods_supported.is_none() {
-                    // Entra ID and others support S256 without listing it;
-                    // it is sent anyway, and an IdP that ignored it would
-                    // fail the code exchange rather than skip PKCE.
+                    // Entra ID and others support S256 without listing it.
+                    // It is sent regardless; that this IdP checks it cannot
+                    // be known from its metadata, so the operator is told.
                     tracing::info!(
                         issuer = self.issuer(),
                         "the IdP metadata lists no code_challenge_methods_supported; \
