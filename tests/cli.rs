@@ -730,3 +730,18 @@ fn check_online_refuses_what_would_stop_a_login_and_strict_refuses_warnings() {
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("error   discovery"), "{stdout}");
 }
+
+#[test]
+fn idp02_check_refuses_a_protocol_parameter_with_its_key_path() {
+    let (code, stderr) = check(&online_config(
+        "https://idp.example.com/",
+        ", authorize_params: {audience: 'https://api.example.com', state: fixed}, login_params: [login_hint, redirect_uri]",
+    ));
+    assert_eq!(code, Some(64), "{stderr}");
+    for line in [
+        "oidc.authorize_params.state: \"state\" is a protocol parameter cloakroom sets itself; it cannot be configured",
+        "oidc.login_params[1]: \"redirect_uri\" is a protocol parameter cloakroom sets itself; it cannot be configured",
+    ] {
+        assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
+    }
+}

@@ -1041,6 +1041,29 @@ async fn idp02_a_silent_login_that_needs_the_user_returns_to_the_spa_with_the_er
     );
     assert!(browser.login_cookies(&w.base).is_empty(), "the login is consumed");
     assert!(browser.cookie(&w.base, SESSION_COOKIE).is_none(), "no session");
+    // Counted apart, not as a failed login an alert would fire on.
+    let metrics = support::client()
+        .get(format!("http://{}/metrics", w.app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let logins: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("cloakroom_logins_total{"))
+        .collect();
+    assert!(
+        logins
+            .iter()
+            .any(|l| l.contains("outcome=\"silent_refused\"") && l.ends_with(" 1")),
+        "{logins:?}"
+    );
+    assert!(
+        !logins.iter().any(|l| l.contains("outcome=\"failed\"")),
+        "{logins:?}"
+    );
     // The same callback again finds no login: an ordinary failure.
     let callback = visited.iter().find(|u| u.contains("/auth/callback")).unwrap();
     assert_eq!(browser.get(callback, &[]).await.status, 400);

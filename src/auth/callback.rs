@@ -14,7 +14,7 @@ use sha2::Digest;
 use super::pending::{self, LATE_GRACE};
 use super::{redirect, return_to, Auth};
 use crate::body::Body;
-use crate::error::{BoxError, Code, LoginError, WithHeaders};
+use crate::error::{BoxError, LoginError, WithHeaders};
 use crate::metrics::{EndReason, Grant};
 use crate::oidc::{IdTokenCheckError, IdpError};
 use crate::random::hex;
@@ -28,6 +28,11 @@ pub const SILENT_REFUSALS: &[&str] = &[
     "consent_required",
     "account_selection_required",
 ];
+
+/// Marks the answer that returns a silent login's refusal to the SPA, so
+/// it is counted apart from logins completed and failed.
+#[derive(Debug, Clone, Copy)]
+pub struct SilentRefusal;
 
 /// Parameters that must not appear twice (T18, LG-10).
 pub const SINGLE: &[&str] = &["code", "state", "iss", "error", "error_description"];
@@ -124,7 +129,7 @@ async fn use_login(
             // Not a failure: the SPA asked whether a sign-in could happen
             // without the user, and learns that it cannot (IDP-02).
             let mut response = redirect(&return_to::with_error(&transaction.return_to, error));
-            response.extensions_mut().insert(Code::LoginRequired);
+            response.extensions_mut().insert(SilentRefusal);
             return Ok(response);
         }
         // The IdP's own words stay in the log (escaped by the logger).
