@@ -37,6 +37,7 @@ use hyper::body::Incoming;
 use tower::Service;
 use tower_http::request_id::RequestId;
 
+use crate::auth::callback::SilentRefusal;
 use crate::auth::Auth;
 use crate::body::{self, Body};
 use crate::config::{Config, Limits, FORBIDDEN_METHODS};
@@ -305,8 +306,10 @@ impl RoutingState {
 
         let code = response.extensions().get::<Code>().map(|c| c.as_str());
         if let (Target::Endpoint(endpoint), "GET") = (target, method) {
+            let silent = response.extensions().get::<SilentRefusal>().is_some();
             match (endpoint, code) {
                 ("/auth/login", None) => self.metrics.login_started(),
+                ("/auth/callback", None) if silent => self.metrics.login_silent_refused(),
                 ("/auth/callback", None) => self.metrics.login_completed(),
                 ("/auth/login" | "/auth/callback", Some(code)) => self.metrics.login_failed(code),
                 _ => {}

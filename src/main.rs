@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use rand::RngCore;
 
 use cloakroom::config::{posture, units::format_duration, ProcessEnv, RedisConfig, StoreConfig};
+use cloakroom::oidc::fit::Level;
 use cloakroom::session::RedisStore;
 use cloakroom::Config;
 
@@ -61,6 +62,10 @@ enum Command {
         /// (insecure_dev_mode, long sessions, Redis eviction) is an error.
         #[arg(long)]
         strict: bool,
+        /// Also ask the IdP: discovery, the keys, and how its metadata fits
+        /// the config. Exits 1 on anything that would stop a login.
+        #[arg(long)]
+        online: bool,
     },
     /// Print a fresh 256-bit cookie key.
     Keygen,
@@ -79,7 +84,15 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => serve(&config),
-        Command::Check { config, strict } => check(&config, strict),
+        Command::Check {
+            config,
+            strict,
+            online,
+        } => match check(&config, strict) {
+            Ok(config) if online => check_online(&config, strict),
+            Ok(_) => ExitCode::SUCCESS,
+            Err(code) => code,
+        },
         Command::Keygen => {
             let mut key = [0u8; 32];
             rand::rng().fill_bytes(&mut key);
@@ -109,11 +122,8 @@ fn load(path: &Path) -> Result<(Config, cloakroom::reload::Watched), ExitCode> {
     }
 }
 
-fn check(path: &Path, strict: bool) -> ExitCode {
-    let config = match load(path) {
-        Ok((c, _)) => c,
-        Err(code) => return code,
-    };
+fn check(path: &Path, strict: bool) -> Result<Config, ExitCode> {
+    let (config, _) = load(path)?;
     // === security posture (config::posture): warnings, refused by --strict ===
     let mut findings = posture::warnings(&config);
     if let StoreConfig::Redis(redis) = &config.session.store {
@@ -129,7 +139,7 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         for f in &findings {
             eprintln!("  {f}");
         }
-        return ExitCode::from(EXIT_BAD_CONFIG);
+        return Err(ExitCode::from(EXIT_BAD_CONFIG));
     }
     for f in &findings {
         eprintln!("cloakroom: warning: {f}");
@@ -143,8 +153,8 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         println!("session cookie SameSite={:?}: {reason}", config.cookie.same_site);
     }
     if let Some(oidc) = &config.oidc {
-        // The issuer as discovery compares it: without a trailing `/`.
-        let issuer = oidc.issuer.as_str().trim_end_matches('/');
+        // The issuer as discovery compares it: exactly as configured.
+        let issuer = oidc.issuer.as_str();
         println!("register at the IdP {issuer} for client_id {}:", oidc.client_id);
         println!("  redirect URI              {}", config.redirect_uri());
         println!(
@@ -164,7 +174,7 @@ fn check(path: &Path, strict: bool) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cloakroom: {e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
+            return Err(ExitCode::from(EXIT_BAD_CONFIG));
         }
     };
     for route in router.routes() {
@@ -184,6 +194,38 @@ fn check(path: &Path, strict: bool) -> ExitCode {
             if r.websocket { "yes" } else { "no" },
         );
     }
+    Ok(config)
+}
+
+/// `check --online`: what the IdP publishes, judged against `config`
+/// (`oidc::fit`). Exits 1 on an error, or on a warning with `--strict`.
+fn check_online(config: &Config, strict: bool) -> ExitCode {
+    let Some(oidc) = &config.oidc else {
+        println!("no oidc section: no IdP to ask");
+        return ExitCode::SUCCESS;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cloakroom: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("asking the IdP {}:", oidc.issuer);
+    let findings = runtime.block_on(cloakroom::oidc::fit::inspect(oidc));
+    for f in &findings {
+        println!("  {f}");
+    }
+    let worst = if strict { Level::Warning } else { Level::Error };
+    let stopping = findings.iter().filter(|f| f.level >= worst).count();
+    if stopping > 0 {
+        eprintln!(
+            "cloakroom: the IdP {} does not fit this config: {stopping} problem(s) above",
+            oidc.issuer
+        );
+        return ExitCode::FAILURE;
+    }
+    println!("the IdP fits this config");
     ExitCode::SUCCESS
 }
 

@@ -491,6 +491,12 @@ impl Metrics {
         self.login("completed", "none");
     }
 
+    /// `/auth/callback` returned a silent login (`prompt=none`) the IdP
+    /// answered "the user must interact" to the SPA: not a failure.
+    pub fn login_silent_refused(&self) {
+        self.login("silent_refused", "none");
+    }
+
     /// `/auth/login` or `/auth/callback` answered with problem `code`.
     pub fn login_failed(&self, code: &'static str) {
         self.login("failed", code);

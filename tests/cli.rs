@@ -631,3 +631,117 @@ routes: [{{path: /, upstream: 'http://127.0.0.1:9', auth: none}}]\n",
         "{warnings:?}"
     );
 }
+
+// === check --online: the IdP asked before anyone signs in ===
+
+/// Runs `cloakroom check --online` on `yaml`: exit code, stdout, stderr.
+fn check_online(yaml: &str, strict: bool) -> (Option<i32>, String, String) {
+    let file = config_file(yaml);
+    let mut command = cloakroom();
+    command.args(["check", "--online", "--config"]).arg(file.path());
+    if strict {
+        command.arg("--strict");
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn online_config(issuer: &str, oidc_extra: &str) -> String {
+    format!(
+        "public_url: http://localhost:8080
+oidc: {{issuer: '{issuer}', client_id: cloakroom, client_secret: test-secret{oidc_extra}}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+routes: [{{path: /api, upstream: 'http://127.0.0.1:3000'}}]
+"
+    )
+}
+
+#[test]
+fn check_online_reports_what_the_idp_offers_and_passes_on_a_working_config() {
+    let idp = support::idp::Idp::start(serde_json::json!({
+        "issuer_path": "/",
+        "metadata_omit": ["code_challenge_methods_supported", "end_session_endpoint"],
+    }));
+    let (code, stdout, stderr) = check_online(&online_config(&idp.issuer, ""), false);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let line = |subject: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(subject))
+            .unwrap_or_else(|| panic!("no {subject} line in:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(line("issuer").starts_with("  ok"), "{stdout}");
+    assert!(line("issuer").contains(&format!("{:?}", idp.issuer)), "{stdout}");
+    assert!(line("pkce").starts_with("  note"), "{stdout}");
+    assert!(line("jwks").contains("signing key(s)"), "{stdout}");
+    assert!(
+        line("token_endpoint_auth").contains("client_secret_basic listed"),
+        "{stdout}"
+    );
+    assert!(line("scopes").starts_with("  ok"), "{stdout}");
+    assert!(
+        line("revocation_endpoint").contains("/token/revocation"),
+        "{stdout}"
+    );
+    assert!(line("end_session_endpoint").starts_with("  note"), "{stdout}");
+    assert!(
+        line("backchannel_logout").contains("supported, with sid"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("the IdP fits this config"), "{stdout}");
+}
+
+#[test]
+fn idp01_check_online_fails_naming_both_issuers_when_one_character_differs() {
+    let idp = support::idp::Idp::start(serde_json::json!({"issuer_path": "/"}));
+    let configured = idp.issuer.trim_end_matches('/');
+    let (code, stdout, stderr) = check_online(&online_config(configured, ""), false);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let expected = format!(
+        "metadata issuer {:?} differs from the configured issuer {configured:?}",
+        idp.issuer
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
+    assert!(
+        stderr.contains(&format!("the IdP {configured} does not fit this config")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_online_refuses_what_would_stop_a_login_and_strict_refuses_warnings() {
+    let idp = support::idp::Idp::start(serde_json::json!({}));
+    // A scope the IdP does not list may still be granted (custom scopes),
+    // so it is a warning, refused only by --strict.
+    let scopes = ", scopes: [openid, profile, email, offline_access, admin]";
+    let (code, stdout, _) = check_online(&online_config(&idp.issuer, scopes), false);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("warning scopes"), "{stdout}");
+    let (code, _, stderr) = check_online(&online_config(&idp.issuer, scopes), true);
+    assert_eq!(code, Some(1), "{stderr}");
+    // An IdP that cannot be reached stops every login.
+    let gone = format!("http://127.0.0.1:{}", free_port());
+    let (code, stdout, _) = check_online(&online_config(&gone, ""), false);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("error   discovery"), "{stdout}");
+}
+
+#[test]
+fn idp02_check_refuses_a_protocol_parameter_with_its_key_path() {
+    let (code, stderr) = check(&online_config(
+        "https://idp.example.com/",
+        ", authorize_params: {audience: 'https://api.example.com', state: fixed}, login_params: [login_hint, redirect_uri]",
+    ));
+    assert_eq!(code, Some(64), "{stderr}");
+    for line in [
+        "oidc.authorize_params.state: \"state\" is a protocol parameter cloakroom sets itself; it cannot be configured",
+        "oidc.login_params[1]: \"redirect_uri\" is a protocol parameter cloakroom sets itself; it cannot be configured",
+    ] {
+        assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
+    }
+}

@@ -628,7 +628,10 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]",
     generic_login_failure(&app.base).await;
     let (status, body) = readyz(&app.admin).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(cause(&body), "the provider does not offer S256 PKCE");
+    assert_eq!(
+        cause(&body),
+        "the provider lists code_challenge_methods_supported [\"plain\"], without S256"
+    );
 
     // Fixed: discovered, and logins start.
     idp.behaviour.lock().unwrap().s256 = true;
@@ -660,7 +663,10 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]",
     assert!(attempts >= 6, "{attempts} discovery attempts");
     let expected = [
         ("ERROR", cause_of_mismatch(&idp.issuer)),
-        ("ERROR", "the provider does not offer S256 PKCE".to_owned()),
+        (
+            "ERROR",
+            "the provider lists code_challenge_methods_supported [\"plain\"], without S256".to_owned(),
+        ),
         ("INFO", String::new()),
     ];
     assert_eq!(
@@ -938,4 +944,41 @@ async fn id18_signing_key_rotation_just_before_signing_is_followed() {
         sign(&claims(iss, nonce), fake_idp::ROTATED_PEM, json!({"kid": "k2"}))
     });
     f.accepted("login signed by a key published as it signed").await;
+}
+
+#[tokio::test]
+async fn idp01_an_id_token_iss_is_compared_with_the_configured_slash() {
+    // An IdP that publishes `http://127.0.0.1:PORT/` (Auth0's form), and
+    // cloakroom configured with it as published.
+    let idp = FakeIdp::start(Box::new(|iss, nonce, _| {
+        sign(&claims(&format!("{iss}/"), nonce), KEY_PEM, json!({"kid": "k1"}))
+    }))
+    .await;
+    let published = format!("{}/", idp.issuer);
+    idp.behaviour.lock().unwrap().announced_issuer = Some(published.clone());
+    let up = Upstream::start().await;
+    let bound = App::bind().await;
+    let base = format!("http://127.0.0.1:{}", bound.addr.port());
+    let yaml = format!(
+        "public_url: {base}
+log: {{level: error}}
+oidc: {{issuer: '{published}', client_id: cloakroom, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+routes: [{{path: /api, upstream: '{u}'}}]
+",
+        u = up.url()
+    );
+    let clock = cloakroom::Clock::system();
+    let f = Fake {
+        _app: bound.start_with_clock(&yaml, clock.clone()),
+        idp,
+        base,
+        clock,
+    };
+    f.accepted("iss with the slash, as configured").await;
+    f.forge(with(|c| {
+        let bare = c["iss"].as_str().unwrap().trim_end_matches('/').to_owned();
+        c.insert("iss".into(), json!(bare));
+    }));
+    f.refused("iss without the configured slash").await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cloakroom::auth::pending::{BUDGET, MAX_PENDING};
 use serde_json::{json, Value};
-use support::idp::{world, world_oidc, world_with, Idp};
+use support::idp::{world, world_full, world_with, Idp};
 use support::wait::poll;
 use support::{echoed, Browser, Upstream, COOKIE_KEY, SESSION_COOKIE};
 
@@ -887,8 +887,8 @@ async fn userinfo_claims_join_a_thin_id_token_at_login() {
     let extra = "  - {path: /ops, upstream: 'http://127.0.0.1:9', access: {groups: [ops]}}
 session: {claims: [sub, name, email]}";
     for userinfo in [true, false] {
-        let oidc = if userinfo { ", userinfo: true" } else { "" };
-        let w = world_oidc(oidc, extra, settings.clone(), 1, cloakroom::Clock::system()).await;
+        let oidc = if userinfo { "userinfo: true" } else { "" };
+        let w = world_full(extra, oidc, settings.clone(), 1, cloakroom::Clock::system()).await;
         let (browser, page) = w.login("alice").await;
         assert_eq!(page.status, 200, "{}", page.body);
         let thin = id_token_claims(&w.idp.issued().await);
@@ -1093,4 +1093,253 @@ console.log(JSON.stringify(await user()));"
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.trim()).unwrap()
+}
+
+// === IDP-01, IDP-02: the IdPs teams really use ===
+
+/// The payload of the JWT bearer the upstream got for `browser`'s session.
+async fn bearer_claims(w: &support::idp::World, browser: &Browser) -> Value {
+    let r = w.api_get(browser).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let bearer = echoed(&r.json(), "authorization").expect("a bearer reached the upstream");
+    let token = bearer.strip_prefix("Bearer ").unwrap();
+    let payload = token.split('.').nth(1).expect("a JWT access token");
+    use base64::Engine;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
+
+#[tokio::test]
+async fn idp01_a_login_through_an_issuer_published_with_a_trailing_slash() {
+    // Auth0's form: `https://TENANT.auth0.com/`, configured as published.
+    let w = world_with("", json!({"issuer_path": "/"}), 1).await;
+    assert!(w.idp.issuer.ends_with('/'), "{}", w.idp.issuer);
+    let (browser, page) = w.login("alice").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.url.ends_with("/app/home"), "{}", page.url);
+    // The ID token's `iss` was compared with the slash too; so is the
+    // access token's, as an API would.
+    assert_eq!(bearer_claims(&w, &browser).await["iss"], w.idp.issuer.as_str());
+    let ready: Value = support::client()
+        .get(format!("http://{}/readyz", w.app.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["idp"]["issuer"], w.idp.issuer.as_str(), "{ready}");
+    assert_eq!(ready["idp"]["state"], "ready", "{ready}");
+}
+
+#[tokio::test]
+async fn idp01_metadata_without_pkce_methods_still_gets_s256_and_signs_in() {
+    // Entra ID's form: no code_challenge_methods_supported in the metadata.
+    let w = world_with(
+        "",
+        json!({"metadata_omit": ["code_challenge_methods_supported"]}),
+        1,
+    )
+    .await;
+    let discovery: Value = support::client()
+        .get(w.idp.endpoint("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(discovery.get("code_challenge_methods_supported").is_none());
+    let (_, page) = w.login("alice").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.url.ends_with("/app/home"), "{}", page.url);
+    let asked = w.idp.authorizations().await;
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["code_challenge_method"], "S256");
+    assert_eq!(asked[0]["code_challenge"].as_str().unwrap().len(), 43);
+}
+
+#[tokio::test]
+async fn idp01_an_issuer_one_character_off_is_refused_naming_both() {
+    // The IdP publishes `http://127.0.0.1:PORT/`; the config drops the slash.
+    let idp = Idp::start(json!({"issuer_path": "/"}));
+    let up = Upstream::start().await;
+    let configured = idp.issuer.trim_end_matches('/').to_owned();
+    let app = support::App::start(&format!(
+        "public_url: http://localhost:8080
+log: {{level: error}}
+oidc: {{issuer: '{configured}', client_id: cloakroom, client_secret: test-secret}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+routes: [{{path: /api, upstream: '{}'}}]",
+        up.url()
+    ))
+    .await;
+    let login = support::client()
+        .get(format!("http://{}/auth/login", app.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 503, "no login against the wrong issuer");
+    let ready: Value = support::client()
+        .get(format!("http://{}/readyz", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cause = ready["idp"]["cause"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(ready["idp"]["state"], "failed", "{ready}");
+    assert!(
+        cause.contains(&format!("{:?}", idp.issuer)) && cause.contains(&format!("{configured:?}")),
+        "both strings named: {cause}"
+    );
+}
+
+#[tokio::test]
+async fn idp02_authorize_params_and_allowed_login_params_reach_the_idp_and_nothing_else() {
+    let audience = "https://api.example.com";
+    let w = support::idp::world_oidc(
+        &format!("authorize_params: {{audience: '{audience}'}}, login_params: [login_hint, ui_locales]"),
+        json!({"audience_param": true}),
+    )
+    .await;
+    let browser = Browser::new(&w.base);
+    let query = "return_to=/app/home&login_hint=alice%40example.test\
+        &kc_idp_hint=evil&scope=admin&redirect_uri=https://evil.example/cb\
+        &state=forged&prompt=none&audience=urn:other";
+    let (page, _) = browser
+        .navigate(&w.url(&format!("/auth/login?{query}")), "alice")
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.url.ends_with("/app/home"), "{}", page.url);
+
+    let asked = w.idp.authorizations().await;
+    assert_eq!(asked.len(), 1);
+    let asked = &asked[0];
+    let mut names: Vec<&str> = asked.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "audience",
+            "client_id",
+            "code_challenge",
+            "code_challenge_method",
+            "login_hint",
+            "nonce",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state"
+        ],
+        "{asked:?}"
+    );
+    assert_eq!(
+        asked["audience"], audience,
+        "the configured value, not the caller's"
+    );
+    assert_eq!(asked["login_hint"], "alice@example.test");
+    assert_eq!(asked["redirect_uri"], w.url("/auth/callback"));
+    assert_eq!(asked["scope"], "openid profile email offline_access");
+    assert_ne!(asked["state"], "forged");
+    // The IdP issued the JWT access token for that audience.
+    assert_eq!(bearer_claims(&w, &browser).await["aud"], audience);
+}
+
+#[tokio::test]
+async fn idp02_a_silent_login_that_needs_the_user_returns_to_the_spa_with_the_error() {
+    let w = support::idp::world_oidc("login_params: [prompt]", json!({})).await;
+    let browser = Browser::new(&w.base);
+    let (page, visited) = browser
+        .navigate(
+            &w.url("/auth/login?prompt=none&return_to=/welcome%3Ftab%3D2"),
+            "alice",
+        )
+        .await;
+    assert_eq!(w.idp.authorizations().await[0]["prompt"], "none");
+    assert_eq!(
+        page.status, 200,
+        "the SPA's page, not an error page: {}",
+        page.body
+    );
+    assert_eq!(
+        visited.last().unwrap(),
+        &w.url("/welcome?tab=2&error=login_required"),
+        "{visited:?}"
+    );
+    assert!(browser.login_cookies(&w.base).is_empty(), "the login is consumed");
+    assert!(browser.cookie(&w.base, SESSION_COOKIE).is_none(), "no session");
+    // Counted apart, not as a failed login an alert would fire on.
+    let metrics = support::client()
+        .get(format!("http://{}/metrics", w.app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let logins: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("cloakroom_logins_total{"))
+        .collect();
+    assert!(
+        logins
+            .iter()
+            .any(|l| l.contains("outcome=\"silent_refused\"") && l.ends_with(" 1")),
+        "{logins:?}"
+    );
+    assert!(
+        !logins.iter().any(|l| l.contains("outcome=\"failed\"")),
+        "{logins:?}"
+    );
+    // The same callback again finds no login: an ordinary failure.
+    let callback = visited.iter().find(|u| u.contains("/auth/callback")).unwrap();
+    assert_eq!(browser.get(callback, &[]).await.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idp01_one_start_up_line_says_the_metadata_lists_no_pkce_methods() {
+    let up = Upstream::start().await;
+    let idp = Idp::start(json!({"metadata_omit": ["code_challenge_methods_supported"]}));
+    let app = support::Process::start_logged_at(
+        support::free_port(),
+        &format!(
+            "public_url: http://localhost:8080
+log: {{format: json, level: info}}
+oidc: {{issuer: '{}', client_id: cloakroom, client_secret: test-secret}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+routes: [{{path: /, upstream: '{}', auth: none}}]",
+            idp.issuer,
+            up.url()
+        ),
+    );
+    app.wait_ready();
+    let unlisted = || {
+        app.logs()
+            .into_iter()
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("lists no code_challenge_methods_supported"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let (limit, every) = (Duration::from_secs(5), Duration::from_millis(50));
+    let lines = poll(limit, every, async || unlisted(), |l| !l.is_empty()).await;
+    // A few logins later, still the one line of the start.
+    for _ in 0..3 {
+        let r = support::client()
+            .get(format!("{}/auth/login", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    assert_eq!(lines.len(), 1, "{:?}", app.logs());
+    assert_eq!(unlisted().len(), 1, "{:?}", app.logs());
+    assert_eq!(lines[0]["level"], "INFO");
+    assert_eq!(lines[0]["issuer"], idp.issuer.as_str());
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use sha2::Digest;
 
 use super::pending::{self, LATE_GRACE};
-use super::{redirect, Auth};
+use super::{redirect, return_to, Auth};
 use crate::body::Body;
 use crate::error::{BoxError, LoginError, WithHeaders};
 use crate::metrics::{EndReason, Grant};
@@ -22,6 +22,20 @@ use crate::oidc::{IdTokenCheckError, IdpError};
 use crate::random::hex;
 use crate::secret::AccessToken;
 use crate::session::{Indexes, StoreError};
+
+/// The answers to `prompt=none` that mean "the user must interact"
+/// (OpenID Connect Core §3.1.2.6): a silent login returns them to the SPA.
+pub const SILENT_REFUSALS: &[&str] = &[
+    "login_required",
+    "interaction_required",
+    "consent_required",
+    "account_selection_required",
+];
+
+/// Marks the answer that returns a silent login's refusal to the SPA, so
+/// it is counted apart from logins completed and failed.
+#[derive(Debug, Clone, Copy)]
+pub struct SilentRefusal;
 
 /// Parameters that must not appear twice (T18, LG-10).
 pub const SINGLE: &[&str] = &["code", "state", "iss", "error", "error_description"];
@@ -114,6 +128,13 @@ async fn use_login(
         _ => {}
     }
     if let Some(error) = params.get("error") {
+        if transaction.silent && SILENT_REFUSALS.contains(&error.as_str()) {
+            // Not a failure: the SPA asked whether a sign-in could happen
+            // without the user, and learns that it cannot (IDP-02).
+            let mut response = redirect(&return_to::with_error(&transaction.return_to, error));
+            response.extensions_mut().insert(SilentRefusal);
+            return Ok(response);
+        }
         // The IdP's own words stay in the log (escaped by the logger).
         tracing::warn!(idp_error = %error, "IdP returned an error");
         return Err(LoginError::refused("the IdP returned an error"));

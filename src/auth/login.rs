@@ -5,6 +5,13 @@
 //! nothing is stored server-side, so any number of anonymous calls leaves
 //! the server's state as it was (LG-24). A step-up login (`max_age`,
 //! `acr_values`) asks the IdP for a new authentication ([`super::step_up`]).
+//!
+//! Beyond the protocol's parameters the request carries
+//! `oidc.authorize_params`, then the caller's parameters that
+//! `oidc.login_params` names, then a step-up's; a later one replaces an
+//! earlier one of the same name. The protocol's own parameters are set
+//! last and config refuses them in either list, so neither can replace
+//! them (IDP-02). Any other parameter of `/auth/login` is ignored.
 
 use http::request::Parts;
 use http::{header, Response};
@@ -13,6 +20,8 @@ use super::pending::{self, Transaction};
 use super::step_up::Ask;
 use super::{redirect, return_to, Auth};
 use crate::body::Body;
+use crate::config::authorize::MAX_PARAM_LEN;
+use crate::config::OidcConfig;
 use crate::error::LoginError;
 
 pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, LoginError> {
@@ -26,20 +35,30 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
     let return_to = return_to::sanitize(requested.as_deref());
     let step_up = Ask::from_query(query, &auth.config.step_up_acr_values())?;
 
-    let (mut transaction, state) = Transaction::start(return_to, auth.sessions.clock.now_ms());
     let oidc = &auth.idp.config;
-    let mut url = metadata.authorization_endpoint.clone();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &oidc.client_id)
-        .append_pair("redirect_uri", &auth.redirect_uri())
-        .append_pair("scope", &oidc.scopes.join(" "))
-        .append_pair("state", &state)
-        .append_pair("nonce", &transaction.nonce())
-        .append_pair("code_challenge", &transaction.challenge())
-        .append_pair("code_challenge_method", "S256");
+    let mut extra = passed_through(oidc, query)?;
     for (key, value) in step_up.parameters() {
-        url.query_pairs_mut().append_pair(key, &value);
+        put(&mut extra, key, value);
+    }
+
+    let (mut transaction, state) = Transaction::start(return_to, auth.sessions.clock.now_ms());
+    // A silent login's "no" comes back to the SPA, not to an error page.
+    transaction.silent = extra.iter().any(|(k, v)| k == "prompt" && v == "none");
+    let mut url = metadata.authorization_endpoint.clone();
+    {
+        let mut pairs = url.query_pairs_mut();
+        for (key, value) in &extra {
+            pairs.append_pair(key, value);
+        }
+        pairs
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &oidc.client_id)
+            .append_pair("redirect_uri", &auth.redirect_uri())
+            .append_pair("scope", &oidc.scopes.join(" "))
+            .append_pair("state", &state)
+            .append_pair("nonce", &transaction.nonce())
+            .append_pair("code_challenge", &transaction.challenge())
+            .append_pair("code_challenge_method", "S256");
     }
     transaction.step_up = step_up;
     let mut response = redirect(url.as_str());
@@ -47,4 +66,72 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// `oidc.authorize_params`, then the parameters of `query` that
+/// `oidc.login_params` allows. An allowed parameter given twice or longer
+/// than [`MAX_PARAM_LEN`] refuses the login; any other is dropped.
+fn passed_through(oidc: &OidcConfig, query: &str) -> Result<Vec<(String, String)>, LoginError> {
+    let mut out = oidc.authorize_params.0.clone();
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !oidc.login_params.allows(&key) {
+            continue;
+        }
+        if seen.iter().any(|s| *s == key) {
+            return Err(LoginError::refused("a login parameter given twice"));
+        }
+        if value.len() > MAX_PARAM_LEN {
+            return Err(LoginError::refused("a login parameter too long"));
+        }
+        seen.push(key.to_string());
+        put(&mut out, &key, value.into_owned());
+    }
+    Ok(out)
+}
+
+/// Sets `key` to `value`, replacing an earlier value of the same name.
+fn put(params: &mut Vec<(String, String)>, key: &str, value: String) {
+    match params.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value,
+        None => params.push((key.to_owned(), value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oidc(extra: &str) -> OidcConfig {
+        let yaml = format!(
+            "public_url: https://app.example.com
+oidc: {{issuer: 'https://idp.example.com/', client_id: spa, client_secret: s, {extra}}}
+cookie: {{keys: [{{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}}]}}
+routes: [{{path: /api, upstream: 'http://a'}}]"
+        );
+        let config = crate::Config::load(&yaml, &crate::config::MapEnv::default()).unwrap();
+        config.oidc.unwrap()
+    }
+
+    #[test]
+    fn idp02_static_parameters_then_allowed_ones_and_nothing_else() {
+        let oidc = oidc("authorize_params: {audience: 'https://api', prompt: consent}, login_params: [login_hint, prompt]");
+        let params = passed_through(
+            &oidc,
+            "login_hint=a%40b.example&prompt=none&kc_idp_hint=evil&redirect_uri=https://evil&return_to=/x",
+        )
+        .unwrap();
+        let expected = [
+            ("audience", "https://api"),
+            ("prompt", "none"),
+            ("login_hint", "a@b.example"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(params, expected);
+        assert!(passed_through(&oidc, "login_hint=a&login_hint=b").is_err());
+        assert!(passed_through(&oidc, &format!("login_hint={}", "a".repeat(MAX_PARAM_LEN + 1))).is_err());
+    }
 }

@@ -41,8 +41,10 @@ pub const BUDGET: usize = 3_600;
 /// "expired" rather than "unknown".
 pub const LATE_GRACE: Duration = Duration::from_secs(300);
 
-/// Format 3 adds the step-up ask; format 2 cookies, from before, still open.
-const FORMAT: u8 = 3;
+/// Format 4 adds whether the login was silent, format 3 the step-up ask;
+/// format 2 and 3 cookies, from before, still open.
+const FORMAT: u8 = 4;
+const FORMAT_WITHOUT_SILENT: u8 = 3;
 const FORMAT_WITHOUT_STEP_UP: u8 = 2;
 const STATE_HASH_LEN: usize = 16;
 const SECRET_LEN: usize = 32;
@@ -62,6 +64,9 @@ pub struct Transaction {
     /// What a step-up login asked of the IdP, for the callback to check.
     #[zeroize(skip)]
     pub step_up: Ask,
+    /// Whether the login asked `prompt=none`: the IdP's "interaction
+    /// needed" then returns the browser to `return_to` (IDP-02).
+    pub silent: bool,
 }
 
 // === impl Transaction ===
@@ -77,6 +82,7 @@ impl Transaction {
             started_ms: now_ms,
             return_to,
             step_up: Ask::default(),
+            silent: false,
         };
         (transaction, state)
     }
@@ -99,7 +105,7 @@ impl Transaction {
     }
 
     fn encoded_len(&self) -> usize {
-        FIXED_LEN + self.return_to.len() + 6 + self.step_up.acr_values.len()
+        FIXED_LEN + self.return_to.len() + 6 + self.step_up.acr_values.len() + 1
     }
 
     /// The sealed cookie's plaintext: a format byte, then the fields.
@@ -121,6 +127,7 @@ impl Transaction {
         let acr = &acr[..acr.len().min(usize::from(u8::MAX))];
         out.push(acr.len() as u8);
         out.extend_from_slice(acr);
+        out.push(u8::from(self.silent));
         out
     }
 
@@ -132,6 +139,7 @@ impl Transaction {
             started_ms: u64::from_be_bytes(take(input)?),
             return_to: String::new(),
             step_up: Ask::default(),
+            silent: false,
         };
         let len = usize::from(u16::from_be_bytes(take(input)?));
         let (text, rest) = input.split_at_checked(len)?;
@@ -151,6 +159,14 @@ impl Transaction {
         let (text, rest) = input.split_at_checked(usize::from(len))?;
         transaction.step_up.acr_values = std::str::from_utf8(text).ok()?.to_owned();
         *input = rest;
+        if format == FORMAT_WITHOUT_SILENT {
+            return Some(transaction);
+        }
+        transaction.silent = match take(input)? {
+            [0] => false,
+            [1] => true,
+            _ => return None,
+        };
         Some(transaction)
     }
 }
@@ -249,7 +265,7 @@ fn open(auth: &Auth, name: &str, value: &str) -> Option<Transaction> {
     let opened = auth.sessions.ring.unseal(Purpose::Login, name, value).ok()?;
     let mut input: &[u8] = &opened.plaintext;
     let [format] = take(&mut input)?;
-    if format != FORMAT && format != FORMAT_WITHOUT_STEP_UP {
+    if ![FORMAT, FORMAT_WITHOUT_SILENT, FORMAT_WITHOUT_STEP_UP].contains(&format) {
         return None;
     }
     let transaction = Transaction::decode(&mut input, format)?;
@@ -310,9 +326,21 @@ mod tests {
         // A login started before the upgrade: format 2, no step-up fields.
         let mut old = plain.encode().to_vec();
         old[0] = FORMAT_WITHOUT_STEP_UP;
-        old.truncate(old.len() - 6);
+        old.truncate(old.len() - 7);
         let back = decode(&old).unwrap();
         assert_eq!((back.return_to.as_str(), &back.step_up), ("/x", &Ask::default()));
+    }
+
+    #[test]
+    fn idp02_a_silent_login_round_trips_and_a_format_3_login_still_opens() {
+        let (mut t, _) = login("/app");
+        t.silent = true;
+        assert!(decode(&t.encode()).unwrap().silent);
+        let mut old = t.encode().to_vec();
+        old[0] = FORMAT_WITHOUT_SILENT;
+        old.pop();
+        let back = decode(&old).unwrap();
+        assert!(!back.silent);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod access;
 mod admin;
+pub mod authorize;
 mod cookie;
 pub mod env;
 mod errors;
@@ -45,7 +46,7 @@ pub use self::limits::Limits;
 pub use self::logging::{LogConfig, LogFormat};
 pub use self::node::{ConfigError, ConfigErrors};
 use self::node::{Cursor, Each, Fields, FromNode, Reported};
-pub use self::oidc::{OidcConfig, TokenEndpointAuth};
+pub use self::oidc::{AuthorizeParams, Issuer, LoginParams, OidcConfig, TokenEndpointAuth};
 pub use self::redis::{RedisConfig, RedisTls, RedisTopology, RedisWait};
 use self::routes::check_routes;
 pub use self::routes::{AuthMode, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
@@ -167,7 +168,7 @@ impl FromNode for Config {
         let oidc = f.optional::<OidcConfig>("oidc", at);
         if oidc
             .as_ref()
-            .is_some_and(|o| is_plain_remote(&o.issuer) && !dev_mode)
+            .is_some_and(|o| is_plain_remote(o.issuer.url()) && !dev_mode)
         {
             at.error_at("oidc.issuer", "must be https");
         }

@@ -1,9 +1,11 @@
 //! The `oidc` section: the issuer, the client's credentials and scopes,
-//! and logout and revocation endpoints set by hand.
+//! logout and revocation endpoints set by hand, and the authorization
+//! request's extra parameters (`authorize.rs`).
 
 use serde_json::Value;
 use url::Url;
 
+pub use super::authorize::{AuthorizeParams, LoginParams};
 use super::node::{from_text, Cursor, Fields, FromNode, Reported};
 use super::values::{absolute_http_url, is_plain_remote, UrlWithoutQuery};
 use crate::secret::Secret;
@@ -11,7 +13,7 @@ use crate::secret::Secret;
 /// The IdP and how cloakroom authenticates to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OidcConfig {
-    pub issuer: Url,
+    pub issuer: Issuer,
     pub client_id: String,
     pub client_secret: Secret<String>,
     pub token_endpoint_auth: TokenEndpointAuth,
@@ -24,9 +26,23 @@ pub struct OidcConfig {
     /// Where logout revokes refresh tokens (RFC 7009), for IdPs whose
     /// metadata does not say; used in preference to the metadata (LO-13).
     pub revocation_endpoint: Option<Url>,
+    /// Extra parameters on every authorization request (IDP-02).
+    pub authorize_params: AuthorizeParams,
+    /// Parameters a caller of `/auth/login` may pass through (IDP-02).
+    pub login_params: LoginParams,
     /// Call the IdP's `userinfo_endpoint` at login and add its claims to the
     /// session's, for IdPs whose ID tokens are thin (OIDC Core §5.3).
     pub userinfo: bool,
+}
+
+/// The issuer identifier exactly as configured: a trailing `/` is part of
+/// it (IDP-01). Discovery, the authorization response's `iss` and every
+/// token's `iss` are compared with this text, never with a normalised URL
+/// (`Url` would add a `/` to `https://idp.example.com`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    text: String,
+    url: Url,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +56,7 @@ pub enum TokenEndpointAuth {
 impl FromNode for OidcConfig {
     fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         let mut f = Fields::open(node, at)?;
-        let issuer = f.required::<Issuer>("issuer", at).map(|i| i.0);
+        let issuer = f.required::<Issuer>("issuer", at);
         let client_id = f.required::<String>("client_id", at);
         let client_secret = f.required::<String>("client_secret", at);
         let token_endpoint_auth = f.or("token_endpoint_auth", TokenEndpointAuth::ClientSecretBasic, at);
@@ -54,6 +70,8 @@ impl FromNode for OidcConfig {
         let id_token_hint = f.or("id_token_hint", false, at);
         let revocation_endpoint = f.optional::<IdpEndpoint>("revocation_endpoint", at).map(|e| e.0);
         let userinfo = f.or("userinfo", false, at);
+        let authorize_params = f.or("authorize_params", AuthorizeParams::default(), at);
+        let login_params = f.or("login_params", LoginParams::default(), at);
         if scopes.as_ref().is_some_and(|s| !s.iter().any(|s| s == "openid")) {
             at.error_at("scopes", "must include openid");
         }
@@ -71,6 +89,8 @@ impl FromNode for OidcConfig {
             id_token_hint: id_token_hint.ok_or(Reported)?,
             revocation_endpoint,
             userinfo: userinfo.ok_or(Reported)?,
+            authorize_params: authorize_params.ok_or(Reported)?,
+            login_params: login_params.ok_or(Reported)?,
         })
     }
 }
@@ -87,16 +107,46 @@ from_text!(IdpEndpoint, |text| {
     Ok(IdpEndpoint(url))
 });
 
-/// The issuer identifier: https, no query or fragment (OIDC Discovery §2).
-struct Issuer(Url);
+// === impl Issuer ===
 
+impl Issuer {
+    /// The identifier as configured, compared exactly.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The OpenID Connect discovery document's URL: the well-known path
+    /// appended after any trailing `/` is removed (OIDC Discovery §4), so
+    /// `https://tenant.auth0.com/` is not asked for `//.well-known/…`.
+    pub fn discovery_url(&self) -> String {
+        format!(
+            "{}/.well-known/openid-configuration",
+            self.text.trim_end_matches('/')
+        )
+    }
+}
+
+impl std::fmt::Display for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+// The issuer identifier: https, no query or fragment (OIDC Discovery §2).
 from_text!(Issuer, |text| {
     let url = absolute_http_url(text)?;
     // Plain http is judged with insecure_dev_mode, in Config::from_node.
     if url.query().is_some() {
         return Err("must not have a query".into());
     }
-    Ok(Issuer(url))
+    Ok(Issuer {
+        text: text.to_owned(),
+        url,
+    })
 });
 
 from_text!(TokenEndpointAuth, |text| match text {

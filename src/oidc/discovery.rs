@@ -1,8 +1,12 @@
 //! Provider metadata (OpenID Connect Discovery 1.0).
 //!
 //! The metadata's `issuer` must equal the configured issuer exactly (§4.3),
-//! and S256 PKCE must be offered: an IdP that would silently ignore
-//! `code_challenge` is never used (threat-model T15, LG-07).
+//! a trailing `/` included (IDP-01). S256 PKCE is always sent; metadata
+//! that lists its methods must list S256, so an IdP that says it would
+//! ignore `code_challenge` is never used (threat-model T15, LG-07).
+//! Metadata that lists none (Entra ID) is accepted, with one line at start:
+//! the field is optional (RFC 8414 §2), its absence says nothing either
+//! way, and refusing it would shut out IdPs that do check S256.
 //!
 //! Some IdPs list `revocation_endpoint` only in their RFC 8414
 //! authorization-server metadata; [`rfc8414_revocation_endpoint`] reads it
@@ -12,6 +16,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{http, IdpError};
+use crate::config::Issuer;
 
 /// What cloakroom uses of the provider's metadata.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,8 +33,9 @@ pub struct Metadata {
     pub userinfo_endpoint: Option<Url>,
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// `None` when the metadata does not say (Entra ID).
     #[serde(default)]
-    pub code_challenge_methods_supported: Vec<String>,
+    pub code_challenge_methods_supported: Option<Vec<String>>,
     #[serde(default)]
     pub id_token_signing_alg_values_supported: Vec<String>,
 }
@@ -39,8 +45,8 @@ pub struct Metadata {
 pub enum DiscoveryError {
     #[error("metadata issuer {found:?} differs from the configured issuer {expected:?}")]
     IssuerMismatch { expected: String, found: String },
-    #[error("the provider does not offer S256 PKCE")]
-    NoS256,
+    #[error("the provider lists code_challenge_methods_supported {listed:?}, without S256")]
+    NoS256 { listed: Vec<String> },
     #[error("oidc.userinfo is true, but the IdP metadata names no userinfo_endpoint")]
     NoUserinfoEndpoint,
     #[error(transparent)]
@@ -48,13 +54,9 @@ pub enum DiscoveryError {
 }
 
 /// Fetches and checks `{issuer}/.well-known/openid-configuration`.
-pub async fn discover(client: &reqwest::Client, issuer: &str) -> Result<Metadata, DiscoveryError> {
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    );
-    let metadata: Metadata = http::json("discovery", client.get(url)).await?;
-    check(metadata, issuer)
+pub async fn discover(client: &reqwest::Client, issuer: &Issuer) -> Result<Metadata, DiscoveryError> {
+    let metadata: Metadata = http::json("discovery", client.get(issuer.discovery_url())).await?;
+    check(metadata, issuer.as_str())
 }
 
 /// What cloakroom reads of RFC 8414 authorization-server metadata.
@@ -94,7 +96,9 @@ fn rfc8414_url(issuer: &str) -> Option<Url> {
     Some(url)
 }
 
-fn check(metadata: Metadata, issuer: &str) -> Result<Metadata, DiscoveryError> {
+/// Whether `metadata` fits the configured `issuer`; `check --online` and
+/// discovery judge it alike.
+pub fn check(metadata: Metadata, issuer: &str) -> Result<Metadata, DiscoveryError> {
     // Exact string comparison: no normalisation of a trailing slash or case.
     if metadata.issuer != issuer {
         return Err(DiscoveryError::IssuerMismatch {
@@ -102,12 +106,12 @@ fn check(metadata: Metadata, issuer: &str) -> Result<Metadata, DiscoveryError> {
             found: metadata.issuer,
         });
     }
-    if !metadata
-        .code_challenge_methods_supported
-        .iter()
-        .any(|m| m == "S256")
-    {
-        return Err(DiscoveryError::NoS256);
+    if let Some(listed) = &metadata.code_challenge_methods_supported {
+        if !listed.iter().any(|m| m == "S256") {
+            return Err(DiscoveryError::NoS256 {
+                listed: listed.clone(),
+            });
+        }
     }
     Ok(metadata)
 }
@@ -117,14 +121,48 @@ mod tests {
     use super::*;
 
     fn metadata(issuer: &str, pkce: &[&str]) -> Metadata {
+        let mut metadata = without_pkce(issuer);
+        metadata.code_challenge_methods_supported = Some(pkce.iter().map(|m| m.to_string()).collect());
+        metadata
+    }
+
+    fn without_pkce(issuer: &str) -> Metadata {
         serde_json::from_value(serde_json::json!({
             "issuer": issuer,
             "authorization_endpoint": "https://idp.example.com/auth",
             "token_endpoint": "https://idp.example.com/token",
             "jwks_uri": "https://idp.example.com/jwks",
-            "code_challenge_methods_supported": pkce,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn idp01_a_trailing_slash_is_part_of_the_issuer() {
+        let slash = check(
+            metadata("https://t.auth0.com/", &["S256"]),
+            "https://t.auth0.com/",
+        );
+        assert!(slash.is_ok());
+        let Err(e) = check(metadata("https://t.auth0.com", &["S256"]), "https://t.auth0.com/") else {
+            panic!("a missing slash must be refused")
+        };
+        assert_eq!(
+            e.to_string(),
+            "metadata issuer \"https://t.auth0.com\" differs from the configured issuer \"https://t.auth0.com/\""
+        );
+    }
+
+    #[test]
+    fn idp01_metadata_without_pkce_methods_is_accepted_but_a_list_without_s256_is_not() {
+        let entra = "https://login.microsoftonline.com/tenant/v2.0";
+        let unlisted = check(without_pkce(entra), entra).unwrap();
+        assert!(unlisted.code_challenge_methods_supported.is_none());
+        for listed in [&["plain"][..], &[]] {
+            assert!(matches!(
+                check(metadata(entra, listed), entra),
+                Err(DiscoveryError::NoS256 { .. })
+            ));
+        }
     }
 
     #[test]
@@ -160,6 +198,6 @@ mod tests {
             metadata("https://idp.example.com", &["plain"]),
             "https://idp.example.com",
         );
-        assert!(matches!(plain, Err(DiscoveryError::NoS256)));
+        assert!(matches!(plain, Err(DiscoveryError::NoS256 { .. })));
     }
 }

@@ -57,6 +57,11 @@ const ALLOWED: &[Algorithm] = &[
     Algorithm::EdDSA,
 ];
 
+/// Whether cloakroom takes ID tokens signed with `alg` (a JWA name).
+pub fn is_allowed(alg: &str) -> bool {
+    alg.parse::<Algorithm>().is_ok_and(|a| ALLOWED.contains(&a))
+}
+
 /// Reads the header's algorithm and key id, before any key is looked up.
 /// A `typ` other than `JWT` (an access token `at+jwt`, a `logout+jwt`) is
 /// not an ID token (ID-23). `jku`, `x5u` and `jwk` are never followed.

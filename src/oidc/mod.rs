@@ -1,6 +1,7 @@
 //! The OpenID Provider as cloakroom sees it: metadata, keys, token calls.
 
 pub mod discovery;
+pub mod fit;
 pub mod http;
 pub mod id_token;
 pub mod jwks;
@@ -111,9 +112,10 @@ impl Idp {
         }))
     }
 
-    /// The configured issuer, as a string compared exactly.
+    /// The configured issuer, as a string compared exactly: a trailing
+    /// `/` is part of it (IDP-01).
     pub fn issuer(&self) -> &str {
-        self.config.issuer.as_str().trim_end_matches('/')
+        self.config.issuer.as_str()
     }
 
     /// The latest discovery outcome and its cause, for `/readyz` (LG-27).
@@ -134,9 +136,19 @@ impl Idp {
         if let Some(found) = self.cached() {
             return Ok(found);
         }
-        let discovered = discovery::discover(&self.client, self.issuer()).await;
+        let discovered = discovery::discover(&self.client, &self.config.issuer).await;
         match discovered.and_then(|m| userinfo::fits(&self.config, m)) {
             Ok(mut metadata) => {
+                if metadata.code_challenge_methods_supported.is_none() {
+                    // Entra ID and others support S256 without listing it.
+                    // It is sent regardless; that this IdP checks it cannot
+                    // be known from its metadata, so the operator is told.
+                    tracing::info!(
+                        issuer = self.issuer(),
+                        "the IdP metadata lists no code_challenge_methods_supported; \
+                         PKCE S256 is sent regardless"
+                    );
+                }
                 self.find_revocation(&mut metadata).await;
                 let jwks = Arc::new(Jwks::new(metadata.jwks_uri.clone()));
                 let found = (Arc::new(metadata), jwks);
@@ -354,7 +366,6 @@ pub enum IdTokenCheckError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
 
     fn answer(access_token: &str, expires_in: Option<u64>) -> TokenResponse {
         TokenResponse {
@@ -377,21 +388,15 @@ mod tests {
         }))
         .unwrap();
         let idp = |configured: Option<&str>| {
-            Idp::new(
-                OidcConfig {
-                    issuer: Url::parse("https://idp.example.com").unwrap(),
-                    client_id: "spa".into(),
-                    client_secret: Secret::new("s".into()),
-                    token_endpoint_auth: TokenEndpointAuth::ClientSecretBasic,
-                    scopes: vec!["openid".into()],
-                    post_logout_redirect_uri: None,
-                    id_token_hint: false,
-                    revocation_endpoint: configured.map(|u| Url::parse(u).unwrap()),
-                    userinfo: false,
-                },
-                Clock::system(),
-            )
-            .unwrap()
+            let revocation = configured.map_or(String::new(), |u| format!("revocation_endpoint: '{u}'"));
+            let yaml = format!(
+                "public_url: https://app.example.com
+oidc: {{issuer: 'https://idp.example.com', client_id: spa, client_secret: s, {revocation}}}
+cookie: {{keys: [{{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}}]}}
+routes: [{{path: /api, upstream: 'http://a'}}]"
+            );
+            let config = crate::Config::load(&yaml, &crate::config::MapEnv::default()).unwrap();
+            Idp::new(config.oidc.unwrap(), Clock::system()).unwrap()
         };
         let configured = idp(Some("https://idp.example.com/configured"));
         assert_eq!(

@@ -27,6 +27,23 @@
 //                      ID tokens are thin: the user's claims beyond `sub`
 //                      come only from UserInfo, as Entra ID and Okta do
 //
+// The shape of a real IdP's metadata and its quirks (docs/idps/):
+//   issuer_path        the issuer's path after host and port: '/' publishes
+//                      `http://127.0.0.1:PORT/` (Auth0's form), '/realms/x'
+//                      serves the whole provider under that path (Keycloak,
+//                      Entra ID's '/TENANT/v2.0', Okta's '/oauth2/default');
+//                      default '' (no path)
+//   metadata_omit      discovery fields left out, e.g.
+//                      ['code_challenge_methods_supported'] (Entra ID)
+//   audience_param     accept Auth0's `audience` authorization parameter:
+//                      the access token is a JWT for that audience only
+//                      when it is sent, an opaque one otherwise
+//   refuse_scopes      scopes an authorization request may not ask for: it
+//                      is answered 400 invalid_scope (Google and
+//                      offline_access)
+//   offline_access_type  a refresh token only for a login that sent
+//                      access_type=offline and prompt=consent (Google)
+//
 // Every login gets an `acr`: the first of the authorization request's
 // acr_values the user can reach, else urn:cloakroom:test:password.
 //   backchannel_logout_uri  registers the client for OpenID Connect
@@ -45,6 +62,8 @@
 // back-channel logouts the client acknowledged or failed (with the last
 // failure's message).
 // GET /__issued lists every token the token endpoint issued.
+// GET /__authorizations lists the query of every authorization request, as
+// received.
 // GET /__advance?seconds=N moves the IdP's clock N seconds forward, with
 // the clock a test moves in cloakroom.
 
@@ -74,7 +93,16 @@ const issued = [];
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const origin = `http://127.0.0.1:${server.address().port}`;
+const issuerPath = settings.issuer_path ?? '';
+const issuer = `${origin}${issuerPath}`;
+// The provider's routes, under the issuer's path when it has one.
+const mount = issuerPath.replace(/\/$/, '');
+const audienceMode = settings.audience_param ?? false;
+const refusedScopes = settings.refuse_scopes ?? [];
+// Nonces of logins that asked for offline access as Google wants it.
+const offlineNonces = new Set();
+const authorizations = [];
 
 const provider = new Provider(issuer, {
   clients: [{
@@ -102,11 +130,13 @@ const provider = new Provider(issuer, {
     backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => (settings.userinfo_tokens ? undefined : API),
+      // With audience_param, no audience means no JWT access token; with
+      // userinfo_tokens, the access token is for the UserInfo endpoint.
+      defaultResource: () => (settings.userinfo_tokens || audienceMode ? undefined : API),
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({
+      getResourceServerInfo: (ctx, resource) => ({
         scope: 'api',
-        audience: API,
+        audience: audienceMode ? resource : API,
         accessTokenFormat: 'jwt',
         accessTokenTTL: settings.access_token_ttl ?? 300,
       }),
@@ -122,7 +152,9 @@ const provider = new Provider(issuer, {
   },
   rotateRefreshToken: settings.rotate_refresh ?? true,
   // Issue refresh tokens to this confidential client whenever it may use them.
-  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // (With offline_access_type, only for logins that asked as Google wants.)
+  issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token')
+    && (!settings.offline_access_type || offlineNonces.has(code?.nonce)),
   ttl: {
     AccessToken: settings.access_token_ttl ?? 300,
     IdToken: 3600,
@@ -135,10 +167,18 @@ const provider = new Provider(issuer, {
   loadExistingGrant: async (ctx) => {
     const grantId = ctx.oidc.result?.consent?.grantId
       || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
-    if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+    const resource = ctx.oidc.params.resource;
+    if (grantId) {
+      const found = await ctx.oidc.provider.Grant.find(grantId);
+      if (found && resource && !found.getResourceScope(resource)) {
+        found.addResourceScope(resource, 'api');
+        await found.save();
+      }
+      return found;
+    }
     const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
     grant.addOIDCScope('openid offline_access profile email');
-    grant.addResourceScope(API, 'api');
+    grant.addResourceScope(resource ?? API, 'api');
     await grant.save();
     return grant;
   },
@@ -165,6 +205,32 @@ provider.interactionFinished = async (req, res, result, options) => {
   }
   return finished(req, res, result, options);
 };
+
+// What each authorization request carried, and the quirks of the IdP whose
+// shape this one takes.
+provider.use(async (ctx, next) => {
+  if (ctx.path !== '/auth' || ctx.method !== 'GET') return next();
+  const query = { ...ctx.query };
+  authorizations.push(query);
+  const asked = String(query.scope ?? '').split(' ');
+  const refused = asked.find((scope) => refusedScopes.includes(scope));
+  if (refused) {
+    ctx.status = 400;
+    ctx.type = 'text/plain';
+    ctx.body = `invalid_scope: ${refused}`;
+    return undefined;
+  }
+  if (settings.offline_access_type && query.access_type === 'offline'
+    && String(query.prompt ?? '').split(' ').includes('consent')) {
+    offlineNonces.add(query.nonce);
+  }
+  if (audienceMode) {
+    // Auth0's `audience` is what RFC 8707 calls `resource`.
+    const { audience, ...rest } = query;
+    ctx.query = audience ? { ...rest, resource: audience } : rest;
+  }
+  return next();
+});
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 let tokenCalls = 0;
@@ -198,6 +264,9 @@ provider.use(async (ctx, next) => {
   if (unlisted[ctx.path] && ctx.body && typeof ctx.body === 'object') {
     delete ctx.body.revocation_endpoint;
   }
+  if (ctx.path === '/.well-known/openid-configuration' && ctx.body && typeof ctx.body === 'object') {
+    for (const field of settings.metadata_omit ?? []) delete ctx.body[field];
+  }
 });
 
 provider.use(async (ctx, next) => {
@@ -229,10 +298,22 @@ server.on('request', (req, res) => {
     res.end('ok');
     return;
   }
-  if (req.url === '/__stats' || req.url === '/__issued') {
+  const own = { '/__stats': stats, '/__issued': issued, '/__authorizations': authorizations };
+  if (own[req.url]) {
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify(req.url === '/__stats' ? stats : issued));
+    res.end(JSON.stringify(own[req.url]));
     return;
+  }
+  if (mount) {
+    // Mounted as a framework would: the provider sees the path below the
+    // issuer's, and finds its mount point in originalUrl.
+    if (req.url !== mount && !req.url.startsWith(`${mount}/`)) {
+      res.statusCode = 404;
+      res.end();
+      return;
+    }
+    req.originalUrl = req.url;
+    req.url = req.url.slice(mount.length) || '/';
   }
   callback(req, res);
 });

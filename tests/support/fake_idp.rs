@@ -310,7 +310,8 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
                 .query_pairs_mut()
                 .append_pair("code", &code)
                 .append_pair("state", &query["state"])
-                .append_pair("iss", &iss);
+                // RFC 9207: the issuer its metadata announces.
+                .append_pair("iss", &announced_issuer(&shared, &iss));
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::FOUND;
             r.headers_mut()
@@ -391,6 +392,14 @@ pub fn now() -> u64 {
 }
 
 /// Claims a valid ID token for client `cloakroom` carries.
+fn announced_issuer(shared: &Shared, iss: &str) -> String {
+    let behaviour = shared.behaviour.lock().unwrap();
+    behaviour
+        .announced_issuer
+        .clone()
+        .unwrap_or_else(|| iss.to_owned())
+}
+
 pub fn claims(iss: &str, nonce: &str) -> Map<String, Value> {
     let now = now();
     json!({"iss": iss, "aud": "cloakroom", "sub": "alice", "iat": now, "exp": now + 300, "nonce": nonce})

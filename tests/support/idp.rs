@@ -12,7 +12,10 @@ use super::{App, Browser, Page, Upstream, COOKIE_KEY};
 
 /// A running `tests/idp/server.mjs`.
 pub struct Idp {
+    /// The issuer as the IdP publishes it (`issuer_path` included).
     pub issuer: String,
+    /// `http://127.0.0.1:PORT`, where the test endpoints (`/__stats`, …) are.
+    pub origin: String,
     child: Child,
 }
 
@@ -41,7 +44,30 @@ impl Idp {
         };
         // Keep draining stdout so the IdP never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { issuer, child }
+        let url = url::Url::parse(&issuer).unwrap();
+        let origin = format!("http://127.0.0.1:{}", url.port().unwrap());
+        Self {
+            issuer,
+            origin,
+            child,
+        }
+    }
+
+    /// `path` under the issuer (its endpoints), without a double `/`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer.trim_end_matches('/'))
+    }
+
+    /// The query of every authorization request the IdP received, in order.
+    pub async fn authorizations(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        super::net::client()
+            .get(format!("{}/__authorizations", self.origin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Stops the IdP for good (its state is in memory): an IdP outage.
@@ -53,7 +79,7 @@ impl Idp {
     /// What the IdP counted: grants by type, revocations.
     pub async fn stats(&self) -> serde_json::Value {
         super::net::client()
-            .get(format!("{}/__stats", self.issuer))
+            .get(format!("{}/__stats", self.origin))
             .send()
             .await
             .unwrap()
@@ -65,7 +91,7 @@ impl Idp {
     /// Every token the IdP issued (access, refresh, ID).
     pub async fn issued(&self) -> Vec<String> {
         super::net::client()
-            .get(format!("{}/__issued", self.issuer))
+            .get(format!("{}/__issued", self.origin))
             .send()
             .await
             .unwrap()
@@ -77,7 +103,7 @@ impl Idp {
     /// Moves the IdP's clock forward, as a test moves cloakroom's.
     pub async fn advance(&self, by: std::time::Duration) {
         let answer = super::net::client()
-            .get(format!("{}/__advance?seconds={}", self.issuer, by.as_secs()))
+            .get(format!("{}/__advance?seconds={}", self.origin, by.as_secs()))
             .send()
             .await
             .unwrap();
@@ -87,7 +113,7 @@ impl Idp {
     /// The IdP's public keys, to verify tokens as an API would.
     pub async fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
         super::net::client()
-            .get(format!("{}/jwks", self.issuer))
+            .get(self.endpoint("/jwks"))
             .send()
             .await
             .unwrap()
@@ -136,18 +162,28 @@ pub async fn world_with_clock(
     replicas: usize,
     clock: cloakroom::Clock,
 ) -> World {
-    world_oidc("", extra, settings, replicas, clock).await
+    world_full(extra, "", settings, replicas, clock).await
 }
 
-/// [`world_with_clock`], with `oidc` added to the `oidc` section
-/// (`, key: value`).
-pub async fn world_oidc(
-    oidc: &str,
+/// One replica with `oidc_extra` added to the `oidc` section (flow
+/// mapping entries, e.g. `login_params: [login_hint]`), the IdP started
+/// with `settings`.
+pub async fn world_oidc(oidc_extra: &str, settings: serde_json::Value) -> World {
+    world_full("", oidc_extra, settings, 1, cloakroom::Clock::system()).await
+}
+
+pub async fn world_full(
     extra: &str,
+    oidc_extra: &str,
     settings: serde_json::Value,
     replicas: usize,
     clock: cloakroom::Clock,
 ) -> World {
+    let oidc_extra = if oidc_extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {oidc_extra}")
+    };
     let up = Upstream::start().await;
     let mut bound = Vec::new();
     for _ in 0..replicas {
@@ -169,7 +205,7 @@ pub async fn world_oidc(
     let yaml = format!(
         "public_url: {base}
 log: {{level: warn}}
-oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret{oidc}}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret{oidc_extra}}}
 cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes:
   - {{path: /api, upstream: '{u}'}}
@@ -255,7 +291,7 @@ impl World {
     /// back-channel logout registered, the IdP posts its logout token to
     /// cloakroom before this returns.
     pub async fn logout_at_idp(&self, browser: &Browser) -> Page {
-        let url = format!("{}/session/end?client_id=cloakroom", self.idp.issuer);
+        let url = self.idp.endpoint("/session/end?client_id=cloakroom");
         browser.navigate(&url, "").await.0
     }
 
