@@ -732,6 +732,21 @@ fn check_online_refuses_what_would_stop_a_login_and_strict_refuses_warnings() {
 }
 
 #[test]
+fn check_online_names_oidc_userinfo_when_the_metadata_lacks_its_endpoint() {
+    let listed = support::idp::Idp::start(serde_json::json!({}));
+    let (code, stdout, _) = check_online(&online_config(&listed.issuer, ", userinfo: true"), false);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("ok      userinfo_endpoint"), "{stdout}");
+    let omitted = support::idp::Idp::start(serde_json::json!({"metadata_omit": ["userinfo_endpoint"]}));
+    let (code, stdout, _) = check_online(&online_config(&omitted.issuer, ", userinfo: true"), false);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("oidc.userinfo is true, but the IdP metadata names no userinfo_endpoint"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn idp02_check_refuses_a_protocol_parameter_with_its_key_path() {
     let (code, stderr) = check(&online_config(
         "https://idp.example.com/",

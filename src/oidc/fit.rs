@@ -14,7 +14,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::discovery::{self, DiscoveryError, Metadata};
-use super::{http, id_token, IdpError};
+use super::{http, id_token, userinfo, IdpError};
 use crate::config::{OidcConfig, TokenEndpointAuth};
 
 /// How much a finding matters.
@@ -131,7 +131,24 @@ pub async fn inspect(oidc: &OidcConfig) -> Vec<Finding> {
         ),
     });
     out.push(back_channel(&document));
+    out.extend(userinfo_fit(oidc, &metadata));
     out
+}
+
+/// With `oidc.userinfo: true`, the metadata must name the endpoint: the
+/// same rule serving applies ([`userinfo::fits`]).
+fn userinfo_fit(oidc: &OidcConfig, metadata: &Metadata) -> Option<Finding> {
+    if !oidc.userinfo {
+        return None;
+    }
+    Some(match userinfo::fits(oidc, metadata.clone()) {
+        Ok(m) => Finding::new(
+            Level::Ok,
+            "userinfo_endpoint",
+            m.userinfo_endpoint.map(|u| u.to_string()).unwrap_or_default(),
+        ),
+        Err(e) => Finding::new(Level::Error, "userinfo_endpoint", e.to_string()),
+    })
 }
 
 /// Whether the keys can be fetched and hold at least one signing key.
