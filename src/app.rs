@@ -453,8 +453,17 @@ fn check_limits(request: &Request<Body>, limits: &Limits) -> Result<(), Refusal>
 /// the last coding of the last line; a server in front of or behind
 /// cloakroom may read `chunked` twice, or another coding, differently.
 /// cloakroom re-frames every body it forwards, so no other coding could be
-/// passed on anyway (the header is hop-by-hop).
+/// passed on anyway (the header is hop-by-hop). Coding names are
+/// case-insensitive and the whitespace around them is not part of them
+/// (RFC 9112 §7, §5.5): `CHUNKED` and ` chunked\t` are `chunked`, as hyper
+/// reads them too (PX-39).
+///
+/// And one `Host` (PX-39, RFC 9112 §3.2): of two, each server on the way
+/// may pick another.
 fn check_framing(headers: &http::HeaderMap) -> Result<(), Refusal> {
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(Refusal::BadFraming("more than one Host"));
+    }
     let mut codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()

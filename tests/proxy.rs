@@ -963,6 +963,13 @@ async fn px12_a_repeated_transfer_encoding_is_refused_and_the_connection_closed(
 0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
         ),
         (
+            // Coding names are case-insensitive (RFC 9112 §7, PX-39): this
+            // is `chunked` twice.
+            "twice, in two cases",
+            b"POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, CHUNKED\r\n\r\n\
+0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        (
             "another coding first",
             b"POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n\
 0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -976,4 +983,41 @@ async fn px12_a_repeated_transfer_encoding_is_refused_and_the_connection_closed(
         assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{name}: one answer only: {response}");
     }
     assert_eq!(up.requests(), 0, "nothing forwarded");
+}
+
+#[tokio::test]
+async fn px39_two_host_headers_are_refused() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    let response = raw(
+        app.addr,
+        b"GET /h HTTP/1.1\r\nHost: localhost:8080\r\nHost: evil.example\r\n\r\n",
+        BOUND,
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    assert_eq!(up.requests(), 0, "nothing forwarded");
+}
+
+#[tokio::test]
+async fn px39_transfer_coding_names_are_case_insensitive_and_whitespace_is_not_part_of_them() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    for (name, te) in [
+        ("upper case", "CHUNKED"),
+        ("mixed case", "Chunked"),
+        ("whitespace around", " \tchunked\t "),
+    ] {
+        let request = format!(
+            "POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let response = raw(app.addr, request.as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{name}: {response}");
+        let json = raw_json(&response);
+        assert_eq!(json["body_len"], 5, "{name}: the body read as chunked");
+    }
 }
