@@ -117,6 +117,7 @@ impl App {
         let upstream = Upstream::new(
             &config.cookie.name,
             &config.stripped_identity_headers(),
+            config.limits.body_idle_timeout,
             metrics.clone(),
         )?;
         let shared = Shared::build(config, auth, upstream, metrics.clone())?;

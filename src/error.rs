@@ -23,6 +23,7 @@ pub enum Code {
     MethodNotAllowed,
     BadRequest,
     TooLarge,
+    RequestTimeout,
     SessionStoreUnavailable,
     RefreshPending,
     IdpUnavailable,
@@ -53,6 +54,10 @@ pub enum Refusal {
     BadFraming(&'static str),
     #[error("request body larger than the route allows")]
     BodyTooLarge,
+    /// The client stopped sending its body (PX-34): answered, and the
+    /// connection closed, so a trickle cannot hold it.
+    #[error("request body not received in time")]
+    BodyTimeout,
     #[error("request target too long")]
     UriTooLong,
     #[error("request header fields too large")]
@@ -181,6 +186,7 @@ impl Code {
             Code::MethodNotAllowed => "method_not_allowed",
             Code::BadRequest => "bad_request",
             Code::TooLarge => "too_large",
+            Code::RequestTimeout => "request_timeout",
             Code::SessionStoreUnavailable => "session_store_unavailable",
             Code::RefreshPending => "refresh_pending",
             Code::IdpUnavailable => "idp_unavailable",

@@ -190,6 +190,8 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
             Refusal::BadFraming(_) => Problem::new(StatusCode::BAD_REQUEST, Code::BadRequest)
                 .with_header(header::CONNECTION, HeaderValue::from_static("close")),
             Refusal::BodyTooLarge => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, Code::TooLarge),
+            Refusal::BodyTimeout => Problem::new(StatusCode::REQUEST_TIMEOUT, Code::RequestTimeout)
+                .with_header(header::CONNECTION, HeaderValue::from_static("close")),
             Refusal::UriTooLong => Problem::new(StatusCode::URI_TOO_LONG, Code::TooLarge),
             Refusal::HeadersTooLarge => {
                 Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Code::TooLarge)
@@ -207,6 +209,14 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
         // A request body that outgrew the route limit, or could not be read,
         // surfaces as an upstream send failure; the client is the real
         // cause, so look underneath first.
+        // A body that stalled (PX-34): the client's 408, not a 502 or 504.
+        let mut inner = e.source();
+        while let Some(cause) = inner {
+            if cause.downcast_ref::<Refusal>() == Some(&Refusal::BodyTimeout) {
+                return known(cause);
+            }
+            inner = cause.source();
+        }
         let mut inner = e.source();
         while let Some(cause) = inner {
             if cause.is::<http_body_util::LengthLimitError>() {

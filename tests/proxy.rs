@@ -1021,3 +1021,115 @@ async fn px39_transfer_coding_names_are_case_insensitive_and_whitespace_is_not_p
         assert_eq!(json["body_len"], 5, "{name}: the body read as chunked");
     }
 }
+
+/// Sends the request head, then `body` one byte every `every` from a task
+/// of its own; the answer is read until the server closes the connection or
+/// `BOUND` passes.
+async fn trickle(addr: std::net::SocketAddr, head: &str, body: &'static [u8], every: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    write.write_all(head.as_bytes()).await.unwrap();
+    let trickler = tokio::spawn(async move {
+        for byte in body.chunks(1) {
+            if write.write_all(byte).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(every).await;
+        }
+        // Then nothing more, the connection left open.
+        std::future::pending::<()>().await;
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(BOUND, read.read_to_end(&mut out)).await;
+    trickler.abort();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn px34_a_trickled_body_cloakroom_reads_itself_is_cut_off_at_its_deadline() {
+    let yaml = format!(
+        "public_url: http://localhost:8080
+log: {{level: warn}}
+oidc: {{issuer: 'http://localhost:1', client_id: spa, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+limits: {{body_read_timeout: 1s}}
+admin: {{api_token: '{token}'}}
+routes:
+  - {{path: /, upstream: 'http://localhost:1', auth: none}}
+",
+        token = "t".repeat(32)
+    );
+    let app = App::start(&yaml).await;
+    // A logout token that never finishes arriving: answered at the
+    // deadline, and the connection closed.
+    let started = std::time::Instant::now();
+    let response = trickle(
+        app.addr,
+        "POST /auth/backchannel-logout HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 65000\r\n\r\n",
+        b"logout_token=eyJhbGciOiJSUzI1NiJ9",
+        Duration::from_millis(200),
+    )
+    .await;
+    assert!(started.elapsed() < BOUND, "closed by the server: {response}");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+
+    // The endpoints that take no body answer without waiting for one, and
+    // close the connection rather than read the rest.
+    for (addr, head) in [
+        (app.addr, "DELETE /auth/sessions/abc HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nContent-Length: 65000\r\n\r\n"),
+        (app.addr, "POST /auth/logout HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nContent-Length: 65000\r\n\r\n"),
+        (
+            app.admin,
+            "DELETE /admin/sessions?sub=x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tttttttttttttttttttttttttttttttt\r\nContent-Length: 65000\r\n\r\n",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let response = trickle(addr, head, b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", Duration::from_millis(200)).await;
+        assert!(started.elapsed() < BOUND, "{head}: closed by the server: {response}");
+        assert!(response.starts_with("HTTP/1.1 "), "{head}: answered: {response}");
+        assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{head}: {response}");
+    }
+}
+
+#[tokio::test]
+async fn px34_a_stalled_proxied_body_is_a_408_not_a_504() {
+    let up = Upstream::start().await;
+    // The route waits 30 s for its upstream; the body may pause 1 s.
+    let yaml = config(&[("/", &up.url(), ", timeout: 30s")]) + "limits: {body_idle_timeout: 1s}\n";
+    let app = App::start(&yaml).await;
+    let started = std::time::Instant::now();
+    let response = trickle(
+        app.addr,
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+        b"0123456789",
+        Duration::from_millis(100),
+    )
+    .await;
+    assert!(started.elapsed() < BOUND, "closed by the server: {response}");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    // The upstream had the bytes that came, and nothing was made up.
+    assert_eq!(up.seen.upload_bytes.load(std::sync::atomic::Ordering::SeqCst), 10);
+
+    // A body that keeps moving, however slowly, is not cut off.
+    let response = trickle(
+        app.addr,
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\nConnection: close\r\n\r\n",
+        b"0123456789ab",
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("12"), "{response}");
+}

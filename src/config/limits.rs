@@ -22,6 +22,11 @@ pub struct Limits {
     pub max_connections: u64,
     /// Open connections per client address (per /64 for IPv6).
     pub max_connections_per_ip: u64,
+    /// A body cloakroom reads itself (back-channel logout) arrives whole
+    /// within this, or the request is a 408 (PX-34).
+    pub body_read_timeout: Duration,
+    /// A proxied request body that sends nothing this long is a 408 (PX-34).
+    pub body_idle_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -38,6 +43,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(75),
             max_connections: 10_000,
             max_connections_per_ip: 256,
+            body_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -55,6 +62,8 @@ impl FromNode for Limits {
         let idle_timeout = f.or("idle_timeout", d.idle_timeout, at);
         let max_connections = f.or("max_connections", d.max_connections, at);
         let max_connections_per_ip = f.or("max_connections_per_ip", d.max_connections_per_ip, at);
+        let body_read_timeout = f.or("body_read_timeout", d.body_read_timeout, at);
+        let body_idle_timeout = f.or("body_idle_timeout", d.body_idle_timeout, at);
         let shutdown_grace = f.or("shutdown_grace", d.shutdown_grace, at);
         f.finish(at);
         if max_header_bytes
@@ -77,6 +86,8 @@ impl FromNode for Limits {
             ("header_read_timeout", header_read_timeout),
             ("first_bytes_timeout", first_bytes_timeout),
             ("idle_timeout", idle_timeout),
+            ("body_read_timeout", body_read_timeout),
+            ("body_idle_timeout", body_idle_timeout),
         ] {
             if value.is_some_and(|t| t.is_zero()) {
                 at.error_at(key, "must be longer than 0s");
@@ -91,6 +102,8 @@ impl FromNode for Limits {
             idle_timeout: idle_timeout.ok_or(Reported)?,
             max_connections: max_connections.ok_or(Reported)?,
             max_connections_per_ip: max_connections_per_ip.ok_or(Reported)?,
+            body_read_timeout: body_read_timeout.ok_or(Reported)?,
+            body_idle_timeout: body_idle_timeout.ok_or(Reported)?,
             shutdown_grace: shutdown_grace.ok_or(Reported)?,
         })
     }
@@ -100,6 +113,37 @@ impl FromNode for Limits {
 mod tests {
     use super::*;
     use crate::config::tests::{errors, load};
+
+    const BASE: &str =
+        "public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]\n";
+
+    #[test]
+    fn px34_body_deadlines_are_read_and_checked() {
+        let d = load(BASE).unwrap().limits;
+        assert_eq!(
+            (d.body_read_timeout, d.body_idle_timeout),
+            (Duration::from_secs(10), Duration::from_secs(10))
+        );
+        let c = load(&format!(
+            "{BASE}limits: {{body_read_timeout: 2s, body_idle_timeout: 3s}}"
+        ))
+        .unwrap()
+        .limits;
+        assert_eq!(
+            (c.body_read_timeout, c.body_idle_timeout),
+            (Duration::from_secs(2), Duration::from_secs(3))
+        );
+        let got = errors(&format!(
+            "{BASE}limits: {{body_read_timeout: 0s, body_idle_timeout: 0s}}"
+        ));
+        assert_eq!(
+            got,
+            [
+                "limits.body_read_timeout: must be longer than 0s",
+                "limits.body_idle_timeout: must be longer than 0s",
+            ]
+        );
+    }
 
     #[test]
     fn px27_connection_limits_are_read_and_checked() {
