@@ -3,8 +3,9 @@
 //!
 //! 1. the edge ([`edge`], tower-http's layers): sensitive-header marking,
 //!    the peer's trust, the request id and the request's trace span;
-//! 2. the routing service (`Routing`): metrics, the access log (path
-//!    only, never the query) and the one rescue;
+//! 2. the routing service (`Routing`): the client's cap on requests in
+//!    flight (PX-35, 429), metrics, the access log (path only, never the
+//!    query) and the one rescue;
 //! 3. protocol limits (414, 431), framing (PX-12) and methods nobody may use;
 //! 4. path normalisation, the SPA client module, `/auth/*`, and
 //!    longest-prefix routing (400, 404, 405);
@@ -46,6 +47,7 @@ use crate::metrics::{self, Metrics};
 use crate::path::normalize_path;
 use crate::rescue;
 use crate::routes::{Leaf, Route, Router};
+use crate::server::ConnectionHold;
 use crate::session::SessionStore;
 use crate::stack::{self, Context, RouteService};
 use crate::telemetry;
@@ -254,9 +256,23 @@ impl RoutingState {
 
         let reader = rescue::Reader::of(request.uri().path(), request.headers());
         let mut target = Target::None;
-        let result = self
-            .route(request, peer, trusted, client, &request_id, &mut target)
-            .await;
+        // A place under the client's cap on requests in flight (PX-35),
+        // held until the answer's body is sent: a request holds an upstream
+        // connection that long.
+        let in_flight = request
+            .extensions()
+            .get::<Arc<ConnectionHold>>()
+            .map(|hold| hold.requests().acquire(client));
+        let result = match in_flight {
+            Some(None) => {
+                self.metrics.over_limit(metrics::Limit::RequestsPerIp);
+                Err(Refusal::TooManyRequests { retry_after_secs: 1 }.into())
+            }
+            _ => {
+                self.route(request, peer, trusted, client, &request_id, &mut target)
+                    .await
+            }
+        };
         let route_label = target.label();
         let mut response = match result {
             Ok(response) => response,
@@ -302,6 +318,9 @@ impl RoutingState {
         // The edge puts the request's id on every answer: an upstream's own
         // id never replaces it.
         response.headers_mut().remove(&X_REQUEST_ID);
+        if let Some(Some(slot)) = in_flight {
+            response = response.map(|body| body::holding(body, slot));
+        }
 
         let code = response.extensions().get::<Code>().map(|c| c.as_str());
         if let (Target::Endpoint(endpoint), "GET") = (target, method) {

@@ -42,6 +42,19 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// `body`, keeping `guard` alive until the body is done with (sent to the
+/// end, or dropped).
+pub fn holding<G: Send + 'static>(body: Body, guard: G) -> Body {
+    if body.is_end_stream() {
+        // hyper never polls an empty body: done once the head is written.
+        return body;
+    }
+    boxed(Holding {
+        inner: body,
+        _guard: guard,
+    })
+}
+
 /// The whole of a request body cloakroom reads itself: at most `max` bytes
 /// (else [`Refusal::BodyTooLarge`]), all of it within `within` (else
 /// [`Refusal::BodyTimeout`]: a 408, and the connection closed).
@@ -82,6 +95,36 @@ pin_project_lite::pin_project! {
         inner: Body,
         idle: Duration,
         sleep: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Holding<G> {
+        #[pin]
+        inner: Body,
+        _guard: G,
+    }
+}
+
+// === impl Holding ===
+
+impl<G> HttpBody for Holding<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -24,6 +24,7 @@ pub enum Code {
     BadRequest,
     TooLarge,
     RequestTimeout,
+    TooManyRequests,
     SessionStoreUnavailable,
     RefreshPending,
     IdpUnavailable,
@@ -58,6 +59,10 @@ pub enum Refusal {
     /// connection closed, so a trickle cannot hold it.
     #[error("request body not received in time")]
     BodyTimeout,
+    /// The client has too much under way at once (PX-35); a retry after
+    /// this many seconds may pass.
+    #[error("too many requests from this client")]
+    TooManyRequests { retry_after_secs: u32 },
     #[error("request target too long")]
     UriTooLong,
     #[error("request header fields too large")]
@@ -187,6 +192,7 @@ impl Code {
             Code::BadRequest => "bad_request",
             Code::TooLarge => "too_large",
             Code::RequestTimeout => "request_timeout",
+            Code::TooManyRequests => "too_many_requests",
             Code::SessionStoreUnavailable => "session_store_unavailable",
             Code::RefreshPending => "refresh_pending",
             Code::IdpUnavailable => "idp_unavailable",

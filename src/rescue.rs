@@ -192,6 +192,10 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
             Refusal::BodyTooLarge => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, Code::TooLarge),
             Refusal::BodyTimeout => Problem::new(StatusCode::REQUEST_TIMEOUT, Code::RequestTimeout)
                 .with_header(header::CONNECTION, HeaderValue::from_static("close")),
+            Refusal::TooManyRequests { retry_after_secs } => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, Code::TooManyRequests)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))
+            }
             Refusal::UriTooLong => Problem::new(StatusCode::URI_TOO_LONG, Code::TooLarge),
             Refusal::HeadersTooLarge => {
                 Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Code::TooLarge)

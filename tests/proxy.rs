@@ -985,6 +985,143 @@ async fn px12_a_repeated_transfer_encoding_is_refused_and_the_connection_closed(
     assert_eq!(up.requests(), 0, "nothing forwarded");
 }
 
+/// The `SETTINGS_MAX_CONCURRENT_STREAMS` an h2c server announces first.
+async fn h2_max_concurrent_streams(addr: std::net::SocketAddr) -> Option<u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // The server's preface is a SETTINGS frame (RFC 9113 §3.4): a 9-byte
+    // head, then 6-byte (id, value) pairs.
+    let mut head = [0u8; 9];
+    socket.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[3], 0x4, "a SETTINGS frame first");
+    let mut payload = vec![0u8; u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize];
+    socket.read_exact(&mut payload).await.unwrap();
+    payload
+        .chunks_exact(6)
+        .find(|s| u16::from_be_bytes([s[0], s[1]]) == 0x3)
+        .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
+}
+
+async fn over_limit_refusals(app: &App) -> String {
+    let text = client()
+        .get(format!("http://{}/metrics", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("cloakroom_over_limit_refusals_total{limit=\"requests_per_ip\"}"))
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn px35_streams_per_connection_and_requests_in_flight_per_address_are_bounded() {
+    let up = Upstream::start().await;
+    let yaml = config(&[("/", &up.url(), "")])
+        + "limits: {max_streams_per_connection: 10, max_requests_per_ip: 16}\n";
+    let app = App::start(&yaml).await;
+    assert_eq!(h2_max_concurrent_streams(app.addr).await, Some(10));
+
+    // Four h2c connections from one address, ten streams each, to a route
+    // that holds every request.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let h2 = support::client_builder().http2_prior_knowledge().build().unwrap();
+        for _ in 0..10 {
+            let (h2, url) = (h2.clone(), app.url("/hold"));
+            calls.spawn(async move {
+                let r = h2.get(url).send().await.unwrap();
+                assert_eq!(r.version(), reqwest::Version::HTTP_2);
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (r.status().as_u16(), retry, r.text().await.unwrap())
+            });
+        }
+    }
+    // Beyond 16 in flight, each is answered at once: 429, `Retry-After`.
+    for _ in 0..24 {
+        let next = tokio::time::timeout(BOUND, calls.join_next()).await;
+        let (status, retry, body) = next.expect("the excess is answered at once").unwrap().unwrap();
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert!(body.contains("\"code\":\"too_many_requests\""), "{body}");
+    }
+    until(
+        BOUND,
+        Duration::from_millis(20),
+        "16 held at the upstream",
+        async || up.held() == 16,
+    )
+    .await;
+    assert_eq!(
+        over_limit_refusals(&app).await,
+        "cloakroom_over_limit_refusals_total{limit=\"requests_per_ip\"} 24"
+    );
+
+    // Another address is served meanwhile.
+    let other = support::client_builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(other.get(app.url("/h")).send().await.unwrap().status(), 200);
+
+    up.let_go();
+    while let Some(done) = tokio::time::timeout(BOUND, calls.join_next()).await.unwrap() {
+        assert_eq!(done.unwrap().0, 200);
+    }
+    assert_eq!(up.seen.most_held.load(std::sync::atomic::Ordering::SeqCst), 16);
+    // The places came back with the answers.
+    assert_eq!(client().get(app.url("/h")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn px35_behind_a_trusted_proxy_each_forwarded_address_has_its_own_cap() {
+    let up = Upstream::start().await;
+    let yaml = config(&[("/", &up.url(), "")])
+        + "trusted_proxies: [127.0.0.1/32]\nlimits: {max_requests_per_ip: 2}\n";
+    let app = App::start(&yaml).await;
+    let from = |client: &'static str| {
+        let url = app.url("/hold");
+        async move {
+            let r = support::client()
+                .get(url)
+                .header("x-forwarded-for", client)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    let first = tokio::spawn(from("203.0.113.1"));
+    let second = tokio::spawn(from("203.0.113.1"));
+    until(BOUND, Duration::from_millis(20), "two held", async || {
+        up.held() == 2
+    })
+    .await;
+    assert_eq!(from("203.0.113.1").await, 429, "the same client, a third time");
+    let other = tokio::spawn(from("203.0.113.2"));
+    until(
+        BOUND,
+        Duration::from_millis(20),
+        "another client held",
+        async || up.held() == 3,
+    )
+    .await;
+    up.let_go();
+    for call in [first, second, other] {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+}
+
 #[tokio::test]
 async fn px39_two_host_headers_are_refused() {
     let up = Upstream::start().await;

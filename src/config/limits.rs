@@ -27,6 +27,11 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// A proxied request body that sends nothing this long is a 408 (PX-34).
     pub body_idle_timeout: Duration,
+    /// HTTP/2 streams one connection may have open at once (PX-35).
+    pub max_streams_per_connection: u64,
+    /// Requests in flight per client address (per /64 for IPv6), across
+    /// its connections and streams (PX-35).
+    pub max_requests_per_ip: u64,
     pub shutdown_grace: Duration,
 }
 
@@ -45,6 +50,8 @@ impl Default for Limits {
             max_connections_per_ip: 256,
             body_read_timeout: Duration::from_secs(10),
             body_idle_timeout: Duration::from_secs(10),
+            max_streams_per_connection: 100,
+            max_requests_per_ip: 256,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -64,6 +71,8 @@ impl FromNode for Limits {
         let max_connections_per_ip = f.or("max_connections_per_ip", d.max_connections_per_ip, at);
         let body_read_timeout = f.or("body_read_timeout", d.body_read_timeout, at);
         let body_idle_timeout = f.or("body_idle_timeout", d.body_idle_timeout, at);
+        let max_streams_per_connection = f.or("max_streams_per_connection", d.max_streams_per_connection, at);
+        let max_requests_per_ip = f.or("max_requests_per_ip", d.max_requests_per_ip, at);
         let shutdown_grace = f.or("shutdown_grace", d.shutdown_grace, at);
         f.finish(at);
         if max_header_bytes
@@ -78,8 +87,15 @@ impl FromNode for Limits {
         if max_connections == Some(0) {
             at.error_at("max_connections", "must be at least 1");
         }
-        if max_connections_per_ip == Some(0) {
-            at.error_at("max_connections_per_ip", "must be at least 1");
+        // Zero would refuse every request.
+        for (key, value) in [
+            ("max_connections_per_ip", max_connections_per_ip),
+            ("max_streams_per_connection", max_streams_per_connection),
+            ("max_requests_per_ip", max_requests_per_ip),
+        ] {
+            if value == Some(0) {
+                at.error_at(key, "must be at least 1");
+            }
         }
         // Zero would be no timeout at all, which is what these keys prevent.
         for (key, value) in [
@@ -104,6 +120,8 @@ impl FromNode for Limits {
             max_connections_per_ip: max_connections_per_ip.ok_or(Reported)?,
             body_read_timeout: body_read_timeout.ok_or(Reported)?,
             body_idle_timeout: body_idle_timeout.ok_or(Reported)?,
+            max_streams_per_connection: max_streams_per_connection.ok_or(Reported)?,
+            max_requests_per_ip: max_requests_per_ip.ok_or(Reported)?,
             shutdown_grace: shutdown_grace.ok_or(Reported)?,
         })
     }
@@ -141,6 +159,28 @@ mod tests {
             [
                 "limits.body_read_timeout: must be longer than 0s",
                 "limits.body_idle_timeout: must be longer than 0s",
+            ]
+        );
+    }
+
+    #[test]
+    fn px35_stream_and_in_flight_caps_are_read_and_checked() {
+        let d = load(BASE).unwrap().limits;
+        assert_eq!((d.max_streams_per_connection, d.max_requests_per_ip), (100, 256));
+        let c = load(&format!(
+            "{BASE}limits: {{max_streams_per_connection: 8, max_requests_per_ip: 16}}"
+        ))
+        .unwrap()
+        .limits;
+        assert_eq!((c.max_streams_per_connection, c.max_requests_per_ip), (8, 16));
+        let got = errors(&format!(
+            "{BASE}limits: {{max_streams_per_connection: 0, max_requests_per_ip: 0}}"
+        ));
+        assert_eq!(
+            got,
+            [
+                "limits.max_streams_per_connection: must be at least 1",
+                "limits.max_requests_per_ip: must be at least 1",
             ]
         );
     }
