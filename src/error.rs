@@ -59,8 +59,8 @@ pub enum Refusal {
     /// connection closed, so a trickle cannot hold it.
     #[error("request body not received in time")]
     BodyTimeout,
-    /// The client has too much under way at once (PX-35); a retry after
-    /// this many seconds may pass.
+    /// The client has too much under way at once (PX-35), or spends too many
+    /// code exchanges (LG-28); a retry after this many seconds may pass.
     #[error("too many requests from this client")]
     TooManyRequests { retry_after_secs: u32 },
     #[error("request target too long")]
@@ -127,6 +127,10 @@ pub enum LoginError {
     /// The IdP answered with something unusable; the IdP error decides.
     #[error("login failed")]
     IdpAnswer(#[source] BoxError),
+    /// The client has spent its code exchanges for now (LG-28): the same
+    /// callback may be retried as it is after this many seconds.
+    #[error("login failed: too many code exchanges from this client")]
+    Throttled { retry_after_secs: u32 },
     /// The IdP or the store is unavailable; its error decides the answer,
     /// and the same callback may be retried as it is.
     #[error("login failed")]

@@ -183,6 +183,8 @@ pub enum RefreshOutcome {
 pub enum Limit {
     /// `limits.max_requests_per_ip` requests already in flight (PX-35).
     RequestsPerIp,
+    /// `limits.code_exchanges_per_minute` spent at the callback (LG-28).
+    CodeExchanges,
 }
 
 /// Why a session ended.
@@ -717,11 +719,12 @@ impl RefreshOutcome {
 }
 
 impl Limit {
-    const ALL: [Self; 1] = [Self::RequestsPerIp];
+    const ALL: [Self; 2] = [Self::RequestsPerIp, Self::CodeExchanges];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RequestsPerIp => "requests_per_ip",
+            Self::CodeExchanges => "code_exchanges",
         }
     }
 }

@@ -154,6 +154,9 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
         return match login {
             LoginError::Refused(_) => Some(Problem::new(StatusCode::BAD_REQUEST, Code::LoginFailed)),
             LoginError::Expired => Some(Problem::new(StatusCode::BAD_REQUEST, Code::LoginExpired)),
+            &LoginError::Throttled { retry_after_secs } => {
+                known(&Refusal::TooManyRequests { retry_after_secs })
+            }
             // The cause underneath decides.
             LoginError::IdpAnswer(_) => None,
             // Whatever failed underneath, a retry may succeed: 503.
