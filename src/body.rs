@@ -99,6 +99,7 @@ pin_project_lite::pin_project! {
 }
 
 pin_project_lite::pin_project! {
+    /// A body that keeps its guard alive as long as it is.
     struct Holding<G> {
         #[pin]
         inner: Body,

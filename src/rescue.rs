@@ -323,6 +323,31 @@ mod tests {
     }
 
     #[test]
+    fn px34_a_stalled_body_under_an_upstream_failure_is_the_clients_408() {
+        let stalled = ClientBodyError(Box::new(Refusal::BodyTimeout));
+        let problem = classify(&UpstreamError::Unavailable(Box::new(stalled)));
+        assert_eq!(
+            (problem.status, problem.code),
+            (StatusCode::REQUEST_TIMEOUT, Code::RequestTimeout)
+        );
+        assert!(problem
+            .headers
+            .contains(&(header::CONNECTION, HeaderValue::from_static("close"))));
+    }
+
+    #[test]
+    fn lg28_a_throttled_callback_is_a_429_with_retry_after() {
+        let problem = classify(&LoginError::Throttled { retry_after_secs: 6 });
+        assert_eq!(
+            (problem.status, problem.code),
+            (StatusCode::TOO_MANY_REQUESTS, Code::TooManyRequests)
+        );
+        assert!(problem
+            .headers
+            .contains(&(header::RETRY_AFTER, HeaderValue::from_static("6"))));
+    }
+
+    #[test]
     fn login_errors_are_classified_by_kind_and_cause() {
         let refused = LoginError::refused("no state");
         assert_eq!(classify(&refused).code, Code::LoginFailed);

@@ -5,9 +5,10 @@
 //! authority: no CSRF header is asked for (no browser sends this), and a
 //! session cookie that comes along is never read.
 //!
-//! 0. The form arrives whole within `limits.body_read_timeout`, or the
-//!    answer is a 408 and the connection closes (PX-34): anyone can reach
-//!    this endpoint, so a trickled body must not hold a connection.
+//! Anyone can reach this endpoint, so its form must arrive whole within
+//! `limits.body_read_timeout`, or the answer is a 408 and the connection
+//! closes (PX-34): a body trickled in must not hold a connection. Then:
+//!
 //! 1. The token is validated per BCL §2.6 ([`crate::oidc::logout_token`]):
 //!    an invalid one is a 400, and nothing ends (LO-07 to LO-09).
 //! 2. Its `jti` is claimed in the store, once: a replay is a 400 (LO-08).
