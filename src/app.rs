@@ -3,8 +3,9 @@
 //!
 //! 1. the edge ([`edge`], tower-http's layers): sensitive-header marking,
 //!    the peer's trust, the request id and the request's trace span;
-//! 2. the routing service (`Routing`): metrics, the access log (path
-//!    only, never the query) and the one rescue;
+//! 2. the routing service (`Routing`): the client's cap on requests in
+//!    flight (PX-35, 429), metrics, the access log (path only, never the
+//!    query) and the one rescue;
 //! 3. protocol limits (414, 431), framing (PX-12) and methods nobody may use;
 //! 4. path normalisation, the SPA client module, `/auth/*`, and
 //!    longest-prefix routing (400, 404, 405);
@@ -47,6 +48,7 @@ use crate::metrics::{self, Metrics};
 use crate::path::normalize_path;
 use crate::rescue;
 use crate::routes::{Leaf, Route, Router};
+use crate::server::ConnectionHold;
 use crate::session::SessionStore;
 use crate::stack::{self, Context, RouteService};
 use crate::telemetry;
@@ -118,6 +120,7 @@ impl App {
         let upstream = Upstream::new(
             &config.cookie.name,
             &config.stripped_identity_headers(),
+            config.limits.body_idle_timeout,
             metrics.clone(),
         )?;
         let shared = Shared::build(config, auth, upstream, metrics.clone())?;
@@ -254,9 +257,23 @@ impl RoutingState {
 
         let reader = rescue::Reader::of(request.uri().path(), request.headers());
         let mut target = Target::None;
-        let result = self
-            .route(request, peer, trusted, client, &request_id, &mut target)
-            .await;
+        // A place under the client's cap on requests in flight (PX-35),
+        // held until the answer's body is sent: a request holds an upstream
+        // connection that long.
+        let in_flight = request
+            .extensions()
+            .get::<Arc<ConnectionHold>>()
+            .map(|hold| hold.requests().acquire(client));
+        let result = match in_flight {
+            Some(None) => {
+                self.metrics.over_limit(metrics::Limit::RequestsPerIp);
+                Err(Refusal::TooManyRequests { retry_after_secs: 1 }.into())
+            }
+            _ => {
+                self.route(request, peer, trusted, client, &request_id, &mut target)
+                    .await
+            }
+        };
         let route_label = target.label();
         let mut response = match result {
             Ok(response) => response,
@@ -303,6 +320,9 @@ impl RoutingState {
         // The edge puts the request's id on every answer: an upstream's own
         // id never replaces it.
         response.headers_mut().remove(&X_REQUEST_ID);
+        if let Some(Some(slot)) = in_flight {
+            response = response.map(|body| body::holding(body, slot));
+        }
 
         let code = response.extensions().get::<Code>().map(|c| c.as_str());
         if let (Target::Endpoint(endpoint), "GET") = (target, method) {
@@ -457,8 +477,17 @@ fn check_limits(request: &Request<Body>, limits: &Limits) -> Result<(), Refusal>
 /// the last coding of the last line; a server in front of or behind
 /// cloakroom may read `chunked` twice, or another coding, differently.
 /// cloakroom re-frames every body it forwards, so no other coding could be
-/// passed on anyway (the header is hop-by-hop).
+/// passed on anyway (the header is hop-by-hop). Coding names are
+/// case-insensitive and the whitespace around them is not part of them
+/// (RFC 9112 §7, §5.5): `CHUNKED` and ` chunked\t` are `chunked`, as hyper
+/// reads them too (PX-39).
+///
+/// And one `Host` (PX-39, RFC 9112 §3.2): of two, each server on the way
+/// may pick another.
 fn check_framing(headers: &http::HeaderMap) -> Result<(), Refusal> {
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(Refusal::BadFraming("more than one Host"));
+    }
     let mut codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()

@@ -23,6 +23,8 @@ pub enum Code {
     MethodNotAllowed,
     BadRequest,
     TooLarge,
+    RequestTimeout,
+    TooManyRequests,
     SessionStoreUnavailable,
     RefreshPending,
     IdpUnavailable,
@@ -53,6 +55,14 @@ pub enum Refusal {
     BadFraming(&'static str),
     #[error("request body larger than the route allows")]
     BodyTooLarge,
+    /// The client stopped sending its body (PX-34): answered, and the
+    /// connection closed, so a trickle cannot hold it.
+    #[error("request body not received in time")]
+    BodyTimeout,
+    /// The client has too much under way at once (PX-35), or spends too many
+    /// code exchanges (LG-28); a retry after this many seconds may pass.
+    #[error("too many requests from this client")]
+    TooManyRequests { retry_after_secs: u32 },
     #[error("request target too long")]
     UriTooLong,
     #[error("request header fields too large")]
@@ -117,6 +127,10 @@ pub enum LoginError {
     /// The IdP answered with something unusable; the IdP error decides.
     #[error("login failed")]
     IdpAnswer(#[source] BoxError),
+    /// The client has spent its code exchanges for now (LG-28): the same
+    /// callback may be retried as it is after this many seconds.
+    #[error("login failed: too many code exchanges from this client")]
+    Throttled { retry_after_secs: u32 },
     /// The IdP or the store is unavailable; its error decides the answer,
     /// and the same callback may be retried as it is.
     #[error("login failed")]
@@ -181,6 +195,8 @@ impl Code {
             Code::MethodNotAllowed => "method_not_allowed",
             Code::BadRequest => "bad_request",
             Code::TooLarge => "too_large",
+            Code::RequestTimeout => "request_timeout",
+            Code::TooManyRequests => "too_many_requests",
             Code::SessionStoreUnavailable => "session_store_unavailable",
             Code::RefreshPending => "refresh_pending",
             Code::IdpUnavailable => "idp_unavailable",

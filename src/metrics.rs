@@ -79,6 +79,7 @@ pub struct Metrics {
     sessions_created: Counter,
     sessions_ended: Family<ReasonLabel, Counter>,
     csrf_refusals: Family<RouteOnly, Counter>,
+    over_limit: Family<LimitLabel, Counter>,
     unseal_failures: Counter,
     tunnels: Gauge,
     reloads: Family<Outcome, Counter>,
@@ -121,6 +122,11 @@ struct LoginLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -170,6 +176,15 @@ pub enum RefreshOutcome {
     /// The session ended otherwise: no refresh token, the record gone, or
     /// a refreshed ID token refused.
     Ended,
+}
+
+/// A per-client-address limit a request was refused for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `limits.max_requests_per_ip` requests already in flight (PX-35).
+    RequestsPerIp,
+    /// `limits.code_exchanges_per_minute` spent at the callback (LG-28).
+    CodeExchanges,
 }
 
 /// Why a session ended.
@@ -291,6 +306,7 @@ impl Metrics {
             sessions_created: Counter::default(),
             sessions_ended: Family::default(),
             csrf_refusals: Family::default(),
+            over_limit: Family::default(),
             unseal_failures: Counter::default(),
             tunnels: Gauge::default(),
             reloads: Family::default(),
@@ -364,6 +380,11 @@ impl Metrics {
             metrics.csrf_refusals.clone(),
         );
         r.register(
+            "over_limit_refusals",
+            "Requests refused for a client over a per-address limit, by limit",
+            metrics.over_limit.clone(),
+        );
+        r.register(
             "cookie_unseal_failures",
             "Session cookies that did not open (tampered, foreign, or sealed with a removed key)",
             metrics.unseal_failures.clone(),
@@ -404,6 +425,11 @@ impl Metrics {
             metrics
                 .anomalies
                 .get_or_create_owned(&KindLabel { kind: kind.as_str() });
+        }
+        for limit in Limit::ALL {
+            metrics.over_limit.get_or_create_owned(&LimitLabel {
+                limit: limit.as_str(),
+            });
         }
         for outcome in [Reload::Success, Reload::Failure] {
             metrics.reloads.get_or_create_owned(&Outcome {
@@ -567,6 +593,15 @@ impl Metrics {
         }
     }
 
+    /// A request refused because its client is over `limit`.
+    pub fn over_limit(&self, limit: Limit) {
+        self.over_limit
+            .get_or_create(&LimitLabel {
+                limit: limit.as_str(),
+            })
+            .inc();
+    }
+
     /// A session cookie did not open. `client` is `None` where the caller
     /// does not judge the client (a login's look for an older session).
     pub fn unseal_failed(&self, client: Option<IpAddr>) {
@@ -685,6 +720,17 @@ impl RefreshOutcome {
             Self::StoreDown => "store_down",
             Self::Pending => "pending",
             Self::Ended => "ended",
+        }
+    }
+}
+
+impl Limit {
+    const ALL: [Self; 2] = [Self::RequestsPerIp, Self::CodeExchanges];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestsPerIp => "requests_per_ip",
+            Self::CodeExchanges => "code_exchanges",
         }
     }
 }

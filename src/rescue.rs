@@ -159,6 +159,9 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
         return match login {
             LoginError::Refused(_) => Some(Problem::new(StatusCode::BAD_REQUEST, Code::LoginFailed)),
             LoginError::Expired => Some(Problem::new(StatusCode::BAD_REQUEST, Code::LoginExpired)),
+            &LoginError::Throttled { retry_after_secs } => {
+                known(&Refusal::TooManyRequests { retry_after_secs })
+            }
             // The cause underneath decides.
             LoginError::IdpAnswer(_) => None,
             // Whatever failed underneath, a retry may succeed: 503.
@@ -195,6 +198,12 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
             Refusal::BadFraming(_) => Problem::new(StatusCode::BAD_REQUEST, Code::BadRequest)
                 .with_header(header::CONNECTION, HeaderValue::from_static("close")),
             Refusal::BodyTooLarge => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, Code::TooLarge),
+            Refusal::BodyTimeout => Problem::new(StatusCode::REQUEST_TIMEOUT, Code::RequestTimeout)
+                .with_header(header::CONNECTION, HeaderValue::from_static("close")),
+            Refusal::TooManyRequests { retry_after_secs } => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, Code::TooManyRequests)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))
+            }
             Refusal::UriTooLong => Problem::new(StatusCode::URI_TOO_LONG, Code::TooLarge),
             Refusal::HeadersTooLarge => {
                 Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Code::TooLarge)
@@ -212,6 +221,14 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
         // A request body that outgrew the route limit, or could not be read,
         // surfaces as an upstream send failure; the client is the real
         // cause, so look underneath first.
+        // A body that stalled (PX-34): the client's 408, not a 502 or 504.
+        let mut inner = e.source();
+        while let Some(cause) = inner {
+            if cause.downcast_ref::<Refusal>() == Some(&Refusal::BodyTimeout) {
+                return known(cause);
+            }
+            inner = cause.source();
+        }
         let mut inner = e.source();
         while let Some(cause) = inner {
             if cause.is::<http_body_util::LengthLimitError>() {
@@ -308,6 +325,31 @@ mod tests {
         assert_eq!(classify(&wrapped).status, StatusCode::PAYLOAD_TOO_LARGE);
         let unknown = std::io::Error::other("boom");
         assert_eq!(classify(&unknown).code, Code::Internal);
+    }
+
+    #[test]
+    fn px34_a_stalled_body_under_an_upstream_failure_is_the_clients_408() {
+        let stalled = ClientBodyError(Box::new(Refusal::BodyTimeout));
+        let problem = classify(&UpstreamError::Unavailable(Box::new(stalled)));
+        assert_eq!(
+            (problem.status, problem.code),
+            (StatusCode::REQUEST_TIMEOUT, Code::RequestTimeout)
+        );
+        assert!(problem
+            .headers
+            .contains(&(header::CONNECTION, HeaderValue::from_static("close"))));
+    }
+
+    #[test]
+    fn lg28_a_throttled_callback_is_a_429_with_retry_after() {
+        let problem = classify(&LoginError::Throttled { retry_after_secs: 6 });
+        assert_eq!(
+            (problem.status, problem.code),
+            (StatusCode::TOO_MANY_REQUESTS, Code::TooManyRequests)
+        );
+        assert!(problem
+            .headers
+            .contains(&(header::RETRY_AFTER, HeaderValue::from_static("6"))));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Accept loop and worker threads: HTTP/1.1 and h2c (prior knowledge) on one
-//! port, connection caps (in all and per client address), a first-bytes
-//! timeout, header-read and idle timeouts, graceful drain.
+//! port, connection caps (in all and per client address), HTTP/2 streams per
+//! connection and the per-address cap on requests in flight (PX-35), a
+//! first-bytes timeout, header-read and idle timeouts, graceful drain.
 //!
 //! Like mini-redis `server::run`, it takes a bound listener and a shutdown
 //! future, so tests bind port 0 and `main` passes a SIGTERM future.
@@ -11,7 +12,7 @@ mod preface;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use self::idle::Activity;
-use self::per_ip::{PerIp, Slot};
+use self::per_ip::PerIp;
+pub use self::per_ip::Slot;
 use crate::body::Body;
 use crate::config::Limits;
 
@@ -53,7 +55,10 @@ pub async fn serve<H, F>(
     let permits = Arc::new(Semaphore::new(
         usize::try_from(limits.max_connections).unwrap_or(usize::MAX),
     ));
-    let per_ip = PerIp::new(limits.max_connections_per_ip, uncapped);
+    let per_ip = PerIp::new("connections", limits.max_connections_per_ip, uncapped);
+    // Keyed by the client address the app trusts, so nobody is exempt here:
+    // behind a trusted proxy, each forwarded address counts for itself.
+    let requests = RequestCap(PerIp::new("requests", limits.max_requests_per_ip, &[]));
     let mut lanes = Vec::with_capacity(handlers.len());
     for (i, handler) in handlers.into_iter().enumerate() {
         match Lane::spawn(i, handler, limits.clone()) {
@@ -96,6 +101,7 @@ pub async fn serve<H, F>(
         let held = Arc::new(ConnectionHold {
             _permit: permit,
             _slot: slot,
+            requests: requests.clone(),
         });
         if lanes[next].connections.send((stream, peer, held)).is_err() {
             tracing::error!("a worker thread stopped; dropping it");
@@ -118,6 +124,32 @@ pub async fn serve<H, F>(
 pub struct ConnectionHold {
     _permit: OwnedSemaphorePermit,
     _slot: Slot,
+    requests: RequestCap,
+}
+
+/// The per-address cap on requests in flight (PX-35), shared by every
+/// connection of one listener. The app takes a place under it for the
+/// client address it trusts (the peer, or what a trusted proxy forwarded)
+/// and holds it until the response body has been sent.
+#[derive(Debug, Clone)]
+pub struct RequestCap(PerIp);
+
+// === impl ConnectionHold ===
+
+impl ConnectionHold {
+    pub fn requests(&self) -> &RequestCap {
+        &self.requests
+    }
+}
+
+// === impl RequestCap ===
+
+impl RequestCap {
+    /// A place for one more request from `client` (per /64 for IPv6), or
+    /// `None` when it already has `max_requests_per_ip` in flight.
+    pub fn acquire(&self, client: IpAddr) -> Option<Slot> {
+        self.0.acquire(client)
+    }
 }
 
 type Connection = (std::net::TcpStream, SocketAddr, Arc<ConnectionHold>);
@@ -262,6 +294,9 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(header_room.saturating_mul(2)).unwrap_or(u32::MAX))
+        // hyper's default is 200, each stream a request in flight with an
+        // upstream connection of its own (PX-35).
+        .max_concurrent_streams(u32::try_from(limits.max_streams_per_connection).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)));
     builder
 }

@@ -1343,3 +1343,71 @@ routes: [{{path: /, upstream: '{}', auth: none}}]",
     assert_eq!(lines[0]["level"], "INFO");
     assert_eq!(lines[0]["issuer"], idp.issuer.as_str());
 }
+
+/// Starts a login in `browser` without going to the IdP: the `state` of
+/// the authorization request `/auth/login` redirects to.
+async fn started_login(w: &support::idp::World, browser: &Browser) -> String {
+    let page = browser.get(&w.url("/auth/login"), &[]).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    let location = url::Url::parse(page.headers["location"].to_str().unwrap()).unwrap();
+    location
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+#[tokio::test]
+async fn lg28_forged_callbacks_spend_the_client_secret_a_bounded_number_of_times() {
+    let w = world("limits: {code_exchanges_per_minute: 5}\n").await;
+    let forged = |state: &str, code: &str| {
+        let mut url = url::Url::parse(&w.url("/auth/callback")).unwrap();
+        url.query_pairs_mut()
+            .append_pair("code", code)
+            .append_pair("state", state)
+            .append_pair("iss", &w.idp.issuer);
+        url.to_string()
+    };
+    let token_requests = async || w.idp.stats().await["token_requests"].as_u64().unwrap();
+
+    // One real pre-auth cookie, kept whatever the answers say, and twenty
+    // invented codes: its state spends one exchange.
+    let forger = Browser::new(&w.base);
+    let state = started_login(&w, &forger).await;
+    let (name, cookie) = forger.login_cookies(&w.base).remove(0);
+    for i in 0..20 {
+        let replay = Browser::new(&w.base);
+        replay.set_cookie(&w.base, &name, &cookie);
+        let page = replay.get(&forged(&state, &format!("invented-{i}")), &[]).await;
+        assert_eq!(page.status, 400, "{}", page.body);
+        assert!(page.body.contains("login_failed"), "{}", page.body);
+    }
+    assert_eq!(token_requests().await, 1, "one exchange per pre-auth cookie");
+
+    // A fresh login per forged callback: the address spends at most
+    // `code_exchanges_per_minute`; the rest are 429 before the IdP is asked,
+    // and keep their pre-auth cookie so the same callback can be retried.
+    let mut throttled = 0;
+    for i in 0..20 {
+        let forger = Browser::new(&w.base);
+        let state = started_login(&w, &forger).await;
+        let page = forger.get(&forged(&state, &format!("fresh-{i}")), &[]).await;
+        match page.status {
+            400 => assert!(page.body.contains("login_failed"), "{}", page.body),
+            429 => {
+                throttled += 1;
+                assert!(page.body.contains("too_many_requests"), "{}", page.body);
+                assert_eq!(page.headers["retry-after"], "12");
+                assert!(!page.clears_a_cookie());
+            }
+            other => panic!("{other}: {}", page.body),
+        }
+    }
+    assert_eq!(throttled, 16);
+    assert_eq!(
+        token_requests().await,
+        5,
+        "at most five exchanges a minute from one address"
+    );
+}

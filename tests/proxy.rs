@@ -1038,6 +1038,13 @@ async fn px12_a_repeated_transfer_encoding_is_refused_and_the_connection_closed(
 0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
         ),
         (
+            // Coding names are case-insensitive (RFC 9112 §7, PX-39): this
+            // is `chunked` twice.
+            "twice, in two cases",
+            b"POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, CHUNKED\r\n\r\n\
+0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        (
             "another coding first",
             b"POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n\
 0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -1051,4 +1058,290 @@ async fn px12_a_repeated_transfer_encoding_is_refused_and_the_connection_closed(
         assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{name}: one answer only: {response}");
     }
     assert_eq!(up.requests(), 0, "nothing forwarded");
+}
+
+/// The `SETTINGS_MAX_CONCURRENT_STREAMS` an h2c server announces first.
+async fn h2_max_concurrent_streams(addr: std::net::SocketAddr) -> Option<u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    // The server's preface is a SETTINGS frame (RFC 9113 §3.4): a 9-byte
+    // head, then 6-byte (id, value) pairs.
+    let mut head = [0u8; 9];
+    socket.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[3], 0x4, "a SETTINGS frame first");
+    let mut payload = vec![0u8; u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize];
+    socket.read_exact(&mut payload).await.unwrap();
+    payload
+        .chunks_exact(6)
+        .find(|s| u16::from_be_bytes([s[0], s[1]]) == 0x3)
+        .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
+}
+
+async fn over_limit_refusals(app: &App) -> String {
+    let text = client()
+        .get(format!("http://{}/metrics", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("cloakroom_over_limit_refusals_total{limit=\"requests_per_ip\"}"))
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn px35_streams_per_connection_and_requests_in_flight_per_address_are_bounded() {
+    let up = Upstream::start().await;
+    let yaml = config(&[("/", &up.url(), "")])
+        + "limits: {max_streams_per_connection: 10, max_requests_per_ip: 16}\n";
+    let app = App::start(&yaml).await;
+    assert_eq!(h2_max_concurrent_streams(app.addr).await, Some(10));
+
+    // Four h2c connections from one address, ten streams each, to a route
+    // that holds every request.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let h2 = support::client_builder().http2_prior_knowledge().build().unwrap();
+        for _ in 0..10 {
+            let (h2, url) = (h2.clone(), app.url("/hold"));
+            calls.spawn(async move {
+                let r = h2.get(url).send().await.unwrap();
+                assert_eq!(r.version(), reqwest::Version::HTTP_2);
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (r.status().as_u16(), retry, r.text().await.unwrap())
+            });
+        }
+    }
+    // Beyond 16 in flight, each is answered at once: 429, `Retry-After`.
+    for _ in 0..24 {
+        let next = tokio::time::timeout(BOUND, calls.join_next()).await;
+        let (status, retry, body) = next.expect("the excess is answered at once").unwrap().unwrap();
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert!(body.contains("\"code\":\"too_many_requests\""), "{body}");
+    }
+    until(
+        BOUND,
+        Duration::from_millis(20),
+        "16 held at the upstream",
+        async || up.held() == 16,
+    )
+    .await;
+    assert_eq!(
+        over_limit_refusals(&app).await,
+        "cloakroom_over_limit_refusals_total{limit=\"requests_per_ip\"} 24"
+    );
+
+    // Another address is served meanwhile.
+    let other = support::client_builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(other.get(app.url("/h")).send().await.unwrap().status(), 200);
+
+    up.let_go();
+    while let Some(done) = tokio::time::timeout(BOUND, calls.join_next()).await.unwrap() {
+        assert_eq!(done.unwrap().0, 200);
+    }
+    assert_eq!(up.seen.most_held.load(std::sync::atomic::Ordering::SeqCst), 16);
+    // The places came back with the answers.
+    assert_eq!(client().get(app.url("/h")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn px35_behind_a_trusted_proxy_each_forwarded_address_has_its_own_cap() {
+    let up = Upstream::start().await;
+    let yaml = config(&[("/", &up.url(), "")])
+        + "trusted_proxies: [127.0.0.1/32]\nlimits: {max_requests_per_ip: 2}\n";
+    let app = App::start(&yaml).await;
+    let from = |client: &'static str| {
+        let url = app.url("/hold");
+        async move {
+            let r = support::client()
+                .get(url)
+                .header("x-forwarded-for", client)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    let first = tokio::spawn(from("203.0.113.1"));
+    let second = tokio::spawn(from("203.0.113.1"));
+    until(BOUND, Duration::from_millis(20), "two held", async || {
+        up.held() == 2
+    })
+    .await;
+    assert_eq!(from("203.0.113.1").await, 429, "the same client, a third time");
+    let other = tokio::spawn(from("203.0.113.2"));
+    until(
+        BOUND,
+        Duration::from_millis(20),
+        "another client held",
+        async || up.held() == 3,
+    )
+    .await;
+    up.let_go();
+    for call in [first, second, other] {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+}
+
+#[tokio::test]
+async fn px39_two_host_headers_are_refused() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    let response = raw(
+        app.addr,
+        b"GET /h HTTP/1.1\r\nHost: localhost:8080\r\nHost: evil.example\r\n\r\n",
+        BOUND,
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    assert_eq!(up.requests(), 0, "nothing forwarded");
+}
+
+#[tokio::test]
+async fn px39_transfer_coding_names_are_case_insensitive_and_whitespace_is_not_part_of_them() {
+    let up = Upstream::start().await;
+    let app = App::start(&config(&[("/", &up.url(), "")])).await;
+    for (name, te) in [
+        ("upper case", "CHUNKED"),
+        ("mixed case", "Chunked"),
+        ("whitespace around", " \tchunked\t "),
+    ] {
+        let request = format!(
+            "POST /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let response = raw(app.addr, request.as_bytes(), BOUND).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{name}: {response}");
+        let json = raw_json(&response);
+        assert_eq!(json["body_len"], 5, "{name}: the body read as chunked");
+    }
+}
+
+/// Sends the request head, then `body` one byte every `every` from a task
+/// of its own; the answer is read until the server closes the connection or
+/// `BOUND` passes.
+async fn trickle(addr: std::net::SocketAddr, head: &str, body: &'static [u8], every: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    write.write_all(head.as_bytes()).await.unwrap();
+    let trickler = tokio::spawn(async move {
+        for byte in body.chunks(1) {
+            if write.write_all(byte).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(every).await;
+        }
+        // Then nothing more, the connection left open.
+        std::future::pending::<()>().await;
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(BOUND, read.read_to_end(&mut out)).await;
+    trickler.abort();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn px34_a_trickled_body_cloakroom_reads_itself_is_cut_off_at_its_deadline() {
+    let yaml = format!(
+        "public_url: http://localhost:8080
+log: {{level: warn}}
+oidc: {{issuer: 'http://localhost:1', client_id: spa, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+limits: {{body_read_timeout: 1s}}
+admin: {{api_token: '{token}'}}
+routes:
+  - {{path: /, upstream: 'http://localhost:1', auth: none}}
+",
+        token = "t".repeat(32)
+    );
+    let app = App::start(&yaml).await;
+    // A logout token that never finishes arriving: answered at the
+    // deadline, and the connection closed.
+    let started = std::time::Instant::now();
+    let response = trickle(
+        app.addr,
+        "POST /auth/backchannel-logout HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 65000\r\n\r\n",
+        b"logout_token=eyJhbGciOiJSUzI1NiJ9",
+        Duration::from_millis(200),
+    )
+    .await;
+    assert!(started.elapsed() < BOUND, "closed by the server: {response}");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+
+    // The endpoints that take no body answer without waiting for one, and
+    // close the connection rather than read the rest.
+    for (addr, head) in [
+        (app.addr, "DELETE /auth/sessions/abc HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nContent-Length: 65000\r\n\r\n"),
+        (app.addr, "POST /auth/logout HTTP/1.1\r\nHost: x\r\nX-CSRF: 1\r\nContent-Length: 65000\r\n\r\n"),
+        (
+            app.admin,
+            "DELETE /admin/sessions?sub=x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tttttttttttttttttttttttttttttttt\r\nContent-Length: 65000\r\n\r\n",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let response = trickle(addr, head, b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", Duration::from_millis(200)).await;
+        assert!(started.elapsed() < BOUND, "{head}: closed by the server: {response}");
+        assert!(response.starts_with("HTTP/1.1 "), "{head}: answered: {response}");
+        assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{head}: {response}");
+    }
+}
+
+#[tokio::test]
+async fn px34_a_stalled_proxied_body_is_a_408_not_a_504() {
+    let up = Upstream::start().await;
+    // The route waits 30 s for its upstream; the body may pause 1 s.
+    let yaml = config(&[("/", &up.url(), ", timeout: 30s")]) + "limits: {body_idle_timeout: 1s}\n";
+    let app = App::start(&yaml).await;
+    let started = std::time::Instant::now();
+    let response = trickle(
+        app.addr,
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+        b"0123456789",
+        Duration::from_millis(100),
+    )
+    .await;
+    assert!(started.elapsed() < BOUND, "closed by the server: {response}");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    // The upstream had the bytes that came, and nothing was made up.
+    assert_eq!(up.seen.upload_bytes.load(std::sync::atomic::Ordering::SeqCst), 10);
+
+    // A body that keeps moving, however slowly, is not cut off.
+    let response = trickle(
+        app.addr,
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\nConnection: close\r\n\r\n",
+        b"0123456789ab",
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("12"), "{response}");
 }

@@ -298,3 +298,42 @@ async fn the_client_module_is_served_at_a_fixed_path() {
         .unwrap()
         .contains("export declare function api"));
 }
+
+#[tokio::test]
+async fn px39_a_range_under_an_if_range_that_does_not_hold_is_the_whole_file() {
+    let outside = tempfile::tempdir().unwrap();
+    let dir = spa(outside.path());
+    let app = start(dir.path(), ", auth: none", "").await;
+    let http = client();
+    let url = app.url("/favicon.ico");
+    let whole = http.get(&url).send().await.unwrap();
+    let etag = whole.headers()["etag"].to_str().unwrap().to_owned();
+    let modified = whole.headers()["last-modified"].to_str().unwrap().to_owned();
+
+    let ranged = |if_range: Option<&str>| {
+        let mut request = http.get(&url).header("range", "bytes=0-1");
+        if let Some(v) = if_range {
+            request = request.header("if-range", v);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(ranged(None).await, (206, "ic".to_owned()));
+    // The file's own date: the range stands.
+    assert_eq!(ranged(Some(&modified)).await, (206, "ic".to_owned()));
+    for stale in [
+        "\"another-version\"",
+        // A weak tag never validates a range (RFC 9110 §13.1.5), ours included.
+        etag.as_str(),
+        "Thu, 01 Jan 1970 00:00:00 GMT",
+        "not a validator",
+    ] {
+        assert_eq!(
+            ranged(Some(stale)).await,
+            (200, "icon".to_owned()),
+            "If-Range: {stale}"
+        );
+    }
+}

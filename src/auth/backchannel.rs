@@ -5,6 +5,10 @@
 //! authority: no CSRF header is asked for (no browser sends this), and a
 //! session cookie that comes along is never read.
 //!
+//! Anyone can reach this endpoint, so its form must arrive whole within
+//! `limits.body_read_timeout`, or the answer is a 408 and the connection
+//! closes (PX-34): a body trickled in must not hold a connection. Then:
+//!
 //! 1. The token is validated per BCL §2.6 ([`crate::oidc::logout_token`]):
 //!    an invalid one is a 400, and nothing ends (LO-07 to LO-09).
 //! 2. Its `jti` is claimed in the store, once: a replay is a 400 (LO-08).
@@ -18,7 +22,6 @@
 //! 4. 200 with `Cache-Control: no-store` (BCL §2.8).
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use sha2::Digest;
 
 use super::Auth;
@@ -47,7 +50,8 @@ pub async fn logout(auth: &Auth, request: Request<Body>) -> Result<Response<Body
     if !form {
         return Err(Refusal::BadRequest("back-channel logout needs a form").into());
     }
-    let body = read(request.into_body()).await?;
+    let within = auth.config.limits.body_read_timeout;
+    let body = body::read_whole(request.into_body(), MAX_BODY, within).await?;
     let token = the_logout_token(&body).ok_or(Refusal::BadRequest("one logout_token expected"))?;
 
     let logout = match auth.idp.validate_logout_token(&token).await {
@@ -101,21 +105,6 @@ pub async fn logout(auth: &Auth, request: Request<Body>) -> Result<Response<Body
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
-}
-
-/// The whole body, at most [`MAX_BODY`] bytes.
-async fn read(mut body: Body) -> Result<Vec<u8>, Refusal> {
-    let mut read = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| Refusal::BadRequest("unreadable body"))?;
-        if let Ok(data) = frame.into_data() {
-            if read.len() + data.len() > MAX_BODY {
-                return Err(Refusal::BodyTooLarge);
-            }
-            read.extend_from_slice(&data);
-        }
-    }
-    Ok(read)
 }
 
 /// The form's one `logout_token`; `None` if it has none or several.

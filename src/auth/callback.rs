@@ -4,8 +4,21 @@
 //! with a stable code; the details go to the log, never to the page (T20). A top-level cross-site navigation from
 //! the IdP is expected here, so no CSRF header is asked for (CS-11): the
 //! state, bound to this browser's pre-auth cookie, plays that role (T14).
+//!
+//! Each code exchange spends the client secret at the token endpoint, and
+//! an IdP that rate-limits per client would lock every user out if anyone
+//! could make cloakroom spend it at will (LG-28). So a login's `state`
+//! exchanges one code: once the IdP has answered, its claim is kept until
+//! the login would have expired, and only a failure to reach the IdP or the
+//! store gives it back. And a client address (an IPv6 /64; the forwarded
+//! address behind a trusted proxy) exchanges at most
+//! `limits.code_exchanges_per_minute` codes over a sliding minute; beyond
+//! that the callback is a 429 with `Retry-After`, and may be retried as is.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
 use http::{header, HeaderMap, Response};
@@ -16,7 +29,8 @@ use super::pending::{self, LATE_GRACE};
 use super::{redirect, return_to, Auth};
 use crate::body::Body;
 use crate::error::{BoxError, LoginError, WithHeaders};
-use crate::metrics::{EndReason, Grant};
+use crate::metrics::bursts::Bursts;
+use crate::metrics::{EndReason, Grant, Limit};
 use crate::oidc::userinfo::{self, UserinfoError};
 use crate::oidc::{IdTokenCheckError, IdpError};
 use crate::random::hex;
@@ -37,6 +51,11 @@ pub const SILENT_REFUSALS: &[&str] = &[
 #[derive(Debug, Clone, Copy)]
 pub struct SilentRefusal;
 
+/// Client addresses the exchange limiter keeps track of at most; past
+/// that, the longest quiet ones are forgotten first.
+const TRACKED_CLIENTS: usize = 10_000;
+const MINUTE: Duration = Duration::from_secs(60);
+
 /// Parameters that must not appear twice (T18, LG-10).
 pub const SINGLE: &[&str] = &["code", "state", "iss", "error", "error_description"];
 
@@ -52,12 +71,18 @@ pub fn parameters(query: &str) -> Result<HashMap<String, String>, LoginError> {
     Ok(params)
 }
 
-/// Finishes the login. Once this browser's login for the state is found,
-/// its pre-auth cookie is cleared with the answer (LG-26), except when
-/// something was unavailable: then the same callback can be retried as it
-/// is.
-pub async fn finish(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxError> {
-    let (result, used) = complete(auth, request).await;
+/// The per-address limiter of code exchanges (LG-28), one per process.
+pub fn exchange_limiter() -> Arc<Bursts> {
+    // The threshold is for reporting bursts, which this one never does.
+    Arc::new(Bursts::new(MINUTE, u32::MAX, TRACKED_CLIENTS))
+}
+
+/// Finishes the login for `client`. Once this browser's login for the state
+/// is found, its pre-auth cookie is cleared with the answer (LG-26), except
+/// when something was unavailable or the client was over its rate: then the
+/// same callback can be retried as it is.
+pub async fn finish(auth: &Auth, request: &Parts, client: IpAddr) -> Result<Response<Body>, BoxError> {
+    let (result, used) = complete(auth, request, client).await;
     let Some(state) = used else {
         return Ok(result?);
     };
@@ -67,7 +92,7 @@ pub async fn finish(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxE
             response.headers_mut().append(header::SET_COOKIE, clear);
             Ok(response)
         }
-        Err(e @ LoginError::Unavailable(_)) => Err(e.into()),
+        Err(e @ (LoginError::Unavailable(_) | LoginError::Throttled { .. })) => Err(e.into()),
         Err(e) => {
             let mut headers = HeaderMap::new();
             headers.append(header::SET_COOKIE, clear);
@@ -78,8 +103,10 @@ pub async fn finish(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxE
 
 /// The store key that claims the callback for `state`: it is single use,
 /// even for two callbacks at once or a replay with a copy of the old
-/// pre-auth cookie (LG-03). Held only while the code is exchanged, and kept
-/// only by completed logins, so anonymous traffic cannot grow it (LG-24).
+/// pre-auth cookie (LG-03). Kept by every login whose code the IdP was
+/// asked to exchange, so a state spends the client secret once (LG-28):
+/// anonymous traffic grows it by at most one small key per exchange, which
+/// the per-address rate bounds (LG-24).
 fn claim_key(state: &str) -> String {
     format!(
         "cloakroom:{{{}}}:done",
@@ -88,7 +115,11 @@ fn claim_key(state: &str) -> String {
 }
 
 /// The answer, and the state of this browser's login it used, if any.
-async fn complete(auth: &Auth, request: &Parts) -> (Result<Response<Body>, LoginError>, Option<String>) {
+async fn complete(
+    auth: &Auth,
+    request: &Parts,
+    client: IpAddr,
+) -> (Result<Response<Body>, LoginError>, Option<String>) {
     let params = match parameters(request.uri.query().unwrap_or("")) {
         Ok(params) => params,
         Err(e) => return (Err(e), None),
@@ -101,7 +132,7 @@ async fn complete(auth: &Auth, request: &Parts) -> (Result<Response<Body>, Login
     let Some(transaction) = pending::find(auth, &request.headers, state) else {
         return (Err(LoginError::refused("state unknown to this browser")), None);
     };
-    let result = use_login(auth, request, &params, state, &transaction).await;
+    let result = use_login(auth, request, &params, state, &transaction, client).await;
     (result, Some(state.clone()))
 }
 
@@ -113,6 +144,7 @@ async fn use_login(
     params: &HashMap<String, String>,
     state: &str,
     transaction: &pending::Transaction,
+    client: IpAddr,
 ) -> Result<Response<Body>, LoginError> {
     let timeout = auth.config.session.login_timeout.as_millis() as u64;
     if auth.sessions.clock.now_ms() > transaction.started_ms.saturating_add(timeout) {
@@ -153,10 +185,24 @@ async fn use_login(
         Err(StoreError::Conflict) => return Err(LoginError::refused("login already completed")),
         Err(e) => return Err(LoginError::unavailable(e)),
     }
+    // Counted once this state's claim is won: a state already spent is
+    // refused without using up its address's exchanges.
+    let per_minute = u32::try_from(auth.config.limits.code_exchanges_per_minute).unwrap_or(u32::MAX);
+    if !auth.exchanges.admit(client, per_minute, Instant::now()) {
+        auth.sessions.metrics.over_limit(Limit::CodeExchanges);
+        tracing::warn!(%client, per_minute, "code exchanges over the per-address rate; callback refused");
+        // About when the sliding minute has room again.
+        let retry_after_secs = (60 / per_minute).max(1);
+        // Not spent: the same callback may come back in a while.
+        let _ = auth.sessions.store.delete(&claim).await;
+        return Err(LoginError::Throttled { retry_after_secs });
+    }
+
     let result = exchange(auth, request, code, transaction).await;
-    if result.is_err() {
-        // Not completed: nothing of this attempt stays in the store, and a
-        // retry after a 503 can claim it again.
+    if let Err(LoginError::Unavailable(_)) = result {
+        // The IdP or the store could not be reached: the same callback may
+        // be retried, and claim it again. Any other failure keeps the claim
+        // until it expires: this state has spent its exchange (LG-28).
         let _ = auth.sessions.store.delete(&claim).await;
     }
     result

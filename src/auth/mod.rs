@@ -31,6 +31,7 @@ use crate::body::{self, Body};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{BoxError, Refusal};
+use crate::metrics::bursts::Bursts;
 use crate::metrics::Metrics;
 use crate::oidc::Idp;
 use crate::refresh::Refresher;
@@ -45,6 +46,8 @@ pub struct Auth {
     /// Token refresh, one flight per session in this replica.
     pub refresher: Arc<Refresher>,
     pub csrf: csrf::Csrf,
+    /// Code exchanges per client address (LG-28); kept across reloads.
+    pub exchanges: Arc<Bursts>,
 }
 
 // === impl Auth ===
@@ -79,6 +82,7 @@ impl Auth {
             _ => Idp::new(oidc, clock.clone())?,
         };
         let endings = previous.map(|p| p.sessions.endings.clone()).unwrap_or_default();
+        let exchanges = previous.map_or_else(callback::exchange_limiter, |p| p.exchanges.clone());
         let sessions = Arc::new(Sessions::reloaded(&config, store, clock, metrics, endings)?);
         let refresher = match previous {
             Some(previous) => previous.refresher.reloaded(sessions.clone(), idp.clone()),
@@ -88,6 +92,7 @@ impl Auth {
         Ok(Some(Arc::new(Self {
             refresher,
             csrf: csrf::Csrf::new(&config),
+            exchanges,
             config,
             idp,
             sessions,
@@ -122,7 +127,7 @@ impl Auth {
         }
         match (path, &request.method) {
             ("/auth/login", &Method::GET) => Ok(login::start(self, &request).await?),
-            ("/auth/callback", &Method::GET) => callback::finish(self, &request).await,
+            ("/auth/callback", &Method::GET) => callback::finish(self, &request, client).await,
             ("/auth/user", &Method::GET) => user::get(self, &request, client).await,
             ("/auth/logout", &Method::POST) => {
                 self.csrf.check(&request.method, &request.headers)?;

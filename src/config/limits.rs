@@ -22,6 +22,19 @@ pub struct Limits {
     pub max_connections: u64,
     /// Open connections per client address (per /64 for IPv6).
     pub max_connections_per_ip: u64,
+    /// A body cloakroom reads itself (back-channel logout) arrives whole
+    /// within this, or the request is a 408 (PX-34).
+    pub body_read_timeout: Duration,
+    /// A proxied request body that sends nothing this long is a 408 (PX-34).
+    pub body_idle_timeout: Duration,
+    /// HTTP/2 streams one connection may have open at once (PX-35).
+    pub max_streams_per_connection: u64,
+    /// Requests in flight per client address (per /64 for IPv6), across
+    /// its connections and streams (PX-35).
+    pub max_requests_per_ip: u64,
+    /// Code exchanges `/auth/callback` makes at the token endpoint per
+    /// client address and minute (LG-28).
+    pub code_exchanges_per_minute: u64,
     pub shutdown_grace: Duration,
 }
 
@@ -38,6 +51,11 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(75),
             max_connections: 10_000,
             max_connections_per_ip: 256,
+            body_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(10),
+            max_streams_per_connection: 100,
+            max_requests_per_ip: 256,
+            code_exchanges_per_minute: 10,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -55,6 +73,11 @@ impl FromNode for Limits {
         let idle_timeout = f.or("idle_timeout", d.idle_timeout, at);
         let max_connections = f.or("max_connections", d.max_connections, at);
         let max_connections_per_ip = f.or("max_connections_per_ip", d.max_connections_per_ip, at);
+        let body_read_timeout = f.or("body_read_timeout", d.body_read_timeout, at);
+        let body_idle_timeout = f.or("body_idle_timeout", d.body_idle_timeout, at);
+        let max_streams_per_connection = f.or("max_streams_per_connection", d.max_streams_per_connection, at);
+        let max_requests_per_ip = f.or("max_requests_per_ip", d.max_requests_per_ip, at);
+        let code_exchanges_per_minute = f.or("code_exchanges_per_minute", d.code_exchanges_per_minute, at);
         let shutdown_grace = f.or("shutdown_grace", d.shutdown_grace, at);
         f.finish(at);
         if max_header_bytes
@@ -69,14 +92,24 @@ impl FromNode for Limits {
         if max_connections == Some(0) {
             at.error_at("max_connections", "must be at least 1");
         }
-        if max_connections_per_ip == Some(0) {
-            at.error_at("max_connections_per_ip", "must be at least 1");
+        // Zero would refuse every request (or every login).
+        for (key, value) in [
+            ("max_connections_per_ip", max_connections_per_ip),
+            ("max_streams_per_connection", max_streams_per_connection),
+            ("max_requests_per_ip", max_requests_per_ip),
+            ("code_exchanges_per_minute", code_exchanges_per_minute),
+        ] {
+            if value == Some(0) {
+                at.error_at(key, "must be at least 1");
+            }
         }
         // Zero would be no timeout at all, which is what these keys prevent.
         for (key, value) in [
             ("header_read_timeout", header_read_timeout),
             ("first_bytes_timeout", first_bytes_timeout),
             ("idle_timeout", idle_timeout),
+            ("body_read_timeout", body_read_timeout),
+            ("body_idle_timeout", body_idle_timeout),
         ] {
             if value.is_some_and(|t| t.is_zero()) {
                 at.error_at(key, "must be longer than 0s");
@@ -91,6 +124,11 @@ impl FromNode for Limits {
             idle_timeout: idle_timeout.ok_or(Reported)?,
             max_connections: max_connections.ok_or(Reported)?,
             max_connections_per_ip: max_connections_per_ip.ok_or(Reported)?,
+            body_read_timeout: body_read_timeout.ok_or(Reported)?,
+            body_idle_timeout: body_idle_timeout.ok_or(Reported)?,
+            max_streams_per_connection: max_streams_per_connection.ok_or(Reported)?,
+            max_requests_per_ip: max_requests_per_ip.ok_or(Reported)?,
+            code_exchanges_per_minute: code_exchanges_per_minute.ok_or(Reported)?,
             shutdown_grace: shutdown_grace.ok_or(Reported)?,
         })
     }
@@ -100,6 +138,68 @@ impl FromNode for Limits {
 mod tests {
     use super::*;
     use crate::config::tests::{errors, load};
+
+    const BASE: &str =
+        "public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]\n";
+
+    #[test]
+    fn px34_body_deadlines_are_read_and_checked() {
+        let d = load(BASE).unwrap().limits;
+        assert_eq!(
+            (d.body_read_timeout, d.body_idle_timeout),
+            (Duration::from_secs(10), Duration::from_secs(10))
+        );
+        let c = load(&format!(
+            "{BASE}limits: {{body_read_timeout: 2s, body_idle_timeout: 3s}}"
+        ))
+        .unwrap()
+        .limits;
+        assert_eq!(
+            (c.body_read_timeout, c.body_idle_timeout),
+            (Duration::from_secs(2), Duration::from_secs(3))
+        );
+        let got = errors(&format!(
+            "{BASE}limits: {{body_read_timeout: 0s, body_idle_timeout: 0s}}"
+        ));
+        assert_eq!(
+            got,
+            [
+                "limits.body_read_timeout: must be longer than 0s",
+                "limits.body_idle_timeout: must be longer than 0s",
+            ]
+        );
+    }
+
+    #[test]
+    fn px35_stream_and_in_flight_caps_are_read_and_checked() {
+        let d = load(BASE).unwrap().limits;
+        assert_eq!((d.max_streams_per_connection, d.max_requests_per_ip), (100, 256));
+        let c = load(&format!(
+            "{BASE}limits: {{max_streams_per_connection: 8, max_requests_per_ip: 16}}"
+        ))
+        .unwrap()
+        .limits;
+        assert_eq!((c.max_streams_per_connection, c.max_requests_per_ip), (8, 16));
+        let got = errors(&format!(
+            "{BASE}limits: {{max_streams_per_connection: 0, max_requests_per_ip: 0}}"
+        ));
+        assert_eq!(
+            got,
+            [
+                "limits.max_streams_per_connection: must be at least 1",
+                "limits.max_requests_per_ip: must be at least 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn lg28_the_code_exchange_rate_is_read_and_checked() {
+        assert_eq!(load(BASE).unwrap().limits.code_exchanges_per_minute, 10);
+        let c = load(&format!("{BASE}limits: {{code_exchanges_per_minute: 4}}")).unwrap();
+        assert_eq!(c.limits.code_exchanges_per_minute, 4);
+        let got = errors(&format!("{BASE}limits: {{code_exchanges_per_minute: 0}}"));
+        assert_eq!(got, ["limits.code_exchanges_per_minute: must be at least 1"]);
+    }
 
     #[test]
     fn px27_connection_limits_are_read_and_checked() {

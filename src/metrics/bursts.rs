@@ -1,5 +1,6 @@
 //! Bursts of one kind of failure from one client, over a sliding window,
-//! in bounded memory.
+//! in bounded memory; the same window also serves as a per-client limiter
+//! ([`Bursts::admit`]).
 //!
 //! Each client address has two fixed windows (the current one and the one
 //! before), and its rate is the usual sliding-window estimate: the previous
@@ -51,6 +52,38 @@ impl Bursts {
     /// estimated count over the window when this failure makes a burst
     /// that has not been reported yet.
     pub fn hit(&self, client: IpAddr, now: Instant) -> Option<u32> {
+        let (threshold, window) = (self.threshold, self.window);
+        self.with_window(client, now, |w, before| {
+            w.count = w.count.saturating_add(1);
+            let estimate = before.saturating_add(1);
+            let quiet = w
+                .reported
+                .is_none_or(|at| now.saturating_duration_since(at) >= window);
+            if estimate >= threshold && quiet {
+                w.reported = Some(now);
+                return Some(estimate);
+            }
+            None
+        })
+    }
+
+    /// Counts one event from `client` at `now` if that keeps its estimated
+    /// count over the window within `max`, and says whether it did: the
+    /// same sliding window as a limiter. An event refused is not counted,
+    /// so a client that keeps trying is admitted again as its window slides.
+    pub fn admit(&self, client: IpAddr, max: u32, now: Instant) -> bool {
+        self.with_window(client, now, |w, before| {
+            if before >= max {
+                return false;
+            }
+            w.count = w.count.saturating_add(1);
+            true
+        })
+    }
+
+    /// Runs `f` on `client`'s window, slid to `now`, with its estimated
+    /// count before this event.
+    fn with_window<R>(&self, client: IpAddr, now: Instant, f: impl FnOnce(&mut Window, u32) -> R) -> R {
         let key = key(client);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if !clients.contains_key(&key) && clients.len() >= self.capacity {
@@ -69,17 +102,9 @@ impl Bursts {
             window.start += self.window;
             (window.previous, window.count) = (window.count, 0);
         }
-        window.count = window.count.saturating_add(1);
         let into = now.saturating_duration_since(window.start).as_secs_f64() / self.window.as_secs_f64();
-        let estimate = (f64::from(window.previous) * (1.0 - into.min(1.0))) as u32 + window.count;
-        let quiet = window
-            .reported
-            .is_none_or(|at| now.saturating_duration_since(at) >= self.window);
-        if estimate >= self.threshold && quiet {
-            window.reported = Some(now);
-            return Some(estimate);
-        }
-        None
+        let before = (f64::from(window.previous) * (1.0 - into.min(1.0))) as u32 + window.count;
+        f(window, before)
     }
 
     /// Drops addresses idle for two windows; if none is, the one whose
@@ -174,6 +199,22 @@ mod tests {
         assert!(bursts.hit(ip("2001:db8::ffff:3"), t0).is_some());
         assert_eq!(bursts.tracked(), 1);
         assert_eq!(key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+    }
+
+    #[test]
+    fn lg28_admit_keeps_a_client_within_its_rate() {
+        let limiter = Bursts::new(MINUTE, 1, 100);
+        let t0 = Instant::now();
+        let admitted = (0..20)
+            .filter(|i| limiter.admit(ip("192.0.2.1"), 10, t0 + Duration::from_millis(*i)))
+            .count();
+        assert_eq!(admitted, 10, "ten a minute");
+        assert!(
+            limiter.admit(ip("192.0.2.2"), 10, t0),
+            "another client has its own"
+        );
+        // Two windows later the client starts afresh.
+        assert!(limiter.admit(ip("192.0.2.1"), 10, t0 + 2 * MINUTE));
     }
 
     #[test]

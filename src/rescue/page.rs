@@ -41,6 +41,7 @@ pub(super) fn render(status: StatusCode, code: Code, request_id: &str) -> Respon
         Code::IdpUnavailable => "The sign-in service is not reachable right now.",
         Code::IdpBadResponse => "The sign-in service gave an answer that cannot be used.",
         Code::SessionStoreUnavailable => "Sign-in is not available right now.",
+        Code::TooManyRequests => "Too many sign-ins from this address: please wait a minute.",
         _ => "The sign-in could not be completed.",
     };
     let html = format!(

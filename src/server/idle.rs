@@ -7,17 +7,12 @@
 //! until its response body has been sent or dropped, so a long download
 //! or event stream is never mistaken for idleness.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Response;
-use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::watch;
 
 use crate::body::{self, Body};
-use crate::error::BoxError;
 
 /// The requests in flight on one connection.
 #[derive(Debug)]
@@ -29,15 +24,6 @@ pub(super) struct Activity {
 #[derive(Debug)]
 pub(super) struct InFlight {
     in_flight: watch::Sender<usize>,
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that holds its request's [`InFlight`] until it ends.
-    struct Tracked {
-        #[pin]
-        inner: Body,
-        _in_flight: InFlight,
-    }
 }
 
 // === impl Activity ===
@@ -85,44 +71,13 @@ impl Default for Activity {
 impl InFlight {
     /// Keeps the request in flight until `response`'s body is done.
     pub(super) fn until_sent(self, response: Response<Body>) -> Response<Body> {
-        response.map(|inner| {
-            if inner.is_end_stream() {
-                // Nothing left to send: done once hyper writes the head.
-                return inner;
-            }
-            body::boxed(Tracked {
-                inner,
-                _in_flight: self,
-            })
-        })
+        response.map(|inner| body::holding(inner, self))
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.in_flight.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
-
-// === impl Tracked ===
-
-impl HttpBody for Tracked {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -134,7 +89,7 @@ mod tests {
     async fn px27_idle_only_after_the_last_response_body_ends() {
         let activity = Activity::new();
         let request = activity.begin();
-        let response = request.until_sent(Response::new(body::full(Bytes::from_static(b"streaming"))));
+        let response = request.until_sent(Response::new(body::full(bytes::Bytes::from_static(b"streaming"))));
         // A minute with a body still unsent is not idleness.
         let idle = tokio::time::timeout(Duration::from_secs(60), activity.idle_for(Duration::from_secs(1)));
         assert!(idle.await.is_err());

@@ -1,6 +1,13 @@
 //! At most `max_connections_per_ip` open connections per client address
 //! (PX-27), so idle sockets from one address cannot take every slot of
-//! `max_connections` and lock everyone else out.
+//! `max_connections` and lock everyone else out; and at most
+//! `max_requests_per_ip` requests in flight per client address (PX-35),
+//! across its connections and HTTP/2 streams, so one address cannot hold
+//! an upstream connection (a file descriptor) per stream by the thousand.
+//!
+//! Written here rather than taken from a rate-limiting crate: these are
+//! counts of what is open now, given back when it closes, not rates over
+//! time, and the map holds only addresses with something open.
 //!
 //! IPv6 clients are counted per /64: one host usually holds a whole /64 and
 //! could otherwise open each connection from a fresh address. Peers in
@@ -22,6 +29,8 @@ pub(super) struct PerIp {
 
 #[derive(Debug)]
 struct Shared {
+    /// What is counted, for the log line at the cap.
+    what: &'static str,
     max: u64,
     exempt: Vec<IpNet>,
     // A std Mutex, never held across an await: taken once per accept and
@@ -36,18 +45,20 @@ struct Count {
     warned: bool,
 }
 
-/// One connection's place in its address's count; given back on drop.
+/// One connection's (or request's) place in its address's count; given back on drop.
 #[derive(Debug)]
-pub(super) struct Slot {
+pub struct Slot {
     held: Option<(Arc<Shared>, IpAddr)>,
 }
 
 // === impl PerIp ===
 
 impl PerIp {
-    pub(super) fn new(max: u64, exempt: &[IpNet]) -> Self {
+    /// Counts open `what`s (connections, requests) per address, at most `max`.
+    pub(super) fn new(what: &'static str, max: u64, exempt: &[IpNet]) -> Self {
         Self {
             shared: Arc::new(Shared {
+                what,
                 max,
                 exempt: exempt.to_vec(),
                 open: Mutex::new(HashMap::new()),
@@ -55,7 +66,7 @@ impl PerIp {
         }
     }
 
-    /// A slot for a connection from `peer`, or `None` when that address
+    /// A slot for one more from `peer`, or `None` when that address
     /// already has its maximum open.
     pub(super) fn acquire(&self, peer: IpAddr) -> Option<Slot> {
         let peer = peer.to_canonical();
@@ -68,7 +79,12 @@ impl PerIp {
         if count.open >= self.shared.max {
             if !count.warned {
                 count.warned = true;
-                tracing::warn!(peer = %key, max = self.shared.max, "per-address connection cap reached; closing new connections from it");
+                tracing::warn!(
+                    peer = %key,
+                    max = self.shared.max,
+                    "per-address cap on open {} reached; refusing more from it",
+                    self.shared.what
+                );
             }
             return None;
         }
@@ -111,7 +127,7 @@ mod tests {
 
     #[test]
     fn px27_each_address_gets_its_own_cap() {
-        let cap = PerIp::new(2, &[]);
+        let cap = PerIp::new("connections", 2, &[]);
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
         let held: Vec<Slot> = (0..2).map(|_| cap.acquire(a).unwrap()).collect();
@@ -130,7 +146,7 @@ mod tests {
 
     #[test]
     fn px27_ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
-        let cap = PerIp::new(1, &[]);
+        let cap = PerIp::new("connections", 1, &[]);
         let _x = cap.acquire("2001:db8::1".parse().unwrap()).unwrap();
         assert!(cap.acquire("2001:db8::2".parse().unwrap()).is_none());
         assert!(cap.acquire("2001:db8:0:1::1".parse().unwrap()).is_some());
@@ -140,7 +156,7 @@ mod tests {
 
     #[test]
     fn px27_trusted_proxies_are_not_capped() {
-        let cap = PerIp::new(1, &["10.0.0.0/8".parse().unwrap()]);
+        let cap = PerIp::new("connections", 1, &["10.0.0.0/8".parse().unwrap()]);
         let lb: IpAddr = "10.1.2.3".parse().unwrap();
         let held: Vec<Slot> = (0..5).map(|_| cap.acquire(lb).unwrap()).collect();
         assert_eq!(held.len(), 5);

@@ -55,6 +55,25 @@ pub fn not_modified(request: &HeaderMap, etag: &HeaderValue) -> bool {
         .any(|t| t.trim() == "*" || opaque(t) == ours)
 }
 
+/// Whether a `Range` may still be served under this `If-Range` (RFC 9110
+/// §13.1.5, PX-39): only when it validates the file strongly. tower-http's
+/// `ServeFile` does not read `If-Range`, and would splice a range of
+/// today's file into yesterday's. Our entity tags are weak, and a weak tag
+/// never matches strongly, so only a date equal to the file's
+/// `Last-Modified` keeps the range; anything else gets the whole file.
+pub fn if_range_holds(if_range: &HeaderValue, metadata: &Metadata) -> bool {
+    let Some(date) = if_range
+        .to_str()
+        .ok()
+        .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
+    else {
+        return false;
+    };
+    metadata
+        .modified()
+        .is_ok_and(|modified| httpdate::HttpDate::from(modified) == httpdate::HttpDate::from(date))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

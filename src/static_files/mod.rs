@@ -10,6 +10,8 @@
 //! - a weak `ETag` with `If-None-Match` → 304; `Last-Modified`, ranges and
 //!   precompressed `.br`/`.gz` siblings come from tower-http's `ServeFile`,
 //!   each sibling checked first like the file itself ([`resolve::sibling`]);
+//!   an `If-Range` that does not hold drops the range: the whole file, 200
+//!   (PX-39);
 //! - the route's response headers (a strict CSP by default).
 //!
 //! Runs after the route's session and CSRF checks, in place of the upstream.
@@ -121,6 +123,11 @@ impl StaticFiles {
                 if parts.headers.contains_key(header::IF_NONE_MATCH) {
                     // RFC 9110 §13.1.3: If-None-Match decides; a date must not.
                     parts.headers.remove(header::IF_MODIFIED_SINCE);
+                }
+                if let Some(if_range) = parts.headers.remove(header::IF_RANGE) {
+                    if !cache::if_range_holds(&if_range, &found.metadata) {
+                        parts.headers.remove(header::RANGE);
+                    }
                 }
                 let mut file = ServeFile::new(&found.path);
                 if self.config.precompressed {

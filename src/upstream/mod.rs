@@ -3,7 +3,8 @@
 //! One pooled hyper client serves all routes; bodies stream both ways and are
 //! never buffered whole. Redirects are passed back, never followed. The
 //! per-route timeout covers connecting and waiting for response headers
-//! (504); a failed connect is a 502. Each call is timed, or counted as an
+//! (504); a failed connect is a 502; a request body that stalls for
+//! `limits.body_idle_timeout` is the client's 408. Each call is timed, or counted as an
 //! error, by route; open WebSocket tunnels are a gauge.
 
 pub mod forwarded;
@@ -41,6 +42,8 @@ pub struct Upstream {
     /// `identity_headers` and every route's `claim_headers`: client headers
     /// never forwarded.
     identity_headers: Arc<[HeaderRule]>,
+    /// The longest pause in a request body before it is a 408 (PX-34).
+    body_idle_timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -68,6 +71,7 @@ impl Upstream {
     pub fn new(
         cookie_base: &str,
         identity_headers: &[HeaderRule],
+        body_idle_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BoxError> {
         let mut http = HttpConnector::new();
@@ -84,6 +88,7 @@ impl Upstream {
             pool: Pool::new(https),
             cookie_base: cookie_base.to_owned(),
             identity_headers: identity_headers.into(),
+            body_idle_timeout,
             metrics,
         })
     }
@@ -95,6 +100,7 @@ impl Upstream {
             pool: self.pool.clone(),
             cookie_base: cookie_base.to_owned(),
             identity_headers: identity_headers.into(),
+            body_idle_timeout: self.body_idle_timeout,
             metrics: self.metrics.clone(),
         }
     }
@@ -163,6 +169,9 @@ impl Upstream {
         let body = if http_body::Body::is_end_stream(&body) {
             body::empty()
         } else {
+            // A stalled body is the client's 408, found while the upstream
+            // still waits for it, not a 504 at the route's timeout (PX-34).
+            let body = body::idle_deadline(body, self.body_idle_timeout);
             let body = body.map_err(|e| -> BoxError { Box::new(ClientBodyError(e)) });
             let limit = usize::try_from(config.max_body).unwrap_or(usize::MAX);
             body::boxed(Limited::new(body, limit))

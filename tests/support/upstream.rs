@@ -32,6 +32,12 @@ pub struct Seen {
     pub upload_bytes: AtomicU64,
     /// Lets `/slow` send its second chunk.
     pub release: Notify,
+    /// `/hold` requests waiting now, and the most there ever were at once.
+    pub held: AtomicU64,
+    pub most_held: AtomicU64,
+    /// Set by [`Upstream::let_go`]: `/hold` answers from then on.
+    let_go: std::sync::atomic::AtomicBool,
+    let_go_now: Notify,
 }
 
 /// An HTTP echo server: answers with JSON describing the request it got.
@@ -39,6 +45,7 @@ pub struct Seen {
 /// - `/slow`: sends `first`, waits for `release`, then sends `second`;
 /// - `/upload`: counts body bytes as they arrive, answers the total;
 /// - `/sleep`: answers after 30 s;
+/// - `/hold`: waits until [`Upstream::let_go`], counting how many wait at once;
 /// - `/redirect`: 302 to another host;
 /// - `/cookies`: sets [`COOKIES`]: reserved names, a `Domain` and a harmless one;
 /// - `/ws`: WebSocket echo;
@@ -81,6 +88,17 @@ impl Upstream {
     pub fn requests(&self) -> u64 {
         self.seen.requests.load(Ordering::SeqCst)
     }
+
+    /// `/hold` requests waiting now.
+    pub fn held(&self) -> u64 {
+        self.seen.held.load(Ordering::SeqCst)
+    }
+
+    /// Answers every `/hold` request, those waiting and those to come.
+    pub fn let_go(&self) {
+        self.seen.let_go.store(true, Ordering::SeqCst);
+        self.seen.let_go_now.notify_waiters();
+    }
 }
 
 impl Drop for Upstream {
@@ -114,6 +132,21 @@ async fn echo(mut req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Bo
                 }
             }
             text(StatusCode::OK, total.to_string())
+        }
+        "/hold" => {
+            let now = seen.held.fetch_add(1, Ordering::SeqCst) + 1;
+            seen.most_held.fetch_max(now, Ordering::SeqCst);
+            loop {
+                // Made before the check: `notify_waiters` reaches it even
+                // if it is not polled yet.
+                let woken = seen.let_go_now.notified();
+                if seen.let_go.load(Ordering::SeqCst) {
+                    break;
+                }
+                woken.await;
+            }
+            seen.held.fetch_sub(1, Ordering::SeqCst);
+            text(StatusCode::OK, "held".into())
         }
         "/sleep" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
