@@ -183,7 +183,7 @@ pub enum RefreshOutcome {
 pub enum Limit {
     /// `limits.max_requests_per_ip` requests already in flight (PX-35).
     RequestsPerIp,
-    /// `limits.code_exchanges_per_minute` spent at the callback (LG-28).
+    /// `limits.refused_code_exchanges_per_minute` spent at the callback (LG-28).
     CodeExchanges,
 }
 

@@ -1360,7 +1360,7 @@ async fn started_login(w: &support::idp::World, browser: &Browser) -> String {
 
 #[tokio::test]
 async fn lg28_forged_callbacks_spend_the_client_secret_a_bounded_number_of_times() {
-    let w = world("limits: {code_exchanges_per_minute: 5}\n").await;
+    let w = world("limits: {refused_code_exchanges_per_minute: 5}\n").await;
     let forged = |state: &str, code: &str| {
         let mut url = url::Url::parse(&w.url("/auth/callback")).unwrap();
         url.query_pairs_mut()
@@ -1386,7 +1386,7 @@ async fn lg28_forged_callbacks_spend_the_client_secret_a_bounded_number_of_times
     assert_eq!(token_requests().await, 1, "one exchange per pre-auth cookie");
 
     // A fresh login per forged callback: the address spends at most
-    // `code_exchanges_per_minute`; the rest are 429 before the IdP is asked,
+    // `refused_code_exchanges_per_minute`; the rest are 429 before the IdP is asked,
     // and keep their pre-auth cookie so the same callback can be retried.
     let mut throttled = 0;
     for i in 0..20 {
@@ -1410,4 +1410,16 @@ async fn lg28_forged_callbacks_spend_the_client_secret_a_bounded_number_of_times
         5,
         "at most five exchanges a minute from one address"
     );
+}
+
+/// LG-28's bound is on codes the IdP refuses: real logins from one address
+/// (a whole office behind one NAT) are never throttled by each other.
+#[tokio::test]
+async fn lg28_accepted_codes_are_not_held_against_their_address() {
+    let w = world("limits: {refused_code_exchanges_per_minute: 2}\n").await;
+    for i in 0..5 {
+        let (_, page) = w.login("alice").await;
+        assert_eq!(page.status, 200, "login {i}: {}", page.body);
+    }
+    assert_eq!(w.idp.stats().await["token_requests"], 5);
 }

@@ -11,9 +11,13 @@
 //! exchanges one code: once the IdP has answered, its claim is kept until
 //! the login would have expired, and only a failure to reach the IdP or the
 //! store gives it back. And a client address (an IPv6 /64; the forwarded
-//! address behind a trusted proxy) exchanges at most
-//! `limits.code_exchanges_per_minute` codes over a sliding minute; beyond
-//! that the callback is a 429 with `Retry-After`, and may be retried as is.
+//! address behind a trusted proxy) may have at most
+//! `limits.refused_code_exchanges_per_minute` codes refused by the IdP over a
+//! sliding minute; beyond that the callback is a 429 with `Retry-After`, and
+//! may be retried as is. An exchange counts while it runs and is taken back
+//! when the IdP accepts the code or cannot be reached: forged codes are what
+//! the IdP refuses, and the real logins of a whole office behind one NAT
+//! address must never be throttled by each other.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -187,7 +191,7 @@ async fn use_login(
     }
     // Counted once this state's claim is won: a state already spent is
     // refused without using up its address's exchanges.
-    let per_minute = u32::try_from(auth.config.limits.code_exchanges_per_minute).unwrap_or(u32::MAX);
+    let per_minute = u32::try_from(auth.config.limits.refused_code_exchanges_per_minute).unwrap_or(u32::MAX);
     if !auth.exchanges.admit(client, per_minute, Instant::now()) {
         auth.sessions.metrics.over_limit(Limit::CodeExchanges);
         tracing::warn!(%client, per_minute, "code exchanges over the per-address rate; callback refused");
@@ -198,7 +202,7 @@ async fn use_login(
         return Err(LoginError::Throttled { retry_after_secs });
     }
 
-    let result = exchange(auth, request, code, transaction).await;
+    let result = exchange(auth, request, client, code, transaction).await;
     if let Err(LoginError::Unavailable(_)) = result {
         // The IdP or the store could not be reached: the same callback may
         // be retried, and claim it again. Any other failure keeps the claim
@@ -212,6 +216,7 @@ async fn use_login(
 async fn exchange(
     auth: &Auth,
     request: &Parts,
+    client: IpAddr,
     code: &str,
     transaction: &pending::Transaction,
 ) -> Result<Response<Body>, LoginError> {
@@ -221,13 +226,17 @@ async fn exchange(
         .sessions
         .metrics
         .token_call(Grant::AuthorizationCode, exchanged)
-        .await
-        .map_err(|e| match e {
-            IdpError::Unreachable(_) => LoginError::unavailable(e),
-            // A redirect, a wrong content type, an unreadable answer (LG-15).
-            IdpError::BadResponse(_) => LoginError::IdpAnswer(e.into()),
-            IdpError::Rejected(_) => LoginError::Refused(format!("code exchange: {e}").into()),
-        })?;
+        .await;
+    // Only a code the IdP refused stays counted against the address (LG-28).
+    if !matches!(tokens, Err(IdpError::Rejected(_) | IdpError::BadResponse(_))) {
+        auth.exchanges.release(client, Instant::now());
+    }
+    let tokens = tokens.map_err(|e| match e {
+        IdpError::Unreachable(_) => LoginError::unavailable(e),
+        // A redirect, a wrong content type, an unreadable answer (LG-15).
+        IdpError::BadResponse(_) => LoginError::IdpAnswer(e.into()),
+        IdpError::Rejected(_) => LoginError::Refused(format!("code exchange: {e}").into()),
+    })?;
     let Some(id_token) = &tokens.id_token else {
         return Err(LoginError::refused("no ID token"));
     };

@@ -32,9 +32,9 @@ pub struct Limits {
     /// Requests in flight per client address (per /64 for IPv6), across
     /// its connections and streams (PX-35).
     pub max_requests_per_ip: u64,
-    /// Code exchanges `/auth/callback` makes at the token endpoint per
-    /// client address and minute (LG-28).
-    pub code_exchanges_per_minute: u64,
+    /// Codes the token endpoint may refuse per client address and minute
+    /// before `/auth/callback` stops asking it for that address (LG-28).
+    pub refused_code_exchanges_per_minute: u64,
     pub shutdown_grace: Duration,
 }
 
@@ -55,7 +55,7 @@ impl Default for Limits {
             body_idle_timeout: Duration::from_secs(10),
             max_streams_per_connection: 100,
             max_requests_per_ip: 256,
-            code_exchanges_per_minute: 10,
+            refused_code_exchanges_per_minute: 10,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -77,7 +77,11 @@ impl FromNode for Limits {
         let body_idle_timeout = f.or("body_idle_timeout", d.body_idle_timeout, at);
         let max_streams_per_connection = f.or("max_streams_per_connection", d.max_streams_per_connection, at);
         let max_requests_per_ip = f.or("max_requests_per_ip", d.max_requests_per_ip, at);
-        let code_exchanges_per_minute = f.or("code_exchanges_per_minute", d.code_exchanges_per_minute, at);
+        let refused_code_exchanges_per_minute = f.or(
+            "refused_code_exchanges_per_minute",
+            d.refused_code_exchanges_per_minute,
+            at,
+        );
         let shutdown_grace = f.or("shutdown_grace", d.shutdown_grace, at);
         f.finish(at);
         if max_header_bytes
@@ -97,7 +101,10 @@ impl FromNode for Limits {
             ("max_connections_per_ip", max_connections_per_ip),
             ("max_streams_per_connection", max_streams_per_connection),
             ("max_requests_per_ip", max_requests_per_ip),
-            ("code_exchanges_per_minute", code_exchanges_per_minute),
+            (
+                "refused_code_exchanges_per_minute",
+                refused_code_exchanges_per_minute,
+            ),
         ] {
             if value == Some(0) {
                 at.error_at(key, "must be at least 1");
@@ -128,7 +135,7 @@ impl FromNode for Limits {
             body_idle_timeout: body_idle_timeout.ok_or(Reported)?,
             max_streams_per_connection: max_streams_per_connection.ok_or(Reported)?,
             max_requests_per_ip: max_requests_per_ip.ok_or(Reported)?,
-            code_exchanges_per_minute: code_exchanges_per_minute.ok_or(Reported)?,
+            refused_code_exchanges_per_minute: refused_code_exchanges_per_minute.ok_or(Reported)?,
             shutdown_grace: shutdown_grace.ok_or(Reported)?,
         })
     }
@@ -194,11 +201,14 @@ mod tests {
 
     #[test]
     fn lg28_the_code_exchange_rate_is_read_and_checked() {
-        assert_eq!(load(BASE).unwrap().limits.code_exchanges_per_minute, 10);
-        let c = load(&format!("{BASE}limits: {{code_exchanges_per_minute: 4}}")).unwrap();
-        assert_eq!(c.limits.code_exchanges_per_minute, 4);
-        let got = errors(&format!("{BASE}limits: {{code_exchanges_per_minute: 0}}"));
-        assert_eq!(got, ["limits.code_exchanges_per_minute: must be at least 1"]);
+        assert_eq!(load(BASE).unwrap().limits.refused_code_exchanges_per_minute, 10);
+        let c = load(&format!("{BASE}limits: {{refused_code_exchanges_per_minute: 4}}")).unwrap();
+        assert_eq!(c.limits.refused_code_exchanges_per_minute, 4);
+        let got = errors(&format!("{BASE}limits: {{refused_code_exchanges_per_minute: 0}}"));
+        assert_eq!(
+            got,
+            ["limits.refused_code_exchanges_per_minute: must be at least 1"]
+        );
     }
 
     #[test]

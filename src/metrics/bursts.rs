@@ -81,6 +81,19 @@ impl Bursts {
         })
     }
 
+    /// Takes back one event [`Bursts::admit`] counted for `client`: for a
+    /// limit on what goes wrong, an attempt that went right is not held
+    /// against its address.
+    pub fn release(&self, client: IpAddr, now: Instant) {
+        self.with_window(client, now, |w, _| {
+            if w.count > 0 {
+                w.count -= 1;
+            } else {
+                w.previous = w.previous.saturating_sub(1);
+            }
+        });
+    }
+
     /// Runs `f` on `client`'s window, slid to `now`, with its estimated
     /// count before this event.
     fn with_window<R>(&self, client: IpAddr, now: Instant, f: impl FnOnce(&mut Window, u32) -> R) -> R {
