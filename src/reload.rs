@@ -594,7 +594,7 @@ mod tests {
         live.apply(with("s2", "debug"));
         let second = live.idp().unwrap();
         assert!(!Arc::ptr_eq(&first, &second), "a new client secret: a new Idp");
-        assert_eq!(second.config.client_secret.expose(), "s2");
+        assert_eq!(second.config.client_secret.as_ref().unwrap().expose(), "s2");
 
         live.apply(config(""));
         assert!(live.idp().is_none(), "no oidc section: no login");

@@ -269,7 +269,7 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
     }
     if let Some(idp) = e.downcast_ref::<IdpError>() {
         return Some(match idp {
-            IdpError::Unreachable(_) => retry(Problem::new(
+            IdpError::Unreachable(_) | IdpError::Busy(_) => retry(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Code::IdpUnavailable,
             )),
@@ -370,6 +370,10 @@ mod tests {
             (problem.status, problem.code),
             (StatusCode::SERVICE_UNAVAILABLE, Code::IdpUnavailable)
         );
+        // A pushed authorization request held back by its bound (LG-24).
+        let busy = LoginError::unavailable(IdpError::Busy("bound"));
+        assert_eq!(classify(&busy).status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(classify(&busy).code, Code::IdpUnavailable);
         // Headers attached to an error do not change what it becomes.
         let with = WithHeaders::new(LoginError::Expired, HeaderMap::new());
         assert_eq!(classify(&with).code, Code::LoginExpired);

@@ -760,3 +760,38 @@ fn idp02_check_refuses_a_protocol_parameter_with_its_key_path() {
         assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
     }
 }
+
+#[test]
+fn check_online_says_whether_the_idp_takes_private_key_jwt_and_pushed_requests() {
+    let idp = support::idp::Idp::start(serde_json::json!({"par": true, "require_par": true}));
+    let key = config_file(support::fake_idp::RSA_PEM);
+    let signed = format!(
+        ", token_endpoint_auth: private_key_jwt, client_key_file: '{}'",
+        key.path().display()
+    );
+    let yaml = online_config(&idp.issuer, &signed).replace(", client_secret: test-secret", "");
+    let (code, stdout, stderr) = check_online(&yaml, false);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ok      token_endpoint_auth    private_key_jwt listed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok      client_key             RS256 listed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok      par                    pushed to "),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = check_online(&online_config(&idp.issuer, ", par: off"), false);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "error   par                    oidc.par is off, but the IdP metadata says \
+             require_pushed_authorization_requests"
+        ),
+        "{stdout}"
+    );
+}

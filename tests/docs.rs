@@ -15,7 +15,8 @@
 //! The variables a block uses (`${NAME}`) get example values of the form
 //! their names say ([`example_variable`]); every absolute path under a
 //! `*_file` key, and a static route's `dir`, is replaced by a file (or
-//! directory) of the right form made for the run.
+//! directory) of the right form made for the run. A fragment with
+//! `token_endpoint_auth: private_key_jwt` drops the base's client secret.
 
 mod support;
 
@@ -194,6 +195,7 @@ fn make_files(config: &mut Value, dir: &Path, pki: &support::pki::Pki) {
                         "ca_file" => std::fs::read_to_string(pki.path("ca")).unwrap(),
                         "cert_file" => std::fs::read_to_string(pki.path("client")).unwrap(),
                         "key_file" => std::fs::read_to_string(pki.path("client-key")).unwrap(),
+                        "client_key_file" => support::fake_idp::RSA_PEM.to_owned(),
                         _ => "example-secret\n".to_owned(),
                     };
                     std::fs::write(&made, contents).unwrap();
@@ -232,7 +234,13 @@ fn config_of(block: &Block, dir: &Path, pki: &support::pki::Pki) -> Result<(Stri
                 );
                 base["routes"] = Value::Array(all);
             }
-            fragment @ Value::Object(_) => merge(&mut base, fragment),
+            fragment @ Value::Object(_) => {
+                // A client that signs its assertions has no secret.
+                if fragment["oidc"]["token_endpoint_auth"] == "private_key_jwt" {
+                    base["oidc"].as_object_mut().unwrap().remove("client_secret");
+                }
+                merge(&mut base, fragment)
+            }
             other => return Err(format!("neither a mapping nor a list: {other}")),
         }
         base

@@ -232,7 +232,7 @@ async fn exchange(
         auth.exchanges.release(client, Instant::now());
     }
     let tokens = tokens.map_err(|e| match e {
-        IdpError::Unreachable(_) => LoginError::unavailable(e),
+        IdpError::Unreachable(_) | IdpError::Busy(_) => LoginError::unavailable(e),
         // A redirect, a wrong content type, an unreadable answer (LG-15).
         IdpError::BadResponse(_) => LoginError::IdpAnswer(e.into()),
         IdpError::Rejected(_) => LoginError::Refused(format!("code exchange: {e}").into()),

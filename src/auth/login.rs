@@ -12,6 +12,11 @@
 //! earlier one of the same name. The protocol's own parameters are set
 //! last and config refuses them in either list, so neither can replace
 //! them (IDP-02). Any other parameter of `/auth/login` is ignored.
+//!
+//! With PAR (`oidc.par`, [`crate::oidc::par`]) all of them are pushed to
+//! the IdP first, and the browser carries only `client_id` and the
+//! `request_uri` the IdP gave back. That costs an IdP call per login,
+//! bounded per process (LG-24, see `oidc::par`).
 
 use http::request::Parts;
 use http::{header, Response};
@@ -23,6 +28,7 @@ use crate::body::Body;
 use crate::config::authorize::MAX_PARAM_LEN;
 use crate::config::OidcConfig;
 use crate::error::LoginError;
+use crate::oidc::IdpError;
 
 pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, LoginError> {
     // The page stays generic; the cause is in `/readyz` and logged once
@@ -44,21 +50,38 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
     let (mut transaction, state) = Transaction::start(return_to, auth.sessions.clock.now_ms());
     // A silent login's "no" comes back to the SPA, not to an error page.
     transaction.silent = extra.iter().any(|(k, v)| k == "prompt" && v == "none");
+    let mut params: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (redirect_uri, scope) = (auth.redirect_uri(), oidc.scopes.join(" "));
+    let (nonce, challenge) = (transaction.nonce(), transaction.challenge());
+    params.extend([
+        ("response_type", "code"),
+        ("client_id", oidc.client_id.as_str()),
+        ("redirect_uri", redirect_uri.as_str()),
+        ("scope", scope.as_str()),
+        ("state", state.as_str()),
+        ("nonce", nonce.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ]);
+    let pushed = auth
+        .idp
+        .push_authorization(&metadata, &params)
+        .await
+        .map_err(|e| match e {
+            IdpError::Unreachable(_) | IdpError::Busy(_) => LoginError::unavailable(e),
+            IdpError::Rejected(_) | IdpError::BadResponse(_) => LoginError::IdpAnswer(Box::new(e)),
+        })?;
     let mut url = metadata.authorization_endpoint.clone();
-    {
-        let mut pairs = url.query_pairs_mut();
-        for (key, value) in &extra {
-            pairs.append_pair(key, value);
+    match &pushed {
+        // RFC 9126 §4: the pushed request stands for all the others.
+        Some(request_uri) => {
+            url.query_pairs_mut()
+                .append_pair("client_id", &oidc.client_id)
+                .append_pair("request_uri", request_uri);
         }
-        pairs
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &oidc.client_id)
-            .append_pair("redirect_uri", &auth.redirect_uri())
-            .append_pair("scope", &oidc.scopes.join(" "))
-            .append_pair("state", &state)
-            .append_pair("nonce", &transaction.nonce())
-            .append_pair("code_challenge", &transaction.challenge())
-            .append_pair("code_challenge_method", "S256");
+        None => {
+            url.query_pairs_mut().extend_pairs(&params);
+        }
     }
     transaction.step_up = step_up;
     let mut response = redirect(url.as_str());

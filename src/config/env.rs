@@ -71,6 +71,7 @@ impl Env for MapEnv {
 /// secrets, and PEM certificates that live beside them.
 pub const SECRET_KEYS: &[&str] = &[
     "client_secret",
+    "client_key",
     "secret",
     "password",
     "url",

@@ -12,6 +12,7 @@
 pub mod access;
 mod admin;
 pub mod authorize;
+pub mod client_key;
 mod cookie;
 pub mod env;
 mod errors;
@@ -46,7 +47,9 @@ pub use self::limits::Limits;
 pub use self::logging::{LogConfig, LogFormat};
 pub use self::node::{ConfigError, ConfigErrors};
 use self::node::{Cursor, Each, Fields, FromNode, Reported};
-pub use self::oidc::{AuthorizeParams, Issuer, LoginParams, OidcConfig, TokenEndpointAuth};
+pub use self::oidc::{
+    AuthorizeParams, ClientKey, ClientKeyAlg, Issuer, LoginParams, OidcConfig, Par, TokenEndpointAuth,
+};
 pub use self::redis::{RedisConfig, RedisTls, RedisTopology, RedisWait};
 use self::routes::check_routes;
 pub use self::routes::{AuthMode, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
@@ -316,7 +319,10 @@ routes: [{path: /api, upstream: 'http://a'}]";
             .with_var("SECRET", "s3cr3t-value")
             .with_file("/run/key", &format!("{KEY}\n"));
         let c = Config::load(yaml, &env).unwrap();
-        assert_eq!(c.oidc.as_ref().unwrap().client_secret.expose(), "s3cr3t-value");
+        assert_eq!(
+            c.oidc.as_ref().unwrap().client_secret.as_ref().unwrap().expose(),
+            "s3cr3t-value"
+        );
         assert_eq!(c.cookie.keys[0].secret.expose().len(), 32);
         let debug = format!("{c:?}");
         assert!(!debug.contains("s3cr3t-value"), "{debug}");

@@ -6,6 +6,7 @@ use serde_json::Value;
 use url::Url;
 
 pub use super::authorize::{AuthorizeParams, LoginParams};
+pub use super::client_key::{ClientKey, ClientKeyAlg};
 use super::node::{from_text, Cursor, Fields, FromNode, Reported};
 use super::values::{absolute_http_url, is_plain_remote, UrlWithoutQuery};
 use crate::secret::Secret;
@@ -15,8 +16,13 @@ use crate::secret::Secret;
 pub struct OidcConfig {
     pub issuer: Issuer,
     pub client_id: String,
-    pub client_secret: Secret<String>,
+    /// Set exactly when `token_endpoint_auth` is a `client_secret_*`.
+    pub client_secret: Option<Secret<String>>,
     pub token_endpoint_auth: TokenEndpointAuth,
+    /// Set exactly when `token_endpoint_auth` is `private_key_jwt`.
+    pub client_key: Option<ClientKey>,
+    /// Whether the authorization request is pushed first (RFC 9126).
+    pub par: Par,
     pub scopes: Vec<String>,
     /// Where the IdP sends the browser after logout; default `{public_url}/`.
     pub post_logout_redirect_uri: Option<Url>,
@@ -49,6 +55,19 @@ pub struct Issuer {
 pub enum TokenEndpointAuth {
     ClientSecretBasic,
     ClientSecretPost,
+    /// A JWT signed with `client_key` (RFC 7523 §2.2, OIDC Core §9).
+    PrivateKeyJwt,
+}
+
+/// `oidc.par`: pushed authorization requests (RFC 9126).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Par {
+    /// Pushed when the metadata names `pushed_authorization_request_endpoint`.
+    Auto,
+    /// Always pushed; an IdP without the endpoint is not usable.
+    Required,
+    /// Never pushed; an IdP that requires it is not usable.
+    Off,
 }
 
 // === impl OidcConfig ===
@@ -58,8 +77,11 @@ impl FromNode for OidcConfig {
         let mut f = Fields::open(node, at)?;
         let issuer = f.required::<Issuer>("issuer", at);
         let client_id = f.required::<String>("client_id", at);
-        let client_secret = f.required::<String>("client_secret", at);
         let token_endpoint_auth = f.or("token_endpoint_auth", TokenEndpointAuth::ClientSecretBasic, at);
+        let with_key = token_endpoint_auth == Some(TokenEndpointAuth::PrivateKeyJwt);
+        let client_secret = f.optional::<String>("client_secret", at);
+        let client_key = client_key(&mut f, with_key, at);
+        let par = f.or("par", Par::Auto, at);
         let default_scopes = ["openid", "profile", "email", "offline_access"]
             .map(String::from)
             .to_vec();
@@ -75,15 +97,25 @@ impl FromNode for OidcConfig {
         if scopes.as_ref().is_some_and(|s| !s.iter().any(|s| s == "openid")) {
             at.error_at("scopes", "must include openid");
         }
-        if client_secret.as_ref().is_some_and(String::is_empty) {
-            at.error_at("client_secret", "must not be empty");
+        match (&client_secret, with_key) {
+            (Some(s), false) if s.is_empty() => at.error_at("client_secret", "must not be empty"),
+            (None, false) if token_endpoint_auth.is_some() => {
+                at.error_at("client_secret", "required key is missing")
+            }
+            (Some(_), true) => at.error_at(
+                "client_secret",
+                "not used with token_endpoint_auth: private_key_jwt; remove it",
+            ),
+            _ => {}
         }
         f.finish(at);
         Ok(OidcConfig {
             issuer: issuer.ok_or(Reported)?,
             client_id: client_id.ok_or(Reported)?,
-            client_secret: Secret::new(client_secret.ok_or(Reported)?),
+            client_secret: client_secret.map(Secret::new),
             token_endpoint_auth: token_endpoint_auth.ok_or(Reported)?,
+            client_key: client_key?,
+            par: par.ok_or(Reported)?,
             scopes: scopes.ok_or(Reported)?,
             post_logout_redirect_uri,
             id_token_hint: id_token_hint.ok_or(Reported)?,
@@ -92,6 +124,43 @@ impl FromNode for OidcConfig {
             authorize_params: authorize_params.ok_or(Reported)?,
             login_params: login_params.ok_or(Reported)?,
         })
+    }
+}
+
+/// `client_key`, `client_key_id` and `client_key_alg`: required with
+/// `private_key_jwt`, refused without it (a key nobody uses is a mistake).
+fn client_key(
+    f: &mut Fields<'_>,
+    with_key: bool,
+    at: &mut Cursor<'_>,
+) -> Result<Option<ClientKey>, Reported> {
+    let pem = f.optional::<String>("client_key", at);
+    let kid = f.optional::<String>("client_key_id", at);
+    let alg = f.optional::<ClientKeyAlg>("client_key_alg", at);
+    if !with_key {
+        let given = [
+            ("client_key", pem.is_some()),
+            ("client_key_id", kid.is_some()),
+            ("client_key_alg", alg.is_some()),
+        ];
+        for (key, _) in given.iter().filter(|(_, set)| *set) {
+            at.error_at(key, "used only with token_endpoint_auth: private_key_jwt");
+        }
+        return Ok(None);
+    }
+    let Some(pem) = pem else {
+        at.error_at(
+            "client_key",
+            "required with token_endpoint_auth: private_key_jwt (or client_key_file)",
+        );
+        return Err(Reported);
+    };
+    match ClientKey::new(pem, alg, kid) {
+        Ok(key) => Ok(Some(key)),
+        Err(problem) => {
+            at.error_at(problem.key, problem.reason);
+            Err(Reported)
+        }
     }
 }
 
@@ -152,10 +221,41 @@ from_text!(Issuer, |text| {
 from_text!(TokenEndpointAuth, |text| match text {
     "client_secret_basic" => Ok(TokenEndpointAuth::ClientSecretBasic),
     "client_secret_post" => Ok(TokenEndpointAuth::ClientSecretPost),
+    "private_key_jwt" => Ok(TokenEndpointAuth::PrivateKeyJwt),
     _ => Err(format!(
-        "{text:?} is not one of client_secret_basic, client_secret_post"
+        "{text:?} is not one of client_secret_basic, client_secret_post, private_key_jwt"
     )),
 });
+
+// === impl TokenEndpointAuth ===
+
+impl TokenEndpointAuth {
+    /// The method's name in `token_endpoint_auth_methods_supported`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenEndpointAuth::ClientSecretBasic => "client_secret_basic",
+            TokenEndpointAuth::ClientSecretPost => "client_secret_post",
+            TokenEndpointAuth::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+// `par: off` unquoted is a boolean to YAML 1.1, so `false` is `off`;
+// `true` (`on`, `yes`) says nothing of auto or required and is refused.
+impl FromNode for Par {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        match node {
+            Value::Bool(false) => Ok(Par::Off),
+            Value::String(text) => match text.trim() {
+                "auto" => Ok(Par::Auto),
+                "required" => Ok(Par::Required),
+                "off" => Ok(Par::Off),
+                other => Err(at.fail(format!("{other:?} is not one of auto, required, off"))),
+            },
+            _ => Err(at.fail("expected one of auto, required, off")),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

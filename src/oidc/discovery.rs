@@ -38,6 +38,11 @@ pub struct Metadata {
     pub code_challenge_methods_supported: Option<Vec<String>>,
     #[serde(default)]
     pub id_token_signing_alg_values_supported: Vec<String>,
+    /// RFC 9126 §5.
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<Url>,
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// Why the metadata cannot be used.
@@ -49,6 +54,10 @@ pub enum DiscoveryError {
     NoS256 { listed: Vec<String> },
     #[error("oidc.userinfo is true, but the IdP metadata names no userinfo_endpoint")]
     NoUserinfoEndpoint,
+    #[error("oidc.par is off, but the IdP metadata says require_pushed_authorization_requests")]
+    ParRequired,
+    #[error("oidc.par is required, but the IdP metadata names no pushed_authorization_request_endpoint")]
+    NoParEndpoint,
     #[error(transparent)]
     Idp(#[from] IdpError),
 }

@@ -14,8 +14,8 @@ use std::fmt;
 use serde_json::Value;
 
 use super::discovery::{self, DiscoveryError, Metadata};
-use super::{http, id_token, userinfo, IdpError};
-use crate::config::{OidcConfig, TokenEndpointAuth};
+use super::{http, id_token, par, userinfo, IdpError};
+use crate::config::OidcConfig;
 
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,7 +132,28 @@ pub async fn inspect(oidc: &OidcConfig) -> Vec<Finding> {
     });
     out.push(back_channel(&document));
     out.extend(userinfo_fit(oidc, &metadata));
+    out.push(par_fit(oidc, &metadata));
     out
+}
+
+/// Whether authorization requests will be pushed (`oidc.par`): the same
+/// rule serving applies ([`par::fits`]).
+fn par_fit(oidc: &OidcConfig, metadata: &Metadata) -> Finding {
+    if let Err(e) = par::fits(oidc, metadata.clone()) {
+        return Finding::new(Level::Error, "par", e.to_string());
+    }
+    match (
+        par::endpoint(oidc, metadata),
+        &metadata.pushed_authorization_request_endpoint,
+    ) {
+        (Some(endpoint), _) => Finding::new(Level::Ok, "par", format!("pushed to {endpoint}")),
+        (None, Some(_)) => Finding::new(Level::Note, "par", "advertised, not used (oidc.par: off)"),
+        (None, None) => Finding::new(
+            Level::Note,
+            "par",
+            "no pushed_authorization_request_endpoint: the authorization request rides on the redirect",
+        ),
+    }
 }
 
 /// With `oidc.userinfo: true`, the metadata must name the endpoint: the
@@ -244,10 +265,7 @@ fn listed_fit(oidc: &OidcConfig, document: &Value) -> Vec<Finding> {
             ));
         }
     }
-    let auth = match oidc.token_endpoint_auth {
-        TokenEndpointAuth::ClientSecretBasic => "client_secret_basic",
-        TokenEndpointAuth::ClientSecretPost => "client_secret_post",
-    };
+    let auth = oidc.token_endpoint_auth.as_str();
     out.push(match listed("token_endpoint_auth_methods_supported") {
         Some(methods) if methods.iter().any(|m| m == auth) => {
             Finding::new(Level::Ok, "token_endpoint_auth", format!("{auth} listed"))
@@ -269,6 +287,29 @@ fn listed_fit(oidc: &OidcConfig, document: &Value) -> Vec<Finding> {
             format!("not listed, so only client_secret_basic is certain; oidc.token_endpoint_auth is {auth}"),
         ),
     });
+    if let Some(key) = &oidc.client_key {
+        let alg = format!("{:?}", key.alg().algorithm());
+        out.push(match listed("token_endpoint_auth_signing_alg_values_supported") {
+            Some(algs) if algs.contains(&alg) => Finding::new(
+                Level::Ok,
+                "client_key",
+                format!("{alg} listed; assertions name kid {:?}", key.kid()),
+            ),
+            Some(algs) => Finding::new(
+                Level::Error,
+                "client_key",
+                format!("client assertions are signed {alg}; the IdP lists {algs:?}"),
+            ),
+            None => Finding::new(
+                Level::Note,
+                "client_key",
+                format!(
+                    "no signing algorithms listed; assertions are signed {alg}, kid {:?}",
+                    key.kid()
+                ),
+            ),
+        });
+    }
     out.push(match listed("scopes_supported") {
         Some(scopes) => {
             let missing: Vec<&str> = oidc

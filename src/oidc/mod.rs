@@ -1,11 +1,13 @@
 //! The OpenID Provider as cloakroom sees it: metadata, keys, token calls.
 
+pub mod client_auth;
 pub mod discovery;
 pub mod fit;
 pub mod http;
 pub mod id_token;
 pub mod jwks;
 pub mod logout_token;
+pub mod par;
 pub mod state;
 pub mod userinfo;
 
@@ -17,7 +19,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::clock::Clock;
-use crate::config::{OidcConfig, TokenEndpointAuth};
+use crate::config::OidcConfig;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
 use self::discovery::Metadata;
@@ -44,6 +46,9 @@ pub enum IdpError {
     Unreachable(#[source] crate::error::BoxError),
     #[error("IdP answer unusable: {0}")]
     BadResponse(&'static str),
+    /// cloakroom holds back a call to spare the IdP (a bound reached).
+    #[error("IdP call held back: {0}")]
+    Busy(&'static str),
 }
 
 /// A token endpoint answer. Tokens are secrets: they never print.
@@ -96,6 +101,8 @@ pub struct Idp {
     discovered: RwLock<Option<(Arc<Metadata>, Arc<Jwks>)>>,
     discovering: tokio::sync::Mutex<()>,
     state: state::Tracker,
+    /// Pushed authorization requests in flight (LG-24, [`par`]).
+    pushing: tokio::sync::Semaphore,
 }
 
 // === impl Idp ===
@@ -109,6 +116,7 @@ impl Idp {
             discovered: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
             state: state::Tracker::default(),
+            pushing: tokio::sync::Semaphore::new(par::MAX_IN_FLIGHT),
         }))
     }
 
@@ -137,7 +145,10 @@ impl Idp {
             return Ok(found);
         }
         let discovered = discovery::discover(&self.client, &self.config.issuer).await;
-        match discovered.and_then(|m| userinfo::fits(&self.config, m)) {
+        let fitting = discovered
+            .and_then(|m| userinfo::fits(&self.config, m))
+            .and_then(|m| par::fits(&self.config, m));
+        match fitting {
             Ok(mut metadata) => {
                 if metadata.code_challenge_methods_supported.is_none() {
                     // Entra ID and others support S256 without listing it.
@@ -256,11 +267,8 @@ impl Idp {
             ("token", refresh_token.expose()),
             ("token_type_hint", "refresh_token"),
         ];
-        let response = http::send(
-            "revocation",
-            self.authenticate(self.client.post(endpoint.clone()), &form),
-        )
-        .await?;
+        let request = self.authenticate(&metadata, self.client.post(endpoint.clone()), &form)?;
+        let response = http::send("revocation", request).await?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -268,9 +276,31 @@ impl Idp {
         }
     }
 
+    /// Pushes an authorization request (RFC 9126 §2.1) when the config
+    /// and `metadata` say so; the `request_uri` the browser is sent with,
+    /// or `None` when the parameters go on the redirect as before.
+    pub async fn push_authorization(
+        &self,
+        metadata: &Metadata,
+        params: &[(&str, &str)],
+    ) -> Result<Option<String>, IdpError> {
+        let Some(endpoint) = par::endpoint(&self.config, metadata) else {
+            return Ok(None);
+        };
+        // Never waits: a login beyond the bound is refused at once (LG-24).
+        let _slot = self
+            .pushing
+            .try_acquire()
+            .map_err(|_| IdpError::Busy("too many pushed authorization requests in flight"))?;
+        let request = self.authenticate(metadata, self.client.post(endpoint.clone()), params)?;
+        let pushed: par::Pushed = http::json("par", request).await?;
+        Ok(Some(pushed.request_uri))
+    }
+
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, IdpError> {
         let metadata = self.metadata().await?;
-        let request = self.authenticate(self.client.post(metadata.token_endpoint.clone()), form);
+        let request =
+            self.authenticate(&metadata, self.client.post(metadata.token_endpoint.clone()), form)?;
         let tokens: TokenResponse = http::json("token", request).await?;
         if !tokens.token_type.eq_ignore_ascii_case("bearer") {
             return Err(IdpError::BadResponse("token_type is not Bearer"));
@@ -278,28 +308,16 @@ impl Idp {
         Ok(tokens)
     }
 
-    /// Adds client authentication and the form body.
+    /// Adds client authentication and the form body
+    /// ([`client_auth::authenticate`]).
     fn authenticate(
         &self,
+        metadata: &Metadata,
         request: reqwest::RequestBuilder,
         form: &[(&str, &str)],
-    ) -> reqwest::RequestBuilder {
-        let id = self.config.client_id.as_str();
-        let secret = self.config.client_secret.expose().as_str();
-        let mut fields: Vec<(&str, &str)> = form.to_vec();
-        let request = match self.config.token_endpoint_auth {
-            // RFC 6749 §2.3.1: both parts form-urlencoded before Basic.
-            TokenEndpointAuth::ClientSecretBasic => {
-                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                request.basic_auth(enc(id), Some(enc(secret)))
-            }
-            TokenEndpointAuth::ClientSecretPost => {
-                fields.push(("client_id", id));
-                fields.push(("client_secret", secret));
-                request
-            }
-        };
-        request.form(&fields)
+    ) -> Result<reqwest::RequestBuilder, IdpError> {
+        let audience = metadata.token_endpoint.as_str();
+        client_auth::authenticate(&self.config, &self.clock, audience, request, form)
     }
 
     /// Validates an ID token against the provider's keys (fail closed).

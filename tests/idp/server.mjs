@@ -41,6 +41,17 @@
 //   refuse_scopes      scopes an authorization request may not ask for: it
 //                      is answered 400 invalid_scope (Google and
 //                      offline_access)
+//   par                switch on pushed authorization requests (RFC 9126),
+//                      default false (oidc-provider's own default is on;
+//                      the other tests see the authorization request on
+//                      the browser's redirect)
+//   require_par        with par: the metadata says
+//                      require_pushed_authorization_requests, and an
+//                      authorization request that was not pushed is refused
+//   par_delay          with par: hold every pushed authorization request
+//                      this many milliseconds before handling it
+//   client_jwks        the client's public keys ({keys: [JWK, …]}), for
+//                      token_endpoint_auth_method: 'private_key_jwt'
 //   offline_access_type  a refresh token only for a login that sent
 //                      access_type=offline and prompt=consent (Google)
 //
@@ -58,12 +69,14 @@
 //
 // GET /__stats answers with what the tests must check on the IdP's side:
 // how many grants of each type succeeded, how many grants were revoked, and
-// how many token and revocation (RFC 7009) requests arrived, and how many
+// how many token and revocation (RFC 7009) requests arrived, the most
+// pushed authorization requests it held at once, and how many
 // back-channel logouts the client acknowledged or failed (with the last
 // failure's message).
 // GET /__issued lists every token the token endpoint issued.
 // GET /__authorizations lists the query of every authorization request, as
-// received.
+// received. GET /__pushed lists the parameters of every pushed
+// authorization request the IdP accepted (the client assertion left out).
 // GET /__advance?seconds=N moves the IdP's clock N seconds forward, with
 // the clock a test moves in cloakroom.
 
@@ -85,6 +98,7 @@ const stats = {
   revocations: 0,
   revocation_requests: 0,
   token_requests: 0,
+  par_in_flight_max: 0,
   backchannel: { success: 0, error: 0, last_error: null },
 };
 // Every token the token endpoint handed out, so tests can prove none of
@@ -103,6 +117,7 @@ const refusedScopes = settings.refuse_scopes ?? [];
 // Nonces of logins that asked for offline access as Google wants it.
 const offlineNonces = new Set();
 const authorizations = [];
+const pushed = [];
 
 const provider = new Provider(issuer, {
   clients: [{
@@ -113,6 +128,7 @@ const provider = new Provider(issuer, {
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: settings.token_endpoint_auth_method ?? 'client_secret_basic',
+    ...(settings.client_jwks ? { jwks: settings.client_jwks } : {}),
     require_auth_time: settings.require_auth_time ?? false,
     ...(settings.backchannel_logout_uri ? {
       backchannel_logout_uri: settings.backchannel_logout_uri,
@@ -126,6 +142,10 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
+    pushedAuthorizationRequests: {
+      enabled: settings.par ?? false,
+      requirePushedAuthorizationRequests: settings.require_par ?? false,
+    },
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
     resourceIndicators: {
@@ -253,6 +273,30 @@ provider.use(async (ctx, next) => {
   return next();
 });
 
+let parInFlight = 0;
+provider.use(async (ctx, next) => {
+  if (ctx.path !== '/request' || ctx.method !== 'POST') return next();
+  parInFlight += 1;
+  stats.par_in_flight_max = Math.max(stats.par_in_flight_max, parInFlight);
+  try {
+    if (settings.par_delay) await sleep(settings.par_delay);
+    return await next();
+  } finally {
+    parInFlight -= 1;
+  }
+});
+
+// What each pushed authorization request carried, once the IdP took it.
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path !== '/request' || ctx.method !== 'POST' || ctx.status !== 201) return;
+  const params = {};
+  for (const [key, value] of Object.entries(ctx.oidc?.params ?? {})) {
+    if (value !== undefined && key !== 'client_assertion') params[key] = value;
+  }
+  pushed.push(params);
+});
+
 // Some IdPs name their revocation endpoint only in RFC 8414 metadata (LO-13).
 const listedIn = settings.revocation_listed_in ?? 'both';
 const unlisted = {
@@ -298,7 +342,9 @@ server.on('request', (req, res) => {
     res.end('ok');
     return;
   }
-  const own = { '/__stats': stats, '/__issued': issued, '/__authorizations': authorizations };
+  const own = {
+    '/__stats': stats, '/__issued': issued, '/__authorizations': authorizations, '/__pushed': pushed,
+  };
   if (own[req.url]) {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify(own[req.url]));

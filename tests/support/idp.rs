@@ -70,6 +70,19 @@ impl Idp {
             .unwrap()
     }
 
+    /// The parameters of every pushed authorization request the IdP
+    /// accepted (RFC 9126), in order.
+    pub async fn pushed(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        super::net::client()
+            .get(format!("{}/__pushed", self.origin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Stops the IdP for good (its state is in memory): an IdP outage.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -202,10 +215,16 @@ pub async fn world_full(
         idp_settings["backchannel_logout_uri"] = json!(format!("{base}/auth/backchannel-logout"));
     }
     let idp = Idp::start(idp_settings);
+    // A client that signs its assertions has no secret (config refuses one).
+    let secret = if oidc_extra.contains("private_key_jwt") {
+        ""
+    } else {
+        ", client_secret: test-secret"
+    };
     let yaml = format!(
         "public_url: {base}
 log: {{level: warn}}
-oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret{oidc_extra}}}
+oidc: {{issuer: '{iss}', client_id: cloakroom{secret}{oidc_extra}}}
 cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 routes:
   - {{path: /api, upstream: '{u}'}}
