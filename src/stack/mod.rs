@@ -87,11 +87,13 @@ pub fn build(
             tower::service_fn(|_| async { Err::<Response<Body>, BoxError>(Refusal::LoginRequired.into()) });
         return BoxCloneSyncService::new(refuse);
     };
-    let upstream_leaf = matches!(route.leaf, LeafKind::Upstream { .. });
+    // Static files carry their own caching rules; every other answer is
+    // made for one user.
+    let no_store = !matches!(route.leaf, LeafKind::Static(_));
     let service = ServiceBuilder::new()
         .option_layer(nested)
         .layer(csrf::CsrfGuard::new(auth, config).into_layer())
-        .layer(session::SessionStep::new(&auth.sessions, config, upstream_leaf).into_layer())
+        .layer(session::SessionStep::new(&auth.sessions, config, no_store).into_layer())
         .option_layer(access::AccessGuard::for_route(config, &auth.sessions.clock).map(Step::into_layer))
         .option_layer(identity::ClaimHeaders::for_route(config).map(Step::into_layer))
         .option_layer(
