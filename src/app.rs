@@ -367,7 +367,7 @@ impl RoutingState {
         if let Some(forward_auth) = &self.config.forward_auth {
             if check::is_check(&path, &forward_auth.path) {
                 *target = Target::Endpoint("forward_auth");
-                let original = check::original(request, &path, &forward_auth.path, trusted)?;
+                let original = check::original(request, &path, forward_auth, trusted)?;
                 let index = self.router.find_index(&original.path).ok_or(Refusal::NotFound)?;
                 let route = &self.router.routes()[index];
                 if !matches!(route.leaf, Leaf::ForwardAuth) {

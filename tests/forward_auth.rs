@@ -12,7 +12,8 @@
 //! - **FA-03** The check's answer carries the token, so it is for the
 //!   ingress alone: a browser asking the check endpoint itself through
 //!   the ingress (with its own `X-Original-URI`), or asking cloakroom for
-//!   a forward-auth route directly, gets a 404 and no token.
+//!   a forward-auth route directly, or the path below the endpoint while
+//!   `forward_auth.uri_in_path` is off, gets a 404 and no token.
 //! - **FA-04** An access rule that refuses the user: 403 from the check,
 //!   passed on by the ingress, nothing forwarded.
 
@@ -230,6 +231,8 @@ async fn fa03_a_browser_asking_the_check_endpoint_itself_gets_no_token() {
         // Around nginx, straight to cloakroom: a forward-auth route is
         // never served there.
         (format!("{}/api/orders", f.cloakroom), vec![]),
+        // The path-below form (Envoy's) is off unless configured.
+        (format!("{}/auth/check/api/orders", f.cloakroom), vec![]),
     ];
     for (url, mut headers) in asks {
         headers.push(("x-csrf", "1"));

@@ -6,9 +6,10 @@
 //! The request it asks about comes from the ingress's headers, believed
 //! only from a trusted proxy: `X-Original-Method`/`X-Original-URI` (nginx,
 //! ingress-nginx) or `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik).
-//! Without them the request's own method is used and its URI is the path
-//! below the endpoint (`/auth/check/api/x?q` asks about `/api/x?q`), which
-//! is what Envoy's `ext_authz` sends with `path_prefix`.
+//! Without them the request's own method is used and, with
+//! `forward_auth.uri_in_path`, its URI is the path below the endpoint
+//! (`/auth/check/api/x?q` asks about `/api/x?q`), which is what Envoy's
+//! `ext_authz` sends with `path_prefix`.
 //!
 //! The answer carries the route's token, so it is for the ingress alone: a
 //! question about cloakroom's own `/auth/` endpoints (which the ingress
@@ -19,6 +20,7 @@ use http::header::HeaderName;
 use http::{HeaderMap, Method, Request, Uri};
 
 use crate::body::{self, Body};
+use crate::config::ForwardAuthConfig;
 use crate::error::Refusal;
 use crate::path::normalize_path;
 
@@ -47,7 +49,7 @@ pub(super) fn is_check(path: &str, check: &str) -> bool {
 pub(super) fn original(
     request: Request<Body>,
     path: &str,
-    check: &str,
+    check: &ForwardAuthConfig,
     trusted: bool,
 ) -> Result<Original, Refusal> {
     let (mut parts, _body) = request.into_parts();
@@ -121,10 +123,13 @@ fn one<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>,
 }
 
 /// The URI below the check endpoint: `/auth/check/api/x?q` → `/api/x?q`.
-fn below(uri: &Uri, path: &str, check: &str) -> Result<Uri, Refusal> {
-    let rest = &path[check.len()..];
+fn below(uri: &Uri, path: &str, check: &ForwardAuthConfig) -> Result<Uri, Refusal> {
+    let rest = &path[check.path.len()..];
     if rest.is_empty() {
         return Err(Refusal::BadRequest("no original request named"));
+    }
+    if !check.uri_in_path {
+        return Err(Refusal::NotFound);
     }
     let target = match uri.query() {
         Some(query) => format!("{rest}?{query}"),
@@ -138,13 +143,26 @@ mod tests {
     use super::*;
 
     fn ask(uri: &str, headers: &[(&str, &str)], trusted: bool) -> Result<(Method, String, String), Refusal> {
+        let check = ForwardAuthConfig {
+            uri_in_path: true,
+            ..Default::default()
+        };
+        ask_at(&check, uri, headers, trusted)
+    }
+
+    fn ask_at(
+        check: &ForwardAuthConfig,
+        uri: &str,
+        headers: &[(&str, &str)],
+        trusted: bool,
+    ) -> Result<(Method, String, String), Refusal> {
         let mut request = Request::get(uri);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         let request = request.body(body::empty()).unwrap();
         let path = normalize_path(request.uri().path()).unwrap();
-        let got = original(request, &path, "/auth/check", trusted)?;
+        let got = original(request, &path, check, trusted)?;
         let uri = got.request.uri().to_string();
         Ok((got.request.method().clone(), uri, got.path))
     }

@@ -10,9 +10,13 @@ use crate::path::normalize_path;
 /// Where the ingress's subrequest arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardAuthConfig {
-    /// The check endpoint, under `/auth/`. A request for a path below it
-    /// (`/auth/check/api/x`, as Envoy's `path_prefix` sends) checks that path.
+    /// The check endpoint, under `/auth/`.
     pub path: String,
+    /// A request for a path below the endpoint (`/auth/check/api/x`, what
+    /// Envoy's `ext_authz` sends with `path_prefix`) asks about that path.
+    /// Off by default: an ingress that routed such a path to cloakroom
+    /// publicly would hand the answer, token included, to the browser.
+    pub uri_in_path: bool,
 }
 
 /// cloakroom's own endpoints, which the check endpoint may not hide.
@@ -33,6 +37,7 @@ impl Default for ForwardAuthConfig {
     fn default() -> Self {
         Self {
             path: "/auth/check".into(),
+            uri_in_path: false,
         }
     }
 }
@@ -41,6 +46,7 @@ impl FromNode for ForwardAuthConfig {
     fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
         let mut f = Fields::open(node, at)?;
         let path = f.or("path", Self::default().path, at);
+        let uri_in_path = f.or("uri_in_path", false, at);
         f.finish(at);
         let path = path.ok_or(Reported)?;
         // Under `/auth/`, so whatever routes cloakroom's endpoints to it
@@ -61,7 +67,10 @@ impl FromNode for ForwardAuthConfig {
             at.error_at("path", reason);
             return Err(Reported);
         }
-        Ok(Self { path })
+        Ok(Self {
+            path,
+            uri_in_path: uri_in_path.ok_or(Reported)?,
+        })
     }
 }
 
@@ -92,7 +101,8 @@ routes:
             "{path: /api, forward_auth: true}",
         ))
         .unwrap();
-        assert_eq!(c.forward_auth.unwrap().path, "/auth/verify");
+        let c = c.forward_auth.unwrap();
+        assert_eq!((c.path.as_str(), c.uri_in_path), ("/auth/verify", false));
     }
 
     #[test]
