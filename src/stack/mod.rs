@@ -9,7 +9,8 @@
 //! A route with `auth: none` has no CSRF, session or token layer at all; a
 //! route without `token: user` has no token layer, one without `access` or
 //! `step_up` no access layer, one without `claim_headers` no claim-headers
-//! layer; the leaf is the upstream or the route's static files. Nothing
+//! layer; the leaf is the upstream, the route's static files, or (on a
+//! `forward_auth` route) the answer to an ingress's check. Nothing
 //! below the router asks what kind of route it serves. The outer steps
 //! shared by every route (sensitive headers, request id, trace span, access
 //! log, limits, routing) live in [`crate::app`], which hands each request
