@@ -16,6 +16,9 @@
 //!   `forward_auth.uri_in_path` is off, gets a 404 and no token.
 //! - **FA-04** An access rule that refuses the user: 403 from the check,
 //!   passed on by the ingress, nothing forwarded.
+//! - **FA-05** A route's `step_up` rule: the check's 401 reaches the
+//!   browser with its `WWW-Authenticate` (nginx passes that header on),
+//!   and after the step-up login the same call passes.
 
 mod support;
 
@@ -73,6 +76,12 @@ const LOCATIONS: &str = r#"
             proxy_set_header Authorization $auth;
             proxy_pass http://127.0.0.1:{upstream};
         }
+        location /sudo/ {
+            auth_request /_cloakroom_check;
+            auth_request_set $auth $upstream_http_authorization;
+            proxy_set_header Authorization $auth;
+            proxy_pass http://127.0.0.1:{upstream};
+        }
         location / {
             auth_request /_cloakroom_check;
             auth_request_set $auth $upstream_http_authorization;
@@ -111,6 +120,7 @@ session: {{refresh_skew: 2s}}
 routes:
   - {{path: /api, forward_auth: true, claim_headers: {{X-User: sub}}}}
   - {{path: /admin, forward_auth: true, access: {{sub: [bob]}}}}
+  - {{path: /sudo, forward_auth: true, step_up: {{max_age: 10m}}}}
   - {{path: /, forward_auth: true, login_redirect: true}}
 ",
         iss = idp.issuer,
@@ -272,4 +282,27 @@ async fn fa04_an_access_rule_refusal_is_a_403_nginx_passes_on() {
     let page = browser.fetch(&f.nginx.url("/admin/users")).await;
     assert_eq!(page.status, 403, "alice is not bob");
     assert_eq!(f.up.requests(), before, "nothing forwarded");
+}
+
+#[tokio::test]
+async fn fa05_step_up_is_asked_for_through_nginx_and_the_new_login_passes() {
+    let f = front().await;
+    // A plain login's ID token has no auth_time: its age cannot be shown.
+    let browser = f.login("alice").await;
+    let before = f.up.requests();
+    let refused = browser.fetch(&f.nginx.url("/sudo/keys")).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.headers["www-authenticate"],
+        "Bearer error=\"insufficient_user_authentication\", max_age=\"600\""
+    );
+    assert_eq!(f.up.requests(), before, "nothing forwarded");
+
+    let login = f.nginx.url("/auth/login?return_to=%2Fsudo%2Fkeys&max_age=600");
+    let (_, visited) = browser.navigate(&login, "alice").await;
+    let authorize = visited.iter().find(|u| u.contains("code_challenge=")).unwrap();
+    assert!(authorize.contains("max_age=600"), "{authorize}");
+    let page = browser.fetch(&f.nginx.url("/sudo/keys")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(echoed(&page.json(), "authorization").is_some());
 }
