@@ -19,6 +19,8 @@
 //! - **FA-05** A route's `step_up` rule: the check's 401 reaches the
 //!   browser with its `WWW-Authenticate` (nginx passes that header on),
 //!   and after the step-up login the same call passes.
+//! - **FA-06** A session ended elsewhere (the admin API, LO-12): the next
+//!   check is a 401, nothing forwarded.
 
 mod support;
 
@@ -29,12 +31,15 @@ use support::idp::Idp;
 use support::nginx::Nginx;
 use support::{echoed, App, Browser, Upstream, COOKIE_KEY};
 
+/// The admin API's token in every test config.
+const ADMIN_TOKEN: &str = "an-admin-token-of-forty-characters-000000";
+
 /// cloakroom beside nginx: the browser talks to nginx only.
 struct Front {
     idp: Idp,
     up: Upstream,
-    /// Kept for its lifetime: cloakroom runs while this lives.
-    _app: App,
+    /// cloakroom, running while this lives.
+    app: App,
     nginx: Nginx,
     /// cloakroom's own address, which only nginx should use.
     cloakroom: String,
@@ -117,6 +122,7 @@ log: {{level: warn}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
 cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
 session: {{refresh_skew: 2s}}
+admin: {{api_token: '{ADMIN_TOKEN}'}}
 routes:
   - {{path: /api, forward_auth: true, claim_headers: {{X-User: sub}}}}
   - {{path: /admin, forward_auth: true, access: {{sub: [bob]}}}}
@@ -130,7 +136,7 @@ routes:
     Front {
         idp,
         up,
-        _app: app,
+        app,
         nginx,
         cloakroom,
         clock,
@@ -305,4 +311,21 @@ async fn fa05_step_up_is_asked_for_through_nginx_and_the_new_login_passes() {
     let page = browser.fetch(&f.nginx.url("/sudo/keys")).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(echoed(&page.json(), "authorization").is_some());
+}
+
+#[tokio::test]
+async fn fa06_a_session_ended_by_the_admin_api_is_a_401_at_the_next_check() {
+    let f = front().await;
+    let browser = f.login("alice").await;
+    assert_eq!(f.api(&browser).await.0, 200);
+    let ended = support::client()
+        .delete(format!("http://{}/admin/sessions?sub=alice", f.app.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 200);
+    let before = f.up.requests();
+    assert_eq!(f.api(&browser).await.0, 401);
+    assert_eq!(f.up.requests(), before, "nothing forwarded");
 }
