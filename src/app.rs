@@ -22,6 +22,7 @@
 //! [`App::install`]. Each request takes one snapshot at its start and is
 //! served by it to the end, so a reload never changes a request midway.
 
+mod check;
 pub mod edge;
 
 use std::borrow::Cow;
@@ -289,7 +290,7 @@ impl RoutingState {
                     // Which upstream failed, for the operator; never in the body.
                     let upstream = target.route().and_then(|r| match &r.leaf {
                         Leaf::Upstream { scheme, authority } => Some(format!("{scheme}://{authority}")),
-                        Leaf::Static(_) => None,
+                        Leaf::Static(_) | Leaf::ForwardAuth => None,
                     });
                     tracing::warn!(
                         request_id = %request_id.to_str().unwrap_or(""),
@@ -383,6 +384,20 @@ impl RoutingState {
             self.protect(response.headers_mut());
             return Ok(response);
         }
+        if let Some(forward_auth) = &self.config.forward_auth {
+            if check::is_check(&path, &forward_auth.path) {
+                *target = Target::Endpoint("forward_auth");
+                let original = check::original(request, &path, forward_auth, trusted)?;
+                let index = self.router.find_index(&original.path).ok_or(Refusal::NotFound)?;
+                let route = &self.router.routes()[index];
+                if !matches!(route.leaf, Leaf::ForwardAuth) {
+                    // The ingress checks only what it forwards itself.
+                    return Err(Refusal::NotFound.into());
+                }
+                let context = (original.path, peer, trusted, client, request_id);
+                return self.enter(index, original.request, context, target).await;
+            }
+        }
         if let (Some(auth), true) = (&self.auth, path.starts_with("/auth/")) {
             *target = Target::endpoint(&path);
             let mut response = auth.handle(&path, request, client).await?;
@@ -394,13 +409,30 @@ impl RoutingState {
             return Ok(response);
         }
         let index = self.router.find_index(&path).ok_or(Refusal::NotFound)?;
+        if matches!(self.router.routes()[index].leaf, Leaf::ForwardAuth) {
+            // The ingress forwards these; cloakroom only answers its checks,
+            // whose answers carry the token.
+            return Err(Refusal::NotFound.into());
+        }
+        self.enter(index, request, (path, peer, trusted, client, request_id), target)
+            .await
+    }
+
+    /// Hands `request` to the stack of route `index`, with the
+    /// [`Context`] made of `(path, peer, trusted, client, request id)`.
+    async fn enter<'a>(
+        &'a self,
+        index: usize,
+        mut request: Request<Body>,
+        (path, peer, trusted, client, request_id): (String, SocketAddr, bool, IpAddr, &HeaderValue),
+        target: &mut Target<'a>,
+    ) -> Result<Response<Body>, BoxError> {
         let route = &self.router.routes()[index];
         *target = Target::Route(route);
         check_method(route, request.method())?;
         if hygiene::is_websocket_upgrade(request.headers()) && !route.config.websocket {
             return Err(Refusal::BadRequest("websocket not enabled on this route").into());
         }
-        let mut request = request;
         request.extensions_mut().insert(Context {
             path,
             peer,

@@ -417,6 +417,7 @@ fn target(route: &cloakroom::config::RouteConfig) -> String {
     match &route.target {
         cloakroom::config::Target::Upstream(url) => url.to_string(),
         cloakroom::config::Target::Static(files) => format!("static:{}", files.dir.display()),
+        cloakroom::config::Target::ForwardAuth => "forward_auth".to_owned(),
     }
 }
 

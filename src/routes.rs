@@ -22,6 +22,8 @@ pub enum Leaf {
     Upstream { scheme: Scheme, authority: Authority },
     /// Files from a directory.
     Static(Box<StaticFiles>),
+    /// An answer to an ingress's check: the headers it copies upstream.
+    ForwardAuth,
 }
 
 /// The route table: longest prefix first.
@@ -47,6 +49,7 @@ impl Route {
                 Leaf::Upstream { scheme, authority }
             }
             Target::Static(files) => Leaf::Static(Box::new(StaticFiles::new(&config, files, https)?)),
+            Target::ForwardAuth => Leaf::ForwardAuth,
         };
         Ok(Self { config, leaf })
     }

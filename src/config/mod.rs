@@ -16,6 +16,7 @@ pub mod client_key;
 mod cookie;
 pub mod env;
 mod errors;
+mod forward_auth;
 pub mod headers;
 mod limits;
 pub mod log_filter;
@@ -42,6 +43,7 @@ pub use self::admin::AdminConfig;
 pub use self::cookie::{CookieConfig, CookieKey, SameSite};
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::errors::{ErrorsConfig, LoginPage};
+pub use self::forward_auth::ForwardAuthConfig;
 pub use self::headers::HeaderRule;
 pub use self::limits::Limits;
 pub use self::logging::{LogConfig, LogFormat};
@@ -83,6 +85,9 @@ pub struct Config {
     /// Where a failed login sends a person (cloakroom's page by default).
     pub errors: ErrorsConfig,
     pub routes: Vec<RouteConfig>,
+    /// The check endpoint an ingress in front calls; set when a route has
+    /// `forward_auth: true`.
+    pub forward_auth: Option<ForwardAuthConfig>,
     /// Worker threads serving requests; 0 means one per CPU.
     pub workers: usize,
     /// Allows a plain-http `public_url` and issuer on any host name, for
@@ -184,6 +189,8 @@ impl FromNode for Config {
         let telemetry = f.or("telemetry", TelemetryConfig::default(), at);
         let errors = f.or("errors", ErrorsConfig::default(), at);
         let workers = f.or::<u64>("workers", 0, at);
+        let forward_auth = f.optional::<ForwardAuthConfig>("forward_auth", at);
+        let forward_auth_given = f.has("forward_auth") || forward_auth.is_some();
         let routes = f.required::<Each<RouteConfig>>("routes", at);
         f.finish(at);
 
@@ -193,6 +200,10 @@ impl FromNode for Config {
                 .parsed()
                 .find(|(_, r)| r.auth != AuthMode::None)
                 .map(|(i, _)| i);
+            let any_forward_auth = routes.parsed().any(|(_, r)| r.is_forward_auth());
+            if forward_auth_given && !any_forward_auth && routes.0.len() == routes.parsed().count() {
+                at.error_at("forward_auth", "no route has forward_auth: true");
+            }
             if let Some(i) = needs_login {
                 if !oidc_given {
                     at.error_at(
@@ -227,6 +238,13 @@ impl FromNode for Config {
             admin: admin.ok_or(Reported)?,
             telemetry: telemetry.ok_or(Reported)?,
             errors: errors.ok_or(Reported)?,
+            forward_auth: match routes
+                .as_ref()
+                .map(|r| r.parsed().any(|(_, r)| r.is_forward_auth()))
+            {
+                Some(true) => Some(forward_auth.unwrap_or_default()),
+                _ => None,
+            },
             routes: routes.and_then(Each::complete).ok_or(Reported)?,
             workers: usize::try_from(workers.ok_or(Reported)?).map_err(|_| at.fail("workers: too many"))?,
             insecure_dev_mode: dev.ok_or(Reported)?,

@@ -20,7 +20,8 @@ use crate::path::normalize_path;
 pub struct RouteConfig {
     /// Normalised path prefix, matched on segment boundaries.
     pub path: String,
-    /// Where the route's requests go: an upstream, or files from disk.
+    /// Where the route's requests go: an upstream, files from disk, or the
+    /// ingress in front that asks first (`forward_auth`).
     pub target: Target,
     pub auth: AuthMode,
     pub token: TokenKind,
@@ -55,6 +56,9 @@ pub enum Target {
     Upstream(Url),
     /// Serve files from a directory (`static:`).
     Static(StaticConfig),
+    /// Forwarded by an ingress in front, which asks the check endpoint
+    /// ([`super::ForwardAuthConfig`]) first (`forward_auth: true`).
+    ForwardAuth,
 }
 
 /// The CSRF proof a route asks of safe methods (`GET`, `HEAD`).
@@ -98,7 +102,10 @@ impl FromNode for RouteConfig {
         let mut f = Fields::open(node, at)?;
         let path = f.required::<RoutePath>("path", at).map(|p| p.0);
         let is_static = f.has("static");
-        let target = if is_static {
+        let forward_auth = f.has("forward_auth");
+        let target = if forward_auth {
+            read_forward_auth(&mut f, at)
+        } else if is_static {
             if f.has("upstream") {
                 at.error_at("upstream", "set either upstream or static, not both");
             }
@@ -135,6 +142,20 @@ impl FromNode for RouteConfig {
             at,
         );
 
+        if forward_auth {
+            if auth == Some(AuthMode::None) {
+                at.error_at(
+                    "auth",
+                    "a forward_auth route checks a session: set required or optional",
+                );
+            }
+            if strip_prefix == Some(true) {
+                at.error_at(
+                    "strip_prefix",
+                    "only meaningful on a route cloakroom forwards (upstream)",
+                );
+            }
+        }
         if auth == Some(AuthMode::None) && token == Some(TokenKind::User) {
             at.error_at(
                 "token",
@@ -192,6 +213,28 @@ impl FromNode for RouteConfig {
     }
 }
 
+/// A `forward_auth` route's target: nothing else may say where it goes.
+fn read_forward_auth(f: &mut Fields<'_>, at: &mut Cursor<'_>) -> Option<Target> {
+    for other in ["upstream", "static"] {
+        if f.has(other) {
+            at.error_at(other, "set one of upstream, static or forward_auth");
+        }
+    }
+    // Read, so they are not also reported as unknown.
+    let _ = f.optional::<UrlWithoutQuery>("upstream", at);
+    let _ = f.optional::<StaticConfig>("static", at);
+    match f.required::<bool>("forward_auth", at)? {
+        true => Some(Target::ForwardAuth),
+        false => {
+            at.error_at(
+                "forward_auth",
+                "set upstream or static instead of forward_auth: false",
+            );
+            None
+        }
+    }
+}
+
 /// Files are the same for everyone and only read: a static route either
 /// needs a session or not, sends no token, and answers GET and HEAD.
 fn check_static_route(
@@ -216,12 +259,18 @@ fn check_static_route(
 }
 
 impl RouteConfig {
-    /// The upstream base URL, unless the route serves files.
+    /// The upstream base URL, unless the route serves files or answers checks.
     pub fn upstream(&self) -> Option<&Url> {
         match &self.target {
             Target::Upstream(url) => Some(url),
-            Target::Static(_) => None,
+            Target::Static(_) | Target::ForwardAuth => None,
         }
+    }
+
+    /// Whether an ingress forwards the route's requests, after asking the
+    /// check endpoint.
+    pub fn is_forward_auth(&self) -> bool {
+        self.target == Target::ForwardAuth
     }
 }
 

@@ -1,5 +1,6 @@
 //! The leaf of a route's stack: its upstream (streaming proxy, WebSocket),
-//! or its static files.
+//! its static files, or, on a `forward_auth` route, the answer to an
+//! ingress's check.
 
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -59,6 +60,9 @@ impl Service<Request<Body>> for Leaf {
                 };
                 return files.serve(request, &context.path, audience).await;
             }
+            if let LeafKind::ForwardAuth = &leaf.route.leaf {
+                return Ok(grant(&mut request));
+            }
             let host = request
                 .headers()
                 .get(header::HOST)
@@ -87,4 +91,21 @@ impl Service<Request<Body>> for Leaf {
             leaf.upstream.forward(&leaf.route, request, forward).await
         })
     }
+}
+
+/// A forward-auth route's answer to the ingress: 200 with the headers the
+/// upstream would have been sent (the bearer, the claim headers), for the
+/// ingress to copy onto the request it forwards.
+fn grant(request: &mut Request<Body>) -> Response<Body> {
+    let mut response = Response::new(crate::body::empty());
+    let headers = response.headers_mut();
+    if let Some(Bearer(bearer)) = request.extensions_mut().remove::<Bearer>() {
+        headers.insert(header::AUTHORIZATION, bearer);
+    }
+    if let Some(IdentityHeaders(identity)) = request.extensions_mut().remove::<IdentityHeaders>() {
+        for (name, value) in identity {
+            headers.insert(name, value);
+        }
+    }
+    response
 }

@@ -9,7 +9,8 @@
 //! A route with `auth: none` has no CSRF, session or token layer at all; a
 //! route without `token: user` has no token layer, one without `access` or
 //! `step_up` no access layer, one without `claim_headers` no claim-headers
-//! layer; the leaf is the upstream or the route's static files. Nothing
+//! layer; the leaf is the upstream, the route's static files, or (on a
+//! `forward_auth` route) the answer to an ingress's check. Nothing
 //! below the router asks what kind of route it serves. The outer steps
 //! shared by every route (sensitive headers, request id, trace span, access
 //! log, limits, routing) live in [`crate::app`], which hands each request
@@ -87,11 +88,13 @@ pub fn build(
             tower::service_fn(|_| async { Err::<Response<Body>, BoxError>(Refusal::LoginRequired.into()) });
         return BoxCloneSyncService::new(refuse);
     };
-    let upstream_leaf = matches!(route.leaf, LeafKind::Upstream { .. });
+    // Static files carry their own caching rules; every other answer is
+    // made for one user.
+    let no_store = !matches!(route.leaf, LeafKind::Static(_));
     let service = ServiceBuilder::new()
         .option_layer(nested)
         .layer(csrf::CsrfGuard::new(auth, config).into_layer())
-        .layer(session::SessionStep::new(&auth.sessions, config, upstream_leaf).into_layer())
+        .layer(session::SessionStep::new(&auth.sessions, config, no_store).into_layer())
         .option_layer(access::AccessGuard::for_route(config, &auth.sessions.clock).map(Step::into_layer))
         .option_layer(identity::ClaimHeaders::for_route(config).map(Step::into_layer))
         .option_layer(

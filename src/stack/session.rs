@@ -25,8 +25,8 @@ pub struct SessionStep {
     sessions: Arc<Sessions>,
     required: bool,
     login_redirect: bool,
-    /// The leaf is an upstream, whose answers cloakroom marks `no-store`;
-    /// static files carry their own caching rules.
+    /// The leaf's answers are marked `no-store`; static files carry their
+    /// own caching rules.
     no_store: bool,
 }
 
@@ -35,7 +35,9 @@ impl SessionStep {
         Self {
             sessions: sessions.clone(),
             required: route.auth == AuthMode::Required,
-            login_redirect: route.login_redirect,
+            // An ingress cannot pass a redirect on from its check: it sends
+            // the browser to log in on a 401 itself.
+            login_redirect: route.login_redirect && !route.is_forward_auth(),
             no_store,
         }
     }

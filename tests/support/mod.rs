@@ -9,6 +9,7 @@
 //! - [`fake_idp`]: an IdP that forges what a real one never would;
 //! - [`redis`], [`pki`]: real `redis-server`s, and certificates for them;
 //! - [`logs`]: the process's log lines, captured;
+//! - [`nginx`]: a real nginx in front of cloakroom (forward-auth);
 //! - [`npm`]: the npm packages of a directory, installed when missing;
 //! - [`store_contract`]: what every session store must do, run per store;
 //! - [`wait`]: polling until something holds, within a bound.
@@ -22,6 +23,7 @@ pub mod fake_idp;
 pub mod idp;
 pub mod logs;
 pub mod net;
+pub mod nginx;
 pub mod npm;
 pub mod pki;
 pub mod redis;
