@@ -452,8 +452,19 @@ async fn lg24_anonymous_logins_store_nothing() {
         .collect();
     let mut junk = junk.clone();
     junk.query_pairs_mut().clear().extend_pairs(&pairs);
+    let listed = || -> std::collections::BTreeSet<String> {
+        redis.cli(&["--scan"]).lines().map(str::to_owned).collect()
+    };
+    let known = listed();
     assert_eq!(victimless.get(junk.as_str(), &[]).await.status, 400);
-    assert_eq!(keys(), before, "a failed exchange leaves no claim");
+    // A code the IdP refused keeps its login's claim, so that login's state
+    // can never spend the client secret again (LG-28): one small key, gone
+    // when the login would have expired (login_timeout + 5 min of grace).
+    let added: Vec<String> = listed().difference(&known).cloned().collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert!(added[0].ends_with(":done"), "{added:?}");
+    let ttl: u64 = redis.cli(&["TTL", &added[0]]).trim().parse().unwrap();
+    assert!(ttl > 0 && ttl <= 15 * 60, "{ttl}");
     assert_eq!(w.api_get(&browser).await.status, 200);
 }
 
