@@ -35,6 +35,7 @@ const MAX_AGE: Duration = Duration::from_secs(30);
 /// How often the subscription is checked, and how long its server may take
 /// to answer: the longest a silent server leaves the cache on.
 const HEARTBEAT: Duration = Duration::from_secs(3);
+
 /// Redis, with a local cache of session records.
 #[derive(Clone)]
 pub struct CachedStore {
