@@ -10,16 +10,30 @@
 //!   alone. These need Node.js (the test IdP logs the session in) and
 //!   `redis-server`; without them they are skipped.
 //!
+//! With `BENCH_SESSIONS=1,10000,100000` (counts, comma separated), the
+//! Redis replicas are also loaded with that many distinct sessions each,
+//! round-robin, so the local cache hits and misses as in production:
+//! `auth-redis-cache@N` (the cache on) and `auth-redis@N` (off). The
+//! sessions are created in Redis through the library (`Sessions::create`,
+//! as a login would, one user each) rather than by N logins; wrk cycles
+//! through their cookies with a Lua script, which costs wrk a little CPU,
+//! so compare `@N` targets with each other (`@1` is the same path with one
+//! cookie). `BENCH_CACHE_ENTRIES` sets the cache replica's
+//! `local_cache.max_entries` (default 100 000), to measure a cache smaller
+//! than the sessions. The memory store's sessions live inside its process:
+//! it keeps its one logged-in session.
+//!
 //! With `BENCH_BASELINE=<path to another cloakroom binary>` (an earlier
 //! commit's release build), `auth-memory@baseline` runs that binary on the
 //! same authenticated route, interleaved with the rest, and the ratio of
 //! this build to it is printed: a change's cost, measured in one run.
 //!
-//! Prints req/s, p50 and p99 latency, and ratios against nginx, direct and
-//! the anonymous route. Run with `cargo bench --bench proxy`;
-//! `BENCH_SECONDS` (default 10), `BENCH_ROUNDS` (default 3) and
-//! `BENCH_CONNECTIONS` (default 64) tune it; `BENCH_TARGETS` (names, comma
-//! separated) keeps only those targets, for longer rounds of a comparison.
+//! Prints req/s, p50 and p99 latency, ratios against nginx, direct and
+//! the anonymous route, and which targets it skipped and why. Run with
+//! `cargo bench --bench proxy`; `BENCH_SECONDS` (default 10),
+//! `BENCH_ROUNDS` (default 3) and `BENCH_CONNECTIONS` (default 64) tune it;
+//! `BENCH_TARGETS` (names, comma separated) keeps only those targets, for
+//! longer rounds of a comparison.
 //!
 //! The upstream is this same executable re-started in upstream mode, so it
 //! is a separate process shared by every target.
@@ -29,15 +43,25 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Map, Value};
+
+use cloakroom::clock::Clock;
+use cloakroom::config::{Config, MapEnv, StoreConfig};
+use cloakroom::metrics::Metrics;
+use cloakroom::oidc::TokenResponse;
+use cloakroom::secret::AccessToken;
+use cloakroom::session::{RedisStore, Sessions};
 
 const ROLE: &str = "CLOAKROOM_BENCH_ROLE";
 const BODY: &[u8] = b"{\"ok\":true,\"items\":[1,2,3,4,5,6,7,8,9,10]}";
@@ -117,7 +141,8 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
     if _nginx.is_some() {
         targets.push(Target::plain("nginx", nginx_port));
     }
-    let _authenticated = authenticated(upstream_port, &mut targets);
+    let mut skipped = Vec::new();
+    let _authenticated = authenticated(upstream_port, dir.path(), &mut targets, &mut skipped);
     if let Ok(only) = std::env::var("BENCH_TARGETS") {
         targets.retain(|t| only.split(',').any(|name| name.trim() == t.name));
     }
@@ -139,7 +164,7 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
             let target = &targets[i];
             let sample = wrk(target, seconds, connections);
             eprintln!(
-                "round {}: {:<16} {:>10.0} req/s",
+                "round {}: {:<24} {:>10.0} req/s",
                 round + 1,
                 target.name,
                 sample.rps
@@ -150,7 +175,7 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
     let results: Vec<(&str, Sample)> = targets
         .iter()
         .zip(samples)
-        .map(|(target, s)| (target.name, median(s)))
+        .map(|(target, s)| (target.name.as_str(), median(s)))
         .collect();
 
     println!(
@@ -158,16 +183,16 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
         BODY.len()
     );
     println!(
-        "{:<16} {:>12} {:>10} {:>10}",
+        "{:<24} {:>12} {:>10} {:>10}",
         "target", "req/s", "p50 ms", "p99 ms"
     );
     for (name, r) in &results {
-        println!("{name:<16} {:>12.0} {:>10.3} {:>10.3}", r.rps, r.p50_ms, r.p99_ms);
+        println!("{name:<24} {:>12.0} {:>10.3} {:>10.3}", r.rps, r.p50_ms, r.p99_ms);
     }
     let get = |n: &str| results.iter().find(|(name, _)| *name == n).map(|(_, r)| r.rps);
     let ratio = |a: &str, b: &str| {
         if let (Some(x), Some(y)) = (get(a), get(b)) {
-            println!("{a:>16} / {b:<10} = {:.2}x req/s", x / y);
+            println!("{a:>24} / {b:<20} = {:.2}x req/s", x / y);
         }
     };
     ratio("anonymous", "direct");
@@ -177,24 +202,38 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
         ratio(auth, "anonymous");
         ratio(auth, "nginx");
     }
+    for n in session_counts() {
+        let (cached, plain) = (format!("auth-redis-cache@{n}"), format!("auth-redis@{n}"));
+        ratio(&cached, &plain);
+        if n != 1 {
+            ratio(&cached, "auth-redis-cache@1");
+        }
+        ratio(&cached, "nginx");
+    }
     if get("nginx").is_none() {
-        println!("nginx not installed: no nginx reference in this run");
+        skipped.push("nginx: not installed, so no nginx reference in this run".into());
+    }
+    for reason in &skipped {
+        println!("skipped {reason}");
     }
 }
 
-/// What wrk loads: a port, and the headers a logged-in SPA would send.
+/// What wrk loads: a port, and the headers a logged-in SPA would send, or
+/// a Lua script that sends them for many sessions.
 struct Target {
-    name: &'static str,
+    name: String,
     port: u16,
     headers: Vec<String>,
+    script: Option<PathBuf>,
 }
 
 impl Target {
-    fn plain(name: &'static str, port: u16) -> Self {
+    fn plain(name: &str, port: u16) -> Self {
         Self {
-            name,
+            name: name.to_owned(),
             port,
             headers: Vec::new(),
+            script: None,
         }
     }
 }
@@ -208,13 +247,19 @@ struct Authenticated {
 
 /// Starts the test IdP, Redis and three cloakroom processes (memory store,
 /// Redis with the local cache, Redis without), logs one session into each,
-/// and adds them to `targets`. Skipped when Node.js or Redis is missing.
-fn authenticated(upstream: u16, targets: &mut Vec<Target>) -> Option<Authenticated> {
+/// and adds them to `targets`; then the `@N` targets of `BENCH_SESSIONS`.
+/// Skipped when Node.js or Redis is missing.
+fn authenticated(
+    upstream: u16,
+    dir: &Path,
+    targets: &mut Vec<Target>,
+    skipped: &mut Vec<String>,
+) -> Option<Authenticated> {
     let missing = ["node", "redis-server"]
         .into_iter()
         .find(|tool| Command::new(tool).arg("--version").output().is_err());
     if let Some(tool) = missing {
-        eprintln!("{tool} is not installed: authenticated targets skipped");
+        skipped.push(format!("auth-*: {tool} is not installed"));
         return None;
     }
     let redis = support::redis::RedisServer::start_with(&["--appendonly", "no"]);
@@ -223,7 +268,13 @@ fn authenticated(upstream: u16, targets: &mut Vec<Target>) -> Option<Authenticat
         ("auth-memory", "memory".to_owned()),
         (
             "auth-redis-cache",
-            format!("{{redis: {{url: '{}'}}}}", redis.url()),
+            match std::env::var("BENCH_CACHE_ENTRIES") {
+                Ok(n) => format!(
+                    "{{redis: {{url: '{}', local_cache: {{max_entries: {n}}}}}}}",
+                    redis.url()
+                ),
+                Err(_) => format!("{{redis: {{url: '{}'}}}}", redis.url()),
+            },
         ),
         (
             "auth-redis",
@@ -249,6 +300,8 @@ fn authenticated(upstream: u16, targets: &mut Vec<Target>) -> Option<Authenticat
         // No refresh during the run: the figures are for the session path.
         "access_token_ttl": 3600,
     }));
+    // The Redis replicas that serve, and their configs.
+    let mut on_redis = Vec::new();
     for (name, store, port, binary) in runs {
         let yaml = format!(
             "public_url: http://127.0.0.1:{port}
@@ -272,20 +325,136 @@ routes:
             runtime.block_on(browser.navigate(&format!("{base}/auth/login?return_to=/"), "bench"));
         let cookie = browser.cookie(&base, "cloakroom").filter(|_| page.status == 200);
         let Some(cookie) = cookie else {
-            eprintln!("{name}: login failed ({}): skipped", page.status);
+            skipped.push(format!("{name}: login failed ({})", page.status));
             continue;
         };
         targets.push(Target {
-            name,
+            name: name.to_owned(),
             port,
             headers: vec![format!("Cookie: cloakroom={cookie}"), "X-CSRF: 1".into()],
+            script: None,
         });
+        if store.contains("redis") && binary.is_none() {
+            on_redis.push((name, port, yaml));
+        }
+    }
+    let counts = session_counts();
+    if let (Some(most), Some((_, _, yaml))) = (counts.iter().max(), on_redis.first()) {
+        // One set of sessions in the shared Redis serves every replica:
+        // they share the cookie key.
+        let started = Instant::now();
+        match runtime.block_on(create_sessions(yaml, *most)) {
+            Ok(cookies) => {
+                eprintln!("{most} sessions created in {:.1?}", started.elapsed());
+                for &n in &counts {
+                    let script = round_robin(dir, n, &cookies[..n]);
+                    for (name, port, _) in &on_redis {
+                        targets.push(Target {
+                            name: format!("{name}@{n}"),
+                            port: *port,
+                            headers: Vec::new(),
+                            script: Some(script.clone()),
+                        });
+                    }
+                }
+                skipped.push(
+                    "auth-memory@N: the memory store's sessions live inside its process (one session measured)"
+                        .into(),
+                );
+            }
+            Err(e) => skipped.push(format!("auth-redis*@N: sessions not created: {e}")),
+        }
+    } else if !counts.is_empty() {
+        skipped.push("auth-redis*@N: no Redis replica logged in".into());
     }
     Some(Authenticated {
         _idp: idp,
         _redis: redis,
         _replicas: replicas,
     })
+}
+
+/// `BENCH_SESSIONS`: how many sessions each `@N` target cycles through.
+fn session_counts() -> Vec<usize> {
+    let Ok(list) = std::env::var("BENCH_SESSIONS") else {
+        return Vec::new();
+    };
+    list.split(',')
+        .map(|n| match n.trim().replace('_', "").parse() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("BENCH_SESSIONS: expected counts ≥ 1, comma separated, not {n:?}"),
+        })
+        .collect()
+}
+
+/// Creates `n` sessions in the Redis store `yaml` names, as logins would
+/// (`Sessions::create`: the sealed record and its user's index), each for
+/// its own user so the per-user bound pushes none out; returns their
+/// `Cookie` header values.
+async fn create_sessions(yaml: &str, n: usize) -> Result<Vec<String>, String> {
+    let config = Config::load(yaml, &MapEnv::default()).map_err(|e| e.to_string())?;
+    let StoreConfig::Redis(redis) = &config.session.store else {
+        return Err("not a Redis store".into());
+    };
+    let store = RedisStore::connect(redis).await.map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::new());
+    let sessions =
+        Sessions::new(&config, Arc::new(store), Clock::system(), metrics).map_err(|e| e.to_string())?;
+    let issuer = config.oidc.as_ref().ok_or("no oidc section")?.issuer.to_string();
+    let sessions = &sessions;
+    let cookies: Vec<String> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let claims = Map::from_iter([
+                ("iss".to_owned(), Value::from(issuer.as_str())),
+                ("sub".to_owned(), Value::from(format!("bench-{i}"))),
+            ]);
+            let tokens = TokenResponse {
+                // No refresh during the run: the figures are for the session path.
+                access_token: AccessToken::new(format!("bench-access-token-{i}")),
+                token_type: "Bearer".into(),
+                expires_in: Some(3600),
+                refresh_token: None,
+                id_token: None,
+            };
+            async move { sessions.create(tokens, claims, Some("bench")).await }
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = &sessions.names.session;
+    Ok(cookies.into_iter().map(|c| format!("{name}={c}")).collect())
+}
+
+/// A wrk script that sends each request with the next of `cookies`, the
+/// two wrk threads starting half the list apart.
+fn round_robin(dir: &Path, n: usize, cookies: &[String]) -> PathBuf {
+    let list = dir.join(format!("cookies-{n}.txt"));
+    std::fs::write(&list, cookies.join("\n") + "\n").expect("write the cookie list");
+    let script = dir.join(format!("sessions-{n}.lua"));
+    std::fs::write(
+        &script,
+        format!(
+            r#"local cookies = {{}}
+for line in io.lines({list:?}) do cookies[#cookies + 1] = line end
+local threads = 0
+function setup(thread)
+  thread:set("start", threads)
+  threads = threads + 1
+end
+local i = 0
+function init(args)
+  i = (start or 0) * math.floor(#cookies / 2)
+end
+function request()
+  i = i % #cookies + 1
+  return wrk.format(nil, nil, {{["Cookie"] = cookies[i], ["X-CSRF"] = "1"}})
+end
+"#
+        ),
+    )
+    .expect("write the wrk script");
+    script
 }
 
 struct Sample {
@@ -305,6 +474,9 @@ fn wrk(target: &Target, seconds: u64, connections: u64) -> Sample {
     ]);
     for header in &target.headers {
         command.args(["-H", header]);
+    }
+    if let Some(script) = &target.script {
+        command.arg("-s").arg(script);
     }
     let out = command.arg(&url).output().expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout);

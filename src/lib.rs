@@ -104,10 +104,9 @@ pub async fn run_with(
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
         StoreConfig::Redis(redis) => {
             let store = RedisStore::connect(redis).await?;
-            if redis.local_cache {
-                Arc::new(CachedStore::new(store))
-            } else {
-                Arc::new(store)
+            match redis.local_cache {
+                Some(cache) => Arc::new(CachedStore::new(store, cache.max_entries)),
+                None => Arc::new(store),
             }
         }
     };

@@ -37,7 +37,7 @@ fn sentinel_config(sentinel: &RedisServer) -> RedisConfig {
             timeout: Duration::from_millis(200),
         }),
         command_timeout: Duration::from_secs(1),
-        local_cache: false,
+        local_cache: None,
         ..RedisConfig::standalone("")
     }
 }

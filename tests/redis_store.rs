@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cloakroom::config::{RedisConfig, RedisTopology};
 use cloakroom::secret::Secret;
-use cloakroom::session::{RedisStore, SessionStore, StoreError};
+use cloakroom::session::{CachedStore, RedisStore, SessionStore, StoreError};
 use support::idp::world;
 use support::redis::RedisServer;
 use support::wait::poll;
@@ -17,7 +17,7 @@ fn config(url: &str) -> RedisConfig {
     RedisConfig {
         command_timeout: Duration::from_millis(300),
         connect_timeout: Duration::from_secs(1),
-        local_cache: false,
+        local_cache: None,
         ..RedisConfig::standalone(url)
     }
 }
@@ -36,6 +36,73 @@ async fn redis_store_meets_the_contract() {
     let redis = RedisServer::start();
     let store = RedisStore::connect(&config(&redis.url())).await.unwrap();
     support::store_contract::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn the_cached_store_meets_the_contract() {
+    let redis = RedisServer::start();
+    let plain = RedisStore::connect(&config(&redis.url())).await.unwrap();
+    let store = CachedStore::new(plain.clone(), 1_000);
+    until_cached(&redis, &plain, &store).await;
+    support::store_contract::run_all_but_expiry(&store).await;
+}
+
+/// A bound of 64 records and ten times as many sessions, each read once,
+/// while 8 of them keep being used: those 8 stay in memory.
+#[tokio::test]
+async fn the_local_cache_keeps_its_busy_records_past_its_bound() {
+    let redis = RedisServer::start();
+    let plain = RedisStore::connect(&config(&redis.url())).await.unwrap();
+    let key = |n: usize| format!("cloakroom:{{bound-{n}}}:s");
+    let value = |n: usize| Bytes::from(format!("sealed {n}"));
+    for n in 0..640 {
+        plain
+            .put(&key(n), value(n), 0, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let cached = CachedStore::new(plain.clone(), 64);
+    until_cached(&redis, &plain, &cached).await;
+    let busy = 0..8;
+    for n in busy.end..640 {
+        assert_eq!(cached.get(&key(n)).await.unwrap().unwrap().value, value(n));
+        for b in busy.clone() {
+            assert_eq!(cached.get(&key(b)).await.unwrap().unwrap().value, value(b));
+        }
+    }
+    let before = calls(&redis, "hmget");
+    for b in busy.clone() {
+        assert_eq!(cached.get(&key(b)).await.unwrap().unwrap().value, value(b));
+    }
+    assert_eq!(calls(&redis, "hmget"), before, "a busy record was evicted");
+    // The one-off records made room for each other: most are gone.
+    let before = calls(&redis, "hmget");
+    for n in busy.end..640 {
+        cached.get(&key(n)).await.unwrap();
+    }
+    let misses = calls(&redis, "hmget") - before;
+    assert!(misses >= 640 - 8 - 64, "{misses} reads of 632 went to Redis");
+}
+
+/// Waits until `store`'s cache answers (its invalidation subscription is
+/// live): a record read twice costs Redis one read. The record is written
+/// through `plain`, which publishes no invalidation.
+async fn until_cached(redis: &RedisServer, plain: &RedisStore, store: &CachedStore) {
+    let key = "cloakroom:{until-cached}:s";
+    plain
+        .put(key, Bytes::from_static(b"x"), 0, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let hit = async || {
+        store.get(key).await.unwrap();
+        let before = calls(redis, "hmget");
+        store.get(key).await.unwrap();
+        calls(redis, "hmget") == before
+    };
+    assert!(
+        poll(Duration::from_secs(5), Duration::from_millis(50), hit, |hit| *hit).await,
+        "the cache never went live"
+    );
 }
 
 #[tokio::test]
@@ -253,7 +320,7 @@ fn calls(redis: &RedisServer, command: &str) -> u64 {
 #[tokio::test]
 async fn the_local_cache_serves_sessions_without_redis_round_trips() {
     let redis = RedisServer::start();
-    for (local_cache, most) in [(true, 1), (false, 20)] {
+    for (local_cache, most) in [("true", 1), ("{max_entries: 1000}", 1), ("false", 20)] {
         let w = world(&format!(
             "session: {{store: {{redis: {{url: '{}', local_cache: {local_cache}}}}}}}",
             redis.url()
@@ -270,7 +337,7 @@ async fn the_local_cache_serves_sessions_without_redis_round_trips() {
             reads <= most,
             "local_cache {local_cache}: {reads} session reads for 20 calls"
         );
-        if !local_cache {
+        if local_cache == "false" {
             assert_eq!(reads, 20);
         }
     }

@@ -52,7 +52,7 @@ use self::node::{Cursor, Each, Fields, FromNode, Reported};
 pub use self::oidc::{
     AuthorizeParams, ClientKey, ClientKeyAlg, Issuer, LoginParams, OidcConfig, Par, TokenEndpointAuth,
 };
-pub use self::redis::{RedisConfig, RedisTls, RedisTopology, RedisWait};
+pub use self::redis::{LocalCache, RedisConfig, RedisTls, RedisTopology, RedisWait};
 use self::routes::check_routes;
 pub use self::routes::{AuthMode, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
 pub use self::session::{SessionConfig, StoreConfig};

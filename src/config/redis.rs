@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::node::{from_text, Cursor, Fields, FromNode, Reported};
+use super::node::{from_text, kind, Cursor, Fields, FromNode, Reported};
 use crate::secret::Secret;
 
 /// Where Redis is and how long to wait for it.
@@ -22,8 +22,18 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
     /// Keep session records in each replica's memory, invalidated through
-    /// Redis pub/sub, so most requests need no Redis round trip.
-    pub local_cache: bool,
+    /// Redis pub/sub, so most requests need no Redis round trip; `None`
+    /// when turned off.
+    pub local_cache: Option<LocalCache>,
+}
+
+/// `local_cache`: `true` (the default size), `false` (off), or
+/// `{max_entries: N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalCache {
+    /// The most session records one replica keeps; past it the least used
+    /// make room.
+    pub max_entries: usize,
 }
 
 /// How cloakroom finds the Redis primary that takes its writes.
@@ -70,8 +80,61 @@ impl RedisConfig {
             wait: None,
             command_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(2),
-            local_cache: true,
+            local_cache: Some(LocalCache::default()),
         }
+    }
+}
+
+// === impl LocalCache ===
+
+impl LocalCache {
+    /// Past this a typo, not a size: ten million records are about 20 GB.
+    const MOST: u64 = 10_000_000;
+}
+
+impl Default for LocalCache {
+    fn default() -> Self {
+        Self { max_entries: 100_000 }
+    }
+}
+
+/// `Some` when on: `local_cache` is a switch or a mapping.
+struct LocalCacheSetting(Option<LocalCache>);
+
+impl FromNode for LocalCacheSetting {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        match node {
+            // `${VAR}` substitution always yields text.
+            Value::Bool(on) => return Ok(LocalCacheSetting(on.then(LocalCache::default))),
+            Value::String(s) if s == "true" || s == "false" => {
+                return Ok(LocalCacheSetting((s == "true").then(LocalCache::default)));
+            }
+            Value::Object(_) => {}
+            other => {
+                return Err(at.fail(format!(
+                    "expected true, false or a mapping with max_entries, found {}",
+                    kind(other)
+                )));
+            }
+        }
+        let mut f = Fields::open(node, at)?;
+        let max_entries = f.or("max_entries", LocalCache::default().max_entries as u64, at);
+        f.finish(at);
+        let max_entries = max_entries.ok_or(Reported)?;
+        if max_entries == 0 {
+            at.error_at(
+                "max_entries",
+                "must be at least 1; `local_cache: false` turns the cache off",
+            );
+            return Err(Reported);
+        }
+        if max_entries > LocalCache::MOST {
+            at.error_at("max_entries", format!("must be at most {}", LocalCache::MOST));
+            return Err(Reported);
+        }
+        Ok(LocalCacheSetting(Some(LocalCache {
+            max_entries: usize::try_from(max_entries).map_err(|_| Reported)?,
+        })))
     }
 }
 
@@ -89,7 +152,7 @@ impl FromNode for RedisConfig {
         let defaults = RedisConfig::standalone("");
         let command_timeout = f.or("command_timeout", defaults.command_timeout, at);
         let connect_timeout = f.or("connect_timeout", defaults.connect_timeout, at);
-        let local_cache = f.or("local_cache", defaults.local_cache, at);
+        let local_cache = f.or("local_cache", LocalCacheSetting(defaults.local_cache), at);
         f.finish(at);
         let topology = match (url, cluster, sentinel) {
             (Some(url), None, None) => RedisTopology::Standalone(url),
@@ -130,7 +193,7 @@ impl FromNode for RedisConfig {
             wait,
             command_timeout,
             connect_timeout: connect_timeout.ok_or(Reported)?,
-            local_cache: local_cache.ok_or(Reported)?,
+            local_cache: local_cache.ok_or(Reported)?.0,
         })
     }
 }
@@ -297,6 +360,26 @@ mod tests {
     }
 
     #[test]
+    fn local_cache_is_a_switch_or_a_size() {
+        let cache = |yaml: &str| {
+            let StoreConfig::Redis(r) = redis(yaml).unwrap().session.store else {
+                panic!("not redis")
+            };
+            r.local_cache
+        };
+        let default = Some(LocalCache { max_entries: 100_000 });
+        assert_eq!(cache("{url: 'redis://a'}"), default);
+        assert_eq!(cache("{url: 'redis://a', local_cache: true}"), default);
+        assert_eq!(cache("{url: 'redis://a', local_cache: 'true'}"), default);
+        assert_eq!(cache("{url: 'redis://a', local_cache: {}}"), default);
+        assert_eq!(cache("{url: 'redis://a', local_cache: false}"), None);
+        assert_eq!(
+            cache("{url: 'redis://a', local_cache: {max_entries: 5000}}"),
+            Some(LocalCache { max_entries: 5000 })
+        );
+    }
+
+    #[test]
     fn redis_mistakes_name_their_key() {
         let got = |yaml: &str| {
             redis(yaml)
@@ -340,6 +423,22 @@ mod tests {
         assert_eq!(
             got("{url: 'redis://a', wait: {timeout: 1s}}"),
             ["session.store.redis.wait.timeout: must be shorter than command_timeout (500ms), not 1s"]
+        );
+        assert_eq!(
+            got("{url: 'redis://a', local_cache: {max_entries: 0}}"),
+            ["session.store.redis.local_cache.max_entries: must be at least 1; `local_cache: false` turns the cache off"]
+        );
+        assert_eq!(
+            got("{url: 'redis://a', local_cache: {max_entries: 20000000}}"),
+            ["session.store.redis.local_cache.max_entries: must be at most 10000000"]
+        );
+        assert_eq!(
+            got("{url: 'redis://a', local_cache: {entries: 10}}"),
+            ["session.store.redis.local_cache.entries: unknown key"]
+        );
+        assert_eq!(
+            got("{url: 'redis://a', local_cache: 5000}"),
+            ["session.store.redis.local_cache: expected true, false or a mapping with max_entries, found a number"]
         );
         let leaked = got("{url: 'http://user:pw@a', tls: {key: 'secret-key-text'}}");
         assert!(
