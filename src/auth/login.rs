@@ -54,11 +54,15 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
             .append_pair("response_type", "code")
             .append_pair("client_id", &oidc.client_id)
             .append_pair("redirect_uri", &auth.redirect_uri())
-            .append_pair("scope", &oidc.scopes.join(" "))
+            .append_pair("scope", &auth.config.login_scopes().join(" "))
             .append_pair("state", &state)
             .append_pair("nonce", &transaction.nonce())
             .append_pair("code_challenge", &transaction.challenge())
             .append_pair("code_challenge_method", "S256");
+        // The grant covers every route's own resource (RFC 8707 §2.1).
+        for resource in auth.config.login_resources() {
+            pairs.append_pair("resource", resource);
+        }
     }
     transaction.step_up = step_up;
     let mut response = redirect(url.as_str());

@@ -11,6 +11,7 @@
 
 pub mod access;
 mod admin;
+pub mod audience;
 pub mod authorize;
 mod cookie;
 pub mod env;
@@ -38,6 +39,7 @@ use url::Url;
 
 pub use self::access::{ClaimHeader, ClaimHeaders, ClaimPath, Rule, StepUp};
 pub use self::admin::AdminConfig;
+pub use self::audience::Audience;
 pub use self::cookie::{CookieConfig, CookieKey, SameSite};
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::errors::{ErrorsConfig, LoginPage};

@@ -2,6 +2,7 @@
 //! proof of origin they must carry.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
@@ -9,6 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::access::{self, ClaimHeaders, Rule, StepUp};
+use super::audience::{Audience, Resource, Scope};
 use super::headers::Subprotocol;
 use super::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
 use super::statics::StaticConfig;
@@ -24,6 +26,8 @@ pub struct RouteConfig {
     pub target: Target,
     pub auth: AuthMode,
     pub token: TokenKind,
+    /// `resource` and `scopes`: the route's own, narrower token (PX-23).
+    pub audience: Option<Arc<Audience>>,
     pub strip_prefix: bool,
     /// `None` allows every method but TRACE, TRACK and CONNECT.
     pub methods: Option<Vec<Method>>,
@@ -114,6 +118,8 @@ impl FromNode for RouteConfig {
             _ => TokenKind::User,
         };
         let token = f.or("token", default_token, at);
+        let resource = f.optional::<Resource>("resource", at).map(|r| r.0);
+        let scopes = f.optional::<Vec<Scope>>("scopes", at);
         let strip_prefix = f.or("strip_prefix", false, at);
         let methods = f.optional::<Vec<Method>>("methods", at);
         let timeout = f.or("timeout", Self::DEFAULT_TIMEOUT, at);
@@ -140,6 +146,13 @@ impl FromNode for RouteConfig {
                 "token",
                 "`user` needs a session; set auth to required or optional",
             );
+        }
+        if token == Some(TokenKind::None) {
+            for (key, set) in [("resource", resource.is_some()), ("scopes", scopes.is_some())] {
+                if set {
+                    at.error_at(key, "`token: none` sends no token for it to narrow");
+                }
+            }
         }
         if websocket_protocols.is_some() && websocket == Some(false) {
             at.error_at("websocket_protocols", "only meaningful with websocket: true");
@@ -176,6 +189,10 @@ impl FromNode for RouteConfig {
             target: target.ok_or(Reported)?,
             auth: auth.ok_or(Reported)?,
             token: token.ok_or(Reported)?,
+            audience: (resource.is_some() || scopes.is_some()).then(|| {
+                let scopes = scopes.into_iter().flatten().map(|s| s.0).collect();
+                Arc::new(Audience::new(resource, scopes))
+            }),
             strip_prefix: strip_prefix.ok_or(Reported)?,
             methods,
             timeout: timeout.ok_or(Reported)?,

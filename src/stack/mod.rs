@@ -95,7 +95,8 @@ pub fn build(
         .option_layer(access::AccessGuard::for_route(config, &auth.sessions.clock).map(Step::into_layer))
         .option_layer(identity::ClaimHeaders::for_route(config).map(Step::into_layer))
         .option_layer(
-            (config.token == TokenKind::User).then(|| token::UserToken::new(&auth.refresher).into_layer()),
+            (config.token == TokenKind::User)
+                .then(|| token::UserToken::new(&auth.refresher, config.audience.as_ref()).into_layer()),
         )
         .service(leaf);
     BoxCloneSyncService::new(service)
