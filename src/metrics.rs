@@ -244,6 +244,8 @@ pub enum Grant {
     AuthorizationCode,
     /// The session's own token, or a route's own (`resource`, `scopes`).
     RefreshToken,
+    /// A token of cloakroom's own client (`token: client`).
+    ClientCredentials,
 }
 
 /// How a token endpoint call ended, as the IdP's answer tells it.
@@ -817,6 +819,7 @@ impl Grant {
         match self {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
         }
     }
 }

@@ -166,6 +166,9 @@ pub struct Refresher {
     /// Shared with the refreshers a config reload builds from this one, so
     /// a request after a reload joins a flight started before it.
     flights: Arc<Flights>,
+    /// Client tokens (`token: client`) this replica last saw; shared with
+    /// reloaded refreshers as the flights are.
+    seen: Arc<client::Seen>,
 }
 
 // === impl Refresher ===
@@ -176,6 +179,7 @@ impl Refresher {
             sessions,
             idp,
             flights: Default::default(),
+            seen: Default::default(),
         })
     }
 
@@ -186,6 +190,7 @@ impl Refresher {
             sessions,
             idp,
             flights: self.flights.clone(),
+            seen: self.seen.clone(),
         })
     }
 
@@ -573,6 +578,8 @@ async fn locked(
     }
     Err(RefreshError::Pending)
 }
+
+mod client;
 
 #[cfg(test)]
 mod flight_tests;

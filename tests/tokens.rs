@@ -164,6 +164,87 @@ async fn px23_an_idp_refusal_of_a_routes_token_is_a_503_that_keeps_the_session()
     );
 }
 
+#[tokio::test]
+async fn client_credentials_tokens_are_fetched_once_per_expiry_across_replicas() {
+    let redis = RedisServer::start();
+    // No session: an anonymous route with cloakroom's own client's token.
+    let jobs = format!("  - {{path: /jobs, upstream: '{{JOBS}}', auth: none, token: client, resource: '{ORDERS}', scopes: ['orders:read']}}\n");
+    let api = Upstream::start().await;
+    let (w, _orders, _billing) = two_apis(3, Some(&redis), &jobs.replace("{JOBS}", &api.url())).await;
+    api.verify_tokens(w.idp.jwks().await, ORDERS);
+    let (bases, http) = (w.bases(), support::client());
+    let anonymous = |i: usize| {
+        let url = format!("{}/jobs/run", bases[i % bases.len()]);
+        let http = http.clone();
+        async move {
+            let answer = http.get(url).send().await.unwrap();
+            let status = answer.status().as_u16();
+            let body = answer.text().await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+            echoed(&seen, "authorization").unwrap()
+        }
+    };
+    let client_grants = async || w.idp.stats().await["client_grants"][ORDERS].as_u64().unwrap_or(0);
+
+    let first: HashSet<String> = futures_util::future::join_all((0..150).map(anonymous))
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(first.len(), 1, "one token for every replica");
+    assert_eq!(client_grants().await, 1, "one grant across replicas");
+    let claims = payload(first.iter().next().unwrap());
+    assert_eq!(
+        (claims["aud"].as_str(), claims["scope"].as_str()),
+        (Some(ORDERS), Some("orders:read"))
+    );
+    assert!(
+        claims.get("sub").is_none_or(|s| s == "cloakroom"),
+        "no user: {claims}"
+    );
+
+    // What the store holds is sealed.
+    let bearer = first
+        .iter()
+        .next()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_owned();
+    let keys = redis.cli(&["--scan", "--pattern", "cloakroom:{c*}:s"]);
+    let key = keys.lines().next().expect("the client token is in the store");
+    assert!(!redis.cli(&["HGET", key, "d"]).contains(&bearer[..40]));
+
+    // Due: one more grant, whatever the replica.
+    w.clock.advance(DUE);
+    let second: HashSet<String> = futures_util::future::join_all((0..150).map(anonymous))
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(second.len(), 1);
+    assert!(second.is_disjoint(&first));
+    assert_eq!(client_grants().await, 2, "one grant per expiry");
+    // Counted where they were made, on whichever replicas.
+    let mut granted = 0;
+    for admin in std::iter::once(w.app.admin).chain(w.others.iter().map(|(_, a)| a.admin)) {
+        let text = support::client()
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = "cloakroom_idp_grants_total{grant=\"client_credentials\",outcome=\"granted\"} ";
+        granted += text
+            .lines()
+            .filter_map(|l| l.strip_prefix(series))
+            .map(|n| n.parse::<u64>().unwrap())
+            .sum::<u64>();
+    }
+    assert_eq!(granted, 2);
+}
+
 /// The first replica's `/metrics`.
 async fn scrape(w: &World) -> String {
     let url = format!("http://{}/metrics", w.app.admin);

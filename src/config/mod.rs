@@ -205,6 +205,18 @@ impl FromNode for Config {
                         format!("at least one key is required because routes[{i}] needs login (run `cloakroom keygen`)"),
                     );
                 }
+            } else if let Some((i, _)) = routes.parsed().find(|(_, r)| r.token == TokenKind::Client) {
+                // Client tokens come from the IdP and are sealed in the
+                // store with a key derived from the cookie keys.
+                if !oidc_given {
+                    at.error_at("oidc", format!("required because routes[{i}] has token: client"));
+                }
+                if cookie.as_ref().is_some_and(|c| c.keys.is_empty()) {
+                    at.error_at(
+                        "cookie.keys",
+                        format!("at least one key is required because routes[{i}] has token: client (run `cloakroom keygen`)"),
+                    );
+                }
             }
         }
         let config = Config {
@@ -292,6 +304,22 @@ routes:
                 "routes[0].timeuot: unknown key",
                 "routes[1].upstream: not an absolute http(s) URL",
                 "routes[1].max_body: \"lots\" is not a size (expected e.g. 1024, 64KiB, 10MB, 1.5MiB)",
+            ]
+        );
+    }
+
+    #[test]
+    fn client_token_routes_need_oidc_and_a_cookie_key() {
+        let got = errors(
+            "public_url: https://app.example.com
+cookie: {keys: []}
+routes: [{path: /jobs, upstream: 'http://a', auth: none, token: client, scopes: [jobs]}]",
+        );
+        assert_eq!(
+            got,
+            [
+                "oidc: required because routes[0] has token: client",
+                "cookie.keys: at least one key is required because routes[0] has token: client (run `cloakroom keygen`)",
             ]
         );
     }

@@ -80,10 +80,12 @@ pub enum AuthMode {
     None,
 }
 
-/// `token`: whether the user's access token goes upstream.
+/// `token`: which access token goes upstream: the user's, cloakroom's own
+/// client's (client credentials, no session needed), or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
     User,
+    Client,
     None,
 }
 
@@ -189,10 +191,12 @@ impl FromNode for RouteConfig {
             target: target.ok_or(Reported)?,
             auth: auth.ok_or(Reported)?,
             token: token.ok_or(Reported)?,
-            audience: (resource.is_some() || scopes.is_some()).then(|| {
-                let scopes = scopes.into_iter().flatten().map(|s| s.0).collect();
-                Arc::new(Audience::new(resource, scopes))
-            }),
+            audience: (resource.is_some() || scopes.is_some() || token == Some(TokenKind::Client)).then(
+                || {
+                    let scopes = scopes.into_iter().flatten().map(|s| s.0).collect();
+                    Arc::new(Audience::new(resource, scopes))
+                },
+            ),
             strip_prefix: strip_prefix.ok_or(Reported)?,
             methods,
             timeout: timeout.ok_or(Reported)?,
@@ -221,7 +225,7 @@ fn check_static_route(
     if auth == Some(AuthMode::Optional) {
         at.error_at("auth", "a static route is either required or none");
     }
-    if token == Some(TokenKind::User) {
+    if matches!(token, Some(TokenKind::User | TokenKind::Client)) {
         at.error_at("token", "a static route has no upstream to send a token to");
     }
     if websocket == Some(true) {
@@ -306,8 +310,9 @@ from_text!(CsrfMode, |text| match text {
 
 from_text!(TokenKind, |text| match text {
     "user" => Ok(TokenKind::User),
+    "client" => Ok(TokenKind::Client),
     "none" => Ok(TokenKind::None),
-    _ => Err(format!("{text:?} is not one of user, none")),
+    _ => Err(format!("{text:?} is not one of user, client, none")),
 });
 
 #[cfg(test)]

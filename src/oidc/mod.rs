@@ -274,6 +274,20 @@ impl Idp {
         self.token_request(&form).await
     }
 
+    /// A token of cloakroom's own client (RFC 6749 §4.4), for `resource`
+    /// and `scope` when the route names them.
+    pub async fn client_credentials(&self, audience: &Audience) -> Result<TokenResponse, IdpError> {
+        let mut form = vec![("grant_type", "client_credentials")];
+        let scope = audience.scope();
+        if let Some(resource) = &audience.resource {
+            form.push(("resource", resource.as_str()));
+        }
+        if let Some(scope) = &scope {
+            form.push(("scope", scope));
+        }
+        self.token_request(&form).await
+    }
+
     /// Revokes a refresh token (RFC 7009) when the IdP offers revocation.
     pub async fn revoke(&self, refresh_token: &RefreshToken) -> Result<(), IdpError> {
         let metadata = self.metadata().await?;

@@ -11,6 +11,10 @@
 //! Both are taken from the session the session layer found, refreshed
 //! first when due (one grant per rotation across replicas, `refresh.rs`).
 //! Without a session (an `optional` route), nothing is added.
+//!
+//! - cloakroom's own client's token (`token: client`): no session needed,
+//!   one per (resource, scopes) shared by every replica through the store
+//!   (`refresh/client.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +111,36 @@ async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc
             Ok(Arc::new(record.access_token.clone()))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Puts a token of cloakroom's own client for the route's audience in the
+/// request's extensions for the leaf, whoever the caller is.
+#[derive(Clone)]
+pub struct ClientToken {
+    refresher: Arc<Refresher>,
+    audience: Arc<Audience>,
+}
+
+impl ClientToken {
+    pub fn new(refresher: &Arc<Refresher>, audience: &Arc<Audience>) -> Self {
+        Self {
+            refresher: refresher.clone(),
+            audience: audience.clone(),
+        }
+    }
+}
+
+impl Step for ClientToken {
+    fn call(&self, mut request: Request<Body>, next: Next) -> ResponseFuture {
+        let (refresher, audience) = (self.refresher.clone(), self.audience.clone());
+        Box::pin(async move {
+            let token = refresher.client_token(&audience).await?;
+            request
+                .extensions_mut()
+                .insert(Bearer(bearer_header(token.access_token.expose())?));
+            next.run(request).await
+        })
     }
 }
 

@@ -63,7 +63,8 @@
 //
 // GET /__stats answers with what the tests must check on the IdP's side:
 // how many grants of each type succeeded (`resource_grants`: refresh
-// grants by the resource they named), how many grants were revoked, and
+// grants by the resource they named; `client_grants`: client credentials
+// grants by resource, '' for none), how many grants were revoked, and
 // how many token and revocation (RFC 7009) requests arrived, and how many
 // back-channel logouts the client acknowledged or failed (with the last
 // failure's message).
@@ -93,6 +94,7 @@ const asList = (value) => (value === undefined ? [] : [value].flat());
 const stats = {
   grants: {},
   resource_grants: {},
+  client_grants: {},
   revoked: 0,
   revocations: 0,
   revocation_requests: 0,
@@ -122,7 +124,7 @@ const provider = new Provider(issuer, {
     client_secret: settings.client_secret ?? 'test-secret',
     redirect_uris: settings.redirect_uris ?? ['http://localhost:8080/auth/callback'],
     post_logout_redirect_uris: settings.post_logout_redirect_uris ?? ['http://localhost:8080/'],
-    grant_types: ['authorization_code', 'refresh_token'],
+    grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
     response_types: ['code'],
     token_endpoint_auth_method: settings.token_endpoint_auth_method ?? 'client_secret_basic',
     require_auth_time: settings.require_auth_time ?? false,
@@ -138,6 +140,7 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
+    clientCredentials: { enabled: true },
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
     resourceIndicators: {
@@ -304,6 +307,10 @@ provider.on('grant.success', (ctx) => {
   const { resource } = ctx.oidc.params;
   if (type === 'refresh_token' && resource) {
     stats.resource_grants[resource] = (stats.resource_grants[resource] ?? 0) + 1;
+  }
+  if (type === 'client_credentials') {
+    const key = resource ?? '';
+    stats.client_grants[key] = (stats.client_grants[key] ?? 0) + 1;
   }
 });
 provider.on('grant.revoked', () => { stats.revoked += 1; });
