@@ -193,6 +193,13 @@ fn check(path: &Path, strict: bool) -> Result<Config, ExitCode> {
             r.max_body,
             if r.websocket { "yes" } else { "no" },
         );
+        // What a route's own token is for, in the words of the keys.
+        if let Some(audience) = &r.audience {
+            let resource = audience.resource.as_ref().map_or("none", |u| u.as_str());
+            let scopes = audience.scope().unwrap_or_else(|| "as granted".into());
+            let kind = format!("{:?}", r.token).to_lowercase();
+            println!("  └ its own {kind} token: resource {resource}, scopes {scopes}");
+        }
     }
     Ok(config)
 }

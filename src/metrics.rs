@@ -70,6 +70,7 @@ pub struct Metrics {
     logins: Family<LoginLabels, Counter>,
     refreshes: Family<Outcome, Counter>,
     token_calls: Histograms<GrantLabel>,
+    grants: Family<GrantOutcomeLabels, Counter>,
     store_ops: Family<StoreLabels, Counter>,
     store_duration: Histograms<OpLabel>,
     /// The store series, by op and outcome, resolved on first use: the
@@ -132,6 +133,12 @@ struct LimitLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GrantLabel {
     grant: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrantOutcomeLabels {
+    grant: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -250,7 +257,29 @@ pub enum StoreOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
     AuthorizationCode,
+    /// The session's own token, or a route's own (`resource`, `scopes`).
     RefreshToken,
+    /// A token of cloakroom's own client (`token: client`).
+    ClientCredentials,
+}
+
+/// How a token endpoint call ended, as the IdP's answer tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantOutcome {
+    /// Tokens granted.
+    Granted,
+    /// An OAuth error (`invalid_grant`, `invalid_scope`, `invalid_target`…).
+    Refused,
+    /// No answer: unreachable, timed out.
+    Unavailable,
+    /// An answer that was not a usable token response.
+    BadResponse,
+}
+
+/// What a failed grant says of its [`GrantOutcome`]; the error types of
+/// the IdP client implement it, so this leaf imports none of them.
+pub trait GrantFailure {
+    fn outcome(&self) -> GrantOutcome;
 }
 
 /// How a config reload ended.
@@ -299,6 +328,7 @@ impl Metrics {
             logins: Family::default(),
             refreshes: Family::default(),
             token_calls: Family::new_with_constructor(slow),
+            grants: Family::default(),
             store_ops: Family::default(),
             store_duration: Family::new_with_constructor(fast),
             store_counters: Default::default(),
@@ -352,6 +382,11 @@ impl Metrics {
             "Token endpoint calls, by grant, whatever their answer",
             Unit::Seconds,
             metrics.token_calls.clone(),
+        );
+        r.register(
+            "idp_grants",
+            "Token endpoint calls, by grant and outcome",
+            metrics.grants.clone(),
         );
         r.register(
             "store_operations",
@@ -540,8 +575,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Runs one token endpoint call and records how long it took.
-    pub async fn token_call<T>(&self, grant: Grant, call: impl Future<Output = T>) -> T {
+    /// Runs one token endpoint call, and records how long it took and how
+    /// it ended.
+    pub async fn token_call<T, E: GrantFailure>(
+        &self,
+        grant: Grant,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         let started = Instant::now();
         let result = call.await;
         self.token_calls
@@ -549,6 +589,13 @@ impl Metrics {
                 grant: grant.as_str(),
             })
             .observe(started.elapsed().as_secs_f64());
+        let outcome = result.as_ref().map_or_else(E::outcome, |_| GrantOutcome::Granted);
+        self.grants
+            .get_or_create(&GrantOutcomeLabels {
+                grant: grant.as_str(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
         result
     }
 
@@ -818,6 +865,18 @@ impl Grant {
         match self {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+impl GrantOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Granted => "granted",
+            Self::Refused => "refused",
+            Self::Unavailable => "unavailable",
+            Self::BadResponse => "bad_response",
         }
     }
 }

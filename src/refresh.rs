@@ -36,12 +36,13 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tracing::Instrument;
 
+use crate::config::Audience;
 use crate::cookie::Ticket;
 use crate::metrics::{Anomaly, EndReason, Grant, RefreshOutcome};
 use crate::oidc::{IdTokenCheckError, Idp, IdpError};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::session::lock::{self, RefreshLease};
-use crate::session::record::Record;
+use crate::session::record::{Record, ResourceToken};
 use crate::session::{Indexes, Loaded, Sessions, StoreError};
 
 /// How long the lease lives without renewal: above a slow token call.
@@ -80,6 +81,71 @@ impl RefreshError {
     }
 }
 
+/// Which of a session's access tokens a refresh renews: the session's
+/// own, or a route's token for its resource and scopes (PX-23). Every
+/// target is obtained with the session's one refresh token, so they share
+/// the session's lease: a rotation one of them makes is the token the next
+/// one presents, on any replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    User,
+    Resource(Arc<Audience>),
+}
+
+// === impl Target ===
+
+impl Target {
+    /// The flight key in this replica: one flight per session and target.
+    fn flight_key(&self, key: &str) -> String {
+        match self {
+            Self::User => key.to_owned(),
+            Self::Resource(audience) => format!("{key} {}", audience.key()),
+        }
+    }
+
+    /// The target's token in `record`, with when it is due for renewal
+    /// (milliseconds) and when it expires (seconds).
+    fn held<'r>(&self, skew: Duration, record: &'r Record) -> Option<(&'r AccessToken, u64, u64)> {
+        match self {
+            Self::User => Some((
+                &record.access_token,
+                refresh_point_ms(skew, record),
+                record.access_expires_at,
+            )),
+            Self::Resource(audience) => record.resource_tokens.get(&audience.key()).map(|t| {
+                let due = point_ms(skew, Some(t.issued_ms), Some(t.lifetime), t.expires_at);
+                (&t.access_token, due, t.expires_at)
+            }),
+        }
+    }
+
+    /// Puts a granted access token where this target keeps it.
+    fn store(&self, record: &mut Record, token: AccessToken, lifetime: u64, now_ms: u64) {
+        match self {
+            Self::User => {
+                record.access_token = token;
+                record.set_access_lifetime(lifetime, now_ms);
+            }
+            Self::Resource(audience) => {
+                let kept = ResourceToken {
+                    access_token: token,
+                    expires_at: (now_ms / 1000).saturating_add(lifetime),
+                    issued_ms: now_ms,
+                    lifetime,
+                };
+                record.resource_tokens.insert(audience.key(), kept);
+            }
+        }
+    }
+
+    fn audience(&self) -> Option<&Audience> {
+        match self {
+            Self::User => None,
+            Self::Resource(audience) => Some(audience),
+        }
+    }
+}
+
 /// A usable access token and when it expires.
 #[derive(Clone)]
 pub struct Fresh {
@@ -100,6 +166,9 @@ pub struct Refresher {
     /// Shared with the refreshers a config reload builds from this one, so
     /// a request after a reload joins a flight started before it.
     flights: Arc<Flights>,
+    /// Client tokens (`token: client`) this replica last saw; shared with
+    /// reloaded refreshers as the flights are.
+    seen: Arc<client::Seen>,
 }
 
 // === impl Refresher ===
@@ -110,6 +179,7 @@ impl Refresher {
             sessions,
             idp,
             flights: Default::default(),
+            seen: Default::default(),
         })
     }
 
@@ -120,6 +190,7 @@ impl Refresher {
             sessions,
             idp,
             flights: self.flights.clone(),
+            seen: self.seen.clone(),
         })
     }
 
@@ -130,27 +201,39 @@ impl Refresher {
 
     /// Refreshes the session's tokens, sharing one flight per session.
     pub async fn refresh(self: &Arc<Self>, loaded: &Loaded) -> Result<Fresh, RefreshError> {
+        self.refresh_target(loaded, &Target::User).await
+    }
+
+    /// Renews `target`'s token of the session (obtains it the first time),
+    /// sharing one flight per session and target in this replica.
+    pub async fn refresh_target(
+        self: &Arc<Self>,
+        loaded: &Loaded,
+        target: &Target,
+    ) -> Result<Fresh, RefreshError> {
+        let flight_key = target.flight_key(&loaded.key);
         let flight = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
             flights
-                .entry(loaded.key.clone())
+                .entry(flight_key.clone())
                 .or_insert_with(|| {
-                    let (this, ticket, key, version, client) = (
+                    let (this, ticket, key, version, client, target) = (
                         self.clone(),
                         loaded.ticket.clone(),
                         loaded.key.clone(),
                         loaded.version,
                         loaded.client,
+                        target.clone(),
                     );
                     // The flight's store and IdP calls are spans of the
                     // request that started it (traces on).
                     let task = tokio::spawn(
                         async move {
-                            let result = run(&this, &ticket, &key, version, client).await;
+                            let result = run(&this, &ticket, &key, version, client, &target).await;
                             this.flights
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
-                                .remove(&key);
+                                .remove(&flight_key);
                             result
                         }
                         .instrument(tracing::Span::current()),
@@ -167,7 +250,19 @@ impl Refresher {
     /// Whether the record's access token is used as it is, without a
     /// refresh.
     pub fn is_fresh(&self, record: &Record) -> bool {
-        self.sessions.clock.now_ms() < refresh_point_ms(self.sessions.config.refresh_skew, record)
+        self.is_fresh_for(record, &Target::User)
+    }
+
+    /// Whether the record holds `target`'s token and it is used as it is.
+    pub fn is_fresh_for(&self, record: &Record, target: &Target) -> bool {
+        target
+            .held(self.sessions.config.refresh_skew, record)
+            .is_some_and(|(_, due, _)| self.sessions.clock.now_ms() < due)
+    }
+
+    /// `target`'s token in the record as it is, fresh or not.
+    pub fn held(&self, record: &Record, target: &Target) -> Option<Fresh> {
+        fresh(self, record, target)
     }
 }
 
@@ -178,9 +273,10 @@ async fn run(
     key: &str,
     seen: u64,
     client: Option<IpAddr>,
+    target: &Target,
 ) -> Result<Fresh, RefreshError> {
     let mut outcome = None;
-    let result = flight(refresher, ticket, key, seen, client, &mut outcome).await;
+    let result = flight(refresher, ticket, key, seen, client, target, &mut outcome).await;
     let outcome = outcome.unwrap_or(match &result {
         Ok(_) => RefreshOutcome::WaitedOnOtherReplica,
         Err(RefreshError::Ended) => RefreshOutcome::Ended,
@@ -201,9 +297,12 @@ async fn flight(
     key: &str,
     seen: u64,
     client: Option<IpAddr>,
+    target: &Target,
     outcome: &mut Option<RefreshOutcome>,
 ) -> Result<Fresh, RefreshError> {
     let store = refresher.sessions.store.as_ref();
+    // One lease per session, whatever the target: they share the refresh
+    // token, which only one grant at a time may present.
     let lock_key = lock::lock_key(key);
     let deadline = tokio::time::Instant::now() + OBTAIN_TIMEOUT;
     let lease = loop {
@@ -214,7 +313,7 @@ async fn flight(
             Some(lease) => break lease,
             None => {
                 // Another replica is refreshing: take its tokens when written.
-                if let Some(fresh) = written_since(refresher, ticket, key, seen).await? {
+                if let Some(fresh) = written_since(refresher, ticket, key, seen, target).await? {
                     return Ok(fresh);
                 }
                 if tokio::time::Instant::now() >= deadline {
@@ -224,7 +323,12 @@ async fn flight(
             }
         }
     };
-    let result = renewing(refresher, lease, locked(refresher, ticket, key, client, outcome)).await;
+    let result = renewing(
+        refresher,
+        lease,
+        locked(refresher, ticket, key, client, target, outcome),
+    )
+    .await;
     if let Err(e) = &result {
         tracing::info!(error = %e, "refresh did not succeed");
     }
@@ -261,9 +365,13 @@ async fn written_since(
     ticket: &Ticket,
     key: &str,
     seen: u64,
+    target: &Target,
 ) -> Result<Option<Fresh>, RefreshError> {
     let (version, record) = read(refresher, ticket, key).await?;
-    Ok((version != seen && refresher.is_fresh(&record)).then(|| fresh(&record)))
+    if version == seen || !refresher.is_fresh_for(&record, target) {
+        return Ok(None);
+    }
+    Ok(fresh(refresher, &record, target))
 }
 
 /// The session's record and version, read from Redis itself (never a
@@ -287,22 +395,35 @@ async fn read(refresher: &Refresher, ticket: &Ticket, key: &str) -> Result<(u64,
 /// half for the refresh to finish before the token expires. Counted in
 /// milliseconds: for a 2 s token, whole seconds would be half its life.
 fn refresh_point_ms(skew: Duration, record: &Record) -> u64 {
+    point_ms(
+        skew,
+        record.access_issued_ms,
+        record.access_lifetime,
+        record.access_expires_at,
+    )
+}
+
+/// [`refresh_point_ms`] of a token obtained at `issued` (ms) that lives
+/// `lifetime` (s) and expires at `expires_at` (s).
+fn point_ms(skew: Duration, issued: Option<u64>, lifetime: Option<u64>, expires_at: u64) -> u64 {
     let skew = skew.as_millis() as u64;
-    match (record.access_issued_ms, record.access_lifetime) {
+    match (issued, lifetime) {
         (Some(issued), Some(lifetime)) => {
             let lifetime = lifetime.saturating_mul(1000);
             issued.saturating_add(lifetime - skew.min(lifetime / 2))
         }
         // Written by an earlier release: the configured skew, as it was.
-        _ => (record.access_expires_at.saturating_mul(1000)).saturating_sub(skew),
+        _ => (expires_at.saturating_mul(1000)).saturating_sub(skew),
     }
 }
 
-fn fresh(record: &Record) -> Fresh {
-    Fresh {
-        access_token: Arc::new(record.access_token.clone()),
-        expires_at: record.access_expires_at,
-    }
+fn fresh(refresher: &Refresher, record: &Record, target: &Target) -> Option<Fresh> {
+    target
+        .held(refresher.sessions.config.refresh_skew, record)
+        .map(|(token, _, expires_at)| Fresh {
+            access_token: Arc::new(token.clone()),
+            expires_at,
+        })
 }
 
 /// Steps 4 to 8, holding the lease.
@@ -311,18 +432,32 @@ async fn locked(
     ticket: &Ticket,
     key: &str,
     client: Option<IpAddr>,
+    target: &Target,
     outcome: &mut Option<RefreshOutcome>,
 ) -> Result<Fresh, RefreshError> {
     let store = refresher.sessions.store.as_ref();
     let metrics = &refresher.sessions.metrics;
+    let skew = refresher.sessions.config.refresh_skew;
     let (version, record) = read(refresher, ticket, key).await?;
-    if refresher.is_fresh(&record) {
-        return Ok(fresh(&record));
+    if let Some(fresh) = fresh(refresher, &record, target).filter(|_| refresher.is_fresh_for(&record, target))
+    {
+        return Ok(fresh);
     }
-    let refresh_token = record.refresh_token.clone().ok_or(RefreshError::Ended)?;
-    let spent = record.access_token.clone();
+    let Some(refresh_token) = record.refresh_token.clone() else {
+        if *target == Target::User {
+            return Err(RefreshError::Ended);
+        }
+        // No grant to narrow: logging in again would not give one either.
+        return Err(RefreshError::idp(IdpError::BadResponse(
+            "no refresh token to obtain a route's own token with",
+        )));
+    };
+    let spent = target.held(skew, &record).map(|(t, _, _)| t.clone());
     let granted = metrics
-        .token_call(Grant::RefreshToken, refresher.idp.refresh(&refresh_token))
+        .token_call(
+            Grant::RefreshToken,
+            refresher.idp.refresh_for(&refresh_token, target.audience()),
+        )
         .await;
     let tokens = match granted {
         Ok(tokens) => tokens,
@@ -334,8 +469,10 @@ async fn locked(
                     // We presented a token that had been rotated meanwhile.
                     metrics.anomaly(Anomaly::RefreshTokenReuse, Some(key), client, None);
                 }
-                if refresher.is_fresh(&record) {
-                    return Ok(fresh(&record));
+                if let Some(fresh) =
+                    fresh(refresher, &record, target).filter(|_| refresher.is_fresh_for(&record, target))
+                {
+                    return Ok(fresh);
                 }
             }
             let _ = refresher
@@ -391,28 +528,32 @@ async fn locked(
     let mut current = (version, record);
     for _ in 0..5 {
         let (version, mut record) = current;
-        record.access_token = tokens.access_token.clone();
-        record.set_access_lifetime(lifetime, now_ms);
+        target.store(&mut record, tokens.access_token.clone(), lifetime, now_ms);
+        // A rotation by any target's grant is the one refresh token of the
+        // session from now on.
         if let Some(rt) = &tokens.refresh_token {
             record.refresh_token = Some(rt.clone());
         }
-        if let Some(id) = &tokens.id_token {
+        if let (Target::User, Some(id)) = (target, &tokens.id_token) {
             record.id_token = Some(id.clone());
         }
         let ttl = refresher.sessions.ttl(ticket, now);
         match store.put(key, record.seal(ticket, key), version, ttl).await {
             Ok(_) => {
                 *outcome = Some(RefreshOutcome::Rotated);
-                return Ok(fresh(&record));
+                return fresh(refresher, &record, target).ok_or(RefreshError::Pending);
             }
             Err(StoreError::Conflict) => {
                 match read(refresher, ticket, key).await {
                     // Another writer refreshed meanwhile (our lease was lost):
                     // the first commit stands, ours is dropped (RF-06).
-                    Ok((_, newer)) if newer.access_token.expose() != spent.expose() => {
+                    Ok((_, newer))
+                        if target.held(skew, &newer).map(|(t, _, _)| t.expose())
+                            != spent.as_ref().map(AccessToken::expose) =>
+                    {
                         tracing::warn!("another replica refreshed this session while the lease was lost; keeping its tokens");
                         *outcome = Some(RefreshOutcome::LostLease);
-                        return Ok(fresh(&newer));
+                        return fresh(refresher, &newer, target).ok_or(RefreshError::Pending);
                     }
                     // Only a touch moved the version: apply our tokens to it.
                     Ok(newer) => current = newer,
@@ -438,6 +579,8 @@ async fn locked(
     Err(RefreshError::Pending)
 }
 
+mod client;
+
 #[cfg(test)]
 mod flight_tests;
 
@@ -459,6 +602,7 @@ mod tests {
             claims: Default::default(),
             created_at: 1_000,
             last_seen: 1_000,
+            resource_tokens: Default::default(),
         };
         record.set_access_lifetime(lifetime, 1_000_000);
         if !known {

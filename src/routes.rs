@@ -123,6 +123,7 @@ mod tests {
             target: Target::Upstream(upstream.parse().unwrap()),
             auth: AuthMode::None,
             token: TokenKind::None,
+            audience: None,
             strip_prefix: strip,
             methods: None,
             timeout: RouteConfig::DEFAULT_TIMEOUT,

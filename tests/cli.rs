@@ -57,6 +57,32 @@ fn check_prints_the_effective_routes_longest_prefix_first() {
     assert!(stdout.contains("http://127.0.0.1:3000/"), "{stdout}");
 }
 
+#[test]
+fn px23_check_says_what_each_routes_own_token_is_for() {
+    let file = config_file(
+        "public_url: http://localhost:8080
+oidc: {issuer: 'http://127.0.0.1:9000', client_id: c, client_secret: s}
+cookie: {keys: [{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}]}
+routes:
+  - {path: /orders, upstream: 'http://127.0.0.1:3000', resource: 'urn:x:orders', scopes: [orders:read]}
+  - {path: /jobs, upstream: 'http://127.0.0.1:3001', auth: none, token: client, scopes: [jobs]}
+",
+    );
+    let out = cloakroom()
+        .args(["check", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "└ its own user token: resource urn:x:orders, scopes orders:read",
+        "└ its own client token: resource none, scopes jobs",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
+
 /// Runs `cloakroom check` on `yaml`; the exit code and stderr.
 fn check(yaml: &str) -> (Option<i32>, String) {
     let file = config_file(yaml);

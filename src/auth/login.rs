@@ -51,7 +51,7 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
     // A silent login's "no" comes back to the SPA, not to an error page.
     transaction.silent = extra.iter().any(|(k, v)| k == "prompt" && v == "none");
     let mut params: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (redirect_uri, scope) = (auth.redirect_uri(), oidc.scopes.join(" "));
+    let (redirect_uri, scope) = (auth.redirect_uri(), auth.config.login_scopes().join(" "));
     let (nonce, challenge) = (transaction.nonce(), transaction.challenge());
     params.extend([
         ("response_type", "code"),
@@ -63,6 +63,9 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
         ("code_challenge", challenge.as_str()),
         ("code_challenge_method", "S256"),
     ]);
+    // The grant covers every route's own resource (RFC 8707 §2.1).
+    let resources = auth.config.login_resources();
+    params.extend(resources.iter().map(|r| ("resource", r.as_ref())));
     let pushed = auth
         .idp
         .push_authorization(&metadata, &params)

@@ -11,6 +11,7 @@
 
 pub mod access;
 mod admin;
+pub mod audience;
 pub mod authorize;
 pub mod client_key;
 mod cookie;
@@ -40,6 +41,7 @@ use url::Url;
 
 pub use self::access::{ClaimHeader, ClaimHeaders, ClaimPath, Rule, StepUp};
 pub use self::admin::AdminConfig;
+pub use self::audience::Audience;
 pub use self::cookie::{CookieConfig, CookieKey, SameSite};
 pub use self::env::{Env, MapEnv, ProcessEnv};
 pub use self::errors::{ErrorsConfig, LoginPage};
@@ -217,6 +219,18 @@ impl FromNode for Config {
                         format!("at least one key is required because routes[{i}] needs login (run `cloakroom keygen`)"),
                     );
                 }
+            } else if let Some((i, _)) = routes.parsed().find(|(_, r)| r.token == TokenKind::Client) {
+                // Client tokens come from the IdP and are sealed in the
+                // store with a key derived from the cookie keys.
+                if !oidc_given {
+                    at.error_at("oidc", format!("required because routes[{i}] has token: client"));
+                }
+                if cookie.as_ref().is_some_and(|c| c.keys.is_empty()) {
+                    at.error_at(
+                        "cookie.keys",
+                        format!("at least one key is required because routes[{i}] has token: client (run `cloakroom keygen`)"),
+                    );
+                }
             }
         }
         let config = Config {
@@ -311,6 +325,22 @@ routes:
                 "routes[0].timeuot: unknown key",
                 "routes[1].upstream: not an absolute http(s) URL",
                 "routes[1].max_body: \"lots\" is not a size (expected e.g. 1024, 64KiB, 10MB, 1.5MiB)",
+            ]
+        );
+    }
+
+    #[test]
+    fn client_token_routes_need_oidc_and_a_cookie_key() {
+        let got = errors(
+            "public_url: https://app.example.com
+cookie: {keys: []}
+routes: [{path: /jobs, upstream: 'http://a', auth: none, token: client, scopes: [jobs]}]",
+        );
+        assert_eq!(
+            got,
+            [
+                "oidc: required because routes[0] has token: client",
+                "cookie.keys: at least one key is required because routes[0] has token: client (run `cloakroom keygen`)",
             ]
         );
     }

@@ -2,6 +2,7 @@
 //! proof of origin they must carry.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
@@ -9,6 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::access::{self, ClaimHeaders, Rule, StepUp};
+use super::audience::{Audience, Resource, Scope};
 use super::headers::Subprotocol;
 use super::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
 use super::statics::StaticConfig;
@@ -25,6 +27,8 @@ pub struct RouteConfig {
     pub target: Target,
     pub auth: AuthMode,
     pub token: TokenKind,
+    /// `resource` and `scopes`: the route's own, narrower token (PX-23).
+    pub audience: Option<Arc<Audience>>,
     pub strip_prefix: bool,
     /// `None` allows every method but TRACE, TRACK and CONNECT.
     pub methods: Option<Vec<Method>>,
@@ -80,10 +84,12 @@ pub enum AuthMode {
     None,
 }
 
-/// `token`: whether the user's access token goes upstream.
+/// `token`: which access token goes upstream: the user's, cloakroom's own
+/// client's (client credentials, no session needed), or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
     User,
+    Client,
     None,
 }
 
@@ -121,6 +127,8 @@ impl FromNode for RouteConfig {
             _ => TokenKind::User,
         };
         let token = f.or("token", default_token, at);
+        let resource = f.optional::<Resource>("resource", at).map(|r| r.0);
+        let scopes = f.optional::<Vec<Scope>>("scopes", at);
         let strip_prefix = f.or("strip_prefix", false, at);
         let methods = f.optional::<Vec<Method>>("methods", at);
         let timeout = f.or("timeout", Self::DEFAULT_TIMEOUT, at);
@@ -162,6 +170,13 @@ impl FromNode for RouteConfig {
                 "`user` needs a session; set auth to required or optional",
             );
         }
+        if token == Some(TokenKind::None) {
+            for (key, set) in [("resource", resource.is_some()), ("scopes", scopes.is_some())] {
+                if set {
+                    at.error_at(key, "`token: none` sends no token for it to narrow");
+                }
+            }
+        }
         if websocket_protocols.is_some() && websocket == Some(false) {
             at.error_at("websocket_protocols", "only meaningful with websocket: true");
         }
@@ -197,6 +212,12 @@ impl FromNode for RouteConfig {
             target: target.ok_or(Reported)?,
             auth: auth.ok_or(Reported)?,
             token: token.ok_or(Reported)?,
+            audience: (resource.is_some() || scopes.is_some() || token == Some(TokenKind::Client)).then(
+                || {
+                    let scopes = scopes.into_iter().flatten().map(|s| s.0).collect();
+                    Arc::new(Audience::new(resource, scopes))
+                },
+            ),
             strip_prefix: strip_prefix.ok_or(Reported)?,
             methods,
             timeout: timeout.ok_or(Reported)?,
@@ -247,7 +268,7 @@ fn check_static_route(
     if auth == Some(AuthMode::Optional) {
         at.error_at("auth", "a static route is either required or none");
     }
-    if token == Some(TokenKind::User) {
+    if matches!(token, Some(TokenKind::User | TokenKind::Client)) {
         at.error_at("token", "a static route has no upstream to send a token to");
     }
     if websocket == Some(true) {
@@ -338,8 +359,9 @@ from_text!(CsrfMode, |text| match text {
 
 from_text!(TokenKind, |text| match text {
     "user" => Ok(TokenKind::User),
+    "client" => Ok(TokenKind::Client),
     "none" => Ok(TokenKind::None),
-    _ => Err(format!("{text:?} is not one of user, none")),
+    _ => Err(format!("{text:?} is not one of user, client, none")),
 });
 
 #[cfg(test)]

@@ -35,6 +35,11 @@ pub const MAX_VALUE_LEN: usize = 4096;
 pub enum Purpose {
     Session,
     Login,
+    /// A token of cloakroom's own client (`token: client`) in the shared
+    /// store. Not a cookie, but the same ring: every replica already holds
+    /// it, it rotates without losing a value (the old key still opens),
+    /// and its own HKDF label keeps these keys apart from the cookies'.
+    ClientToken,
 }
 
 /// Why a value does not open. All mean "no valid cookie" to the caller.
@@ -57,6 +62,7 @@ struct RingKey {
     id: String,
     session: Aes256Gcm,
     login: Aes256Gcm,
+    client_token: Aes256Gcm,
 }
 
 /// An opened value, and whether it should be re-sealed under the current
@@ -73,6 +79,7 @@ impl Purpose {
         match self {
             Purpose::Session => b"session",
             Purpose::Login => b"login",
+            Purpose::ClientToken => b"client token",
         }
     }
 }
@@ -91,6 +98,7 @@ impl KeyRing {
                 id: k.id.clone(),
                 session: derive(k.secret.expose(), Purpose::Session),
                 login: derive(k.secret.expose(), Purpose::Login),
+                client_token: derive(k.secret.expose(), Purpose::ClientToken),
             })
             .collect();
         Some(Self { keys })
@@ -179,6 +187,7 @@ impl RingKey {
         match purpose {
             Purpose::Session => &self.session,
             Purpose::Login => &self.login,
+            Purpose::ClientToken => &self.client_token,
         }
     }
 }

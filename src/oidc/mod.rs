@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::clock::Clock;
-use crate::config::OidcConfig;
+use crate::config::{Audience, OidcConfig, TokenEndpointAuth};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
 use self::discovery::Metadata;
@@ -49,6 +49,17 @@ pub enum IdpError {
     /// cloakroom holds back a call to spare the IdP (a bound reached).
     #[error("IdP call held back: {0}")]
     Busy(&'static str),
+}
+
+impl crate::metrics::GrantFailure for IdpError {
+    fn outcome(&self) -> crate::metrics::GrantOutcome {
+        use crate::metrics::GrantOutcome;
+        match self {
+            Self::Rejected(_) => GrantOutcome::Refused,
+            Self::Unreachable(_) => GrantOutcome::Unavailable,
+            Self::BadResponse(_) => GrantOutcome::BadResponse,
+        }
+    }
 }
 
 /// A token endpoint answer. Tokens are secrets: they never print.
@@ -250,11 +261,42 @@ impl Idp {
     /// Uses a refresh token (RFC 6749 §6). Called once per rotation, never
     /// retried: a second use of a rotated token would revoke the grant.
     pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenResponse, IdpError> {
-        self.token_request(&[
+        self.refresh_for(refresh_token, None).await
+    }
+
+    /// [`Idp::refresh`] for a route's own token: with its `resource`
+    /// (RFC 8707 §2.2) and its narrowed `scope` (RFC 6749 §6).
+    pub async fn refresh_for(
+        &self,
+        refresh_token: &RefreshToken,
+        audience: Option<&Audience>,
+    ) -> Result<TokenResponse, IdpError> {
+        let mut form = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
-        ])
-        .await
+        ];
+        let scope = audience.and_then(Audience::scope);
+        if let Some(resource) = audience.and_then(|a| a.resource.as_ref()) {
+            form.push(("resource", resource.as_str()));
+        }
+        if let Some(scope) = &scope {
+            form.push(("scope", scope));
+        }
+        self.token_request(&form).await
+    }
+
+    /// A token of cloakroom's own client (RFC 6749 §4.4), for `resource`
+    /// and `scope` when the route names them.
+    pub async fn client_credentials(&self, audience: &Audience) -> Result<TokenResponse, IdpError> {
+        let mut form = vec![("grant_type", "client_credentials")];
+        let scope = audience.scope();
+        if let Some(resource) = &audience.resource {
+            form.push(("resource", resource.as_str()));
+        }
+        if let Some(scope) = &scope {
+            form.push(("scope", scope));
+        }
+        self.token_request(&form).await
     }
 
     /// Revokes a refresh token (RFC 7009) when the IdP offers revocation.

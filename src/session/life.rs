@@ -232,6 +232,7 @@ impl Sessions {
             claims: kept,
             created_at: now,
             last_seen: now,
+            resource_tokens: Default::default(),
         };
         record.set_access_lifetime(lifetime, now_ms);
         let ttl = self.ttl(&ticket, now);

@@ -5,6 +5,8 @@
 //! moved under another session's key (threat-model T09, CK-14). Whoever
 //! reads the store alone recovers nothing.
 
+use std::collections::BTreeMap;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use bytes::Bytes;
@@ -40,6 +42,22 @@ pub struct Record {
     pub claims: Map<String, Value>,
     pub created_at: u64,
     pub last_seen: u64,
+    /// Routes' own tokens, by [`crate::config::Audience::key`], each
+    /// obtained with the one `refresh_token` (PX-23). Absent in records
+    /// written before them, and left out while empty, so a session without
+    /// such routes is stored as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_tokens: BTreeMap<String, ResourceToken>,
+}
+
+/// An access token for one route's resource and scopes, and when it was
+/// obtained and expires (as the session's own token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceToken {
+    pub access_token: AccessToken,
+    pub expires_at: u64,
+    pub issued_ms: u64,
+    pub lifetime: u64,
 }
 
 /// The store key of a session: a keyed hash of its id (T08), keyed by the
@@ -129,6 +147,7 @@ mod tests {
             claims: Map::new(),
             created_at: 1,
             last_seen: 1,
+            resource_tokens: BTreeMap::new(),
         }
     }
 
@@ -246,6 +265,30 @@ mod tests {
         assert!(opened.refresh_token.is_none() && opened.id_token.is_none());
         assert_eq!((opened.access_issued_ms, opened.access_lifetime), (None, None));
         assert_eq!(serde_json::to_vec(&opened).unwrap(), json);
+    }
+
+    #[test]
+    fn px23_routes_tokens_are_sealed_with_the_record_and_absent_when_none() {
+        let ticket = Ticket::generate(0);
+        let key = store_key(&ticket);
+        let mut with = record();
+        with.resource_tokens.insert(
+            "urn:x:orders orders:read".into(),
+            ResourceToken {
+                access_token: AccessToken::new("RES-secret".into()),
+                expires_at: 20,
+                issued_ms: 15_000,
+                lifetime: 5,
+            },
+        );
+        let sealed = with.seal(&ticket, &key);
+        assert!(!sealed.windows(10).any(|w| w == b"RES-secret"));
+        let opened = Record::open(&sealed, &ticket, &key).unwrap();
+        let kept = &opened.resource_tokens["urn:x:orders orders:read"];
+        assert_eq!((kept.access_token.expose(), kept.expires_at), ("RES-secret", 20));
+        // A session without them writes what earlier releases wrote.
+        let json = serde_json::to_string(&record()).unwrap();
+        assert!(!json.contains("resource_tokens"), "{json}");
     }
 
     #[test]

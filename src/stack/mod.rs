@@ -77,9 +77,19 @@ pub fn build(
 ) -> RouteService {
     let config = &route.config;
     let leaf = leaf::Leaf::new(route.clone(), upstream.clone(), public_host.clone());
-    let nested = (config.token == TokenKind::User).then(|| raw_path::NestedEncoding.into_layer());
+    let nested = (config.token != TokenKind::None).then(|| raw_path::NestedEncoding.into_layer());
+    // `token: client` needs no session; config makes sure `oidc` is there.
+    let client = match (config.token, auth, config.audience.as_ref()) {
+        (TokenKind::Client, Some(auth), Some(audience)) => {
+            Some(token::ClientToken::new(&auth.refresher, audience).into_layer())
+        }
+        _ => None,
+    };
     if config.auth == AuthMode::None {
-        let service = ServiceBuilder::new().option_layer(nested).service(leaf);
+        let service = ServiceBuilder::new()
+            .option_layer(nested)
+            .option_layer(client)
+            .service(leaf);
         return BoxCloneSyncService::new(service);
     }
     let Some(auth) = auth else {
@@ -98,8 +108,10 @@ pub fn build(
         .option_layer(access::AccessGuard::for_route(config, &auth.sessions.clock).map(Step::into_layer))
         .option_layer(identity::ClaimHeaders::for_route(config).map(Step::into_layer))
         .option_layer(
-            (config.token == TokenKind::User).then(|| token::UserToken::new(&auth.refresher).into_layer()),
+            (config.token == TokenKind::User)
+                .then(|| token::UserToken::new(&auth.refresher, config.audience.as_ref()).into_layer()),
         )
+        .option_layer(client)
         .service(leaf);
     BoxCloneSyncService::new(service)
 }

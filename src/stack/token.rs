@@ -1,7 +1,20 @@
-//! The user's access token, for routes with `token: user`: taken from the
-//! session the session layer found, refreshed first when it is due, and
-//! handed to the leaf as the `Authorization` value to inject. Without a
-//! session (an `optional` route), nothing is added.
+//! The token step: the access token a route sends upstream, handed to the
+//! leaf as the `Authorization` value to inject. Its source is chosen once,
+//! when the route's stack is built:
+//!
+//! - the session's own token (`token: user`);
+//! - the route's own token for its `resource` and `scopes` (`token: user`
+//!   with either), obtained with the session's refresh token the first time
+//!   the route is called and renewed by the same refresh, so a route's
+//!   upstream never sees a token meant for another's (PX-23).
+//!
+//! Both are taken from the session the session layer found, refreshed
+//! first when due (one grant per rotation across replicas, `refresh.rs`).
+//! Without a session (an `optional` route), nothing is added.
+//!
+//! - cloakroom's own client's token (`token: client`): no session needed,
+//!   one per (resource, scopes) shared by every replica through the store
+//!   (`refresh/client.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +22,9 @@ use std::time::Duration;
 use http::{HeaderValue, Request};
 
 use crate::body::Body;
+use crate::config::Audience;
 use crate::error::BoxError;
-use crate::refresh::{RefreshError, Refresher};
+use crate::refresh::{RefreshError, Refresher, Target};
 use crate::secret::AccessToken;
 use crate::session::Loaded;
 
@@ -21,27 +35,34 @@ use super::ResponseFuture;
 #[derive(Clone)]
 pub struct Bearer(pub HeaderValue);
 
-/// Puts the user's access token, refreshed when due, in the request's
-/// extensions for the leaf.
+/// Puts the session's token for the route, refreshed when due, in the
+/// request's extensions for the leaf.
 #[derive(Clone)]
 pub struct UserToken {
     refresher: Arc<Refresher>,
+    target: Target,
 }
 
 impl UserToken {
-    pub fn new(refresher: &Arc<Refresher>) -> Self {
+    /// The route's source: its own token when it names an audience, else
+    /// the session's.
+    pub fn new(refresher: &Arc<Refresher>, audience: Option<&Arc<Audience>>) -> Self {
         Self {
             refresher: refresher.clone(),
+            target: audience.map_or(Target::User, |a| Target::Resource(a.clone())),
         }
     }
 }
 
 impl Step for UserToken {
     fn call(&self, mut request: Request<Body>, next: Next) -> ResponseFuture {
-        let refresher = self.refresher.clone();
+        let (refresher, target) = (self.refresher.clone(), self.target.clone());
         Box::pin(async move {
             if let Some(loaded) = super::session::loaded(&request).cloned() {
-                let token = access_token(&refresher, &loaded).await?;
+                let token = match &target {
+                    Target::User => access_token(&refresher, &loaded).await?,
+                    Target::Resource(_) => own_token(&refresher, &loaded, &target).await?,
+                };
                 request
                     .extensions_mut()
                     .insert(Bearer(bearer_header(token.expose())?));
@@ -90,6 +111,64 @@ async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc
             Ok(Arc::new(record.access_token.clone()))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Puts a token of cloakroom's own client for the route's audience in the
+/// request's extensions for the leaf, whoever the caller is.
+#[derive(Clone)]
+pub struct ClientToken {
+    refresher: Arc<Refresher>,
+    audience: Arc<Audience>,
+}
+
+impl ClientToken {
+    pub fn new(refresher: &Arc<Refresher>, audience: &Arc<Audience>) -> Self {
+        Self {
+            refresher: refresher.clone(),
+            audience: audience.clone(),
+        }
+    }
+}
+
+impl Step for ClientToken {
+    fn call(&self, mut request: Request<Body>, next: Next) -> ResponseFuture {
+        let (refresher, audience) = (self.refresher.clone(), self.audience.clone());
+        Box::pin(async move {
+            let token = refresher.client_token(&audience).await?;
+            request
+                .extensions_mut()
+                .insert(Bearer(bearer_header(token.access_token.expose())?));
+            next.run(request).await
+        })
+    }
+}
+
+/// The route's own token: the one the session holds while fresh, else a
+/// grant for it (the first call, or renewal when due). As for the
+/// session's token, one still valid serves while the IdP cannot renew it;
+/// without one, the IdP's refusal or absence is a 502/503 that keeps the
+/// session (only `invalid_grant`, the refresh token itself gone, ends it).
+async fn own_token(
+    refresher: &Arc<Refresher>,
+    loaded: &Loaded,
+    target: &Target,
+) -> Result<Arc<AccessToken>, BoxError> {
+    let record = &loaded.record;
+    let held = refresher.held(record, target);
+    if refresher.is_fresh_for(record, target) {
+        if let Some(held) = held {
+            return Ok(held.access_token);
+        }
+    }
+    let refreshed = refresher.refresh_target(loaded, target).await;
+    match (refreshed, held) {
+        (Ok(fresh), _) => Ok(fresh.access_token),
+        (Err(e), Some(held)) if !matches!(e, RefreshError::Ended) && held.expires_at > refresher.now() => {
+            tracing::debug!(error = %e, "renewal postponed; the route's token is still valid");
+            Ok(held.access_token)
+        }
+        (Err(e), _) => Err(e.into()),
     }
 }
 

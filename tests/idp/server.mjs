@@ -67,8 +67,15 @@
 // The dev interactions (a login form taking any user name and a consent
 // form) stand in for a real login page; any login becomes the subject.
 //
+// Two resource servers besides the default API (RFC 8707, PX-23): each
+// token for one of them names it as its `aud` and carries only its scopes
+// (RESOURCES below). A login asks for them with `resource` parameters; a
+// refresh grant narrows to one of them.
+//
 // GET /__stats answers with what the tests must check on the IdP's side:
-// how many grants of each type succeeded, how many grants were revoked, and
+// how many grants of each type succeeded (`resource_grants`: refresh
+// grants by the resource they named; `client_grants`: client credentials
+// grants by resource, '' for none), how many grants were revoked, and
 // how many token and revocation (RFC 7009) requests arrived, the most
 // pushed authorization requests it held at once, and how many
 // back-channel logouts the client acknowledged or failed (with the last
@@ -92,8 +99,15 @@ let ahead = 0;
 const systemNow = Date.now.bind(Date);
 Date.now = () => systemNow() + ahead;
 const API = 'urn:cloakroom:test-api';
+const RESOURCES = {
+  'urn:cloakroom:test:orders': 'orders:read',
+  'urn:cloakroom:test:billing': 'billing:read',
+};
+const asList = (value) => (value === undefined ? [] : [value].flat());
 const stats = {
   grants: {},
+  resource_grants: {},
+  client_grants: {},
   revoked: 0,
   revocations: 0,
   revocation_requests: 0,
@@ -125,7 +139,7 @@ const provider = new Provider(issuer, {
     client_secret: settings.client_secret ?? 'test-secret',
     redirect_uris: settings.redirect_uris ?? ['http://localhost:8080/auth/callback'],
     post_logout_redirect_uris: settings.post_logout_redirect_uris ?? ['http://localhost:8080/'],
-    grant_types: ['authorization_code', 'refresh_token'],
+    grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
     response_types: ['code'],
     token_endpoint_auth_method: settings.token_endpoint_auth_method ?? 'client_secret_basic',
     ...(settings.client_jwks ? { jwks: settings.client_jwks } : {}),
@@ -137,7 +151,7 @@ const provider = new Provider(issuer, {
   }],
   pkce: { required: () => true },
   acrValues: [...new Set([PASSWORD_ACR, ...Object.values(users).flatMap((u) => u.acr_allowed ?? [])])],
-  scopes: ['openid', 'offline_access', 'profile', 'email', 'api'],
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'api', ...Object.values(RESOURCES)],
   claims: { openid: ['sub'], profile: ['name', 'groups', 'org'], email: ['email', 'email_verified'] },
   features: {
     devInteractions: { enabled: true },
@@ -146,17 +160,23 @@ const provider = new Provider(issuer, {
       enabled: settings.par ?? false,
       requirePushedAuthorizationRequests: settings.require_par ?? false,
     },
+    clientCredentials: { enabled: true },
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       // With audience_param, no audience means no JWT access token; with
       // userinfo_tokens, the access token is for the UserInfo endpoint.
-      defaultResource: () => (settings.userinfo_tokens || audienceMode ? undefined : API),
+      // A login that named resources gets a token for the default API
+      // only if it named it too.
+      defaultResource: (ctx, client, oneOf) => {
+        if (oneOf) return oneOf.includes(API) ? API : undefined;
+        return settings.userinfo_tokens || audienceMode ? undefined : API;
+      },
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resource) => ({
-        scope: 'api',
-        audience: audienceMode ? resource : API,
+        scope: RESOURCES[resource] ?? 'api',
+        audience: RESOURCES[resource] || audienceMode ? resource : API,
         accessTokenFormat: 'jwt',
         accessTokenTTL: settings.access_token_ttl ?? 300,
       }),
@@ -187,18 +207,21 @@ const provider = new Provider(issuer, {
   loadExistingGrant: async (ctx) => {
     const grantId = ctx.oidc.result?.consent?.grantId
       || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
-    const resource = ctx.oidc.params.resource;
+    const resources = asList(ctx.oidc.params.resource);
     if (grantId) {
       const found = await ctx.oidc.provider.Grant.find(grantId);
-      if (found && resource && !found.getResourceScope(resource)) {
-        found.addResourceScope(resource, 'api');
+      const missing = resources.filter((resource) => !found?.getResourceScope(resource));
+      if (found && missing.length) {
+        for (const resource of missing) found.addResourceScope(resource, RESOURCES[resource] ?? 'api');
         await found.save();
       }
       return found;
     }
     const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
     grant.addOIDCScope('openid offline_access profile email');
-    grant.addResourceScope(resource ?? API, 'api');
+    for (const resource of resources.length ? resources : [API]) {
+      grant.addResourceScope(resource, RESOURCES[resource] ?? 'api');
+    }
     await grant.save();
     return grant;
   },
@@ -325,6 +348,14 @@ provider.use(async (ctx, next) => {
 provider.on('grant.success', (ctx) => {
   const type = ctx.oidc.params.grant_type;
   stats.grants[type] = (stats.grants[type] ?? 0) + 1;
+  const { resource } = ctx.oidc.params;
+  if (type === 'refresh_token' && resource) {
+    stats.resource_grants[resource] = (stats.resource_grants[resource] ?? 0) + 1;
+  }
+  if (type === 'client_credentials') {
+    const key = resource ?? '';
+    stats.client_grants[key] = (stats.client_grants[key] ?? 0) + 1;
+  }
 });
 provider.on('grant.revoked', () => { stats.revoked += 1; });
 provider.on('backchannel.success', () => { stats.backchannel.success += 1; });

@@ -38,6 +38,9 @@ pub struct Seen {
     /// Set by [`Upstream::let_go`]: `/hold` answers from then on.
     let_go: std::sync::atomic::AtomicBool,
     let_go_now: Notify,
+    /// Set by [`Upstream::verify_tokens`]: the IdP's keys and the one
+    /// audience this API accepts.
+    pub api: std::sync::OnceLock<(jsonwebtoken::jwk::JwkSet, String)>,
 }
 
 /// An HTTP echo server: answers with JSON describing the request it got.
@@ -99,6 +102,40 @@ impl Upstream {
         self.seen.let_go.store(true, Ordering::SeqCst);
         self.seen.let_go_now.notify_waiters();
     }
+
+    /// From now on the upstream is an API for `audience`, as a real one
+    /// verifies a token: every request's bearer must be a JWT signed by a
+    /// key of `jwks` whose `aud` names `audience`, else 401 `invalid_token`
+    /// (and the echo says why). A request that passes is echoed as usual.
+    pub fn verify_tokens(&self, jwks: jsonwebtoken::jwk::JwkSet, audience: &str) {
+        assert!(self.seen.api.set((jwks, audience.to_owned())).is_ok(), "set once");
+    }
+}
+
+/// Why `authorization` is not a bearer JWT for `audience` signed by a key
+/// of `jwks`, if it is not.
+fn refused_token(
+    authorization: Option<&http::HeaderValue>,
+    jwks: &jsonwebtoken::jwk::JwkSet,
+    audience: &str,
+) -> Option<String> {
+    let token = authorization
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or("no bearer token");
+    let verified = token.map_err(str::to_owned).and_then(|token| {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+        let jwk = header
+            .kid
+            .as_deref()
+            .and_then(|kid| jwks.find(kid))
+            .ok_or("unknown key")?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_audience(&[audience]);
+        jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).map_err(|e| e.to_string())
+    });
+    verified.err()
 }
 
 impl Drop for Upstream {
@@ -161,6 +198,15 @@ async fn echo(mut req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Bo
         "/cookies" => set_cookies(text(StatusCode::OK, "cookies".into())),
         "/ws" => websocket_echo(&mut req),
         "/ws-cookies" => set_cookies(websocket_echo(&mut req)),
+        _ if seen.api.get().is_some_and(|(jwks, audience)| {
+            refused_token(req.headers().get("authorization"), jwks, audience).is_some()
+        }) =>
+        {
+            let (jwks, audience) = seen.api.get().unwrap();
+            let why = refused_token(req.headers().get("authorization"), jwks, audience).unwrap();
+            let body = serde_json::json!({"error": "invalid_token", "error_description": why});
+            text(StatusCode::UNAUTHORIZED, body.to_string())
+        }
         _ => {
             let headers: Vec<(String, String)> = req
                 .headers()
