@@ -20,6 +20,8 @@
 //! codes and their own facts.
 
 pub mod bursts;
+#[cfg(target_os = "linux")]
+mod process;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -81,6 +83,11 @@ pub struct Metrics {
     csrf_refusals: Family<RouteOnly, Counter>,
     unseal_failures: Counter,
     tunnels: Gauge,
+    /// The last scrape's look at the session store and the IdP.
+    store_up: Gauge,
+    /// Empty while no IdP is configured: no series, rather than a 0 that
+    /// would read as an outage.
+    idp_up: Family<Vec<(&'static str, &'static str)>, Gauge>,
     reloads: Family<Outcome, Counter>,
     anomalies: Family<KindLabel, Counter>,
     unseal_bursts: Bursts,
@@ -276,7 +283,7 @@ impl Metrics {
         let slow: fn() -> Histogram = || Histogram::new(SLOW_BUCKETS);
         let fast: fn() -> Histogram = || Histogram::new(FAST_BUCKETS);
         let mut metrics = Self {
-            registry: Registry::with_prefix("cloakroom"),
+            registry: Registry::default(),
             requests: Family::default(),
             request_duration: Family::new_with_constructor(slow),
             upstream_duration: Family::new_with_constructor(slow),
@@ -293,12 +300,20 @@ impl Metrics {
             csrf_refusals: Family::default(),
             unseal_failures: Counter::default(),
             tunnels: Gauge::default(),
+            store_up: Gauge::default(),
+            idp_up: Family::default(),
             reloads: Family::default(),
             anomalies: Family::default(),
             unseal_bursts: Bursts::new(BURST_WINDOW, BURST_THRESHOLD, BURST_CAPACITY),
             csrf_bursts: Bursts::new(BURST_WINDOW, BURST_THRESHOLD, BURST_CAPACITY),
         };
-        let r = &mut metrics.registry;
+        // The process families keep their standard names (`process_*`),
+        // which dashboards expect; cloakroom's own carry its prefix.
+        #[cfg(target_os = "linux")]
+        metrics
+            .registry
+            .register_collector(Box::new(process::ProcessCollector::new()));
+        let r = metrics.registry.sub_registry_with_prefix("cloakroom");
         r.register(
             "requests",
             "Requests answered, by route, method, status and problem code",
@@ -372,6 +387,16 @@ impl Metrics {
             "websocket_tunnels",
             "WebSocket tunnels open now",
             metrics.tunnels.clone(),
+        );
+        r.register(
+            "store_up",
+            "1 if the session store answered a ping at this scrape, else 0",
+            metrics.store_up.clone(),
+        );
+        r.register(
+            "idp_up",
+            "1 if the IdP served discovery metadata that fits the config at this scrape, else 0",
+            metrics.idp_up.clone(),
         );
         r.register(
             "config_reloads",
@@ -581,6 +606,22 @@ impl Metrics {
     pub fn tunnel_opened(&self) -> Tunnel {
         self.tunnels.inc();
         Tunnel(self.tunnels.clone())
+    }
+
+    /// What the session store's ping said at this scrape.
+    pub fn set_store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
+    }
+
+    /// What the IdP's discovery said at this scrape; `None`: no IdP is
+    /// configured, and the series is dropped.
+    pub fn set_idp_up(&self, up: Option<bool>) {
+        match up {
+            Some(up) => {
+                self.idp_up.get_or_create(&Vec::new()).set(i64::from(up));
+            }
+            None => self.idp_up.clear(),
+        }
     }
 
     /// A config reload ended: for the reload code to call.
@@ -825,6 +866,8 @@ mod tests {
         metrics.request("/api".into(), "GET", 200, None, Duration::from_millis(3));
         metrics.store_op(StoreOp::Get, StoreOutcome::Miss, Duration::from_micros(80));
         let _tunnel = metrics.tunnel_opened();
+        metrics.set_store_up(true);
+        metrics.set_idp_up(Some(false));
         let open = metrics.encode(true);
         assert!(open.ends_with("# EOF\n"), "{open}");
         for name in [
@@ -836,6 +879,8 @@ mod tests {
             "cloakroom_anomalies_total{kind=\"unseal_burst\"} 0",
             "cloakroom_config_reloads_total{outcome=\"failure\"} 0",
             "cloakroom_websocket_tunnels 1",
+            "cloakroom_store_up 1",
+            "cloakroom_idp_up 0",
             "cloakroom_build_info{version=",
         ] {
             assert!(open.contains(name), "{name} missing:\n{open}");
@@ -843,6 +888,11 @@ mod tests {
         let text = metrics.encode(false);
         assert!(text.contains("# TYPE cloakroom_requests_total counter"), "{text}");
         assert!(!text.contains("# EOF"));
+        metrics.set_idp_up(None);
+        assert!(
+            !metrics.encode(true).contains("cloakroom_idp_up "),
+            "no IdP, no series"
+        );
     }
 
     /// The store series live in arrays indexed by the enums: every

@@ -123,6 +123,14 @@ impl Idp {
         self.state.get()
     }
 
+    /// Whether the IdP serves discovery metadata that fits the config now:
+    /// a fresh fetch, never the cached copy, bounded by `limit`. For the
+    /// `cloakroom_idp_up` gauge; it changes nothing of the cached state.
+    pub async fn probe(&self, limit: Duration) -> bool {
+        let fetched = discovery::discover(&self.client, &self.config.issuer);
+        matches!(tokio::time::timeout(limit, fetched).await, Ok(Ok(_)))
+    }
+
     /// The metadata, discovering it on first use (one attempt at a time).
     pub async fn metadata(&self) -> Result<Arc<Metadata>, IdpError> {
         self.discovered().await.map(|(m, _)| m)
