@@ -650,7 +650,7 @@ impl Metrics {
         tracing::warn!(
             target: "cloakroom::anomaly",
             kind = kind.as_str(),
-            session = session_key.map_or("-", session_hash),
+            session = session_key.map_or("-", key_hash),
             client = client.as_deref().unwrap_or("-"),
             count,
             window_s = count.map(|_| BURST_WINDOW.as_secs()),
@@ -686,9 +686,10 @@ pub fn method_label(method: &Method, websocket: bool) -> &'static str {
     }
 }
 
-/// The hash inside a session's store key (`cloakroom:{<hash>}:s`): the
-/// keyed hash of its id, never the id itself (T08, T43).
-fn session_hash(key: &str) -> &str {
+/// The hash inside a store key (`cloakroom:{<hash>}:s` for a session: the
+/// keyed hash of its id, never the id itself, T08, T43; `…:idx` for a
+/// subject's index).
+pub fn key_hash(key: &str) -> &str {
     key.split_once('{')
         .and_then(|(_, rest)| rest.split_once('}'))
         .map_or("-", |(hash, _)| hash)
@@ -925,8 +926,8 @@ mod tests {
 
     #[test]
     fn only_the_hash_of_a_store_key_is_logged() {
-        assert_eq!(session_hash("cloakroom:{0a1b2c}:s"), "0a1b2c");
-        assert_eq!(session_hash("no braces"), "-");
+        assert_eq!(key_hash("cloakroom:{0a1b2c}:s"), "0a1b2c");
+        assert_eq!(key_hash("no braces"), "-");
     }
 
     #[test]

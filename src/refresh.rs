@@ -36,6 +36,7 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tracing::Instrument;
 
+use crate::audit;
 use crate::cookie::Ticket;
 use crate::metrics::{Anomaly, EndReason, Grant, RefreshOutcome};
 use crate::oidc::{IdTokenCheckError, Idp, IdpError};
@@ -142,11 +143,17 @@ impl Refresher {
                         loaded.version,
                         loaded.client,
                     );
+                    let subject = Indexes::of(&loaded.record.claims).subject;
                     // The flight's store and IdP calls are spans of the
                     // request that started it (traces on).
                     let task = tokio::spawn(
                         async move {
-                            let result = run(&this, &ticket, &key, version, client).await;
+                            let who = audit::Who {
+                                session_key: Some(&key),
+                                subject_index: subject.as_deref(),
+                                client,
+                            };
+                            let result = run(&this, &ticket, version, who).await;
                             this.flights
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -171,14 +178,15 @@ impl Refresher {
     }
 }
 
-/// One flight, counted by how it ended.
+/// One flight, counted by how it ended; one that brought no fresh tokens
+/// is an audit line.
 async fn run(
     refresher: &Refresher,
     ticket: &Ticket,
-    key: &str,
     seen: u64,
-    client: Option<IpAddr>,
+    who: audit::Who<'_>,
 ) -> Result<Fresh, RefreshError> {
+    let (key, client) = (who.session_key.unwrap_or_default(), who.client);
     let mut outcome = None;
     let result = flight(refresher, ticket, key, seen, client, &mut outcome).await;
     let outcome = outcome.unwrap_or(match &result {
@@ -189,6 +197,9 @@ async fn run(
         Err(RefreshError::Pending) => RefreshOutcome::Pending,
     });
     refresher.sessions.metrics.refresh(outcome);
+    if result.is_err() {
+        audit::refresh_failed(outcome, who);
+    }
     result
 }
 
@@ -340,7 +351,7 @@ async fn locked(
             }
             let _ = refresher
                 .sessions
-                .end(key, &Indexes::of(&record.claims), EndReason::InvalidGrant)
+                .end(key, &Indexes::of(&record.claims), EndReason::InvalidGrant, client)
                 .await;
             *outcome = Some(RefreshOutcome::InvalidGrant);
             return Err(RefreshError::Ended);
@@ -367,7 +378,12 @@ async fn locked(
                 metrics.anomaly(Anomaly::IdentityChanged, Some(key), client, None);
                 let _ = refresher
                     .sessions
-                    .end(key, &Indexes::of(&record.claims), EndReason::ForgedIdpAnswer)
+                    .end(
+                        key,
+                        &Indexes::of(&record.claims),
+                        EndReason::ForgedIdpAnswer,
+                        client,
+                    )
                     .await;
                 return Err(RefreshError::Ended);
             }
@@ -377,7 +393,12 @@ async fn locked(
                 metrics.anomaly(Anomaly::RefusedIdToken, Some(key), client, None);
                 let _ = refresher
                     .sessions
-                    .end(key, &Indexes::of(&record.claims), EndReason::ForgedIdpAnswer)
+                    .end(
+                        key,
+                        &Indexes::of(&record.claims),
+                        EndReason::ForgedIdpAnswer,
+                        client,
+                    )
                     .await;
                 return Err(RefreshError::Ended);
             }

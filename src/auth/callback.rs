@@ -6,6 +6,7 @@
 //! state, bound to this browser's pre-auth cookie, plays that role (T14).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use http::request::Parts;
 use http::{header, HeaderMap, Response};
@@ -56,8 +57,8 @@ pub fn parameters(query: &str) -> Result<HashMap<String, String>, LoginError> {
 /// its pre-auth cookie is cleared with the answer (LG-26), except when
 /// something was unavailable: then the same callback can be retried as it
 /// is.
-pub async fn finish(auth: &Auth, request: &Parts) -> Result<Response<Body>, BoxError> {
-    let (result, used) = complete(auth, request).await;
+pub async fn finish(auth: &Auth, request: &Parts, client: IpAddr) -> Result<Response<Body>, BoxError> {
+    let (result, used) = complete(auth, request, client).await;
     let Some(state) = used else {
         return Ok(result?);
     };
@@ -88,7 +89,11 @@ fn claim_key(state: &str) -> String {
 }
 
 /// The answer, and the state of this browser's login it used, if any.
-async fn complete(auth: &Auth, request: &Parts) -> (Result<Response<Body>, LoginError>, Option<String>) {
+async fn complete(
+    auth: &Auth,
+    request: &Parts,
+    client: IpAddr,
+) -> (Result<Response<Body>, LoginError>, Option<String>) {
     let params = match parameters(request.uri.query().unwrap_or("")) {
         Ok(params) => params,
         Err(e) => return (Err(e), None),
@@ -101,7 +106,7 @@ async fn complete(auth: &Auth, request: &Parts) -> (Result<Response<Body>, Login
     let Some(transaction) = pending::find(auth, &request.headers, state) else {
         return (Err(LoginError::refused("state unknown to this browser")), None);
     };
-    let result = use_login(auth, request, &params, state, &transaction).await;
+    let result = use_login(auth, (request, client), &params, state, &transaction).await;
     (result, Some(state.clone()))
 }
 
@@ -109,7 +114,7 @@ async fn complete(auth: &Auth, request: &Parts) -> (Result<Response<Body>, Login
 /// exchanges its code.
 async fn use_login(
     auth: &Auth,
-    request: &Parts,
+    (request, client): (&Parts, IpAddr),
     params: &HashMap<String, String>,
     state: &str,
     transaction: &pending::Transaction,
@@ -153,7 +158,7 @@ async fn use_login(
         Err(StoreError::Conflict) => return Err(LoginError::refused("login already completed")),
         Err(e) => return Err(LoginError::unavailable(e)),
     }
-    let result = exchange(auth, request, code, transaction).await;
+    let result = exchange(auth, (request, client), code, transaction).await;
     if result.is_err() {
         // Not completed: nothing of this attempt stays in the store, and a
         // retry after a 503 can claim it again.
@@ -165,7 +170,7 @@ async fn use_login(
 /// Exchanges the code, checks the ID token and starts the session.
 async fn exchange(
     auth: &Auth,
-    request: &Parts,
+    (request, client): (&Parts, IpAddr),
     code: &str,
     transaction: &pending::Transaction,
 ) -> Result<Response<Body>, LoginError> {
@@ -205,7 +210,12 @@ async fn exchange(
     if let Ok(old) = auth.sessions.open(&request.headers, None).await {
         let _ = auth
             .sessions
-            .end(&old.key, &Indexes::of(&old.record.claims), EndReason::Replaced)
+            .end(
+                &old.key,
+                &Indexes::of(&old.record.claims),
+                EndReason::Replaced,
+                Some(client),
+            )
             .await;
     }
     let user_agent = request
@@ -214,7 +224,7 @@ async fn exchange(
         .and_then(|v| v.to_str().ok());
     let cookie = auth
         .sessions
-        .create(tokens, claims, user_agent)
+        .create(tokens, claims, user_agent, Some(client))
         .await
         .map_err(|e| match e {
             StoreError::Conflict => LoginError::refused("session id collision"),

@@ -122,7 +122,7 @@ impl Auth {
         }
         match (path, &request.method) {
             ("/auth/login", &Method::GET) => Ok(login::start(self, &request).await?),
-            ("/auth/callback", &Method::GET) => callback::finish(self, &request).await,
+            ("/auth/callback", &Method::GET) => callback::finish(self, &request, client).await,
             ("/auth/user", &Method::GET) => user::get(self, &request, client).await,
             ("/auth/logout", &Method::POST) => {
                 self.csrf.check(&request.method, &request.headers)?;
