@@ -416,7 +416,7 @@ async fn create_sessions(yaml: &str, n: usize) -> Result<Vec<String>, String> {
                 refresh_token: None,
                 id_token: None,
             };
-            async move { sessions.create(tokens, claims, Some("bench")).await }
+            async move { sessions.create(tokens, claims, Some("bench"), None).await }
         })
         .buffer_unordered(64)
         .try_collect()

@@ -11,10 +11,13 @@
 //! is reported in the JSON body, including the last discovery failure's
 //! cause (LG-27), but never turns readiness off, e.g.
 //! `{"ready":true,"draining":false,"session_store":"unavailable","idp":{"issuer":"https://idp.example.com","state":"failed","cause":"…"}}`.
+//! `/metrics` looks the same way before each exposition, for the
+//! `cloakroom_store_up` and `cloakroom_idp_up` gauges.
 
 pub mod sessions;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -59,7 +62,10 @@ pub async fn handle<B>(
         match request.uri().path() {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" => readyz(&*store, idp.as_deref(), draining).await,
-            "/metrics" => exposition(&metrics, request.headers()),
+            "/metrics" => {
+                look_around(&*store, idp.as_deref(), &metrics).await;
+                exposition(&metrics, request.headers())
+            }
             _ => Problem::new(StatusCode::NOT_FOUND, Code::NotFound).into_response("-"),
         }
     };
@@ -98,6 +104,27 @@ async fn readyz(store: &dyn SessionStore, idp: Option<&Idp>, draining: bool) -> 
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// How long a scrape waits for the store's ping and the IdP's metadata:
+/// together well inside Prometheus's default 10 s scrape timeout.
+const PROBE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Sets `cloakroom_store_up` and `cloakroom_idp_up` from a ping of the
+/// store and a fetch of the IdP's metadata, both at once. At scrape time,
+/// so the gauges say what holds now even when no traffic has tried
+/// either, and at the scraper's pace rather than a timer's.
+async fn look_around(store: &dyn SessionStore, idp: Option<&Idp>, metrics: &Metrics) {
+    let store_up = async { matches!(tokio::time::timeout(PROBE_LIMIT, store.ping()).await, Ok(Ok(()))) };
+    let idp_up = async {
+        match idp {
+            Some(idp) => Some(idp.probe(PROBE_LIMIT).await),
+            None => None,
+        }
+    };
+    let (store_up, idp_up) = tokio::join!(store_up, idp_up);
+    metrics.set_store_up(store_up);
+    metrics.set_idp_up(idp_up);
 }
 
 /// OpenMetrics for a scraper that asks for it (Prometheus does), the

@@ -352,6 +352,7 @@ impl RoutingState {
             tracing::info!(
                 target: "cloakroom::access",
                 request_id = %request_id.to_str().unwrap_or(""),
+                client = %client.to_canonical(),
                 method = %method,
                 path = %path,
                 route = target.route().map_or("-", |r| r.config.path.as_str()),

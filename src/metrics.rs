@@ -20,6 +20,8 @@
 //! codes and their own facts.
 
 pub mod bursts;
+#[cfg(target_os = "linux")]
+mod process;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -83,6 +85,11 @@ pub struct Metrics {
     over_limit: Family<LimitLabel, Counter>,
     unseal_failures: Counter,
     tunnels: Gauge,
+    /// The last scrape's look at the session store and the IdP.
+    store_up: Gauge,
+    /// Empty while no IdP is configured: no series, rather than a 0 that
+    /// would read as an outage.
+    idp_up: Family<Vec<(&'static str, &'static str)>, Gauge>,
     reloads: Family<Outcome, Counter>,
     anomalies: Family<KindLabel, Counter>,
     unseal_bursts: Bursts,
@@ -320,7 +327,7 @@ impl Metrics {
         let slow: fn() -> Histogram = || Histogram::new(SLOW_BUCKETS);
         let fast: fn() -> Histogram = || Histogram::new(FAST_BUCKETS);
         let mut metrics = Self {
-            registry: Registry::with_prefix("cloakroom"),
+            registry: Registry::default(),
             requests: Family::default(),
             request_duration: Family::new_with_constructor(slow),
             upstream_duration: Family::new_with_constructor(slow),
@@ -339,12 +346,20 @@ impl Metrics {
             over_limit: Family::default(),
             unseal_failures: Counter::default(),
             tunnels: Gauge::default(),
+            store_up: Gauge::default(),
+            idp_up: Family::default(),
             reloads: Family::default(),
             anomalies: Family::default(),
             unseal_bursts: Bursts::new(BURST_WINDOW, BURST_THRESHOLD, BURST_CAPACITY),
             csrf_bursts: Bursts::new(BURST_WINDOW, BURST_THRESHOLD, BURST_CAPACITY),
         };
-        let r = &mut metrics.registry;
+        // The process families keep their standard names (`process_*`),
+        // which dashboards expect; cloakroom's own carry its prefix.
+        #[cfg(target_os = "linux")]
+        metrics
+            .registry
+            .register_collector(Box::new(process::ProcessCollector::new()));
+        let r = metrics.registry.sub_registry_with_prefix("cloakroom");
         r.register(
             "requests",
             "Requests answered, by route, method, status and problem code",
@@ -428,6 +443,16 @@ impl Metrics {
             "websocket_tunnels",
             "WebSocket tunnels open now",
             metrics.tunnels.clone(),
+        );
+        r.register(
+            "store_up",
+            "1 if the session store answered a ping at this scrape, else 0",
+            metrics.store_up.clone(),
+        );
+        r.register(
+            "idp_up",
+            "1 if the IdP served discovery metadata that fits the config at this scrape, else 0",
+            metrics.idp_up.clone(),
         );
         r.register(
             "config_reloads",
@@ -665,6 +690,22 @@ impl Metrics {
         Tunnel(self.tunnels.clone())
     }
 
+    /// What the session store's ping said at this scrape.
+    pub fn set_store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
+    }
+
+    /// What the IdP's discovery said at this scrape; `None`: no IdP is
+    /// configured, and the series is dropped.
+    pub fn set_idp_up(&self, up: Option<bool>) {
+        match up {
+            Some(up) => {
+                self.idp_up.get_or_create(&Vec::new()).set(i64::from(up));
+            }
+            None => self.idp_up.clear(),
+        }
+    }
+
     /// A config reload ended: for the reload code to call.
     pub fn config_reload(&self, outcome: Reload) {
         self.reloads
@@ -691,7 +732,7 @@ impl Metrics {
         tracing::warn!(
             target: "cloakroom::anomaly",
             kind = kind.as_str(),
-            session = session_key.map_or("-", session_hash),
+            session = session_key.map_or("-", key_hash),
             client = client.as_deref().unwrap_or("-"),
             count,
             window_s = count.map(|_| BURST_WINDOW.as_secs()),
@@ -727,9 +768,10 @@ pub fn method_label(method: &Method, websocket: bool) -> &'static str {
     }
 }
 
-/// The hash inside a session's store key (`cloakroom:{<hash>}:s`): the
-/// keyed hash of its id, never the id itself (T08, T43).
-fn session_hash(key: &str) -> &str {
+/// The hash inside a store key (`cloakroom:{<hash>}:s` for a session: the
+/// keyed hash of its id, never the id itself, T08, T43; `…:idx` for a
+/// subject's index).
+pub fn key_hash(key: &str) -> &str {
     key.split_once('{')
         .and_then(|(_, rest)| rest.split_once('}'))
         .map_or("-", |(hash, _)| hash)
@@ -930,6 +972,8 @@ mod tests {
         metrics.request("/api".into(), "GET", 200, None, Duration::from_millis(3));
         metrics.store_op(StoreOp::Get, StoreOutcome::Miss, Duration::from_micros(80));
         let _tunnel = metrics.tunnel_opened();
+        metrics.set_store_up(true);
+        metrics.set_idp_up(Some(false));
         let open = metrics.encode(true);
         assert!(open.ends_with("# EOF\n"), "{open}");
         for name in [
@@ -941,6 +985,8 @@ mod tests {
             "cloakroom_anomalies_total{kind=\"unseal_burst\"} 0",
             "cloakroom_config_reloads_total{outcome=\"failure\"} 0",
             "cloakroom_websocket_tunnels 1",
+            "cloakroom_store_up 1",
+            "cloakroom_idp_up 0",
             "cloakroom_build_info{version=",
         ] {
             assert!(open.contains(name), "{name} missing:\n{open}");
@@ -948,6 +994,11 @@ mod tests {
         let text = metrics.encode(false);
         assert!(text.contains("# TYPE cloakroom_requests_total counter"), "{text}");
         assert!(!text.contains("# EOF"));
+        metrics.set_idp_up(None);
+        assert!(
+            !metrics.encode(true).contains("cloakroom_idp_up "),
+            "no IdP, no series"
+        );
     }
 
     /// The store series live in arrays indexed by the enums: every
@@ -980,8 +1031,8 @@ mod tests {
 
     #[test]
     fn only_the_hash_of_a_store_key_is_logged() {
-        assert_eq!(session_hash("cloakroom:{0a1b2c}:s"), "0a1b2c");
-        assert_eq!(session_hash("no braces"), "-");
+        assert_eq!(key_hash("cloakroom:{0a1b2c}:s"), "0a1b2c");
+        assert_eq!(key_hash("no braces"), "-");
     }
 
     #[test]

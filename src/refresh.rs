@@ -36,6 +36,7 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tracing::Instrument;
 
+use crate::audit;
 use crate::config::Audience;
 use crate::cookie::Ticket;
 use crate::metrics::{Anomaly, EndReason, Grant, RefreshOutcome};
@@ -225,11 +226,17 @@ impl Refresher {
                         loaded.client,
                         target.clone(),
                     );
+                    let subject = Indexes::of(&loaded.record.claims).subject;
                     // The flight's store and IdP calls are spans of the
                     // request that started it (traces on).
                     let task = tokio::spawn(
                         async move {
-                            let result = run(&this, &ticket, &key, version, client, &target).await;
+                            let who = audit::Who {
+                                session_key: Some(&key),
+                                subject_index: subject.as_deref(),
+                                client,
+                            };
+                            let result = run(&this, &ticket, version, who, &target).await;
                             this.flights
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
@@ -266,15 +273,16 @@ impl Refresher {
     }
 }
 
-/// One flight, counted by how it ended.
+/// One flight, counted by how it ended; one that brought no fresh tokens
+/// is an audit line.
 async fn run(
     refresher: &Refresher,
     ticket: &Ticket,
-    key: &str,
     seen: u64,
-    client: Option<IpAddr>,
+    who: audit::Who<'_>,
     target: &Target,
 ) -> Result<Fresh, RefreshError> {
+    let (key, client) = (who.session_key.unwrap_or_default(), who.client);
     let mut outcome = None;
     let result = flight(refresher, ticket, key, seen, client, target, &mut outcome).await;
     let outcome = outcome.unwrap_or(match &result {
@@ -285,6 +293,9 @@ async fn run(
         Err(RefreshError::Pending) => RefreshOutcome::Pending,
     });
     refresher.sessions.metrics.refresh(outcome);
+    if result.is_err() {
+        audit::refresh_failed(outcome, who);
+    }
     result
 }
 
@@ -477,7 +488,7 @@ async fn locked(
             }
             let _ = refresher
                 .sessions
-                .end(key, &Indexes::of(&record.claims), EndReason::InvalidGrant)
+                .end(key, &Indexes::of(&record.claims), EndReason::InvalidGrant, client)
                 .await;
             *outcome = Some(RefreshOutcome::InvalidGrant);
             return Err(RefreshError::Ended);
@@ -504,7 +515,12 @@ async fn locked(
                 metrics.anomaly(Anomaly::IdentityChanged, Some(key), client, None);
                 let _ = refresher
                     .sessions
-                    .end(key, &Indexes::of(&record.claims), EndReason::ForgedIdpAnswer)
+                    .end(
+                        key,
+                        &Indexes::of(&record.claims),
+                        EndReason::ForgedIdpAnswer,
+                        client,
+                    )
                     .await;
                 return Err(RefreshError::Ended);
             }
@@ -514,7 +530,12 @@ async fn locked(
                 metrics.anomaly(Anomaly::RefusedIdToken, Some(key), client, None);
                 let _ = refresher
                     .sessions
-                    .end(key, &Indexes::of(&record.claims), EndReason::ForgedIdpAnswer)
+                    .end(
+                        key,
+                        &Indexes::of(&record.claims),
+                        EndReason::ForgedIdpAnswer,
+                        client,
+                    )
                     .await;
                 return Err(RefreshError::Ended);
             }

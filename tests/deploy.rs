@@ -627,6 +627,7 @@ fn check_kubernetes(dir: &str) {
         "HorizontalPodAutoscaler",
         "NetworkPolicy",
         "ServiceMonitor",
+        "PrometheusRule",
     ] {
         object(&objects, kind, "cloakroom");
     }
@@ -764,10 +765,11 @@ fn check_kubernetes(dir: &str) {
     // The NetworkPolicy lets in the listeners and out to every Redis node
     // the config names.
     let policy = object(&objects, "NetworkPolicy", "cloakroom");
+    // A rule without `ports` allows every port: none listed.
     let ports_of = |rule: &Value| -> Vec<u64> {
         rule["ports"]
             .as_array()
-            .unwrap()
+            .map_or(&[][..], Vec::as_slice)
             .iter()
             .map(|p| p["port"].as_u64().unwrap())
             .collect()
@@ -793,6 +795,53 @@ fn check_kubernetes(dir: &str) {
         })
         .flat_map(ports_of)
         .collect();
+    // An IdP in the cluster, on any port; OTLP/HTTP to a collector; the
+    // IdP's back-channel logout straight to the Service.
+    let namespace = |rule: &Value, name: &str| {
+        rule.to_string()
+            .contains(&format!(r#""kubernetes.io/metadata.name":"{name}""#))
+    };
+    let egress = policy["spec"]["egress"].as_array().unwrap();
+    assert!(
+        egress
+            .iter()
+            .any(|r| namespace(&r["to"], "idp") && r.get("ports").is_none()),
+        "{dir}: egress to an in-cluster IdP on any port"
+    );
+    assert!(
+        egress.iter().any(|r| ports_of(r).contains(&4318)),
+        "{dir}: egress to OTLP/HTTP"
+    );
+    assert!(
+        policy["spec"]["ingress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| namespace(&r["from"], "idp") && ports_of(r).contains(&port("http"))),
+        "{dir}: ingress from the IdP for back-channel logout"
+    );
+
+    // The alerts docs/operations.md suggests are the ones deployed.
+    let rule = object(&objects, "PrometheusRule", "cloakroom");
+    let documented = documented_alerts();
+    assert_eq!(
+        rule["spec"]["groups"], documented["groups"],
+        "{dir}: prometheusrule.yaml and docs/operations.md's alerts differ"
+    );
+    let names: Vec<&str> = documented["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| str_of(&r["alert"]))
+        .collect();
+    for name in [
+        "CloakroomAnomaly",
+        "CloakroomSessionStoreDown",
+        "CloakroomIdpDown",
+    ] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+
     let StoreConfig::Redis(redis) = &loaded.session.store else {
         panic!("{dir}: sessions in Redis")
     };
@@ -807,6 +856,16 @@ fn check_kubernetes(dir: &str) {
             "{dir}: no egress to Redis port {port}"
         );
     }
+}
+
+/// The YAML block of docs/operations.md's "Alerts" section, parsed.
+fn documented_alerts() -> Value {
+    let docs = read("docs/operations.md");
+    let section = &docs[docs.find("### Alerts").expect("an Alerts section")..];
+    let start = section.find("```yaml\n").expect("a YAML block") + "```yaml\n".len();
+    let block = &section[start..];
+    let block = &block[..block.find("```").unwrap()];
+    serde_saphyr::from_str(block).unwrap_or_else(|e| panic!("{e}:\n{block}"))
 }
 
 #[test]

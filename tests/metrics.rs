@@ -448,8 +448,10 @@ async fn bursts_of_unopenable_cookies_and_csrf_refusals_are_anomalies() {
         after.text
     );
     assert_eq!(m("cloakroom_anomalies_total", &[("kind", "csrf_burst")]), 1.0);
-    // A cookie that does not open reaches no store.
-    assert_eq!(m("cloakroom_store_operations_total", &[]), 0.0);
+    // A cookie that does not open reaches no store: the only store calls
+    // are the scrapes' own pings (`cloakroom_store_up`).
+    let pings = m("cloakroom_store_operations_total", &[("op", "ping")]);
+    assert_eq!(m("cloakroom_store_operations_total", &[]), pings);
     assert!(!after.text.contains(&forged));
     assert!(!after.text.contains("127.0.0.1"), "no client address in labels");
 }
@@ -720,4 +722,64 @@ async fn counts_survive_a_reload_and_reloads_are_counted() {
 
     let refused = reload(&process, "routes: not a list\n", "failure").await;
     assert_eq!(refused.get("cloakroom_requests_total", &a), 3.0);
+}
+
+/// `cloakroom_store_up` and `cloakroom_idp_up` say what a scrape found:
+/// Redis stopped and started again, the IdP gone. The process families
+/// are there with their standard names.
+#[tokio::test]
+async fn the_store_and_idp_gauges_follow_redis_and_the_idp() {
+    let mut redis = RedisServer::start();
+    let mut w = world_with_clock(
+        &format!("session: {{store: {{redis: {{url: '{}'}}}}}}", redis.url()),
+        json!({}),
+        1,
+        cloakroom::Clock::manual(),
+    )
+    .await;
+    let admin = w.app.admin;
+    let up = |s: &Scrape, name: &str| s.get(name, &[]);
+    let first = scrape(admin).await;
+    assert_eq!(up(&first, "cloakroom_store_up"), 1.0, "{}", first.text);
+    assert_eq!(up(&first, "cloakroom_idp_up"), 1.0);
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(up(&first, name) > 0.0, "{name}: {}", first.text);
+    }
+
+    redis.stop();
+    let down = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || scrape(admin).await,
+        |s| up(s, "cloakroom_store_up") == 0.0,
+    )
+    .await;
+    assert_eq!(up(&down, "cloakroom_store_up"), 0.0, "Redis stopped");
+    assert_eq!(up(&down, "cloakroom_idp_up"), 1.0, "the IdP is still there");
+
+    redis.resume();
+    let back = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || scrape(admin).await,
+        |s| up(s, "cloakroom_store_up") == 1.0,
+    )
+    .await;
+    assert_eq!(up(&back, "cloakroom_store_up"), 1.0, "Redis started again");
+
+    w.idp.kill();
+    let gone = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || scrape(admin).await,
+        |s| up(s, "cloakroom_idp_up") == 0.0,
+    )
+    .await;
+    assert_eq!(up(&gone, "cloakroom_idp_up"), 0.0, "the IdP is down");
+    assert_eq!(up(&gone, "cloakroom_store_up"), 1.0);
 }

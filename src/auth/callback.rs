@@ -260,7 +260,12 @@ async fn exchange(
     if let Ok(old) = auth.sessions.open(&request.headers, None).await {
         let _ = auth
             .sessions
-            .end(&old.key, &Indexes::of(&old.record.claims), EndReason::Replaced)
+            .end(
+                &old.key,
+                &Indexes::of(&old.record.claims),
+                EndReason::Replaced,
+                Some(client),
+            )
             .await;
     }
     let user_agent = request
@@ -269,7 +274,7 @@ async fn exchange(
         .and_then(|v| v.to_str().ok());
     let cookie = auth
         .sessions
-        .create(tokens, claims, user_agent)
+        .create(tokens, claims, user_agent, Some(client))
         .await
         .map_err(|e| match e {
             StoreError::Conflict => LoginError::refused("session id collision"),

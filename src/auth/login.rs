@@ -65,7 +65,7 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
     ]);
     // The grant covers every route's own resource (RFC 8707 §2.1).
     let resources = auth.config.login_resources();
-    params.extend(resources.iter().map(|r| ("resource", r.as_ref())));
+    params.extend(resources.iter().map(|r| ("resource", *r)));
     let pushed = auth
         .idp
         .push_authorization(&metadata, &params)

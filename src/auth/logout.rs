@@ -28,6 +28,7 @@ pub async fn logout(auth: &Auth, headers: &HeaderMap, client: IpAddr) -> Result<
                 &loaded.key,
                 &Indexes::of(&loaded.record.claims),
                 EndReason::Logout,
+                Some(client),
             )
             .await?;
         if let Some(rt) = &loaded.record.refresh_token {

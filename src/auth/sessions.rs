@@ -76,7 +76,7 @@ pub async fn end(auth: &Auth, request: &Parts, id: &str, client: IpAddr) -> Resu
         .find(|s| s.handle == id)
         .ok_or(Refusal::NotFound)?;
     sessions
-        .end(&target.key, &target.indexes, EndReason::EndedByUser)
+        .end(&target.key, &target.indexes, EndReason::EndedByUser, Some(client))
         .await?;
     let mut response = Response::new(body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::clock::Clock;
-use crate::config::{Audience, OidcConfig, TokenEndpointAuth};
+use crate::config::{Audience, OidcConfig};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
 use self::discovery::Metadata;
@@ -56,7 +56,7 @@ impl crate::metrics::GrantFailure for IdpError {
         use crate::metrics::GrantOutcome;
         match self {
             Self::Rejected(_) => GrantOutcome::Refused,
-            Self::Unreachable(_) => GrantOutcome::Unavailable,
+            Self::Unreachable(_) | Self::Busy(_) => GrantOutcome::Unavailable,
             Self::BadResponse(_) => GrantOutcome::BadResponse,
         }
     }
@@ -140,6 +140,14 @@ impl Idp {
     /// The latest discovery outcome and its cause, for `/readyz` (LG-27).
     pub fn discovery_state(&self) -> DiscoveryState {
         self.state.get()
+    }
+
+    /// Whether the IdP serves discovery metadata that fits the config now:
+    /// a fresh fetch, never the cached copy, bounded by `limit`. For the
+    /// `cloakroom_idp_up` gauge; it changes nothing of the cached state.
+    pub async fn probe(&self, limit: Duration) -> bool {
+        let fetched = discovery::discover(&self.client, &self.config.issuer);
+        matches!(tokio::time::timeout(limit, fetched).await, Ok(Ok(_)))
     }
 
     /// The metadata, discovering it on first use (one attempt at a time).

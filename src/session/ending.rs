@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
@@ -38,6 +39,7 @@ use tokio::time::Instant;
 use super::index::Indexes;
 use super::store::{Announcements, StoreError};
 use super::{Loaded, Sessions};
+use crate::audit;
 use crate::body::Body;
 use crate::cookie::Ticket;
 use crate::error::{BoxError, Refusal};
@@ -95,10 +97,25 @@ impl Sessions {
     /// its record, tells every replica, and drops it from its indexes. Only
     /// the delete must succeed: an index entry left behind is pruned when
     /// read, and a missed announcement is made up for by the watchers'
-    /// checks.
-    pub async fn end(&self, key: &str, indexes: &Indexes, reason: EndReason) -> Result<(), StoreError> {
+    /// checks. `client` is whoever's request ended it, where one did: for
+    /// the audit line.
+    pub async fn end(
+        &self,
+        key: &str,
+        indexes: &Indexes,
+        reason: EndReason,
+        client: Option<IpAddr>,
+    ) -> Result<(), StoreError> {
         self.store.delete(key).await?;
         self.metrics.session_ended(reason);
+        audit::session_ended(
+            reason,
+            audit::Who {
+                session_key: Some(key),
+                subject_index: indexes.subject.as_deref(),
+                client,
+            },
+        );
         self.endings.end(key);
         if let Err(e) = self.store.announce_ended(key).await {
             tracing::warn!(error = %e, "could not announce a session's end; other replicas notice it within {RECHECK:?}");

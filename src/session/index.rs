@@ -19,6 +19,8 @@
 //! entries behind until they are read: readers check that each record
 //! still exists and prune the entries of those that do not.
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -184,6 +186,7 @@ impl Sessions {
         device: String,
         created: u64,
         ttl: std::time::Duration,
+        client: Option<IpAddr>,
     ) -> Result<(), StoreError> {
         let indexes = owner.indexes();
         let max = self.config.max_per_user;
@@ -212,11 +215,14 @@ impl Sessions {
         for old in pushed_out {
             tracing::info!(max, "a subject's oldest session ended: over session.max_per_user");
             let listing = listing(&old);
+            // Its subject entry is gone with the push; named for the
+            // audit line (a second removal is a no-op).
             let indexes = Indexes {
-                subject: None,
+                subject: Some(subject_index.clone()),
                 sid: listing.sid.map(|sid| sid_index(&owner.iss, &sid)),
             };
-            self.end(&old.key, &indexes, EndReason::PerUserLimit).await?;
+            self.end(&old.key, &indexes, EndReason::PerUserLimit, client)
+                .await?;
         }
         Ok(())
     }
@@ -248,7 +254,7 @@ impl Sessions {
     pub async fn end_subject(&self, iss: &str, sub: &str, reason: EndReason) -> Result<usize, StoreError> {
         let live = self.sessions_of(iss, sub).await?;
         for session in &live {
-            self.end(&session.key, &session.indexes, reason).await?;
+            self.end(&session.key, &session.indexes, reason, None).await?;
         }
         Ok(live.len())
     }
@@ -272,7 +278,7 @@ impl Sessions {
                 subject,
                 sid: Some(index.clone()),
             };
-            self.end(&entry.key, &indexes, EndReason::BackchannelLogout)
+            self.end(&entry.key, &indexes, EndReason::BackchannelLogout, None)
                 .await?;
             ended += 1;
         }
@@ -293,7 +299,7 @@ impl Sessions {
         let index = subject_index(&owner.iss, &owner.sub);
         let touched = match self.store.index_touch(&index, key, now, ttl).await {
             Ok(true) => Ok(()),
-            Ok(false) => self.index_new(key, owner, device(None), created, ttl).await,
+            Ok(false) => self.index_new(key, owner, device(None), created, ttl, None).await,
             Err(e) => Err(e),
         };
         if let Err(e) = touched {

@@ -20,6 +20,7 @@ use super::ending::Endings;
 use super::index::{self, Indexes, Owner};
 use super::record::{self, Record};
 use super::{SessionStore, StoreError};
+use crate::audit;
 use crate::clock::Clock;
 use crate::config::{Config, SessionConfig};
 use crate::cookie::{CookieNames, KeyRing, Purpose, Ticket};
@@ -114,7 +115,7 @@ impl Sessions {
                 Refusal::LoginRequired
             })?;
         let ticket = Ticket::from_bytes(&opened.plaintext).map_err(|_| Refusal::LoginRequired)?;
-        let mut loaded = self.read(ticket, true).await?;
+        let mut loaded = self.read(ticket, Some(client)).await?;
         loaded.stale_key = opened.stale_key;
         loaded.client = client;
         Ok(loaded)
@@ -123,14 +124,16 @@ impl Sessions {
     /// Reads and opens the session a ticket names, and judges its
     /// timeouts: one past them is ended, and refused.
     pub async fn open_ticket(&self, ticket: Ticket) -> Result<Loaded, BoxError> {
-        self.read(ticket, false).await
+        self.read(ticket, None).await
     }
 
     /// [`Sessions::open_ticket`]; `from_cookie`: the ticket came back with
-    /// a request, so a record gone from the store is counted as an end.
-    /// The watcher's checks are not: the session's end was counted where
-    /// it happened, or its cookie counts it when it comes back.
-    async fn read(&self, ticket: Ticket, from_cookie: bool) -> Result<Loaded, BoxError> {
+    /// a request (from this client, where the caller judges one), so a
+    /// record gone from the store is counted as an end. The watcher's
+    /// checks are not: the session's end was counted where it happened, or
+    /// its cookie counts it when it comes back.
+    async fn read(&self, ticket: Ticket, from_cookie: Option<Option<IpAddr>>) -> Result<Loaded, BoxError> {
+        let client = from_cookie.flatten();
         let key = record::store_key(&ticket);
         let now = self.clock.now();
         if now
@@ -139,14 +142,22 @@ impl Sessions {
                 .saturating_add(self.config.absolute_timeout.as_secs())
         {
             // Past the absolute lifetime, whatever the store says (CK-08).
-            let _ = self.end(&key, &Indexes::default(), EndReason::Absolute).await;
+            let _ = self
+                .end(&key, &Indexes::default(), EndReason::Absolute, client)
+                .await;
             return Err(Refusal::LoginRequired.into());
         }
         let Some(stored) = self.store.get(&key).await? else {
             // Mostly the idle timeout, which the store's TTL enforces; also
             // a replayed cookie of a session ended elsewhere, or lost data.
-            if from_cookie {
+            if from_cookie.is_some() {
                 self.metrics.session_ended(EndReason::Gone);
+                let who = audit::Who {
+                    session_key: Some(&key),
+                    subject_index: None,
+                    client,
+                };
+                audit::session_ended(EndReason::Gone, who);
             }
             return Err(Refusal::LoginRequired.into());
         };
@@ -160,7 +171,7 @@ impl Sessions {
                 .saturating_add(self.config.idle_timeout.as_secs())
         {
             let _ = self
-                .end(&key, &Indexes::of(&record.claims), EndReason::Idle)
+                .end(&key, &Indexes::of(&record.claims), EndReason::Idle, client)
                 .await;
             return Err(Refusal::LoginRequired.into());
         }
@@ -210,6 +221,7 @@ impl Sessions {
         tokens: TokenResponse,
         claims: Map<String, Value>,
         user_agent: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<String, StoreError> {
         let now_ms = self.clock.now_ms();
         let now = now_ms / 1000;
@@ -241,12 +253,18 @@ impl Sessions {
             // A session nobody could find would escape back-channel logout:
             // no index, no session.
             let device = index::device(user_agent);
-            if let Err(e) = self.index_new(&key, &owner, device, now, ttl).await {
+            if let Err(e) = self.index_new(&key, &owner, device, now, ttl, client).await {
                 let _ = self.store.delete(&key).await;
                 return Err(e);
             }
         }
         self.metrics.session_created();
+        let subject_index = Indexes::of(&record.claims).subject;
+        audit::login(audit::Who {
+            session_key: Some(&key),
+            subject_index: subject_index.as_deref(),
+            client,
+        });
         Ok(self
             .ring
             .seal(Purpose::Session, &self.names.session, &ticket.to_bytes()))

@@ -37,7 +37,12 @@ pub(crate) async fn login(sessions: &Sessions, sub: &str, sid: &str) -> http::He
     .unwrap();
     let claims = serde_json::json!({"iss": "https://idp", "sub": sub, "sid": sid});
     let cookie = sessions
-        .create(tokens, claims.as_object().unwrap().clone(), Some("Firefox/1 X11"))
+        .create(
+            tokens,
+            claims.as_object().unwrap().clone(),
+            Some("Firefox/1 X11"),
+            None,
+        )
         .await
         .unwrap();
     let mut headers = http::HeaderMap::new();

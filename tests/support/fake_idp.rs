@@ -451,3 +451,19 @@ pub fn raw(header: Value, claims: &Map<String, Value>, signature: &str) -> Strin
         URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string())
     )
 }
+
+/// A valid back-channel logout token from `iss` for every session of `sub`
+/// (no `sid`), signed with the IdP's key.
+#[allow(dead_code)]
+pub fn subject_logout_token(iss: &str, sub: &str) -> String {
+    let claims = json!({
+        "iss": iss, "aud": "cloakroom", "iat": now(), "sub": sub,
+        "jti": format!("jti-{}", rand::random::<u64>()),
+        "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+    });
+    sign(
+        claims.as_object().unwrap(),
+        KEY_PEM,
+        json!({"kid": "k1", "typ": "logout+jwt"}),
+    )
+}
