@@ -299,6 +299,40 @@ async fn t24_unknown_kids_refetch_the_jwks_at_most_once_per_window() {
     assert!(fetched <= 1, "{fetched} JWKS fetches for five unknown kids");
 }
 
+/// While the JWKS endpoint fails (429, 503, …), anonymous back-channel
+/// logout tokens naming random kids still ask it once per window, and the
+/// next login is told the IdP is unavailable rather than asking again.
+#[tokio::test]
+async fn t24_a_failing_jwks_is_asked_at_most_once_per_window() {
+    let f = fake().await;
+    f.idp.behaviour.lock().unwrap().jwks_status = 503;
+    let http = support::client();
+    for i in 0..5 {
+        let claims = json!({
+            "iss": f.idp.issuer, "aud": "cloakroom", "iat": fake_idp::now(),
+            "jti": format!("jti-{i}"), "sub": "alice", "sid": "sid-1",
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        let token = sign(
+            claims.as_object().unwrap(),
+            KEY_PEM,
+            json!({"kid": format!("random-{i}"), "typ": "logout+jwt"}),
+        );
+        let answer = http
+            .post(format!("{}/auth/backchannel-logout", f.base))
+            .form(&[("logout_token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert!(!answer.status().is_success(), "{}", answer.status());
+    }
+    let (status, body) = f.login().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("idp_unavailable"), "{body}");
+    let fetched = f.idp.jwks_fetches.load(Ordering::SeqCst);
+    assert_eq!(fetched, 1, "{fetched} JWKS fetches while it failed");
+}
+
 #[tokio::test]
 async fn lg15_a_redirecting_token_endpoint_is_not_followed() {
     let f = fake().await;

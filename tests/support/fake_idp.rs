@@ -127,6 +127,8 @@ pub struct Behaviour {
     pub userinfo: (u16, String, String),
     /// `id_token_signing_alg_values_supported`.
     pub algs: Vec<String>,
+    /// The JWKS endpoint answers this status (and no keys) unless 200.
+    pub jwks_status: u16,
 }
 
 pub struct FakeIdp {
@@ -189,6 +191,7 @@ impl FakeIdp {
                 json!({"sub": "alice", "groups": ["staff"]}).to_string(),
             ),
             algs: vec!["ES256".into()],
+            jwks_status: 200,
         }));
         let shared = Arc::new(Shared {
             issuer: issuer.clone(),
@@ -272,6 +275,10 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
         }
         "/jwks" => {
             shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+            let status = shared.behaviour.lock().unwrap().jwks_status;
+            if status != 200 {
+                return Ok(reply(StatusCode::from_u16(status).unwrap(), json!({})));
+            }
             let published = shared.published.lock().unwrap().clone();
             let keys = published.unwrap_or_else(|| {
                 let mut keys = shared.behaviour.lock().unwrap().extra_keys.clone();
