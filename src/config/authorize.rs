@@ -32,6 +32,12 @@ pub const PROTOCOL_PARAMS: &[&str] = &[
 /// (`return_to`): a caller cannot pass them through as well.
 pub const LOGIN_OWN_PARAMS: &[&str] = &["return_to", "max_age", "acr_values"];
 
+/// Parameters that ask the IdP for a stronger login. Sent on every login
+/// they would prove nothing: nothing at the callback checks that the IdP
+/// did what they asked, and a user may drop them from the authorization
+/// request. A route's `step_up` asks for them and is checked.
+pub const STEP_UP_PARAMS: &[&str] = &["max_age", "acr_values"];
+
 /// The longest value of a static parameter or of one passed through.
 pub const MAX_PARAM_LEN: usize = 512;
 
@@ -57,6 +63,12 @@ impl FromNode for AuthorizeParams {
         for (name, value) in map {
             let read = at.nested(name, |at| {
                 check_name(name, PROTOCOL_PARAMS, at)?;
+                if STEP_UP_PARAMS.contains(&name.as_str()) {
+                    return Err(at.fail(format!(
+                        "{name:?} would be asked for but never checked at the callback; \
+                         require it with `step_up` on the routes that need it (routes[].step_up)"
+                    )));
+                }
                 let value = String::from_node(value, at)?;
                 if value.len() > MAX_PARAM_LEN {
                     return Err(at.fail(format!("longer than {MAX_PARAM_LEN} bytes")));
@@ -203,6 +215,23 @@ routes: [{{path: /api, upstream: 'http://a'}}]"
             assert!(
                 e[0].starts_with(&format!("oidc.authorize_params.{protocol}: ")),
                 "{e:?}"
+            );
+        }
+        assert_eq!(
+            errors(&yaml("authorize_params: [audience]")),
+            ["oidc.authorize_params: expected a mapping, found a list"]
+        );
+    }
+
+    #[test]
+    fn idp02_step_up_parameters_are_refused_in_authorize_params() {
+        for name in ["acr_values", "max_age"] {
+            assert_eq!(
+                errors(&yaml(&format!("authorize_params: {{{name}: mfa}}"))),
+                [format!(
+                    "oidc.authorize_params.{name}: \"{name}\" would be asked for but never checked at the callback; \
+                     require it with `step_up` on the routes that need it (routes[].step_up)"
+                )]
             );
         }
         assert_eq!(
