@@ -63,7 +63,7 @@ impl FromNode for AuthorizeParams {
         for (name, value) in map {
             let read = at.nested(name, |at| {
                 check_name(name, PROTOCOL_PARAMS, at)?;
-                if STEP_UP_PARAMS.contains(&name.as_str()) {
+                if named(STEP_UP_PARAMS, name) {
                     return Err(at.fail(format!(
                         "{name:?} would be asked for but never checked at the callback; \
                          require it with `step_up` on the routes that need it (routes[].step_up)"
@@ -106,12 +106,12 @@ impl FromNode for LoginParams {
             let read = at.nested(&format!("[{i}]"), |at| {
                 let name = String::from_node(item, at)?;
                 check_name(&name, PROTOCOL_PARAMS, at)?;
-                if LOGIN_OWN_PARAMS.contains(&name.as_str()) {
+                if named(LOGIN_OWN_PARAMS, &name) {
                     return Err(at.fail(format!(
                         "{name:?} is set by /auth/login itself and cannot be passed through"
                     )));
                 }
-                if out.contains(&name) {
+                if named(&out, &name) {
                     return Err(at.fail(format!("{name:?} is listed twice")));
                 }
                 Ok(name)
@@ -139,12 +139,18 @@ fn check_name(name: &str, refused: &[&str], at: &mut Cursor<'_>) -> Result<(), R
             "{name:?} is not a parameter name (letters, digits, _ - .)"
         )));
     }
-    if refused.contains(&name) {
+    if named(refused, name) {
         return Err(at.fail(format!(
             "{name:?} is a protocol parameter cloakroom sets itself; it cannot be configured"
         )));
     }
     Ok(())
+}
+
+/// Whether `list` names `name`, in any case: some IdPs read parameter
+/// names case-insensitively, and would see `Scope` as a second `scope`.
+fn named(list: &[impl AsRef<str>], name: &str) -> bool {
+    list.iter().any(|n| n.as_ref().eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -220,6 +226,28 @@ routes: [{{path: /api, upstream: 'http://a'}}]"
         assert_eq!(
             errors(&yaml("authorize_params: [audience]")),
             ["oidc.authorize_params: expected a mapping, found a list"]
+        );
+    }
+
+    #[test]
+    fn idp02_protocol_parameters_are_refused_in_any_case() {
+        let e = errors(&yaml("authorize_params: {Scope: openid, ACR_values: mfa}"));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("oidc.authorize_params.Scope: \"Scope\" is a protocol parameter"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("oidc.authorize_params.ACR_values: \"ACR_values\" would be asked for"),
+            "{e:?}"
+        );
+        assert_eq!(
+            errors(&yaml("login_params: [Redirect_URI, Return_To, login_hint, Login_Hint]")),
+            [
+                "oidc.login_params[0]: \"Redirect_URI\" is a protocol parameter cloakroom sets itself; it cannot be configured",
+                "oidc.login_params[1]: \"Return_To\" is set by /auth/login itself and cannot be passed through",
+                "oidc.login_params[3]: \"Login_Hint\" is listed twice",
+            ]
         );
     }
 
