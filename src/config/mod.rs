@@ -49,7 +49,7 @@ use self::node::{Cursor, Each, Fields, FromNode, Reported};
 pub use self::oidc::{AuthorizeParams, Issuer, LoginParams, OidcConfig, TokenEndpointAuth};
 pub use self::redis::{RedisConfig, RedisTls, RedisTopology, RedisWait};
 use self::routes::check_routes;
-pub use self::routes::{AuthMode, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
+pub use self::routes::{covers, AuthMode, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
 pub use self::session::{SessionConfig, StoreConfig};
 pub use self::statics::StaticConfig;
 pub use self::telemetry::{OtlpConfig, TelemetryConfig};
@@ -229,6 +229,7 @@ impl FromNode for Config {
             insecure_dev_mode: dev.ok_or(Reported)?,
         };
         // Rules that span sections, on a config whose sections all read.
+        config.errors.check_served(&config.routes, at);
         posture::refuse(&config, at);
         Ok(config)
     }
