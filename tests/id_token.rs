@@ -44,6 +44,8 @@ async fn fake_oidc(oidc: &str, session: &str) -> Fake {
 log: {{level: warn}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: s{oidc}}}
 cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+# Every login here comes from 127.0.0.1: more than the default rate (LG-28).
+limits: {{code_exchanges_per_minute: 1000}}
 {session}
 routes: [{{path: /api, upstream: '{u}'}}]
 ",
