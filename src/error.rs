@@ -135,6 +135,11 @@ pub enum LoginError {
     /// and the same callback may be retried as it is.
     #[error("login failed")]
     Unavailable(#[source] BoxError),
+    /// The IdP or the store failed after the code was exchanged; its error
+    /// decides the answer, but the code is spent (LG-03): the user starts a
+    /// new login.
+    #[error("login failed after the code exchange")]
+    Spent(#[source] BoxError),
 }
 
 /// An error whose answer, whatever it becomes, carries these headers too

@@ -164,8 +164,9 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
             }
             // The cause underneath decides.
             LoginError::IdpAnswer(_) => None,
-            // Whatever failed underneath, a retry may succeed: 503.
-            LoginError::Unavailable(cause) => match classify(&**cause) {
+            // Whatever failed underneath, a retry may succeed: 503. Of a
+            // spent code too: a new login may.
+            LoginError::Unavailable(cause) | LoginError::Spent(cause) => match classify(&**cause) {
                 p if p.status == StatusCode::SERVICE_UNAVAILABLE => Some(p),
                 _ => Some(
                     Problem::new(StatusCode::SERVICE_UNAVAILABLE, Code::IdpUnavailable)

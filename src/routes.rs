@@ -56,10 +56,7 @@ impl Route {
 
     /// Whether `path` (normalised) is inside this route's prefix, on a segment boundary.
     pub fn matches(&self, path: &str) -> bool {
-        let prefix = self.config.path.as_str();
-        prefix == "/"
-            || path == prefix
-            || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+        crate::config::covers(&self.config.path, path)
     }
 
     /// The path to request upstream: the upstream's base path, then the

@@ -299,6 +299,40 @@ async fn t24_unknown_kids_refetch_the_jwks_at_most_once_per_window() {
     assert!(fetched <= 1, "{fetched} JWKS fetches for five unknown kids");
 }
 
+/// While the JWKS endpoint fails (429, 503, …), anonymous back-channel
+/// logout tokens naming random kids still ask it once per window, and the
+/// next login is told the IdP is unavailable rather than asking again.
+#[tokio::test]
+async fn t24_a_failing_jwks_is_asked_at_most_once_per_window() {
+    let f = fake().await;
+    f.idp.behaviour.lock().unwrap().jwks_status = 503;
+    let http = support::client();
+    for i in 0..5 {
+        let claims = json!({
+            "iss": f.idp.issuer, "aud": "cloakroom", "iat": fake_idp::now(),
+            "jti": format!("jti-{i}"), "sub": "alice", "sid": "sid-1",
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        });
+        let token = sign(
+            claims.as_object().unwrap(),
+            KEY_PEM,
+            json!({"kid": format!("random-{i}"), "typ": "logout+jwt"}),
+        );
+        let answer = http
+            .post(format!("{}/auth/backchannel-logout", f.base))
+            .form(&[("logout_token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert!(!answer.status().is_success(), "{}", answer.status());
+    }
+    let (status, body) = f.login().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("idp_unavailable"), "{body}");
+    let fetched = f.idp.jwks_fetches.load(Ordering::SeqCst);
+    assert_eq!(fetched, 1, "{fetched} JWKS fetches while it failed");
+}
+
 #[tokio::test]
 async fn lg15_a_redirecting_token_endpoint_is_not_followed() {
     let f = fake().await;
@@ -791,7 +825,7 @@ async fn id21_userinfo_naming_another_subject_fails_the_login() {
 }
 
 /// A signed (`application/jwt`) UserInfo answer is refused, and said so; an
-/// unreachable or failing UserInfo endpoint is a 503 a retry may cure.
+/// unreachable or failing UserInfo endpoint is a 503 a new login may cure.
 #[tokio::test]
 async fn userinfo_signed_or_failing_answers_refuse_the_login_clearly() {
     let f = fake_oidc(", userinfo: true", "").await;
@@ -806,6 +840,42 @@ async fn userinfo_signed_or_failing_answers_refuse_the_login_clearly() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("idp_unavailable"), "{body}");
     assert_eq!(f.idp.userinfo_calls.lock().unwrap().len(), 2);
+}
+
+/// A UserInfo failure comes after the code exchange: the callback is final.
+/// Asked again, the same callback URL sends no second token request with
+/// the spent code; the pre-auth cookie is cleared, and the refresh token
+/// the exchange brought is revoked, as no session holds it.
+#[tokio::test]
+async fn lg03_a_failure_after_the_code_exchange_never_exchanges_the_code_again() {
+    let f = fake_oidc(", userinfo: true", "").await;
+    f.idp.behaviour.lock().unwrap().revocation_listed = true;
+    f.userinfo(503, "text/plain", "down");
+    let browser = Browser::new(&f.base);
+    let callback = format!("{}/auth/callback", f.base);
+    let (_, visited) = browser
+        .navigate_until(&format!("{}/auth/login", f.base), "alice", Some(&callback))
+        .await;
+    let url = visited.last().unwrap();
+    let first = browser.get(url, &[]).await;
+    assert_eq!(first.status, 503, "{}", first.body);
+    assert!(first.body.contains("idp_unavailable"), "{}", first.body);
+    assert!(first.clears_a_cookie(), "the pre-auth cookie is cleared");
+    f.userinfo(200, "application/json", &json!({"sub": "alice"}).to_string());
+    let again = browser.get(url, &[]).await;
+    assert_eq!(again.status, 400, "{}", again.body);
+    assert!(again.body.contains("login_failed"), "{}", again.body);
+    assert_eq!(f.idp.token_calls.load(Ordering::SeqCst), 1, "one code exchange");
+    assert!(browser.cookie(&f.base, support::SESSION_COOKIE).is_none());
+    let revoked = poll(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        async || f.idp.revocations.lock().unwrap().clone(),
+        |r| !r.is_empty(),
+    )
+    .await;
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert!(revoked[0].starts_with("rt-"), "the new refresh token is revoked");
 }
 
 /// `oidc.userinfo: true` with metadata that lists no `userinfo_endpoint`:

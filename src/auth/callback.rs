@@ -10,7 +10,10 @@
 //! could make cloakroom spend it at will (LG-28). So a login's `state`
 //! exchanges one code: once the IdP has answered, its claim is kept until
 //! the login would have expired, and only a failure to reach the IdP or the
-//! store gives it back. And a client address (an IPv6 /64; the forwarded
+//! store before the code is exchanged gives it back. After the exchange,
+//! every failure is final (LG-03): a code is never sent twice, the pre-auth
+//! cookie is cleared, the new refresh token is revoked, and the user starts
+//! a new login. And a client address (an IPv6 /64; the forwarded
 //! address behind a trusted proxy) may have at most
 //! `limits.refused_code_exchanges_per_minute` codes refused by the IdP over a
 //! sliding minute; beyond that the callback is a 429 with `Retry-After`, and
@@ -36,9 +39,9 @@ use crate::error::{BoxError, LoginError, WithHeaders};
 use crate::metrics::bursts::Bursts;
 use crate::metrics::{EndReason, Grant, Limit};
 use crate::oidc::userinfo::{self, UserinfoError};
-use crate::oidc::{IdTokenCheckError, IdpError};
+use crate::oidc::{IdTokenCheckError, IdpError, TokenResponse};
 use crate::random::hex;
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, RefreshToken};
 use crate::session::{Indexes, StoreError};
 
 /// The answers to `prompt=none` that mean "the user must interact"
@@ -83,8 +86,8 @@ pub fn exchange_limiter() -> Arc<Bursts> {
 
 /// Finishes the login for `client`. Once this browser's login for the state
 /// is found, its pre-auth cookie is cleared with the answer (LG-26), except
-/// when something was unavailable or the client was over its rate: then the
-/// same callback can be retried as it is.
+/// when something was unavailable before the code exchange or the client
+/// was over its rate: then the same callback can be retried as it is.
 pub async fn finish(auth: &Auth, request: &Parts, client: IpAddr) -> Result<Response<Body>, BoxError> {
     let (result, used) = complete(auth, request, client).await;
     let Some(state) = used else {
@@ -202,24 +205,50 @@ async fn use_login(
         return Err(LoginError::Throttled { retry_after_secs });
     }
 
-    let result = exchange(auth, request, client, code, transaction).await;
-    if let Err(LoginError::Unavailable(_)) = result {
-        // The IdP or the store could not be reached: the same callback may
-        // be retried, and claim it again. Any other failure keeps the claim
-        // until it expires: this state has spent its exchange (LG-28).
-        let _ = auth.sessions.store.delete(&claim).await;
+    let tokens = match exchange(auth, client, code, transaction).await {
+        Ok(tokens) => tokens,
+        Err(e @ LoginError::Unavailable(_)) => {
+            // The IdP could not be reached: the same callback may be
+            // retried, and claim it again. Any other failure keeps the
+            // claim until it expires: this state has spent its exchange
+            // (LG-28).
+            let _ = auth.sessions.store.delete(&claim).await;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    // From here the code is spent: the claim stays, whatever happens.
+    let refresh_token = tokens.refresh_token.clone();
+    let result = start_session(auth, request, client, tokens, transaction).await;
+    if result.is_err() {
+        if let Some(refresh_token) = refresh_token {
+            revoke_in_background(auth, refresh_token);
+        }
     }
-    result
+    result.map_err(|e| match e {
+        LoginError::Unavailable(cause) => LoginError::Spent(cause),
+        e => e,
+    })
 }
 
-/// Exchanges the code, checks the ID token and starts the session.
+/// No session holds the tokens of a failed login: their refresh token is
+/// revoked, off the answer's path (the IdP may be the trouble).
+fn revoke_in_background(auth: &Auth, refresh_token: RefreshToken) {
+    let idp = auth.idp.clone();
+    tokio::spawn(async move {
+        if let Err(e) = idp.revoke(&refresh_token).await {
+            tracing::warn!(error = %e, "the refresh token of a failed login could not be revoked");
+        }
+    });
+}
+
+/// Exchanges the code for tokens.
 async fn exchange(
     auth: &Auth,
-    request: &Parts,
     client: IpAddr,
     code: &str,
     transaction: &pending::Transaction,
-) -> Result<Response<Body>, LoginError> {
+) -> Result<TokenResponse, LoginError> {
     let (verifier, redirect_uri) = (transaction.verifier(), auth.redirect_uri());
     let exchanged = auth.idp.exchange_code(code, verifier.expose(), &redirect_uri);
     let tokens = auth
@@ -231,12 +260,23 @@ async fn exchange(
     if !matches!(tokens, Err(IdpError::Rejected(_) | IdpError::BadResponse(_))) {
         auth.exchanges.release(client, Instant::now());
     }
-    let tokens = tokens.map_err(|e| match e {
+    tokens.map_err(|e| match e {
         IdpError::Unreachable(_) | IdpError::Busy(_) => LoginError::unavailable(e),
         // A redirect, a wrong content type, an unreadable answer (LG-15).
         IdpError::BadResponse(_) => LoginError::IdpAnswer(e.into()),
         IdpError::Rejected(_) => LoginError::Refused(format!("code exchange: {e}").into()),
-    })?;
+    })
+}
+
+/// Checks the ID token (and UserInfo) of the tokens a code brought, and
+/// starts the session.
+async fn start_session(
+    auth: &Auth,
+    request: &Parts,
+    client: IpAddr,
+    tokens: TokenResponse,
+    transaction: &pending::Transaction,
+) -> Result<Response<Body>, LoginError> {
     let Some(id_token) = &tokens.id_token else {
         return Err(LoginError::refused("no ID token"));
     };
@@ -289,7 +329,7 @@ async fn exchange(
 
 /// The ID token's claims with the UserInfo answer's added (`oidc.userinfo`),
 /// asked with the new access token. A failure here is a failed login and
-/// stores nothing.
+/// stores nothing; the code is spent, so it is final.
 async fn with_userinfo(
     auth: &Auth,
     mut claims: Map<String, Value>,

@@ -95,7 +95,8 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
 }
 
 /// `oidc.authorize_params`, then the parameters of `query` that
-/// `oidc.login_params` allows. An allowed parameter given twice or longer
+/// `oidc.login_params` allows, by exact name (the config refuses any case
+/// variant of a protocol parameter there, so none can pass). An allowed parameter given twice or longer
 /// than [`MAX_PARAM_LEN`] refuses the login; any other is dropped.
 fn passed_through(oidc: &OidcConfig, query: &str) -> Result<Vec<(String, String)>, LoginError> {
     let mut out = oidc.authorize_params.0.clone();
@@ -159,5 +160,18 @@ routes: [{{path: /api, upstream: 'http://a'}}]"
         assert_eq!(params, expected);
         assert!(passed_through(&oidc, "login_hint=a&login_hint=b").is_err());
         assert!(passed_through(&oidc, &format!("login_hint={}", "a".repeat(MAX_PARAM_LEN + 1))).is_err());
+    }
+
+    #[test]
+    fn idp02_case_variants_are_never_passed_through() {
+        // Names are matched exactly, and the config holds no case variant
+        // of a protocol parameter, so none reaches the IdP.
+        let oidc = oidc("login_params: [login_hint]");
+        let params = passed_through(
+            &oidc,
+            "Scope=openid%20admin&REDIRECT_URI=https://evil&Max_Age=0&Login_Hint=x&login_hint=a",
+        )
+        .unwrap();
+        assert_eq!(params, [("login_hint".to_owned(), "a".to_owned())]);
     }
 }

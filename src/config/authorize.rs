@@ -32,6 +32,12 @@ pub const PROTOCOL_PARAMS: &[&str] = &[
 /// (`return_to`): a caller cannot pass them through as well.
 pub const LOGIN_OWN_PARAMS: &[&str] = &["return_to", "max_age", "acr_values"];
 
+/// Parameters that ask the IdP for a stronger login. Sent on every login
+/// they would prove nothing: nothing at the callback checks that the IdP
+/// did what they asked, and a user may drop them from the authorization
+/// request. A route's `step_up` asks for them and is checked.
+pub const STEP_UP_PARAMS: &[&str] = &["max_age", "acr_values"];
+
 /// The longest value of a static parameter or of one passed through.
 pub const MAX_PARAM_LEN: usize = 512;
 
@@ -57,6 +63,12 @@ impl FromNode for AuthorizeParams {
         for (name, value) in map {
             let read = at.nested(name, |at| {
                 check_name(name, PROTOCOL_PARAMS, at)?;
+                if named(STEP_UP_PARAMS, name) {
+                    return Err(at.fail(format!(
+                        "{name:?} would be asked for but never checked at the callback; \
+                         require it with `step_up` on the routes that need it (routes[].step_up)"
+                    )));
+                }
                 let value = String::from_node(value, at)?;
                 if value.len() > MAX_PARAM_LEN {
                     return Err(at.fail(format!("longer than {MAX_PARAM_LEN} bytes")));
@@ -94,12 +106,12 @@ impl FromNode for LoginParams {
             let read = at.nested(&format!("[{i}]"), |at| {
                 let name = String::from_node(item, at)?;
                 check_name(&name, PROTOCOL_PARAMS, at)?;
-                if LOGIN_OWN_PARAMS.contains(&name.as_str()) {
+                if named(LOGIN_OWN_PARAMS, &name) {
                     return Err(at.fail(format!(
                         "{name:?} is set by /auth/login itself and cannot be passed through"
                     )));
                 }
-                if out.contains(&name) {
+                if named(&out, &name) {
                     return Err(at.fail(format!("{name:?} is listed twice")));
                 }
                 Ok(name)
@@ -127,12 +139,18 @@ fn check_name(name: &str, refused: &[&str], at: &mut Cursor<'_>) -> Result<(), R
             "{name:?} is not a parameter name (letters, digits, _ - .)"
         )));
     }
-    if refused.contains(&name) {
+    if named(refused, name) {
         return Err(at.fail(format!(
             "{name:?} is a protocol parameter cloakroom sets itself; it cannot be configured"
         )));
     }
     Ok(())
+}
+
+/// Whether `list` names `name`, in any case: some IdPs read parameter
+/// names case-insensitively, and would see `Scope` as a second `scope`.
+fn named(list: &[impl AsRef<str>], name: &str) -> bool {
+    list.iter().any(|n| n.as_ref().eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -203,6 +221,45 @@ routes: [{{path: /api, upstream: 'http://a'}}]"
             assert!(
                 e[0].starts_with(&format!("oidc.authorize_params.{protocol}: ")),
                 "{e:?}"
+            );
+        }
+        assert_eq!(
+            errors(&yaml("authorize_params: [audience]")),
+            ["oidc.authorize_params: expected a mapping, found a list"]
+        );
+    }
+
+    #[test]
+    fn idp02_protocol_parameters_are_refused_in_any_case() {
+        let e = errors(&yaml("authorize_params: {Scope: openid, ACR_values: mfa}"));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("oidc.authorize_params.Scope: \"Scope\" is a protocol parameter"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("oidc.authorize_params.ACR_values: \"ACR_values\" would be asked for"),
+            "{e:?}"
+        );
+        assert_eq!(
+            errors(&yaml("login_params: [Redirect_URI, Return_To, login_hint, Login_Hint]")),
+            [
+                "oidc.login_params[0]: \"Redirect_URI\" is a protocol parameter cloakroom sets itself; it cannot be configured",
+                "oidc.login_params[1]: \"Return_To\" is set by /auth/login itself and cannot be passed through",
+                "oidc.login_params[3]: \"Login_Hint\" is listed twice",
+            ]
+        );
+    }
+
+    #[test]
+    fn idp02_step_up_parameters_are_refused_in_authorize_params() {
+        for name in ["acr_values", "max_age"] {
+            assert_eq!(
+                errors(&yaml(&format!("authorize_params: {{{name}: mfa}}"))),
+                [format!(
+                    "oidc.authorize_params.{name}: \"{name}\" would be asked for but never checked at the callback; \
+                     require it with `step_up` on the routes that need it (routes[].step_up)"
+                )]
             );
         }
         assert_eq!(

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::node::{from_text, Cursor, Fields, FromNode, Reported};
+use super::routes::{serving, AuthMode, RouteConfig};
 use crate::path::local::local_path;
 
 /// How failures reach a person.
@@ -27,6 +28,31 @@ impl FromNode for ErrorsConfig {
         let login_page = f.optional::<LoginPage>("login_page", at);
         f.finish(at);
         Ok(ErrorsConfig { login_page })
+    }
+}
+
+impl ErrorsConfig {
+    /// The login page must be served without a session: a failed login
+    /// sent to a page that needs one is sent to log in again, and, with the
+    /// IdP down, around again without end.
+    pub(super) fn check_served(&self, routes: &[RouteConfig], at: &mut Cursor<'_>) {
+        let Some(page) = &self.login_page else {
+            return;
+        };
+        let path = page.0.split('?').next().unwrap_or_default();
+        if let Some((i, route)) = serving(routes, path) {
+            if route.auth == AuthMode::Required {
+                at.error_at(
+                    "errors.login_page",
+                    format!(
+                        "served by routes[{i}] ({}), which has auth: required: a failed login \
+                         sent there would be sent to log in again; serve it from a route with \
+                         auth: none or optional",
+                        route.path
+                    ),
+                );
+            }
+        }
     }
 }
 
@@ -116,5 +142,36 @@ mod tests {
             errors(&format!("{BASE}errors: {{login_pgae: /x}}")),
             ["errors.login_pgae: unknown key"]
         );
+    }
+
+    #[test]
+    fn lg12_a_login_page_that_needs_a_session_is_refused_naming_its_route() {
+        let yaml = |page: &str| {
+            format!(
+                "public_url: http://localhost:8080
+oidc: {{issuer: 'http://localhost:9000', client_id: c, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: '${{KEY}}'}}]}}
+routes:
+  - {{path: /, upstream: 'http://a', auth: required, login_redirect: true}}
+  - {{path: /public, upstream: 'http://a', auth: none}}
+  - {{path: /maybe, upstream: 'http://a', auth: optional}}
+errors: {{login_page: '{page}'}}"
+            )
+        };
+        assert_eq!(
+            errors(&yaml("/signin-error?from=login")),
+            [
+                "errors.login_page: served by routes[0] (/), which has auth: required: a failed login \
+              sent there would be sent to log in again; serve it from a route with auth: none or optional"
+            ]
+        );
+        assert_eq!(
+            errors(&yaml("/publicity")).len(),
+            1,
+            "a prefix on a segment boundary only"
+        );
+        for served in ["/public", "/public/signin-error?x=1", "/maybe/error"] {
+            assert!(load(&yaml(served)).is_ok(), "{served}");
+        }
     }
 }

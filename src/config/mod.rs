@@ -56,7 +56,7 @@ pub use self::oidc::{
 };
 pub use self::redis::{LocalCache, RedisConfig, RedisTls, RedisTopology, RedisWait};
 use self::routes::check_routes;
-pub use self::routes::{AuthMode, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
+pub use self::routes::{covers, AuthMode, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
 pub use self::session::{SessionConfig, StoreConfig};
 pub use self::statics::StaticConfig;
 pub use self::telemetry::{OtlpConfig, TelemetryConfig};
@@ -264,6 +264,7 @@ impl FromNode for Config {
             insecure_dev_mode: dev.ok_or(Reported)?,
         };
         // Rules that span sections, on a config whose sections all read.
+        config.errors.check_served(&config.routes, at);
         posture::refuse(&config, at);
         Ok(config)
     }

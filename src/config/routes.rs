@@ -295,6 +295,24 @@ impl RouteConfig {
     }
 }
 
+/// Whether `path` (normalised) is inside the route prefix `prefix`, on a
+/// segment boundary: the router's rule, which config checks share.
+pub fn covers(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || path == prefix
+        || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+/// The route that serves `path`, as the router picks it: the longest
+/// prefix that covers it.
+pub(super) fn serving<'r>(routes: &'r [RouteConfig], path: &str) -> Option<(usize, &'r RouteConfig)> {
+    routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| covers(&r.path, path))
+        .max_by_key(|(_, r)| r.path.len())
+}
+
 /// Rules that span routes: at least one, and no two with the same prefix.
 pub(super) fn check_routes(routes: &Each<RouteConfig>, at: &mut Cursor<'_>) {
     if routes.0.is_empty() {

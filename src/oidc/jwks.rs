@@ -1,16 +1,21 @@
-//! The IdP's signing keys, cached, refetched on an unknown `kid` at most
-//! once per throttle window (threat-model T24). Keys come only from the
+//! The IdP's signing keys, cached, fetched again on an unknown `kid` at
+//! most once per throttle window (threat-model T24). Keys come only from the
 //! metadata's `jwks_uri`; `jku`, `x5u` and `jwk` token headers are ignored.
 //!
-//! The window counts refetches for unknown kids only, not the first fetch:
-//! an IdP that rotates its key just after we first read its JWKS (or just
+//! Every attempt opens the window before it is sent, failed ones included:
+//! while the IdP answers 429 or 503, a flood of tokens naming random kids
+//! still asks it once per window. One exception keeps key rotation
+//! followed: the first fetch that succeeds closes the window again, so an
+//! IdP that rotates its key just after we first read its JWKS (or just
 //! before it signs, ID-18) is followed at once, not after the window.
+//!
+//! Lookups of a known key never wait for a fetch: the keys sit behind a
+//! short lock of their own, and fetches queue behind another (one flight).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
@@ -22,14 +27,16 @@ const REFETCH_THROTTLE: Duration = Duration::from_secs(10);
 pub struct Jwks {
     uri: Url,
     state: Mutex<State>,
+    /// Held across a fetch: one flight at a time; waiters then read its keys.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 struct State {
     keys: Arc<JwkSet>,
-    /// Whether the JWKS was ever read.
+    /// Whether a fetch ever succeeded.
     fetched: bool,
-    /// The last refetch an unknown `kid` caused: the throttle's window.
-    refetched_at: Option<Instant>,
+    /// The last attempt to fetch, whatever its outcome: the throttle's window.
+    attempted_at: Option<Instant>,
 }
 
 // === impl Jwks ===
@@ -41,29 +48,40 @@ impl Jwks {
             state: Mutex::new(State {
                 keys: Arc::new(JwkSet { keys: Vec::new() }),
                 fetched: false,
-                refetched_at: None,
+                attempted_at: None,
             }),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
     /// The key a token names (or the only candidate when it names none).
     /// Fails closed: an unknown `kid` after a throttled refetch is an error.
     pub async fn find(&self, client: &reqwest::Client, kid: Option<&str>) -> Result<Option<Jwk>, IdpError> {
-        let mut state = self.state.lock().await;
-        if let Some(key) = pick(&state.keys, kid) {
+        if let Some(key) = pick(&self.state().keys, kid) {
             return Ok(Some(key));
         }
-        if state.fetched {
-            let may_refetch = state
-                .refetched_at
-                .is_none_or(|at| at.elapsed() >= REFETCH_THROTTLE);
-            if !may_refetch {
-                return Ok(None);
+        let _flight = self.fetching.lock().await;
+        {
+            let mut state = self.state();
+            // A flight this one waited for may have brought the key.
+            if let Some(key) = pick(&state.keys, kid) {
+                return Ok(Some(key));
             }
-            state.refetched_at = Some(Instant::now());
+            if state
+                .attempted_at
+                .is_some_and(|at| at.elapsed() < REFETCH_THROTTLE)
+            {
+                if state.fetched {
+                    return Ok(None);
+                }
+                // Never read yet: the IdP is the trouble, not the token.
+                return Err(IdpError::Unreachable(
+                    "the JWKS could not be read; the next attempt waits for the throttle window".into(),
+                ));
+            }
+            state.attempted_at = Some(Instant::now());
         }
         let document: serde_json::Value = http::json("jwks", client.get(self.uri.clone())).await?;
-        state.fetched = true;
         // One key this version cannot read must not hide the others (ID-22).
         let keys = document
             .get("keys")
@@ -74,8 +92,20 @@ impl Jwks {
                     .collect()
             })
             .unwrap_or_default();
-        state.keys = Arc::new(JwkSet { keys });
-        Ok(pick(&state.keys, kid))
+        let keys = Arc::new(JwkSet { keys });
+        let mut state = self.state();
+        if !state.fetched {
+            // The first read does not count against a rotation seen next.
+            state.fetched = true;
+            state.attempted_at = None;
+        }
+        state.keys = keys.clone();
+        Ok(pick(&keys, kid))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while the lock was held left whole values behind.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

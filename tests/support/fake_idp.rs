@@ -127,6 +127,10 @@ pub struct Behaviour {
     pub userinfo: (u16, String, String),
     /// `id_token_signing_alg_values_supported`.
     pub algs: Vec<String>,
+    /// The JWKS endpoint answers this status (and no keys) unless 200.
+    pub jwks_status: u16,
+    /// Discovery lists `revocation_endpoint` (RFC 7009).
+    pub revocation_listed: bool,
 }
 
 pub struct FakeIdp {
@@ -140,6 +144,8 @@ pub struct FakeIdp {
     pub refreshes: Arc<Mutex<Vec<HashMap<String, String>>>>,
     /// The `Authorization` header of every UserInfo request, in order.
     pub userinfo_calls: Arc<Mutex<Vec<String>>>,
+    /// The `token` of every revocation request, in order.
+    pub revocations: Arc<Mutex<Vec<String>>>,
     /// When set, the JWKS is exactly these keys (`k1` included or not);
     /// else `extra_keys` and `k1`. Apart from `behaviour`, so a forge can
     /// change it the moment it signs (a rotation just before signing).
@@ -162,6 +168,7 @@ struct Shared {
     discovery_fetches: Arc<AtomicU64>,
     refreshes: Arc<Mutex<Vec<HashMap<String, String>>>>,
     userinfo_calls: Arc<Mutex<Vec<String>>>,
+    revocations: Arc<Mutex<Vec<String>>>,
     published: Arc<Mutex<Option<Vec<Value>>>>,
 }
 
@@ -189,6 +196,8 @@ impl FakeIdp {
                 json!({"sub": "alice", "groups": ["staff"]}).to_string(),
             ),
             algs: vec!["ES256".into()],
+            jwks_status: 200,
+            revocation_listed: false,
         }));
         let shared = Arc::new(Shared {
             issuer: issuer.clone(),
@@ -199,6 +208,7 @@ impl FakeIdp {
             discovery_fetches: Arc::default(),
             refreshes: Arc::default(),
             userinfo_calls: Arc::default(),
+            revocations: Arc::default(),
             published: Arc::default(),
         });
         let (jwks_fetches, token_calls) = (shared.jwks_fetches.clone(), shared.token_calls.clone());
@@ -206,6 +216,7 @@ impl FakeIdp {
         let discovery_fetches = shared.discovery_fetches.clone();
         let userinfo_calls = shared.userinfo_calls.clone();
         let published = shared.published.clone();
+        let revocations = shared.revocations.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -228,6 +239,7 @@ impl FakeIdp {
             discovery_fetches,
             refreshes,
             userinfo_calls,
+            revocations,
             published,
             task,
         }
@@ -255,11 +267,13 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
             let announced = behaviour.announced_issuer.clone().unwrap_or_else(|| iss.clone());
             let userinfo = behaviour.userinfo_listed.then(|| format!("{iss}/userinfo"));
             let algs = behaviour.algs.clone();
+            let revocation = behaviour.revocation_listed.then(|| format!("{iss}/revoke"));
             drop(behaviour);
             reply(
                 StatusCode::OK,
                 json!({
                     "userinfo_endpoint": userinfo,
+                    "revocation_endpoint": revocation,
                     "issuer": announced,
                     "authorization_endpoint": format!("{iss}/authorize"),
                     "token_endpoint": format!("{iss}/token"),
@@ -272,6 +286,10 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
         }
         "/jwks" => {
             shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+            let status = shared.behaviour.lock().unwrap().jwks_status;
+            if status != 200 {
+                return Ok(reply(StatusCode::from_u16(status).unwrap(), json!({})));
+            }
             let published = shared.published.lock().unwrap().clone();
             let keys = published.unwrap_or_else(|| {
                 let mut keys = shared.behaviour.lock().unwrap().extra_keys.clone();
@@ -297,6 +315,15 @@ async fn serve(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<F
             r.headers_mut()
                 .insert("content-type", content_type.parse().unwrap());
             r
+        }
+        "/revoke" => {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let token = url::form_urlencoded::parse(&body)
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            shared.revocations.lock().unwrap().push(token);
+            reply(StatusCode::OK, json!({}))
         }
         "/authorize" => {
             let code = format!("code-{}", rand_hex());
