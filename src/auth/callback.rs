@@ -220,8 +220,13 @@ async fn use_login(
     // From here the code is spent: the claim stays, whatever happens.
     let refresh_token = tokens.refresh_token.clone();
     let result = start_session(auth, request, client, tokens, transaction).await;
-    if result.is_err() {
-        if let Some(refresh_token) = refresh_token {
+    let failed = result.is_err();
+    if let (true, Some(refresh_token)) = (failed, refresh_token) {
+        // The browser's own session may hold tokens of the same grant (an
+        // IdP that keeps one grant per user and client, as a step-up login
+        // does): revoking would end it too, so only a browser without one
+        // has its failed login's tokens revoked.
+        if auth.sessions.open(&request.headers, None).await.is_err() {
             revoke_in_background(auth, refresh_token);
         }
     }
