@@ -53,6 +53,18 @@ impl Idp {
         }
     }
 
+    /// What one of the test IdP's own endpoints (`/__stats`, …) answers.
+    async fn test_endpoint<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        super::net::client()
+            .get(format!("{}{path}", self.origin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `path` under the issuer (its endpoints), without a double `/`.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.issuer.trim_end_matches('/'))
@@ -60,27 +72,13 @@ impl Idp {
 
     /// The query of every authorization request the IdP received, in order.
     pub async fn authorizations(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        super::net::client()
-            .get(format!("{}/__authorizations", self.origin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.test_endpoint("/__authorizations").await
     }
 
     /// The parameters of every pushed authorization request the IdP
     /// accepted (RFC 9126), in order.
     pub async fn pushed(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        super::net::client()
-            .get(format!("{}/__pushed", self.origin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.test_endpoint("/__pushed").await
     }
 
     /// Stops the IdP for good (its state is in memory): an IdP outage.
@@ -91,26 +89,12 @@ impl Idp {
 
     /// What the IdP counted: grants by type, revocations.
     pub async fn stats(&self) -> serde_json::Value {
-        super::net::client()
-            .get(format!("{}/__stats", self.origin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.test_endpoint("/__stats").await
     }
 
     /// Every token the IdP issued (access, refresh, ID).
     pub async fn issued(&self) -> Vec<String> {
-        super::net::client()
-            .get(format!("{}/__issued", self.origin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.test_endpoint("/__issued").await
     }
 
     /// Moves the IdP's clock forward, as a test moves cloakroom's.
