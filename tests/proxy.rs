@@ -1284,13 +1284,7 @@ routes:
         Duration::from_millis(200),
     )
     .await;
-    assert!(started.elapsed() < BOUND, "closed by the server: {response}");
-    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
-    assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
-    assert!(
-        response.to_ascii_lowercase().contains("connection: close"),
-        "{response}"
-    );
+    assert_timed_out(started, &response);
 
     // The endpoints that take no body answer without waiting for one, and
     // close the connection rather than read the rest.
@@ -1310,6 +1304,18 @@ routes:
     }
 }
 
+/// PX-34: answered 408 `request_timeout` within the test's bound, with the
+/// connection closed.
+fn assert_timed_out(started: std::time::Instant, response: &str) {
+    assert!(started.elapsed() < BOUND, "closed by the server: {response}");
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+}
+
 #[tokio::test]
 async fn px34_a_stalled_proxied_body_is_a_408_not_a_504() {
     let up = Upstream::start().await;
@@ -1324,13 +1330,7 @@ async fn px34_a_stalled_proxied_body_is_a_408_not_a_504() {
         Duration::from_millis(100),
     )
     .await;
-    assert!(started.elapsed() < BOUND, "closed by the server: {response}");
-    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
-    assert!(response.contains("\"code\":\"request_timeout\""), "{response}");
-    assert!(
-        response.to_ascii_lowercase().contains("connection: close"),
-        "{response}"
-    );
+    assert_timed_out(started, &response);
     // The upstream had the bytes that came, and nothing was made up.
     assert_eq!(up.seen.upload_bytes.load(std::sync::atomic::Ordering::SeqCst), 10);
 
