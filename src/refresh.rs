@@ -213,34 +213,47 @@ impl Refresher {
         target: &Target,
     ) -> Result<Fresh, RefreshError> {
         let flight_key = target.flight_key(&loaded.key);
+        self.join_flight(flight_key, || {
+            let (this, ticket, key, version, client, target) = (
+                self.clone(),
+                loaded.ticket.clone(),
+                loaded.key.clone(),
+                loaded.version,
+                loaded.client,
+                target.clone(),
+            );
+            let subject = Indexes::of(&loaded.record.claims).subject;
+            async move {
+                let who = audit::Who {
+                    session_key: Some(&key),
+                    subject_index: subject.as_deref(),
+                    client,
+                };
+                run(&this, &ticket, version, who, &target).await
+            }
+        })
+        .await
+    }
+
+    /// Joins this replica's flight under `key`, or starts the one `start`
+    /// makes, as a task of its own: callers that go away do not cancel it,
+    /// and its store and IdP calls are spans of the request that started it
+    /// (traces on). The flight leaves the map when it lands. One mechanism
+    /// for every kind of token (a session's, a route's, the client's).
+    async fn join_flight<F>(&self, key: String, start: impl FnOnce() -> F) -> Result<Fresh, RefreshError>
+    where
+        F: std::future::Future<Output = Result<Fresh, RefreshError>> + Send + 'static,
+    {
         let flight = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
             flights
-                .entry(flight_key.clone())
+                .entry(key.clone())
                 .or_insert_with(|| {
-                    let (this, ticket, key, version, client, target) = (
-                        self.clone(),
-                        loaded.ticket.clone(),
-                        loaded.key.clone(),
-                        loaded.version,
-                        loaded.client,
-                        target.clone(),
-                    );
-                    let subject = Indexes::of(&loaded.record.claims).subject;
-                    // The flight's store and IdP calls are spans of the
-                    // request that started it (traces on).
+                    let (flights, work) = (self.flights.clone(), start());
                     let task = tokio::spawn(
                         async move {
-                            let who = audit::Who {
-                                session_key: Some(&key),
-                                subject_index: subject.as_deref(),
-                                client,
-                            };
-                            let result = run(&this, &ticket, version, who, &target).await;
-                            this.flights
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(&flight_key);
+                            let result = work.await;
+                            flights.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                             result
                         }
                         .instrument(tracing::Span::current()),

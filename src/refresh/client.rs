@@ -14,9 +14,7 @@
 
 use std::sync::Arc;
 
-use futures_util::future::FutureExt;
 use serde::{Deserialize, Serialize};
-use tracing::Instrument;
 
 use super::{point_ms, renewing, Fresh, RefreshError, Refresher, LEASE_TTL, OBTAIN_TIMEOUT, POLL};
 use crate::config::Audience;
@@ -53,30 +51,11 @@ impl Refresher {
                 return Ok(fresh.clone());
             }
         }
-        let flight = {
-            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-            flights
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    let (this, audience, key) = (self.clone(), audience.clone(), key.clone());
-                    let task = tokio::spawn(
-                        async move {
-                            let result = obtain(&this, &audience, &key).await;
-                            this.flights
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(&key);
-                            result
-                        }
-                        .instrument(tracing::Span::current()),
-                    );
-                    async move { task.await.unwrap_or_else(|e| Err(RefreshError::store(e))) }
-                        .boxed()
-                        .shared()
-                })
-                .clone()
-        };
-        flight.await
+        self.join_flight(key.clone(), || {
+            let (this, audience) = (self.clone(), audience.clone());
+            async move { obtain(&this, &audience, &key).await }
+        })
+        .await
     }
 }
 
