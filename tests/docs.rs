@@ -330,6 +330,87 @@ fn every_yaml_block_of_the_docs_passes_check() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
-    // README.md alone has a dozen; a parser that found none proves nothing.
+    // The README and docs/ hold dozens; a parser that found none proves nothing.
     assert!(checked >= 10, "only {checked} blocks found");
+}
+
+/// The Markdown files a reader follows links between: the README and
+/// docs/, and the pages beside the README.
+fn linked_pages() -> Vec<String> {
+    let mut pages = documents();
+    for page in ["ARCHITECTURE.md", "BENCHMARKS.md", "CHANGELOG.md", "SECURITY.md"] {
+        pages.push(page.to_owned());
+    }
+    pages
+}
+
+/// Every `](target)` of a page, outside fenced blocks.
+fn link_targets(text: &str) -> Vec<String> {
+    let mut prose = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            prose.push_str(line);
+            prose.push('\n');
+        }
+    }
+    prose
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(target, _)| target.to_owned()))
+        .filter(|target| !target.contains(char::is_whitespace))
+        .collect()
+}
+
+/// The anchors GitHub gives a page's headings: lower case, spaces to
+/// hyphens, punctuation other than `-` and `_` dropped.
+fn anchors(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| line.starts_with('#'))
+        .map(|line| {
+            line.trim_start_matches('#')
+                .trim()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_link_between_the_pages_leads_somewhere() {
+    let mut broken = Vec::new();
+    let mut followed = 0;
+    for page in linked_pages() {
+        let text = std::fs::read_to_string(repo(&page)).unwrap();
+        let dir = Path::new(&page).parent().unwrap_or(Path::new(""));
+        for target in link_targets(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            let path = if file.is_empty() {
+                repo(&page)
+            } else {
+                repo("").join(dir).join(file)
+            };
+            followed += 1;
+            if !path.exists() {
+                broken.push(format!("{page}: ({target}): no such file"));
+            } else if !anchor.is_empty() {
+                let linked = std::fs::read_to_string(&path).unwrap_or_default();
+                if !anchors(&linked).iter().any(|a| a == anchor) {
+                    broken.push(format!("{page}: ({target}): no such heading"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "\n{}", broken.join("\n"));
+    assert!(followed >= 50, "only {followed} links found");
 }

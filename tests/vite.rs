@@ -1,5 +1,5 @@
-//! The client module in a real Vite app, as the README shows it: the app
-//! under tests/vite/ is the README's `vite.config.js` and its example
+//! The client module in a real Vite app, as docs/spa.md shows it: the app
+//! under tests/vite/ is that page's `vite.config.js` and its example
 //! module word for word; `vite build` bundles it, and `vite` dev behind
 //! cloakroom serves its whole module graph, `/auth/client.js` included.
 
@@ -15,6 +15,9 @@ use support::{client, config, free_port, App};
 
 const APP: &str = "tests/vite";
 
+/// The page that shows SPA teams the client module and the Vite config.
+const SPA_PAGE: &str = "docs/spa.md";
+
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -23,9 +26,9 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The text of every ```js block of the README.
-fn readme_js_blocks() -> Vec<String> {
-    let readme = read("README.md");
+/// The text of every ```js block of the SPA teams' page.
+fn spa_page_js_blocks() -> Vec<String> {
+    let readme = read(SPA_PAGE);
     let mut blocks = Vec::new();
     let mut rest = readme.as_str();
     while let Some(start) = rest.find("\n```js\n") {
@@ -49,13 +52,13 @@ fn vite(args: &[&str]) -> Command {
 }
 
 #[test]
-fn the_readme_shows_the_vite_apps_files_as_they_are() {
-    let blocks = readme_js_blocks();
+fn the_spa_page_shows_the_vite_apps_files_as_they_are() {
+    let blocks = spa_page_js_blocks();
     for file in ["vite.config.js", "src/main.js"] {
         let text = read(&format!("{APP}/{file}"));
         assert!(
             blocks.contains(&text),
-            "{APP}/{file} is not a js block of the README, word for word:\n{text}"
+            "{APP}/{file} is not a js block of {SPA_PAGE}, word for word:\n{text}"
         );
     }
 }
@@ -95,7 +98,7 @@ struct ViteDev {
 // === impl ViteDev ===
 
 impl ViteDev {
-    /// Starts it on a free port (the README's config otherwise) and waits
+    /// Starts it on a free port (the SPA page's config otherwise) and waits
     /// until it answers on 127.0.0.1, where cloakroom's route points.
     fn start() -> Self {
         let port = free_port();
