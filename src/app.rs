@@ -22,8 +22,11 @@
 //! [`App::install`]. Each request takes one snapshot at its start and is
 //! served by it to the end, so a reload never changes a request midway.
 
+mod access_log;
 mod check;
+mod counting;
 pub mod edge;
+mod failure;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -39,12 +42,11 @@ use hyper::body::Incoming;
 use tower::Service;
 use tower_http::request_id::RequestId;
 
-use crate::auth::callback::SilentRefusal;
 use crate::auth::Auth;
 use crate::body::{self, Body};
 use crate::config::{Config, Limits, FORBIDDEN_METHODS};
 use crate::cookie::CookieNames;
-use crate::error::{self, BoxError, Code, Refusal, WithHeaders};
+use crate::error::{BoxError, Refusal};
 use crate::metrics::{self, Metrics};
 use crate::path::normalize_path;
 use crate::rescue;
@@ -52,11 +54,13 @@ use crate::routes::{Leaf, Route, Router};
 use crate::server::ConnectionHold;
 use crate::session::SessionStore;
 use crate::stack::{self, Context, RouteService};
-use crate::telemetry;
 use crate::upstream::forwarded;
 use crate::upstream::{hygiene, Upstream, X_REQUEST_ID};
 
+use self::access_log::AccessLine;
+use self::counting::Counted;
 use self::edge::{EdgeService, Peer};
+use self::failure::Failure;
 
 /// One worker's public listener. Cheap to clone.
 #[derive(Clone)]
@@ -230,15 +234,12 @@ impl Service<Request<Body>> for Routing {
 // === impl RoutingState ===
 
 impl RoutingState {
+    /// Routes and answers one request, through the three steps every
+    /// request shares: the rescue ([`failure`]), the counts ([`counting`])
+    /// and the access line ([`access_log`]).
     async fn serve(&self, request: Request<Body>) -> Response<Body> {
         let started = Instant::now();
-        // Only pay for the access line's inputs when it will be written.
-        // With traces on, always: `enabled!` would leave the trace layer's
-        // filter state set for the next span (tracing-subscriber's
-        // per-layer filters are only reset by a span or event).
-        let access = (telemetry::traces_on()
-            || tracing::enabled!(target: "cloakroom::access", tracing::Level::INFO))
-        .then(|| (request.method().clone(), request.uri().path().to_owned()));
+        let access = AccessLine::start(&request);
         let method =
             metrics::method_label(request.method(), hygiene::is_websocket_upgrade(request.headers()));
         // The edge always marks both; the fallbacks only keep this total.
@@ -251,11 +252,10 @@ impl RoutingState {
             .get::<RequestId>()
             .map_or(HeaderValue::from_static("-"), |id| id.header_value().clone());
         let client = forwarded::client_ip(request.headers(), peer.ip(), &self.config.trusted_proxies);
-        let had_session_cookie = self
-            .auth
-            .as_ref()
-            .is_some_and(|a| CookieNames::find(request.headers(), &a.sessions.names.session).is_some());
-
+        let clear_session = self.auth.as_ref().and_then(|a| {
+            CookieNames::find(request.headers(), &a.sessions.names.session)
+                .map(|_| a.sessions.names.clear_session())
+        });
         let reader = rescue::Reader::of(request.uri().path(), request.headers());
         let mut target = Target::None;
         // A place under the client's cap on requests in flight (PX-35),
@@ -275,90 +275,42 @@ impl RoutingState {
                     .await
             }
         };
-        let route_label = target.label();
-        let mut response = match result {
-            Ok(response) => response,
-            Err(e) => {
-                // Headers the answer carries whatever it becomes.
-                let (e, extra) = match e.downcast::<WithHeaders>() {
-                    Ok(with) => (with.error, with.headers),
-                    Err(e) => (e, http::HeaderMap::new()),
-                };
-                let problem = rescue::classify(&*e);
-                let login_failed = matches!(problem.code, Code::LoginFailed | Code::LoginExpired);
-                if problem.status.is_server_error() || login_failed {
-                    // Which upstream failed, for the operator; never in the body.
-                    let upstream = target.route().and_then(|r| match &r.leaf {
-                        Leaf::Upstream { scheme, authority } => Some(format!("{scheme}://{authority}")),
-                        Leaf::Static(_) | Leaf::ForwardAuth => None,
-                    });
-                    tracing::warn!(
-                        request_id = %request_id.to_str().unwrap_or(""),
-                        upstream = upstream.as_deref().unwrap_or("-"),
-                        error = %error::chain(&*e),
-                        "request failed"
-                    );
-                }
-                if problem.code == Code::CsrfFailed {
-                    self.metrics.csrf_refused(&route_label, client);
-                }
-                let ends_session = problem.code == Code::LoginRequired && had_session_cookie;
-                let login_page = self.config.errors.login_page.as_ref();
-                let mut response = problem.render(request_id.to_str().unwrap_or(""), reader, login_page);
-                self.protect(response.headers_mut());
-                for (name, value) in &extra {
-                    response.headers_mut().append(name, value.clone());
-                }
-                if let (true, Some(auth)) = (ends_session, &self.auth) {
-                    // The cookie names no usable session: drop it (§3.1).
-                    response
-                        .headers_mut()
-                        .append(header::SET_COOKIE, auth.sessions.names.clear_session());
-                }
-                response
+        let request_id_text = request_id.to_str().unwrap_or("");
+        let mut response = result.unwrap_or_else(|e| {
+            Failure {
+                request_id: request_id_text,
+                reader,
+                login_page: self.config.errors.login_page.as_ref(),
+                https: self.config.is_https(),
+                upstream: target.route().and_then(|r| match &r.leaf {
+                    Leaf::Upstream { scheme, authority } => Some(format!("{scheme}://{authority}")),
+                    Leaf::Static(_) | Leaf::ForwardAuth => None,
+                }),
+                clear_session,
             }
-        };
+            .answer(e)
+        });
         // The edge puts the request's id on every answer: an upstream's own
         // id never replaces it.
         response.headers_mut().remove(&X_REQUEST_ID);
         if let Some(Some(slot)) = in_flight {
             response = response.map(|body| body::holding(body, slot));
         }
-
-        let code = response.extensions().get::<Code>().map(|c| c.as_str());
-        if let (Target::Endpoint(endpoint), "GET") = (target, method) {
-            let silent = response.extensions().get::<SilentRefusal>().is_some();
-            match (endpoint, code) {
-                ("/auth/login", None) => self.metrics.login_started(),
-                ("/auth/callback", None) if silent => self.metrics.login_silent_refused(),
-                ("/auth/callback", None) => self.metrics.login_completed(),
-                ("/auth/login" | "/auth/callback", Some(code)) => self.metrics.login_failed(code),
-                _ => {}
-            }
+        Counted {
+            route: target.label(),
+            endpoint: target.endpoint_name(),
+            method,
+            client,
+            elapsed: started.elapsed(),
         }
-        let status = response.status().as_u16();
-        self.metrics
-            .request(route_label, method, status, code, started.elapsed());
-
-        if let Some((request_method, _)) = &access {
-            record_outcome(
-                &tracing::Span::current(),
-                request_method,
+        .count(&self.metrics, &response);
+        if let Some(line) = access {
+            line.write(
+                request_id_text,
+                client,
                 target.route(),
                 &response,
-            );
-        }
-        if let Some((method, path)) = access {
-            tracing::info!(
-                target: "cloakroom::access",
-                request_id = %request_id.to_str().unwrap_or(""),
-                client = %client.to_canonical(),
-                method = %method,
-                path = %path,
-                route = target.route().map_or("-", |r| r.config.path.as_str()),
-                status,
-                code = code.unwrap_or("-"),
-                ms = started.elapsed().as_secs_f64() * 1000.0,
+                started.elapsed(),
             );
         }
         response
@@ -473,6 +425,14 @@ impl<'a> Target<'a> {
         }
     }
 
+    /// The `/auth/*` endpoint (or the client module) it reached.
+    fn endpoint_name(self) -> Option<&'static str> {
+        match self {
+            Target::Endpoint(endpoint) => Some(endpoint),
+            _ => None,
+        }
+    }
+
     fn route(self) -> Option<&'a Arc<Route>> {
         match self {
             Target::Route(route) => Some(route),
@@ -556,26 +516,5 @@ fn public_host(url: &url::Url) -> String {
     match url.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
-    }
-}
-
-/// The route and problem code on the request's span; the edge records the
-/// status.
-fn record_outcome(
-    span: &tracing::Span,
-    method: &Method,
-    route: Option<&Arc<Route>>,
-    response: &Response<Body>,
-) {
-    if span.is_disabled() {
-        return;
-    }
-    if let Some(route) = route {
-        let path = route.config.path.as_str();
-        span.record("http.route", path);
-        telemetry::rename(span, format!("{method} {path}"));
-    }
-    if let Some(code) = response.extensions().get::<Code>() {
-        span.record("cloakroom.problem", code.as_str());
     }
 }

@@ -27,7 +27,7 @@ pub fn serve(path: &str, method: &Method, headers: &HeaderMap) -> Option<Respons
         return None;
     }
     let digest = Sha256::digest(text.as_bytes());
-    let etag = format!("\"{}\"", hex(&digest[..12]));
+    let etag = format!("\"{}\"", hex::encode(&digest[..12]));
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -48,10 +48,6 @@ pub fn serve(path: &str, method: &Method, headers: &HeaderMap) -> Option<Respons
         h.insert(header::ETAG, tag);
     }
     Some(response)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

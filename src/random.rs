@@ -19,16 +19,6 @@ pub fn token(len: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// Lower-case hex, for store keys and log correlation.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,6 +31,5 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(token(32), t);
-        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
     }
 }

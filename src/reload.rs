@@ -23,255 +23,38 @@
 //! `oidc` section is unchanged. A request in flight finishes with the state
 //! it started with.
 
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use sha2::{Digest as _, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::admin::sessions::Api as AdminApi;
 use crate::app::App;
 use crate::auth::Auth;
 use crate::clock::Clock;
-use crate::config::{Config, ConfigErrors, Env, ProcessEnv};
+use crate::config::Config;
 use crate::error::{self, BoxError};
-use crate::metrics::{Metrics, Reload};
+use crate::metrics::Metrics;
 use crate::oidc::Idp;
 use crate::session::SessionStore;
 use crate::telemetry::{self, LevelChange};
 
+mod file;
+mod outcome;
+mod restart;
+mod trigger;
+
+pub use self::file::{load, LoadError, Watched};
+pub use self::outcome::Outcome;
+pub use self::restart::RESTART_KEYS;
+pub use self::trigger::{channel, Reloader, Requests, Triggers};
+
+use self::outcome::record;
+use self::restart::keep_running;
+
 /// How often the config file and its secret files are read for changes.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
-
-/// The keys a reload cannot apply: what they configure is set up once, at
-/// start. A changed one keeps its running value until a restart.
-pub const RESTART_KEYS: &[&str] = &[
-    // The bound sockets.
-    "listen",
-    "admin_listen",
-    // The worker threads.
-    "workers",
-    // Read by the accept loop and the HTTP server settings at start
-    // (connection caps, connection timeouts, the drain's grace).
-    "limits",
-    // The accept loop's exemption from the per-address cap; kept whole so
-    // the app and the accept loop trust the same peers.
-    "trusted_proxies",
-    // The store connection, which every session lives in.
-    "session.store",
-    // The log subscriber's format, installed once.
-    "log.format",
-    // The trace exporter and the subscriber's layers, installed once.
-    "telemetry",
-];
-
-/// How one reload ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The new config serves. `needs_restart` names the changed keys that
-    /// kept their running values.
-    Applied { needs_restart: Vec<&'static str> },
-    /// The new config was refused, for `errors`; the running one serves.
-    Refused { errors: Vec<String> },
-}
-
-// === impl Outcome ===
-
-impl Outcome {
-    /// The `outcome` label of `cloakroom_config_reloads_total`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Applied { .. } => "success",
-            Outcome::Refused { .. } => "failure",
-        }
-    }
-}
-
-/// Logs a reload's outcome: the one place every reload ends, whatever
-/// asked for it.
-fn record(path: &Path, outcome: &Outcome, metrics: &Metrics) {
-    metrics.config_reload(match outcome {
-        Outcome::Applied { .. } => Reload::Success,
-        Outcome::Refused { .. } => Reload::Failure,
-    });
-    match outcome {
-        Outcome::Applied { needs_restart } => {
-            for key in needs_restart {
-                tracing::warn!(
-                    config = %path.display(),
-                    key,
-                    "{key} changed but needs a restart; the running value is kept"
-                );
-            }
-            tracing::info!(
-                config = %path.display(),
-                outcome = outcome.label(),
-                "config reloaded"
-            );
-        }
-        Outcome::Refused { errors } => {
-            for e in errors {
-                tracing::error!(config = %path.display(), error = %e, "config reload refused");
-            }
-            tracing::error!(
-                config = %path.display(),
-                outcome = outcome.label(),
-                errors = errors.len(),
-                "config reload failed; the running config keeps serving"
-            );
-        }
-    }
-}
-
-// === Reading the config file ===
-
-/// Why a config file gives no config.
-#[derive(Debug)]
-pub enum LoadError {
-    Read(PathBuf, io::Error),
-    Invalid(PathBuf, ConfigErrors),
-}
-
-// === impl LoadError ===
-
-impl LoadError {
-    /// One line per problem, as `cloakroom check` prints them.
-    pub fn lines(&self) -> Vec<String> {
-        match self {
-            LoadError::Read(path, e) => vec![format!("cannot read {}: {e}", path.display())],
-            LoadError::Invalid(_, errors) => errors.0.iter().map(ToString::to_string).collect(),
-        }
-    }
-}
-
-/// A config file and the files its last reading read, each with a digest
-/// of what it held then: what the poll compares against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Watched {
-    path: PathBuf,
-    /// The config file first, then each `*_file`; `None`: unreadable.
-    files: Vec<(PathBuf, Option<[u8; 32]>)>,
-}
-
-/// Reads and validates the config at `path`, with `${VAR}` from the process
-/// environment; also returns what was read, to watch for changes.
-pub fn load(path: &Path) -> (Result<Config, LoadError>, Watched) {
-    let text = std::fs::read_to_string(path);
-    let mut watched = Watched {
-        path: path.to_owned(),
-        files: vec![(path.to_owned(), text.as_ref().ok().map(|t| digest(t.as_bytes())))],
-    };
-    let text = match text {
-        Ok(text) => text,
-        Err(e) => return (Err(LoadError::Read(path.to_owned(), e)), watched),
-    };
-    let env = Recording::default();
-    let config = Config::load_named(&text, &path.display().to_string(), &env)
-        .map_err(|errors| LoadError::Invalid(path.to_owned(), errors));
-    watched
-        .files
-        .extend(env.read.into_inner().unwrap_or_else(|p| p.into_inner()));
-    (config, watched)
-}
-
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-/// The process environment, noting each file the config reads.
-#[derive(Default)]
-struct Recording {
-    read: Mutex<Vec<(PathBuf, Option<[u8; 32]>)>>,
-}
-
-impl Env for Recording {
-    fn var(&self, name: &str) -> Option<String> {
-        ProcessEnv.var(name)
-    }
-
-    fn read_file(&self, path: &Path) -> io::Result<String> {
-        let text = ProcessEnv.read_file(path);
-        let seen = text.as_ref().ok().map(|t| digest(t.as_bytes()));
-        self.read
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((path.to_owned(), seen));
-        text
-    }
-}
-
-// === impl Watched ===
-
-impl Watched {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The same files as they are now.
-    ///
-    /// Each file is read whole by its path, every time. In Kubernetes a
-    /// mounted ConfigMap or Secret is updated by swapping a `..data`
-    /// symlink to a new directory: the file's path stays, its inode and
-    /// directory change, so file-system notifications on the old file never
-    /// fire and would need re-arming on every swap; editors that save by
-    /// rename do the same. Reading by path sees every such change, and the
-    /// files are a few kilobytes, read once a second.
-    pub fn now(&self) -> Watched {
-        let files = self
-            .files
-            .iter()
-            .map(|(path, _)| (path.clone(), std::fs::read(path).ok().map(|b| digest(&b))))
-            .collect();
-        Watched {
-            path: self.path.clone(),
-            files,
-        }
-    }
-}
-
-// === Asking for a reload ===
-
-type Request = oneshot::Sender<Outcome>;
-
-/// Asks the reload task of a running cloakroom to reload its config file.
-#[derive(Clone)]
-pub struct Reloader(mpsc::Sender<Request>);
-
-/// The receiving end of a [`Reloader`], handed to [`crate::run_with`].
-pub struct Requests(mpsc::Receiver<Request>);
-
-/// A [`Reloader`] and the [`Requests`] it sends to.
-pub fn channel() -> (Reloader, Requests) {
-    let (tx, rx) = mpsc::channel(8);
-    (Reloader(tx), Requests(rx))
-}
-
-// === impl Reloader ===
-
-impl Reloader {
-    /// Reloads the config file and waits for the outcome.
-    pub async fn reload(&self) -> Outcome {
-        let (tx, rx) = oneshot::channel();
-        let stopped = || Outcome::Refused {
-            errors: vec!["cloakroom is not running with a config file".into()],
-        };
-        if self.0.send(tx).await.is_err() {
-            return stopped();
-        }
-        rx.await.unwrap_or_else(|_| stopped())
-    }
-}
-
-/// What reloads come from: the file (and what it read), requests, and how
-/// often the file is polled (`None`: only on request).
-pub struct Triggers {
-    pub watched: Watched,
-    pub requests: Requests,
-    pub poll: Option<Duration>,
-}
 
 // === The running state ===
 
@@ -414,30 +197,6 @@ pub fn warn_insecure_dev_mode(config: &Config) {
     );
 }
 
-/// `new` with each of [`RESTART_KEYS`] set back to its running value, and
-/// the names of those that differed.
-fn keep_running(running: &Config, mut new: Config) -> (Config, Vec<&'static str>) {
-    let mut kept = Vec::new();
-    macro_rules! keep {
-        ($($field:ident).+, $key:literal) => {
-            if new.$($field).+ != running.$($field).+ {
-                new.$($field).+ = running.$($field).+.clone();
-                kept.push($key);
-            }
-        };
-    }
-    keep!(listen, "listen");
-    keep!(admin_listen, "admin_listen");
-    keep!(workers, "workers");
-    keep!(limits, "limits");
-    keep!(trusted_proxies, "trusted_proxies");
-    keep!(session.store, "session.store");
-    keep!(log.format, "log.format");
-    keep!(telemetry, "telemetry");
-    debug_assert!(kept.iter().all(|k| RESTART_KEYS.contains(k)));
-    (new, kept)
-}
-
 // === The reload task ===
 
 /// Serves reload requests and polls the config file until `stop`
@@ -517,6 +276,7 @@ async fn reload(live: &Live, watched: &mut Watched) -> Outcome {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::path::PathBuf;
 
     use super::*;
     use crate::config::MapEnv;

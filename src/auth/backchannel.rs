@@ -30,7 +30,6 @@ use crate::error::{BoxError, Refusal};
 use crate::metrics::EndReason;
 use crate::oidc::logout_token::REPLAY_WINDOW_SECS;
 use crate::oidc::LogoutTokenCheckError;
-use crate::random::hex;
 use crate::session::StoreError;
 
 /// A logout token is a few KiB at most.
@@ -44,9 +43,8 @@ pub async fn logout(auth: &Auth, request: Request<Body>) -> Result<Response<Body
     let form = request
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .and_then(|v| v.to_str().ok()?.parse::<mime::Mime>().ok())
+        .is_some_and(|m| m.essence_str() == mime::APPLICATION_WWW_FORM_URLENCODED.essence_str());
     if !form {
         return Err(Refusal::BadRequest("back-channel logout needs a form").into());
     }
@@ -122,5 +120,5 @@ fn jti_key(iss: &str, jti: &str) -> String {
     hash.update((iss.len() as u64).to_be_bytes());
     hash.update(iss.as_bytes());
     hash.update(jti.as_bytes());
-    format!("cloakroom:{{{}}}:jti", hex(&hash.finalize()[..16]))
+    format!("cloakroom:{{{}}}:jti", hex::encode(&hash.finalize()[..16]))
 }

@@ -40,7 +40,6 @@ use crate::metrics::bursts::Bursts;
 use crate::metrics::{EndReason, Grant, Limit};
 use crate::oidc::userinfo::{self, UserinfoError};
 use crate::oidc::{IdTokenCheckError, IdpError, TokenResponse};
-use crate::random::hex;
 use crate::secret::{AccessToken, RefreshToken};
 use crate::session::{Indexes, StoreError};
 
@@ -117,7 +116,7 @@ pub async fn finish(auth: &Auth, request: &Parts, client: IpAddr) -> Result<Resp
 fn claim_key(state: &str) -> String {
     format!(
         "cloakroom:{{{}}}:done",
-        hex(&sha2::Sha256::digest(state.as_bytes())[..16])
+        hex::encode(&sha2::Sha256::digest(state.as_bytes())[..16])
     )
 }
 

@@ -247,7 +247,7 @@ fn cookie_name(auth: &Auth, state: &str) -> String {
     format!(
         "{}-{}",
         auth.sessions.names.login,
-        random::hex(&state_hash(state)[..4])
+        hex::encode(&state_hash(state)[..4])
     )
 }
 

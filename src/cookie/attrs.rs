@@ -85,9 +85,10 @@ impl CookieNames {
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .map(|(n, v)| (n.trim(), v.trim()))
+            .flat_map(cookie::Cookie::split_parse)
+            // A pair without a name or `=` is nobody's cookie.
+            .filter_map(Result::ok)
+            .filter_map(|c| Some((c.name_raw()?, c.value_raw()?)))
     }
 }
 

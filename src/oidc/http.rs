@@ -113,9 +113,8 @@ async fn read_json<T: DeserializeOwned>(
     let media = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .unwrap_or_default();
+        .and_then(|v| v.to_str().ok()?.parse::<mime::Mime>().ok());
+    let media = media.as_ref().map_or("", |m| m.essence_str());
     // A signed answer (a userinfo JWT, OIDC Core §5.3.2) would need its own
     // checks (signature, iss, aud); none is accepted, and it is said so.
     if status.is_success() && media == "application/jwt" {

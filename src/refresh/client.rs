@@ -20,7 +20,6 @@ use super::{point_ms, renewing, Fresh, RefreshError, Refresher, LEASE_TTL, OBTAI
 use crate::config::Audience;
 use crate::cookie::Purpose;
 use crate::metrics::Grant;
-use crate::random::hex;
 use crate::secret::AccessToken;
 use crate::session::lock;
 
@@ -67,7 +66,7 @@ fn store_key(audience: &Audience) -> String {
         .chain_update(b"cloakroom client token ")
         .chain_update(audience.key().as_bytes())
         .finalize();
-    format!("cloakroom:{{c{}}}:s", hex(&digest[..16]))
+    format!("cloakroom:{{c{}}}:s", hex::encode(&digest[..16]))
 }
 
 /// One flight: the store's token if fresh, else a grant under the lease.

@@ -29,7 +29,6 @@ use sha2::Digest;
 use super::store::{IndexEntry, StoreError};
 use super::Sessions;
 use crate::metrics::EndReason;
-use crate::random::hex;
 
 /// Whom a session belongs to, from its ID token's claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +132,7 @@ fn digest(label: &str, parts: &[&str]) -> String {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part.as_bytes());
     }
-    hex(&hash.finalize()[..16])
+    hex::encode(&hash.finalize()[..16])
 }
 
 /// A coarse description of the device a `User-Agent` names, such as

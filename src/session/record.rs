@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::cookie::{SealError, Ticket};
-use crate::random::hex;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
 /// Record format written by this release; older ones stay readable.
@@ -69,7 +68,7 @@ pub fn store_key(ticket: &Ticket) -> String {
     mac.update(b"cloakroom session id");
     mac.update(ticket.sid.expose());
     let digest = mac.finalize().into_bytes();
-    format!("cloakroom:{{{}}}:s", hex(&digest[..16]))
+    format!("cloakroom:{{{}}}:s", hex::encode(&digest[..16]))
 }
 
 // === impl Record ===
@@ -296,7 +295,7 @@ mod tests {
         let ticket = Ticket::generate(0);
         let key = store_key(&ticket);
         assert!(key.starts_with("cloakroom:{") && key.ends_with("}:s"), "{key}");
-        let sid_hex = hex(ticket.sid.expose());
+        let sid_hex = hex::encode(ticket.sid.expose());
         assert!(!key.contains(&sid_hex));
     }
 }

@@ -125,6 +125,8 @@ pub fn strip_reserved_cookies(headers: &mut HeaderMap, base: &str) {
     if !headers.contains_key(header::COOKIE) {
         return;
     }
+    // Split by hand, not with the `cookie` crate: a nameless pair, which
+    // that parser refuses, must still be judged (and kept or dropped) here.
     let kept: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()
