@@ -23,8 +23,7 @@ use crate::config::{RouteConfig, Rule, StepUp};
 use crate::error::{self, AccessRefusal, BoxError, Refusal};
 use crate::oidc::id_token::LEEWAY_SECS;
 
-use super::step::{Next, Step};
-use super::ResponseFuture;
+use super::step::{Next, ResponseFuture, Step};
 
 /// Judges a route's `access` rule and `step_up`.
 #[derive(Clone)]

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use http::Request;
 
-use super::step::{Next, Step};
-use super::ResponseFuture;
+use super::step::{Next, ResponseFuture, Step};
 use crate::auth::Auth;
 use crate::body::Body;
 use crate::config::{CsrfMode, RouteConfig};

@@ -17,8 +17,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Request};
 use serde_json::{Map, Value};
 
-use super::step::{Next, Step};
-use super::ResponseFuture;
+use super::step::{Next, ResponseFuture, Step};
 use crate::body::Body;
 use crate::config::{ClaimHeader, RouteConfig};
 

@@ -10,8 +10,8 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::identity::IdentityHeaders;
+use super::step::ResponseFuture;
 use super::token::Bearer;
-use super::ResponseFuture;
 use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::BoxError;
@@ -52,7 +52,7 @@ impl Service<Request<Body>> for Leaf {
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let leaf = self.clone();
         Box::pin(async move {
-            let context = super::context(&request)?.clone();
+            let context = super::context::context(&request)?.clone();
             if let LeafKind::Static(files) = &leaf.route.leaf {
                 let audience = match leaf.route.config.auth {
                     AuthMode::None => Audience::Anyone,

@@ -20,6 +20,7 @@
 //! limit), write a [`step::Step`] here and choose it in [`build`].
 
 pub mod access;
+mod context;
 pub mod csrf;
 pub mod identity;
 pub mod leaf;
@@ -28,10 +29,9 @@ pub mod session;
 pub mod step;
 pub mod token;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 
@@ -42,30 +42,12 @@ use crate::error::{BoxError, Refusal};
 use crate::routes::{Leaf as LeafKind, Route};
 use crate::upstream::Upstream;
 
+pub use self::context::Context;
+pub use self::step::ResponseFuture;
 use self::step::Step;
 
 /// One route's whole pipeline, type-erased.
 pub type RouteService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
-
-/// What every layer's service returns. Layers box the future of the
-/// service below them into this named type before awaiting it, so no
-/// `Service` projection lands in an async block's state, where rustc
-/// cannot prove it `Send` for every lifetime.
-pub type ResponseFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>>;
-
-/// What the outer steps learned about a request, for the layers below.
-#[derive(Debug, Clone)]
-pub struct Context {
-    /// The normalised, authorised path.
-    pub path: String,
-    pub peer: SocketAddr,
-    /// The peer is a configured trusted proxy.
-    pub trusted: bool,
-    /// The client: the peer, or the address a trusted proxy reports.
-    pub client: IpAddr,
-    pub request_id: HeaderValue,
-}
 
 /// Builds `route`'s stack: the layers its configuration asks for, over its
 /// leaf.
@@ -114,12 +96,4 @@ pub fn build(
         .option_layer(client)
         .service(leaf);
     BoxCloneSyncService::new(service)
-}
-
-/// The request's [`Context`]: the outer steps always put one there.
-fn context(request: &Request<Body>) -> Result<&Context, BoxError> {
-    request
-        .extensions()
-        .get::<Context>()
-        .ok_or_else(|| "request reached a route stack without its context".into())
 }

@@ -4,8 +4,7 @@
 
 use http::Request;
 
-use super::step::{Next, Step};
-use super::ResponseFuture;
+use super::step::{Next, ResponseFuture, Step};
 use crate::body::Body;
 use crate::error::Refusal;
 use crate::path::nested;

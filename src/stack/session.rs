@@ -12,8 +12,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Method, Request};
 
-use super::step::{Next, Step};
-use super::ResponseFuture;
+use super::step::{Next, ResponseFuture, Step};
 use crate::body::Body;
 use crate::config::{AuthMode, RouteConfig};
 use crate::error::{BoxError, Refusal};
@@ -58,7 +57,7 @@ impl Step for SessionStep {
     fn call(&self, mut request: Request<Body>, next: Next) -> ResponseFuture {
         let step = self.clone();
         Box::pin(async move {
-            let client = super::context(&request)?.client;
+            let client = super::context::context(&request)?.client;
             let loaded = match step.sessions.load(request.headers(), client).await {
                 Ok(loaded) => loaded,
                 Err(e) if e.is::<Refusal>() => {

@@ -8,9 +8,15 @@ use std::task::{Context as TaskContext, Poll};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::ResponseFuture;
 use crate::body::Body;
 use crate::error::BoxError;
+
+/// What every layer's service returns. Layers box the future of the
+/// service below them into this named type before awaiting it, so no
+/// `Service` projection lands in an async block's state, where rustc
+/// cannot prove it `Send` for every lifetime.
+pub type ResponseFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, BoxError>> + Send>>;
 
 /// One step of a route's stack.
 pub trait Step: Clone + Send + Sync + 'static {

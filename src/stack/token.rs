@@ -28,8 +28,7 @@ use crate::refresh::{RefreshError, Refresher, Target};
 use crate::secret::AccessToken;
 use crate::session::Loaded;
 
-use super::step::{Next, Step};
-use super::ResponseFuture;
+use super::step::{Next, ResponseFuture, Step};
 
 /// The `Authorization` value the leaf injects upstream.
 #[derive(Clone)]
