@@ -29,6 +29,8 @@ pub enum Code {
     RefreshPending,
     IdpUnavailable,
     IdpBadResponse,
+    /// The IdP answered a token exchange with an OAuth error (RFC 8693 §2.2.2).
+    TokenExchangeRefused,
     UpstreamTimeout,
     UpstreamUnavailable,
     UpstreamRequestTooLarge,
@@ -206,6 +208,7 @@ impl Code {
             Code::RefreshPending => "refresh_pending",
             Code::IdpUnavailable => "idp_unavailable",
             Code::IdpBadResponse => "idp_bad_response",
+            Code::TokenExchangeRefused => "token_exchange_refused",
             Code::UpstreamTimeout => "upstream_timeout",
             Code::UpstreamUnavailable => "upstream_unavailable",
             Code::UpstreamRequestTooLarge => "upstream_request_too_large",

@@ -200,6 +200,15 @@ fn check(path: &Path, strict: bool) -> Result<Config, ExitCode> {
             let kind = format!("{:?}", r.token).to_lowercase();
             println!("  └ its own {kind} token: resource {resource}, scopes {scopes}");
         }
+        if let Some(exchange) = &r.exchange {
+            let audience = exchange.audience.as_deref().unwrap_or("none");
+            let resource = exchange.resource.as_ref().map_or("none", |u| u.as_str());
+            let scopes = exchange.scope().unwrap_or_else(|| "as the IdP decides".into());
+            let subject = exchange.subject.as_str();
+            println!(
+                "  └ the session's {subject} exchanged for a token: audience {audience}, resource {resource}, scopes {scopes}"
+            );
+        }
     }
     Ok(config)
 }

@@ -185,6 +185,9 @@ pub enum RefreshOutcome {
     InvalidGrant,
     IdpDown,
     StoreDown,
+    /// The IdP would not exchange the session's token (an OAuth error or
+    /// an unusable answer); the session goes on.
+    Refused,
     /// Another refresh did not finish in time: `503 refresh_pending`.
     Pending,
     /// The session ended otherwise: no refresh token, the record gone, or
@@ -268,6 +271,8 @@ pub enum Grant {
     RefreshToken,
     /// A token of cloakroom's own client (`token: client`).
     ClientCredentials,
+    /// A token exchanged for the session's (`token: exchange`, RFC 8693).
+    Exchange,
 }
 
 /// How a token endpoint call ended, as the IdP's answer tells it.
@@ -788,13 +793,14 @@ impl Drop for Tunnel {
 // === label words ===
 
 impl RefreshOutcome {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Rotated,
         Self::WaitedOnOtherReplica,
         Self::LostLease,
         Self::InvalidGrant,
         Self::IdpDown,
         Self::StoreDown,
+        Self::Refused,
         Self::Pending,
         Self::Ended,
     ];
@@ -807,6 +813,7 @@ impl RefreshOutcome {
             Self::InvalidGrant => "invalid_grant",
             Self::IdpDown => "idp_down",
             Self::StoreDown => "store_down",
+            Self::Refused => "refused",
             Self::Pending => "pending",
             Self::Ended => "ended",
         }
@@ -908,6 +915,7 @@ impl Grant {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
+            Self::Exchange => "exchange",
         }
     }
 }

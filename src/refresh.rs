@@ -21,6 +21,13 @@
 //! 8. `invalid_grant` ends the session (after one more read, in case a
 //!    winner's write explains it); an unreachable IdP keeps it.
 //!
+//! A route's own token (`Target::Resource`) is a refresh grant naming its
+//! resource and scopes; a token exchanged for the session's
+//! (`Target::Exchange`, RFC 8693) is a token exchange under the same flight
+//! and lease, presenting the session's token as the record holds it under
+//! the lease. Whatever the grant, its token is written into the record
+//! with compare-and-set (step 6), so every replica finds it there.
+//!
 //! Each flight counts once in `cloakroom_refreshes_total` by how it ended.
 //! An `invalid_grant` for a refresh token that the record, read again, no
 //! longer holds means the token we presented had already been rotated (by
@@ -37,10 +44,11 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use tracing::Instrument;
 
 use crate::audit;
-use crate::config::Audience;
+use crate::config::{Audience, Exchange, SubjectToken};
 use crate::cookie::Ticket;
 use crate::metrics::{Anomaly, EndReason, Grant, RefreshOutcome};
-use crate::oidc::{IdTokenCheckError, Idp, IdpError};
+use crate::oidc::exchange::Subject;
+use crate::oidc::{IdTokenCheckError, Idp, IdpError, TokenResponse};
 use crate::secret::{AccessToken, RefreshToken};
 use crate::session::lock::{self, RefreshLease};
 use crate::session::record::{Record, ResourceToken};
@@ -68,6 +76,11 @@ pub enum RefreshError {
     StoreDown(#[source] Cause),
     #[error("another refresh of this session did not finish in time")]
     Pending,
+    /// The IdP would not exchange the session's token for a route's (an
+    /// OAuth error, or an answer that is no token): the route's
+    /// configuration or the IdP's, never the user's; the session goes on.
+    #[error("the IdP did not exchange the session's token")]
+    ExchangeRefused(#[source] Cause),
 }
 
 // === impl RefreshError ===
@@ -83,14 +96,17 @@ impl RefreshError {
 }
 
 /// Which of a session's access tokens a refresh renews: the session's
-/// own, or a route's token for its resource and scopes (PX-23). Every
-/// target is obtained with the session's one refresh token, so they share
+/// own, a route's token for its resource and scopes (PX-23), or one the
+/// IdP gives in exchange for the session's (RFC 8693). The first two are
+/// obtained with the session's one refresh token, so every target shares
 /// the session's lease: a rotation one of them makes is the token the next
-/// one presents, on any replica.
+/// one presents, on any replica, and an exchange presents the session's
+/// token as the last grant left it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     User,
     Resource(Arc<Audience>),
+    Exchange(Arc<Exchange>),
 }
 
 // === impl Target ===
@@ -101,6 +117,8 @@ impl Target {
         match self {
             Self::User => key.to_owned(),
             Self::Resource(audience) => format!("{key} {}", audience.key()),
+            // A resource is an absolute URI: never the word `exchange`.
+            Self::Exchange(exchange) => format!("{key} exchange {}", exchange.key()),
         }
     }
 
@@ -113,10 +131,19 @@ impl Target {
                 refresh_point_ms(skew, record),
                 record.access_expires_at,
             )),
-            Self::Resource(audience) => record.resource_tokens.get(&audience.key()).map(|t| {
+            Self::Resource(_) | Self::Exchange(_) => self.kept(record).map(|t| {
                 let due = point_ms(skew, Some(t.issued_ms), Some(t.lifetime), t.expires_at);
                 (&t.access_token, due, t.expires_at)
             }),
+        }
+    }
+
+    /// A route's token as the record keeps it.
+    fn kept<'r>(&self, record: &'r Record) -> Option<&'r ResourceToken> {
+        match self {
+            Self::User => None,
+            Self::Resource(audience) => record.resource_tokens.get(&audience.key()),
+            Self::Exchange(exchange) => record.exchanged_tokens.get(&exchange.key()),
         }
     }
 
@@ -128,21 +155,20 @@ impl Target {
                 record.set_access_lifetime(lifetime, now_ms);
             }
             Self::Resource(audience) => {
-                let kept = ResourceToken {
-                    access_token: token,
-                    expires_at: (now_ms / 1000).saturating_add(lifetime),
-                    issued_ms: now_ms,
-                    lifetime,
-                };
+                let kept = ResourceToken::obtained(token, lifetime, now_ms);
                 record.resource_tokens.insert(audience.key(), kept);
+            }
+            Self::Exchange(exchange) => {
+                let kept = ResourceToken::obtained(token, lifetime, now_ms);
+                record.exchanged_tokens.insert(exchange.key(), kept);
             }
         }
     }
 
     fn audience(&self) -> Option<&Audience> {
         match self {
-            Self::User => None,
             Self::Resource(audience) => Some(audience),
+            Self::User | Self::Exchange(_) => None,
         }
     }
 }
@@ -304,6 +330,7 @@ async fn run(
         Err(RefreshError::IdpDown(_)) => RefreshOutcome::IdpDown,
         Err(RefreshError::StoreDown(_)) => RefreshOutcome::StoreDown,
         Err(RefreshError::Pending) => RefreshOutcome::Pending,
+        Err(RefreshError::ExchangeRefused(_)) => RefreshOutcome::Refused,
     });
     refresher.sessions.metrics.refresh(outcome);
     if result.is_err() {
@@ -459,14 +486,51 @@ async fn locked(
     target: &Target,
     outcome: &mut Option<RefreshOutcome>,
 ) -> Result<Fresh, RefreshError> {
-    let store = refresher.sessions.store.as_ref();
-    let metrics = &refresher.sessions.metrics;
-    let skew = refresher.sessions.config.refresh_skew;
     let (version, record) = read(refresher, ticket, key).await?;
     if let Some(fresh) = fresh(refresher, &record, target).filter(|_| refresher.is_fresh_for(&record, target))
     {
         return Ok(fresh);
     }
+    let tokens = match target {
+        Target::Exchange(exchange) => exchanged(refresher, &record, exchange).await?,
+        Target::User | Target::Resource(_) => {
+            match refreshed(refresher, ticket, key, client, target, &record, outcome).await? {
+                Granted::Tokens(tokens) => tokens,
+                Granted::Written(fresh) => return Ok(fresh),
+            }
+        }
+    };
+    write(
+        refresher,
+        ticket,
+        key,
+        target,
+        (version, record),
+        &tokens,
+        outcome,
+    )
+    .await
+}
+
+/// What a refresh grant under the lease came to: tokens to write, or the
+/// fresh token another writer's write explains a refusal with.
+enum Granted {
+    Tokens(TokenResponse),
+    Written(Fresh),
+}
+
+/// Step 5 and 8 for a refresh grant: the session's refresh token presented
+/// once, `invalid_grant` ending the session, a refreshed ID token checked.
+async fn refreshed(
+    refresher: &Refresher,
+    ticket: &Ticket,
+    key: &str,
+    client: Option<IpAddr>,
+    target: &Target,
+    record: &Record,
+    outcome: &mut Option<RefreshOutcome>,
+) -> Result<Granted, RefreshError> {
+    let metrics = &refresher.sessions.metrics;
     let Some(refresh_token) = record.refresh_token.clone() else {
         if *target == Target::User {
             return Err(RefreshError::Ended);
@@ -476,7 +540,6 @@ async fn locked(
             "no refresh token to obtain a route's own token with",
         )));
     };
-    let spent = target.held(skew, &record).map(|(t, _, _)| t.clone());
     let granted = metrics
         .token_call(
             Grant::RefreshToken,
@@ -496,7 +559,7 @@ async fn locked(
                 if let Some(fresh) =
                     fresh(refresher, &record, target).filter(|_| refresher.is_fresh_for(&record, target))
                 {
-                    return Ok(fresh);
+                    return Ok(Granted::Written(fresh));
                 }
             }
             let _ = refresher
@@ -554,12 +617,66 @@ async fn locked(
             }
         }
     }
+    Ok(Granted::Tokens(tokens))
+}
+
+/// Step 5 for a token exchange (RFC 8693): the session's token as the
+/// record holds it under the lease, presented once. No answer ends the
+/// session: an exchange the IdP refuses is the route's configuration or
+/// the IdP's, and the session's own token is still good.
+async fn exchanged(
+    refresher: &Refresher,
+    record: &Record,
+    exchange: &Exchange,
+) -> Result<TokenResponse, RefreshError> {
+    let subject = match exchange.subject {
+        // Refreshed before the flight when due (`stack::token`); one that
+        // expired since is not presented, and a retry refreshes it.
+        SubjectToken::AccessToken if record.access_expires_at <= refresher.now() => {
+            return Err(RefreshError::Pending);
+        }
+        SubjectToken::AccessToken => Subject::Access(&record.access_token),
+        SubjectToken::IdToken => match &record.id_token {
+            Some(id_token) => Subject::Id(id_token),
+            None => {
+                let missing = IdpError::BadResponse("the session holds no ID token to exchange");
+                return Err(RefreshError::ExchangeRefused(Arc::new(missing)));
+            }
+        },
+    };
+    let granted = refresher
+        .sessions
+        .metrics
+        .token_call(Grant::Exchange, refresher.idp.exchange(subject, exchange))
+        .await;
+    granted.map_err(|e| match e {
+        IdpError::Unreachable(_) | IdpError::Busy(_) => RefreshError::idp(e),
+        IdpError::Rejected(_) | IdpError::BadResponse(_) => {
+            tracing::error!(error = %e, "the IdP did not exchange the session's token; check the route's exchange and the client's grants at the IdP");
+            RefreshError::ExchangeRefused(Arc::new(e))
+        }
+    })
+}
+
+/// Steps 6 and 7: `tokens` written into the record with compare-and-set;
+/// `current` is the record as read under the lease, before the grant.
+async fn write(
+    refresher: &Refresher,
+    ticket: &Ticket,
+    key: &str,
+    target: &Target,
+    mut current: (u64, Record),
+    tokens: &TokenResponse,
+    outcome: &mut Option<RefreshOutcome>,
+) -> Result<Fresh, RefreshError> {
+    let store = refresher.sessions.store.as_ref();
+    let skew = refresher.sessions.config.refresh_skew;
+    let spent = target.held(skew, &current.1).map(|(t, _, _)| t.clone());
     let now_ms = refresher.sessions.clock.now_ms();
     let now = now_ms / 1000;
     let lifetime = tokens.access_token_lifetime(now);
     // Compare-and-set; a concurrent touch of `last_seen` moves the version,
     // so apply the new tokens to the newest record and try again.
-    let mut current = (version, record);
     for _ in 0..5 {
         let (version, mut record) = current;
         target.store(&mut record, tokens.access_token.clone(), lifetime, now_ms);
@@ -637,6 +754,7 @@ mod tests {
             created_at: 1_000,
             last_seen: 1_000,
             resource_tokens: Default::default(),
+            exchanged_tokens: Default::default(),
         };
         record.set_access_lifetime(lifetime, 1_000_000);
         if !known {

@@ -266,6 +266,13 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
             RefreshError::StoreDown(_) => unavailable(Code::SessionStoreUnavailable),
             RefreshError::Pending => Problem::new(StatusCode::SERVICE_UNAVAILABLE, Code::RefreshPending)
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+            // A retry would be refused again: no Retry-After.
+            RefreshError::ExchangeRefused(cause) => match cause.downcast_ref::<IdpError>() {
+                Some(IdpError::Rejected(_)) => {
+                    Problem::new(StatusCode::BAD_GATEWAY, Code::TokenExchangeRefused)
+                }
+                _ => Problem::new(StatusCode::BAD_GATEWAY, Code::IdpBadResponse),
+            },
         });
     }
     if let Some(idp) = e.downcast_ref::<IdpError>() {
@@ -389,6 +396,27 @@ mod tests {
         assert_eq!(
             crate::error::chain(&down),
             "the IdP is unavailable for refresh: IdP unreachable: connection refused"
+        );
+    }
+
+    #[test]
+    fn an_exchange_the_idp_refuses_is_a_502_with_its_own_code_or_a_bad_response() {
+        let refused =
+            RefreshError::ExchangeRefused(std::sync::Arc::new(IdpError::Rejected(crate::oidc::OAuthError {
+                error: "invalid_target".into(),
+                error_description: Some("the IdP's words".into()),
+            })));
+        let problem = classify(&refused);
+        assert_eq!(
+            (problem.status, problem.code),
+            (StatusCode::BAD_GATEWAY, Code::TokenExchangeRefused)
+        );
+        assert!(problem.headers.is_empty(), "no Retry-After: {problem:?}");
+        let unusable = RefreshError::ExchangeRefused(std::sync::Arc::new(IdpError::BadResponse("not JSON")));
+        let problem = classify(&unusable);
+        assert_eq!(
+            (problem.status, problem.code),
+            (StatusCode::BAD_GATEWAY, Code::IdpBadResponse)
         );
     }
 

@@ -121,6 +121,7 @@ mod tests {
             auth: AuthMode::None,
             token: TokenKind::None,
             audience: None,
+            exchange: None,
             strip_prefix: strip,
             methods: None,
             timeout: RouteConfig::DEFAULT_TIMEOUT,

@@ -66,6 +66,8 @@ cookie: {keys: [{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}]}
 routes:
   - {path: /orders, upstream: 'http://127.0.0.1:3000', resource: 'urn:x:orders', scopes: [orders:read]}
   - {path: /jobs, upstream: 'http://127.0.0.1:3001', auth: none, token: client, scopes: [jobs]}
+  - {path: /ledger, upstream: 'http://127.0.0.1:3002', token: exchange,
+     exchange: {audience: 'urn:x:ledger', scopes: ['ledger:read'], subject_token: id_token}}
 ",
     );
     let out = cloakroom()
@@ -78,8 +80,29 @@ routes:
     for line in [
         "└ its own user token: resource urn:x:orders, scopes orders:read",
         "└ its own client token: resource none, scopes jobs",
+        "└ the session's id_token exchanged for a token: audience urn:x:ledger, resource none, scopes ledger:read",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn check_refuses_an_exchange_route_without_its_exchange_naming_the_key() {
+    let (code, stderr) = check(
+        "public_url: http://localhost:8080
+oidc: {issuer: 'http://127.0.0.1:9000', client_id: c, client_secret: s}
+cookie: {keys: [{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}]}
+routes:
+  - {path: /ledger, upstream: 'http://127.0.0.1:3002', token: exchange}
+  - {path: /api, upstream: 'http://127.0.0.1:3000', exchange: {audience: 'urn:x:ledger'}}
+",
+    );
+    assert_eq!(code, Some(64), "{stderr}");
+    for error in [
+        "routes[0].exchange: required with token: exchange",
+        "routes[1].exchange: only meaningful with token: exchange",
+    ] {
+        assert!(stderr.contains(error), "missing {error:?} in:\n{stderr}");
     }
 }
 

@@ -1,6 +1,7 @@
-//! PX-25: across a whole session (login, API calls, user info, logout) no
-//! response cloakroom writes and no log line it emits contains a token, an
-//! authorization code, the client secret or a session cookie value.
+//! PX-25: across a whole session (login, API calls, token exchanges, user
+//! info, logout) no response cloakroom writes and no log line it emits
+//! contains a token, an authorization code, the client secret or a session
+//! cookie value.
 //!
 //! This test binary captures every log line of the process at debug level,
 //! so it holds this one test only.
@@ -13,7 +14,14 @@ use support::idp::world;
 async fn px25_no_secret_reaches_a_response_or_a_log_line() {
     let logs = support::logs::Logs::capture("debug");
 
-    let w = world("").await;
+    // Token exchange too: one the IdP makes (its upstream is down, so the
+    // answer is cloakroom's own), one it refuses.
+    let w = world(
+        "  - {path: /ledger, upstream: 'http://127.0.0.1:9', token: exchange, exchange: {audience: 'urn:cloakroom:test:ledger'}}
+  - {path: /refused, upstream: 'http://127.0.0.1:9', token: exchange, exchange: {audience: 'urn:cloakroom:test:unknown'}}
+",
+    )
+    .await;
     let browser = support::Browser::new(&w.base);
     let callback = w.callback_url(&browser, "alice").await;
     let code = url::Url::parse(&callback)
@@ -34,6 +42,14 @@ async fn px25_no_secret_reaches_a_response_or_a_log_line() {
         .await;
     assert_eq!(api.status, 200);
     assert_eq!(browser.fetch(&w.url("/auth/user")).await.status, 200);
+    let exchanged = browser.fetch(&w.url("/ledger/entries")).await;
+    assert_eq!(
+        exchanged.json()["code"],
+        "upstream_unavailable",
+        "exchanged, then sent"
+    );
+    let refused = browser.fetch(&w.url("/refused")).await;
+    assert_eq!(refused.json()["code"], "token_exchange_refused");
     // A failing call too, so error paths are logged.
     assert_eq!(
         w.api(&browser, reqwest::Method::POST, &[("x-csrf", "1")])

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::idp::{world_with, World};
 use support::redis::RedisServer;
-use support::{echoed, Browser, Upstream};
+use support::{bearer_claims as payload, echoed, Browser, Upstream};
 
 const ORDERS: &str = "urn:cloakroom:test:orders";
 const BILLING: &str = "urn:cloakroom:test:billing";
@@ -256,15 +256,4 @@ async fn scrape(w: &World) -> String {
         .text()
         .await
         .unwrap()
-}
-
-/// A JWT's claims, read without verifying (the upstream verified it).
-fn payload(bearer: &str) -> serde_json::Value {
-    use base64::Engine;
-    let token = bearer.strip_prefix("Bearer ").unwrap();
-    let part = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }

@@ -121,7 +121,8 @@ pub fn errors(config: &Config) -> Vec<Finding> {
             ));
         }
         for (i, route) in config.routes.iter().enumerate() {
-            if route.token == TokenKind::User && route.login_redirect {
+            let users_token = matches!(route.token, TokenKind::User | TokenKind::Exchange);
+            if users_token && route.login_redirect {
                 found.push(Finding::error(
                     format!("routes[{i}].login_redirect"),
                     "page loads pass without X-CSRF, and with cookie.same_site: lax a link from \

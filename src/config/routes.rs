@@ -11,6 +11,7 @@ use url::Url;
 
 use super::access::{self, ClaimHeaders, Rule, StepUp};
 use super::audience::{Audience, Resource, Scope};
+use super::exchange::Exchange;
 use super::headers::Subprotocol;
 use super::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
 use super::statics::StaticConfig;
@@ -29,6 +30,9 @@ pub struct RouteConfig {
     pub token: TokenKind,
     /// `resource` and `scopes`: the route's own, narrower token (PX-23).
     pub audience: Option<Arc<Audience>>,
+    /// `exchange`: what the session's token is exchanged for (`token:
+    /// exchange`, RFC 8693); set exactly on those routes.
+    pub exchange: Option<Arc<Exchange>>,
     pub strip_prefix: bool,
     /// `None` allows every method but TRACE, TRACK and CONNECT.
     pub methods: Option<Vec<Method>>,
@@ -85,11 +89,13 @@ pub enum AuthMode {
 }
 
 /// `token`: which access token goes upstream: the user's, cloakroom's own
-/// client's (client credentials, no session needed), or none.
+/// client's (client credentials, no session needed), one the IdP gives in
+/// exchange for the user's (RFC 8693), or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
     User,
     Client,
+    Exchange,
     None,
 }
 
@@ -129,6 +135,8 @@ impl FromNode for RouteConfig {
         let token = f.or("token", default_token, at);
         let resource = f.optional::<Resource>("resource", at).map(|r| r.0);
         let scopes = f.optional::<Vec<Scope>>("scopes", at);
+        let exchange_given = f.has("exchange");
+        let exchange = f.optional::<Exchange>("exchange", at);
         let strip_prefix = f.or("strip_prefix", false, at);
         let methods = f.optional::<Vec<Method>>("methods", at);
         let timeout = f.or("timeout", Self::DEFAULT_TIMEOUT, at);
@@ -170,6 +178,13 @@ impl FromNode for RouteConfig {
                 "`user` needs a session; set auth to required or optional",
             );
         }
+        check_exchange(
+            auth,
+            token,
+            exchange_given,
+            [resource.is_some(), scopes.is_some()],
+            at,
+        );
         if token == Some(TokenKind::None) {
             for (key, set) in [("resource", resource.is_some()), ("scopes", scopes.is_some())] {
                 if set {
@@ -218,6 +233,9 @@ impl FromNode for RouteConfig {
                     Arc::new(Audience::new(resource, scopes))
                 },
             ),
+            exchange: exchange
+                .filter(|_| token == Some(TokenKind::Exchange))
+                .map(Arc::new),
             strip_prefix: strip_prefix.ok_or(Reported)?,
             methods,
             timeout: timeout.ok_or(Reported)?,
@@ -231,6 +249,41 @@ impl FromNode for RouteConfig {
             step_up,
             claim_headers: claim_headers.ok_or(Reported)?,
         })
+    }
+}
+
+/// `token: exchange` and its `exchange` go together, on a route with a
+/// session, which says what the token is for in `exchange` alone.
+fn check_exchange(
+    auth: Option<AuthMode>,
+    token: Option<TokenKind>,
+    exchange_given: bool,
+    [resource, scopes]: [bool; 2],
+    at: &mut Cursor<'_>,
+) {
+    let Some(token) = token else { return };
+    if token != TokenKind::Exchange {
+        if exchange_given {
+            at.error_at("exchange", "only meaningful with token: exchange");
+        }
+        return;
+    }
+    if !exchange_given {
+        at.error_at(
+            "exchange",
+            "required with token: exchange (its audience, resource, scopes, subject_token)",
+        );
+    }
+    if auth == Some(AuthMode::None) {
+        at.error_at(
+            "token",
+            "`exchange` needs a session; set auth to required or optional",
+        );
+    }
+    for (key, set) in [("resource", resource), ("scopes", scopes)] {
+        if set {
+            at.error_at(key, format!("with token: exchange, set exchange.{key} instead"));
+        }
     }
 }
 
@@ -268,7 +321,10 @@ fn check_static_route(
     if auth == Some(AuthMode::Optional) {
         at.error_at("auth", "a static route is either required or none");
     }
-    if matches!(token, Some(TokenKind::User | TokenKind::Client)) {
+    if matches!(
+        token,
+        Some(TokenKind::User | TokenKind::Client | TokenKind::Exchange)
+    ) {
         at.error_at("token", "a static route has no upstream to send a token to");
     }
     if websocket == Some(true) {
@@ -378,8 +434,9 @@ from_text!(CsrfMode, |text| match text {
 from_text!(TokenKind, |text| match text {
     "user" => Ok(TokenKind::User),
     "client" => Ok(TokenKind::Client),
+    "exchange" => Ok(TokenKind::Exchange),
     "none" => Ok(TokenKind::None),
-    _ => Err(format!("{text:?} is not one of user, client, none")),
+    _ => Err(format!("{text:?} is not one of user, client, exchange, none")),
 });
 
 #[cfg(test)]

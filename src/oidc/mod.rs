@@ -2,6 +2,7 @@
 
 pub mod client_auth;
 pub mod discovery;
+pub mod exchange;
 pub mod fit;
 pub mod http;
 pub mod id_token;
@@ -74,6 +75,9 @@ pub struct TokenResponse {
     pub refresh_token: Option<RefreshToken>,
     #[serde(default)]
     pub id_token: Option<IdToken>,
+    /// What a token exchange issued (RFC 8693 §2.2.1).
+    #[serde(default)]
+    pub issued_token_type: Option<String>,
 }
 
 /// The access token lifetime assumed when an answer says nothing of it.
@@ -442,6 +446,7 @@ mod tests {
             expires_in,
             refresh_token: None,
             id_token: None,
+            issued_token_type: None,
         }
     }
 

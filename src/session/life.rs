@@ -245,6 +245,7 @@ impl Sessions {
             created_at: now,
             last_seen: now,
             resource_tokens: Default::default(),
+            exchanged_tokens: Default::default(),
         };
         record.set_access_lifetime(lifetime, now_ms);
         let ttl = self.ttl(&ticket, now);

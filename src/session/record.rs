@@ -47,10 +47,17 @@ pub struct Record {
     /// such routes is stored as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resource_tokens: BTreeMap<String, ResourceToken>,
+    /// Tokens the IdP gave in exchange for one of the session's (`token:
+    /// exchange`, RFC 8693), by [`crate::config::Exchange::key`]. Each
+    /// serves until it is due, whatever became of the token it was
+    /// exchanged for meanwhile. Absent and left out as `resource_tokens`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exchanged_tokens: BTreeMap<String, ResourceToken>,
 }
 
-/// An access token for one route's resource and scopes, and when it was
-/// obtained and expires (as the session's own token).
+/// An access token for one route's resource and scopes, or exchanged for
+/// one route, and when it was obtained and expires (as the session's own
+/// token).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResourceToken {
     pub access_token: AccessToken,
@@ -69,6 +76,20 @@ pub fn store_key(ticket: &Ticket) -> String {
     mac.update(ticket.sid.expose());
     let digest = mac.finalize().into_bytes();
     format!("cloakroom:{{{}}}:s", hex::encode(&digest[..16]))
+}
+
+// === impl ResourceToken ===
+
+impl ResourceToken {
+    /// `token`, obtained at `now_ms` to live `lifetime` seconds.
+    pub fn obtained(token: AccessToken, lifetime: u64, now_ms: u64) -> Self {
+        Self {
+            access_token: token,
+            expires_at: (now_ms / 1000).saturating_add(lifetime),
+            issued_ms: now_ms,
+            lifetime,
+        }
+    }
 }
 
 // === impl Record ===
@@ -147,6 +168,7 @@ mod tests {
             created_at: 1,
             last_seen: 1,
             resource_tokens: BTreeMap::new(),
+            exchanged_tokens: BTreeMap::new(),
         }
     }
 
@@ -280,14 +302,25 @@ mod tests {
                 lifetime: 5,
             },
         );
+        with.exchanged_tokens.insert(
+            "access_token ledger  read".into(),
+            ResourceToken::obtained(AccessToken::new("EXC-secret".into()), 60, 15_000),
+        );
         let sealed = with.seal(&ticket, &key);
         assert!(!sealed.windows(10).any(|w| w == b"RES-secret"));
+        assert!(!sealed.windows(10).any(|w| w == b"EXC-secret"));
         let opened = Record::open(&sealed, &ticket, &key).unwrap();
         let kept = &opened.resource_tokens["urn:x:orders orders:read"];
         assert_eq!((kept.access_token.expose(), kept.expires_at), ("RES-secret", 20));
+        let exchanged = &opened.exchanged_tokens["access_token ledger  read"];
+        assert_eq!(
+            (exchanged.access_token.expose(), exchanged.expires_at),
+            ("EXC-secret", 75)
+        );
         // A session without them writes what earlier releases wrote.
         let json = serde_json::to_string(&record()).unwrap();
         assert!(!json.contains("resource_tokens"), "{json}");
+        assert!(!json.contains("exchanged_tokens"), "{json}");
     }
 
     #[test]

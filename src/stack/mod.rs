@@ -7,7 +7,7 @@
 //! ```
 //!
 //! A route with `auth: none` has no CSRF, session or token layer at all; a
-//! route without `token: user` has no token layer, one without `access` or
+//! route without `token: user` or `exchange` has no session token layer, one without `access` or
 //! `step_up` no access layer, one without `claim_headers` no claim-headers
 //! layer; the leaf is the upstream, the route's static files, or (on a
 //! `forward_auth` route) the answer to an ingress's check. Nothing
@@ -89,10 +89,7 @@ pub fn build(
         .layer(session::SessionStep::new(&auth.sessions, config, no_store).into_layer())
         .option_layer(access::AccessGuard::for_route(config, &auth.sessions.clock).map(Step::into_layer))
         .option_layer(identity::ClaimHeaders::for_route(config).map(Step::into_layer))
-        .option_layer(
-            (config.token == TokenKind::User)
-                .then(|| token::UserToken::new(&auth.refresher, config.audience.as_ref()).into_layer()),
-        )
+        .option_layer(token::UserToken::for_route(&auth.refresher, config).map(Step::into_layer))
         .option_layer(client)
         .service(leaf);
     BoxCloneSyncService::new(service)

@@ -6,11 +6,16 @@
 //! - the route's own token for its `resource` and `scopes` (`token: user`
 //!   with either), obtained with the session's refresh token the first time
 //!   the route is called and renewed by the same refresh, so a route's
-//!   upstream never sees a token meant for another's (PX-23).
+//!   upstream never sees a token meant for another's (PX-23);
+//! - a token the IdP gives in exchange for the session's (`token:
+//!   exchange`, RFC 8693), for the route's `exchange` audience, resource
+//!   and scopes, obtained the first time the route is called and exchanged
+//!   again when due, the session's access token refreshed first when it is
+//!   the one presented.
 //!
-//! Both are taken from the session the session layer found, refreshed
-//! first when due (one grant per rotation across replicas, `refresh.rs`).
-//! Without a session (an `optional` route), nothing is added.
+//! All three are taken from the session the session layer found, refreshed
+//! or exchanged when due (one grant per token and expiry across replicas,
+//! `refresh.rs`). Without a session (an `optional` route), nothing is added.
 //!
 //! - cloakroom's own client's token (`token: client`): no session needed,
 //!   one per (resource, scopes) shared by every replica through the store
@@ -22,7 +27,7 @@ use std::time::Duration;
 use http::{HeaderValue, Request};
 
 use crate::body::Body;
-use crate::config::Audience;
+use crate::config::{Audience, RouteConfig, SubjectToken, TokenKind};
 use crate::error::BoxError;
 use crate::refresh::{RefreshError, Refresher, Target};
 use crate::secret::AccessToken;
@@ -43,13 +48,22 @@ pub struct UserToken {
 }
 
 impl UserToken {
-    /// The route's source: its own token when it names an audience, else
-    /// the session's.
-    pub fn new(refresher: &Arc<Refresher>, audience: Option<&Arc<Audience>>) -> Self {
-        Self {
+    /// The route's source, on a route whose token comes from the session:
+    /// with `token: user`, its own token when it names an audience, else
+    /// the session's; with `token: exchange`, the one exchanged for it.
+    pub fn for_route(refresher: &Arc<Refresher>, route: &RouteConfig) -> Option<Self> {
+        let target = match (route.token, &route.exchange) {
+            (TokenKind::User, _) => route
+                .audience
+                .as_ref()
+                .map_or(Target::User, |a| Target::Resource(a.clone())),
+            (TokenKind::Exchange, Some(exchange)) => Target::Exchange(exchange.clone()),
+            _ => return None,
+        };
+        Some(Self {
             refresher: refresher.clone(),
-            target: audience.map_or(Target::User, |a| Target::Resource(a.clone())),
-        }
+            target,
+        })
     }
 }
 
@@ -60,7 +74,9 @@ impl Step for UserToken {
             if let Some(loaded) = super::session::loaded(&request).cloned() {
                 let token = match &target {
                     Target::User => access_token(&refresher, &loaded).await?,
-                    Target::Resource(_) => own_token(&refresher, &loaded, &target).await?,
+                    Target::Resource(_) | Target::Exchange(_) => {
+                        own_token(&refresher, &loaded, &target).await?
+                    }
                 };
                 request
                     .extensions_mut()
@@ -78,7 +94,7 @@ const REFRESH_PATIENCE: Duration = Duration::from_secs(2);
 /// While the IdP or the store cannot refresh it, a token that is still
 /// valid is used as it is (RF-10); an expired one gives a 503 that keeps
 /// the session (RF-11).
-async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc<AccessToken>, BoxError> {
+async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc<AccessToken>, RefreshError> {
     let now = refresher.now();
     let record = &loaded.record;
     if refresher.is_fresh(record) {
@@ -89,7 +105,7 @@ async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc
         if record.access_expires_at > now {
             return Ok(Arc::new(record.access_token.clone()));
         }
-        return Err(RefreshError::Ended.into());
+        return Err(RefreshError::Ended);
     }
     let flight = refresher.refresh(loaded);
     let valid_for = Duration::from_secs(record.access_expires_at.saturating_sub(now));
@@ -109,7 +125,7 @@ async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc
             tracing::debug!(error = %e, "refresh postponed; the current access token is still valid");
             Ok(Arc::new(record.access_token.clone()))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -147,7 +163,9 @@ impl Step for ClientToken {
 /// grant for it (the first call, or renewal when due). As for the
 /// session's token, one still valid serves while the IdP cannot renew it;
 /// without one, the IdP's refusal or absence is a 502/503 that keeps the
-/// session (only `invalid_grant`, the refresh token itself gone, ends it).
+/// session (only `invalid_grant` to a refresh grant, the refresh token
+/// itself gone, ends it). An exchange presents the session's access token
+/// refreshed first when due, so the IdP is never handed a stale one.
 async fn own_token(
     refresher: &Arc<Refresher>,
     loaded: &Loaded,
@@ -160,7 +178,15 @@ async fn own_token(
             return Ok(held.access_token);
         }
     }
-    let refreshed = refresher.refresh_target(loaded, target).await;
+    let refreshed = match target {
+        Target::Exchange(exchange) if exchange.subject == SubjectToken::AccessToken => {
+            match access_token(refresher, loaded).await {
+                Ok(_) => refresher.refresh_target(loaded, target).await,
+                Err(e) => Err(e),
+            }
+        }
+        _ => refresher.refresh_target(loaded, target).await,
+    };
     match (refreshed, held) {
         (Ok(fresh), _) => Ok(fresh.access_token),
         (Err(e), Some(held)) if !matches!(e, RefreshError::Ended) && held.expires_at > refresher.now() => {

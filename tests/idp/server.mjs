@@ -54,6 +54,8 @@
 //                      token_endpoint_auth_method: 'private_key_jwt'
 //   offline_access_type  a refresh token only for a login that sent
 //                      access_type=offline and prompt=consent (Google)
+//   exchange_token_ttl seconds an exchanged token lives, default
+//                      access_token_ttl
 //
 // Every login gets an `acr`: the first of the authorization request's
 // acr_values the user can reach, else urn:cloakroom:test:password.
@@ -72,10 +74,21 @@
 // (RESOURCES below). A login asks for them with `resource` parameters; a
 // refresh grant narrows to one of them.
 //
+// Token exchange (RFC 8693), which oidc-provider does not ship, is
+// registered below: the subject token is checked for real (an access token
+// by the provider's signature or its store, an ID token by its signature
+// and expiry; either must have been issued to the client asking), and the
+// answer is a JWT access token signed by the provider for the audience
+// asked for (EXCHANGE_AUDIENCES, or one of RESOURCES), naming the subject's
+// `sub`. Anything else is refused as the RFC says: invalid_grant for the
+// subject token, invalid_target for an audience or resource, invalid_scope.
+//
 // GET /__stats answers with what the tests must check on the IdP's side:
 // how many grants of each type succeeded (`resource_grants`: refresh
 // grants by the resource they named; `client_grants`: client credentials
-// grants by resource, '' for none), how many grants were revoked, and
+// grants by resource, '' for none; `exchange_grants`: token exchanges by
+// audience, and `exchange_subjects` by subject token type), how many
+// grants were revoked, and
 // how many token and revocation (RFC 7009) requests arrived, the most
 // pushed authorization requests it held at once, and how many
 // back-channel logouts the client acknowledged or failed (with the last
@@ -88,7 +101,8 @@
 // the clock a test moves in cloakroom.
 
 import http from 'node:http';
-import Provider from 'oidc-provider';
+import * as jose from 'jose';
+import Provider, { errors } from 'oidc-provider';
 
 const settings = JSON.parse(process.argv[2] || '{}');
 const users = settings.users ?? {};
@@ -103,11 +117,23 @@ const RESOURCES = {
   'urn:cloakroom:test:orders': 'orders:read',
   'urn:cloakroom:test:billing': 'billing:read',
 };
+// What a token may be exchanged for: audience -> the scopes it grants.
+const EXCHANGE_AUDIENCES = {
+  'urn:cloakroom:test:ledger': 'ledger:read ledger:write',
+  'urn:cloakroom:test:reports': 'reports:read',
+};
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const TOKEN_TYPES = {
+  access_token: 'urn:ietf:params:oauth:token-type:access_token',
+  id_token: 'urn:ietf:params:oauth:token-type:id_token',
+};
 const asList = (value) => (value === undefined ? [] : [value].flat());
 const stats = {
   grants: {},
   resource_grants: {},
   client_grants: {},
+  exchange_grants: {},
+  exchange_subjects: {},
   revoked: 0,
   revocations: 0,
   revocation_requests: 0,
@@ -139,7 +165,7 @@ const provider = new Provider(issuer, {
     client_secret: settings.client_secret ?? 'test-secret',
     redirect_uris: settings.redirect_uris ?? ['http://localhost:8080/auth/callback'],
     post_logout_redirect_uris: settings.post_logout_redirect_uris ?? ['http://localhost:8080/'],
-    grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+    grant_types: ['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE],
     response_types: ['code'],
     token_endpoint_auth_method: settings.token_endpoint_auth_method ?? 'client_secret_basic',
     ...(settings.client_jwks ? { jwks: settings.client_jwks } : {}),
@@ -235,6 +261,93 @@ const provider = new Provider(issuer, {
     },
   }),
 });
+
+// Token exchange (RFC 8693 §2). The subject token is checked as the
+// provider would check its own: signature, issuer, expiry by the IdP's
+// clock, and the client it was issued to.
+const epoch = () => Math.floor(Date.now() / 1000);
+let jwks;
+const ownKeys = () => {
+  jwks ??= jose.createRemoteJWKSet(new URL(`${origin}${mount}/jwks`));
+  return jwks;
+};
+const subjectOf = async (ctx, token, type) => {
+  const { client } = ctx.oidc;
+  const refuse = (why) => new errors.InvalidGrant(`subject_token ${why}`);
+  if (type === TOKEN_TYPES.id_token) {
+    let payload;
+    try {
+      ({ payload } = await provider.IdToken.validate(token, client));
+    } catch {
+      throw refuse('is not an ID token of this provider for this client');
+    }
+    // IdToken.validate leaves expiry to its caller (an id_token_hint may be stale).
+    if (!(payload.exp > epoch())) throw refuse('has expired');
+    return payload.sub;
+  }
+  if (type !== TOKEN_TYPES.access_token) {
+    throw new errors.InvalidRequest('unsupported subject_token_type');
+  }
+  if (token.split('.').length === 3) {
+    let payload;
+    try {
+      ({ payload } = await jose.jwtVerify(token, ownKeys(), {
+        issuer: provider.issuer, typ: 'at+jwt', currentDate: new Date(Date.now()),
+      }));
+    } catch {
+      throw refuse('is not a valid access token of this provider');
+    }
+    if (payload.client_id !== client.clientId) throw refuse('was issued to another client');
+    return payload.sub;
+  }
+  const found = await provider.AccessToken.find(token);
+  if (!found?.isValid) throw refuse('is not a valid access token of this provider');
+  if (found.clientId !== client.clientId) throw refuse('was issued to another client');
+  return found.accountId;
+};
+provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+  const { params, client } = ctx.oidc;
+  const sub = await subjectOf(ctx, params.subject_token, params.subject_token_type);
+  if (params.requested_token_type && params.requested_token_type !== TOKEN_TYPES.access_token) {
+    throw new errors.InvalidRequest('only access tokens are issued');
+  }
+  if (params.actor_token) throw new errors.InvalidRequest('no delegation here');
+  const { resource } = params;
+  if (resource !== undefined && !RESOURCES[resource] && !EXCHANGE_AUDIENCES[resource]) {
+    throw new errors.InvalidTarget('unknown resource');
+  }
+  const audience = params.audience ?? resource;
+  const offered = EXCHANGE_AUDIENCES[audience] ?? RESOURCES[audience];
+  if (!offered) throw new errors.InvalidTarget('unknown audience');
+  const asked = String(params.scope ?? '').split(' ').filter(Boolean);
+  const refused = asked.find((scope) => !offered.split(' ').includes(scope));
+  if (refused) throw new errors.InvalidScope('scope not offered for this audience', refused);
+  const ttl = settings.exchange_token_ttl ?? settings.access_token_ttl ?? 300;
+  const token = new provider.AccessToken({
+    accountId: sub,
+    client,
+    gty: 'token_exchange',
+    scope: (asked.length ? asked : offered.split(' ')).join(' '),
+    expiresIn: ttl,
+    resourceServer: {
+      audience, scope: offered, accessTokenFormat: 'jwt', identifier: () => audience,
+    },
+  });
+  const value = await token.save();
+  stats.exchange_grants[audience] = (stats.exchange_grants[audience] ?? 0) + 1;
+  const kind = Object.keys(TOKEN_TYPES).find((k) => TOKEN_TYPES[k] === params.subject_token_type);
+  stats.exchange_subjects[kind] = (stats.exchange_subjects[kind] ?? 0) + 1;
+  ctx.body = {
+    access_token: value,
+    issued_token_type: TOKEN_TYPES.access_token,
+    token_type: 'Bearer',
+    expires_in: ttl,
+    scope: token.scope,
+  };
+}, [
+  'subject_token', 'subject_token_type', 'requested_token_type', 'actor_token', 'actor_token_type',
+  'audience', 'resource', 'scope',
+]);
 
 // A login reaches the first acr asked for that its user can reach. The dev
 // login form has no say in it, so its result is completed here.

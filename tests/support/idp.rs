@@ -277,6 +277,29 @@ impl World {
         browser
     }
 
+    /// The sum of one metrics series (`name{labels}`, as exposed) over
+    /// every replica's `/metrics`: counted wherever it happened.
+    pub async fn counted(&self, series: &str) -> u64 {
+        let admins = std::iter::once(self.app.admin).chain(self.others.iter().map(|(_, a)| a.admin));
+        let mut total = 0;
+        for admin in admins {
+            let text = super::net::client()
+                .get(format!("http://{admin}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            total += text
+                .lines()
+                .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .map(|n| n.parse::<u64>().unwrap())
+                .sum::<u64>();
+        }
+        total
+    }
+
     /// `/api/orders` with `method` and `headers`, from `browser`.
     pub async fn api(&self, browser: &Browser, method: reqwest::Method, headers: &[(&str, &str)]) -> Page {
         browser

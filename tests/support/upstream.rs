@@ -303,6 +303,18 @@ pub fn echoed_headers(json: &serde_json::Value) -> Vec<(String, String)> {
     serde_json::from_value(json["headers"].clone()).unwrap()
 }
 
+/// The claims of a bearer JWT (`Bearer <jwt>`), read without verifying
+/// it: the upstream that received it verified it.
+pub fn bearer_claims(bearer: &str) -> serde_json::Value {
+    use base64::Engine;
+    let token = bearer.strip_prefix("Bearer ").unwrap_or(bearer);
+    let part = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// The one value of `name` the upstream saw, if exactly one.
 pub fn echoed(json: &serde_json::Value, name: &str) -> Option<String> {
     let values: Vec<String> = echoed_headers(json)
