@@ -415,6 +415,7 @@ async fn create_sessions(yaml: &str, n: usize) -> Result<Vec<String>, String> {
                 expires_in: Some(3600),
                 refresh_token: None,
                 id_token: None,
+                jkt: None,
             };
             async move { sessions.create(tokens, claims, Some("bench"), None).await }
         })

@@ -266,6 +266,7 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
             RefreshError::StoreDown(_) => unavailable(Code::SessionStoreUnavailable),
             RefreshError::Pending => Problem::new(StatusCode::SERVICE_UNAVAILABLE, Code::RefreshPending)
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+            RefreshError::IdpAnswer(_) => Problem::new(StatusCode::BAD_GATEWAY, Code::IdpBadResponse),
         });
     }
     if let Some(idp) = e.downcast_ref::<IdpError>() {
@@ -274,7 +275,7 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
                 StatusCode::SERVICE_UNAVAILABLE,
                 Code::IdpUnavailable,
             )),
-            IdpError::BadResponse(_) | IdpError::Rejected(_) => {
+            IdpError::BadResponse(_) | IdpError::Rejected(_) | IdpError::Unbound { .. } => {
                 Problem::new(StatusCode::BAD_GATEWAY, Code::IdpBadResponse)
             }
         });

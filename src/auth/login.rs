@@ -72,7 +72,9 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
         .await
         .map_err(|e| match e {
             IdpError::Unreachable(_) | IdpError::Busy(_) => LoginError::unavailable(e),
-            IdpError::Rejected(_) | IdpError::BadResponse(_) => LoginError::IdpAnswer(Box::new(e)),
+            IdpError::Rejected(_) | IdpError::BadResponse(_) | IdpError::Unbound { .. } => {
+                LoginError::IdpAnswer(Box::new(e))
+            }
         })?;
     let mut url = metadata.authorization_endpoint.clone();
     match &pushed {

@@ -36,6 +36,10 @@ pub struct Record {
     pub access_issued_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_lifetime: Option<u64>,
+    /// The thumbprint of the DPoP key the access token is bound to
+    /// (RFC 9449 §6.1 `cnf.jkt`); absent for a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_jkt: Option<String>,
     pub refresh_token: Option<RefreshToken>,
     pub id_token: Option<IdToken>,
     /// The ID token claims kept for `/auth/user` and identity checks.
@@ -58,6 +62,9 @@ pub struct ResourceToken {
     pub expires_at: u64,
     pub issued_ms: u64,
     pub lifetime: u64,
+    /// The DPoP key it is bound to, as for the session's own token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// The store key of a session: a keyed hash of its id (T08), keyed by the
@@ -142,6 +149,7 @@ mod tests {
             access_expires_at: 10,
             access_issued_ms: Some(5_000),
             access_lifetime: Some(5),
+            access_jkt: None,
             refresh_token: Some(RefreshToken::new("RT-secret".into())),
             id_token: None,
             claims: Map::new(),
@@ -279,6 +287,7 @@ mod tests {
                 expires_at: 20,
                 issued_ms: 15_000,
                 lifetime: 5,
+                jkt: None,
             },
         );
         let sealed = with.seal(&ticket, &key);

@@ -54,6 +54,14 @@
 //                      token_endpoint_auth_method: 'private_key_jwt'
 //   offline_access_type  a refresh token only for a login that sent
 //                      access_type=offline and prompt=consent (Google)
+//   dpop_nonce         DPoP (RFC 9449, on for every test: a token is bound
+//                      only when a proof comes with its request) with
+//                      server nonces required: a proof without the
+//                      IdP's current nonce is answered use_dpop_nonce
+//   dpop_ignored       the token endpoint drops every DPoP proof before
+//                      handling the request, as an IdP without DPoP does:
+//                      its tokens are bearer tokens; GET
+//                      /__dpop_ignored?on=true|false switches it later
 //
 // Every login gets an `acr`: the first of the authorization request's
 // acr_values the user can reach, else urn:cloakroom:test:password.
@@ -76,7 +84,9 @@
 // how many grants of each type succeeded (`resource_grants`: refresh
 // grants by the resource they named; `client_grants`: client credentials
 // grants by resource, '' for none), how many grants were revoked, and
-// how many token and revocation (RFC 7009) requests arrived, the most
+// how many token and revocation (RFC 7009) requests arrived (and of the
+// token requests, how many carried a DPoP proof and how many were refused
+// for want of a DPoP nonce), the most
 // pushed authorization requests it held at once, and how many
 // back-channel logouts the client acknowledged or failed (with the last
 // failure's message).
@@ -84,9 +94,11 @@
 // GET /__authorizations lists the query of every authorization request, as
 // received. GET /__pushed lists the parameters of every pushed
 // authorization request the IdP accepted (the client assertion left out).
+// GET /__dpop_ignored?on=true|false switches dpop_ignored.
 // GET /__advance?seconds=N moves the IdP's clock N seconds forward, with
 // the clock a test moves in cloakroom.
 
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -112,6 +124,10 @@ const stats = {
   revocations: 0,
   revocation_requests: 0,
   token_requests: 0,
+  // Token requests that carried a DPoP proof, and those refused for
+  // want of a nonce (use_dpop_nonce).
+  dpop_token_requests: 0,
+  dpop_nonce_refusals: 0,
   par_in_flight_max: 0,
   backchannel: { success: 0, error: 0, last_error: null },
 };
@@ -163,6 +179,13 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
+    dPoP: {
+      enabled: true,
+      ...(settings.dpop_nonce ? {
+        nonceSecret: randomBytes(32),
+        requireNonce: () => true,
+      } : {}),
+    },
     resourceIndicators: {
       enabled: true,
       // With audience_param, no audience means no JWT access token; with
@@ -277,6 +300,15 @@ provider.use(async (ctx, next) => {
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 let tokenCalls = 0;
+let dpopIgnored = settings.dpop_ignored ?? false;
+provider.use(async (ctx, next) => {
+  if (ctx.path !== '/token' || ctx.method !== 'POST') return next();
+  if (ctx.get('dpop')) stats.dpop_token_requests += 1;
+  if (dpopIgnored) delete ctx.req.headers.dpop;
+  await next();
+  if (ctx.body?.error === 'use_dpop_nonce') stats.dpop_nonce_refusals += 1;
+  return undefined;
+});
 provider.use(async (ctx, next) => {
   if (ctx.path === '/token/revocation' && ctx.method === 'POST') stats.revocation_requests += 1;
   if (ctx.path === '/token' && ctx.method === 'POST') stats.token_requests += 1;
@@ -368,6 +400,11 @@ provider.on('refresh_token.destroyed', () => { stats.revocations += 1; });
 
 const callback = provider.callback();
 server.on('request', (req, res) => {
+  if (req.url.startsWith('/__dpop_ignored?')) {
+    dpopIgnored = new URL(req.url, issuer).searchParams.get('on') === 'true';
+    res.end('ok');
+    return;
+  }
   if (req.url.startsWith('/__advance?')) {
     ahead += 1000 * Number(new URL(req.url, issuer).searchParams.get('seconds'));
     res.end('ok');
