@@ -110,6 +110,9 @@ async fn dp01_a_login_binds_the_token_and_every_call_carries_a_fresh_proof() {
     assert_eq!(landed.status, 200, "{}", landed.body);
     let (requests, with_proof) = token_requests(&w).await;
     assert_eq!((requests, with_proof), (1, 1), "the code exchange had a proof");
+    // The code was bound to the key too (RFC 9449 §10).
+    let asked = w.idp.authorizations().await.pop().unwrap();
+    assert_eq!(asked["dpop_jkt"], key.jkt.as_str());
 
     let mut tokens = HashSet::new();
     for _ in 0..40 {
@@ -340,10 +343,6 @@ async fn dp08_a_new_current_key_binds_new_tokens_and_the_old_ones_keep_their_key
     let settings = json!({"access_token_ttl": 5});
     let w = world_full(&extra, &dpop(&[("old", &old)]), settings, 1, clock).await;
     w.up.verify_dpop(w.idp.jwks().await, API, w.clock.clone());
-    let (browser, _) = w.login("alice").await;
-    let (_, first) = call(&browser, &w.url("/api/orders")).await;
-    assert_eq!(payload(&first)["cnf"]["jkt"], old.jkt.as_str());
-
     // A replica with the new key first and the old one kept, as a rollout
     // of the rotation has it, on the same store.
     let rotated = w
@@ -353,11 +352,23 @@ async fn dp08_a_new_current_key_binds_new_tokens_and_the_old_ones_keep_their_key
     let bound = App::bind().await;
     let base = format!("http://127.0.0.1:{}", bound.addr.port());
     let _replica = bound.start_with_clock(&rotated, w.clock.clone());
-    browser.carry_session(&w.base, &base);
 
-    // The token bound to the old key still serves, proven with that key.
-    let (status, same) = call(&browser, &format!("{base}/api/orders")).await;
-    assert_eq!((status, &same), (200, &first));
+    // A login started where the old key is current and finished on the
+    // new replica: its code was bound to the old key, which proves it.
+    let browser = Browser::new(&w.base);
+    let callback = w.callback_url(&browser, "alice").await;
+    for (name, value) in browser.login_cookies(&w.base) {
+        browser.set_cookie(&base, &name, &value);
+    }
+    browser.navigate(&callback.replace(&w.base, &base), "alice").await;
+    assert!(
+        browser.cookie(&base, support::SESSION_COOKIE).is_some(),
+        "signed in"
+    );
+    let (status, first) = call(&browser, &format!("{base}/api/orders")).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(payload(&first)["cnf"]["jkt"], old.jkt.as_str());
+    // The token bound to the old key serves there, proven with that key.
     assert_eq!(w.up.dpop().accepted().last().unwrap()["jkt"], old.jkt.as_str());
 
     // Renewed, it is bound to the new key.
@@ -366,7 +377,8 @@ async fn dp08_a_new_current_key_binds_new_tokens_and_the_old_ones_keep_their_key
     assert_eq!(status, 200, "{renewed}");
     assert_eq!(payload(&renewed)["cnf"]["jkt"], new.jkt.as_str());
     assert_eq!(w.up.dpop().accepted().last().unwrap()["jkt"], new.jkt.as_str());
-    assert!(w.up.dpop().refused().is_empty(), "{:?}", w.up.dpop().refused());
+    // Only the login's landing page, on the anonymous route, went without.
+    assert_eq!(w.up.dpop().refused(), ["one Authorization header expected"]);
 }
 
 #[tokio::test]
@@ -407,6 +419,21 @@ async fn dp09_a_routes_own_token_and_the_client_token_are_bound_too() {
     let (requests, with_proof) = token_requests(&w).await;
     assert_eq!(requests, 3);
     assert_eq!(with_proof, 3, "every grant with a proof");
+}
+
+#[tokio::test]
+async fn dp11_a_pushed_authorization_request_binds_the_code_to_the_key() {
+    let key = Key::new();
+    let w = world(&key, "", json!({"par": true})).await;
+    let (_, landed) = w.login("alice").await;
+    assert_eq!(landed.status, 200, "{}", landed.body);
+    let pushed = w.idp.pushed().await.pop().expect("pushed");
+    assert_eq!(pushed["dpop_jkt"], key.jkt.as_str());
+    let asked = w.idp.authorizations().await.pop().unwrap();
+    assert!(
+        asked.get("dpop_jkt").is_none(),
+        "only client_id and request_uri: {asked:?}"
+    );
 }
 
 #[tokio::test]

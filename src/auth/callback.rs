@@ -255,7 +255,10 @@ async fn exchange(
     transaction: &pending::Transaction,
 ) -> Result<TokenResponse, LoginError> {
     let (verifier, redirect_uri) = (transaction.verifier(), auth.redirect_uri());
-    let exchanged = auth.idp.exchange_code(code, verifier.expose(), &redirect_uri);
+    let jkt = transaction.dpop_jkt.as_deref();
+    let exchanged = auth
+        .idp
+        .exchange_code(code, verifier.expose(), &redirect_uri, jkt);
     let tokens = auth
         .sessions
         .metrics

@@ -291,12 +291,15 @@ impl Idp {
         });
     }
 
-    /// Exchanges an authorization code (RFC 6749 §4.1.3 with PKCE).
+    /// Exchanges an authorization code (RFC 6749 §4.1.3 with PKCE); with
+    /// DPoP, proven with the key `jkt` the code was bound to when the ring
+    /// still holds it, else the current one.
     pub async fn exchange_code(
         &self,
         code: &str,
         verifier: &str,
         redirect_uri: &str,
+        jkt: Option<&str>,
     ) -> Result<TokenResponse, IdpError> {
         let form = [
             ("grant_type", "authorization_code"),
@@ -304,7 +307,7 @@ impl Idp {
             ("code_verifier", verifier),
             ("redirect_uri", redirect_uri),
         ];
-        self.token_request(&form).await
+        self.token_request_with(&form, jkt).await
     }
 
     /// Uses a refresh token (RFC 6749 §6). Called once per rotation, never
@@ -393,6 +396,16 @@ impl Idp {
     /// be a token bound to it (RFC 9449 §5): a bearer token in its place is
     /// refused ([`IdpError::Unbound`]).
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, IdpError> {
+        self.token_request_with(form, None).await
+    }
+
+    /// [`Idp::token_request`] proven with the key `jkt` names, when the
+    /// ring holds it, else with the current one.
+    async fn token_request_with(
+        &self,
+        form: &[(&str, &str)],
+        jkt: Option<&str>,
+    ) -> Result<TokenResponse, IdpError> {
         let metadata = self.metadata().await?;
         let endpoint = &metadata.token_endpoint;
         let request = || self.authenticate(&metadata, self.client.post(endpoint.clone()), form);
@@ -403,7 +416,7 @@ impl Idp {
             }
             return Ok(tokens);
         };
-        let key = dpop.current().jkt();
+        let key = jkt.filter(|jkt| dpop.holds(jkt)).unwrap_or(dpop.current().jkt());
         let mut tokens: TokenResponse = self
             .with_proof(
                 dpop,

@@ -59,8 +59,9 @@
 //                      server nonces required: a proof without the
 //                      IdP's current nonce is answered use_dpop_nonce
 //   dpop_ignored       the token endpoint drops every DPoP proof before
-//                      handling the request, as an IdP without DPoP does:
-//                      its tokens are bearer tokens; GET
+//                      handling the request, and the authorization
+//                      endpoint every dpop_jkt, as an IdP without DPoP
+//                      does: its tokens are bearer tokens; GET
 //                      /__dpop_ignored?on=true|false switches it later
 //
 // Every login gets an `acr`: the first of the authorization request's
@@ -144,6 +145,8 @@ const issuer = `${origin}${issuerPath}`;
 const mount = issuerPath.replace(/\/$/, '');
 const audienceMode = settings.audience_param ?? false;
 const refusedScopes = settings.refuse_scopes ?? [];
+// Switched by /__dpop_ignored as well.
+let dpopIgnored = settings.dpop_ignored ?? false;
 // Nonces of logins that asked for offline access as Google wants it.
 const offlineNonces = new Set();
 const authorizations = [];
@@ -290,6 +293,11 @@ provider.use(async (ctx, next) => {
     && String(query.prompt ?? '').split(' ').includes('consent')) {
     offlineNonces.add(query.nonce);
   }
+  if (dpopIgnored) {
+    // An IdP without DPoP knows no dpop_jkt either.
+    const { dpop_jkt: _, ...rest } = ctx.query;
+    ctx.query = rest;
+  }
   if (audienceMode) {
     // Auth0's `audience` is what RFC 8707 calls `resource`.
     const { audience, ...rest } = query;
@@ -300,7 +308,6 @@ provider.use(async (ctx, next) => {
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 let tokenCalls = 0;
-let dpopIgnored = settings.dpop_ignored ?? false;
 provider.use(async (ctx, next) => {
   if (ctx.path !== '/token' || ctx.method !== 'POST') return next();
   if (ctx.get('dpop')) stats.dpop_token_requests += 1;
