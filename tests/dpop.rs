@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::dpop_api::{dpop, Key};
 use support::idp::{world_full, World};
 use support::redis::RedisServer;
 use support::{echoed, App, Browser, Upstream};
@@ -22,41 +23,6 @@ const ORDERS: &str = "urn:cloakroom:test:orders";
 
 /// Access tokens live 5 s; renewed when less than 2 s are left.
 const DUE: Duration = Duration::from_millis(3500);
-
-/// A fresh P-256 key in a PEM file, and its thumbprint.
-struct Key {
-    file: tempfile::NamedTempFile,
-    jkt: String,
-}
-
-impl Key {
-    fn new() -> Self {
-        use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-        use base64::Engine;
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
-        let jkt = cloakroom::config::DpopKey::new(pem.clone(), None)
-            .unwrap()
-            .jkt()
-            .to_owned();
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), pem).unwrap();
-        Self { file, jkt }
-    }
-
-    /// This key as an entry of `oidc.dpop.keys`.
-    fn entry(&self, id: &str) -> String {
-        format!("{{id: {id}, key_file: '{}'}}", self.file.path().display())
-    }
-}
-
-/// The `oidc` entry that binds tokens to `keys`, the first current.
-fn dpop(keys: &[(&str, &Key)]) -> String {
-    let entries: Vec<String> = keys.iter().map(|(id, key)| key.entry(id)).collect();
-    format!("dpop: {{keys: [{}]}}", entries.join(", "))
-}
 
 /// One replica with DPoP on, the key `key`, routes `extra` besides the
 /// defaults, the IdP started with `settings` (5 s tokens), judging time by

@@ -1,19 +1,29 @@
 //! PX-25: across a whole session (login, API calls, user info, logout) no
 //! response cloakroom writes and no log line it emits contains a token, an
-//! authorization code, the client secret or a session cookie value.
+//! authorization code, the client secret or a session cookie value; with
+//! DPoP (`oidc.dpop`) too, nor a proof.
 //!
 //! This test binary captures every log line of the process at debug level,
 //! so it holds this one test only.
 
 mod support;
 
-use support::idp::world;
+use support::dpop_api::{dpop, Key};
+use support::idp::{world, world_oidc, World};
 
 #[tokio::test]
 async fn px25_no_secret_reaches_a_response_or_a_log_line() {
     let logs = support::logs::Logs::capture("debug");
+    let key = Key::new();
+    for w in [
+        world("").await,
+        world_oidc(&dpop(&[("k1", &key)]), serde_json::json!({})).await,
+    ] {
+        session_leaks_nothing(&w, &logs).await;
+    }
+}
 
-    let w = world("").await;
+async fn session_leaks_nothing(w: &World, logs: &support::logs::Logs) {
     let browser = support::Browser::new(&w.base);
     let callback = w.callback_url(&browser, "alice").await;
     let code = url::Url::parse(&callback)
@@ -33,6 +43,9 @@ async fn px25_no_secret_reaches_a_response_or_a_log_line() {
         )
         .await;
     assert_eq!(api.status, 200);
+    // With DPoP, the proof the upstream got is as secret as a token.
+    let proof = support::echoed(&api.json(), "dpop");
+    assert_eq!(proof.is_some(), w.yaml.contains("dpop:"));
     assert_eq!(browser.fetch(&w.url("/auth/user")).await.status, 200);
     // A failing call too, so error paths are logged.
     assert_eq!(
@@ -55,6 +68,7 @@ async fn px25_no_secret_reaches_a_response_or_a_log_line() {
     secrets.push(("authorization code", code));
     secrets.push(("client secret", "test-secret".into()));
     secrets.push(("session cookie", cookie));
+    secrets.extend(proof.map(|p| ("DPoP proof", p)));
 
     let log_text = logs.text();
     assert!(log_text.contains("cloakroom::access"), "logs were captured");

@@ -13,6 +13,9 @@
 //!
 //! Refusals are 401 with `WWW-Authenticate: DPoP error="…"`; a missing or
 //! stale nonce is `use_dpop_nonce`, with the nonce in `DPoP-Nonce` (§9).
+//!
+//! And cloakroom's side: a fresh key in a file ([`Key`]), and the
+//! `oidc.dpop` entry naming keys ([`dpop`]).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -27,6 +30,41 @@ use serde_json::Value;
 use sha2::Digest;
 
 use super::upstream::{text, BoxBody};
+
+/// A fresh P-256 key in a PEM file, and its thumbprint.
+pub struct Key {
+    file: tempfile::NamedTempFile,
+    pub jkt: String,
+}
+
+impl Key {
+    pub fn new() -> Self {
+        use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
+        let jkt = cloakroom::config::DpopKey::new(pem.clone(), None)
+            .unwrap()
+            .jkt()
+            .to_owned();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), pem).unwrap();
+        Self { file, jkt }
+    }
+
+    /// This key as an entry of `oidc.dpop.keys`, named `id`.
+    pub fn entry(&self, id: &str) -> String {
+        format!("{{id: {id}, key_file: '{}'}}", self.file.path().display())
+    }
+}
+
+/// The `oidc` entry that binds tokens to `keys` (id, key), the first
+/// current.
+pub fn dpop(keys: &[(&str, &Key)]) -> String {
+    let entries: Vec<String> = keys.iter().map(|(id, key)| key.entry(id)).collect();
+    format!("dpop: {{keys: [{}]}}", entries.join(", "))
+}
 
 /// How far a proof's `iat` may be from the API's clock.
 const IAT_WINDOW: u64 = 60;
