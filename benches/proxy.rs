@@ -416,6 +416,7 @@ async fn create_sessions(yaml: &str, n: usize) -> Result<Vec<String>, String> {
                 refresh_token: None,
                 id_token: None,
                 issued_token_type: None,
+                jkt: None,
             };
             async move { sessions.create(tokens, claims, Some("bench"), None).await }
         })

@@ -165,6 +165,23 @@ fn check(path: &Path, strict: bool) -> Result<Config, ExitCode> {
             "  back-channel logout URI   {}auth/backchannel-logout",
             config.public_url
         );
+        if let Some(ring) = &oidc.dpop {
+            // What a resource server sees: the key thumbprint in each
+            // token's `cnf.jkt`, and a proof signed by that key.
+            println!("DPoP (oidc.dpop): tokens are bound to a key; APIs get `Authorization: DPoP` and a proof per request");
+            for (i, key) in ring.keys().iter().enumerate() {
+                let role = if i == 0 {
+                    "binds new tokens"
+                } else {
+                    "kept for the tokens bound to it, until they are renewed"
+                };
+                println!(
+                    "  key {:<20} jkt {}  {role}",
+                    format!("{:?}", key.id()),
+                    key.jkt()
+                );
+            }
+        }
     }
     println!(
         "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} methods",

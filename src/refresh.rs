@@ -81,6 +81,10 @@ pub enum RefreshError {
     /// configuration or the IdP's, never the user's; the session goes on.
     #[error("the IdP did not exchange the session's token")]
     ExchangeRefused(#[source] Cause),
+    /// The IdP answered with tokens cloakroom must not use (not bound to
+    /// its DPoP key): a 502 that keeps the session.
+    #[error("the IdP's answer cannot be used")]
+    IdpAnswer(#[source] Cause),
 }
 
 // === impl RefreshError ===
@@ -92,6 +96,18 @@ impl RefreshError {
 
     fn store(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::StoreDown(Arc::new(cause))
+    }
+
+    /// An IdP failure as callers see it: an answer that cannot be used
+    /// (502), else the IdP down (503).
+    fn from_idp(e: IdpError) -> Self {
+        match e {
+            IdpError::Unbound { token_type, .. } => Self::IdpAnswer(Arc::new(IdpError::Unbound {
+                token_type,
+                refresh_token: None,
+            })),
+            e => Self::idp(e),
+        }
     }
 }
 
@@ -122,18 +138,20 @@ impl Target {
         }
     }
 
-    /// The target's token in `record`, with when it is due for renewal
-    /// (milliseconds) and when it expires (seconds).
-    fn held<'r>(&self, skew: Duration, record: &'r Record) -> Option<(&'r AccessToken, u64, u64)> {
+    /// The target's token in `record`.
+    fn held<'r>(&self, skew: Duration, record: &'r Record) -> Option<Held<'r>> {
         match self {
-            Self::User => Some((
-                &record.access_token,
-                refresh_point_ms(skew, record),
-                record.access_expires_at,
-            )),
-            Self::Resource(_) | Self::Exchange(_) => self.kept(record).map(|t| {
-                let due = point_ms(skew, Some(t.issued_ms), Some(t.lifetime), t.expires_at);
-                (&t.access_token, due, t.expires_at)
+            Self::User => Some(Held {
+                token: &record.access_token,
+                due_ms: refresh_point_ms(skew, record),
+                expires_at: record.access_expires_at,
+                jkt: record.access_jkt.as_deref(),
+            }),
+            Self::Resource(_) | Self::Exchange(_) => self.kept(record).map(|t| Held {
+                token: &t.access_token,
+                due_ms: point_ms(skew, Some(t.issued_ms), Some(t.lifetime), t.expires_at),
+                expires_at: t.expires_at,
+                jkt: t.jkt.as_deref(),
             }),
         }
     }
@@ -147,19 +165,28 @@ impl Target {
         }
     }
 
-    /// Puts a granted access token where this target keeps it.
-    fn store(&self, record: &mut Record, token: AccessToken, lifetime: u64, now_ms: u64) {
+    /// Puts a granted access token (bound to the DPoP key `jkt`, if any)
+    /// where this target keeps it.
+    fn store(
+        &self,
+        record: &mut Record,
+        token: AccessToken,
+        jkt: Option<String>,
+        lifetime: u64,
+        now_ms: u64,
+    ) {
         match self {
             Self::User => {
                 record.access_token = token;
+                record.access_jkt = jkt;
                 record.set_access_lifetime(lifetime, now_ms);
             }
             Self::Resource(audience) => {
-                let kept = ResourceToken::obtained(token, lifetime, now_ms);
+                let kept = ResourceToken::obtained(token, jkt, lifetime, now_ms);
                 record.resource_tokens.insert(audience.key(), kept);
             }
             Self::Exchange(exchange) => {
-                let kept = ResourceToken::obtained(token, lifetime, now_ms);
+                let kept = ResourceToken::obtained(token, jkt, lifetime, now_ms);
                 record.exchanged_tokens.insert(exchange.key(), kept);
             }
         }
@@ -173,11 +200,24 @@ impl Target {
     }
 }
 
-/// A usable access token and when it expires.
+/// A target's token as the record holds it.
+struct Held<'r> {
+    token: &'r AccessToken,
+    /// When it is due for renewal (milliseconds).
+    due_ms: u64,
+    /// When it expires (seconds).
+    expires_at: u64,
+    /// The DPoP key it is bound to, if any.
+    jkt: Option<&'r str>,
+}
+
+/// A usable access token, when it expires, and the DPoP key it is bound
+/// to (its thumbprint; `None` for a bearer token).
 #[derive(Clone)]
 pub struct Fresh {
     pub access_token: Arc<AccessToken>,
     pub expires_at: u64,
+    pub jkt: Option<String>,
 }
 
 /// In-flight refreshes of this replica, by session store key.
@@ -299,11 +339,27 @@ impl Refresher {
         self.is_fresh_for(record, &Target::User)
     }
 
-    /// Whether the record holds `target`'s token and it is used as it is.
+    /// Whether the record holds `target`'s token and it is used as it is:
+    /// not due, and bound to no key or to one the ring still holds.
     pub fn is_fresh_for(&self, record: &Record, target: &Target) -> bool {
         target
             .held(self.sessions.config.refresh_skew, record)
-            .is_some_and(|(_, due, _)| self.sessions.clock.now_ms() < due)
+            .is_some_and(|held| self.sessions.clock.now_ms() < held.due_ms && self.provable(held.jkt))
+    }
+
+    /// Whether a token bound to `jkt` (or to nothing) can be sent: a key
+    /// that left the ring (or DPoP switched off) leaves its tokens to be
+    /// renewed, and a bearer token serves until it is.
+    pub fn provable(&self, jkt: Option<&str>) -> bool {
+        match jkt {
+            None => true,
+            Some(jkt) => self.idp.dpop().is_some_and(|dpop| dpop.holds(jkt)),
+        }
+    }
+
+    /// Proofs for bound tokens, with `oidc.dpop`.
+    pub fn dpop(&self) -> Option<&Arc<crate::oidc::dpop::Dpop>> {
+        self.idp.dpop()
     }
 
     /// `target`'s token in the record as it is, fresh or not.
@@ -331,6 +387,9 @@ async fn run(
         Err(RefreshError::StoreDown(_)) => RefreshOutcome::StoreDown,
         Err(RefreshError::Pending) => RefreshOutcome::Pending,
         Err(RefreshError::ExchangeRefused(_)) => RefreshOutcome::Refused,
+        // An IdP that answers what cannot be used is counted with an IdP
+        // that cannot be reached: either wants an operator.
+        Err(RefreshError::IdpAnswer(_)) => RefreshOutcome::IdpDown,
     });
     refresher.sessions.metrics.refresh(outcome);
     if result.is_err() {
@@ -471,9 +530,10 @@ fn point_ms(skew: Duration, issued: Option<u64>, lifetime: Option<u64>, expires_
 fn fresh(refresher: &Refresher, record: &Record, target: &Target) -> Option<Fresh> {
     target
         .held(refresher.sessions.config.refresh_skew, record)
-        .map(|(token, _, expires_at)| Fresh {
-            access_token: Arc::new(token.clone()),
-            expires_at,
+        .map(|held| Fresh {
+            access_token: Arc::new(held.token.clone()),
+            expires_at: held.expires_at,
+            jkt: held.jkt.map(str::to_owned),
         })
 }
 
@@ -486,30 +546,21 @@ async fn locked(
     target: &Target,
     outcome: &mut Option<RefreshOutcome>,
 ) -> Result<Fresh, RefreshError> {
-    let (version, record) = read(refresher, ticket, key).await?;
-    if let Some(fresh) = fresh(refresher, &record, target).filter(|_| refresher.is_fresh_for(&record, target))
-    {
+    let current = read(refresher, ticket, key).await?;
+    let record = &current.1;
+    if let Some(fresh) = fresh(refresher, record, target).filter(|_| refresher.is_fresh_for(record, target)) {
         return Ok(fresh);
     }
     let tokens = match target {
-        Target::Exchange(exchange) => exchanged(refresher, &record, exchange).await?,
+        Target::Exchange(exchange) => exchanged(refresher, record, exchange).await?,
         Target::User | Target::Resource(_) => {
-            match refreshed(refresher, ticket, key, client, target, &record, outcome).await? {
+            match refreshed(refresher, ticket, key, client, target, &current, outcome).await? {
                 Granted::Tokens(tokens) => tokens,
                 Granted::Written(fresh) => return Ok(fresh),
             }
         }
     };
-    write(
-        refresher,
-        ticket,
-        key,
-        target,
-        (version, record),
-        &tokens,
-        outcome,
-    )
-    .await
+    write(refresher, ticket, key, target, current, &tokens, outcome).await
 }
 
 /// What a refresh grant under the lease came to: tokens to write, or the
@@ -527,9 +578,10 @@ async fn refreshed(
     key: &str,
     client: Option<IpAddr>,
     target: &Target,
-    record: &Record,
+    current: &(u64, Record),
     outcome: &mut Option<RefreshOutcome>,
 ) -> Result<Granted, RefreshError> {
+    let record = &current.1;
     let metrics = &refresher.sessions.metrics;
     let Some(refresh_token) = record.refresh_token.clone() else {
         if *target == Target::User {
@@ -574,6 +626,23 @@ async fn refreshed(
             // the user's: keep the session and say so loudly.
             tracing::error!(error = %e.error, "the IdP refused the refresh; check the client configuration");
             return Err(RefreshError::idp(IdpError::Rejected(e)));
+        }
+        Err(IdpError::Unbound {
+            token_type,
+            refresh_token: rotated,
+        }) => {
+            // Not bound to the DPoP key: the access token is refused, and
+            // the session keeps its own. A rotated refresh token is kept,
+            // or the grant would end with the one just spent.
+            let e = IdpError::Unbound {
+                token_type,
+                refresh_token: None,
+            };
+            tracing::error!(error = %e, "refreshed tokens refused; the session keeps its tokens");
+            if let (Some(rotated), Ok(current)) = (rotated, read(refresher, ticket, key).await) {
+                keep_rotation(refresher, ticket, key, current, &refresh_token, rotated).await;
+            }
+            return Err(RefreshError::from_idp(e));
         }
         Err(e) => return Err(RefreshError::idp(e)),
     };
@@ -650,7 +719,7 @@ async fn exchanged(
         .token_call(Grant::Exchange, refresher.idp.exchange(subject, exchange))
         .await;
     granted.map_err(|e| match e {
-        IdpError::Unreachable(_) | IdpError::Busy(_) => RefreshError::idp(e),
+        IdpError::Unreachable(_) | IdpError::Busy(_) | IdpError::Unbound { .. } => RefreshError::from_idp(e),
         IdpError::Rejected(_) | IdpError::BadResponse(_) => {
             tracing::error!(error = %e, "the IdP did not exchange the session's token; check the route's exchange and the client's grants at the IdP");
             RefreshError::ExchangeRefused(Arc::new(e))
@@ -671,7 +740,7 @@ async fn write(
 ) -> Result<Fresh, RefreshError> {
     let store = refresher.sessions.store.as_ref();
     let skew = refresher.sessions.config.refresh_skew;
-    let spent = target.held(skew, &current.1).map(|(t, _, _)| t.clone());
+    let spent = target.held(skew, &current.1).map(|held| held.token.clone());
     let now_ms = refresher.sessions.clock.now_ms();
     let now = now_ms / 1000;
     let lifetime = tokens.access_token_lifetime(now);
@@ -679,7 +748,13 @@ async fn write(
     // so apply the new tokens to the newest record and try again.
     for _ in 0..5 {
         let (version, mut record) = current;
-        target.store(&mut record, tokens.access_token.clone(), lifetime, now_ms);
+        target.store(
+            &mut record,
+            tokens.access_token.clone(),
+            tokens.jkt.clone(),
+            lifetime,
+            now_ms,
+        );
         // A rotation by any target's grant is the one refresh token of the
         // session from now on.
         if let Some(rt) = &tokens.refresh_token {
@@ -699,7 +774,7 @@ async fn write(
                     // Another writer refreshed meanwhile (our lease was lost):
                     // the first commit stands, ours is dropped (RF-06).
                     Ok((_, newer))
-                        if target.held(skew, &newer).map(|(t, _, _)| t.expose())
+                        if target.held(skew, &newer).map(|held| held.token.expose())
                             != spent.as_ref().map(AccessToken::expose) =>
                     {
                         tracing::warn!("another replica refreshed this session while the lease was lost; keeping its tokens");
@@ -730,6 +805,41 @@ async fn write(
     Err(RefreshError::Pending)
 }
 
+/// Writes `rotated` as the session's refresh token in place of
+/// `presented`, when an answer whose tokens were refused rotated it: with
+/// rotation the presented one is spent, and the grant goes on only with
+/// the new one. The access tokens stay as they are. Another writer's
+/// rotation meanwhile wins (its token is the newer).
+async fn keep_rotation(
+    refresher: &Refresher,
+    ticket: &Ticket,
+    key: &str,
+    mut current: (u64, Record),
+    presented: &RefreshToken,
+    rotated: RefreshToken,
+) {
+    let store = refresher.sessions.store.as_ref();
+    for _ in 0..5 {
+        let (version, mut record) = current;
+        if record.refresh_token.as_ref().map(RefreshToken::expose) != Some(presented.expose()) {
+            return;
+        }
+        record.refresh_token = Some(rotated.clone());
+        let ttl = refresher.sessions.ttl(ticket, refresher.now());
+        match store.put(key, record.seal(ticket, key), version, ttl).await {
+            Ok(_) => return,
+            Err(StoreError::Conflict) => match read(refresher, ticket, key).await {
+                Ok(newer) => current = newer,
+                Err(_) => return,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "a rotated refresh token could not be stored");
+                return;
+            }
+        }
+    }
+}
+
 mod client;
 
 #[cfg(test)]
@@ -748,6 +858,7 @@ mod tests {
             access_expires_at: 0,
             access_issued_ms: None,
             access_lifetime: None,
+            access_jkt: None,
             refresh_token: None,
             id_token: None,
             claims: Default::default(),

@@ -273,6 +273,7 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
                 }
                 _ => Problem::new(StatusCode::BAD_GATEWAY, Code::IdpBadResponse),
             },
+            RefreshError::IdpAnswer(_) => Problem::new(StatusCode::BAD_GATEWAY, Code::IdpBadResponse),
         });
     }
     if let Some(idp) = e.downcast_ref::<IdpError>() {
@@ -281,7 +282,7 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
                 StatusCode::SERVICE_UNAVAILABLE,
                 Code::IdpUnavailable,
             )),
-            IdpError::BadResponse(_) | IdpError::Rejected(_) => {
+            IdpError::BadResponse(_) | IdpError::Rejected(_) | IdpError::Unbound { .. } => {
                 Problem::new(StatusCode::BAD_GATEWAY, Code::IdpBadResponse)
             }
         });

@@ -254,7 +254,10 @@ async fn exchange(
     transaction: &pending::Transaction,
 ) -> Result<TokenResponse, LoginError> {
     let (verifier, redirect_uri) = (transaction.verifier(), auth.redirect_uri());
-    let exchanged = auth.idp.exchange_code(code, verifier.expose(), &redirect_uri);
+    let jkt = transaction.dpop_jkt.as_deref();
+    let exchanged = auth
+        .idp
+        .exchange_code(code, verifier.expose(), &redirect_uri, jkt);
     let tokens = auth
         .sessions
         .metrics
@@ -268,6 +271,23 @@ async fn exchange(
         IdpError::Unreachable(_) | IdpError::Busy(_) => LoginError::unavailable(e),
         // A redirect, a wrong content type, an unreadable answer (LG-15).
         IdpError::BadResponse(_) => LoginError::IdpAnswer(e.into()),
+        // Tokens not bound to the DPoP key (LG-16): refused, not taken as
+        // bearer tokens; no session holds the grant's refresh token.
+        IdpError::Unbound {
+            token_type,
+            refresh_token,
+        } => {
+            if let Some(refresh_token) = refresh_token {
+                revoke_in_background(auth, refresh_token);
+            }
+            LoginError::IdpAnswer(
+                IdpError::Unbound {
+                    token_type,
+                    refresh_token: None,
+                }
+                .into(),
+            )
+        }
         IdpError::Rejected(_) => LoginError::Refused(format!("code exchange: {e}").into()),
     })
 }
@@ -295,7 +315,7 @@ async fn start_session(
     // A step-up login grants a session only if the IdP did what was asked.
     transaction.step_up.check(&claims, auth.sessions.clock.now())?;
     let claims = if auth.idp.config.userinfo {
-        with_userinfo(auth, claims, &tokens.access_token).await?
+        with_userinfo(auth, claims, &tokens.access_token, tokens.jkt.as_deref()).await?
     } else {
         claims
     };
@@ -338,6 +358,7 @@ async fn with_userinfo(
     auth: &Auth,
     mut claims: Map<String, Value>,
     access_token: &AccessToken,
+    jkt: Option<&str>,
 ) -> Result<Map<String, Value>, LoginError> {
     let idp_error = |e: IdpError| match e {
         IdpError::Unreachable(_) => LoginError::unavailable(e),
@@ -345,7 +366,7 @@ async fn with_userinfo(
         // unreadable answer: the IdP's answer is unusable (LG-15).
         e => LoginError::IdpAnswer(UserinfoError::Idp(e).into()),
     };
-    let answer = auth.idp.userinfo(access_token).await.map_err(idp_error)?;
+    let answer = auth.idp.userinfo(access_token, jkt).await.map_err(idp_error)?;
     match userinfo::merge(&mut claims, answer) {
         Ok(()) => Ok(claims),
         Err(UserinfoError::Idp(e)) => Err(idp_error(e)),

@@ -66,13 +66,23 @@ pub async fn start(auth: &Auth, request: &Parts) -> Result<Response<Body>, Login
     // The grant covers every route's own resource (RFC 8707 §2.1).
     let resources = auth.config.login_resources();
     params.extend(resources.iter().map(|r| ("resource", *r)));
+    // The code is bound to the DPoP key (RFC 9449 §10): only a proof with
+    // that key can exchange it. The callback proves that one, whichever
+    // key is current by then.
+    if let Some(dpop) = auth.idp.dpop() {
+        let jkt = dpop.current().jkt();
+        params.push(("dpop_jkt", jkt));
+        transaction.dpop_jkt = Some(jkt.to_owned());
+    }
     let pushed = auth
         .idp
         .push_authorization(&metadata, &params)
         .await
         .map_err(|e| match e {
             IdpError::Unreachable(_) | IdpError::Busy(_) => LoginError::unavailable(e),
-            IdpError::Rejected(_) | IdpError::BadResponse(_) => LoginError::IdpAnswer(Box::new(e)),
+            IdpError::Rejected(_) | IdpError::BadResponse(_) | IdpError::Unbound { .. } => {
+                LoginError::IdpAnswer(Box::new(e))
+            }
         })?;
     let mut url = metadata.authorization_endpoint.clone();
     match &pushed {

@@ -1,7 +1,8 @@
 //! Logins in progress, each kept by the browser that started it.
 //!
-//! A login transaction (PKCE verifier, nonce, `return_to`, start time, and
-//! for a step-up the `max_age` and `acr_values` asked) is
+//! A login transaction (PKCE verifier, nonce, `return_to`, start time, for
+//! a step-up the `max_age` and `acr_values` asked, and with DPoP the key
+//! its code is bound to) is
 //! not stored server-side: anyone may call `/auth/login`, so stored
 //! transactions would let anonymous traffic fill memory or Redis (LG-24).
 //! Instead each login rides in a pre-auth cookie of its own, named after its
@@ -41,15 +42,19 @@ pub const BUDGET: usize = 3_600;
 /// "expired" rather than "unknown".
 pub const LATE_GRACE: Duration = Duration::from_secs(300);
 
-/// Format 4 adds whether the login was silent, format 3 the step-up ask;
-/// format 2 and 3 cookies, from before, still open.
-const FORMAT: u8 = 4;
+/// Format 5 adds the DPoP key, format 4 whether the login was silent,
+/// format 3 the step-up ask; format 2 to 4 cookies, from before, still
+/// open.
+const FORMAT: u8 = 5;
+const FORMAT_WITHOUT_DPOP: u8 = 4;
 const FORMAT_WITHOUT_SILENT: u8 = 3;
 const FORMAT_WITHOUT_STEP_UP: u8 = 2;
 const STATE_HASH_LEN: usize = 16;
 const SECRET_LEN: usize = 32;
 /// State hash, verifier, nonce, start time, `return_to` length.
 const FIXED_LEN: usize = STATE_HASH_LEN + 2 * SECRET_LEN + 8 + 2;
+/// An RFC 7638 thumbprint: a SHA-256, base64url.
+const JKT_LEN: usize = 43;
 
 /// One login in progress.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -67,6 +72,9 @@ pub struct Transaction {
     /// Whether the login asked `prompt=none`: the IdP's "interaction
     /// needed" then returns the browser to `return_to` (IDP-02).
     pub silent: bool,
+    /// The DPoP key the code is bound to (`dpop_jkt`, RFC 9449 §10): the
+    /// callback proves that one, whichever key is current by then.
+    pub dpop_jkt: Option<String>,
 }
 
 // === impl Transaction ===
@@ -83,6 +91,7 @@ impl Transaction {
             return_to,
             step_up: Ask::default(),
             silent: false,
+            dpop_jkt: None,
         };
         (transaction, state)
     }
@@ -105,7 +114,7 @@ impl Transaction {
     }
 
     fn encoded_len(&self) -> usize {
-        FIXED_LEN + self.return_to.len() + 6 + self.step_up.acr_values.len() + 1
+        FIXED_LEN + self.return_to.len() + 6 + self.step_up.acr_values.len() + 2 + JKT_LEN
     }
 
     /// The sealed cookie's plaintext: a format byte, then the fields.
@@ -128,6 +137,14 @@ impl Transaction {
         out.push(acr.len() as u8);
         out.extend_from_slice(acr);
         out.push(u8::from(self.silent));
+        // The thumbprint is always 43 characters; anything else is left out.
+        match self.dpop_jkt.as_deref().filter(|jkt| jkt.len() == JKT_LEN) {
+            Some(jkt) => {
+                out.push(1);
+                out.extend_from_slice(jkt.as_bytes());
+            }
+            None => out.push(0),
+        }
         out
     }
 
@@ -140,6 +157,7 @@ impl Transaction {
             return_to: String::new(),
             step_up: Ask::default(),
             silent: false,
+            dpop_jkt: None,
         };
         let len = usize::from(u16::from_be_bytes(take(input)?));
         let (text, rest) = input.split_at_checked(len)?;
@@ -165,6 +183,14 @@ impl Transaction {
         transaction.silent = match take(input)? {
             [0] => false,
             [1] => true,
+            _ => return None,
+        };
+        if format == FORMAT_WITHOUT_DPOP {
+            return Some(transaction);
+        }
+        transaction.dpop_jkt = match take(input)? {
+            [0] => None,
+            [1] => Some(std::str::from_utf8(&take::<JKT_LEN>(input)?).ok()?.to_owned()),
             _ => return None,
         };
         Some(transaction)
@@ -265,7 +291,14 @@ fn open(auth: &Auth, name: &str, value: &str) -> Option<Transaction> {
     let opened = auth.sessions.ring.unseal(Purpose::Login, name, value).ok()?;
     let mut input: &[u8] = &opened.plaintext;
     let [format] = take(&mut input)?;
-    if ![FORMAT, FORMAT_WITHOUT_SILENT, FORMAT_WITHOUT_STEP_UP].contains(&format) {
+    if ![
+        FORMAT,
+        FORMAT_WITHOUT_DPOP,
+        FORMAT_WITHOUT_SILENT,
+        FORMAT_WITHOUT_STEP_UP,
+    ]
+    .contains(&format)
+    {
         return None;
     }
     let transaction = Transaction::decode(&mut input, format)?;
@@ -323,10 +356,11 @@ mod tests {
         let (plain, _) = login("/x");
         assert_eq!(decode(&plain.encode()).unwrap().step_up, Ask::default());
 
-        // A login started before the upgrade: format 2, no step-up fields.
+        // A login started before the upgrade: format 2, no step-up fields
+        // (nor the silent flag and DPoP key of later formats).
         let mut old = plain.encode().to_vec();
         old[0] = FORMAT_WITHOUT_STEP_UP;
-        old.truncate(old.len() - 7);
+        old.truncate(old.len() - 8);
         let back = decode(&old).unwrap();
         assert_eq!((back.return_to.as_str(), &back.step_up), ("/x", &Ask::default()));
     }
@@ -338,9 +372,24 @@ mod tests {
         assert!(decode(&t.encode()).unwrap().silent);
         let mut old = t.encode().to_vec();
         old[0] = FORMAT_WITHOUT_SILENT;
-        old.pop();
+        old.truncate(old.len() - 2);
         let back = decode(&old).unwrap();
         assert!(!back.silent);
+    }
+
+    #[test]
+    fn dpop_the_codes_key_round_trips_and_a_format_4_login_still_opens() {
+        let (mut t, _) = login("/app");
+        let jkt = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+        t.dpop_jkt = Some(jkt.into());
+        let encoded = t.encode().to_vec();
+        assert_eq!(decode(&encoded).unwrap().dpop_jkt.as_deref(), Some(jkt));
+        let mut old = encoded;
+        old[0] = FORMAT_WITHOUT_DPOP;
+        old.truncate(old.len() - 1 - jkt.len());
+        assert_eq!(decode(&old).unwrap().dpop_jkt, None);
+        let (plain, _) = login("/app");
+        assert_eq!(decode(&plain.encode()).unwrap().dpop_jkt, None);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub const PROTOCOL_PARAMS: &[&str] = &[
     "response_mode",
     "request",
     "request_uri",
+    "dpop_jkt",
 ];
 
 /// Parameters of `/auth/login` that step-up logins own (`max_age`,

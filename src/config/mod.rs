@@ -15,6 +15,7 @@ pub mod audience;
 pub mod authorize;
 pub mod client_key;
 mod cookie;
+pub mod dpop;
 pub mod env;
 mod errors;
 pub mod exchange;
@@ -54,7 +55,8 @@ pub use self::logging::{LogConfig, LogFormat};
 pub use self::node::{ConfigError, ConfigErrors};
 use self::node::{Cursor, Each, Fields, FromNode, Reported};
 pub use self::oidc::{
-    AuthorizeParams, ClientKey, ClientKeyAlg, Issuer, LoginParams, OidcConfig, Par, TokenEndpointAuth,
+    AuthorizeParams, ClientKey, ClientKeyAlg, DpopConfig, DpopKey, Issuer, LoginParams, OidcConfig, Par,
+    TokenEndpointAuth,
 };
 pub use self::redis::{LocalCache, RedisConfig, RedisTls, RedisTopology, RedisWait};
 use self::routes::check_routes;
@@ -205,6 +207,22 @@ impl FromNode for Config {
                 .find(|(_, r)| r.auth != AuthMode::None)
                 .map(|(i, _)| i);
             let any_forward_auth = routes.parsed().any(|(_, r)| r.is_forward_auth());
+            if oidc.as_ref().is_some_and(|o| o.dpop.is_some()) {
+                for (i, _) in routes
+                    .parsed()
+                    .filter(|(_, r)| r.is_forward_auth() && r.token != TokenKind::None)
+                {
+                    // A proof is made for the request it goes with; the
+                    // ingress makes that request, to a URL cloakroom does
+                    // not know, and sees the resource server's nonces.
+                    at.error_at(
+                        &format!("routes[{i}].forward_auth"),
+                        "with oidc.dpop, a forward_auth route cannot hand its token to the ingress: \
+                         a DPoP-bound token needs a proof from whoever calls the API; \
+                         set token: none, or proxy the API through cloakroom",
+                    );
+                }
+            }
             if forward_auth_given && !any_forward_auth && routes.0.len() == routes.parsed().count() {
                 at.error_at("forward_auth", "no route has forward_auth: true");
             }
@@ -346,6 +364,28 @@ routes: [{path: /jobs, upstream: 'http://a', auth: none, token: client, scopes: 
                 "cookie.keys: at least one key is required because routes[0] has token: client (run `cloakroom keygen`)",
             ]
         );
+    }
+
+    #[test]
+    fn dpop_refuses_a_forward_auth_route_that_would_hand_its_token_to_the_ingress() {
+        let yaml = |route: &str| {
+            format!(
+                "public_url: https://app.example.com
+oidc: {{issuer: 'https://idp.example.com', client_id: spa, client_secret: s, dpop: {{keys: [{{key_file: /run/dpop.pem}}]}}}}
+cookie: {{keys: [{{id: '1', secret: {KEY}}}]}}
+routes: [{{path: /api, upstream: 'http://a'}}, {route}]"
+            )
+        };
+        let env = MapEnv::default().with_file("/run/dpop.pem", dpop::tests::PEM);
+        let got = Config::load(&yaml("{path: /app, forward_auth: true}"), &env).unwrap_err();
+        assert_eq!(
+            got.to_string(),
+            "routes[1].forward_auth: with oidc.dpop, a forward_auth route cannot hand its token to the \
+             ingress: a DPoP-bound token needs a proof from whoever calls the API; set token: none, \
+             or proxy the API through cloakroom"
+        );
+        // Claim headers only: nothing bound to hand over.
+        assert!(Config::load(&yaml("{path: /app, forward_auth: true, token: none}"), &env).is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use url::Url;
 
 pub use super::authorize::{AuthorizeParams, LoginParams};
 pub use super::client_key::{ClientKey, ClientKeyAlg};
+pub use super::dpop::{DpopConfig, DpopKey};
 use super::node::{from_text, Cursor, Fields, FromNode, Reported};
 use super::values::{absolute_http_url, is_plain_remote, UrlWithoutQuery};
 use crate::secret::Secret;
@@ -39,6 +40,9 @@ pub struct OidcConfig {
     /// Call the IdP's `userinfo_endpoint` at login and add its claims to the
     /// session's, for IdPs whose ID tokens are thin (OIDC Core §5.3).
     pub userinfo: bool,
+    /// Bind every token to cloakroom's key (DPoP, RFC 9449): a proof with
+    /// each token request, and with each call that sends a bound token.
+    pub dpop: Option<DpopConfig>,
 }
 
 /// The issuer identifier exactly as configured: a trailing `/` is part of
@@ -92,6 +96,9 @@ impl FromNode for OidcConfig {
         let id_token_hint = f.or("id_token_hint", false, at);
         let revocation_endpoint = f.optional::<IdpEndpoint>("revocation_endpoint", at).map(|e| e.0);
         let userinfo = f.or("userinfo", false, at);
+        // A `dpop` section that does not read must not leave DPoP off.
+        let dpop_given = f.has("dpop");
+        let dpop = f.optional::<DpopConfig>("dpop", at);
         let authorize_params = f.or("authorize_params", AuthorizeParams::default(), at);
         let login_params = f.or("login_params", LoginParams::default(), at);
         if scopes.as_ref().is_some_and(|s| !s.iter().any(|s| s == "openid")) {
@@ -109,6 +116,9 @@ impl FromNode for OidcConfig {
             _ => {}
         }
         f.finish(at);
+        if dpop_given && dpop.is_none() {
+            return Err(Reported);
+        }
         Ok(OidcConfig {
             issuer: issuer.ok_or(Reported)?,
             client_id: client_id.ok_or(Reported)?,
@@ -121,6 +131,7 @@ impl FromNode for OidcConfig {
             id_token_hint: id_token_hint.ok_or(Reported)?,
             revocation_endpoint,
             userinfo: userinfo.ok_or(Reported)?,
+            dpop,
             authorize_params: authorize_params.ok_or(Reported)?,
             login_params: login_params.ok_or(Reported)?,
         })

@@ -43,6 +43,9 @@ pub struct Metadata {
     pub pushed_authorization_request_endpoint: Option<Url>,
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// RFC 9449 §5.1: the proof algorithms the IdP takes, if it says.
+    #[serde(default)]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 /// Why the metadata cannot be used.
@@ -58,6 +61,8 @@ pub enum DiscoveryError {
     ParRequired,
     #[error("oidc.par is required, but the IdP metadata names no pushed_authorization_request_endpoint")]
     NoParEndpoint,
+    #[error("oidc.dpop signs proofs ES256, but the IdP lists dpop_signing_alg_values_supported {listed:?}")]
+    DpopWithoutEs256 { listed: Vec<String> },
     #[error(transparent)]
     Idp(#[from] IdpError),
 }

@@ -14,7 +14,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::discovery::{self, DiscoveryError, Metadata};
-use super::{http, id_token, par, userinfo, IdpError};
+use super::{dpop, http, id_token, par, userinfo, IdpError};
 use crate::config::OidcConfig;
 
 /// How much a finding matters.
@@ -133,7 +133,47 @@ pub async fn inspect(oidc: &OidcConfig) -> Vec<Finding> {
     out.push(back_channel(&document));
     out.extend(userinfo_fit(oidc, &metadata));
     out.push(par_fit(oidc, &metadata));
+    out.extend(dpop_fit(oidc, &metadata));
     out
+}
+
+/// With `oidc.dpop`, whether the IdP says it takes the proofs cloakroom
+/// signs (ES256): the same rule serving applies ([`dpop::fits`]). Without
+/// it, a note when the IdP could bind tokens.
+fn dpop_fit(oidc: &OidcConfig, metadata: &Metadata) -> Option<Finding> {
+    let listed = metadata.dpop_signing_alg_values_supported.as_ref();
+    let Some(ring) = &oidc.dpop else {
+        return listed.map(|algs| {
+            Finding::new(
+                Level::Note,
+                "dpop",
+                format!(
+                    "the IdP takes DPoP proofs ({}); tokens stay bearer tokens without oidc.dpop",
+                    algs.join(", ")
+                ),
+            )
+        });
+    };
+    let current = ring.current();
+    Some(match (dpop::fits(oidc, metadata.clone()), listed) {
+        (Err(e), _) => Finding::new(Level::Error, "dpop", e.to_string()),
+        (Ok(_), Some(algs)) => Finding::new(
+            Level::Ok,
+            "dpop",
+            format!(
+                "ES256 listed ({}); new tokens bound to key {:?} (jkt {})",
+                algs.join(", "),
+                current.id(),
+                current.jkt()
+            ),
+        ),
+        (Ok(_), None) => Finding::new(
+            Level::Warning,
+            "dpop",
+            "dpop_signing_alg_values_supported not listed: the IdP may not bind tokens to the key, \
+             and a login it answers with bearer tokens fails (idp_bad_response)",
+        ),
+    })
 }
 
 /// Whether authorization requests will be pushed (`oidc.par`): the same

@@ -38,10 +38,22 @@ pub async fn json<T: DeserializeOwned>(
     operation: &'static str,
     request: reqwest::RequestBuilder,
 ) -> Result<T, IdpError> {
+    json_noting(operation, request, |_| {}).await
+}
+
+/// [`json`], showing `note` the answer's headers first, whatever its
+/// status (the DPoP nonce an IdP sends with an answer or a refusal).
+pub async fn json_noting<T: DeserializeOwned>(
+    operation: &'static str,
+    request: reqwest::RequestBuilder,
+    note: impl FnOnce(&reqwest::header::HeaderMap),
+) -> Result<T, IdpError> {
     let (client, request) = request.build_split();
     let request = request.map_err(|e| IdpError::Unreachable(Box::new(e)))?;
     let span = span(operation, &request);
-    let result = read_json(client, request, &span).instrument(span.clone()).await;
+    let result = read_json(client, request, &span, note)
+        .instrument(span.clone())
+        .await;
     if result.is_err() {
         span.record("otel.status_code", "ERROR");
     }
@@ -97,11 +109,13 @@ async fn read_json<T: DeserializeOwned>(
     client: reqwest::Client,
     request: reqwest::Request,
     span: &tracing::Span,
+    note: impl FnOnce(&reqwest::header::HeaderMap),
 ) -> Result<T, IdpError> {
     let response = client
         .execute(request)
         .await
         .map_err(|e| IdpError::Unreachable(Box::new(e)))?;
+    note(response.headers());
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
     if status.is_redirection() {

@@ -2,6 +2,7 @@
 
 pub mod client_auth;
 pub mod discovery;
+pub mod dpop;
 pub mod exchange;
 pub mod fit;
 pub mod http;
@@ -24,6 +25,7 @@ use crate::config::{Audience, OidcConfig};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
 use self::discovery::Metadata;
+use self::dpop::Dpop;
 use self::id_token::{Expected, IdTokenError};
 use self::jwks::Jwks;
 use self::logout_token::{Logout, LogoutTokenError};
@@ -50,6 +52,19 @@ pub enum IdpError {
     /// cloakroom holds back a call to spare the IdP (a bound reached).
     #[error("IdP call held back: {0}")]
     Busy(&'static str),
+    /// A token request carried a DPoP proof and the IdP answered with a
+    /// token not bound to the key (`token_type` Bearer): refused, never
+    /// used as a bearer token in its place. The refresh token of that
+    /// answer is kept here, for a session whose grant rotated with it.
+    #[error(
+        "the IdP answered token_type {token_type:?} to a token request with a DPoP proof: \
+         it did not bind the token to cloakroom's key (oidc.dpop); \
+         does the IdP support DPoP for this client?"
+    )]
+    Unbound {
+        token_type: String,
+        refresh_token: Option<RefreshToken>,
+    },
 }
 
 impl crate::metrics::GrantFailure for IdpError {
@@ -58,7 +73,7 @@ impl crate::metrics::GrantFailure for IdpError {
         match self {
             Self::Rejected(_) => GrantOutcome::Refused,
             Self::Unreachable(_) | Self::Busy(_) => GrantOutcome::Unavailable,
-            Self::BadResponse(_) => GrantOutcome::BadResponse,
+            Self::BadResponse(_) | Self::Unbound { .. } => GrantOutcome::BadResponse,
         }
     }
 }
@@ -78,6 +93,10 @@ pub struct TokenResponse {
     /// What a token exchange issued (RFC 8693 §2.2.1).
     #[serde(default)]
     pub issued_token_type: Option<String>,
+    /// The DPoP key the access token is bound to (its thumbprint), set by
+    /// the call that obtained it; `None` for a bearer token.
+    #[serde(skip)]
+    pub jkt: Option<String>,
 }
 
 /// The access token lifetime assumed when an answer says nothing of it.
@@ -118,21 +137,33 @@ pub struct Idp {
     state: state::Tracker,
     /// Pushed authorization requests in flight (LG-24, [`par`]).
     pushing: tokio::sync::Semaphore,
+    /// Proofs and nonces, with `oidc.dpop`.
+    dpop: Option<Arc<Dpop>>,
 }
 
 // === impl Idp ===
 
 impl Idp {
     pub fn new(config: OidcConfig, clock: Clock) -> Result<Arc<Self>, reqwest::Error> {
+        let dpop = config
+            .dpop
+            .clone()
+            .map(|keys| Arc::new(Dpop::new(keys, clock.clone())));
         Ok(Arc::new(Self {
             config,
             clock,
+            dpop,
             client: http::client()?,
             discovered: RwLock::new(None),
             discovering: tokio::sync::Mutex::new(()),
             state: state::Tracker::default(),
             pushing: tokio::sync::Semaphore::new(par::MAX_IN_FLIGHT),
         }))
+    }
+
+    /// Proofs and nonces, when tokens are bound to a key (`oidc.dpop`).
+    pub fn dpop(&self) -> Option<&Arc<Dpop>> {
+        self.dpop.as_ref()
     }
 
     /// The configured issuer, as a string compared exactly: a trailing
@@ -170,7 +201,8 @@ impl Idp {
         let discovered = discovery::discover(&self.client, &self.config.issuer).await;
         let fitting = discovered
             .and_then(|m| userinfo::fits(&self.config, m))
-            .and_then(|m| par::fits(&self.config, m));
+            .and_then(|m| par::fits(&self.config, m))
+            .and_then(|m| dpop::fits(&self.config, m));
         match fitting {
             Ok(mut metadata) => {
                 if metadata.code_challenge_methods_supported.is_none() {
@@ -181,6 +213,15 @@ impl Idp {
                         issuer = self.issuer(),
                         "the IdP metadata lists no code_challenge_methods_supported; \
                          PKCE S256 is sent regardless"
+                    );
+                }
+                if self.dpop.is_some() && metadata.dpop_signing_alg_values_supported.is_none() {
+                    // Optional metadata: the IdP may bind tokens all the
+                    // same, and each answer's token_type says whether it did.
+                    tracing::warn!(
+                        issuer = self.issuer(),
+                        "oidc.dpop is set, but the IdP metadata lists no \
+                         dpop_signing_alg_values_supported; logins fail if it answers bearer tokens"
                     );
                 }
                 self.find_revocation(&mut metadata).await;
@@ -254,12 +295,15 @@ impl Idp {
         });
     }
 
-    /// Exchanges an authorization code (RFC 6749 §4.1.3 with PKCE).
+    /// Exchanges an authorization code (RFC 6749 §4.1.3 with PKCE); with
+    /// DPoP, proven with the key `jkt` the code was bound to when the ring
+    /// still holds it, else the current one.
     pub async fn exchange_code(
         &self,
         code: &str,
         verifier: &str,
         redirect_uri: &str,
+        jkt: Option<&str>,
     ) -> Result<TokenResponse, IdpError> {
         let form = [
             ("grant_type", "authorization_code"),
@@ -267,7 +311,7 @@ impl Idp {
             ("code_verifier", verifier),
             ("redirect_uri", redirect_uri),
         ];
-        self.token_request(&form).await
+        self.token_request_with(&form, jkt).await
     }
 
     /// Uses a refresh token (RFC 6749 §6). Called once per rotation, never
@@ -351,15 +395,88 @@ impl Idp {
         Ok(Some(pushed.request_uri))
     }
 
+    /// A call to the token endpoint, whatever its grant. With `oidc.dpop`
+    /// it carries a proof made with the current key, and the answer must
+    /// be a token bound to it (RFC 9449 §5): a bearer token in its place is
+    /// refused ([`IdpError::Unbound`]).
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, IdpError> {
+        self.token_request_with(form, None).await
+    }
+
+    /// [`Idp::token_request`] proven with the key `jkt` names, when the
+    /// ring holds it, else with the current one.
+    async fn token_request_with(
+        &self,
+        form: &[(&str, &str)],
+        jkt: Option<&str>,
+    ) -> Result<TokenResponse, IdpError> {
         let metadata = self.metadata().await?;
-        let request =
-            self.authenticate(&metadata, self.client.post(metadata.token_endpoint.clone()), form)?;
-        let tokens: TokenResponse = http::json("token", request).await?;
-        if !tokens.token_type.eq_ignore_ascii_case("bearer") {
-            return Err(IdpError::BadResponse("token_type is not Bearer"));
+        let endpoint = &metadata.token_endpoint;
+        let request = || self.authenticate(&metadata, self.client.post(endpoint.clone()), form);
+        let Some(dpop) = &self.dpop else {
+            let tokens: TokenResponse = http::json("token", request()?).await?;
+            if !tokens.token_type.eq_ignore_ascii_case("bearer") {
+                return Err(IdpError::BadResponse("token_type is not Bearer"));
+            }
+            return Ok(tokens);
+        };
+        let key = jkt.filter(|jkt| dpop.holds(jkt)).unwrap_or(dpop.current().jkt());
+        let mut tokens: TokenResponse = self
+            .with_proof(
+                dpop,
+                "token",
+                Some(key),
+                "POST",
+                endpoint.as_str(),
+                None,
+                |proof| Ok(request()?.header(&dpop::DPOP, proof)),
+            )
+            .await?;
+        if !tokens.token_type.eq_ignore_ascii_case("dpop") {
+            return Err(IdpError::Unbound {
+                token_type: std::mem::take(&mut tokens.token_type),
+                refresh_token: tokens.refresh_token.take(),
+            });
         }
+        tokens.jkt = Some(key.to_owned());
         Ok(tokens)
+    }
+
+    /// Sends what `request` makes, with a DPoP proof for `htm` `htu` (and
+    /// `ath`, for a bound token) signed by the key `jkt` names, keeping the
+    /// nonce the IdP answers with. A request the IdP refused for want of a
+    /// nonce, giving one (`use_dpop_nonce`, RFC 9449 §8), is sent once
+    /// more with it: the IdP refused it before looking at its grant, so
+    /// nothing it carried (a code, a refresh token) was spent. A new proof
+    /// and a new client assertion each time: neither may be used twice.
+    #[allow(clippy::too_many_arguments)]
+    async fn with_proof<T: serde::de::DeserializeOwned>(
+        &self,
+        dpop: &Dpop,
+        operation: &'static str,
+        jkt: Option<&str>,
+        htm: &str,
+        htu: &str,
+        ath: Option<&str>,
+        request: impl Fn(String) -> Result<reqwest::RequestBuilder, IdpError>,
+    ) -> Result<T, IdpError> {
+        let mut retry = true;
+        loop {
+            let proof = dpop.idp_proof(jkt, htm, htu, ath).ok_or(IdpError::BadResponse(
+                "the token's DPoP key is no longer in oidc.dpop.keys",
+            ))?;
+            let mut new_nonce = false;
+            let answer = http::json_noting(operation, request(proof)?, |headers| {
+                new_nonce = dpop.note_idp_nonce(headers);
+            })
+            .await;
+            match answer {
+                Err(IdpError::Rejected(e)) if e.error == "use_dpop_nonce" && new_nonce && retry => {
+                    retry = false;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// Adds client authentication and the form body
@@ -447,6 +564,7 @@ mod tests {
             refresh_token: None,
             id_token: None,
             issued_token_type: None,
+            jkt: None,
         }
     }
 

@@ -53,18 +53,47 @@ pub enum UserinfoError {
 impl Idp {
     /// The UserInfo answer for a fresh access token, through
     /// [`http::json`] like every IdP call (redirects refused, time and size
-    /// bounded).
-    pub async fn userinfo(&self, access_token: &AccessToken) -> Result<Map<String, Value>, IdpError> {
+    /// bounded). A token bound to the DPoP key `jkt` goes with a proof for
+    /// the endpoint, as to any resource server.
+    pub async fn userinfo(
+        &self,
+        access_token: &AccessToken,
+        jkt: Option<&str>,
+    ) -> Result<Map<String, Value>, IdpError> {
         let metadata = self.metadata().await?;
         let endpoint = metadata.userinfo_endpoint.clone().ok_or(IdpError::BadResponse(
             "the IdP metadata names no userinfo_endpoint",
         ))?;
-        let request = self
-            .client
-            .get(endpoint)
-            .bearer_auth(access_token.expose())
-            .header(reqwest::header::ACCEPT, "application/json");
-        http::json("userinfo", request).await
+        let request = || {
+            self.client
+                .get(endpoint.clone())
+                .header(reqwest::header::ACCEPT, "application/json")
+        };
+        let (Some(dpop), Some(jkt)) = (self.dpop(), jkt) else {
+            return http::json("userinfo", request().bearer_auth(access_token.expose())).await;
+        };
+        let mut htu = endpoint.clone();
+        htu.set_query(None);
+        htu.set_fragment(None);
+        let ath = super::dpop::ath(access_token);
+        let mut authorization =
+            reqwest::header::HeaderValue::from_str(&format!("DPoP {}", access_token.expose()))
+                .map_err(|_| IdpError::BadResponse("the access token is not a header value"))?;
+        authorization.set_sensitive(true);
+        self.with_proof(
+            dpop,
+            "userinfo",
+            Some(jkt),
+            "GET",
+            htu.as_str(),
+            Some(&ath),
+            |proof| {
+                Ok(request()
+                    .header(reqwest::header::AUTHORIZATION, authorization.clone())
+                    .header(&super::dpop::DPOP, proof))
+            },
+        )
+        .await
     }
 }
 

@@ -30,6 +30,9 @@ struct Stored {
     expires_at: u64,
     issued_ms: u64,
     lifetime: u64,
+    /// The DPoP key it is bound to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jkt: Option<String>,
 }
 
 /// The client tokens this replica last saw, by store key, with when each
@@ -46,7 +49,8 @@ impl Refresher {
         let key = store_key(audience);
         let now_ms = self.sessions.clock.now_ms();
         if let Some((fresh, due)) = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            if now_ms < *due {
+            // Kept across reloads: its key may have left the ring since.
+            if now_ms < *due && self.provable(fresh.jkt.as_deref()) {
                 return Ok(fresh.clone());
             }
         }
@@ -106,7 +110,7 @@ async fn granted(refresher: &Refresher, audience: &Audience, key: &str) -> Resul
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "the IdP refused or missed a client credentials grant");
-            RefreshError::idp(e)
+            RefreshError::from_idp(e)
         })?;
     let now_ms = refresher.sessions.clock.now_ms();
     let lifetime = tokens.access_token_lifetime(now_ms / 1000);
@@ -115,6 +119,7 @@ async fn granted(refresher: &Refresher, audience: &Audience, key: &str) -> Resul
         expires_at: (now_ms / 1000).saturating_add(lifetime),
         issued_ms: now_ms,
         lifetime,
+        jkt: tokens.jkt,
     };
     let json = zeroize::Zeroizing::new(serde_json::to_vec(&stored).unwrap_or_default());
     let sealed = refresher.sessions.ring.seal(Purpose::ClientToken, key, &json);
@@ -159,7 +164,8 @@ async fn read(refresher: &Refresher, key: &str) -> Result<(u64, Option<Fresh>), 
         return Ok((found.version, None));
     };
     let due = due_ms(refresher, &stored);
-    let fresh = (refresher.sessions.clock.now_ms() < due).then(|| remember(refresher, key, &stored));
+    let usable = refresher.sessions.clock.now_ms() < due && refresher.provable(stored.jkt.as_deref());
+    let fresh = usable.then(|| remember(refresher, key, &stored));
     Ok((found.version, fresh))
 }
 
@@ -177,6 +183,7 @@ fn remember(refresher: &Refresher, key: &str, stored: &Stored) -> Fresh {
     let fresh = Fresh {
         access_token: Arc::new(stored.access_token.clone()),
         expires_at: stored.expires_at,
+        jkt: stored.jkt.clone(),
     };
     let due = due_ms(refresher, stored);
     refresher

@@ -238,6 +238,7 @@ impl Sessions {
             access_expires_at: 0,
             access_issued_ms: None,
             access_lifetime: None,
+            access_jkt: tokens.jkt,
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
             id_token: tokens.id_token,

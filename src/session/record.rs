@@ -35,6 +35,10 @@ pub struct Record {
     pub access_issued_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_lifetime: Option<u64>,
+    /// The thumbprint of the DPoP key the access token is bound to
+    /// (RFC 9449 §6.1 `cnf.jkt`); absent for a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_jkt: Option<String>,
     pub refresh_token: Option<RefreshToken>,
     pub id_token: Option<IdToken>,
     /// The ID token claims kept for `/auth/user` and identity checks.
@@ -64,6 +68,9 @@ pub struct ResourceToken {
     pub expires_at: u64,
     pub issued_ms: u64,
     pub lifetime: u64,
+    /// The DPoP key it is bound to, as for the session's own token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// The store key of a session: a keyed hash of its id (T08), keyed by the
@@ -82,12 +89,13 @@ pub fn store_key(ticket: &Ticket) -> String {
 
 impl ResourceToken {
     /// `token`, obtained at `now_ms` to live `lifetime` seconds.
-    pub fn obtained(token: AccessToken, lifetime: u64, now_ms: u64) -> Self {
+    pub fn obtained(token: AccessToken, jkt: Option<String>, lifetime: u64, now_ms: u64) -> Self {
         Self {
             access_token: token,
             expires_at: (now_ms / 1000).saturating_add(lifetime),
             issued_ms: now_ms,
             lifetime,
+            jkt,
         }
     }
 }
@@ -162,6 +170,7 @@ mod tests {
             access_expires_at: 10,
             access_issued_ms: Some(5_000),
             access_lifetime: Some(5),
+            access_jkt: None,
             refresh_token: Some(RefreshToken::new("RT-secret".into())),
             id_token: None,
             claims: Map::new(),
@@ -300,11 +309,12 @@ mod tests {
                 expires_at: 20,
                 issued_ms: 15_000,
                 lifetime: 5,
+                jkt: None,
             },
         );
         with.exchanged_tokens.insert(
             "access_token ledger  read".into(),
-            ResourceToken::obtained(AccessToken::new("EXC-secret".into()), 60, 15_000),
+            ResourceToken::obtained(AccessToken::new("EXC-secret".into()), None, 60, 15_000),
         );
         let sealed = with.seal(&ticket, &key);
         assert!(!sealed.windows(10).any(|w| w == b"RES-secret"));

@@ -11,7 +11,7 @@ use tower::Service;
 
 use super::identity::IdentityHeaders;
 use super::step::ResponseFuture;
-use super::token::Bearer;
+use super::token::Credential;
 use crate::body::Body;
 use crate::config::AuthMode;
 use crate::error::BoxError;
@@ -61,7 +61,7 @@ impl Service<Request<Body>> for Leaf {
                 return files.serve(request, &context.path, audience).await;
             }
             if let LeafKind::ForwardAuth = &leaf.route.leaf {
-                return Ok(grant(&mut request));
+                return grant(&mut request);
             }
             let host = request
                 .headers()
@@ -80,7 +80,7 @@ impl Service<Request<Body>> for Leaf {
                 path: context.path,
                 forwarded,
                 request_id: context.request_id,
-                bearer: request.extensions_mut().remove::<Bearer>().map(|b| b.0),
+                credential: request.extensions_mut().remove::<Credential>(),
                 identity: request
                     .extensions_mut()
                     .remove::<IdentityHeaders>()
@@ -96,16 +96,22 @@ impl Service<Request<Body>> for Leaf {
 /// A forward-auth route's answer to the ingress: 200 with the headers the
 /// upstream would have been sent (the bearer, the claim headers), for the
 /// ingress to copy onto the request it forwards.
-fn grant(request: &mut Request<Body>) -> Response<Body> {
+fn grant(request: &mut Request<Body>) -> Result<Response<Body>, BoxError> {
     let mut response = Response::new(crate::body::empty());
     let headers = response.headers_mut();
-    if let Some(Bearer(bearer)) = request.extensions_mut().remove::<Bearer>() {
-        headers.insert(header::AUTHORIZATION, bearer);
+    match request.extensions_mut().remove::<Credential>() {
+        Some(Credential::Bearer(bearer)) => {
+            headers.insert(header::AUTHORIZATION, bearer);
+        }
+        // The config refuses a forward_auth route with a token under
+        // `oidc.dpop`: only the caller of the API can make its proofs.
+        Some(Credential::Dpop(_)) => return Err("a DPoP-bound token cannot be handed to an ingress".into()),
+        None => {}
     }
     if let Some(IdentityHeaders(identity)) = request.extensions_mut().remove::<IdentityHeaders>() {
         for (name, value) in identity {
             headers.insert(name, value);
         }
     }
-    response
+    Ok(response)
 }

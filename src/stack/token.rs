@@ -20,6 +20,11 @@
 //! - cloakroom's own client's token (`token: client`): no session needed,
 //!   one per (resource, scopes) shared by every replica through the store
 //!   (`refresh/client.rs`).
+//!
+//! Whichever the source, a token bound to a DPoP key (`oidc.dpop`) goes as
+//! `Authorization: DPoP`, and the leaf adds a proof for the request it
+//! makes ([`Credential::Dpop`]); any other as `Authorization: Bearer`. A
+//! token whose key has left the ring is renewed before it is sent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,15 +34,12 @@ use http::{HeaderValue, Request};
 use crate::body::Body;
 use crate::config::{Audience, RouteConfig, SubjectToken, TokenKind};
 use crate::error::BoxError;
-use crate::refresh::{RefreshError, Refresher, Target};
-use crate::secret::AccessToken;
+use crate::oidc::dpop::Bound;
+use crate::refresh::{Fresh, RefreshError, Refresher, Target};
 use crate::session::Loaded;
+pub use crate::upstream::Credential;
 
 use super::step::{Next, ResponseFuture, Step};
-
-/// The `Authorization` value the leaf injects upstream.
-#[derive(Clone)]
-pub struct Bearer(pub HeaderValue);
 
 /// Puts the session's token for the route, refreshed when due, in the
 /// request's extensions for the leaf.
@@ -78,9 +80,7 @@ impl Step for UserToken {
                         own_token(&refresher, &loaded, &target).await?
                     }
                 };
-                request
-                    .extensions_mut()
-                    .insert(Bearer(bearer_header(token.expose())?));
+                request.extensions_mut().insert(credential(&refresher, &token)?);
             }
             next.run(request).await
         })
@@ -94,22 +94,29 @@ const REFRESH_PATIENCE: Duration = Duration::from_secs(2);
 /// While the IdP or the store cannot refresh it, a token that is still
 /// valid is used as it is (RF-10); an expired one gives a 503 that keeps
 /// the session (RF-11).
-async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc<AccessToken>, RefreshError> {
+async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Fresh, RefreshError> {
     let now = refresher.now();
     let record = &loaded.record;
+    let held = || Fresh {
+        access_token: Arc::new(record.access_token.clone()),
+        expires_at: record.access_expires_at,
+        jkt: record.access_jkt.clone(),
+    };
     if refresher.is_fresh(record) {
-        return Ok(Arc::new(record.access_token.clone()));
+        return Ok(held());
     }
+    // A token whose DPoP key left the ring cannot be sent, valid or not.
+    let usable = |now| record.access_expires_at > now && refresher.provable(record.access_jkt.as_deref());
     if record.refresh_token.is_none() {
         // Nothing to refresh with: the token serves until it expires (LG-18).
-        if record.access_expires_at > now {
-            return Ok(Arc::new(record.access_token.clone()));
+        if usable(now) {
+            return Ok(held());
         }
         return Err(RefreshError::Ended);
     }
     let flight = refresher.refresh(loaded);
     let valid_for = Duration::from_secs(record.access_expires_at.saturating_sub(now));
-    let refreshed = if valid_for > 2 * REFRESH_PATIENCE {
+    let refreshed = if valid_for > 2 * REFRESH_PATIENCE && usable(now) {
         // The current token still works for a while: a slow IdP delays this
         // request by at most REFRESH_PATIENCE; the refresh goes on without it.
         tokio::time::timeout(REFRESH_PATIENCE, flight)
@@ -119,11 +126,11 @@ async fn access_token(refresher: &Arc<Refresher>, loaded: &Loaded) -> Result<Arc
         flight.await
     };
     match refreshed {
-        Ok(fresh) => Ok(fresh.access_token),
+        Ok(fresh) => Ok(fresh),
         // Judged now, not before the refresh: a slow IdP may have outlived it.
-        Err(e) if !matches!(e, RefreshError::Ended) && record.access_expires_at > refresher.now() => {
+        Err(e) if !matches!(e, RefreshError::Ended) && usable(refresher.now()) => {
             tracing::debug!(error = %e, "refresh postponed; the current access token is still valid");
-            Ok(Arc::new(record.access_token.clone()))
+            Ok(held())
         }
         Err(e) => Err(e),
     }
@@ -151,9 +158,7 @@ impl Step for ClientToken {
         let (refresher, audience) = (self.refresher.clone(), self.audience.clone());
         Box::pin(async move {
             let token = refresher.client_token(&audience).await?;
-            request
-                .extensions_mut()
-                .insert(Bearer(bearer_header(token.access_token.expose())?));
+            request.extensions_mut().insert(credential(&refresher, &token)?);
             next.run(request).await
         })
     }
@@ -166,16 +171,12 @@ impl Step for ClientToken {
 /// session (only `invalid_grant` to a refresh grant, the refresh token
 /// itself gone, ends it). An exchange presents the session's access token
 /// refreshed first when due, so the IdP is never handed a stale one.
-async fn own_token(
-    refresher: &Arc<Refresher>,
-    loaded: &Loaded,
-    target: &Target,
-) -> Result<Arc<AccessToken>, BoxError> {
+async fn own_token(refresher: &Arc<Refresher>, loaded: &Loaded, target: &Target) -> Result<Fresh, BoxError> {
     let record = &loaded.record;
     let held = refresher.held(record, target);
     if refresher.is_fresh_for(record, target) {
         if let Some(held) = held {
-            return Ok(held.access_token);
+            return Ok(held);
         }
     }
     let refreshed = match target {
@@ -188,13 +189,32 @@ async fn own_token(
         _ => refresher.refresh_target(loaded, target).await,
     };
     match (refreshed, held) {
-        (Ok(fresh), _) => Ok(fresh.access_token),
-        (Err(e), Some(held)) if !matches!(e, RefreshError::Ended) && held.expires_at > refresher.now() => {
+        (Ok(fresh), _) => Ok(fresh),
+        (Err(e), Some(held))
+            if !matches!(e, RefreshError::Ended)
+                && held.expires_at > refresher.now()
+                && refresher.provable(held.jkt.as_deref()) =>
+        {
             tracing::debug!(error = %e, "renewal postponed; the route's token is still valid");
-            Ok(held.access_token)
+            Ok(held)
         }
         (Err(e), _) => Err(e.into()),
     }
+}
+
+/// How `token` goes upstream: `DPoP` when it is bound to a key, else
+/// `Bearer`.
+fn credential(refresher: &Refresher, token: &Fresh) -> Result<Credential, BoxError> {
+    let Some(jkt) = &token.jkt else {
+        return Ok(Credential::Bearer(bearer_header(token.access_token.expose())?));
+    };
+    // Checked before (`provable`); a reload may have taken the key away
+    // since: this request fails, and the next renews the token.
+    refresher
+        .dpop()
+        .and_then(|dpop| Bound::new(dpop, &token.access_token, jkt))
+        .map(Credential::Dpop)
+        .ok_or_else(|| RefreshError::Pending.into())
 }
 
 /// `Authorization: Bearer <token>`, marked sensitive so no layer logs it.

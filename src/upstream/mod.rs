@@ -6,6 +6,16 @@
 //! (504); a failed connect is a 502; a request body that stalls for
 //! `limits.body_idle_timeout` is the client's 408. Each call is timed, or counted as an
 //! error, by route; open WebSocket tunnels are a gauge.
+//!
+//! A DPoP-bound token ([`Credential::Dpop`]) goes with a proof made here,
+//! for the request as it is sent: its method, and the upstream's origin
+//! and path (RFC 9449 §4.2 `htu`, no query). The `DPoP-Nonce` an upstream
+//! answers with is kept for its origin and goes in the next proofs (§9).
+//! An upstream that refuses a proof for want of a nonce (401 with
+//! `use_dpop_nonce`) gets the same request once more, with the nonce, when
+//! sending it twice cannot do harm: an idempotent method without a body.
+//! Any other request gets its 401 back as the upstream wrote it; the next
+//! call carries the nonce, and the caller may send it again.
 
 pub mod forwarded;
 pub mod hygiene;
@@ -25,6 +35,7 @@ use crate::body::{self, Body};
 use crate::config::HeaderRule;
 use crate::error::{BoxError, ClientBodyError, Refusal, UpstreamError};
 use crate::metrics::Metrics;
+use crate::oidc::dpop::{self, Bound};
 use crate::routes::{Leaf, Route};
 use crate::server::ConnectionHold;
 use crate::session::SessionEnd;
@@ -54,12 +65,31 @@ pub struct Forward {
     pub path: String,
     pub forwarded: Forwarded,
     pub request_id: HeaderValue,
-    /// The `Authorization` value to inject, if the route sends a token.
-    pub bearer: Option<HeaderValue>,
+    /// The token to inject, if the route sends one.
+    pub credential: Option<Credential>,
     /// The route's `claim_headers`, valued for this user.
     pub identity: Vec<(header::HeaderName, HeaderValue)>,
     /// The request's session ends: a tunnel it opens closes then.
     pub session_end: Option<SessionEnd>,
+}
+
+/// How a route's token goes upstream.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// `Authorization: Bearer <token>`.
+    Bearer(HeaderValue),
+    /// `Authorization: DPoP <token>`, and a proof for each request.
+    Dpop(Bound),
+}
+
+impl Credential {
+    /// The `Authorization` value, marked sensitive.
+    pub fn authorization(&self) -> HeaderValue {
+        match self {
+            Credential::Bearer(value) => value.clone(),
+            Credential::Dpop(bound) => bound.authorization(),
+        }
+    }
 }
 
 /// The request id's header: on the request, its answer and the upstream call.
@@ -137,8 +167,8 @@ impl Upstream {
         // Inject or strip, in one place: the client's `Authorization` is
         // always removed, ours added after (T35, T36).
         hygiene::strip_client_identity(headers, &self.identity_headers);
-        if let Some(bearer) = fwd.bearer {
-            headers.insert(header::AUTHORIZATION, bearer);
+        if let Some(credential) = &fwd.credential {
+            headers.insert(header::AUTHORIZATION, credential.authorization());
         }
         // Their client copies went with the identity headers just above.
         for (name, value) in fwd.identity {
@@ -163,10 +193,25 @@ impl Upstream {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
-        parts.uri = origin_form(route, &fwd.path, parts.uri.query())?;
+        let path = route.upstream_path(&fwd.path);
+        parts.uri = origin_form(&path, parts.uri.query())?;
         parts.version = Version::HTTP_11;
+        // The proof of a bound token, for this request as it is sent.
+        let bound = match &fwd.credential {
+            Some(Credential::Dpop(bound)) => Some((bound, format!("{scheme}://{authority}"))),
+            _ => None,
+        };
+        if let Some((bound, origin)) = &bound {
+            parts
+                .headers
+                .insert(&dpop::DPOP, bound.proof(&parts.method, origin, &path));
+        }
+        let bodiless = http_body::Body::is_end_stream(&body);
+        // What sending it again with an upstream's nonce takes (§9).
+        let again = (bound.is_some() && bodiless && !websocket && is_idempotent(&parts.method))
+            .then(|| (parts.method.clone(), parts.uri.clone(), parts.headers.clone()));
         // Most API calls are bodiless GETs: nothing to limit or wrap.
-        let body = if http_body::Body::is_end_stream(&body) {
+        let body = if bodiless {
             body::empty()
         } else {
             // A stalled body is the client's 408, found while the upstream
@@ -178,36 +223,26 @@ impl Upstream {
         };
         let request = Request::from_parts(parts, body);
 
-        // Boxed: the send future is large and would otherwise be copied
-        // into every enclosing future on the way up.
-        let sent = Box::pin(self.pool.send(scheme, authority, request));
         let started = Instant::now();
-        // tokio's timeout, not tower-http's `TimeoutLayer`: that one answers
-        // 408 (a slow client); a slow upstream is a 504, counted by route
-        // and marked on the upstream span, and covers the response head only
-        // (a stream may then run as long as it lasts).
-        let response = match tokio::time::timeout(config.timeout, sent)
-            .instrument(span.clone())
-            .await
-        {
-            Err(_) => {
-                span.record("otel.status_code", "ERROR");
-                self.metrics.upstream_failed(&config.path, "timeout");
-                return Err(UpstreamError::Timeout(config.timeout).into());
+        let mut response = self.send(route, scheme, authority, request, &span).await?;
+        if let Some((bound, origin)) = &bound {
+            let nonce = bound.note(origin, response.headers());
+            if let Some((method, uri, mut headers)) = again.filter(|_| nonce) {
+                if dpop::asks_for_nonce(response.status(), response.headers()) {
+                    headers.insert(&dpop::DPOP, bound.proof(&method, origin, &path));
+                    let mut retry = Request::new(body::empty());
+                    (*retry.method_mut(), *retry.uri_mut(), *retry.headers_mut()) = (method, uri, headers);
+                    *retry.version_mut() = Version::HTTP_11;
+                    response = self.send(route, scheme, authority, retry, &span).await?;
+                    bound.note(origin, response.headers());
+                }
             }
-            Ok(Err(e)) => {
-                span.record("otel.status_code", "ERROR");
-                self.metrics.upstream_failed(&config.path, failure(&*e));
-                return Err(e);
-            }
-            Ok(Ok(response)) => response,
-        };
+        }
         self.metrics.upstream_answered(&config.path, started.elapsed());
         span.record("http.response.status_code", response.status().as_u16());
 
         // A tunnel only when both sides upgrade; the upstream's upgrade is
         // taken before the answer is taken apart.
-        let mut response = response;
         let tunnel = match (client_upgrade, response.status()) {
             (Some(client), http::StatusCode::SWITCHING_PROTOCOLS) => {
                 Some((client, hyper::upgrade::on(&mut response)))
@@ -236,6 +271,42 @@ impl Upstream {
             .headers
             .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         Ok(Response::from_parts(parts, body::empty()))
+    }
+
+    /// Sends `request` to the route's upstream within the route's timeout
+    /// (which covers the response head only: a stream may then run as
+    /// long as it lasts); a failure is counted and marked on `span`.
+    async fn send(
+        &self,
+        route: &Route,
+        scheme: &http::uri::Scheme,
+        authority: &http::uri::Authority,
+        request: Request<Body>,
+        span: &tracing::Span,
+    ) -> Result<Response<Body>, BoxError> {
+        let config = &route.config;
+        // Boxed: the send future is large and would otherwise be copied
+        // into every enclosing future on the way up.
+        let sent = Box::pin(self.pool.send(scheme, authority, request));
+        // tokio's timeout, not tower-http's `TimeoutLayer`: that one answers
+        // 408 (a slow client); a slow upstream is a 504, counted by route
+        // and marked on the upstream span.
+        match tokio::time::timeout(config.timeout, sent)
+            .instrument(span.clone())
+            .await
+        {
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+                self.metrics.upstream_failed(&config.path, "timeout");
+                Err(UpstreamError::Timeout(config.timeout).into())
+            }
+            Ok(Err(e)) => {
+                span.record("otel.status_code", "ERROR");
+                self.metrics.upstream_failed(&config.path, failure(&*e));
+                Err(e)
+            }
+            Ok(Ok(response)) => Ok(response),
+        }
     }
 
     /// What every upstream answer goes through before the browser sees it:
@@ -279,10 +350,24 @@ fn upstream_span(method: &http::Method, authority: &str) -> tracing::Span {
     )
 }
 
-/// The request-target sent upstream: the route's base path, the authorised
-/// path, the query as received.
-fn origin_form(route: &Route, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
-    let mut path_and_query = route.upstream_path(path);
+/// Whether sending a request twice has the effect of sending it once
+/// (RFC 9110 §9.2.2).
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
+/// The request-target sent upstream: the upstream path (the route's base
+/// path, the authorised path), the query as received.
+fn origin_form(path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+    let mut path_and_query = path.to_owned();
     if let Some(q) = query {
         path_and_query.push('?');
         path_and_query.push_str(q);

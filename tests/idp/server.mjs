@@ -56,6 +56,15 @@
 //                      access_type=offline and prompt=consent (Google)
 //   exchange_token_ttl seconds an exchanged token lives, default
 //                      access_token_ttl
+//   dpop_nonce         DPoP (RFC 9449, on for every test: a token is bound
+//                      only when a proof comes with its request) with
+//                      server nonces required: a proof without the
+//                      IdP's current nonce is answered use_dpop_nonce
+//   dpop_ignored       the token endpoint drops every DPoP proof before
+//                      handling the request, and the authorization
+//                      endpoint every dpop_jkt, as an IdP without DPoP
+//                      does: its tokens are bearer tokens; GET
+//                      /__dpop_ignored?on=true|false switches it later
 //
 // Every login gets an `acr`: the first of the authorization request's
 // acr_values the user can reach, else urn:cloakroom:test:password.
@@ -88,8 +97,9 @@
 // grants by the resource they named; `client_grants`: client credentials
 // grants by resource, '' for none; `exchange_grants`: token exchanges by
 // audience, and `exchange_subjects` by subject token type), how many
-// grants were revoked, and
-// how many token and revocation (RFC 7009) requests arrived, the most
+// grants were revoked, and how many token and revocation (RFC 7009)
+// requests arrived (and of the token requests, how many carried a DPoP
+// proof and how many were refused for want of a DPoP nonce), the most
 // pushed authorization requests it held at once, and how many
 // back-channel logouts the client acknowledged or failed (with the last
 // failure's message).
@@ -97,9 +107,11 @@
 // GET /__authorizations lists the query of every authorization request, as
 // received. GET /__pushed lists the parameters of every pushed
 // authorization request the IdP accepted (the client assertion left out).
+// GET /__dpop_ignored?on=true|false switches dpop_ignored.
 // GET /__advance?seconds=N moves the IdP's clock N seconds forward, with
 // the clock a test moves in cloakroom.
 
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import * as jose from 'jose';
 import Provider, { errors } from 'oidc-provider';
@@ -138,6 +150,10 @@ const stats = {
   revocations: 0,
   revocation_requests: 0,
   token_requests: 0,
+  // Token requests that carried a DPoP proof, and those refused for
+  // want of a nonce (use_dpop_nonce).
+  dpop_token_requests: 0,
+  dpop_nonce_refusals: 0,
   par_in_flight_max: 0,
   backchannel: { success: 0, error: 0, last_error: null },
 };
@@ -154,6 +170,8 @@ const issuer = `${origin}${issuerPath}`;
 const mount = issuerPath.replace(/\/$/, '');
 const audienceMode = settings.audience_param ?? false;
 const refusedScopes = settings.refuse_scopes ?? [];
+// Switched by /__dpop_ignored as well.
+let dpopIgnored = settings.dpop_ignored ?? false;
 // Nonces of logins that asked for offline access as Google wants it.
 const offlineNonces = new Set();
 const authorizations = [];
@@ -189,6 +207,13 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
+    dPoP: {
+      enabled: true,
+      ...(settings.dpop_nonce ? {
+        nonceSecret: randomBytes(32),
+        requireNonce: () => true,
+      } : {}),
+    },
     resourceIndicators: {
       enabled: true,
       // With audience_param, no audience means no JWT access token; with
@@ -380,6 +405,11 @@ provider.use(async (ctx, next) => {
     && String(query.prompt ?? '').split(' ').includes('consent')) {
     offlineNonces.add(query.nonce);
   }
+  if (dpopIgnored) {
+    // An IdP without DPoP knows no dpop_jkt either.
+    const { dpop_jkt: _, ...rest } = ctx.query;
+    ctx.query = rest;
+  }
   if (audienceMode) {
     // Auth0's `audience` is what RFC 8707 calls `resource`.
     const { audience, ...rest } = query;
@@ -390,6 +420,14 @@ provider.use(async (ctx, next) => {
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 let tokenCalls = 0;
+provider.use(async (ctx, next) => {
+  if (ctx.path !== '/token' || ctx.method !== 'POST') return next();
+  if (ctx.get('dpop')) stats.dpop_token_requests += 1;
+  if (dpopIgnored) delete ctx.req.headers.dpop;
+  await next();
+  if (ctx.body?.error === 'use_dpop_nonce') stats.dpop_nonce_refusals += 1;
+  return undefined;
+});
 provider.use(async (ctx, next) => {
   if (ctx.path === '/token/revocation' && ctx.method === 'POST') stats.revocation_requests += 1;
   if (ctx.path === '/token' && ctx.method === 'POST') stats.token_requests += 1;
@@ -481,6 +519,11 @@ provider.on('refresh_token.destroyed', () => { stats.revocations += 1; });
 
 const callback = provider.callback();
 server.on('request', (req, res) => {
+  if (req.url.startsWith('/__dpop_ignored?')) {
+    dpopIgnored = new URL(req.url, issuer).searchParams.get('on') === 'true';
+    res.end('ok');
+    return;
+  }
   if (req.url.startsWith('/__advance?')) {
     ahead += 1000 * Number(new URL(req.url, issuer).searchParams.get('seconds'));
     res.end('ok');

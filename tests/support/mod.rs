@@ -1,6 +1,7 @@
 //! Real parts for integration tests, one module per concern:
 //!
-//! - [`upstream`]: the echo upstream and what it saw;
+//! - [`upstream`]: the echo upstream and what it saw; [`dpop_api`]: its
+//!   checks as an API that takes DPoP-bound tokens;
 //! - [`app`]: cloakroom in this process ([`App`]) or as its own ([`Process`]);
 //! - [`drain`]: a replica asked to stop with a request in flight;
 //! - [`net`]: free ports, raw socket exchanges, the HTTP client;
@@ -18,6 +19,7 @@
 
 pub mod app;
 pub mod browser;
+pub mod dpop_api;
 pub mod drain;
 pub mod fake_idp;
 pub mod idp;

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub(super) type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// What the echo upstream observed, shared with the test.
 #[derive(Default)]
@@ -41,6 +41,9 @@ pub struct Seen {
     /// Set by [`Upstream::verify_tokens`]: the IdP's keys and the one
     /// audience this API accepts.
     pub api: std::sync::OnceLock<(jsonwebtoken::jwk::JwkSet, String)>,
+    /// Set by [`Upstream::verify_dpop`]: this API takes DPoP-bound tokens
+    /// only, each with a proof (RFC 9449 §7.1).
+    pub dpop: std::sync::OnceLock<super::dpop_api::DpopApi>,
 }
 
 /// An HTTP echo server: answers with JSON describing the request it got.
@@ -109,6 +112,20 @@ impl Upstream {
     /// (and the echo says why). A request that passes is echoed as usual.
     pub fn verify_tokens(&self, jwks: jsonwebtoken::jwk::JwkSet, audience: &str) {
         assert!(self.seen.api.set((jwks, audience.to_owned())).is_ok(), "set once");
+    }
+
+    /// From now on the upstream is an API for `audience` that takes
+    /// DPoP-bound tokens only, checking each request as RFC 9449 §4.3 and
+    /// §7.1 say (see [`super::dpop_api`]); `clock` is what `iat` is judged
+    /// by. A request that passes is echoed as usual.
+    pub fn verify_dpop(&self, jwks: jsonwebtoken::jwk::JwkSet, audience: &str, clock: cloakroom::Clock) {
+        let api = super::dpop_api::DpopApi::new(jwks, audience, clock, self.addr);
+        assert!(self.seen.dpop.set(api).is_ok(), "set once");
+    }
+
+    /// The DPoP API's state (after [`Upstream::verify_dpop`]).
+    pub fn dpop(&self) -> &super::dpop_api::DpopApi {
+        self.seen.dpop.get().expect("verify_dpop first")
     }
 }
 
@@ -208,6 +225,14 @@ async fn echo(mut req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Bo
             text(StatusCode::UNAUTHORIZED, body.to_string())
         }
         _ => {
+            // Checked once: a proof's jti is spent by its first check.
+            if let Some(refused) = seen
+                .dpop
+                .get()
+                .and_then(|api| api.refuse(req.method(), req.uri(), req.headers()))
+            {
+                return Ok(refused);
+            }
             let headers: Vec<(String, String)> = req
                 .headers()
                 .iter()
@@ -234,6 +259,10 @@ async fn echo(mut req: Request<Incoming>, seen: Arc<Seen>) -> Result<Response<Bo
             let mut r = text(StatusCode::OK, json.to_string());
             r.headers_mut()
                 .insert("content-type", "application/json".parse().unwrap());
+            if let Some(nonce) = seen.dpop.get().and_then(|api| api.nonce()) {
+                // The next nonce goes with every answer (RFC 9449 §9).
+                r.headers_mut().insert("dpop-nonce", nonce.parse().unwrap());
+            }
             // Its own id: the client must still see the request's.
             r.headers_mut()
                 .insert("x-request-id", "upstream-own-id".parse().unwrap());
@@ -286,7 +315,7 @@ fn websocket_echo(req: &mut Request<Incoming>) -> Response<BoxBody> {
     r
 }
 
-fn text(status: StatusCode, body: String) -> Response<BoxBody> {
+pub(super) fn text(status: StatusCode, body: String) -> Response<BoxBody> {
     let mut r = Response::new(BodyExt::boxed(http_body_util::Full::new(Bytes::from(body))));
     *r.status_mut() = status;
     r
