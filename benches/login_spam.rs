@@ -12,14 +12,17 @@
 //! Run with `cargo bench --bench login_spam` (needs wrk, Node.js and
 //! redis-server); `BENCH_LOGINS` and `BENCH_CONNECTIONS` (default 32) tune it.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::process::Command;
 use std::time::Instant;
 
+use common::{env_or, rss_kib};
+
 fn main() {
-    if std::env::args().any(|a| a == "--list") || !std::env::args().any(|a| a == "--bench") {
+    if !common::is_bench_run() {
         // `cargo test --benches` runs bench targets as tests: do nothing there.
         return;
     }
@@ -110,13 +113,6 @@ routes: [{{path: /, upstream: 'http://127.0.0.1:9', auth: none}}]",
     }
 }
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Runs wrk against `url` for `seconds`; returns how many requests it sent.
 fn wrk(url: &str, seconds: u64, connections: u64) -> u64 {
     let out = Command::new("wrk")
@@ -140,25 +136,9 @@ fn wrk(url: &str, seconds: u64, connections: u64) -> u64 {
         .unwrap_or(0)
 }
 
-/// Resident memory of process `pid`, KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Redis's `used_memory` (bytes) and number of keys.
 fn redis_usage(redis: &support::redis::RedisServer) -> (u64, u64) {
-    let info = redis.cli(&["INFO", "memory"]);
-    let used = info
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+    let used = common::redis_info(redis, "used_memory");
     let keys = redis.cli(&["DBSIZE"]).trim().parse().unwrap_or(0);
     (used, keys)
 }

@@ -38,43 +38,24 @@
 //! The upstream is this same executable re-started in upstream mode, so it
 //! is a separate process shared by every target.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
-use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::Response;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Map, Value};
 
-use cloakroom::clock::Clock;
-use cloakroom::config::{Config, MapEnv, StoreConfig};
-use cloakroom::metrics::Metrics;
 use cloakroom::oidc::TokenResponse;
 use cloakroom::secret::AccessToken;
-use cloakroom::session::{RedisStore, Sessions};
 
-const ROLE: &str = "CLOAKROOM_BENCH_ROLE";
-const BODY: &[u8] = b"{\"ok\":true,\"items\":[1,2,3,4,5,6,7,8,9,10]}";
+use common::{free_port, wait_for, Guard, BODY};
 
 fn main() {
-    if std::env::var(ROLE).as_deref() == Ok("upstream") {
-        let port: u16 = std::env::var("PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        return upstream(port);
-    }
-    if std::env::args().any(|a| a == "--list") || !std::env::args().any(|a| a == "--bench") {
+    common::serve_upstream_if_asked();
+    if !common::is_bench_run() {
         // `cargo test --benches` runs bench targets as tests: do nothing there.
         return;
     }
@@ -92,16 +73,7 @@ fn main() {
         .unwrap_or(64);
     let dir = tempfile::tempdir().expect("temp dir");
 
-    let upstream_port = free_port();
-    let _upstream = Guard(
-        Command::new(std::env::current_exe().expect("own path"))
-            .env(ROLE, "upstream")
-            .env("PORT", upstream_port.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start upstream"),
-    );
-    wait_for(upstream_port);
+    let (_upstream, upstream_port) = common::start_upstream();
 
     let cloakroom_port = free_port();
     let config = dir.path().join("cloakroom.yaml");
@@ -387,45 +359,31 @@ fn session_counts() -> Vec<usize> {
         .collect()
 }
 
-/// Creates `n` sessions in the Redis store `yaml` names, as logins would
-/// (`Sessions::create`: the sealed record and its user's index), each for
-/// its own user so the per-user bound pushes none out; returns their
-/// `Cookie` header values.
+/// Creates `n` sessions in the Redis store `yaml` names, each for its own
+/// user so the per-user bound pushes none out; returns their `Cookie`
+/// header values.
 async fn create_sessions(yaml: &str, n: usize) -> Result<Vec<String>, String> {
-    let config = Config::load(yaml, &MapEnv::default()).map_err(|e| e.to_string())?;
-    let StoreConfig::Redis(redis) = &config.session.store else {
-        return Err("not a Redis store".into());
-    };
-    let store = RedisStore::connect(redis).await.map_err(|e| e.to_string())?;
-    let metrics = Arc::new(Metrics::new());
-    let sessions =
-        Sessions::new(&config, Arc::new(store), Clock::system(), metrics).map_err(|e| e.to_string())?;
-    let issuer = config.oidc.as_ref().ok_or("no oidc section")?.issuer.to_string();
-    let sessions = &sessions;
-    let cookies: Vec<String> = futures_util::stream::iter(0..n)
-        .map(|i| {
-            let claims = Map::from_iter([
-                ("iss".to_owned(), Value::from(issuer.as_str())),
-                ("sub".to_owned(), Value::from(format!("bench-{i}"))),
-            ]);
-            let tokens = TokenResponse {
-                // No refresh during the run: the figures are for the session path.
-                access_token: AccessToken::new(format!("bench-access-token-{i}")),
-                token_type: "Bearer".into(),
-                expires_in: Some(3600),
-                refresh_token: None,
-                id_token: None,
-                issued_token_type: None,
-                jkt: None,
-            };
-            async move { sessions.create(tokens, claims, Some("bench"), None).await }
-        })
-        .buffer_unordered(64)
-        .try_collect()
-        .await
+    let config = cloakroom::config::Config::load(yaml, &cloakroom::config::MapEnv::default())
         .map_err(|e| e.to_string())?;
-    let name = &sessions.names.session;
-    Ok(cookies.into_iter().map(|c| format!("{name}={c}")).collect())
+    let issuer = config.oidc.as_ref().ok_or("no oidc section")?.issuer.to_string();
+    common::create_sessions(yaml, n, |i| {
+        let claims = Map::from_iter([
+            ("iss".to_owned(), Value::from(issuer.as_str())),
+            ("sub".to_owned(), Value::from(format!("bench-{i}"))),
+        ]);
+        let tokens = TokenResponse {
+            // No refresh during the run: the figures are for the session path.
+            access_token: AccessToken::new(format!("bench-access-token-{i}")),
+            token_type: "Bearer".into(),
+            expires_in: Some(3600),
+            refresh_token: None,
+            id_token: None,
+            issued_token_type: None,
+            jkt: None,
+        };
+        (tokens, claims)
+    })
+    .await
 }
 
 /// A wrk script that sends each request with the next of `cookies`, the
@@ -565,67 +523,4 @@ http {{
         .spawn()
         .ok()?;
     Some(Guard(child))
-}
-
-fn upstream(port: u16) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind upstream");
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let service = service_fn(|_req| async {
-                    let mut r = Response::new(Full::new(Bytes::from_static(BODY)));
-                    r.headers_mut()
-                        .insert("content-type", "application/json".parse().expect("static"));
-                    Ok::<_, Infallible>(r)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn wait_for(port: u16) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listening on {addr}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Kills the child process when the benchmark ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // SIGTERM first: nginx's master then stops its workers too.
-        let pid = self.0.id().to_string();
-        let terminated = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !terminated {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
 }

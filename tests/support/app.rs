@@ -364,6 +364,18 @@ impl Process {
             .collect()
     }
 
+    /// SIGTERM, as an orchestrator stops a pod: the process drains and
+    /// exits; returns once it has.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        self.child.wait().unwrap()
+    }
+
     /// SIGKILL: no drain, no cleanup, as a crashed or evicted pod.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

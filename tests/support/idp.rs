@@ -81,6 +81,11 @@ impl Idp {
         self.test_endpoint("/__pushed").await
     }
 
+    /// The node process's id, to read its resource use.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the IdP for good (its state is in memory): an IdP outage.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
