@@ -299,6 +299,8 @@ Listen 127.0.0.1:{port}
 PidFile {dir}/httpd.pid
 ErrorLog {dir}/error.log
 LogLevel warn
+# One process (-X) serves one connection at a time: no keep-alive.
+KeepAlive Off
 DefaultRuntimeDir {dir}
 User www-data
 Group www-data
