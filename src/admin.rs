@@ -14,7 +14,7 @@
 //! `/metrics` looks the same way before each exposition, for the
 //! `cloakroom_store_up` and `cloakroom_idp_up` gauges.
 
-pub mod sessions;
+pub(crate) mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +42,7 @@ struct IdpReadiness<'a> {
 
 /// Answers one admin request. `draining` is true once shutdown has begun;
 /// `api` is the admin API, if configured.
-pub async fn handle<B>(
+pub(crate) async fn handle<B>(
     request: Request<B>,
     store: Arc<dyn SessionStore>,
     idp: Option<Arc<Idp>>,

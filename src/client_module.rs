@@ -17,7 +17,7 @@ const CLIENT_DTS: &str = include_str!("../assets/client.d.ts");
 /// The answer for `path` if it is one of the client files, else `None`.
 /// Revalidated on every use (`no-cache` with an ETag), so an upgraded
 /// cloakroom's module is picked up at once.
-pub fn serve(path: &str, method: &Method, headers: &HeaderMap) -> Option<Response<Body>> {
+pub(crate) fn serve(path: &str, method: &Method, headers: &HeaderMap) -> Option<Response<Body>> {
     let (text, content_type) = match path {
         "/auth/client.js" => (CLIENT_JS, "text/javascript; charset=utf-8"),
         "/auth/client.d.ts" => (CLIENT_DTS, "text/plain; charset=utf-8"),

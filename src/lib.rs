@@ -7,12 +7,12 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod body;
-pub mod client_module;
+pub(crate) mod client_module;
 pub mod clock;
 pub mod config;
 pub mod cookie;
@@ -20,19 +20,19 @@ pub mod error;
 pub mod metrics;
 pub mod oidc;
 pub mod path;
-pub mod random;
-pub mod refresh;
+pub(crate) mod random;
+pub(crate) mod refresh;
 pub mod reload;
-pub mod rescue;
+pub(crate) mod rescue;
 pub mod routes;
 pub mod secret;
-pub mod security_headers;
-pub mod server;
+pub(crate) mod security_headers;
+pub(crate) mod server;
 pub mod session;
 pub mod stack;
-pub mod static_files;
+pub(crate) mod static_files;
 pub mod telemetry;
-pub mod upstream;
+pub(crate) mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;

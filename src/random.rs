@@ -6,14 +6,14 @@ use base64::Engine;
 use rand::RngCore;
 
 /// `N` random bytes.
-pub fn bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     rand::rng().fill_bytes(&mut out);
     out
 }
 
 /// A random value of `len` bytes, base64url without padding.
-pub fn token(len: usize) -> String {
+pub(crate) fn token(len: usize) -> String {
     let mut buf = vec![0u8; len];
     rand::rng().fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)

@@ -61,7 +61,7 @@ const OBTAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
 
 /// What made a refresh fail, shared by every caller of one flight.
-pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+pub(crate) type Cause = Arc<dyn std::error::Error + Send + Sync>;
 
 /// Why a refresh gave no new token.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -26,7 +26,7 @@ use crate::session::StoreError;
 
 /// An RFC 9457 problem, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     pub status: StatusCode,
     pub code: Code,
     /// Extra response headers (`Allow`, `Retry-After`).
@@ -38,7 +38,7 @@ pub struct Problem {
 
 /// Who reads an error answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reader {
+pub(crate) enum Reader {
     /// A person, in a browser tab: the login endpoints, reached by
     /// navigation (from the SPA, or back from the IdP).
     Person,
@@ -51,7 +51,7 @@ pub enum Reader {
 impl Reader {
     /// The login endpoints answer a person unless the request asks for
     /// JSON only; everything else answers a program.
-    pub fn of(path: &str, headers: &HeaderMap) -> Self {
+    pub(crate) fn of(path: &str, headers: &HeaderMap) -> Self {
         if !matches!(path, "/auth/login" | "/auth/callback") {
             return Reader::Program;
         }
@@ -70,7 +70,7 @@ impl Reader {
 // === impl Problem ===
 
 impl Problem {
-    pub fn new(status: StatusCode, code: Code) -> Self {
+    pub(crate) fn new(status: StatusCode, code: Code) -> Self {
         Self {
             status,
             code,
@@ -79,12 +79,12 @@ impl Problem {
         }
     }
 
-    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+    pub(crate) fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
     }
 
-    pub fn with_member(mut self, name: &'static str, value: serde_json::Value) -> Self {
+    pub(crate) fn with_member(mut self, name: &'static str, value: serde_json::Value) -> Self {
         self.members.push((name, value));
         self
     }
@@ -92,7 +92,12 @@ impl Problem {
     /// The answer for `reader`; either way it carries the code, the request
     /// id, and nothing a cache may keep. A person is sent to `login_page`
     /// (`errors.login_page`) when the SPA has one, else shown ours.
-    pub fn render(self, request_id: &str, reader: Reader, login_page: Option<&LoginPage>) -> Response<Body> {
+    pub(crate) fn render(
+        self,
+        request_id: &str,
+        reader: Reader,
+        login_page: Option<&LoginPage>,
+    ) -> Response<Body> {
         if reader == Reader::Program {
             return self.into_response(request_id);
         }
@@ -111,7 +116,7 @@ impl Problem {
 
     /// The `application/problem+json` response. `request_id` lets a user
     /// quote the failure to an operator, who finds the details in the logs.
-    pub fn into_response(self, request_id: &str) -> Response<Body> {
+    pub(crate) fn into_response(self, request_id: &str) -> Response<Body> {
         let title = self.status.canonical_reason().unwrap_or("Error");
         let mut json = serde_json::json!({
             "type": format!("urn:cloakroom:problem:{}", self.code.as_str()),
@@ -140,7 +145,7 @@ impl Problem {
 }
 
 /// Picks the problem for an error by walking its cause chain once.
-pub fn classify(error: &(dyn StdError + 'static)) -> Problem {
+pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Problem {
     let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = cause {
         if let Some(problem) = known(e) {

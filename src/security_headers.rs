@@ -10,16 +10,16 @@
 use http::header::{self, HeaderMap, HeaderValue};
 
 /// HSTS for a year, subdomains included (threat-model T02).
-pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+pub(crate) const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// Nothing of ours loads anything, and nobody frames it. The one style
 /// allowed is the login error page's own, by its hash (`rescue::page`).
-pub const CSP: &str =
+pub(crate) const CSP: &str =
     "default-src 'none'; style-src 'sha256-zdqWToIIydAOsDNnjRS2jIgmgYyKsyY7jTuzg29osI8='; frame-ancestors 'none'";
 
 /// Sets the headers; HSTS only when the browser reaches cloakroom over
 /// https (it would be ignored over http anyway).
-pub fn apply(headers: &mut HeaderMap, https: bool) {
+pub(crate) fn apply(headers: &mut HeaderMap, https: bool) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

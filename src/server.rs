@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use self::idle::Activity;
 use self::per_ip::PerIp;
-pub use self::per_ip::Slot;
+pub(crate) use self::per_ip::Slot;
 use crate::body::Body;
 use crate::config::Limits;
 
@@ -42,7 +42,7 @@ use crate::config::Limits;
 /// connection, its requests and the upstream connections they use all live
 /// on one thread, so handing work between tasks never wakes another core.
 /// This task only accepts, and deals connections out in turn.
-pub async fn serve<H, F>(
+pub(crate) async fn serve<H, F>(
     listener: TcpListener,
     limits: &Limits,
     uncapped: &[IpNet],
@@ -121,7 +121,7 @@ pub async fn serve<H, F>(
 /// and under its address's cap. Every request of the connection carries it
 /// in its extensions, so a WebSocket tunnel, which outlives the HTTP
 /// connection that opened it, keeps the place until the tunnel closes.
-pub struct ConnectionHold {
+pub(crate) struct ConnectionHold {
     _permit: OwnedSemaphorePermit,
     _slot: Slot,
     requests: RequestCap,
@@ -132,12 +132,12 @@ pub struct ConnectionHold {
 /// client address it trusts (the peer, or what a trusted proxy forwarded)
 /// and holds it until the response body has been sent.
 #[derive(Debug, Clone)]
-pub struct RequestCap(PerIp);
+pub(crate) struct RequestCap(PerIp);
 
 // === impl ConnectionHold ===
 
 impl ConnectionHold {
-    pub fn requests(&self) -> &RequestCap {
+    pub(crate) fn requests(&self) -> &RequestCap {
         &self.requests
     }
 }
@@ -147,7 +147,7 @@ impl ConnectionHold {
 impl RequestCap {
     /// A place for one more request from `client` (per /64 for IPv6), or
     /// `None` when it already has `max_requests_per_ip` in flight.
-    pub fn acquire(&self, client: IpAddr) -> Option<Slot> {
+    pub(crate) fn acquire(&self, client: IpAddr) -> Option<Slot> {
         self.0.acquire(client)
     }
 }

@@ -47,7 +47,7 @@ struct Count {
 
 /// One connection's (or request's) place in its address's count; given back on drop.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     held: Option<(Arc<Shared>, IpAddr)>,
 }
 

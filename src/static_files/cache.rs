@@ -7,16 +7,16 @@ use std::time::UNIX_EPOCH;
 use http::{HeaderMap, HeaderValue};
 
 /// For a file whose name changes whenever its content does.
-pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// For everything else, `index.html` first: use it, but ask each time.
-pub const REVALIDATE: &str = "no-cache";
+pub(crate) const REVALIDATE: &str = "no-cache";
 
 /// Whether a file name carries a content hash the way bundlers write them:
 /// `app.3f9a1c2b.js` (webpack, Angular: hex), `index-BfR2x3Kq.js` (Vite,
 /// Rollup: base64url). The hash is the last `.`- or `-`-separated part of
 /// the stem: at least 8 characters, hex digits, or letters and digits
 /// mixed (so a word like `template` or `settings` is not taken for one).
-pub fn is_hashed(file_name: &str) -> bool {
+pub(crate) fn is_hashed(file_name: &str) -> bool {
     let Some((stem, _ext)) = file_name.rsplit_once('.') else {
         return false;
     };
@@ -37,14 +37,14 @@ pub fn is_hashed(file_name: &str) -> bool {
 /// A weak validator from size and modification time: cheap, and changes
 /// whenever a deployment replaces the file. Weak because the same file may
 /// go out gzip-, brotli- or un-encoded.
-pub fn etag(metadata: &Metadata) -> Option<HeaderValue> {
+pub(crate) fn etag(metadata: &Metadata) -> Option<HeaderValue> {
     let modified = metadata.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
     let tag = format!("W/\"{:x}-{:x}\"", metadata.len(), modified.as_nanos());
     HeaderValue::from_str(&tag).ok()
 }
 
 /// `If-None-Match` holds `etag` (weak comparison, RFC 9110 §13.1.2), or `*`.
-pub fn not_modified(request: &HeaderMap, etag: &HeaderValue) -> bool {
+pub(crate) fn not_modified(request: &HeaderMap, etag: &HeaderValue) -> bool {
     let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     let ours = opaque(etag.to_str().unwrap_or(""));
     request
@@ -61,7 +61,7 @@ pub fn not_modified(request: &HeaderMap, etag: &HeaderValue) -> bool {
 /// today's file into yesterday's. Our entity tags are weak, and a weak tag
 /// never matches strongly, so only a date equal to the file's
 /// `Last-Modified` keeps the range; anything else gets the whole file.
-pub fn if_range_holds(if_range: &HeaderValue, metadata: &Metadata) -> bool {
+pub(crate) fn if_range_holds(if_range: &HeaderValue, metadata: &Metadata) -> bool {
     let Some(date) = if_range
         .to_str()
         .ok()

@@ -16,8 +16,8 @@
 //!
 //! Runs after the route's session and CSRF checks, in place of the upstream.
 
-pub mod cache;
-pub mod resolve;
+pub(crate) mod cache;
+pub(crate) mod resolve;
 
 use std::io;
 use std::path::PathBuf;

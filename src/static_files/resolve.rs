@@ -19,7 +19,7 @@ use percent_encoding::percent_decode_str;
 
 /// A file to serve.
 #[derive(Debug)]
-pub struct Found {
+pub(crate) struct Found {
     /// Canonical, inside the root.
     pub path: PathBuf,
     pub metadata: Metadata,
@@ -28,7 +28,7 @@ pub struct Found {
 /// Finds the file for `rel` (a normalised path relative to the route)
 /// under the canonical `root`; a directory means its `index`.
 /// `Ok(None)`: nothing servable there (missing, hidden, or outside).
-pub async fn lookup(root: &Path, rel: &str, index: &str) -> io::Result<Option<Found>> {
+pub(crate) async fn lookup(root: &Path, rel: &str, index: &str) -> io::Result<Option<Found>> {
     let Some(mut candidate) = join(root, rel) else {
         return Ok(None);
     };
@@ -50,7 +50,7 @@ pub async fn lookup(root: &Path, rel: &str, index: &str) -> io::Result<Option<Fo
 /// checks. tower-http's `ServeFile` opens `<file><extension>` itself,
 /// without them: only the encodings whose sibling passes here may be
 /// turned on (PX-37).
-pub async fn sibling(root: &Path, file: &Path, extension: &str) -> io::Result<Option<Found>> {
+pub(crate) async fn sibling(root: &Path, file: &Path, extension: &str) -> io::Result<Option<Found>> {
     let mut name = file.as_os_str().to_owned();
     name.push(extension);
     let found = open(root, Path::new(&name)).await?;

@@ -22,14 +22,14 @@ pub struct Forwarded {
 }
 
 /// Whether `peer` is one of the trusted proxies.
-pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+pub(crate) fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&peer))
 }
 
 /// The client's address: the peer's, or, behind trusted proxies, the
 /// rightmost `X-Forwarded-For` entry that is not one of them (entries
 /// further left were written by whoever the client is, and prove nothing).
-pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
     let mut client = peer.to_canonical();
     if !is_trusted(peer, trusted) {
         return client;

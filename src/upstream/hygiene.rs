@@ -59,7 +59,7 @@ const METHOD_OVERRIDES: &[&str] = &[
 ];
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass of cheap comparisons finds out.
     if !headers.keys().any(is_hop_by_hop) {
         return;
@@ -82,7 +82,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes every client-sent identity, credential, forwarding and
 /// method-override header, and those `configured` (`identity_headers`).
-pub fn strip_client_identity(headers: &mut HeaderMap, configured: &[HeaderRule]) {
+pub(crate) fn strip_client_identity(headers: &mut HeaderMap, configured: &[HeaderRule]) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
@@ -112,7 +112,7 @@ fn is_identity_header(name: &str) -> bool {
 
 /// Whether a cookie name belongs to cloakroom: the base name, with or without
 /// a `__Host-`/`__Secure-` prefix, and anything derived from it.
-pub fn is_reserved_cookie(name: &str, base: &str) -> bool {
+pub(crate) fn is_reserved_cookie(name: &str, base: &str) -> bool {
     let bare = name
         .strip_prefix("__Host-")
         .or_else(|| name.strip_prefix("__Secure-"))
@@ -121,7 +121,7 @@ pub fn is_reserved_cookie(name: &str, base: &str) -> bool {
 }
 
 /// Rewrites `Cookie` so upstreams never see cloakroom's cookies (PX-10).
-pub fn strip_reserved_cookies(headers: &mut HeaderMap, base: &str) {
+pub(crate) fn strip_reserved_cookies(headers: &mut HeaderMap, base: &str) {
     if !headers.contains_key(header::COOKIE) {
         return;
     }
@@ -148,7 +148,7 @@ pub fn strip_reserved_cookies(headers: &mut HeaderMap, base: &str) {
 /// Drops upstream `Set-Cookie`s that would overwrite cloakroom's cookies or
 /// widen their scope with `Domain` (PX-11, PX-30). Returns how many were
 /// dropped.
-pub fn strip_upstream_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
+pub(crate) fn strip_upstream_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
     if !headers.contains_key(header::SET_COOKIE) {
         return 0;
     }
@@ -189,7 +189,7 @@ fn is_allowed_set_cookie(value: &[u8], base: &str) -> bool {
 /// but those that look like credentials. Browsers cannot set headers on a
 /// WebSocket handshake, so some apps smuggle a token in as a subprotocol;
 /// behind cloakroom the upstream gets the session's token instead.
-pub fn filter_websocket_protocols(headers: &mut HeaderMap, allowed: Option<&[String]>) {
+pub(crate) fn filter_websocket_protocols(headers: &mut HeaderMap, allowed: Option<&[String]>) {
     if !headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL) {
         return;
     }
@@ -235,7 +235,7 @@ fn looks_like_credential(protocol: &str) -> bool {
 }
 
 /// Whether a request asks for a WebSocket upgrade (RFC 6455 §4.1).
-pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     let upgrade = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())

@@ -17,9 +17,9 @@
 //! Any other request gets its 401 back as the upstream wrote it; the next
 //! call carries the nonce, and the caller may send it again.
 
-pub mod forwarded;
-pub mod hygiene;
-pub mod pool;
+pub(crate) mod forwarded;
+pub(crate) mod hygiene;
+pub(crate) mod pool;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,7 +93,7 @@ impl Credential {
 }
 
 /// The request id's header: on the request, its answer and the upstream call.
-pub static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+pub(crate) static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 // === impl Upstream ===
 

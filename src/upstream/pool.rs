@@ -33,7 +33,7 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Key = (Scheme, Authority);
 
 /// The upstream connections of one worker.
-pub struct Pool {
+pub(crate) struct Pool {
     connector: Connector,
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
     max_idle_per_upstream: usize,
@@ -64,7 +64,7 @@ pin_project_lite::pin_project! {
 // === impl Pool ===
 
 impl Pool {
-    pub fn new(connector: Connector) -> Arc<Self> {
+    pub(crate) fn new(connector: Connector) -> Arc<Self> {
         Arc::new(Self {
             connector,
             idle: Mutex::new(HashMap::new()),
@@ -74,7 +74,7 @@ impl Pool {
     }
 
     /// Sends `request` (origin-form URI, `Host` set) to `scheme://authority`.
-    pub async fn send(
+    pub(crate) async fn send(
         self: &Arc<Self>,
         scheme: &Scheme,
         authority: &Authority,
