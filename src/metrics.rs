@@ -246,6 +246,12 @@ pub enum StoreOp {
     IndexRemove,
     IndexList,
     AnnounceEnded,
+    Take,
+    QueuePush,
+    QueueClaim,
+    QueueRetry,
+    QueueDone,
+    QueueLen,
 }
 
 /// How a store operation ended.
@@ -853,7 +859,7 @@ impl EndReason {
 }
 
 impl StoreOp {
-    const COUNT: usize = 11;
+    const COUNT: usize = 17;
     /// Every operation, in declaration order (the index of its series).
     #[cfg(test)]
     const ALL: [Self; Self::COUNT] = [
@@ -868,6 +874,12 @@ impl StoreOp {
         Self::IndexRemove,
         Self::IndexList,
         Self::AnnounceEnded,
+        Self::Take,
+        Self::QueuePush,
+        Self::QueueClaim,
+        Self::QueueRetry,
+        Self::QueueDone,
+        Self::QueueLen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -883,6 +895,12 @@ impl StoreOp {
             Self::IndexRemove => "index_remove",
             Self::IndexList => "index_list",
             Self::AnnounceEnded => "announce_ended",
+            Self::Take => "take",
+            Self::QueuePush => "queue_push",
+            Self::QueueClaim => "queue_claim",
+            Self::QueueRetry => "queue_retry",
+            Self::QueueDone => "queue_done",
+            Self::QueueLen => "queue_len",
         }
     }
 }
