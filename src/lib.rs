@@ -24,6 +24,7 @@ pub mod random;
 pub mod refresh;
 pub mod reload;
 pub mod rescue;
+pub mod revoker;
 pub mod routes;
 pub mod secret;
 pub mod security_headers;

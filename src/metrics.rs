@@ -81,6 +81,9 @@ pub struct Metrics {
     store_timers: [OnceLock<Histogram>; StoreOp::COUNT],
     sessions_created: Counter,
     sessions_ended: Family<ReasonLabel, Counter>,
+    revocations: Family<Outcome, Counter>,
+    /// The revocation queue's length at the last scrape.
+    revocation_queue: Gauge,
     csrf_refusals: Family<RouteOnly, Counter>,
     over_limit: Family<LimitLabel, Counter>,
     unseal_failures: Counter,
@@ -190,6 +193,21 @@ pub enum RefreshOutcome {
     /// The session ended otherwise: no refresh token, the record gone, or
     /// a refreshed ID token refused.
     Ended,
+}
+
+/// What became of a refresh token revocation queued at a session's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// Put in the queue.
+    Queued,
+    /// The IdP revoked the tokens.
+    Done,
+    /// An attempt failed; it is retried later.
+    Failed,
+    /// Left undone: pushed out of a full queue, given up after its
+    /// retries, refused for good by the IdP (or it names no revocation
+    /// endpoint), or sealed with a key no longer configured.
+    Dropped,
 }
 
 /// A per-client-address limit a request was refused for.
@@ -348,6 +366,8 @@ impl Metrics {
             store_timers: Default::default(),
             sessions_created: Counter::default(),
             sessions_ended: Family::default(),
+            revocations: Family::default(),
+            revocation_queue: Gauge::default(),
             csrf_refusals: Family::default(),
             over_limit: Family::default(),
             unseal_failures: Counter::default(),
@@ -431,6 +451,16 @@ impl Metrics {
             metrics.sessions_ended.clone(),
         );
         r.register(
+            "revocations",
+            "Refresh token revocations of ended sessions, by outcome: queued, done, failed (retried later), dropped",
+            metrics.revocations.clone(),
+        );
+        r.register(
+            "revocation_queue_length",
+            "Revocations waiting in the queue (due or retried later), at this scrape",
+            metrics.revocation_queue.clone(),
+        );
+        r.register(
             "csrf_refusals",
             "Requests refused by a CSRF rule, by route",
             metrics.csrf_refusals.clone(),
@@ -495,6 +525,11 @@ impl Metrics {
         for limit in Limit::ALL {
             metrics.over_limit.get_or_create_owned(&LimitLabel {
                 limit: limit.as_str(),
+            });
+        }
+        for outcome in Revocation::ALL {
+            metrics.revocations.get_or_create_owned(&Outcome {
+                outcome: outcome.as_str(),
             });
         }
         for outcome in [Reload::Success, Reload::Failure] {
@@ -659,6 +694,21 @@ impl Metrics {
             .inc();
     }
 
+    /// A revocation of an ended session's refresh tokens reached `outcome`.
+    pub fn revocation(&self, outcome: Revocation) {
+        self.revocations
+            .get_or_create(&Outcome {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    /// The revocation queue's length, as the store said at this scrape.
+    pub fn set_revocation_queue(&self, length: usize) {
+        self.revocation_queue
+            .set(i64::try_from(length).unwrap_or(i64::MAX));
+    }
+
     /// A CSRF rule refused a request from `client` on `route`.
     pub fn csrf_refused(&self, route: &str, client: IpAddr) {
         self.csrf_refusals
@@ -815,6 +865,19 @@ impl RefreshOutcome {
             Self::StoreDown => "store_down",
             Self::Pending => "pending",
             Self::Ended => "ended",
+        }
+    }
+}
+
+impl Revocation {
+    const ALL: [Self; 4] = [Self::Queued, Self::Done, Self::Failed, Self::Dropped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Dropped => "dropped",
         }
     }
 }
@@ -1000,6 +1063,8 @@ mod tests {
             "cloakroom_store_operations_total{op=\"get\",outcome=\"miss\"} 1",
             "cloakroom_refreshes_total{outcome=\"lost_lease\"} 0",
             "cloakroom_sessions_ended_total{reason=\"forged_idp_answer\"} 0",
+            "cloakroom_revocations_total{outcome=\"dropped\"} 0",
+            "cloakroom_revocation_queue_length 0",
             "cloakroom_anomalies_total{kind=\"unseal_burst\"} 0",
             "cloakroom_config_reloads_total{outcome=\"failure\"} 0",
             "cloakroom_websocket_tunnels 1",

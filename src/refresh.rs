@@ -459,7 +459,6 @@ async fn locked(
     target: &Target,
     outcome: &mut Option<RefreshOutcome>,
 ) -> Result<Fresh, RefreshError> {
-    let store = refresher.sessions.store.as_ref();
     let metrics = &refresher.sessions.metrics;
     let skew = refresher.sessions.config.refresh_skew;
     let (version, record) = read(refresher, ticket, key).await?;
@@ -528,12 +527,7 @@ async fn locked(
                 metrics.anomaly(Anomaly::IdentityChanged, Some(key), client, None);
                 let _ = refresher
                     .sessions
-                    .end(
-                        key,
-                        &Indexes::of(&record.claims),
-                        EndReason::ForgedIdpAnswer,
-                        client,
-                    )
+                    .end_opened(key, &record, EndReason::ForgedIdpAnswer, client)
                     .await;
                 return Err(RefreshError::Ended);
             }
@@ -543,12 +537,7 @@ async fn locked(
                 metrics.anomaly(Anomaly::RefusedIdToken, Some(key), client, None);
                 let _ = refresher
                     .sessions
-                    .end(
-                        key,
-                        &Indexes::of(&record.claims),
-                        EndReason::ForgedIdpAnswer,
-                        client,
-                    )
+                    .end_opened(key, &record, EndReason::ForgedIdpAnswer, client)
                     .await;
                 return Err(RefreshError::Ended);
             }
@@ -572,7 +561,7 @@ async fn locked(
             record.id_token = Some(id.clone());
         }
         let ttl = refresher.sessions.ttl(ticket, now);
-        match store.put(key, record.seal(ticket, key), version, ttl).await {
+        match refresher.sessions.write(ticket, key, &record, version, ttl).await {
             Ok(_) => {
                 *outcome = Some(RefreshOutcome::Rotated);
                 return fresh(refresher, &record, target).ok_or(RefreshError::Pending);
@@ -595,7 +584,7 @@ async fn locked(
                         // Logged out while the IdP answered (RF-15): the new
                         // refresh token must not outlive the session.
                         if let Some(rt) = &tokens.refresh_token {
-                            let _ = refresher.idp.revoke(rt).await;
+                            refresher.sessions.revoke_later(key, &[rt]).await;
                         }
                         return Err(RefreshError::Ended);
                     }

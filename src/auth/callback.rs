@@ -41,8 +41,8 @@ use crate::metrics::{EndReason, Grant, Limit};
 use crate::oidc::userinfo::{self, UserinfoError};
 use crate::oidc::{IdTokenCheckError, IdpError, TokenResponse};
 use crate::random::hex;
-use crate::secret::{AccessToken, RefreshToken};
-use crate::session::{Indexes, StoreError};
+use crate::secret::AccessToken;
+use crate::session::{revocation, Indexes, StoreError};
 
 /// The answers to `prompt=none` that mean "the user must interact"
 /// (OpenID Connect Core §3.1.2.6): a silent login returns them to the SPA.
@@ -227,24 +227,15 @@ async fn use_login(
         // does): revoking would end it too, so only a browser without one
         // has its failed login's tokens revoked.
         if auth.sessions.open(&request.headers, None).await.is_err() {
-            revoke_in_background(auth, refresh_token);
+            auth.sessions
+                .revoke_later(revocation::NO_SESSION, &[&refresh_token])
+                .await;
         }
     }
     result.map_err(|e| match e {
         LoginError::Unavailable(cause) => LoginError::Spent(cause),
         e => e,
     })
-}
-
-/// No session holds the tokens of a failed login: their refresh token is
-/// revoked, off the answer's path (the IdP may be the trouble).
-fn revoke_in_background(auth: &Auth, refresh_token: RefreshToken) {
-    let idp = auth.idp.clone();
-    tokio::spawn(async move {
-        if let Err(e) = idp.revoke(&refresh_token).await {
-            tracing::warn!(error = %e, "the refresh token of a failed login could not be revoked");
-        }
-    });
 }
 
 /// Exchanges the code for tokens.

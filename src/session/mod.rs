@@ -10,6 +10,7 @@ pub mod memory;
 pub mod record;
 pub mod redis;
 mod redis_link;
+pub mod revocation;
 pub mod store;
 #[cfg(test)]
 mod testing;
