@@ -12,7 +12,8 @@
 //! cause (LG-27), but never turns readiness off, e.g.
 //! `{"ready":true,"draining":false,"session_store":"unavailable","idp":{"issuer":"https://idp.example.com","state":"failed","cause":"…"}}`.
 //! `/metrics` looks the same way before each exposition, for the
-//! `cloakroom_store_up` and `cloakroom_idp_up` gauges.
+//! `cloakroom_store_up` and `cloakroom_idp_up` gauges, and reads the
+//! revocation queue's length (`cloakroom_revocation_queue_length`).
 
 pub(crate) mod sessions;
 
@@ -30,7 +31,7 @@ use crate::metrics::{self, Metrics};
 use crate::oidc::{DiscoveryState, Idp};
 use crate::rescue::Problem;
 use crate::security_headers;
-use crate::session::SessionStore;
+use crate::session::{revocation, SessionStore};
 
 /// The IdP part of `/readyz`: `{"issuer", "state", "cause"}`.
 #[derive(Serialize)]
@@ -111,11 +112,21 @@ async fn readyz(store: &dyn SessionStore, idp: Option<&Idp>, draining: bool) -> 
 const PROBE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Sets `cloakroom_store_up` and `cloakroom_idp_up` from a ping of the
-/// store and a fetch of the IdP's metadata, both at once. At scrape time,
-/// so the gauges say what holds now even when no traffic has tried
-/// either, and at the scraper's pace rather than a timer's.
+/// store and a fetch of the IdP's metadata, both at once, and the
+/// revocation queue's length when the store answers. At scrape time, so
+/// the gauges say what holds now even when no traffic has tried either,
+/// and at the scraper's pace rather than a timer's.
 async fn look_around(store: &dyn SessionStore, idp: Option<&Idp>, metrics: &Metrics) {
-    let store_up = async { matches!(tokio::time::timeout(PROBE_LIMIT, store.ping()).await, Ok(Ok(()))) };
+    let store_up = async {
+        let pinged = matches!(tokio::time::timeout(PROBE_LIMIT, store.ping()).await, Ok(Ok(())));
+        if pinged {
+            let queued = tokio::time::timeout(PROBE_LIMIT, store.queue_len(revocation::QUEUE)).await;
+            if let Ok(Ok(length)) = queued {
+                metrics.set_revocation_queue(length);
+            }
+        }
+        pinged
+    };
     let idp_up = async {
         match idp {
             Some(idp) => Some(idp.probe(PROBE_LIMIT).await),

@@ -1,7 +1,8 @@
 //! The audit trail: one info line on the `cloakroom::audit` log target for
-//! each login, each refresh that failed, and each session end (a logout is
-//! the end with reason `logout`), so a security team can follow a session
-//! from its start to its end without a token or a cookie in any line.
+//! each login, each refresh that failed, each session end (a logout is
+//! the end with reason `logout`) and how the revocation of its refresh
+//! tokens at the IdP ended, so a security team can follow a session from
+//! its start to its end without a token or a cookie in any line.
 //!
 //! Each line names the event and, where known, the session (the hash
 //! inside its store key, as the `cloakroom::anomaly` lines name it), its
@@ -28,6 +29,36 @@ pub struct Who<'a> {
     pub client: Option<IpAddr>,
 }
 
+/// How the revocation of an ended session's refresh tokens ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationEnd {
+    /// The IdP revoked them.
+    Revoked,
+    /// Pushed out of a full queue (`session.revocation_queue_max`).
+    QueueFull,
+    /// The IdP kept failing; given up after the last retry.
+    GaveUp,
+    /// The IdP refused them for good (`unsupported_token_type`).
+    Refused,
+    /// The IdP names no revocation endpoint.
+    NoEndpoint,
+    /// Sealed with a cookie key no longer configured, or damaged.
+    Unreadable,
+}
+
+impl RevocationEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::QueueFull => "queue_full",
+            Self::GaveUp => "gave_up",
+            Self::Refused => "refused",
+            Self::NoEndpoint => "no_endpoint",
+            Self::Unreadable => "unreadable",
+        }
+    }
+}
+
 /// A session was created at a login.
 pub fn login(who: Who<'_>) {
     write("login", "-", who);
@@ -41,6 +72,12 @@ pub fn session_ended(reason: EndReason, who: Who<'_>) {
 /// A refresh flight did not bring fresh tokens; `outcome` says why.
 pub fn refresh_failed(outcome: RefreshOutcome, who: Who<'_>) {
     write("refresh_failed", outcome.as_str(), who);
+}
+
+/// The revocation of a session's refresh tokens ended; `who` names the
+/// session only (a failed login's tokens have none).
+pub fn revocation(end: RevocationEnd, who: Who<'_>) {
+    write("revocation", end.as_str(), who);
 }
 
 fn write(event: &'static str, reason: &'static str, who: Who<'_>) {

@@ -24,6 +24,7 @@ pub(crate) mod random;
 pub(crate) mod refresh;
 pub mod reload;
 pub(crate) mod rescue;
+pub(crate) mod revoker;
 pub mod routes;
 pub mod secret;
 pub(crate) mod security_headers;

@@ -182,6 +182,7 @@ fn check(path: &Path, strict: bool) -> Result<Config, ExitCode> {
                 );
             }
         }
+        println!("{}", revocation(&config.session));
     }
     println!(
         "{:<24} {:<32} {:<9} {:<5} {:<6} {:<8} {:<10} {:<3} methods",
@@ -228,6 +229,22 @@ fn check(path: &Path, strict: bool) -> Result<Config, ExitCode> {
         }
     }
     Ok(config)
+}
+
+/// What `session.revoke_on_end` means for this config, in one line.
+fn revocation(session: &cloakroom::config::SessionConfig) -> String {
+    if session.revoke_on_end {
+        format!(
+            "refresh tokens: revoked at the IdP at every end of a session, also without its cookie \
+             (session.revoke_on_end: true; each kept sealed to cookie.keys beside its record; \
+             at most {} waiting)",
+            session.revocation_queue_max
+        )
+    } else {
+        "refresh tokens: revoked at the IdP only at ends that read the record with its cookie, \
+         logout and the idle timeout (session.revoke_on_end: false)"
+            .to_owned()
+    }
 }
 
 /// `check --online`: what the IdP publishes, judged against `config`

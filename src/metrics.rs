@@ -81,6 +81,9 @@ pub struct Metrics {
     store_timers: [OnceLock<Histogram>; StoreOp::COUNT],
     sessions_created: Counter,
     sessions_ended: Family<ReasonLabel, Counter>,
+    revocations: Family<Outcome, Counter>,
+    /// The revocation queue's length at the last scrape.
+    revocation_queue: Gauge,
     csrf_refusals: Family<RouteOnly, Counter>,
     over_limit: Family<LimitLabel, Counter>,
     unseal_failures: Counter,
@@ -195,6 +198,21 @@ pub enum RefreshOutcome {
     Ended,
 }
 
+/// What became of a refresh token revocation queued at a session's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// Put in the queue.
+    Queued,
+    /// The IdP revoked the tokens.
+    Done,
+    /// An attempt failed; it is retried later.
+    Failed,
+    /// Left undone: pushed out of a full queue, given up after its
+    /// retries, refused for good by the IdP (or it names no revocation
+    /// endpoint), or sealed with a key no longer configured.
+    Dropped,
+}
+
 /// A per-client-address limit a request was refused for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -249,6 +267,12 @@ pub enum StoreOp {
     IndexRemove,
     IndexList,
     AnnounceEnded,
+    Take,
+    QueuePush,
+    QueueClaim,
+    QueueRetry,
+    QueueDone,
+    QueueLen,
 }
 
 /// How a store operation ended.
@@ -347,6 +371,8 @@ impl Metrics {
             store_timers: Default::default(),
             sessions_created: Counter::default(),
             sessions_ended: Family::default(),
+            revocations: Family::default(),
+            revocation_queue: Gauge::default(),
             csrf_refusals: Family::default(),
             over_limit: Family::default(),
             unseal_failures: Counter::default(),
@@ -430,6 +456,16 @@ impl Metrics {
             metrics.sessions_ended.clone(),
         );
         r.register(
+            "revocations",
+            "Refresh token revocations of ended sessions, by outcome: queued, done, failed (retried later), dropped",
+            metrics.revocations.clone(),
+        );
+        r.register(
+            "revocation_queue_length",
+            "Revocations waiting in the queue (due or retried later), at this scrape",
+            metrics.revocation_queue.clone(),
+        );
+        r.register(
             "csrf_refusals",
             "Requests refused by a CSRF rule, by route",
             metrics.csrf_refusals.clone(),
@@ -494,6 +530,11 @@ impl Metrics {
         for limit in Limit::ALL {
             metrics.over_limit.get_or_create_owned(&LimitLabel {
                 limit: limit.as_str(),
+            });
+        }
+        for outcome in Revocation::ALL {
+            metrics.revocations.get_or_create_owned(&Outcome {
+                outcome: outcome.as_str(),
             });
         }
         for outcome in [Reload::Success, Reload::Failure] {
@@ -658,6 +699,21 @@ impl Metrics {
             .inc();
     }
 
+    /// A revocation of an ended session's refresh tokens reached `outcome`.
+    pub fn revocation(&self, outcome: Revocation) {
+        self.revocations
+            .get_or_create(&Outcome {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    /// The revocation queue's length, as the store said at this scrape.
+    pub fn set_revocation_queue(&self, length: usize) {
+        self.revocation_queue
+            .set(i64::try_from(length).unwrap_or(i64::MAX));
+    }
+
     /// A CSRF rule refused a request from `client` on `route`.
     pub fn csrf_refused(&self, route: &str, client: IpAddr) {
         self.csrf_refusals
@@ -820,6 +876,19 @@ impl RefreshOutcome {
     }
 }
 
+impl Revocation {
+    const ALL: [Self; 4] = [Self::Queued, Self::Done, Self::Failed, Self::Dropped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
 impl Limit {
     const ALL: [Self; 2] = [Self::RequestsPerIp, Self::CodeExchanges];
 
@@ -860,7 +929,7 @@ impl EndReason {
 }
 
 impl StoreOp {
-    const COUNT: usize = 11;
+    const COUNT: usize = 17;
     /// Every operation, in declaration order (the index of its series).
     #[cfg(test)]
     const ALL: [Self; Self::COUNT] = [
@@ -875,6 +944,12 @@ impl StoreOp {
         Self::IndexRemove,
         Self::IndexList,
         Self::AnnounceEnded,
+        Self::Take,
+        Self::QueuePush,
+        Self::QueueClaim,
+        Self::QueueRetry,
+        Self::QueueDone,
+        Self::QueueLen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -890,6 +965,12 @@ impl StoreOp {
             Self::IndexRemove => "index_remove",
             Self::IndexList => "index_list",
             Self::AnnounceEnded => "announce_ended",
+            Self::Take => "take",
+            Self::QueuePush => "queue_push",
+            Self::QueueClaim => "queue_claim",
+            Self::QueueRetry => "queue_retry",
+            Self::QueueDone => "queue_done",
+            Self::QueueLen => "queue_len",
         }
     }
 }
@@ -990,6 +1071,8 @@ mod tests {
             "cloakroom_store_operations_total{op=\"get\",outcome=\"miss\"} 1",
             "cloakroom_refreshes_total{outcome=\"lost_lease\"} 0",
             "cloakroom_sessions_ended_total{reason=\"forged_idp_answer\"} 0",
+            "cloakroom_revocations_total{outcome=\"dropped\"} 0",
+            "cloakroom_revocation_queue_length 0",
             "cloakroom_anomalies_total{kind=\"unseal_burst\"} 0",
             "cloakroom_config_reloads_total{outcome=\"failure\"} 0",
             "cloakroom_websocket_tunnels 1",

@@ -660,12 +660,7 @@ async fn refreshed(
                 metrics.anomaly(Anomaly::IdentityChanged, Some(key), client, None);
                 let _ = refresher
                     .sessions
-                    .end(
-                        key,
-                        &Indexes::of(&record.claims),
-                        EndReason::ForgedIdpAnswer,
-                        client,
-                    )
+                    .end_opened(key, record, EndReason::ForgedIdpAnswer, client)
                     .await;
                 return Err(RefreshError::Ended);
             }
@@ -675,12 +670,7 @@ async fn refreshed(
                 metrics.anomaly(Anomaly::RefusedIdToken, Some(key), client, None);
                 let _ = refresher
                     .sessions
-                    .end(
-                        key,
-                        &Indexes::of(&record.claims),
-                        EndReason::ForgedIdpAnswer,
-                        client,
-                    )
+                    .end_opened(key, record, EndReason::ForgedIdpAnswer, client)
                     .await;
                 return Err(RefreshError::Ended);
             }
@@ -738,7 +728,6 @@ async fn write(
     tokens: &TokenResponse,
     outcome: &mut Option<RefreshOutcome>,
 ) -> Result<Fresh, RefreshError> {
-    let store = refresher.sessions.store.as_ref();
     let skew = refresher.sessions.config.refresh_skew;
     let spent = target.held(skew, &current.1).map(|held| held.token.clone());
     let now_ms = refresher.sessions.clock.now_ms();
@@ -764,7 +753,7 @@ async fn write(
             record.id_token = Some(id.clone());
         }
         let ttl = refresher.sessions.ttl(ticket, now);
-        match store.put(key, record.seal(ticket, key), version, ttl).await {
+        match refresher.sessions.write(ticket, key, &record, version, ttl).await {
             Ok(_) => {
                 *outcome = Some(RefreshOutcome::Rotated);
                 return fresh(refresher, &record, target).ok_or(RefreshError::Pending);
@@ -787,7 +776,7 @@ async fn write(
                         // Logged out while the IdP answered (RF-15): the new
                         // refresh token must not outlive the session.
                         if let Some(rt) = &tokens.refresh_token {
-                            let _ = refresher.idp.revoke(rt).await;
+                            refresher.sessions.revoke_later(key, &[rt]).await;
                         }
                         return Err(RefreshError::Ended);
                     }
@@ -818,7 +807,6 @@ async fn keep_rotation(
     presented: &RefreshToken,
     rotated: RefreshToken,
 ) {
-    let store = refresher.sessions.store.as_ref();
     for _ in 0..5 {
         let (version, mut record) = current;
         if record.refresh_token.as_ref().map(RefreshToken::expose) != Some(presented.expose()) {
@@ -826,7 +814,7 @@ async fn keep_rotation(
         }
         record.refresh_token = Some(rotated.clone());
         let ttl = refresher.sessions.ttl(ticket, refresher.now());
-        match store.put(key, record.seal(ticket, key), version, ttl).await {
+        match refresher.sessions.write(ticket, key, &record, version, ttl).await {
             Ok(_) => return,
             Err(StoreError::Conflict) => match read(refresher, ticket, key).await {
                 Ok(newer) => current = newer,

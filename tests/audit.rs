@@ -1,8 +1,9 @@
 //! The audit trail (`cloakroom::audit`): one line per login, per failed
-//! refresh and per session end, for every reason a session ends, naming
-//! the session and subject by hash and the client as `trusted_proxies`
-//! allow; never a token, a cookie or a subject in clear. The access line
-//! carries the client address too.
+//! refresh and per session end, for every reason a session ends, and one
+//! per revocation of an ended session's refresh token, naming the session
+//! and subject by hash and the client as `trusted_proxies` allow; never a
+//! token, a cookie or a subject in clear. The access line carries the
+//! client address too.
 //!
 //! One test: the log capture is process-wide.
 
@@ -75,6 +76,7 @@ async fn every_session_end_is_one_audit_line_without_a_token() {
         }
     }))
     .await;
+    idp.behaviour.lock().unwrap().revocation_listed = true;
     let up = Upstream::start().await;
     let bound = App::bind().await;
     let base = format!("http://127.0.0.1:{}", bound.addr.port());
@@ -288,4 +290,34 @@ routes: [{{path: /api, upstream: '{u}'}}]
     assert!(access
         .iter()
         .any(|l| l["path"] == "/api/x" && l["client"] == "127.0.0.1"));
+
+    // Every end but the gone, the replaced and the invalid_grant ones has
+    // its refresh token revoked in the background: one line each, naming
+    // the ended session, and no client (no request revokes).
+    let revoking = 8;
+    let revocations = support::wait::poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || {
+            let lines = audit_lines(&logs);
+            lines
+                .into_iter()
+                .filter(|l| l["event"] == "revocation")
+                .collect::<Vec<_>>()
+        },
+        |r| r.len() >= revoking,
+    )
+    .await;
+    assert_eq!(revocations.len(), revoking, "{revocations:#?}");
+    let ended: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["event"] == "session_ended")
+        .map(|l| &l["session"])
+        .collect();
+    for line in &revocations {
+        assert_eq!(line["reason"], "revoked", "{line}");
+        assert!(ended.contains(&&line["session"]), "an ended session's: {line}");
+        assert_eq!(line["client"], "-", "{line}");
+    }
+    assert_eq!(site.idp.revocations.lock().unwrap().len(), revoking);
 }

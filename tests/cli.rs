@@ -197,6 +197,40 @@ routes: [{{path: /api, upstream: 'http://api:8000'}}]
     }
 }
 
+#[test]
+fn check_says_which_session_ends_revoke_refresh_tokens() {
+    for (session, expected) in [
+        (
+            "",
+            "refresh tokens: revoked at the IdP at every end of a session, also without its cookie \
+             (session.revoke_on_end: true; each kept sealed to cookie.keys beside its record; \
+             at most 10000 waiting)",
+        ),
+        (
+            "session: {revoke_on_end: false}",
+            "refresh tokens: revoked at the IdP only at ends that read the record with its cookie, \
+             logout and the idle timeout (session.revoke_on_end: false)",
+        ),
+    ] {
+        let file = config_file(&format!(
+            "public_url: https://app.example.com
+oidc: {{issuer: 'https://idp.example.com', client_id: spa, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+{session}
+routes: [{{path: /api, upstream: 'http://api:8000'}}]
+"
+        ));
+        let out = cloakroom()
+            .args(["check", "--config"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(stdout.contains(&format!("{expected}\n")), "{stdout}");
+    }
+}
+
 /// The reference config documents the variables it needs to be checked as
 /// it is; with exactly those set, it passes.
 #[test]

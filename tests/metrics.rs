@@ -335,15 +335,39 @@ async fn every_family_moves_with_real_traffic() {
         ),
         1.0
     );
+    // Its record is taken from the store with its refresh token, which is
+    // queued for revocation and revoked by the worker.
     assert_eq!(
         moved(
             &before,
             &after,
             "cloakroom_store_operations_total",
-            &[("op", "delete")]
+            &[("op", "take")]
         ),
         1.0
     );
+    assert_eq!(
+        moved(
+            &before,
+            &after,
+            "cloakroom_revocations_total",
+            &[("outcome", "queued")]
+        ),
+        1.0
+    );
+    let revoked = poll(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        async || scrape(admin).await,
+        |s| moved(&before, s, "cloakroom_revocations_total", &[("outcome", "done")]) == 1.0,
+    )
+    .await;
+    let done = [("outcome", "done")];
+    assert_eq!(
+        moved(&before, &revoked, "cloakroom_revocations_total", &done),
+        1.0
+    );
+    assert_eq!(revoked.get("cloakroom_revocation_queue_length", &[]), 0.0);
 
     // Idle expiry, reached by moving the clock past the 30 min default.
     let (idle, _) = w.login("bob").await;
@@ -449,9 +473,13 @@ async fn bursts_of_unopenable_cookies_and_csrf_refusals_are_anomalies() {
     );
     assert_eq!(m("cloakroom_anomalies_total", &[("kind", "csrf_burst")]), 1.0);
     // A cookie that does not open reaches no store: the only store calls
-    // are the scrapes' own pings (`cloakroom_store_up`).
-    let pings = m("cloakroom_store_operations_total", &[("op", "ping")]);
-    assert_eq!(m("cloakroom_store_operations_total", &[]), pings);
+    // are the scrapes' own looks (`cloakroom_store_up`, the revocation
+    // queue's length) and the revocation worker's at its queue.
+    let background: f64 = ["ping", "queue_len", "queue_claim"]
+        .into_iter()
+        .map(|op| m("cloakroom_store_operations_total", &[("op", op)]))
+        .sum();
+    assert_eq!(m("cloakroom_store_operations_total", &[]), background);
     assert!(!after.text.contains(&forged));
     assert!(!after.text.contains("127.0.0.1"), "no client address in labels");
 }

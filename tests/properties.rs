@@ -49,7 +49,8 @@ fn purpose() -> impl Strategy<Value = Purpose> {
     prop_oneof![
         Just(Purpose::Session),
         Just(Purpose::Login),
-        Just(Purpose::ClientToken)
+        Just(Purpose::ClientToken),
+        Just(Purpose::Revocation)
     ]
 }
 
@@ -100,7 +101,10 @@ proptest! {
         prop_assert_eq!(&opened.plaintext[..], &plaintext[..]);
         prop_assert!(!opened.stale_key);
         // Not under another purpose or name (CK-06), nor by a ring without its key (CK-05).
-        let other = match purpose { Purpose::Session => Purpose::Login, Purpose::Login | Purpose::ClientToken => Purpose::Session };
+        let other = match purpose {
+            Purpose::Session => Purpose::Login,
+            Purpose::Login | Purpose::ClientToken | Purpose::Revocation => Purpose::Session,
+        };
         prop_assert_eq!(both.unseal(other, COOKIE, &sealed).err(), Some(SealError::Tampered));
         prop_assert!(both.unseal(purpose, "__Host-other", &sealed).is_err());
         prop_assert_eq!(ring(&["k0"]).unseal(purpose, COOKIE, &sealed).err(), Some(SealError::UnknownKey));

@@ -8,8 +8,9 @@
 //!
 //! Every call carries `Authorization: Bearer <api_token>`, compared in
 //! constant time; anything else is a 401. The refresh tokens of the ended
-//! sessions are not revoked at the IdP: only each session's cookie can
-//! open its record. They are deleted with it, so nothing holds them.
+//! sessions are queued for revocation at the IdP, as at any end
+//! (`session::revocation`; not with `session.revoke_on_end: false`, when
+//! only each session's cookie could open them).
 
 use std::collections::HashMap;
 use std::sync::Arc;

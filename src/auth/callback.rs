@@ -40,8 +40,8 @@ use crate::metrics::bursts::Bursts;
 use crate::metrics::{EndReason, Grant, Limit};
 use crate::oidc::userinfo::{self, UserinfoError};
 use crate::oidc::{IdTokenCheckError, IdpError, TokenResponse};
-use crate::secret::{AccessToken, RefreshToken};
-use crate::session::{Indexes, StoreError};
+use crate::secret::AccessToken;
+use crate::session::{revocation, Indexes, StoreError};
 
 /// The answers to `prompt=none` that mean "the user must interact"
 /// (OpenID Connect Core §3.1.2.6): a silent login returns them to the SPA.
@@ -226,24 +226,15 @@ async fn use_login(
         // does): revoking would end it too, so only a browser without one
         // has its failed login's tokens revoked.
         if auth.sessions.open(&request.headers, None).await.is_err() {
-            revoke_in_background(auth, refresh_token);
+            auth.sessions
+                .revoke_later(revocation::NO_SESSION, &[&refresh_token])
+                .await;
         }
     }
     result.map_err(|e| match e {
         LoginError::Unavailable(cause) => LoginError::Spent(cause),
         e => e,
     })
-}
-
-/// No session holds the tokens of a failed login: their refresh token is
-/// revoked, off the answer's path (the IdP may be the trouble).
-fn revoke_in_background(auth: &Auth, refresh_token: RefreshToken) {
-    let idp = auth.idp.clone();
-    tokio::spawn(async move {
-        if let Err(e) = idp.revoke(&refresh_token).await {
-            tracing::warn!(error = %e, "the refresh token of a failed login could not be revoked");
-        }
-    });
 }
 
 /// Exchanges the code for tokens.
@@ -267,27 +258,28 @@ async fn exchange(
     if !matches!(tokens, Err(IdpError::Rejected(_) | IdpError::BadResponse(_))) {
         auth.exchanges.release(client, Instant::now());
     }
+    // Tokens not bound to the DPoP key (LG-16): refused, not taken as
+    // bearer tokens; no session holds the grant's refresh token, so it is
+    // revoked (queued, off the answer's path).
+    let tokens = match tokens {
+        Err(IdpError::Unbound {
+            token_type,
+            refresh_token: Some(refresh_token),
+        }) => {
+            auth.sessions
+                .revoke_later(revocation::NO_SESSION, &[&refresh_token])
+                .await;
+            Err(IdpError::Unbound {
+                token_type,
+                refresh_token: None,
+            })
+        }
+        other => other,
+    };
     tokens.map_err(|e| match e {
         IdpError::Unreachable(_) | IdpError::Busy(_) => LoginError::unavailable(e),
         // A redirect, a wrong content type, an unreadable answer (LG-15).
-        IdpError::BadResponse(_) => LoginError::IdpAnswer(e.into()),
-        // Tokens not bound to the DPoP key (LG-16): refused, not taken as
-        // bearer tokens; no session holds the grant's refresh token.
-        IdpError::Unbound {
-            token_type,
-            refresh_token,
-        } => {
-            if let Some(refresh_token) = refresh_token {
-                revoke_in_background(auth, refresh_token);
-            }
-            LoginError::IdpAnswer(
-                IdpError::Unbound {
-                    token_type,
-                    refresh_token: None,
-                }
-                .into(),
-            )
-        }
+        IdpError::BadResponse(_) | IdpError::Unbound { .. } => LoginError::IdpAnswer(e.into()),
         IdpError::Rejected(_) => LoginError::Refused(format!("code exchange: {e}").into()),
     })
 }

@@ -1,6 +1,10 @@
 //! `POST /auth/logout`: end the session (on every replica, with what depends
-//! on it), revoke its refresh token, clear the cookie, and answer with the
-//! IdP's end-session URL.
+//! on it), queue its refresh token's revocation, clear the cookie, and
+//! answer with the IdP's end-session URL.
+//!
+//! The revocation goes through the queue every other end uses
+//! (`session::revocation`): the answer never waits for the IdP, and an IdP
+//! that is down has it retried until it is back (LO-05).
 
 use std::net::IpAddr;
 
@@ -11,7 +15,6 @@ use super::Auth;
 use crate::body::Body;
 use crate::error::{BoxError, Refusal};
 use crate::metrics::EndReason;
-use crate::session::Indexes;
 
 pub async fn logout(auth: &Auth, headers: &HeaderMap, client: IpAddr) -> Result<Response<Body>, BoxError> {
     let sessions = &auth.sessions;
@@ -24,18 +27,8 @@ pub async fn logout(auth: &Auth, headers: &HeaderMap, client: IpAddr) -> Result<
     let mut id_token = None;
     if let Some(loaded) = loaded {
         sessions
-            .end(
-                &loaded.key,
-                &Indexes::of(&loaded.record.claims),
-                EndReason::Logout,
-                Some(client),
-            )
+            .end_opened(&loaded.key, &loaded.record, EndReason::Logout, Some(client))
             .await?;
-        if let Some(rt) = &loaded.record.refresh_token {
-            if let Err(e) = auth.idp.revoke(rt).await {
-                tracing::warn!(error = %e, "refresh token revocation failed; the session is deleted anyway");
-            }
-        }
         id_token = loaded.record.id_token;
     }
     let logout_url = end_session_url(auth, id_token.as_ref().map(|t| t.expose())).await;

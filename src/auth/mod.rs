@@ -35,6 +35,7 @@ use crate::metrics::bursts::Bursts;
 use crate::metrics::Metrics;
 use crate::oidc::Idp;
 use crate::refresh::Refresher;
+use crate::revoker::Revoker;
 use crate::session::{SessionStore, Sessions};
 
 /// Everything the login flow and sessions need, shared by all workers.
@@ -45,6 +46,9 @@ pub struct Auth {
     pub sessions: Arc<Sessions>,
     /// Token refresh, one flight per session in this replica.
     pub refresher: Arc<Refresher>,
+    /// This replica's worker of the revocation queue, for as long as this
+    /// `Auth` serves: held, never read; dropping it stops the worker.
+    _revoker: Arc<Revoker>,
     pub csrf: csrf::Csrf,
     /// Code exchanges per client address (LG-28); kept across reloads.
     pub exchanges: Arc<Bursts>,
@@ -89,8 +93,10 @@ impl Auth {
             None => Refresher::new(sessions.clone(), idp.clone()),
         };
         sessions.spawn_watcher();
+        let revoker = Revoker::spawn(sessions.clone(), idp.clone());
         Ok(Some(Arc::new(Self {
             refresher,
+            _revoker: revoker,
             csrf: csrf::Csrf::new(&config),
             exchanges,
             config,

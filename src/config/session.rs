@@ -24,6 +24,14 @@ pub struct SessionConfig {
     /// `GET /auth/user` without a session answers 200
     /// `{"authenticated": false}` instead of 401 `login_required`.
     pub anonymous_user: bool,
+    /// Keep each live session's refresh tokens also sealed to the cookie
+    /// key ring beside its record, so that an end without the cookie (the
+    /// user's other session, the admin API, the per-user bound,
+    /// back-channel logout, a timeout) revokes them at the IdP too.
+    pub revoke_on_end: bool,
+    /// Revocations waiting for the IdP, at most; the oldest are dropped
+    /// past it.
+    pub revocation_queue_max: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +58,8 @@ impl Default for SessionConfig {
             login_timeout: Duration::from_secs(600),
             max_per_user: 10,
             anonymous_user: false,
+            revoke_on_end: true,
+            revocation_queue_max: 10_000,
         }
     }
 }
@@ -66,7 +76,12 @@ impl FromNode for SessionConfig {
         let login_timeout = f.or("login_timeout", d.login_timeout, at);
         let max_per_user = f.or::<u64>("max_per_user", d.max_per_user as u64, at);
         let anonymous_user = f.or("anonymous_user", d.anonymous_user, at);
+        let revoke_on_end = f.or("revoke_on_end", d.revoke_on_end, at);
+        let revocation_queue_max = f.or::<u64>("revocation_queue_max", d.revocation_queue_max as u64, at);
         f.finish(at);
+        if revocation_queue_max.is_some_and(|n| n == 0 || n > 1_000_000) {
+            at.error_at("revocation_queue_max", "must be between 1 and 1000000");
+        }
         if max_per_user.is_some_and(|n| n == 0 || n > 1000) {
             at.error_at("max_per_user", "must be between 1 and 1000");
         }
@@ -95,6 +110,8 @@ impl FromNode for SessionConfig {
             login_timeout: login_timeout.ok_or(Reported)?,
             max_per_user: max_per_user.ok_or(Reported)? as usize,
             anonymous_user: anonymous_user.ok_or(Reported)?,
+            revoke_on_end: revoke_on_end.ok_or(Reported)?,
+            revocation_queue_max: revocation_queue_max.ok_or(Reported)? as usize,
         })
     }
 }
@@ -128,6 +145,23 @@ impl FromNode for StoreConfig {
 #[cfg(test)]
 mod tests {
     use crate::config::tests::errors;
+
+    #[test]
+    fn the_revocation_queue_bound_names_its_key() {
+        let base =
+            "public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]\n";
+        for max in ["0", "1000001"] {
+            let got = errors(&format!("{base}session: {{revocation_queue_max: {max}}}"));
+            assert_eq!(
+                got,
+                ["session.revocation_queue_max: must be between 1 and 1000000"],
+                "{max}"
+            );
+        }
+        let got = errors(&format!("{base}session: {{revoke_on_end: sometimes}}"));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("session.revoke_on_end: "), "{got:?}");
+    }
 
     #[test]
     fn a_store_section_naming_no_store_says_so_at_its_key() {

@@ -40,6 +40,11 @@ pub enum Purpose {
     /// it, it rotates without losing a value (the old key still opens),
     /// and its own HKDF label keeps these keys apart from the cookies'.
     ClientToken,
+    /// A session's refresh tokens, sealed a second time beside its record
+    /// so that its end can revoke them without the cookie
+    /// (`session::revocation`). The same ring for the same reasons; its
+    /// own label, so a client token's key opens none of these.
+    Revocation,
 }
 
 /// Why a value does not open. All mean "no valid cookie" to the caller.
@@ -63,6 +68,7 @@ struct RingKey {
     session: Aes256Gcm,
     login: Aes256Gcm,
     client_token: Aes256Gcm,
+    revocation: Aes256Gcm,
 }
 
 /// An opened value, and whether it should be re-sealed under the current
@@ -75,11 +81,19 @@ pub struct Opened {
 // === impl Purpose ===
 
 impl Purpose {
+    /// Whether its values travel in a cookie, and so are never longer
+    /// than a browser keeps. The others stay in the store, where a long
+    /// token (a JWT access token, a large refresh token) is no anomaly.
+    fn is_cookie(self) -> bool {
+        matches!(self, Purpose::Session | Purpose::Login)
+    }
+
     fn label(self) -> &'static [u8] {
         match self {
             Purpose::Session => b"session",
             Purpose::Login => b"login",
             Purpose::ClientToken => b"client token",
+            Purpose::Revocation => b"revocation",
         }
     }
 }
@@ -99,6 +113,7 @@ impl KeyRing {
                 session: derive(k.secret.expose(), Purpose::Session),
                 login: derive(k.secret.expose(), Purpose::Login),
                 client_token: derive(k.secret.expose(), Purpose::ClientToken),
+                revocation: derive(k.secret.expose(), Purpose::Revocation),
             })
             .collect();
         Some(Self { keys })
@@ -132,7 +147,7 @@ impl KeyRing {
     /// Opens a value sealed by [`KeyRing::seal`]. Cheap checks (length,
     /// encoding, version, key id) come before any decryption.
     pub fn unseal(&self, purpose: Purpose, cookie_name: &str, value: &str) -> Result<Opened, SealError> {
-        if value.is_empty() || value.len() > MAX_VALUE_LEN {
+        if value.is_empty() || (purpose.is_cookie() && value.len() > MAX_VALUE_LEN) {
             return Err(SealError::Malformed);
         }
         let raw = URL_SAFE_NO_PAD.decode(value).map_err(|_| SealError::Malformed)?;
@@ -188,6 +203,7 @@ impl RingKey {
             Purpose::Session => &self.session,
             Purpose::Login => &self.login,
             Purpose::ClientToken => &self.client_token,
+            Purpose::Revocation => &self.revocation,
         }
     }
 }
@@ -270,6 +286,23 @@ mod tests {
                 "{value:.20}"
             );
         }
+    }
+
+    #[test]
+    fn only_cookie_values_are_bounded_by_a_cookies_length() {
+        let r = ring(&[("1", 7)]);
+        let long = vec![b'x'; MAX_VALUE_LEN];
+        for purpose in [Purpose::ClientToken, Purpose::Revocation] {
+            let sealed = r.seal(purpose, "cloakroom:{k}:s", &long);
+            assert!(sealed.len() > MAX_VALUE_LEN);
+            let opened = r.unseal(purpose, "cloakroom:{k}:s", &sealed).unwrap();
+            assert_eq!(opened.plaintext.len(), long.len(), "{purpose:?}");
+        }
+        let cookie = r.seal(Purpose::Session, NAME, &long);
+        assert_eq!(
+            r.unseal(Purpose::Session, NAME, &cookie).err(),
+            Some(SealError::Malformed)
+        );
     }
 
     #[test]

@@ -85,6 +85,28 @@ pub async fn send(
     response
 }
 
+/// Sends `request` to an endpoint whose success needs no body (RFC 7009
+/// revocation): a 2xx is success; 429 and 5xx are [`IdpError::Unreachable`]
+/// (worth trying again); a JSON OAuth error is [`IdpError::Rejected`];
+/// anything else (a redirect too) is [`IdpError::BadResponse`].
+pub async fn acknowledged(operation: &'static str, request: reqwest::RequestBuilder) -> Result<(), IdpError> {
+    let response = send(operation, request).await?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return Err(IdpError::Unreachable(format!("IdP answered {status}").into()));
+    }
+    if status.is_client_error() {
+        let body = read_capped(response).await?;
+        if let Ok(oauth) = serde_json::from_slice::<super::OAuthError>(&body) {
+            return Err(IdpError::Rejected(oauth));
+        }
+    }
+    Err(IdpError::BadResponse("unexpected IdP status"))
+}
+
 /// The client span of one IdP call: method, host, path and status. Never
 /// the query or body (a code, verifier, refresh token or client secret).
 /// None outside a request: discovery at start starts no trace.

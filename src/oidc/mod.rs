@@ -78,6 +78,16 @@ impl crate::metrics::GrantFailure for IdpError {
     }
 }
 
+/// What [`Idp::revoke`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// The IdP acknowledged the revocation.
+    Yes,
+    /// The IdP names no revocation endpoint, nor does the config: nothing
+    /// was asked.
+    NoEndpoint,
+}
+
 /// A token endpoint answer. Tokens are secrets: they never print.
 #[derive(Debug, Deserialize)]
 pub struct TokenResponse {
@@ -355,23 +365,21 @@ impl Idp {
         self.token_request(&form).await
     }
 
-    /// Revokes a refresh token (RFC 7009) when the IdP offers revocation.
-    pub async fn revoke(&self, refresh_token: &RefreshToken) -> Result<(), IdpError> {
+    /// Revokes a refresh token (RFC 7009) when the IdP offers revocation;
+    /// [`Revoked::NoEndpoint`] when it does not. An unknown or already
+    /// revoked token is revoked too, as far as the IdP says (§2.2).
+    pub async fn revoke(&self, refresh_token: &RefreshToken) -> Result<Revoked, IdpError> {
         let metadata = self.metadata().await?;
         let Some(endpoint) = self.revocation_endpoint(&metadata) else {
-            return Ok(());
+            return Ok(Revoked::NoEndpoint);
         };
         let form = [
             ("token", refresh_token.expose()),
             ("token_type_hint", "refresh_token"),
         ];
         let request = self.authenticate(&metadata, self.client.post(endpoint.clone()), &form)?;
-        let response = http::send("revocation", request).await?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(IdpError::BadResponse("revocation refused"))
-        }
+        http::acknowledged("revocation", request).await?;
+        Ok(Revoked::Yes)
     }
 
     /// Pushes an authorization request (RFC 9126 §2.1) when the config

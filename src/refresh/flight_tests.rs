@@ -282,6 +282,8 @@ async fn rf15_a_logout_during_a_refresh_is_final_and_the_new_refresh_token_is_re
     let bench = Bench::start().await;
     bench.endpoint.hold();
     let replica = bench.replica();
+    let idp = Idp::new(bench.config.oidc.clone().unwrap(), bench.clock.clone()).unwrap();
+    let _revoker = crate::revoker::Revoker::spawn(bench.sessions.clone(), idp);
     let loaded = Arc::new(bench.due_session().await);
     let refreshing = in_flight(&replica, &loaded);
     bench.endpoint.until_grants(1).await;
@@ -293,6 +295,13 @@ async fn rf15_a_logout_during_a_refresh_is_final_and_the_new_refresh_token_is_re
         bench.store.get(&loaded.key).await.unwrap().is_none(),
         "not written back"
     );
+    // Queued for revocation, and revoked by this replica's worker.
+    for _ in 0..250 {
+        if !bench.endpoint.revoked.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(*bench.endpoint.revoked.lock().unwrap(), ["rt-1"]);
     assert!(bench.counted("cloakroom_refreshes_total{outcome=\"ended\"} 1"));
 }

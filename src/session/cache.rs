@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::redis::RedisStore;
-use super::store::{Announcements, IndexEntry, SessionStore, StoreError, Versioned};
+use super::store::{Announcements, Claimed, IndexEntry, SessionStore, StoreError, Versioned};
 
 /// The channel invalidations travel on.
 pub const CHANNEL: &str = "cloakroom:invalidate";
@@ -116,8 +116,15 @@ impl SessionStore for CachedStore {
         Ok(found)
     }
 
-    async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError> {
-        let result = self.inner.put(key, value, expected, ttl).await;
+    async fn put_beside(
+        &self,
+        key: &str,
+        value: Bytes,
+        beside: Option<Bytes>,
+        expected: u64,
+        ttl: Duration,
+    ) -> Result<u64, StoreError> {
+        let result = self.inner.put_beside(key, value, beside, expected, ttl).await;
         // Written, or refused because our copy was stale: either way the
         // local copy is wrong now.
         if matches!(result, Ok(_) | Err(StoreError::Conflict)) {
@@ -132,6 +139,12 @@ impl SessionStore for CachedStore {
         Ok(())
     }
 
+    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let beside = self.inner.take(key).await?;
+        self.invalidate(key).await;
+        Ok(beside)
+    }
+
     async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
         let deleted = self.inner.delete_if(key, value).await?;
         self.invalidate(key).await;
@@ -142,7 +155,7 @@ impl SessionStore for CachedStore {
         self.inner.ping().await
     }
 
-    // Indexes and announcements are never cached.
+    // Indexes, announcements and queues are never cached.
 
     async fn index_add(
         &self,
@@ -178,6 +191,32 @@ impl SessionStore for CachedStore {
 
     async fn ended_announcements(&self) -> Result<Announcements, StoreError> {
         self.inner.ended_announcements().await
+    }
+
+    async fn queue_push(
+        &self,
+        queue: &str,
+        item: Bytes,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        self.inner.queue_push(queue, item, max, ttl).await
+    }
+
+    async fn queue_claim(&self, queue: &str, hold: Duration) -> Result<Option<Claimed>, StoreError> {
+        self.inner.queue_claim(queue, hold).await
+    }
+
+    async fn queue_retry(&self, queue: &str, id: &str, after: Duration) -> Result<(), StoreError> {
+        self.inner.queue_retry(queue, id, after).await
+    }
+
+    async fn queue_done(&self, queue: &str, id: &str) -> Result<(), StoreError> {
+        self.inner.queue_done(queue, id).await
+    }
+
+    async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
+        self.inner.queue_len(queue).await
     }
 }
 

@@ -1,11 +1,12 @@
 //! Ending a session, and what lives on beside it.
 //!
 //! A session ends through [`Sessions::end`]: its record is deleted (the
-//! cached store drops every replica's copy as it does for any delete), it
-//! leaves its indexes, and the store announces the end to every replica.
-//! Logout, back-channel logout, a user ending another of their sessions,
-//! the admin API, the timeouts, `invalid_grant` and the per-user bound all
-//! end sessions this way.
+//! cached store drops every replica's copy as it does for any delete), its
+//! refresh tokens are queued for revocation at the IdP (`revocation.rs`),
+//! it leaves its indexes, and the store announces the end to every
+//! replica. Logout, back-channel logout, a user ending another of their
+//! sessions, the admin API, the timeouts, `invalid_grant` and the per-user
+//! bound all end sessions this way.
 //!
 //! What outlives a request (an open WebSocket tunnel, a streamed answer)
 //! holds a [`SessionEnd`], which [`Endings`], this replica's registry of
@@ -37,6 +38,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::index::Indexes;
+use super::record::Record;
+use super::revocation;
 use super::store::{Announcements, StoreError};
 use super::{Loaded, Sessions};
 use crate::audit;
@@ -94,11 +97,13 @@ pub struct SessionEnded;
 
 impl Sessions {
     /// Ends the session stored under `key`, listed in `indexes`: deletes
-    /// its record, tells every replica, and drops it from its indexes. Only
-    /// the delete must succeed: an index entry left behind is pruned when
-    /// read, and a missed announcement is made up for by the watchers'
-    /// checks. `client` is whoever's request ended it, where one did: for
-    /// the audit line.
+    /// its record, queues the revocation of the refresh tokens kept beside
+    /// it (for a `reason` that revokes), tells every replica, and drops it
+    /// from its indexes. Only the delete must succeed: a revocation that
+    /// cannot be queued is logged, an index entry left behind is pruned
+    /// when read, and a missed announcement is made up for by the
+    /// watchers' checks. Nothing here waits for the IdP. `client` is
+    /// whoever's request ended it, where one did: for the audit line.
     pub async fn end(
         &self,
         key: &str,
@@ -106,7 +111,41 @@ impl Sessions {
         reason: EndReason,
         client: Option<IpAddr>,
     ) -> Result<(), StoreError> {
-        self.store.delete(key).await?;
+        self.end_holding(key, indexes, reason, client, None).await
+    }
+
+    /// [`Sessions::end`] for a session whose record the caller has opened:
+    /// without tokens kept beside it (`session.revoke_on_end: false`), the
+    /// record's own are revoked.
+    pub async fn end_opened(
+        &self,
+        key: &str,
+        record: &Record,
+        reason: EndReason,
+        client: Option<IpAddr>,
+    ) -> Result<(), StoreError> {
+        let indexes = Indexes::of(&record.claims);
+        self.end_holding(key, &indexes, reason, client, Some(record))
+            .await
+    }
+
+    async fn end_holding(
+        &self,
+        key: &str,
+        indexes: &Indexes,
+        reason: EndReason,
+        client: Option<IpAddr>,
+        opened: Option<&Record>,
+    ) -> Result<(), StoreError> {
+        let revokes = revocation::revokes(reason);
+        // What is kept beside the record is taken with it, in one step:
+        // it is the last write's, fresher than any record read before.
+        let beside = if revokes {
+            self.store.take(key).await?
+        } else {
+            self.store.delete(key).await?;
+            None
+        };
         self.metrics.session_ended(reason);
         audit::session_ended(
             reason,
@@ -117,6 +156,12 @@ impl Sessions {
             },
         );
         self.endings.end(key);
+        let beside = beside.and_then(|b| String::from_utf8(b.to_vec()).ok());
+        match (beside, opened) {
+            (Some(sealed), _) => self.queue_revocation(key, sealed).await,
+            (None, Some(record)) if revokes => self.revoke_later(key, &record.refresh_tokens()).await,
+            (None, _) => {}
+        }
         if let Err(e) = self.store.announce_ended(key).await {
             tracing::warn!(error = %e, "could not announce a session's end; other replicas notice it within {RECHECK:?}");
         }

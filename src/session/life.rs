@@ -6,7 +6,9 @@
 //! A store *error* is a 503 that keeps the cookie; only a *missing* record
 //! means "log in again" (T46, RD-05). A session found past a timeout is
 //! ended (`ending.rs`): deleted, and whatever depends on it closed. A new
-//! session is listed in its owner's indexes (`index.rs`).
+//! session is listed in its owner's indexes (`index.rs`). Every write of a
+//! record keeps its refresh tokens beside it for the revocation at its end
+//! (`revocation.rs`).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -44,6 +46,9 @@ pub struct Sessions {
     /// registry for the process, kept across config reloads.
     pub endings: Arc<Endings>,
     pub metrics: Arc<Metrics>,
+    /// Wakes this replica's revocation worker (`crate::revoker`) when a
+    /// revocation is queued, so that it does not wait for its next look.
+    pub revocations_queued: Arc<tokio::sync::Notify>,
 }
 
 /// A session found on a request.
@@ -89,6 +94,7 @@ impl Sessions {
             clock,
             endings,
             metrics,
+            revocations_queued: Arc::default(),
         })
     }
 
@@ -170,9 +176,7 @@ impl Sessions {
                 .last_seen
                 .saturating_add(self.config.idle_timeout.as_secs())
         {
-            let _ = self
-                .end(&key, &Indexes::of(&record.claims), EndReason::Idle, client)
-                .await;
+            let _ = self.end_opened(&key, &record, EndReason::Idle, client).await;
             return Err(Refusal::LoginRequired.into());
         }
         Ok(Loaded {
@@ -197,8 +201,10 @@ impl Sessions {
         }
         loaded.record.last_seen = now;
         let ttl = self.ttl(&loaded.ticket, now);
-        let sealed = loaded.record.seal(&loaded.ticket, &loaded.key);
-        match self.store.put(&loaded.key, sealed, loaded.version, ttl).await {
+        let written = self
+            .write(&loaded.ticket, &loaded.key, &loaded.record, loaded.version, ttl)
+            .await;
+        match written {
             Ok(v) => {
                 loaded.version = v;
                 if let Some(owner) = Owner::of(&loaded.record.claims) {
@@ -250,7 +256,7 @@ impl Sessions {
         };
         record.set_access_lifetime(lifetime, now_ms);
         let ttl = self.ttl(&ticket, now);
-        self.store.put(&key, record.seal(&ticket, &key), 0, ttl).await?;
+        self.write(&ticket, &key, &record, 0, ttl).await?;
         if let Some(owner) = Owner::of(&record.claims) {
             // A session nobody could find would escape back-channel logout:
             // no index, no session.
@@ -270,6 +276,23 @@ impl Sessions {
         Ok(self
             .ring
             .seal(Purpose::Session, &self.names.session, &ticket.to_bytes()))
+    }
+
+    /// Writes `record` under `key` if the stored version is `expected`:
+    /// sealed with the ticket's key, its refresh tokens beside it sealed
+    /// for revocation (`revocation.rs`). Returns the new version.
+    pub async fn write(
+        &self,
+        ticket: &Ticket,
+        key: &str,
+        record: &Record,
+        expected: u64,
+        ttl: Duration,
+    ) -> Result<u64, StoreError> {
+        let beside = self.beside(key, &record.refresh_tokens());
+        self.store
+            .put_beside(key, record.seal(ticket, key), beside, expected, ttl)
+            .await
     }
 
     /// The store TTL: the idle timeout, cut at the absolute end.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::store::{Announcements, IndexEntry};
+use super::store::{Announcements, Claimed, IndexEntry};
 use super::{SessionStore, StoreError, Versioned};
 use crate::metrics::{Metrics, StoreOp, StoreOutcome};
 
@@ -62,9 +62,16 @@ impl SessionStore for MeasuredStore {
         result
     }
 
-    async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError> {
+    async fn put_beside(
+        &self,
+        key: &str,
+        value: Bytes,
+        beside: Option<Bytes>,
+        expected: u64,
+        ttl: Duration,
+    ) -> Result<u64, StoreError> {
         let started = Instant::now();
-        let result = self.inner.put(key, value, expected, ttl).await;
+        let result = self.inner.put_beside(key, value, beside, expected, ttl).await;
         self.record(StoreOp::Put, started, &result, |_| false);
         result
     }
@@ -73,6 +80,13 @@ impl SessionStore for MeasuredStore {
         let started = Instant::now();
         let result = self.inner.delete(key).await;
         self.record(StoreOp::Delete, started, &result, |_| false);
+        result
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.take(key).await;
+        self.record(StoreOp::Take, started, &result, |_| false);
         result
     }
 
@@ -140,5 +154,46 @@ impl SessionStore for MeasuredStore {
     /// A subscription, not an operation: not measured.
     async fn ended_announcements(&self) -> Result<Announcements, StoreError> {
         self.inner.ended_announcements().await
+    }
+
+    async fn queue_push(
+        &self,
+        queue: &str,
+        item: Bytes,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.queue_push(queue, item, max, ttl).await;
+        self.record(StoreOp::QueuePush, started, &result, |_| false);
+        result
+    }
+
+    async fn queue_claim(&self, queue: &str, hold: Duration) -> Result<Option<Claimed>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.queue_claim(queue, hold).await;
+        self.record(StoreOp::QueueClaim, started, &result, Option::is_none);
+        result
+    }
+
+    async fn queue_retry(&self, queue: &str, id: &str, after: Duration) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.queue_retry(queue, id, after).await;
+        self.record(StoreOp::QueueRetry, started, &result, |_| false);
+        result
+    }
+
+    async fn queue_done(&self, queue: &str, id: &str) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.queue_done(queue, id).await;
+        self.record(StoreOp::QueueDone, started, &result, |_| false);
+        result
+    }
+
+    async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.queue_len(queue).await;
+        self.record(StoreOp::QueueLen, started, &result, |_| false);
+        result
     }
 }

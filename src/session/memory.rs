@@ -5,9 +5,10 @@
 //! expiry (or until woken because an earlier one was added). Reads also check
 //! expiry, so a key is gone at its deadline whether or not the purge has run.
 //! Indexes expire the same way; ending announcements go straight to this
-//! process's subscribers.
+//! process's subscribers. Queues live as long as the process: a restart
+//! loses them with the sessions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::store::{Announcements, IndexEntry, SessionStore, StoreError, Versioned};
+use super::store::{Announcements, Claimed, IndexEntry, SessionStore, StoreError, Versioned};
 
 /// Announcements a subscriber may fall behind by before it is dropped (and
 /// so told, by its closed channel, that it missed some).
@@ -40,6 +41,7 @@ struct Shared {
 struct State {
     entries: HashMap<String, Entry>,
     indexes: HashMap<String, Index>,
+    queues: HashMap<String, Queue>,
     /// (deadline, key) of entries and indexes, the next expiry first.
     expirations: BTreeSet<(Instant, String)>,
     /// Whoever listens for ending announcements.
@@ -57,8 +59,25 @@ struct Index {
 #[derive(Debug)]
 struct Entry {
     value: Bytes,
+    beside: Option<Bytes>,
     version: u64,
     expires_at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    last_id: u64,
+    /// By id, which is the order they were pushed in.
+    items: BTreeMap<u64, Queued>,
+    /// `(due, id)` of every item, the first due first.
+    due: BTreeSet<(Instant, u64)>,
+}
+
+#[derive(Debug)]
+struct Queued {
+    item: Bytes,
+    retries: u32,
+    due: Instant,
 }
 
 #[derive(Debug)]
@@ -110,7 +129,14 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError> {
+    async fn put_beside(
+        &self,
+        key: &str,
+        value: Bytes,
+        beside: Option<Bytes>,
+        expected: u64,
+        ttl: Duration,
+    ) -> Result<u64, StoreError> {
         let expires_at = Instant::now() + ttl;
         let mut state = self.shared.lock();
         let current = state.live(key).map_or(0, |e| e.version);
@@ -122,6 +148,7 @@ impl SessionStore for MemoryStore {
             key.to_owned(),
             Entry {
                 value,
+                beside,
                 version,
                 expires_at,
             },
@@ -143,6 +170,13 @@ impl SessionStore for MemoryStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.shared.lock().remove(key);
         Ok(())
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let mut state = self.shared.lock();
+        let live = state.live(key).is_some();
+        let removed = state.remove(key);
+        Ok(removed.filter(|_| live).and_then(|e| e.beside))
     }
 
     async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
@@ -234,6 +268,90 @@ impl SessionStore for MemoryStore {
         let (tx, rx) = tokio::sync::mpsc::channel(ANNOUNCEMENT_BACKLOG);
         self.shared.lock().listeners.push(tx);
         Ok(rx)
+    }
+
+    async fn queue_push(
+        &self,
+        queue: &str,
+        item: Bytes,
+        max: usize,
+        _ttl: Duration,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let now = Instant::now();
+        let mut state = self.shared.lock();
+        let queue = state.queues.entry(queue.to_owned()).or_default();
+        queue.last_id += 1;
+        let id = queue.last_id;
+        queue.items.insert(
+            id,
+            Queued {
+                item,
+                retries: 0,
+                due: now,
+            },
+        );
+        queue.due.insert((now, id));
+        let mut dropped = Vec::new();
+        while queue.items.len() > max.max(1) {
+            let Some((oldest, queued)) = queue.items.pop_first() else {
+                break;
+            };
+            queue.due.remove(&(queued.due, oldest));
+            dropped.push(queued.item);
+        }
+        Ok(dropped)
+    }
+
+    async fn queue_claim(&self, queue: &str, hold: Duration) -> Result<Option<Claimed>, StoreError> {
+        let now = Instant::now();
+        let mut state = self.shared.lock();
+        let Some(queue) = state.queues.get_mut(queue) else {
+            return Ok(None);
+        };
+        let Some(&(due, id)) = queue.due.first().filter(|(due, _)| *due <= now) else {
+            return Ok(None);
+        };
+        queue.due.remove(&(due, id));
+        let Some(queued) = queue.items.get_mut(&id) else {
+            return Ok(None);
+        };
+        queued.due = now + hold;
+        queue.due.insert((queued.due, id));
+        Ok(Some(Claimed {
+            id: id.to_string(),
+            item: queued.item.clone(),
+            retries: queued.retries,
+        }))
+    }
+
+    async fn queue_retry(&self, queue: &str, id: &str, after: Duration) -> Result<(), StoreError> {
+        let due = Instant::now() + after;
+        let mut state = self.shared.lock();
+        let (Some(queue), Ok(id)) = (state.queues.get_mut(queue), id.parse::<u64>()) else {
+            return Ok(());
+        };
+        if let Some(queued) = queue.items.get_mut(&id) {
+            queue.due.remove(&(queued.due, id));
+            queued.due = due;
+            queued.retries = queued.retries.saturating_add(1);
+            queue.due.insert((due, id));
+        }
+        Ok(())
+    }
+
+    async fn queue_done(&self, queue: &str, id: &str) -> Result<(), StoreError> {
+        let mut state = self.shared.lock();
+        let (Some(queue), Ok(id)) = (state.queues.get_mut(queue), id.parse::<u64>()) else {
+            return Ok(());
+        };
+        if let Some(queued) = queue.items.remove(&id) {
+            queue.due.remove(&(queued.due, id));
+        }
+        Ok(())
+    }
+
+    async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
+        Ok(self.shared.lock().queues.get(queue).map_or(0, |q| q.items.len()))
     }
 }
 

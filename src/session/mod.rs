@@ -10,6 +10,7 @@ pub mod memory;
 pub mod record;
 pub mod redis;
 mod redis_link;
+pub mod revocation;
 pub mod store;
 #[cfg(test)]
 mod testing;
@@ -22,5 +23,5 @@ pub use self::life::{Loaded, Sessions};
 pub use self::measured::MeasuredStore;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
-pub use self::store::{Announcements, IndexEntry, SessionStore, StoreError, Versioned};
+pub use self::store::{Announcements, Claimed, IndexEntry, SessionStore, StoreError, Versioned};
 pub use self::traced::TracedStore;

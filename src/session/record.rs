@@ -111,6 +111,13 @@ impl Record {
         self.access_lifetime = Some(lifetime);
     }
 
+    /// Every refresh token the record holds: what revoking its grant at
+    /// the IdP means. One today, which every route's own token is obtained
+    /// with too (`resource_tokens` hold access tokens only).
+    pub fn refresh_tokens(&self) -> Vec<&RefreshToken> {
+        self.refresh_token.iter().collect()
+    }
+
     pub fn seal(&self, ticket: &Ticket, store_key: &str) -> Bytes {
         let json = zeroize::Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
         let mut nonce = [0u8; 12];

@@ -11,6 +11,17 @@
 //! (RD-04, RD-05). Connections are multiplexed and reconnect on their own
 //! (`redis_link`). With `wait`, writes wait for replicas (RD-06).
 //!
+//! What is kept beside a value is the field `b` of its hash, written by the
+//! same compare-and-set script; `get` reads only `v` and `d`, so a release
+//! that knows nothing of `b` reads and writes records as before.
+//!
+//! A queue `Q` is four keys under one hash tag: `Q:items` (a hash of id to
+//! `"<retries> <item>"`), `Q:due` (a sorted set of ids by when each is
+//! due, in milliseconds since the epoch), `Q:age` (ids by id, which is
+//! push order) and `Q:seq` (the last id). Each operation is one script.
+//! Due times are this replica's wall clock: clocks that agree within a
+//! second or two only move a retry by as much.
+//!
 //! An index is a hash, one field per session key, valued
 //! `"<created> <last_seen> <data>"`; every index operation is one command
 //! or script on that one key. Ending announcements travel on the
@@ -26,18 +37,94 @@ use bytes::Bytes;
 use redis::{Cmd, FromRedisValue, Script};
 
 use super::redis_link::Link;
-use super::store::{Announcements, IndexEntry, SessionStore, StoreError, Versioned};
+use super::store::{Announcements, Claimed, IndexEntry, SessionStore, StoreError, Versioned};
 use crate::config::{posture, RedisConfig, RedisWait};
 use crate::error::BoxError;
 
-/// Compare-and-set: writes `d` if the stored version is ARGV[1] (0: absent).
+/// Compare-and-set: writes `d` if the stored version is ARGV[1] (0: absent),
+/// and `b` (ARGV[5]) beside it when ARGV[4] is '1', else none.
 const PUT: &str = r"
 local current = redis.call('HGET', KEYS[1], 'v') or '0'
 if current ~= ARGV[1] then return -1 end
 local next = tonumber(current) + 1
 redis.call('HSET', KEYS[1], 'v', next, 'd', ARGV[2])
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[1], 'b', ARGV[5])
+else
+  redis.call('HDEL', KEYS[1], 'b')
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return next
+";
+
+/// Deletes the key; returns what was beside its value.
+const TAKE: &str = r"
+local beside = redis.call('HGET', KEYS[1], 'b')
+redis.call('DEL', KEYS[1])
+return beside
+";
+
+/// Pushes ARGV[2] due at ARGV[1]; past ARGV[3] items drops the oldest and
+/// returns them; keeps every key ARGV[4] ms at least.
+/// KEYS: due, age, items, seq.
+const QUEUE_PUSH: &str = r"
+local id = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[3], id, '0 ' .. ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[1], id)
+redis.call('ZADD', KEYS[2], id, id)
+local max = math.max(tonumber(ARGV[3]), 1)
+local dropped = {}
+while redis.call('ZCARD', KEYS[2]) > max do
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  local value = redis.call('HGET', KEYS[3], oldest)
+  if value then table.insert(dropped, string.match(value, '^%d+ (.*)$')) end
+  redis.call('ZREM', KEYS[2], oldest)
+  redis.call('ZREM', KEYS[1], oldest)
+  redis.call('HDEL', KEYS[3], oldest)
+end
+local ttl = tonumber(ARGV[4])
+for i = 1, 4 do
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return dropped
+";
+
+/// Claims the item due first if it is due at ARGV[1]: due again at
+/// ARGV[2]. Returns its id and `"<retries> <item>"`, or nil.
+/// KEYS: due, age, items.
+const QUEUE_CLAIM: &str = r"
+for _ = 1, 16 do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+  if #due == 0 then return false end
+  local id = due[1]
+  local value = redis.call('HGET', KEYS[3], id)
+  if value then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    return {id, value}
+  end
+  -- An id whose item is gone: forget it.
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+end
+return false
+";
+
+/// Puts item ARGV[1] back, due at ARGV[2], one more retry counted; nothing
+/// if it is gone. KEYS: due, items.
+const QUEUE_RETRY: &str = r"
+local value = redis.call('HGET', KEYS[2], ARGV[1])
+if not value then return 0 end
+local retries, item = string.match(value, '^(%d+) (.*)$')
+redis.call('HSET', KEYS[2], ARGV[1], (tonumber(retries) + 1) .. ' ' .. item)
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+";
+
+/// Removes item ARGV[1]. KEYS: due, age, items.
+const QUEUE_DONE: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[3], ARGV[1])
 ";
 
 /// Delete only if the value is still ARGV[1].
@@ -101,12 +188,51 @@ const ANNOUNCEMENT_BACKLOG: usize = 1024;
 #[derive(Clone)]
 pub struct RedisStore {
     link: Link,
+    scripts: Arc<Scripts>,
+    timeout: Duration,
+    wait: Option<Replication>,
+}
+
+/// Every script, loaded once (by its SHA) per server.
+struct Scripts {
     put: Script,
+    take: Script,
     delete_if: Script,
     index_add: Script,
     index_touch: Script,
-    timeout: Duration,
-    wait: Option<Replication>,
+    queue_push: Script,
+    queue_claim: Script,
+    queue_retry: Script,
+    queue_done: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self {
+            put: Script::new(PUT),
+            take: Script::new(TAKE),
+            delete_if: Script::new(DELETE_IF),
+            index_add: Script::new(INDEX_ADD),
+            index_touch: Script::new(INDEX_TOUCH),
+            queue_push: Script::new(QUEUE_PUSH),
+            queue_claim: Script::new(QUEUE_CLAIM),
+            queue_retry: Script::new(QUEUE_RETRY),
+            queue_done: Script::new(QUEUE_DONE),
+        }
+    }
+}
+
+/// The keys of queue `name`: due, age, items, seq.
+fn queue_keys(name: &str) -> [String; 4] {
+    ["due", "age", "items", "seq"].map(|part| format!("{name}:{part}"))
+}
+
+/// Milliseconds since the epoch, `after` from now, by this replica's clock.
+fn wall_ms(after: Duration) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now + after).as_millis().to_string()
 }
 
 /// `WAIT` after writes, paused for a while once replicas fall behind: a
@@ -141,10 +267,7 @@ impl RedisStore {
     pub async fn connect(config: &RedisConfig) -> Result<Self, BoxError> {
         let store = Self {
             link: Link::connect(config).await?,
-            put: Script::new(PUT),
-            delete_if: Script::new(DELETE_IF),
-            index_add: Script::new(INDEX_ADD),
-            index_touch: Script::new(INDEX_TOUCH),
+            scripts: Arc::default(),
             timeout: config.command_timeout,
             wait: config.wait.map(|config| Replication {
                 config,
@@ -226,10 +349,7 @@ impl RedisStore {
         let probe = async {
             let store = Self {
                 link: Link::connect(config).await?,
-                put: Script::new(PUT),
-                delete_if: Script::new(DELETE_IF),
-                index_add: Script::new(INDEX_ADD),
-                index_touch: Script::new(INDEX_TOUCH),
+                scripts: Arc::default(),
                 timeout: config.command_timeout,
                 wait: None,
             };
@@ -250,7 +370,20 @@ impl RedisStore {
         key: &str,
         args: &[&[u8]],
     ) -> Result<T, StoreError> {
-        let mut invocation = script.key(key);
+        self.script_on(script, &[key], args).await
+    }
+
+    /// [`RedisStore::script`] on several keys, all in one slot.
+    async fn script_on<T: FromRedisValue + Send>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
         for arg in args {
             invocation.arg(*arg);
         }
@@ -298,12 +431,22 @@ impl SessionStore for RedisStore {
         })
     }
 
-    async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError> {
+    async fn put_beside(
+        &self,
+        key: &str,
+        value: Bytes,
+        beside: Option<Bytes>,
+        expected: u64,
+        ttl: Duration,
+    ) -> Result<u64, StoreError> {
         let expected = expected.to_string();
         let ttl = ttl.as_millis().max(1).to_string();
-        let version: i64 = self
-            .script(&self.put, key, &[expected.as_bytes(), &value, ttl.as_bytes()])
-            .await?;
+        let (flag, beside): (&[u8], &[u8]) = match &beside {
+            Some(beside) => (b"1", beside),
+            None => (b"0", b""),
+        };
+        let args = [expected.as_bytes(), &value, ttl.as_bytes(), flag, beside];
+        let version: i64 = self.script(&self.scripts.put, key, &args).await?;
         let version = u64::try_from(version).map_err(|_| StoreError::Conflict)?;
         self.replicate().await;
         Ok(version)
@@ -317,8 +460,14 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
+    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let beside: Option<Vec<u8>> = self.script(&self.scripts.take, key, &[]).await?;
+        self.replicate().await;
+        Ok(beside.map(Bytes::from))
+    }
+
     async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
-        let deleted: i64 = self.script(&self.delete_if, key, &[value]).await?;
+        let deleted: i64 = self.script(&self.scripts.delete_if, key, &[value]).await?;
         if deleted == 1 {
             self.replicate().await;
         }
@@ -340,7 +489,7 @@ impl SessionStore for RedisStore {
         let ttl = ttl.as_millis().max(1).to_string();
         let max = max.to_string();
         let args: [&[u8]; 4] = [entry.key.as_bytes(), &value, ttl.as_bytes(), max.as_bytes()];
-        let out: Vec<Vec<u8>> = self.script(&self.index_add, index, &args).await?;
+        let out: Vec<Vec<u8>> = self.script(&self.scripts.index_add, index, &args).await?;
         self.replicate().await;
         Ok(out
             .chunks_exact(2)
@@ -358,7 +507,7 @@ impl SessionStore for RedisStore {
         let last_seen = last_seen.to_string();
         let ttl = ttl.as_millis().max(1).to_string();
         let args: [&[u8]; 3] = [key.as_bytes(), last_seen.as_bytes(), ttl.as_bytes()];
-        let touched: i64 = self.script(&self.index_touch, index, &args).await?;
+        let touched: i64 = self.script(&self.scripts.index_touch, index, &args).await?;
         Ok(touched == 1)
     }
 
@@ -398,6 +547,68 @@ impl SessionStore for RedisStore {
         tokio::spawn(relay(pubsub, tx));
         Ok(rx)
     }
+
+    async fn queue_push(
+        &self,
+        queue: &str,
+        item: Bytes,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let [due, age, items, seq] = queue_keys(queue);
+        let (now, max) = (wall_ms(Duration::ZERO), max.to_string());
+        let ttl = ttl.as_millis().max(1).to_string();
+        let args: [&[u8]; 4] = [now.as_bytes(), &item, max.as_bytes(), ttl.as_bytes()];
+        let keys = [due.as_str(), &age, &items, &seq];
+        let dropped: Vec<Vec<u8>> = self.script_on(&self.scripts.queue_push, &keys, &args).await?;
+        self.replicate().await;
+        Ok(dropped.into_iter().map(Bytes::from).collect())
+    }
+
+    async fn queue_claim(&self, queue: &str, hold: Duration) -> Result<Option<Claimed>, StoreError> {
+        let [due, age, items, _] = queue_keys(queue);
+        let (now, until) = (wall_ms(Duration::ZERO), wall_ms(hold));
+        let args: [&[u8]; 2] = [now.as_bytes(), until.as_bytes()];
+        let keys = [due.as_str(), &age, &items];
+        let claimed: Option<(String, Vec<u8>)> =
+            self.script_on(&self.scripts.queue_claim, &keys, &args).await?;
+        Ok(claimed.and_then(|(id, value)| {
+            let (retries, item) = unpack_queued(&value)?;
+            Some(Claimed { id, item, retries })
+        }))
+    }
+
+    async fn queue_retry(&self, queue: &str, id: &str, after: Duration) -> Result<(), StoreError> {
+        let [due, _, items, _] = queue_keys(queue);
+        let at = wall_ms(after);
+        let args: [&[u8]; 2] = [id.as_bytes(), at.as_bytes()];
+        let keys = [due.as_str(), &items];
+        self.script_on::<i64>(&self.scripts.queue_retry, &keys, &args)
+            .await
+            .map(|_| ())
+    }
+
+    async fn queue_done(&self, queue: &str, id: &str) -> Result<(), StoreError> {
+        let [due, age, items, _] = queue_keys(queue);
+        let keys = [due.as_str(), &age, &items];
+        self.script_on::<i64>(&self.scripts.queue_done, &keys, &[id.as_bytes()])
+            .await
+            .map(|_| ())
+    }
+
+    async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
+        let [_, age, _, _] = queue_keys(queue);
+        let mut cmd = redis::cmd("ZCARD");
+        cmd.arg(age);
+        self.query(&cmd).await
+    }
+}
+
+/// A queue item's hash value, `"<retries> <item>"`, read back.
+fn unpack_queued(value: &[u8]) -> Option<(u32, Bytes)> {
+    let space = value.iter().position(|b| *b == b' ')?;
+    let retries = std::str::from_utf8(&value[..space]).ok()?.parse().ok()?;
+    Some((retries, Bytes::copy_from_slice(&value[space + 1..])))
 }
 
 /// Passes announcements on until the subscription fails, goes silent, or

@@ -9,6 +9,16 @@
 //! from the replica that ends a session to every replica, so that what
 //! lives on beside a session (a WebSocket tunnel, a streamed answer) ends
 //! with it (`session::ending`).
+//!
+//! A value may have a second part kept *beside* it, written with it in the
+//! same compare-and-set and returned only when the key is taken
+//! ([`SessionStore::take`]): never by a read. Sessions keep their refresh
+//! tokens there, sealed to the server's key, for the revocation at their
+//! end (`session::revocation`).
+//!
+//! And a store keeps *queues* of work any replica may do (the revocations
+//! still to make): items due at a time, each claimed by one replica at a
+//! time, retried later, bounded in length.
 
 use std::time::Duration;
 
@@ -45,6 +55,17 @@ pub struct Versioned {
     pub version: u64,
 }
 
+/// An item claimed from a queue ([`SessionStore::queue_claim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// Names the item to [`SessionStore::queue_retry`] and
+    /// [`SessionStore::queue_done`].
+    pub id: String,
+    pub item: Bytes,
+    /// How many times it was put back with [`SessionStore::queue_retry`].
+    pub retries: u32,
+}
+
 /// Why a store call failed. A missing key is not an error: it is `Ok(None)`,
 /// so "no session" (401) and "store down" (503) stay apart (RD-05).
 #[derive(Debug, thiserror::Error)]
@@ -68,11 +89,31 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 
     /// Writes `value` if the stored version is `expected` (0: the key must
-    /// not exist). Returns the new version, or `Conflict`.
-    async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError>;
+    /// not exist). Returns the new version, or `Conflict`. Nothing is
+    /// kept beside it any more.
+    async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError> {
+        self.put_beside(key, value, None, expected, ttl).await
+    }
+
+    /// [`SessionStore::put`], keeping `beside` with the value (in place of
+    /// what was kept there; `None`: nothing). No read returns it; only
+    /// [`SessionStore::take`] does.
+    async fn put_beside(
+        &self,
+        key: &str,
+        value: Bytes,
+        beside: Option<Bytes>,
+        expected: u64,
+        ttl: Duration,
+    ) -> Result<u64, StoreError>;
 
     /// Removes a key; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Removes a key as [`SessionStore::delete`] does and returns what was
+    /// kept beside its value, if anything: one atomic step, so two takers
+    /// never both get it.
+    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
 
     /// Removes a key only if it still holds `value`; `false` otherwise.
     async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
@@ -117,4 +158,33 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Subscribes to ending announcements. A subscriber that loses its
     /// channel subscribes again, and must assume it missed some meanwhile.
     async fn ended_announcements(&self) -> Result<Announcements, StoreError>;
+
+    /// Adds `item` to `queue`, due now, and keeps the queue at least `ttl`
+    /// longer. Past `max` items (at least 1) the oldest others are dropped
+    /// and returned, oldest first: the item just added always stays. One
+    /// atomic step.
+    async fn queue_push(
+        &self,
+        queue: &str,
+        item: Bytes,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Bytes>, StoreError>;
+
+    /// Claims the item of `queue` that has been due longest, if one is due
+    /// now: it is due again only `hold` later, so no other claim gets it
+    /// meanwhile, and an item whose claimant died before
+    /// [`SessionStore::queue_retry`] or [`SessionStore::queue_done`] comes
+    /// back by itself. Atomic: two claims never get the same item at once.
+    async fn queue_claim(&self, queue: &str, hold: Duration) -> Result<Option<Claimed>, StoreError>;
+
+    /// Puts a claimed item back, due `after` from now, one more retry
+    /// counted; an item dropped meanwhile stays dropped.
+    async fn queue_retry(&self, queue: &str, id: &str, after: Duration) -> Result<(), StoreError>;
+
+    /// Removes an item; a missing one is not an error.
+    async fn queue_done(&self, queue: &str, id: &str) -> Result<(), StoreError>;
+
+    /// How many items `queue` holds, due or not.
+    async fn queue_len(&self, queue: &str) -> Result<usize, StoreError>;
 }

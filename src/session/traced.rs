@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tracing::Instrument;
 
-use super::store::{Announcements, IndexEntry};
+use super::store::{Announcements, Claimed, IndexEntry};
 use super::{SessionStore, StoreError, Versioned};
 
 /// A store whose calls inside a request are spans of that request.
@@ -65,11 +65,18 @@ impl SessionStore for TracedStore {
         outcome(&span, self.inner.get_latest(key).instrument(span.clone()).await)
     }
 
-    async fn put(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64, StoreError> {
+    async fn put_beside(
+        &self,
+        key: &str,
+        value: Bytes,
+        beside: Option<Bytes>,
+        expected: u64,
+        ttl: Duration,
+    ) -> Result<u64, StoreError> {
         let span = self.span("put");
         let result = self
             .inner
-            .put(key, value, expected, ttl)
+            .put_beside(key, value, beside, expected, ttl)
             .instrument(span.clone())
             .await;
         outcome(&span, result)
@@ -78,6 +85,11 @@ impl SessionStore for TracedStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let span = self.span("delete");
         outcome(&span, self.inner.delete(key).instrument(span.clone()).await)
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let span = self.span("take");
+        outcome(&span, self.inner.take(key).instrument(span.clone()).await)
     }
 
     async fn delete_if(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
@@ -154,5 +166,57 @@ impl SessionStore for TracedStore {
     /// A subscription, not an operation: no span.
     async fn ended_announcements(&self) -> Result<Announcements, StoreError> {
         self.inner.ended_announcements().await
+    }
+
+    async fn queue_push(
+        &self,
+        queue: &str,
+        item: Bytes,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let span = self.span("queue_push");
+        outcome(
+            &span,
+            self.inner
+                .queue_push(queue, item, max, ttl)
+                .instrument(span.clone())
+                .await,
+        )
+    }
+
+    // The queue's worker runs outside any request: its calls make no span
+    // (`span` is none there), but go through the same way.
+
+    async fn queue_claim(&self, queue: &str, hold: Duration) -> Result<Option<Claimed>, StoreError> {
+        let span = self.span("queue_claim");
+        outcome(
+            &span,
+            self.inner.queue_claim(queue, hold).instrument(span.clone()).await,
+        )
+    }
+
+    async fn queue_retry(&self, queue: &str, id: &str, after: Duration) -> Result<(), StoreError> {
+        let span = self.span("queue_retry");
+        outcome(
+            &span,
+            self.inner
+                .queue_retry(queue, id, after)
+                .instrument(span.clone())
+                .await,
+        )
+    }
+
+    async fn queue_done(&self, queue: &str, id: &str) -> Result<(), StoreError> {
+        let span = self.span("queue_done");
+        outcome(
+            &span,
+            self.inner.queue_done(queue, id).instrument(span.clone()).await,
+        )
+    }
+
+    async fn queue_len(&self, queue: &str) -> Result<usize, StoreError> {
+        // Read at each metrics scrape: not part of any request's trace.
+        self.inner.queue_len(queue).await
     }
 }

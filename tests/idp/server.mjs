@@ -110,6 +110,15 @@
 // GET /__dpop_ignored?on=true|false switches dpop_ignored.
 // GET /__advance?seconds=N moves the IdP's clock N seconds forward, with
 // the clock a test moves in cloakroom.
+// GET /__outage?mode=M takes the whole provider (not these test endpoints)
+// down: `down` answers every request 503 temporarily_unavailable, `hang`
+// holds every request unanswered until the mode changes (then it is served
+// as the new mode says, if its client is still there), `up` ends the
+// outage; its state (grants, tokens) is kept throughout, as a real IdP's
+// database would be. /__stats counts the requests `held` now.
+//
+// Token introspection (RFC 7662, /token/introspection) is on, so tests can
+// ask whether a refresh token is still active without spending it.
 
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -155,6 +164,7 @@ const stats = {
   dpop_token_requests: 0,
   dpop_nonce_refusals: 0,
   par_in_flight_max: 0,
+  held: 0,
   backchannel: { success: 0, error: 0, last_error: null },
 };
 // Every token the token endpoint handed out, so tests can prove none of
@@ -200,6 +210,7 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
+    introspection: { enabled: true },
     pushedAuthorizationRequests: {
       enabled: settings.par ?? false,
       requirePushedAuthorizationRequests: settings.require_par ?? false,
@@ -517,8 +528,22 @@ provider.on('backchannel.error', (ctx, err) => {
 // A refresh token destroyed: revoked (RFC 7009) or its grant revoked.
 provider.on('refresh_token.destroyed', () => { stats.revocations += 1; });
 
+// The outage /__outage sets, and the requests held while it is `hang`.
+let outage = 'up';
+const holding = new Set();
+const held = (res) => new Promise((resolve) => {
+  stats.held += 1;
+  const release = () => {
+    if (!holding.delete(release)) return;
+    stats.held -= 1;
+    resolve();
+  };
+  holding.add(release);
+  res.on('close', release);
+});
+
 const callback = provider.callback();
-server.on('request', (req, res) => {
+server.on('request', async (req, res) => {
   if (req.url.startsWith('/__dpop_ignored?')) {
     dpopIgnored = new URL(req.url, issuer).searchParams.get('on') === 'true';
     res.end('ok');
@@ -529,12 +554,28 @@ server.on('request', (req, res) => {
     res.end('ok');
     return;
   }
+  if (req.url.startsWith('/__outage?')) {
+    outage = new URL(req.url, issuer).searchParams.get('mode');
+    for (const release of [...holding]) release();
+    res.end('ok');
+    return;
+  }
   const own = {
     '/__stats': stats, '/__issued': issued, '/__authorizations': authorizations, '/__pushed': pushed,
   };
   if (own[req.url]) {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify(own[req.url]));
+    return;
+  }
+  if (outage === 'hang') {
+    await held(res);
+    if (req.socket.destroyed) return;
+  }
+  if (outage === 'down') {
+    res.statusCode = 503;
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ error: 'temporarily_unavailable' }));
     return;
   }
   if (mount) {

@@ -92,9 +92,73 @@ impl Idp {
         let _ = self.child.wait();
     }
 
+    /// Starts (`down`: 503 to everything; `hang`: nothing answered) or
+    /// ends (`up`) an outage of the whole provider, its state kept.
+    pub async fn outage(&self, mode: &str) {
+        let answer = super::net::client()
+            .get(format!("{}/__outage?mode={mode}", self.origin))
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success());
+    }
+
+    /// Every refresh token the IdP issued, in order: the issued tokens
+    /// that are not JWTs.
+    pub async fn refresh_tokens(&self) -> Vec<String> {
+        let issued = self.issued().await;
+        issued
+            .into_iter()
+            .filter(|t| t.matches('.').count() != 2)
+            .collect()
+    }
+
+    /// Whether `token` is active, as the IdP's introspection (RFC 7662)
+    /// says to the test client; spends nothing.
+    pub async fn active(&self, token: &str) -> bool {
+        let answer: serde_json::Value = super::net::client()
+            .post(self.endpoint("/token/introspection"))
+            .basic_auth("cloakroom", Some("test-secret"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["active"] == true
+    }
+
+    /// A refresh token grant with `token` as the test client; the OAuth
+    /// `error` of a refusal, `None` when it was granted.
+    pub async fn refresh_error(&self, token: &str) -> Option<String> {
+        let answer: serde_json::Value = super::net::client()
+            .post(self.endpoint("/token"))
+            .basic_auth("cloakroom", Some("test-secret"))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["error"].as_str().map(str::to_owned)
+    }
+
     /// What the IdP counted: grants by type, revocations.
     pub async fn stats(&self) -> serde_json::Value {
         self.test_endpoint("/__stats").await
+    }
+
+    /// What the IdP counted once `done` holds of it (or after ten
+    /// seconds, for the caller to assert on): for what cloakroom does in
+    /// the background, such as the revocations it queues.
+    pub async fn stats_when(&self, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let (limit, every) = (
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(50),
+        );
+        super::wait::poll(limit, every, async || self.stats().await, done).await
     }
 
     /// Every token the IdP issued (access, refresh, ID).

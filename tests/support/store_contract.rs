@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cloakroom::session::{IndexEntry, SessionStore, StoreError};
+use cloakroom::session::{Claimed, IndexEntry, SessionStore, StoreError};
 
 /// Runs every contract check against `store`, on `cloakroom:{contract-…}:s`
 /// keys: inside the namespace a production ACL grants.
@@ -33,6 +33,10 @@ pub async fn run_all_but_expiry(store: &dyn SessionStore) {
     index_remove_forgets_entries(store).await;
     index_expires_after_the_longest_ttl_given(store).await;
     announcements_reach_every_subscriber(store).await;
+    beside_a_value_is_written_with_it_and_only_taken(store).await;
+    a_queue_hands_each_due_item_to_one_claim(store).await;
+    a_claimed_item_comes_back_after_its_hold_or_retry(store).await;
+    a_queue_drops_its_oldest_items_past_its_bound(store).await;
     store.ping().await.expect("ping");
 }
 
@@ -240,6 +244,131 @@ async fn announcements_reach_every_subscriber(store: &dyn SessionStore) {
             Some("cloakroom:{contract-ended}:s")
         );
     }
+}
+
+async fn beside_a_value_is_written_with_it_and_only_taken(store: &dyn SessionStore) {
+    let key = "cloakroom:{contract-beside}:s";
+    let kept = Some(bytes("sealed tokens"));
+    assert_eq!(store.put_beside(key, bytes("v1"), kept, 0, TTL).await.unwrap(), 1);
+    let got = store.get(key).await.unwrap().unwrap();
+    assert_eq!(
+        (got.value, got.version),
+        (bytes("v1"), 1),
+        "a read sees the value only"
+    );
+    // A write replaces what is beside, and a compare-and-set refuses it too.
+    let newer = Some(bytes("newer tokens"));
+    assert!(matches!(
+        store
+            .put_beside(key, bytes("late"), Some(bytes("x")), 0, TTL)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    store.put_beside(key, bytes("v2"), newer, 1, TTL).await.unwrap();
+    assert_eq!(store.take(key).await.unwrap(), Some(bytes("newer tokens")));
+    assert_eq!(store.get(key).await.unwrap(), None, "taken is deleted");
+    assert_eq!(store.take(key).await.unwrap(), None, "and taken once");
+    // A plain put keeps nothing beside; delete removes it with the key.
+    store
+        .put_beside(key, bytes("v1"), Some(bytes("t")), 0, TTL)
+        .await
+        .unwrap();
+    store.put(key, bytes("v2"), 1, TTL).await.unwrap();
+    assert_eq!(store.take(key).await.unwrap(), None);
+    store
+        .put_beside(key, bytes("v1"), Some(bytes("t")), 0, TTL)
+        .await
+        .unwrap();
+    store.delete(key).await.unwrap();
+    assert_eq!(store.take(key).await.unwrap(), None);
+}
+
+const HOLD: Duration = Duration::from_secs(1);
+
+/// Claims every item due in `queue` now.
+async fn claim_all(store: &dyn SessionStore, queue: &str) -> Vec<Claimed> {
+    let mut claimed = Vec::new();
+    while let Some(item) = store.queue_claim(queue, HOLD).await.unwrap() {
+        claimed.push(item);
+    }
+    claimed
+}
+
+async fn a_queue_hands_each_due_item_to_one_claim(store: &dyn SessionStore) {
+    let queue = "cloakroom:{contract-queue}";
+    assert_eq!(store.queue_len(queue).await.unwrap(), 0, "no queue is empty");
+    assert_eq!(store.queue_claim(queue, HOLD).await.unwrap(), None);
+    for item in ["first", "second {\"any\": \"bytes\"}\n"] {
+        let dropped = store.queue_push(queue, bytes(item), 10, TTL).await.unwrap();
+        assert!(dropped.is_empty());
+    }
+    assert_eq!(store.queue_len(queue).await.unwrap(), 2);
+    let claimed = claim_all(store, queue).await;
+    let items: Vec<&[u8]> = claimed.iter().map(|c| c.item.as_ref()).collect();
+    assert_eq!(items, [b"first".as_slice(), b"second {\"any\": \"bytes\"}\n"]);
+    assert!(claimed.iter().all(|c| c.retries == 0));
+    assert_ne!(claimed[0].id, claimed[1].id);
+    assert_eq!(store.queue_claim(queue, HOLD).await.unwrap(), None, "both held");
+    assert_eq!(store.queue_len(queue).await.unwrap(), 2, "held, not gone");
+    for c in &claimed {
+        store.queue_done(queue, &c.id).await.unwrap();
+    }
+    store.queue_done(queue, &claimed[0].id).await.unwrap();
+    assert_eq!(store.queue_len(queue).await.unwrap(), 0);
+}
+
+async fn a_claimed_item_comes_back_after_its_hold_or_retry(store: &dyn SessionStore) {
+    let queue = "cloakroom:{contract-queue-retry}";
+    store.queue_push(queue, bytes("died"), 10, TTL).await.unwrap();
+    store.queue_push(queue, bytes("failed"), 10, TTL).await.unwrap();
+    let claimed = claim_all(store, queue).await;
+    assert_eq!(claimed.len(), 2);
+    // The second's claimant asks again in 2 s; the first's never answers.
+    store
+        .queue_retry(queue, &claimed[1].id, Duration::from_secs(2))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let back = claim_all(store, queue).await;
+    assert_eq!(back.len(), 1, "the hold is over, not the retry's wait");
+    assert_eq!((back[0].item.as_ref(), back[0].retries), (b"died".as_slice(), 0));
+    store.queue_done(queue, &back[0].id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let back = claim_all(store, queue).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        (back[0].item.as_ref(), back[0].retries),
+        (b"failed".as_slice(), 1)
+    );
+    store.queue_done(queue, &back[0].id).await.unwrap();
+    // A retry of an item done meanwhile brings nothing back.
+    store
+        .queue_retry(queue, &back[0].id, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(store.queue_claim(queue, HOLD).await.unwrap(), None);
+    assert_eq!(store.queue_len(queue).await.unwrap(), 0);
+}
+
+async fn a_queue_drops_its_oldest_items_past_its_bound(store: &dyn SessionStore) {
+    let queue = "cloakroom:{contract-queue-bound}";
+    for item in ["one", "two"] {
+        assert!(store
+            .queue_push(queue, bytes(item), 2, TTL)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    let dropped = store.queue_push(queue, bytes("three"), 2, TTL).await.unwrap();
+    assert_eq!(dropped, [bytes("one")], "the oldest goes");
+    // A smaller bound drops more; the item just pushed always stays.
+    let dropped = store.queue_push(queue, bytes("four"), 1, TTL).await.unwrap();
+    assert_eq!(dropped, [bytes("two"), bytes("three")], "oldest first");
+    assert_eq!(store.queue_len(queue).await.unwrap(), 1);
+    let left = claim_all(store, queue).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].item, bytes("four"));
+    store.queue_done(queue, &left[0].id).await.unwrap();
 }
 
 /// The keys `index` lists, oldest first.
