@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
-use support::idp::{world_with, World};
+use support::idp::{world_with_clock, World};
 use support::redis::RedisServer;
 use support::{bearer_claims, echoed, Browser, Upstream};
 
@@ -20,8 +20,9 @@ const LEDGER: &str = "urn:cloakroom:test:ledger";
 const REPORTS: &str = "urn:cloakroom:test:reports";
 
 /// The session's access tokens live 30 s and are due at 28 s; exchanged
-/// tokens live 60 s and are due at 58 s (`refresh_skew: 2s`). Both are
-/// long in real time, for the IdP checks a subject token by its own clock.
+/// tokens live 60 s and are due at 58 s (`refresh_skew: 2s`), by the
+/// replicas' clock, which moves only when a test moves it. Both are long in
+/// real time too, for the IdP checks a subject token by its own clock.
 const SESSION_DUE: Duration = Duration::from_secs(29);
 const EXCHANGE_DUE: Duration = Duration::from_secs(59);
 
@@ -44,7 +45,7 @@ async fn exchanging(replicas: usize, redis: Option<&RedisServer>, more: &str) ->
         r = reports.url(),
     );
     let settings = json!({"access_token_ttl": 30, "exchange_token_ttl": 60});
-    let w = world_with(&extra, settings, replicas).await;
+    let w = world_with_clock(&extra, settings, replicas, cloakroom::Clock::manual()).await;
     let jwks = w.idp.jwks().await;
     ledger.verify_tokens(jwks.clone(), LEDGER);
     reports.verify_tokens(jwks, REPORTS);
