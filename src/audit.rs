@@ -44,6 +44,8 @@ pub enum RevocationEnd {
     NoEndpoint,
     /// Sealed with a cookie key no longer configured, or damaged.
     Unreadable,
+    /// The store refused to queue it (down at the session's end).
+    NotQueued,
 }
 
 impl RevocationEnd {
@@ -55,6 +57,7 @@ impl RevocationEnd {
             Self::Refused => "refused",
             Self::NoEndpoint => "no_endpoint",
             Self::Unreadable => "unreadable",
+            Self::NotQueued => "not_queued",
         }
     }
 }

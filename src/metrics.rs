@@ -209,7 +209,8 @@ pub enum Revocation {
     Failed,
     /// Left undone: pushed out of a full queue, given up after its
     /// retries, refused for good by the IdP (or it names no revocation
-    /// endpoint), or sealed with a key no longer configured.
+    /// endpoint), sealed with a key no longer configured, or never queued
+    /// (the store down).
     Dropped,
 }
 

@@ -169,7 +169,7 @@ impl Sessions {
                     session_key: pending.session_key(),
                     ..Default::default()
                 };
-                audit::revocation(RevocationEnd::Unreadable, who);
+                audit::revocation(RevocationEnd::NotQueued, who);
             }
         }
     }
