@@ -9,6 +9,8 @@
 //!   the memory store, with Redis and the local cache, and with Redis
 //!   alone. These need Node.js (the test IdP logs the session in) and
 //!   `redis-server`; without them they are skipped.
+//! - `auth-dpop`: as `auth-memory`, with `oidc.dpop`: the token is bound
+//!   to cloakroom's key and each request carries a fresh proof (ES256).
 //!
 //! With `BENCH_SESSIONS=1,10000,100000` (counts, comma separated), the
 //! Redis replicas are also loaded with that many distinct sessions each,
@@ -170,10 +172,11 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
     ratio("anonymous", "direct");
     ratio("anonymous", "nginx");
     ratio("auth-memory", "auth-memory@baseline");
-    for auth in ["auth-memory", "auth-redis-cache", "auth-redis"] {
+    for auth in ["auth-memory", "auth-redis-cache", "auth-redis", "auth-dpop"] {
         ratio(auth, "anonymous");
         ratio(auth, "nginx");
     }
+    ratio("auth-dpop", "auth-memory");
     for n in session_counts() {
         let (cached, plain) = (format!("auth-redis-cache@{n}"), format!("auth-redis@{n}"));
         ratio(&cached, &plain);
@@ -213,6 +216,7 @@ impl Target {
 /// The processes behind the authenticated targets, stopped on drop.
 struct Authenticated {
     _idp: support::idp::Idp,
+    _dpop_key: support::dpop_api::Key,
     _redis: support::redis::RedisServer,
     _replicas: Vec<support::Process>,
 }
@@ -267,6 +271,8 @@ fn authenticated(
     if let Some(binary) = baseline.as_deref() {
         runs.push(("auth-memory@baseline", "memory".into(), free_port(), Some(binary)));
     }
+    runs.push(("auth-dpop", "memory".into(), free_port(), None));
+    let dpop_key = support::dpop_api::Key::new();
     let idp = support::idp::Idp::start(serde_json::json!({
         "redirect_uris": runs.iter().map(|r| format!("http://127.0.0.1:{}/auth/callback", r.2)).collect::<Vec<_>>(),
         // No refresh during the run: the figures are for the session path.
@@ -275,10 +281,15 @@ fn authenticated(
     // The Redis replicas that serve, and their configs.
     let mut on_redis = Vec::new();
     for (name, store, port, binary) in runs {
+        let dpop = if name == "auth-dpop" {
+            format!(", {}", support::dpop_api::dpop(&[("bench", &dpop_key)]))
+        } else {
+            String::new()
+        };
         let yaml = format!(
             "public_url: http://127.0.0.1:{port}
 log: {{level: warn}}
-oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
+oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret{dpop}}}
 cookie: {{keys: [{{id: '1', secret: {key}}}]}}
 session: {{store: {store}}}
 routes:
@@ -341,6 +352,7 @@ routes:
     }
     Some(Authenticated {
         _idp: idp,
+        _dpop_key: dpop_key,
         _redis: redis,
         _replicas: replicas,
     })

@@ -15,7 +15,8 @@
 //! The variables a block uses (`${NAME}`) get example values of the form
 //! their names say ([`example_variable`]); every absolute path under a
 //! `*_file` key, and a static route's `dir`, is replaced by a file (or
-//! directory) of the right form made for the run. A fragment with
+//! directory) of the right form made for the run (each DPoP `key_file` a
+//! P-256 key of its own). A fragment with
 //! `token_endpoint_auth: private_key_jwt` drops the base's client secret.
 
 mod support;
@@ -174,6 +175,9 @@ fn make_files(config: &mut Value, dir: &Path, pki: &support::pki::Pki) {
     match config {
         Value::Object(map) => {
             let is_static = map.contains_key("dir");
+            // A TLS client key goes with its certificate; any other
+            // `key_file` (a DPoP key ring's) is a key of its own.
+            let with_cert = map.contains_key("cert_file");
             for (key, value) in map.iter_mut() {
                 let Value::String(path) = value else {
                     make_files(value, dir, pki);
@@ -194,7 +198,8 @@ fn make_files(config: &mut Value, dir: &Path, pki: &support::pki::Pki) {
                         "api_token_file" => "an-admin-api-token-of-at-least-32-characters\n".into(),
                         "ca_file" => std::fs::read_to_string(pki.path("ca")).unwrap(),
                         "cert_file" => std::fs::read_to_string(pki.path("client")).unwrap(),
-                        "key_file" => std::fs::read_to_string(pki.path("client-key")).unwrap(),
+                        "key_file" if with_cert => std::fs::read_to_string(pki.path("client-key")).unwrap(),
+                        "key_file" => rcgen::KeyPair::generate().unwrap().serialize_pem(),
                         "client_key_file" => support::fake_idp::RSA_PEM.to_owned(),
                         _ => "example-secret\n".to_owned(),
                     };

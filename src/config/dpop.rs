@@ -28,6 +28,7 @@ use base64::Engine;
 use serde_json::Value;
 use sha2::Digest;
 
+use super::client_key::KeyProblem;
 use super::node::{Cursor, Each, Fields, FromNode, Reported};
 use crate::secret::Secret;
 
@@ -107,17 +108,18 @@ impl FromNode for DpopConfig {
 
 impl DpopKey {
     /// Reads `text` (PEM or JWK) as a P-256 key pair named `id`, else by
-    /// the JWK's `kid`, else by its thumbprint. The reason is for the
-    /// `key` entry.
-    pub fn new(text: String, id: Option<String>) -> Result<Self, String> {
+    /// the JWK's `kid`, else by its thumbprint.
+    pub fn new(text: String, id: Option<String>) -> Result<Self, KeyProblem> {
+        let problem = |key, reason: String| KeyProblem { key, reason };
         let trimmed = text.trim();
-        let (pair, kid) = if trimmed.starts_with('{') {
-            from_jwk(trimmed)?
+        let read = if trimmed.starts_with('{') {
+            from_jwk(trimmed)
         } else if trimmed.starts_with("-----BEGIN") {
-            (from_pem(trimmed)?, None)
+            from_pem(trimmed).map(|pair| (pair, None))
         } else {
-            return Err("expected an EC P-256 private key as PEM or as a JWK".into());
+            Err("expected an EC P-256 private key as PEM or as a JWK".into())
         };
+        let (pair, kid) = read.map_err(|reason| problem("key", reason))?;
         // The public key as an uncompressed point: 0x04, x, y.
         let point = pair.public_key().as_ref();
         let (x, y) = match point {
@@ -125,11 +127,11 @@ impl DpopKey {
                 URL_SAFE_NO_PAD.encode(&rest[..32]),
                 URL_SAFE_NO_PAD.encode(&rest[32..]),
             ),
-            _ => return Err("not a P-256 key".into()),
+            _ => return Err(problem("key", "not a P-256 key".into())),
         };
         let jkt = thumbprint(&x, &y);
         let id = match id.or(kid) {
-            Some(id) if id.trim().is_empty() => return Err("the key id must not be empty".into()),
+            Some(id) if id.trim().is_empty() => return Err(problem("id", "must not be empty".into())),
             Some(id) => id,
             None => jkt.clone(),
         };
@@ -170,13 +172,8 @@ impl FromNode for DpopKey {
         let text = f.required::<String>("key", at);
         f.finish(at);
         let text = text.ok_or(Reported)?;
-        DpopKey::new(text, id).map_err(|reason| {
-            let key = if reason.starts_with("the key id") {
-                "id"
-            } else {
-                "key"
-            };
-            at.error_at(key, reason);
+        DpopKey::new(text, id).map_err(|problem| {
+            at.error_at(problem.key, problem.reason);
             Reported
         })
     }
@@ -371,7 +368,7 @@ routes: [{{path: /api, upstream: 'http://a'}}]"
             ),
             (
                 "{keys: [{id: '', key_file: /run/dpop.pem}]}",
-                "oidc.dpop.keys[0].id: the key id must not be empty",
+                "oidc.dpop.keys[0].id: must not be empty",
             ),
             ("{keys: [{key_file: /run/dpop.pem, kid: x}]}", "oidc.dpop.keys[0].kid: unknown key"),
         ];
