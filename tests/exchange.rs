@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::idp::{world_with_clock, World};
 use support::redis::RedisServer;
-use support::{bearer_claims, echoed, Browser, Upstream};
+use support::{bearer_at as call, bearer_claims, Browser, Upstream};
 
 const LEDGER: &str = "urn:cloakroom:test:ledger";
 const REPORTS: &str = "urn:cloakroom:test:reports";
@@ -50,17 +50,6 @@ async fn exchanging(replicas: usize, redis: Option<&RedisServer>, more: &str) ->
     ledger.verify_tokens(jwks.clone(), LEDGER);
     reports.verify_tokens(jwks, REPORTS);
     (w, ledger, reports)
-}
-
-/// `GET {base}{path}`: the status, and the bearer the upstream accepted
-/// (else the answer's body).
-async fn call(browser: &Browser, base: &str, path: &str) -> (u16, String) {
-    let page = browser.fetch(&format!("{base}{path}")).await;
-    if page.status != 200 {
-        return (page.status, page.body);
-    }
-    let bearer = echoed(&page.json(), "authorization").expect("a bearer");
-    (200, bearer)
 }
 
 /// `calls` calls to `path` at once, spread over `bases`, each accepted by

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::idp::{world_with, World};
 use support::redis::RedisServer;
-use support::{bearer_claims as payload, echoed, Browser, Upstream};
+use support::{bearer_at as call, bearer_claims as payload, echoed, Browser, Upstream};
 
 const ORDERS: &str = "urn:cloakroom:test:orders";
 const BILLING: &str = "urn:cloakroom:test:billing";
@@ -42,16 +42,6 @@ async fn two_apis(replicas: usize, redis: Option<&RedisServer>, more: &str) -> (
     orders.verify_tokens(jwks.clone(), ORDERS);
     billing.verify_tokens(jwks, BILLING);
     (w, orders, billing)
-}
-
-/// `GET {base}{path}`: the status and the bearer the upstream accepted.
-async fn call(browser: &Browser, base: &str, path: &str) -> (u16, String) {
-    let page = browser.fetch(&format!("{base}{path}")).await;
-    if page.status != 200 {
-        return (page.status, page.body);
-    }
-    let bearer = echoed(&page.json(), "authorization").expect("a bearer");
-    (200, bearer)
 }
 
 /// `calls` calls at once, alternating `/orders` and `/billing` and spread

@@ -36,4 +36,4 @@ pub mod wait;
 pub use app::{config, App, Bound, Process, COOKIE_KEY};
 pub use browser::{Browser, Page, SESSION_COOKIE};
 pub use net::{client, client_builder, free_addr, free_port, raw, raw_json};
-pub use upstream::{bearer_claims, echoed, echoed_headers, Upstream};
+pub use upstream::{bearer_at, bearer_claims, echoed, echoed_headers, Upstream};

@@ -344,6 +344,17 @@ pub fn bearer_claims(bearer: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// `GET {base}{path}` through `browser`: the status, and the bearer the
+/// echo upstream accepted (else the answer's body).
+pub async fn bearer_at(browser: &super::Browser, base: &str, path: &str) -> (u16, String) {
+    let page = browser.fetch(&format!("{base}{path}")).await;
+    if page.status != 200 {
+        return (page.status, page.body);
+    }
+    let bearer = echoed(&page.json(), "authorization").expect("a bearer");
+    (200, bearer)
+}
+
 /// The one value of `name` the upstream saw, if exactly one.
 pub fn echoed(json: &serde_json::Value, name: &str) -> Option<String> {
     let values: Vec<String> = echoed_headers(json)
