@@ -45,7 +45,6 @@ use tower_http::request_id::RequestId;
 use crate::auth::Auth;
 use crate::body::{self, Body};
 use crate::config::{Config, Limits, FORBIDDEN_METHODS};
-use crate::cookie::CookieNames;
 use crate::error::{BoxError, Refusal};
 use crate::metrics::{self, Metrics};
 use crate::path::normalize_path;
@@ -253,7 +252,9 @@ impl RoutingState {
             .map_or(HeaderValue::from_static("-"), |id| id.header_value().clone());
         let client = forwarded::client_ip(request.headers(), peer.ip(), &self.config.trusted_proxies);
         let clear_session = self.auth.as_ref().and_then(|a| {
-            CookieNames::find(request.headers(), &a.sessions.names.session)
+            a.sessions
+                .names
+                .find_session(request.headers())
                 .map(|_| a.sessions.names.clear_session())
         });
         let reader = rescue::Reader::of(request.uri().path(), request.headers());

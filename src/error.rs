@@ -31,6 +31,10 @@ pub enum Code {
     IdpBadResponse,
     /// The IdP answered a token exchange with an OAuth error (RFC 8693 §2.2.2).
     TokenExchangeRefused,
+    /// A device-bound session's request without its bound cookie.
+    DeviceProofRequired,
+    /// `session.device_binding: require`, and the session was not bound.
+    DeviceBindingRequired,
     UpstreamTimeout,
     UpstreamUnavailable,
     UpstreamRequestTooLarge,
@@ -71,6 +75,20 @@ pub enum Refusal {
     HeadersTooLarge,
     #[error("CSRF check failed: {0}")]
     Csrf(&'static str),
+}
+
+/// A session refused for its device (DBSC, `session::device`). Never a
+/// logout: the session stays, for the device that holds its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceRefusal {
+    /// The session is bound to a device, and the request has no valid
+    /// bound cookie: `device_proof_required`.
+    #[error("the session is bound to a device, and its proof is missing")]
+    ProofRequired,
+    /// The session was not bound in time, and the config requires it:
+    /// `device_binding_required`.
+    #[error("the session is not bound to a device, and must be")]
+    BindingRequired,
 }
 
 /// A signed-in user that a route's `access` or `step_up` does not admit.
@@ -209,6 +227,8 @@ impl Code {
             Code::IdpUnavailable => "idp_unavailable",
             Code::IdpBadResponse => "idp_bad_response",
             Code::TokenExchangeRefused => "token_exchange_refused",
+            Code::DeviceProofRequired => "device_proof_required",
+            Code::DeviceBindingRequired => "device_binding_required",
             Code::UpstreamTimeout => "upstream_timeout",
             Code::UpstreamUnavailable => "upstream_unavailable",
             Code::UpstreamRequestTooLarge => "upstream_request_too_large",

@@ -144,6 +144,9 @@ fn check(path: &Path, strict: bool) -> Result<Config, ExitCode> {
     for f in &findings {
         eprintln!("cloakroom: warning: {f}");
     }
+    for f in posture::recommendations(&config) {
+        eprintln!("cloakroom: recommendation: {f}");
+    }
     println!("{}: ok", path.display());
     println!(
         "listen {}  admin {}  public_url {}",

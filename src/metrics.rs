@@ -95,6 +95,7 @@ pub struct Metrics {
     idp_up: Family<Vec<(&'static str, &'static str)>, Gauge>,
     reloads: Family<Outcome, Counter>,
     anomalies: Family<KindLabel, Counter>,
+    device_sessions: Family<EventLabel, Counter>,
     unseal_bursts: Bursts,
     csrf_bursts: Bursts,
 }
@@ -170,6 +171,33 @@ struct ReasonLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
+/// What happened to a device-bound session (DBSC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceEvent {
+    /// Registration was offered to a browser (a challenge handed out).
+    Offered,
+    /// A browser bound a session to its key.
+    Registered,
+    /// A bound cookie was renewed with a proof of the key.
+    Refreshed,
+    /// The refresh endpoint asked the browser to sign a challenge.
+    Challenged,
+    /// A registration or refresh proof was refused.
+    Refused,
+    /// The refresh endpoint told the browser the session is over.
+    Ended,
+    /// A request came without its bound cookie, and the browser said it
+    /// skipped the refresh (`Secure-Session-Skipped`).
+    Skipped,
+    /// `device_binding: require` refused a session that was not bound.
+    Unbound,
 }
 
 /// How one refresh flight ended.
@@ -345,6 +373,13 @@ pub enum Anomaly {
     /// [`BURST_THRESHOLD`] CSRF refusals, from one client, within
     /// [`BURST_WINDOW`].
     CsrfBurst,
+    /// A device-bound session's cookie came without its bound cookie, and
+    /// the browser did not say it skipped a refresh: most likely a copied
+    /// cookie jar used on another machine.
+    SessionCookieWithoutDevice,
+    /// A DBSC proof was refused: a signature that does not verify with
+    /// the session's key, or a challenge replayed or not the session's.
+    DeviceProofRefused,
 }
 
 /// Keeps the WebSocket tunnel gauge up while alive.
@@ -382,6 +417,7 @@ impl Metrics {
             idp_up: Family::default(),
             reloads: Family::default(),
             anomalies: Family::default(),
+            device_sessions: Family::default(),
             unseal_bursts: Bursts::new(BURST_WINDOW, BURST_THRESHOLD, BURST_CAPACITY),
             csrf_bursts: Bursts::new(BURST_WINDOW, BURST_THRESHOLD, BURST_CAPACITY),
         };
@@ -462,6 +498,11 @@ impl Metrics {
             metrics.revocations.clone(),
         );
         r.register(
+            "device_sessions",
+            "Device-bound sessions (DBSC), by event: offered, registered, refreshed, challenged, refused, ended, skipped, unbound",
+            metrics.device_sessions.clone(),
+        );
+        r.register(
             "revocation_queue_length",
             "Revocations waiting in the queue (due or retried later), at this scrape",
             metrics.revocation_queue.clone(),
@@ -531,6 +572,11 @@ impl Metrics {
         for limit in Limit::ALL {
             metrics.over_limit.get_or_create_owned(&LimitLabel {
                 limit: limit.as_str(),
+            });
+        }
+        for event in DeviceEvent::ALL {
+            metrics.device_sessions.get_or_create_owned(&EventLabel {
+                event: event.as_str(),
             });
         }
         for outcome in Revocation::ALL {
@@ -705,6 +751,15 @@ impl Metrics {
         self.revocations
             .get_or_create(&Outcome {
                 outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    /// A device-bound session's `event`.
+    pub fn device(&self, event: DeviceEvent) {
+        self.device_sessions
+            .get_or_create(&EventLabel {
+                event: event.as_str(),
             })
             .inc();
     }
@@ -890,6 +945,32 @@ impl Revocation {
     }
 }
 
+impl DeviceEvent {
+    const ALL: [Self; 8] = [
+        Self::Offered,
+        Self::Registered,
+        Self::Refreshed,
+        Self::Challenged,
+        Self::Refused,
+        Self::Ended,
+        Self::Skipped,
+        Self::Unbound,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Offered => "offered",
+            Self::Registered => "registered",
+            Self::Refreshed => "refreshed",
+            Self::Challenged => "challenged",
+            Self::Refused => "refused",
+            Self::Ended => "ended",
+            Self::Skipped => "skipped",
+            Self::Unbound => "unbound",
+        }
+    }
+}
+
 impl Limit {
     const ALL: [Self; 2] = [Self::RequestsPerIp, Self::CodeExchanges];
 
@@ -1023,12 +1104,14 @@ impl Reload {
 }
 
 impl Anomaly {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 7] = [
         Self::RefreshTokenReuse,
         Self::IdentityChanged,
         Self::RefusedIdToken,
         Self::UnsealBurst,
         Self::CsrfBurst,
+        Self::SessionCookieWithoutDevice,
+        Self::DeviceProofRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -1038,6 +1121,8 @@ impl Anomaly {
             Self::RefusedIdToken => "refused_id_token",
             Self::UnsealBurst => "unseal_burst",
             Self::CsrfBurst => "csrf_burst",
+            Self::SessionCookieWithoutDevice => "session_cookie_without_device",
+            Self::DeviceProofRefused => "device_proof_refused",
         }
     }
 
@@ -1048,6 +1133,10 @@ impl Anomaly {
             Self::RefusedIdToken => "a refreshed ID token failed validation",
             Self::UnsealBurst => "a burst of session cookies that do not open, from one client",
             Self::CsrfBurst => "a burst of CSRF refusals, from one client",
+            Self::SessionCookieWithoutDevice => {
+                "a device-bound session's cookie came without its bound cookie"
+            }
+            Self::DeviceProofRefused => "a device-bound session's proof was refused",
         }
     }
 }

@@ -854,6 +854,7 @@ mod tests {
             last_seen: 1_000,
             resource_tokens: Default::default(),
             exchanged_tokens: Default::default(),
+            device: None,
         };
         record.set_access_lifetime(lifetime, 1_000_000);
         if !known {

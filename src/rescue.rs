@@ -18,7 +18,8 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use crate::body::{self, Body};
 use crate::config::LoginPage;
 use crate::error::{
-    AccessRefusal, ClientBodyError, Code, LoginError, Refusal, StepUp, UpstreamError, WithHeaders,
+    AccessRefusal, ClientBodyError, Code, DeviceRefusal, LoginError, Refusal, StepUp, UpstreamError,
+    WithHeaders,
 };
 use crate::oidc::IdpError;
 use crate::refresh::RefreshError;
@@ -215,6 +216,16 @@ fn known(e: &(dyn StdError + 'static)) -> Option<Problem> {
                 Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Code::TooLarge)
             }
             Refusal::Csrf(_) => Problem::new(StatusCode::FORBIDDEN, Code::CsrfFailed),
+        });
+    }
+    if let Some(refusal) = e.downcast_ref::<DeviceRefusal>() {
+        // 401 without a cleared cookie: `app` clears it for
+        // `login_required` only, and the session is the device's.
+        return Some(match refusal {
+            DeviceRefusal::ProofRequired => Problem::new(StatusCode::UNAUTHORIZED, Code::DeviceProofRequired),
+            DeviceRefusal::BindingRequired => {
+                Problem::new(StatusCode::UNAUTHORIZED, Code::DeviceBindingRequired)
+            }
         });
     }
     if let Some(refusal) = e.downcast_ref::<AccessRefusal>() {

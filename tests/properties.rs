@@ -50,7 +50,9 @@ fn purpose() -> impl Strategy<Value = Purpose> {
         Just(Purpose::Session),
         Just(Purpose::Login),
         Just(Purpose::ClientToken),
-        Just(Purpose::Revocation)
+        Just(Purpose::Revocation),
+        Just(Purpose::Bound),
+        Just(Purpose::DeviceChallenge)
     ]
 }
 
@@ -103,7 +105,11 @@ proptest! {
         // Not under another purpose or name (CK-06), nor by a ring without its key (CK-05).
         let other = match purpose {
             Purpose::Session => Purpose::Login,
-            Purpose::Login | Purpose::ClientToken | Purpose::Revocation => Purpose::Session,
+            Purpose::Login
+            | Purpose::ClientToken
+            | Purpose::Revocation
+            | Purpose::Bound
+            | Purpose::DeviceChallenge => Purpose::Session,
         };
         prop_assert_eq!(both.unseal(other, COOKIE, &sealed).err(), Some(SealError::Tampered));
         prop_assert!(both.unseal(purpose, "__Host-other", &sealed).is_err());

@@ -198,7 +198,10 @@ pub async fn create_sessions(
     let cookies: Vec<String> = futures_util::stream::iter(0..n)
         .map(|i| async move {
             let (tokens, claims) = login(i);
-            sessions.create(tokens, claims, Some("bench"), None).await
+            sessions
+                .create(tokens, claims, Some("bench"), None)
+                .await
+                .map(|created| created.cookie)
         })
         .buffer_unordered(64)
         .try_collect()

@@ -33,8 +33,9 @@ use serde_json::{Map, Value};
 use sha2::Digest;
 
 use super::pending::{self, LATE_GRACE};
-use super::{redirect, return_to, Auth};
+use super::{device, redirect, return_to, Auth};
 use crate::body::Body;
+use crate::cookie::CookieNames;
 use crate::error::{BoxError, LoginError, WithHeaders};
 use crate::metrics::bursts::Bursts;
 use crate::metrics::{EndReason, Grant, Limit};
@@ -328,7 +329,7 @@ async fn start_session(
         .headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let cookie = auth
+    let created = auth
         .sessions
         .create(tokens, claims, user_agent, Some(client))
         .await
@@ -337,9 +338,19 @@ async fn start_session(
             e => LoginError::unavailable(e),
         })?;
     let mut response = redirect(&transaction.return_to);
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, auth.sessions.names.set_session(&cookie));
+    let h = response.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        auth.sessions.names.set_session(&created.cookie),
+    );
+    // A bound cookie of an earlier session in this browser names no
+    // session now.
+    if CookieNames::find(&request.headers, &auth.sessions.names.bound).is_some() {
+        h.append(header::SET_COOKIE, auth.sessions.names.clear_bound());
+    }
+    if let Some(offer) = device::offer_for(auth, &created.key) {
+        h.insert("secure-session-registration", offer);
+    }
     Ok(response)
 }
 

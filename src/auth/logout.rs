@@ -33,9 +33,15 @@ pub async fn logout(auth: &Auth, headers: &HeaderMap, client: IpAddr) -> Result<
     }
     let logout_url = end_session_url(auth, id_token.as_ref().map(|t| t.expose())).await;
     let mut response = super::json(StatusCode::OK, &json!({ "logout_url": logout_url }));
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, sessions.names.clear_session());
+    let h = response.headers_mut();
+    h.append(header::SET_COOKIE, sessions.names.clear_session());
+    h.append(header::SET_COOKIE, sessions.names.clear_bound());
+    h.extend(
+        sessions
+            .names
+            .clear_previous_session()
+            .map(|c| (header::SET_COOKIE, c)),
+    );
     response
         .headers_mut()
         .insert("clear-site-data", HeaderValue::from_static("\"cache\""));

@@ -7,11 +7,16 @@
 //!   `{"authenticated": false}` without one);
 //! - `POST /auth/logout`: end the session here and at the IdP;
 //! - `POST /auth/backchannel-logout`: the IdP ends sessions (server to server);
-//! - `GET /auth/sessions`, `DELETE /auth/sessions/{id}`: the user's sessions.
+//! - `GET /auth/sessions`, `DELETE /auth/sessions/{id}`: the user's sessions;
+//! - `POST /auth/device/register`, `POST /auth/device/refresh`: a browser
+//!   binds the session to its key, and proves it still holds it (DBSC,
+//!   [`device`]).
 
 pub mod backchannel;
 pub mod callback;
 pub mod csrf;
+pub mod device;
+pub mod device_proof;
 pub mod fetch_metadata;
 pub mod login;
 pub mod logout;
@@ -29,7 +34,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::body::{self, Body};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, DeviceBinding};
 use crate::error::{BoxError, Refusal};
 use crate::metrics::bursts::Bursts;
 use crate::metrics::Metrics;
@@ -140,6 +145,16 @@ impl Auth {
                 logout::logout(self, &request.headers, client).await
             }
             ("/auth/sessions", &Method::GET) => sessions::list(self, &request, client).await,
+            (device::REGISTER | device::REFRESH, _)
+                if self.config.session.device_binding == DeviceBinding::Off =>
+            {
+                Err(Refusal::NotFound.into())
+            }
+            (device::REGISTER, &Method::POST) => device::register(self, &request).await,
+            (device::REFRESH, &Method::POST) => device::refresh(self, &request).await,
+            (device::REGISTER | device::REFRESH, _) => {
+                Err(Refusal::MethodNotAllowed { allow: "POST".into() }.into())
+            }
             ("/auth/login" | "/auth/callback" | "/auth/user" | "/auth/sessions", _) => {
                 Err(Refusal::MethodNotAllowed { allow: "GET".into() }.into())
             }

@@ -220,7 +220,7 @@ fn state_hash(state: &str) -> [u8; STATE_HASH_LEN] {
 /// [`MAX_PENDING`] or [`BUDGET`], and any that no longer open or have
 /// expired.
 pub fn keep(auth: &Auth, headers: &HeaderMap, state: &str, transaction: &Transaction) -> Vec<HeaderValue> {
-    let name = cookie_name(auth, state);
+    let name = cookie_name(&auth.sessions.names.login, state);
     let value = auth
         .sessions
         .ring
@@ -255,26 +255,29 @@ pub fn keep(auth: &Auth, headers: &HeaderMap, state: &str, transaction: &Transac
 
 /// The login that `state` belongs to, if this browser started it. Its age
 /// is the caller's to judge.
+/// A login started under the previous cookie prefix is still found.
 pub fn find(auth: &Auth, headers: &HeaderMap, state: &str) -> Option<Transaction> {
-    let name = cookie_name(auth, state);
-    let value = CookieNames::find(headers, &name)?;
-    let transaction = open(auth, &name, value)?;
-    (transaction.state_hash == state_hash(state)).then_some(transaction)
+    let names = &auth.sessions.names;
+    std::iter::once(&names.login)
+        .chain(&names.previous_login)
+        .find_map(|base| {
+            let name = cookie_name(base, state);
+            let transaction = open(auth, &name, CookieNames::find(headers, &name)?)?;
+            (transaction.state_hash == state_hash(state)).then_some(transaction)
+        })
 }
 
 /// The `Set-Cookie` that clears the cookie of the login for `state`.
 pub fn forget(auth: &Auth, state: &str) -> HeaderValue {
-    auth.sessions.names.clear_login(&cookie_name(auth, state))
+    auth.sessions
+        .names
+        .clear_login(&cookie_name(&auth.sessions.names.login, state))
 }
 
-/// One login's cookie name: the pre-auth cookie's, and 32 bits of its
-/// state's hash, enough to tell a browser's few logins apart.
-fn cookie_name(auth: &Auth, state: &str) -> String {
-    format!(
-        "{}-{}",
-        auth.sessions.names.login,
-        hex::encode(&state_hash(state)[..4])
-    )
+/// One login's cookie name: the pre-auth cookie's (`base`), and 32 bits of
+/// its state's hash, enough to tell a browser's few logins apart.
+fn cookie_name(base: &str, state: &str) -> String {
+    format!("{base}-{}", hex::encode(&state_hash(state)[..4]))
 }
 
 /// The request's pending-login cookies, as (name, value).

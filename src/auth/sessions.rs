@@ -55,7 +55,7 @@ pub async fn list(auth: &Auth, request: &Parts, client: IpAddr) -> Result<Respon
         })
         .collect();
     let mut response = super::json(StatusCode::OK, &json!({ "sessions": items }));
-    if let Some(cookie) = sessions.reseal(&loaded) {
+    for cookie in sessions.reseal(&loaded) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)

@@ -14,7 +14,6 @@ use serde_json::{json, Map, Value};
 
 use super::{json, Auth};
 use crate::body::Body;
-use crate::cookie::CookieNames;
 use crate::error::{BoxError, Refusal};
 use crate::session::{Loaded, Sessions};
 
@@ -24,7 +23,7 @@ pub async fn get(auth: &Auth, request: &Parts, client: IpAddr) -> Result<Respons
         Ok(loaded) => loaded,
         Err(e) if auth.config.session.anonymous_user && is_no_session(&*e) => {
             let mut response = json(StatusCode::OK, &json!({"authenticated": false}));
-            if CookieNames::find(&request.headers, &auth.sessions.names.session).is_some() {
+            if auth.sessions.names.find_session(&request.headers).is_some() {
                 // The cookie names no usable session: drop it, as a 401 would.
                 response
                     .headers_mut()
@@ -35,7 +34,12 @@ pub async fn get(auth: &Auth, request: &Parts, client: IpAddr) -> Result<Respons
         Err(e) => return Err(e),
     };
     let mut response = json(StatusCode::OK, &user_info(&auth.sessions, &loaded));
-    if let Some(cookie) = auth.sessions.reseal(&loaded) {
+    if let Some(offer) = super::device::offer(auth, &loaded) {
+        response
+            .headers_mut()
+            .insert("secure-session-registration", offer);
+    }
+    for cookie in auth.sessions.reseal(&loaded) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)

@@ -23,6 +23,11 @@ pub struct CookieConfig {
     /// Why `same_site` is `lax`: required with it (RFC 10017 §6.1.3.2 asks
     /// for a motivation to relax the cookie).
     pub same_site_reason: Option<String>,
+    /// Over https, name the cookies `__Host-Http-<name>` (RFC 10017
+    /// §6.1.3.2): a browser that knows the prefix lets only an HTTP
+    /// response set them, never `document.cookie`. Cookies under the
+    /// other prefix are still read, so switching logs nobody out.
+    pub host_http_prefix: bool,
 }
 
 /// `cookie.same_site`. `None` is not offered: a cross-site request would
@@ -48,6 +53,7 @@ impl Default for CookieConfig {
             keys: Vec::new(),
             same_site: SameSite::Strict,
             same_site_reason: None,
+            host_http_prefix: false,
         }
     }
 }
@@ -59,6 +65,7 @@ impl FromNode for CookieConfig {
         let keys = f.or::<Each<CookieKey>>("keys", Each(Vec::new()), at);
         let same_site = f.or("same_site", SameSite::Strict, at);
         let same_site_reason = f.optional::<String>("same_site_reason", at);
+        let host_http_prefix = f.or("host_http_prefix", false, at);
         if f.has("domain") {
             // Named, not just "unknown key": someone meant to share the cookie.
             at.error_at("domain", posture::NO_COOKIE_DOMAIN);
@@ -74,7 +81,10 @@ impl FromNode for CookieConfig {
                 at.error_at("name", "use letters, digits, '-', '_' or '.' only");
             }
             if name.starts_with("__") {
-                at.error_at("name", "leave out the __Host- prefix; it is added for https");
+                at.error_at(
+                    "name",
+                    "leave out the __Host- prefix; it is added for https (see host_http_prefix)",
+                );
             }
         }
         if let Some(keys) = &keys {
@@ -93,6 +103,7 @@ impl FromNode for CookieConfig {
             keys: keys.and_then(Each::complete).ok_or(Reported)?,
             same_site: same_site.ok_or(Reported)?,
             same_site_reason,
+            host_http_prefix: host_http_prefix.ok_or(Reported)?,
         })
     }
 }

@@ -61,7 +61,7 @@ pub use self::oidc::{
 pub use self::redis::{LocalCache, RedisConfig, RedisTls, RedisTopology, RedisWait};
 use self::routes::check_routes;
 pub use self::routes::{covers, AuthMode, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
-pub use self::session::{SessionConfig, StoreConfig};
+pub use self::session::{DeviceBinding, SessionConfig, StoreConfig};
 pub use self::statics::StaticConfig;
 pub use self::telemetry::{OtlpConfig, TelemetryConfig};
 use self::values::{is_plain_remote, Origin, PublicUrl};

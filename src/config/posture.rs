@@ -21,6 +21,15 @@
 //! | `session.absolute_timeout` | longer than 7 days | §6.1.2.2; ASVS 5.0 7.3.2 |
 //! | `session.store.redis` | the server's `maxmemory-policy` is `allkeys-*` (asked at `check` and at start) | threat model RD-08 |
 //!
+//! **Recommendations** ([`recommendations`]) are printed by `cloakroom
+//! check` and never refuse anything: what a deployment gains by a switch
+//! that browsers it serves may not all understand yet.
+//!
+//! | key | rule | source |
+//! |---|---|---|
+//! | `cookie.host_http_prefix` | `true` over https | §6.1.3.2 |
+//! | `session.device_binding` | not `off` | threat model T51 |
+//!
 //! Held by construction, so not configurable and not checked: `Secure`
 //! (over https), `HttpOnly`, `Path=/`, the `__Host-` prefix, and the CSRF
 //! check of every route that reads the session (`auth` other than `none`,
@@ -43,7 +52,7 @@ use std::time::Duration;
 use super::node::Cursor;
 use super::routes::TokenKind;
 use super::units::format_duration;
-use super::{Config, SameSite};
+use super::{Config, DeviceBinding, SameSite};
 
 /// Why `cookie.domain` is refused.
 pub const NO_COOKIE_DOMAIN: &str = "not supported: cloakroom's cookies are host-only (the __Host- prefix \
@@ -61,6 +70,7 @@ pub const LONG_SESSION: Duration = Duration::from_secs(7 * 86_400);
 pub enum Severity {
     Error,
     Warning,
+    Recommendation,
 }
 
 /// One rule broken: the key to change, why, and the rule's source.
@@ -162,6 +172,36 @@ pub fn warnings(config: &Config) -> Vec<Finding> {
     found
 }
 
+/// What a deployment would gain by, though nothing is wrong without it.
+pub fn recommendations(config: &Config) -> Vec<Finding> {
+    let mut found = Vec::new();
+    if config.is_https() && !config.cookie.host_http_prefix {
+        found.push(Finding {
+            severity: Severity::Recommendation,
+            ..Finding::error(
+                "cookie.host_http_prefix",
+                "set true: a browser that knows the __Host-Http- prefix lets no script set the \
+                 session cookie (document.cookie), and one that does not still reads it as __Host-; \
+                 sessions under the old name stay signed in",
+                "RFC 10017 §6.1.3.2",
+            )
+        });
+    }
+    if config.oidc.is_some() && config.session.device_binding == DeviceBinding::Off {
+        found.push(Finding {
+            severity: Severity::Recommendation,
+            ..Finding::error(
+                "session.device_binding",
+                "offer: browsers with device-bound sessions (DBSC) then bind each session to a key \
+                 they cannot export, so a copied session cookie stops working within minutes; \
+                 other browsers are not affected",
+                "threat model T51",
+            )
+        });
+    }
+    found
+}
+
 /// The finding for a Redis server whose `maxmemory-policy` is `policy`, if
 /// it evicts keys regardless of their TTL. (`volatile-*` and `noeviction`
 /// pass: every key cloakroom writes has a TTL, and `noeviction` answers a
@@ -218,7 +258,22 @@ routes:
             let path = format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"));
             let config = Config::load(&std::fs::read_to_string(path).unwrap(), &env).unwrap();
             assert_eq!(warnings(&config), [], "{file}");
+            assert_eq!(recommendations(&config), [], "{file}: shipped as recommended");
         }
+    }
+
+    #[test]
+    fn the_host_http_prefix_and_device_binding_are_recommended_never_required() {
+        let config = load(&with("")).unwrap();
+        let keys: Vec<String> = recommendations(&config).into_iter().map(|f| f.key).collect();
+        assert_eq!(keys, ["cookie.host_http_prefix"]);
+        let extra = ", host_http_prefix: true}\nsession: {device_binding: off";
+        let config = load(&with(extra)).unwrap();
+        let found = recommendations(&config);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "session.device_binding");
+        assert_eq!(found[0].severity, Severity::Recommendation);
+        assert_eq!(warnings(&config), [], "never a warning: --strict passes");
     }
 
     #[test]

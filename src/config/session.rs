@@ -32,6 +32,25 @@ pub struct SessionConfig {
     /// Revocations waiting for the IdP, at most; the oldest are dropped
     /// past it.
     pub revocation_queue_max: usize,
+    /// Device-bound sessions (DBSC): whether a browser is offered to bind
+    /// the session to a key it cannot export, and whether it must.
+    pub device_binding: DeviceBinding,
+    /// How long a bound cookie lives: the most a copied session cookie
+    /// is worth without the device's key, and how often a bound browser
+    /// proves it still holds it.
+    pub bound_cookie_lifetime: Duration,
+}
+
+/// `session.device_binding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceBinding {
+    /// Never offered; a session bound before is served without its proof.
+    Off,
+    /// Offered at login; a browser without DBSC keeps an unbound session.
+    Offer,
+    /// Offered at login, and a session not bound in its first minutes is
+    /// refused (managed fleets whose browsers all bind).
+    Require,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +79,8 @@ impl Default for SessionConfig {
             anonymous_user: false,
             revoke_on_end: true,
             revocation_queue_max: 10_000,
+            device_binding: DeviceBinding::Offer,
+            bound_cookie_lifetime: Duration::from_secs(600),
         }
     }
 }
@@ -78,7 +99,14 @@ impl FromNode for SessionConfig {
         let anonymous_user = f.or("anonymous_user", d.anonymous_user, at);
         let revoke_on_end = f.or("revoke_on_end", d.revoke_on_end, at);
         let revocation_queue_max = f.or::<u64>("revocation_queue_max", d.revocation_queue_max as u64, at);
+        let device_binding = f.or("device_binding", d.device_binding, at);
+        let bound_cookie_lifetime = f.or("bound_cookie_lifetime", d.bound_cookie_lifetime, at);
         f.finish(at);
+        if bound_cookie_lifetime
+            .is_some_and(|t| t < Duration::from_secs(30) || t > Duration::from_secs(86_400))
+        {
+            at.error_at("bound_cookie_lifetime", "must be between 30s and 24h");
+        }
         if revocation_queue_max.is_some_and(|n| n == 0 || n > 1_000_000) {
             at.error_at("revocation_queue_max", "must be between 1 and 1000000");
         }
@@ -112,7 +140,25 @@ impl FromNode for SessionConfig {
             anonymous_user: anonymous_user.ok_or(Reported)?,
             revoke_on_end: revoke_on_end.ok_or(Reported)?,
             revocation_queue_max: revocation_queue_max.ok_or(Reported)? as usize,
+            device_binding: device_binding.ok_or(Reported)?,
+            bound_cookie_lifetime: bound_cookie_lifetime.ok_or(Reported)?,
         })
+    }
+}
+
+impl FromNode for DeviceBinding {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        match node {
+            // YAML 1.1 reads a bare `off` as false.
+            Value::Bool(false) => Ok(DeviceBinding::Off),
+            Value::String(text) => match text.trim() {
+                "off" => Ok(DeviceBinding::Off),
+                "offer" => Ok(DeviceBinding::Offer),
+                "require" => Ok(DeviceBinding::Require),
+                text => Err(at.fail(format!("{text:?} is not one of off, offer, require"))),
+            },
+            _ => Err(at.fail("expected off, offer or require")),
+        }
     }
 }
 
@@ -161,6 +207,37 @@ mod tests {
         let got = errors(&format!("{base}session: {{revoke_on_end: sometimes}}"));
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].starts_with("session.revoke_on_end: "), "{got:?}");
+    }
+
+    #[test]
+    fn device_binding_names_its_key() {
+        let base =
+            "public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]\n";
+        assert_eq!(
+            errors(&format!("{base}session: {{device_binding: always}}")),
+            ["session.device_binding: \"always\" is not one of off, offer, require"]
+        );
+        assert_eq!(
+            errors(&format!("{base}session: {{device_binding: true}}")),
+            ["session.device_binding: expected off, offer or require"]
+        );
+        let off = crate::config::Config::load(
+            &format!("{base}session: {{device_binding: off}}"),
+            &crate::config::MapEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            off.session.device_binding,
+            super::DeviceBinding::Off,
+            "YAML's bare off"
+        );
+        for lifetime in ["10s", "2d"] {
+            assert_eq!(
+                errors(&format!("{base}session: {{bound_cookie_lifetime: {lifetime}}}")),
+                ["session.bound_cookie_lifetime: must be between 30s and 24h"],
+                "{lifetime}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Cookie names and `Set-Cookie` attributes.
 //!
-//! Over https: `__Host-` prefix, `Secure`, `Path=/`, no `Domain` (BBA
-//! §6.1.3.2). The session cookie is `SameSite=Strict` (or `Lax` when
+//! Over https: `__Host-` prefix (or `__Host-Http-`, which a browser lets
+//! only an HTTP response set, with `cookie.host_http_prefix`), `Secure`,
+//! `Path=/`, no `Domain` (BBA §6.1.3.2). A cookie under the other prefix
+//! is still read, so that switching prefixes logs nobody out. The session cookie is `SameSite=Strict` (or `Lax` when
 //! `cookie.same_site` says so, with a reason); the pre-auth cookie must be `Lax`, because the IdP's redirect back to the callback is a
 //! cross-site navigation. Plain http (localhost development only) drops the
 //! prefix and `Secure`, which browsers would refuse there.
@@ -12,11 +14,19 @@ use http::HeaderValue;
 
 use crate::config::{Config, SameSite};
 
-/// The names and attributes of cloakroom's two cookies.
+/// The names and attributes of cloakroom's cookies: the session cookie,
+/// the pre-auth cookies (one per login in progress), and the bound cookie
+/// of a device-bound session.
 #[derive(Debug, Clone)]
 pub struct CookieNames {
     pub session: String,
     pub login: String,
+    pub bound: String,
+    /// The session and login cookies' names under the other `__Host-`
+    /// prefix (https only): still read, so that a change of
+    /// `cookie.host_http_prefix` logs nobody out.
+    pub previous_session: Option<String>,
+    pub previous_login: Option<String>,
     secure: bool,
     /// The session cookie's `SameSite` value.
     same_site: &'static str,
@@ -27,11 +37,18 @@ pub struct CookieNames {
 impl CookieNames {
     pub fn new(config: &Config) -> Self {
         let secure = config.is_https();
-        let prefix = if secure { "__Host-" } else { "" };
+        let (prefix, other) = match (secure, config.cookie.host_http_prefix) {
+            (false, _) => ("", None),
+            (true, true) => ("__Host-Http-", Some("__Host-")),
+            (true, false) => ("__Host-", Some("__Host-Http-")),
+        };
         let base = &config.cookie.name;
         Self {
             session: format!("{prefix}{base}"),
             login: format!("{prefix}{base}-login"),
+            bound: format!("{prefix}{base}-bound"),
+            previous_session: other.map(|p| format!("{p}{base}")),
+            previous_login: other.map(|p| format!("{p}{base}-login")),
             secure,
             same_site: match config.cookie.same_site {
                 SameSite::Strict => "Strict",
@@ -55,6 +72,42 @@ impl CookieNames {
     /// Clears the session cookie with the attributes it was set with (CK-15).
     pub fn clear_session(&self) -> HeaderValue {
         self.build(&self.session, "", self.same_site, Some(Duration::ZERO))
+    }
+
+    /// Clears the session cookie under its previous name, once it has
+    /// been re-issued under the current one.
+    pub fn clear_previous_session(&self) -> Option<HeaderValue> {
+        let name = self.previous_session.as_ref()?;
+        Some(self.build(name, "", self.same_site, Some(Duration::ZERO)))
+    }
+
+    /// The session's cookie in the request: its name and value, under the
+    /// current name or else the previous one.
+    pub fn find_session<'a>(&'a self, headers: &'a http::HeaderMap) -> Option<(&'a str, &'a str)> {
+        std::iter::once(&self.session)
+            .chain(&self.previous_session)
+            .find_map(|name| Some((name.as_str(), Self::find(headers, name)?)))
+    }
+
+    /// The bound cookie of a device-bound session, living `max_age`; with
+    /// the session cookie's `SameSite`, as the session instructions say
+    /// ([`Self::bound_attributes`]).
+    pub fn set_bound(&self, value: &str, max_age: Duration) -> HeaderValue {
+        self.build(&self.bound, value, self.same_site, Some(max_age))
+    }
+
+    pub fn clear_bound(&self) -> HeaderValue {
+        self.build(&self.bound, "", self.same_site, Some(Duration::ZERO))
+    }
+
+    /// The bound cookie's attributes as DBSC's session instructions name
+    /// them: a browser compares them with the cookie it holds.
+    pub fn bound_attributes(&self) -> String {
+        let mut attributes = format!("Path=/; HttpOnly; SameSite={}", self.same_site);
+        if self.secure {
+            attributes.push_str("; Secure");
+        }
+        attributes
     }
 
     pub fn clear_login(&self, name: &str) -> HeaderValue {
@@ -121,12 +174,47 @@ mod tests {
     }
 
     #[test]
+    fn the_host_http_prefix_names_every_cookie_and_the_other_prefix_is_still_read() {
+        let yaml = "public_url: https://app.example.com
+cookie: {host_http_prefix: true}
+routes: [{path: /, upstream: 'http://a', auth: none}]";
+        let n = CookieNames::new(&Config::load(yaml, &MapEnv::default()).unwrap());
+        assert_eq!(
+            n.set_session("v"),
+            "__Host-Http-cloakroom=v; Path=/; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert_eq!(n.login, "__Host-Http-cloakroom-login");
+        assert_eq!(
+            n.set_bound("v", Duration::from_secs(600)),
+            "__Host-Http-cloakroom-bound=v; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=600"
+        );
+        let mut h = http::HeaderMap::new();
+        h.append("cookie", "__Host-cloakroom=before".parse().unwrap());
+        assert_eq!(n.find_session(&h), Some(("__Host-cloakroom", "before")));
+        h.append("cookie", "__Host-Http-cloakroom=now".parse().unwrap());
+        assert_eq!(n.find_session(&h), Some(("__Host-Http-cloakroom", "now")));
+        assert_eq!(
+            n.clear_previous_session().unwrap(),
+            "__Host-cloakroom=; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=0"
+        );
+        // And back: a switch the other way reads the Http- cookie.
+        let back = names("https://app.example.com");
+        assert_eq!(back.previous_session.as_deref(), Some("__Host-Http-cloakroom"));
+        assert_eq!(
+            back.bound_attributes(),
+            "Path=/; HttpOnly; SameSite=Strict; Secure"
+        );
+    }
+
+    #[test]
     fn localhost_development_drops_prefix_and_secure() {
         let n = names("http://localhost:8080");
         assert_eq!(
             n.set_session("v"),
             "cloakroom=v; Path=/; HttpOnly; SameSite=Strict"
         );
+        assert_eq!(n.previous_session, None);
+        assert_eq!(n.bound_attributes(), "Path=/; HttpOnly; SameSite=Strict");
     }
 
     #[test]

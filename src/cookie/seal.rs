@@ -45,6 +45,11 @@ pub enum Purpose {
     /// (`session::revocation`). The same ring for the same reasons; its
     /// own label, so a client token's key opens none of these.
     Revocation,
+    /// The bound cookie of a device-bound session (`session::device`).
+    Bound,
+    /// A challenge a device signs to bind or renew a session; never a
+    /// cookie, and never accepted as one.
+    DeviceChallenge,
 }
 
 /// Why a value does not open. All mean "no valid cookie" to the caller.
@@ -65,10 +70,8 @@ pub struct KeyRing {
 
 struct RingKey {
     id: String,
-    session: Aes256Gcm,
-    login: Aes256Gcm,
-    client_token: Aes256Gcm,
-    revocation: Aes256Gcm,
+    /// One key per purpose, in [`Purpose::ALL`]'s order.
+    ciphers: Vec<Aes256Gcm>,
 }
 
 /// An opened value, and whether it should be re-sealed under the current
@@ -81,11 +84,20 @@ pub struct Opened {
 // === impl Purpose ===
 
 impl Purpose {
+    const ALL: [Self; 6] = [
+        Self::Session,
+        Self::Login,
+        Self::ClientToken,
+        Self::Revocation,
+        Self::Bound,
+        Self::DeviceChallenge,
+    ];
+
     /// Whether its values travel in a cookie, and so are never longer
     /// than a browser keeps. The others stay in the store, where a long
     /// token (a JWT access token, a large refresh token) is no anomaly.
     fn is_cookie(self) -> bool {
-        matches!(self, Purpose::Session | Purpose::Login)
+        matches!(self, Purpose::Session | Purpose::Login | Purpose::Bound)
     }
 
     fn label(self) -> &'static [u8] {
@@ -94,6 +106,8 @@ impl Purpose {
             Purpose::Login => b"login",
             Purpose::ClientToken => b"client token",
             Purpose::Revocation => b"revocation",
+            Purpose::Bound => b"bound",
+            Purpose::DeviceChallenge => b"device challenge",
         }
     }
 }
@@ -110,10 +124,10 @@ impl KeyRing {
             .iter()
             .map(|k| RingKey {
                 id: k.id.clone(),
-                session: derive(k.secret.expose(), Purpose::Session),
-                login: derive(k.secret.expose(), Purpose::Login),
-                client_token: derive(k.secret.expose(), Purpose::ClientToken),
-                revocation: derive(k.secret.expose(), Purpose::Revocation),
+                ciphers: Purpose::ALL
+                    .iter()
+                    .map(|&purpose| derive(k.secret.expose(), purpose))
+                    .collect(),
             })
             .collect();
         Some(Self { keys })
@@ -199,12 +213,8 @@ impl std::fmt::Debug for KeyRing {
 
 impl RingKey {
     fn cipher(&self, purpose: Purpose) -> &Aes256Gcm {
-        match purpose {
-            Purpose::Session => &self.session,
-            Purpose::Login => &self.login,
-            Purpose::ClientToken => &self.client_token,
-            Purpose::Revocation => &self.revocation,
-        }
+        // `ALL` lists the variants in declaration order.
+        &self.ciphers[purpose as usize]
     }
 }
 
@@ -285,6 +295,22 @@ mod tests {
                 Some(SealError::Malformed),
                 "{value:.20}"
             );
+        }
+    }
+
+    #[test]
+    fn each_purpose_has_its_own_key_and_no_value_opens_as_anothers() {
+        let r = ring(&[("1", 7)]);
+        for (i, purpose) in Purpose::ALL.into_iter().enumerate() {
+            assert_eq!(purpose as usize, i, "ALL is in declaration order");
+            let sealed = r.seal(purpose, NAME, b"x");
+            for other in Purpose::ALL {
+                assert_eq!(
+                    r.unseal(other, NAME, &sealed).is_ok(),
+                    other == purpose,
+                    "{purpose:?} opened as {other:?}"
+                );
+            }
         }
     }
 

@@ -177,7 +177,12 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
         }))
         .unwrap();
         let sub = serde_json::Map::from_iter([("sub".to_owned(), json!("alice"))]);
-        let cookie = self.sessions.create(tokens, sub, None, None).await.unwrap();
+        let cookie = self
+            .sessions
+            .create(tokens, sub, None, None)
+            .await
+            .unwrap()
+            .cookie;
         self.clock.advance(Duration::from_secs(295));
         self.load(&cookie).await
     }

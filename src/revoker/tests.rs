@@ -157,7 +157,8 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]",
         let cookie = sessions
             .create(tokens, claims.as_object().unwrap().clone(), None, None)
             .await
-            .unwrap();
+            .unwrap()
+            .cookie;
         let mut headers = HeaderMap::new();
         let value = format!("{}={cookie}", sessions.names.session);
         headers.insert("cookie", HeaderValue::from_str(&value).unwrap());

@@ -51,15 +51,23 @@ pub struct Sessions {
     pub revocations_queued: Arc<tokio::sync::Notify>,
 }
 
+/// A new session: its cookie's value, and its store key.
+pub struct Created {
+    pub cookie: String,
+    pub key: String,
+}
+
 /// A session found on a request.
 pub struct Loaded {
     pub ticket: Ticket,
     pub key: String,
     pub record: Record,
     pub version: u64,
-    /// The cookie was sealed with an older key of the ring: re-issue it
-    /// under the current one (KR-01).
+    /// The cookie was sealed with an older key of the ring, or came under
+    /// the previous prefix's name: re-issue it under the current ones
+    /// (KR-01).
     pub stale_key: bool,
+    pub stale_name: bool,
     /// The client that presented the cookie, for anomaly reports.
     pub client: Option<IpAddr>,
 }
@@ -103,6 +111,7 @@ impl Sessions {
     /// `StoreError` (store down). `client` sent the request.
     pub async fn load(&self, headers: &HeaderMap, client: IpAddr) -> Result<Loaded, BoxError> {
         let mut loaded = self.open(headers, Some(client)).await?;
+        self.check_device(&loaded, headers)?;
         self.touch(&mut loaded).await?;
         Ok(loaded)
     }
@@ -111,18 +120,16 @@ impl Sessions {
     /// that does not open is counted, and judged against `client` for a
     /// burst when the caller names one.
     pub async fn open(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Result<Loaded, BoxError> {
-        let value = CookieNames::find(headers, &self.names.session).ok_or(Refusal::LoginRequired)?;
-        let opened = self
-            .ring
-            .unseal(Purpose::Session, &self.names.session, value)
-            .map_err(|e| {
-                tracing::debug!(error = %e, "session cookie refused");
-                self.metrics.unseal_failed(client);
-                Refusal::LoginRequired
-            })?;
+        let (name, value) = self.names.find_session(headers).ok_or(Refusal::LoginRequired)?;
+        let opened = self.ring.unseal(Purpose::Session, name, value).map_err(|e| {
+            tracing::debug!(error = %e, "session cookie refused");
+            self.metrics.unseal_failed(client);
+            Refusal::LoginRequired
+        })?;
         let ticket = Ticket::from_bytes(&opened.plaintext).map_err(|_| Refusal::LoginRequired)?;
         let mut loaded = self.read(ticket, Some(client)).await?;
         loaded.stale_key = opened.stale_key;
+        loaded.stale_name = name != self.names.session;
         loaded.client = client;
         Ok(loaded)
     }
@@ -185,6 +192,7 @@ impl Sessions {
             record,
             version: stored.version,
             stale_key: false,
+            stale_name: false,
             client: None,
         })
     }
@@ -221,14 +229,14 @@ impl Sessions {
 
     /// Stores a new session for fresh tokens and lists it under its owner
     /// (`user_agent` names its device there); returns the sealed cookie
-    /// value.
+    /// value and the store key.
     pub async fn create(
         &self,
         tokens: TokenResponse,
         claims: Map<String, Value>,
         user_agent: Option<&str>,
         client: Option<IpAddr>,
-    ) -> Result<String, StoreError> {
+    ) -> Result<Created, StoreError> {
         let now_ms = self.clock.now_ms();
         let now = now_ms / 1000;
         let ticket = Ticket::generate(now);
@@ -253,6 +261,7 @@ impl Sessions {
             last_seen: now,
             resource_tokens: Default::default(),
             exchanged_tokens: Default::default(),
+            device: None,
         };
         record.set_access_lifetime(lifetime, now_ms);
         let ttl = self.ttl(&ticket, now);
@@ -273,9 +282,12 @@ impl Sessions {
             subject_index: subject_index.as_deref(),
             client,
         });
-        Ok(self
-            .ring
-            .seal(Purpose::Session, &self.names.session, &ticket.to_bytes()))
+        Ok(Created {
+            cookie: self
+                .ring
+                .seal(Purpose::Session, &self.names.session, &ticket.to_bytes()),
+            key,
+        })
     }
 
     /// Writes `record` under `key` if the stored version is `expected`:
@@ -307,14 +319,20 @@ impl Sessions {
         )
     }
 
-    /// The `Set-Cookie` that re-seals a session's ticket, when due.
-    pub fn reseal(&self, loaded: &Loaded) -> Option<HeaderValue> {
-        loaded.stale_key.then(|| {
-            let value = self
-                .ring
-                .seal(Purpose::Session, &self.names.session, &loaded.ticket.to_bytes());
-            self.names.set_session(&value)
-        })
+    /// The `Set-Cookie`s that re-seal a session's ticket under the current
+    /// key and name, when due (and clear the cookie of the previous name).
+    pub fn reseal(&self, loaded: &Loaded) -> Vec<HeaderValue> {
+        if !loaded.stale_key && !loaded.stale_name {
+            return Vec::new();
+        }
+        let value = self
+            .ring
+            .seal(Purpose::Session, &self.names.session, &loaded.ticket.to_bytes());
+        let mut out = vec![self.names.set_session(&value)];
+        if loaded.stale_name {
+            out.extend(self.names.clear_previous_session());
+        }
+        out
     }
 }
 
@@ -330,6 +348,55 @@ mod tests {
             .find(|l| l.starts_with("cloakroom_sessions_ended_total{reason=\"gone\"}"))
             .expect("every reason's series is there from the start");
         line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    /// Sessions over https on `store`, under the `__Host-Http-` prefix or not.
+    fn https_sessions(store: Arc<dyn SessionStore>, host_http_prefix: bool) -> Sessions {
+        let yaml = format!(
+            "public_url: https://app.example.com
+oidc: {{issuer: 'https://idp.example.com', client_id: c, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: q83vEjRWeJASNFZ4kKvN7xI0VniQq83vEjRWeJASNFY}}], host_http_prefix: {host_http_prefix}}}
+routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
+        );
+        let config = Config::load(&yaml, &crate::config::MapEnv::default()).unwrap();
+        Sessions::new(&config, store, Clock::manual(), Default::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn switching_the_cookie_prefix_signs_nobody_out_and_moves_the_cookie() {
+        let store: Arc<dyn SessionStore> = Arc::new(crate::session::MemoryStore::new());
+        let before = https_sessions(store.clone(), false);
+        let tokens = serde_json::from_value(serde_json::json!({
+            "access_token": "at", "token_type": "Bearer", "expires_in": 300,
+        }))
+        .unwrap();
+        let created = before.create(tokens, Map::new(), None, None).await.unwrap();
+        let mut headers = HeaderMap::new();
+        let old = format!("__Host-cloakroom={}", created.cookie);
+        headers.insert("cookie", old.parse().unwrap());
+
+        let after = https_sessions(store, true);
+        let loaded = after
+            .open(&headers, None)
+            .await
+            .expect("the old name still opens");
+        let set: Vec<String> = after
+            .reseal(&loaded)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(set.len(), 2, "{set:?}");
+        assert!(set[0].starts_with("__Host-Http-cloakroom="), "{set:?}");
+        assert_eq!(
+            set[1],
+            "__Host-cloakroom=; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=0"
+        );
+        let renamed = set[0].split(';').next().unwrap().to_owned();
+        let mut headers = HeaderMap::new();
+        headers.insert("cookie", renamed.parse().unwrap());
+        let again = after.open(&headers, None).await.expect("the new name opens");
+        assert_eq!(again.key, loaded.key);
+        assert!(after.reseal(&again).is_empty(), "nothing more to move");
     }
 
     #[tokio::test]

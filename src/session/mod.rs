@@ -1,6 +1,7 @@
 //! Server-side session state: the store contract and its implementations.
 
 pub mod cache;
+pub mod device;
 pub mod ending;
 pub mod index;
 pub mod life;
@@ -17,9 +18,10 @@ mod testing;
 pub mod traced;
 
 pub use self::cache::CachedStore;
+pub use self::device::DeviceKey;
 pub use self::ending::{SessionEnd, SessionEnded};
 pub use self::index::{Indexes, Owner, SessionInfo};
-pub use self::life::{Loaded, Sessions};
+pub use self::life::{Created, Loaded, Sessions};
 pub use self::measured::MeasuredStore;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;

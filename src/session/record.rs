@@ -15,6 +15,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::device::DeviceKey;
 use crate::cookie::{SealError, Ticket};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
@@ -57,6 +58,10 @@ pub struct Record {
     /// exchanged for meanwhile. Absent and left out as `resource_tokens`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub exchanged_tokens: BTreeMap<String, ResourceToken>,
+    /// The device the session is bound to (DBSC), once bound. Absent in
+    /// records written before, and while unbound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceKey>,
 }
 
 /// An access token for one route's resource and scopes, or exchanged for
@@ -185,6 +190,7 @@ mod tests {
             last_seen: 1,
             resource_tokens: BTreeMap::new(),
             exchanged_tokens: BTreeMap::new(),
+            device: None,
         }
     }
 

@@ -44,7 +44,8 @@ pub(crate) async fn login(sessions: &Sessions, sub: &str, sid: &str) -> http::He
             None,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .cookie;
     let mut headers = http::HeaderMap::new();
     let value = format!("{}={cookie}", sessions.names.session);
     headers.insert("cookie", value.parse().unwrap());

@@ -75,7 +75,7 @@ impl Step for SessionStep {
             request.extensions_mut().insert(end.clone());
             request.extensions_mut().insert(Arc::new(loaded));
             let mut response = next.run(request).await?.map(|body| end.guard(body));
-            if let Some(cookie) = reseal {
+            for cookie in reseal {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }
             if step.no_store {

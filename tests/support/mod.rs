@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod browser;
+pub mod dbsc;
 pub mod dpop_api;
 pub mod drain;
 pub mod fake_idp;
