@@ -1,4 +1,4 @@
-//! Device-bound sessions (DBSC, T51): a session bound to a browser's key
+//! Device-bound sessions (DBSC, DB-01 to DB-09 in docs/threat-model.md): a session bound to a browser's key
 //! needs the short-lived bound cookie, which only a proof of that key
 //! renews; a copied session cookie alone is refused within the bound
 //! cookie's lifetime, and counted, never a logout. Driven by a DBSC client
@@ -70,7 +70,7 @@ fn copied(w: &World, from: &Browser) -> Browser {
 }
 
 #[tokio::test]
-async fn t51_registration_binds_the_session_and_every_replica_asks_for_the_bound_cookie() {
+async fn db01_registration_binds_the_session_and_every_replica_asks_for_the_bound_cookie() {
     let redis = RedisServer::start();
     let w = world(&redis, "").await;
 
@@ -113,7 +113,7 @@ async fn t51_registration_binds_the_session_and_every_replica_asks_for_the_bound
 }
 
 #[tokio::test]
-async fn t51_a_copied_session_cookie_without_the_device_is_refused_counted_and_no_logout() {
+async fn db02_a_copied_session_cookie_without_the_device_is_refused_counted_and_no_logout() {
     let redis = RedisServer::start();
     let w = world(&redis, "").await;
     let (browser, _) = bound(&w, "alice", DeviceKey::es256()).await;
@@ -154,7 +154,7 @@ async fn t51_a_copied_session_cookie_without_the_device_is_refused_counted_and_n
 }
 
 #[tokio::test]
-async fn t51_the_bound_cookie_expires_and_a_refresh_on_the_other_replica_renews_it() {
+async fn db03_the_bound_cookie_expires_and_a_refresh_on_the_other_replica_renews_it() {
     let redis = RedisServer::start();
     let w = world(&redis, "").await;
     let (browser, mut session) = bound(&w, "alice", DeviceKey::es256()).await;
@@ -220,7 +220,7 @@ async fn t51_the_bound_cookie_expires_and_a_refresh_on_the_other_replica_renews_
 }
 
 #[tokio::test]
-async fn t51_a_replayed_or_foreign_proof_is_refused_and_counted() {
+async fn db04_a_replayed_or_foreign_proof_is_refused_and_counted() {
     let redis = RedisServer::start();
     let w = world(&redis, "").await;
     let (browser, mut session) = bound(&w, "alice", DeviceKey::es256()).await;
@@ -283,7 +283,7 @@ async fn t51_a_replayed_or_foreign_proof_is_refused_and_counted() {
 }
 
 #[tokio::test]
-async fn t51_an_rsa_key_binds_as_well() {
+async fn db05_an_rsa_key_binds_as_well() {
     let redis = RedisServer::start();
     let w = world(&redis, "").await;
     let (browser, mut session) = bound(&w, "alice", DeviceKey::rs256()).await;
@@ -294,7 +294,7 @@ async fn t51_an_rsa_key_binds_as_well() {
 }
 
 #[tokio::test]
-async fn t51_logout_ends_the_bound_session_at_its_next_refresh() {
+async fn db06_logout_ends_the_bound_session_at_its_next_refresh() {
     let redis = RedisServer::start();
     let w = world(&redis, "").await;
     let (browser, mut session) = bound(&w, "alice", DeviceKey::es256()).await;
@@ -324,7 +324,7 @@ async fn t51_logout_ends_the_bound_session_at_its_next_refresh() {
 }
 
 #[tokio::test]
-async fn t51_a_skipped_refresh_is_counted_apart_from_theft() {
+async fn db07_a_skipped_refresh_is_counted_apart_from_theft() {
     let redis = RedisServer::start();
     let w = world(&redis, "").await;
     let (browser, session) = bound(&w, "alice", DeviceKey::es256()).await;
@@ -342,7 +342,7 @@ async fn t51_a_skipped_refresh_is_counted_apart_from_theft() {
 }
 
 #[tokio::test]
-async fn t51_a_session_binds_only_in_its_first_minutes_and_require_refuses_one_that_did_not() {
+async fn db08_a_session_binds_only_in_its_first_minutes_and_require_refuses_one_that_did_not() {
     let redis = RedisServer::start();
     let w = world(&redis, ", device_binding: require").await;
     let (browser, offer) = login(&w, "alice").await;
@@ -372,7 +372,7 @@ async fn t51_a_session_binds_only_in_its_first_minutes_and_require_refuses_one_t
 }
 
 #[tokio::test]
-async fn t51_off_offers_nothing_and_has_no_endpoints() {
+async fn db09_off_offers_nothing_and_has_no_endpoints() {
     let redis = RedisServer::start();
     let w = world(&redis, ", device_binding: off").await;
     let browser = w.login_everywhere("alice").await;

@@ -28,7 +28,7 @@
 //! | key | rule | source |
 //! |---|---|---|
 //! | `cookie.host_http_prefix` | `true` over https | §6.1.3.2 |
-//! | `session.device_binding` | not `off` | threat model T51 |
+//! | `session.device_binding` | not `off` | W3C DBSC |
 //!
 //! Held by construction, so not configurable and not checked: `Secure`
 //! (over https), `HttpOnly`, `Path=/`, the `__Host-` prefix, and the CSRF
@@ -195,7 +195,7 @@ pub fn recommendations(config: &Config) -> Vec<Finding> {
                 "offer: browsers with device-bound sessions (DBSC) then bind each session to a key \
                  they cannot export, so a copied session cookie stops working within minutes; \
                  other browsers are not affected",
-                "threat model T51",
+                "W3C DBSC; docs/threat-model.md DB-02",
             )
         });
     }
