@@ -8,25 +8,11 @@
 //! and compatibility forms (`．`, U+FF0E) of the same characters
 //! ([`nested`]).
 
+mod error;
 pub mod local;
 pub mod nested;
 
-/// Why a request path cannot be normalised; the request gets a 400.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
-    #[error("path must start with /")]
-    NotAbsolute,
-    #[error("encoded '/', '\\', '.' or NUL in path")]
-    AmbiguousEncoding,
-    #[error("malformed percent-encoding in path")]
-    BadEncoding,
-    #[error("backslash or control character in path")]
-    BadCharacter,
-    #[error("nested encoding of '/', '\\', '.', NUL or a control character in path")]
-    NestedEncoding,
-    #[error("compatibility form of '/', '\\', '.' or '%' in path")]
-    CompatibilityForm,
-}
+pub use self::error::PathError;
 
 /// Normalises an absolute request path.
 ///

@@ -40,76 +40,19 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt, Shared};
-use tracing::Instrument;
-
 use crate::audit;
 use crate::config::{Audience, Exchange, SubjectToken};
 use crate::cookie::Ticket;
 use crate::metrics::{Anomaly, EndReason, Grant, RefreshOutcome};
 use crate::oidc::exchange::Subject;
-use crate::oidc::{IdTokenCheckError, Idp, IdpError, TokenResponse};
+use crate::oidc::{IdTokenCheckError, IdpError, TokenResponse};
 use crate::secret::{AccessToken, RefreshToken};
-use crate::session::lock::{self, RefreshLease};
+use crate::session::lock;
 use crate::session::record::{Record, ResourceToken};
-use crate::session::{Indexes, Loaded, Sessions, StoreError};
+use crate::session::{Indexes, Loaded, StoreError};
 
-/// How long the lease lives without renewal: above a slow token call.
-const LEASE_TTL: Duration = Duration::from_secs(15);
-/// How long a caller waits for another replica's refresh.
-const OBTAIN_TIMEOUT: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(50);
-
-/// What made a refresh fail, shared by every caller of one flight.
-pub(crate) type Cause = Arc<dyn std::error::Error + Send + Sync>;
-
-/// Why a refresh gave no new token.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RefreshError {
-    /// The grant is gone (`invalid_grant`, identity changed, no refresh
-    /// token, session deleted): log in again.
-    #[error("the session can no longer be refreshed")]
-    Ended,
-    #[error("the IdP is unavailable for refresh")]
-    IdpDown(#[source] Cause),
-    #[error("the session store is unavailable for refresh")]
-    StoreDown(#[source] Cause),
-    #[error("another refresh of this session did not finish in time")]
-    Pending,
-    /// The IdP would not exchange the session's token for a route's (an
-    /// OAuth error, or an answer that is no token): the route's
-    /// configuration or the IdP's, never the user's; the session goes on.
-    #[error("the IdP did not exchange the session's token")]
-    ExchangeRefused(#[source] Cause),
-    /// The IdP answered with tokens cloakroom must not use (not bound to
-    /// its DPoP key): a 502 that keeps the session.
-    #[error("the IdP's answer cannot be used")]
-    IdpAnswer(#[source] Cause),
-}
-
-// === impl RefreshError ===
-
-impl RefreshError {
-    fn idp(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self::IdpDown(Arc::new(cause))
-    }
-
-    fn store(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self::StoreDown(Arc::new(cause))
-    }
-
-    /// An IdP failure as callers see it: an answer that cannot be used
-    /// (502), else the IdP down (503).
-    fn from_idp(e: IdpError) -> Self {
-        match e {
-            IdpError::Unbound { token_type, .. } => Self::IdpAnswer(Arc::new(IdpError::Unbound {
-                token_type,
-                refresh_token: None,
-            })),
-            e => Self::idp(e),
-        }
-    }
-}
+use self::flight::{point_ms, renewing, LEASE_TTL, OBTAIN_TIMEOUT, POLL};
+pub(crate) use self::flight::{Fresh, RefreshError, Refresher};
 
 /// Which of a session's access tokens a refresh renews: the session's
 /// own, a route's token for its resource and scopes (PX-23), or one the
@@ -211,61 +154,9 @@ struct Held<'r> {
     jkt: Option<&'r str>,
 }
 
-/// A usable access token, when it expires, and the DPoP key it is bound
-/// to (its thumbprint; `None` for a bearer token).
-#[derive(Clone)]
-pub struct Fresh {
-    pub access_token: Arc<AccessToken>,
-    pub expires_at: u64,
-    pub jkt: Option<String>,
-}
-
-/// In-flight refreshes of this replica, by session store key.
-type Flights = std::sync::Mutex<
-    std::collections::HashMap<String, Shared<BoxFuture<'static, Result<Fresh, RefreshError>>>>,
->;
-
-/// Refreshes sessions' tokens at the IdP: what a refresh needs, and the
-/// flights in progress in this replica.
-pub struct Refresher {
-    sessions: Arc<Sessions>,
-    idp: Arc<Idp>,
-    /// Shared with the refreshers a config reload builds from this one, so
-    /// a request after a reload joins a flight started before it.
-    flights: Arc<Flights>,
-    /// Client tokens (`token: client`) this replica last saw; shared with
-    /// reloaded refreshers as the flights are.
-    seen: Arc<client::Seen>,
-}
-
 // === impl Refresher ===
 
 impl Refresher {
-    pub fn new(sessions: Arc<Sessions>, idp: Arc<Idp>) -> Arc<Self> {
-        Arc::new(Self {
-            sessions,
-            idp,
-            flights: Default::default(),
-            seen: Default::default(),
-        })
-    }
-
-    /// A refresher for a reloaded config that shares this one's flights:
-    /// one flight per session, whichever config its callers started under.
-    pub fn reloaded(&self, sessions: Arc<Sessions>, idp: Arc<Idp>) -> Arc<Self> {
-        Arc::new(Self {
-            sessions,
-            idp,
-            flights: self.flights.clone(),
-            seen: self.seen.clone(),
-        })
-    }
-
-    /// What token expiry is judged by.
-    pub fn now(&self) -> u64 {
-        self.sessions.clock.now()
-    }
-
     /// Refreshes the session's tokens, sharing one flight per session.
     pub async fn refresh(self: &Arc<Self>, loaded: &Loaded) -> Result<Fresh, RefreshError> {
         self.refresh_target(loaded, &Target::User).await
@@ -301,38 +192,6 @@ impl Refresher {
         .await
     }
 
-    /// Joins this replica's flight under `key`, or starts the one `start`
-    /// makes, as a task of its own: callers that go away do not cancel it,
-    /// and its store and IdP calls are spans of the request that started it
-    /// (traces on). The flight leaves the map when it lands. One mechanism
-    /// for every kind of token (a session's, a route's, the client's).
-    async fn join_flight<F>(&self, key: String, start: impl FnOnce() -> F) -> Result<Fresh, RefreshError>
-    where
-        F: std::future::Future<Output = Result<Fresh, RefreshError>> + Send + 'static,
-    {
-        let flight = {
-            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-            flights
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    let (flights, work) = (self.flights.clone(), start());
-                    let task = tokio::spawn(
-                        async move {
-                            let result = work.await;
-                            flights.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                            result
-                        }
-                        .instrument(tracing::Span::current()),
-                    );
-                    async move { task.await.unwrap_or_else(|e| Err(RefreshError::store(e))) }
-                        .boxed()
-                        .shared()
-                })
-                .clone()
-        };
-        flight.await
-    }
-
     /// Whether the record's access token is used as it is, without a
     /// refresh.
     pub fn is_fresh(&self, record: &Record) -> bool {
@@ -345,21 +204,6 @@ impl Refresher {
         target
             .held(self.sessions.config.refresh_skew, record)
             .is_some_and(|held| self.sessions.clock.now_ms() < held.due_ms && self.provable(held.jkt))
-    }
-
-    /// Whether a token bound to `jkt` (or to nothing) can be sent: a key
-    /// that left the ring (or DPoP switched off) leaves its tokens to be
-    /// renewed, and a bearer token serves until it is.
-    pub fn provable(&self, jkt: Option<&str>) -> bool {
-        match jkt {
-            None => true,
-            Some(jkt) => self.idp.dpop().is_some_and(|dpop| dpop.holds(jkt)),
-        }
-    }
-
-    /// Proofs for bound tokens, with `oidc.dpop`.
-    pub fn dpop(&self) -> Option<&Arc<crate::oidc::dpop::Dpop>> {
-        self.idp.dpop()
     }
 
     /// `target`'s token in the record as it is, fresh or not.
@@ -445,30 +289,6 @@ async fn flight(
     result
 }
 
-/// Runs `work` while renewing `lease`, then releases it.
-async fn renewing<T>(
-    refresher: &Refresher,
-    mut lease: RefreshLease,
-    work: impl std::future::Future<Output = T>,
-) -> T {
-    let store = refresher.sessions.store.as_ref();
-    tokio::pin!(work);
-    let mut tick = tokio::time::interval(LEASE_TTL / 3);
-    tick.tick().await;
-    let result = loop {
-        tokio::select! {
-            result = &mut work => break result,
-            _ = tick.tick() => {
-                if !matches!(lease.renew(store, LEASE_TTL).await, Ok(true)) {
-                    tracing::warn!("refresh lease lost while the IdP call was in flight");
-                }
-            }
-        }
-    };
-    let _ = lease.release(store).await;
-    result
-}
-
 /// The record, if another writer moved it past `seen` with a fresh token.
 async fn written_since(
     refresher: &Refresher,
@@ -511,20 +331,6 @@ fn refresh_point_ms(skew: Duration, record: &Record) -> u64 {
         record.access_lifetime,
         record.access_expires_at,
     )
-}
-
-/// [`refresh_point_ms`] of a token obtained at `issued` (ms) that lives
-/// `lifetime` (s) and expires at `expires_at` (s).
-fn point_ms(skew: Duration, issued: Option<u64>, lifetime: Option<u64>, expires_at: u64) -> u64 {
-    let skew = skew.as_millis() as u64;
-    match (issued, lifetime) {
-        (Some(issued), Some(lifetime)) => {
-            let lifetime = lifetime.saturating_mul(1000);
-            issued.saturating_add(lifetime - skew.min(lifetime / 2))
-        }
-        // Written by an earlier release: the configured skew, as it was.
-        _ => (expires_at.saturating_mul(1000)).saturating_sub(skew),
-    }
 }
 
 fn fresh(refresher: &Refresher, record: &Record, target: &Target) -> Option<Fresh> {
@@ -829,6 +635,7 @@ async fn keep_rotation(
 }
 
 mod client;
+mod flight;
 
 #[cfg(test)]
 mod flight_tests;
@@ -883,29 +690,5 @@ mod tests {
         // A skew shorter than half the lifetime is taken as configured.
         let short = Duration::from_secs(2);
         assert_eq!(refresh_point_ms(short, &obtained(30, true)), 1_028_000);
-    }
-
-    #[tokio::test]
-    async fn a_reloaded_refresher_shares_the_flights_of_the_running_one() {
-        use crate::config::{Config, MapEnv};
-        let config = Config::load(
-            "public_url: http://localhost:8080
-oidc: {issuer: 'http://localhost:9000', client_id: c, client_secret: s}
-cookie: {keys: [{id: '1', secret: q8mpiU4Df6kDNHGrPDb2Xt2zqW1QpOOb8j2r6bXaFtY}]}
-routes: [{path: /, upstream: 'http://a'}]",
-            &MapEnv::default(),
-        )
-        .unwrap();
-        let store: Arc<dyn crate::session::SessionStore> = Arc::new(crate::session::MemoryStore::new());
-        let sessions = || {
-            Arc::new(
-                Sessions::new(&config, store.clone(), crate::Clock::manual(), Default::default()).unwrap(),
-            )
-        };
-        let idp = Idp::new(config.oidc.clone().unwrap(), crate::Clock::manual()).unwrap();
-        let running = Refresher::new(sessions(), idp.clone());
-        let reloaded = running.reloaded(sessions(), idp);
-        assert!(Arc::ptr_eq(&running.flights, &reloaded.flights));
-        assert!(!Arc::ptr_eq(&running.sessions, &reloaded.sessions));
     }
 }

@@ -24,7 +24,7 @@
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use sha2::Digest;
 
-use super::Auth;
+use super::state::Auth;
 use crate::body::{self, Body};
 use crate::error::{BoxError, Refusal};
 use crate::metrics::EndReason;

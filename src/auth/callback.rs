@@ -24,20 +24,20 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::request::Parts;
 use http::{header, HeaderMap, Response};
 use serde_json::{Map, Value};
 use sha2::Digest;
 
+use super::answer::redirect;
 use super::pending::{self, LATE_GRACE};
-use super::{device, redirect, return_to, Auth};
+use super::state::Auth;
+use super::{device, return_to};
 use crate::body::Body;
 use crate::cookie::CookieNames;
 use crate::error::{BoxError, LoginError, WithHeaders};
-use crate::metrics::bursts::Bursts;
 use crate::metrics::{EndReason, Grant, Limit};
 use crate::oidc::userinfo::{self, UserinfoError};
 use crate::oidc::{IdTokenCheckError, IdpError, TokenResponse};
@@ -58,11 +58,6 @@ pub const SILENT_REFUSALS: &[&str] = &[
 #[derive(Debug, Clone, Copy)]
 pub struct SilentRefusal;
 
-/// Client addresses the exchange limiter keeps track of at most; past
-/// that, the longest quiet ones are forgotten first.
-const TRACKED_CLIENTS: usize = 10_000;
-const MINUTE: Duration = Duration::from_secs(60);
-
 /// Parameters that must not appear twice (T18, LG-10).
 pub const SINGLE: &[&str] = &["code", "state", "iss", "error", "error_description"];
 
@@ -76,12 +71,6 @@ pub fn parameters(query: &str) -> Result<HashMap<String, String>, LoginError> {
         }
     }
     Ok(params)
-}
-
-/// The per-address limiter of code exchanges (LG-28), one per process.
-pub fn exchange_limiter() -> Arc<Bursts> {
-    // The threshold is for reporting bursts, which this one never does.
-    Arc::new(Bursts::new(MINUTE, u32::MAX, TRACKED_CLIENTS))
 }
 
 /// Finishes the login for `client`. Once this browser's login for the state

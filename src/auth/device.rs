@@ -24,8 +24,9 @@ use http::request::Parts;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
+use super::answer::json;
 use super::device_proof::{self, ProofError};
-use super::{json, Auth};
+use super::state::Auth;
 use crate::body::Body;
 use crate::config::DeviceBinding;
 use crate::error::{BoxError, Refusal};

@@ -21,9 +21,11 @@
 use http::request::Parts;
 use http::{header, Response};
 
+use super::answer::redirect;
 use super::pending::{self, Transaction};
+use super::return_to;
+use super::state::Auth;
 use super::step_up::Ask;
-use super::{redirect, return_to, Auth};
 use crate::body::Body;
 use crate::config::authorize::MAX_PARAM_LEN;
 use crate::config::OidcConfig;

@@ -11,7 +11,8 @@ use std::net::IpAddr;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::Auth;
+use super::answer::json;
+use super::state::Auth;
 use crate::body::Body;
 use crate::error::{BoxError, Refusal};
 use crate::metrics::EndReason;
@@ -32,7 +33,7 @@ pub async fn logout(auth: &Auth, headers: &HeaderMap, client: IpAddr) -> Result<
         id_token = loaded.record.id_token;
     }
     let logout_url = end_session_url(auth, id_token.as_ref().map(|t| t.expose())).await;
-    let mut response = super::json(StatusCode::OK, &json!({ "logout_url": logout_url }));
+    let mut response = json(StatusCode::OK, &json!({ "logout_url": logout_url }));
     let h = response.headers_mut();
     h.append(header::SET_COOKIE, sessions.names.clear_session());
     h.append(header::SET_COOKIE, sessions.names.clear_bound());

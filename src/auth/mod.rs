@@ -12,6 +12,7 @@
 //!   binds the session to its key, and proves it still holds it (DBSC,
 //!   [`device`]).
 
+pub mod answer;
 pub mod backchannel;
 pub mod callback;
 pub mod csrf;
@@ -23,98 +24,23 @@ pub mod logout;
 pub mod pending;
 pub mod return_to;
 pub mod sessions;
+mod state;
 pub mod step_up;
 pub mod user;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 
-use crate::body::{self, Body};
-use crate::clock::Clock;
-use crate::config::{Config, DeviceBinding};
+use crate::body::Body;
+use crate::config::DeviceBinding;
 use crate::error::{BoxError, Refusal};
-use crate::metrics::bursts::Bursts;
-use crate::metrics::Metrics;
-use crate::oidc::Idp;
-use crate::refresh::Refresher;
-use crate::revoker::Revoker;
-use crate::session::{SessionStore, Sessions};
 
-/// Everything the login flow and sessions need, shared by all workers.
-pub struct Auth {
-    pub config: Arc<Config>,
-    pub idp: Arc<Idp>,
-    /// Sessions' life: load, create, timeouts; the cookie key ring.
-    pub sessions: Arc<Sessions>,
-    /// Token refresh, one flight per session in this replica.
-    pub refresher: Arc<Refresher>,
-    /// This replica's worker of the revocation queue, for as long as this
-    /// `Auth` serves: held, never read; dropping it stops the worker.
-    _revoker: Arc<Revoker>,
-    pub csrf: csrf::Csrf,
-    /// Code exchanges per client address (LG-28); kept across reloads.
-    pub exchanges: Arc<Bursts>,
-}
+pub use self::state::Auth;
 
 // === impl Auth ===
 
 impl Auth {
-    /// `None` when no `oidc` section is configured (anonymous routes only).
-    pub fn new(
-        config: Arc<Config>,
-        store: Arc<dyn SessionStore>,
-        clock: Clock,
-        metrics: Arc<Metrics>,
-    ) -> Result<Option<Arc<Self>>, BoxError> {
-        Self::reloaded(config, store, clock, metrics, None)
-    }
-
-    /// [`Auth::new`] for a reloaded config: from `previous`, the running
-    /// one, it keeps the `Idp` (its discovery and JWKS cache) when the
-    /// `oidc` section is unchanged, and the refresh flights in any case.
-    /// Sessions (key ring, timeouts) and CSRF origins are built anew.
-    pub fn reloaded(
-        config: Arc<Config>,
-        store: Arc<dyn SessionStore>,
-        clock: Clock,
-        metrics: Arc<Metrics>,
-        previous: Option<&Auth>,
-    ) -> Result<Option<Arc<Self>>, BoxError> {
-        let Some(oidc) = config.oidc.clone() else {
-            return Ok(None);
-        };
-        let idp = match previous {
-            Some(previous) if previous.idp.config == oidc => previous.idp.clone(),
-            _ => Idp::new(oidc, clock.clone())?,
-        };
-        let endings = previous.map(|p| p.sessions.endings.clone()).unwrap_or_default();
-        let exchanges = previous.map_or_else(callback::exchange_limiter, |p| p.exchanges.clone());
-        let sessions = Arc::new(Sessions::reloaded(&config, store, clock, metrics, endings)?);
-        let refresher = match previous {
-            Some(previous) => previous.refresher.reloaded(sessions.clone(), idp.clone()),
-            None => Refresher::new(sessions.clone(), idp.clone()),
-        };
-        sessions.spawn_watcher();
-        let revoker = Revoker::spawn(sessions.clone(), idp.clone());
-        Ok(Some(Arc::new(Self {
-            refresher,
-            _revoker: revoker,
-            csrf: csrf::Csrf::new(&config),
-            exchanges,
-            config,
-            idp,
-            sessions,
-        })))
-    }
-
-    /// The redirect URI registered at the IdP.
-    pub fn redirect_uri(&self) -> String {
-        self.config.redirect_uri()
-    }
-
     /// Serves `/auth/*` to `client`.
     pub async fn handle(
         &self,
@@ -162,31 +88,4 @@ impl Auth {
             _ => Err(Refusal::NotFound.into()),
         }
     }
-}
-
-/// A JSON answer that no cache keeps.
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(body::full(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-/// A redirect no cache keeps and no Referer leaks from (T19).
-pub fn redirect(location: &str) -> Response<Body> {
-    let mut response = Response::new(body::empty());
-    *response.status_mut() = StatusCode::FOUND;
-    let h = response.headers_mut();
-    h.insert(
-        header::LOCATION,
-        HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    response
 }

@@ -26,8 +26,8 @@ use http::{HeaderMap, HeaderValue};
 use sha2::Digest;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::state::Auth;
 use super::step_up::Ask;
-use super::Auth;
 use crate::cookie::{CookieNames, Purpose};
 use crate::random;
 use crate::secret::Secret;

@@ -20,7 +20,8 @@ use http::request::Parts;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
-use super::Auth;
+use super::answer::json;
+use super::state::Auth;
 use crate::body::{self, Body};
 use crate::error::{BoxError, Refusal};
 use crate::metrics::EndReason;
@@ -54,7 +55,7 @@ pub async fn list(auth: &Auth, request: &Parts, client: IpAddr) -> Result<Respon
             })
         })
         .collect();
-    let mut response = super::json(StatusCode::OK, &json!({ "sessions": items }));
+    let mut response = json(StatusCode::OK, &json!({ "sessions": items }));
     for cookie in sessions.reseal(&loaded) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }

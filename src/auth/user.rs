@@ -12,7 +12,8 @@ use http::request::Parts;
 use http::{header, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::{json, Auth};
+use super::answer::json;
+use super::state::Auth;
 use crate::body::Body;
 use crate::error::{BoxError, Refusal};
 use crate::session::{Loaded, Sessions};

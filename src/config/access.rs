@@ -1,7 +1,8 @@
-//! A route's `access` rule, `step_up` and `claim_headers`: who may use it,
-//! how recent and how strong their login must be, and which of their claims
-//! its upstream is told. All three read the ID-token claims the session
-//! keeps; [`Config::kept_claims`] makes sure it keeps every claim they name.
+//! A route's `auth`, `access` rule, `step_up` and `claim_headers`: whether
+//! it needs a session, who may use it, how recent and how strong their
+//! login must be, and which of their claims its upstream is told. The last
+//! three read the ID-token claims the session keeps; `Config::kept_claims`
+//! makes sure it keeps every claim they name.
 //!
 //! ```yaml
 //! access:
@@ -23,7 +24,15 @@ use http::HeaderName;
 use serde_json::Value;
 
 use super::node::{from_text, kind, Cursor, Each, Fields, FromNode, Reported};
-use super::{AuthMode, Config, HeaderRule};
+
+/// `auth`: whether a route's requests must have a session, may have one,
+/// or never read one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    None,
+}
 
 /// An `access` rule: a mapping with exactly one of [`RULE_KINDS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,6 +437,13 @@ fn header_name(text: &str) -> Result<HeaderName, String> {
     Ok(name)
 }
 
+from_text!(AuthMode, |text| match text {
+    "required" => Ok(AuthMode::Required),
+    "optional" => Ok(AuthMode::Optional),
+    "none" => Ok(AuthMode::None),
+    _ => Err(format!("{text:?} is not one of required, optional, none")),
+});
+
 /// Where `access`, `step_up` and `claim_headers` make sense: the first two
 /// judge a signed-in user, the last needs a session and an upstream.
 pub(super) fn check_route(
@@ -454,51 +470,6 @@ pub(super) fn check_route(
             "claim_headers",
             "a static route has no upstream to send headers to",
         );
-    }
-}
-
-// === impl Config ===
-
-impl Config {
-    /// The top-level claims a session keeps: `session.claims`, every claim
-    /// a route's `access` or `claim_headers` reads, and [`ALWAYS_KEPT`].
-    pub fn kept_claims(&self) -> BTreeSet<String> {
-        let mut kept: BTreeSet<String> = self.session.claims.iter().cloned().collect();
-        kept.extend(ALWAYS_KEPT.iter().map(|c| (*c).to_owned()));
-        for route in &self.routes {
-            if let Some(rule) = &route.access {
-                rule.claims(&mut kept);
-            }
-            kept.extend(route.claim_headers.0.iter().map(|h| h.claim.top.clone()));
-        }
-        kept
-    }
-
-    /// Every `acr` value some route's `step_up` lists: the only ones
-    /// `/auth/login` passes on to the IdP.
-    pub fn step_up_acr_values(&self) -> BTreeSet<&str> {
-        self.routes
-            .iter()
-            .filter_map(|r| r.step_up.as_ref())
-            .flat_map(|s| s.acr_values.iter().map(String::as_str))
-            .collect()
-    }
-
-    /// The client headers removed from every request before it goes
-    /// upstream: `identity_headers`, and every name any route's
-    /// `claim_headers` sets, so a client can never supply one, on any
-    /// route (T35).
-    pub fn stripped_identity_headers(&self) -> Vec<HeaderRule> {
-        let mut rules = self.identity_headers.clone();
-        for route in &self.routes {
-            for header in &route.claim_headers.0 {
-                let rule = HeaderRule::Exact(header.name.as_str().to_owned());
-                if !rules.iter().any(|r| r.matches(header.name.as_str())) {
-                    rules.push(rule);
-                }
-            }
-        }
-        rules
     }
 }
 

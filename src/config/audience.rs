@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 use url::Url;
 
 use super::node::from_text;
-use super::Config;
 
 /// What a route's own token is for: a resource indicator, a narrowed
 /// scope, or both.
@@ -75,41 +74,6 @@ from_text!(Scope, |text| {
     }
     Ok(Scope(text.to_owned()))
 });
-
-// === impl Config ===
-
-impl Config {
-    /// The `scope` of the authorization request: `oidc.scopes`, then every
-    /// scope a route's own token asks for, so the grant covers them all.
-    pub fn login_scopes(&self) -> Vec<&str> {
-        let mut scopes: Vec<&str> = self
-            .oidc
-            .as_ref()
-            .map(|o| o.scopes.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        for scope in self.user_audiences().flat_map(|a| a.scopes.iter()) {
-            if !scopes.contains(&scope.as_str()) {
-                scopes.push(scope);
-            }
-        }
-        scopes
-    }
-
-    /// Every `resource` a `token: user` route names, once each: the
-    /// authorization request's `resource` parameters.
-    pub fn login_resources(&self) -> BTreeSet<&str> {
-        self.user_audiences()
-            .filter_map(|a| a.resource.as_ref().map(Url::as_str))
-            .collect()
-    }
-
-    fn user_audiences(&self) -> impl Iterator<Item = &Audience> {
-        self.routes
-            .iter()
-            .filter(|r| r.token == super::TokenKind::User)
-            .filter_map(|r| r.audience.as_deref())
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! The `cookie` section: the session cookie's name, its `SameSite`, and the
 //! key ring that seals it. Everything else about the cookie is fixed
 //! (`HttpOnly`, `Path=/`, and over https `Secure` and the `__Host-` prefix,
-//! so no `Domain`): see [`super::posture`].
+//! so no `Domain`): see `posture.rs`.
 
 use std::collections::HashSet;
 
@@ -9,8 +9,16 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::node::{from_text, Cursor, Each, Fields, FromNode, Reported};
-use super::posture;
 use crate::secret::Secret;
+
+/// Why `cookie.domain` is refused.
+pub(super) const NO_COOKIE_DOMAIN: &str =
+    "not supported: cloakroom's cookies are host-only (the __Host- prefix \
+     forbids Domain), so a sibling subdomain can neither read nor set them (RFC 10017 §6.1.3.2)";
+
+/// Why `cookie.same_site: none` is refused.
+pub(super) const SAME_SITE_NONE: &str =
+    "every cross-site request would carry the session (RFC 10017 §6.1.3.2, §6.1.3.3.1)";
 
 #[derive(Debug, Clone)]
 pub struct CookieConfig {
@@ -68,7 +76,7 @@ impl FromNode for CookieConfig {
         let host_http_prefix = f.or("host_http_prefix", false, at);
         if f.has("domain") {
             // Named, not just "unknown key": someone meant to share the cookie.
-            at.error_at("domain", posture::NO_COOKIE_DOMAIN);
+            at.error_at("domain", NO_COOKIE_DOMAIN);
             f.optional::<Value>("domain", at);
         }
         f.finish(at);
@@ -147,7 +155,7 @@ from_text!(KeyMaterial, |text| {
 from_text!(SameSite, |text| match text {
     "strict" => Ok(SameSite::Strict),
     "lax" => Ok(SameSite::Lax),
-    "none" => Err(format!("none is never allowed: {}", posture::SAME_SITE_NONE)),
+    "none" => Err(format!("none is never allowed: {}", SAME_SITE_NONE)),
     _ => Err(format!("{text:?} is not one of strict, lax")),
 });
 

@@ -2,8 +2,9 @@
 
 use serde_json::Value;
 
+use super::access::AuthMode;
 use super::node::{from_text, Cursor, Fields, FromNode, Reported};
-use super::routes::{serving, AuthMode, RouteConfig};
+use super::routes::{serving, RouteConfig};
 use crate::path::local::local_path;
 
 /// How failures reach a person.

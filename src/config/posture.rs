@@ -5,7 +5,7 @@
 //!
 //! | key | rule | source |
 //! |---|---|---|
-//! | `public_url`, `oidc.issuer` | https, except on loopback or with `insecure_dev_mode` (read in `mod.rs`) | §6.1.3.2 |
+//! | `public_url`, `oidc.issuer` | https, except on loopback or with `insecure_dev_mode` (read in `root.rs`) | §6.1.3.2 |
 //! | `cookie.keys[i].secret` | a 256-bit key, not all zeros (read in `cookie.rs`) | §6.1.3.2; ASVS 5.0 11.2.3 |
 //! | `cookie.domain` | never: cookies are host-only (`cookie.rs`) | §6.1.3.2 |
 //! | `cookie.same_site` | `strict`; `lax` only with `cookie.same_site_reason`; `none` never | §6.1.3.2, §6.1.3.3.1 |
@@ -49,18 +49,12 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::cookie::SameSite;
 use super::node::Cursor;
+use super::root::Config;
 use super::routes::TokenKind;
+use super::session::DeviceBinding;
 use super::units::format_duration;
-use super::{Config, DeviceBinding, SameSite};
-
-/// Why `cookie.domain` is refused.
-pub const NO_COOKIE_DOMAIN: &str = "not supported: cloakroom's cookies are host-only (the __Host- prefix \
-     forbids Domain), so a sibling subdomain can neither read nor set them (RFC 10017 §6.1.3.2)";
-
-/// Why `cookie.same_site: none` is refused.
-pub const SAME_SITE_NONE: &str =
-    "every cross-site request would carry the session (RFC 10017 §6.1.3.2, §6.1.3.3.1)";
 
 /// Sessions longer than this are warned about.
 pub const LONG_SESSION: Duration = Duration::from_secs(7 * 86_400);
@@ -222,6 +216,7 @@ pub fn eviction(policy: &str) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::cookie::{NO_COOKIE_DOMAIN, SAME_SITE_NONE};
     use crate::config::tests::{errors as load_errors, load, KEY};
     use crate::config::MapEnv;
 

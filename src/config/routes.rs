@@ -9,7 +9,7 @@ use http::Method;
 use serde_json::Value;
 use url::Url;
 
-use super::access::{self, ClaimHeaders, Rule, StepUp};
+use super::access::{self, AuthMode, ClaimHeaders, Rule, StepUp};
 use super::audience::{Audience, Resource, Scope};
 use super::exchange::Exchange;
 use super::headers::Subprotocol;
@@ -77,15 +77,6 @@ pub enum CsrfMode {
     /// `X-CSRF: 1` or the browser's own `Sec-Fetch-Site: same-origin`, for
     /// requests that cannot carry headers (`EventSource`, `<img>`, downloads).
     FetchMetadata,
-}
-
-/// `auth`: whether a route's requests must have a session, may have one,
-/// or never read one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    Required,
-    Optional,
-    None,
 }
 
 /// `token`: which access token goes upstream: the user's, cloakroom's own
@@ -416,13 +407,6 @@ from_text!(Method, |text| {
         return Err(format!("{upper} is never allowed"));
     }
     Method::from_bytes(upper.as_bytes()).map_err(|_| format!("{text:?} is not an HTTP method"))
-});
-
-from_text!(AuthMode, |text| match text {
-    "required" => Ok(AuthMode::Required),
-    "optional" => Ok(AuthMode::Optional),
-    "none" => Ok(AuthMode::None),
-    _ => Err(format!("{text:?} is not one of required, optional, none")),
 });
 
 from_text!(CsrfMode, |text| match text {

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::config::{ClientKey, OidcConfig, TokenEndpointAuth};
 use crate::random;
 
-use super::IdpError;
+use super::error::IdpError;
 
 /// How long a client assertion is valid: long enough for one call and
 /// modest clock skew, short enough that a copy is soon worthless.

@@ -15,7 +15,8 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::{http, IdpError};
+use super::error::IdpError;
+use super::http;
 use crate::config::Issuer;
 
 /// What cloakroom uses of the provider's metadata.

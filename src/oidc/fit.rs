@@ -14,7 +14,8 @@ use std::fmt;
 use serde_json::Value;
 
 use super::discovery::{self, DiscoveryError, Metadata};
-use super::{dpop, http, id_token, par, userinfo, IdpError};
+use super::error::IdpError;
+use super::{dpop, http, id_token, par, userinfo};
 use crate::config::OidcConfig;
 
 /// How much a finding matters.

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::IdpError;
+use super::error::{IdpError, OAuthError};
 
 /// IdP answers larger than this are refused (T39).
 const MAX_BODY: usize = 1 << 20;
@@ -100,7 +100,7 @@ pub async fn acknowledged(operation: &'static str, request: reqwest::RequestBuil
     }
     if status.is_client_error() {
         let body = read_capped(response).await?;
-        if let Ok(oauth) = serde_json::from_slice::<super::OAuthError>(&body) {
+        if let Ok(oauth) = serde_json::from_slice::<OAuthError>(&body) {
             return Err(IdpError::Rejected(oauth));
         }
     }
@@ -166,7 +166,7 @@ async fn read_json<T: DeserializeOwned>(
         return Err(IdpError::BadResponse("the IdP answer is not JSON"));
     }
     if status.is_client_error() {
-        let oauth: super::OAuthError =
+        let oauth: OAuthError =
             serde_json::from_slice(&body).map_err(|_| IdpError::BadResponse("unreadable IdP error"))?;
         return Err(IdpError::Rejected(oauth));
     }

@@ -19,7 +19,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use tokio::time::Instant;
 use url::Url;
 
-use super::{http, IdpError};
+use super::error::IdpError;
+use super::http;
 
 /// Minimum time between two fetches caused by unknown key ids.
 const REFETCH_THROTTLE: Duration = Duration::from_secs(10);

@@ -3,6 +3,7 @@
 pub mod client_auth;
 pub mod discovery;
 pub mod dpop;
+pub mod error;
 pub mod exchange;
 pub mod fit;
 pub mod http;
@@ -11,72 +12,28 @@ pub mod jwks;
 pub mod logout_token;
 pub mod par;
 pub mod state;
+pub mod token;
 pub mod userinfo;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
 use crate::clock::Clock;
-use crate::config::{Audience, OidcConfig};
+use crate::config::{Audience, Exchange, OidcConfig};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
 use self::discovery::Metadata;
 use self::dpop::Dpop;
+pub use self::error::{IdpError, OAuthError};
+use self::exchange::Subject;
 use self::id_token::{Expected, IdTokenError};
 use self::jwks::Jwks;
 use self::logout_token::{Logout, LogoutTokenError};
 pub use self::state::DiscoveryState;
-
-/// An OAuth error response (RFC 6749 §5.2). The description is kept for
-/// logs only; it never reaches a browser.
-#[derive(Debug, Clone, Deserialize)]
-pub struct OAuthError {
-    pub error: String,
-    #[serde(default)]
-    pub error_description: Option<String>,
-}
-
-/// Why an IdP call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum IdpError {
-    #[error("IdP refused: {}", .0.error)]
-    Rejected(OAuthError),
-    #[error("IdP unreachable")]
-    Unreachable(#[source] crate::error::BoxError),
-    #[error("IdP answer unusable: {0}")]
-    BadResponse(&'static str),
-    /// cloakroom holds back a call to spare the IdP (a bound reached).
-    #[error("IdP call held back: {0}")]
-    Busy(&'static str),
-    /// A token request carried a DPoP proof and the IdP answered with a
-    /// token not bound to the key (`token_type` Bearer): refused, never
-    /// used as a bearer token in its place. The refresh token of that
-    /// answer is kept here, for a session whose grant rotated with it.
-    #[error(
-        "the IdP answered token_type {token_type:?} to a token request with a DPoP proof: \
-         it did not bind the token to cloakroom's key (oidc.dpop); \
-         does the IdP support DPoP for this client?"
-    )]
-    Unbound {
-        token_type: String,
-        refresh_token: Option<RefreshToken>,
-    },
-}
-
-impl crate::metrics::GrantFailure for IdpError {
-    fn outcome(&self) -> crate::metrics::GrantOutcome {
-        use crate::metrics::GrantOutcome;
-        match self {
-            Self::Rejected(_) => GrantOutcome::Refused,
-            Self::Unreachable(_) | Self::Busy(_) => GrantOutcome::Unavailable,
-            Self::BadResponse(_) | Self::Unbound { .. } => GrantOutcome::BadResponse,
-        }
-    }
-}
+pub use self::token::TokenResponse;
 
 /// What [`Idp::revoke`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,54 +43,6 @@ pub enum Revoked {
     /// The IdP names no revocation endpoint, nor does the config: nothing
     /// was asked.
     NoEndpoint,
-}
-
-/// A token endpoint answer. Tokens are secrets: they never print.
-#[derive(Debug, Deserialize)]
-pub struct TokenResponse {
-    pub access_token: AccessToken,
-    #[serde(default)]
-    pub token_type: String,
-    #[serde(default)]
-    pub expires_in: Option<u64>,
-    #[serde(default)]
-    pub refresh_token: Option<RefreshToken>,
-    #[serde(default)]
-    pub id_token: Option<IdToken>,
-    /// What a token exchange issued (RFC 8693 §2.2.1).
-    #[serde(default)]
-    pub issued_token_type: Option<String>,
-    /// The DPoP key the access token is bound to (its thumbprint), set by
-    /// the call that obtained it; `None` for a bearer token.
-    #[serde(skip)]
-    pub jkt: Option<String>,
-}
-
-/// The access token lifetime assumed when an answer says nothing of it.
-const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 300;
-
-impl TokenResponse {
-    /// Seconds the access token lives: `expires_in`, else the `exp` of a JWT
-    /// access token, else a short default; never "forever" (LG-17).
-    pub fn access_token_lifetime(&self, now: u64) -> u64 {
-        self.expires_in
-            .or_else(|| jwt_exp(self.access_token.expose()).map(|exp| exp.saturating_sub(now)))
-            .unwrap_or(DEFAULT_ACCESS_TOKEN_LIFETIME)
-    }
-}
-
-/// The `exp` claim of a JWT, read without checking it: only the lifetime
-/// is taken from it, and the upstream verifies the token itself.
-fn jwt_exp(token: &str) -> Option<u64> {
-    use base64::Engine;
-    let payload = token.split('.').nth(1)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice::<serde_json::Value>(&json)
-        .ok()?
-        .get("exp")?
-        .as_u64()
 }
 
 /// The provider, discovered once and shared by every worker.
@@ -365,6 +274,19 @@ impl Idp {
         self.token_request(&form).await
     }
 
+    /// Exchanges `subject` for an access token for what `exchange` names
+    /// (RFC 8693 §2.1, [`exchange`]): its `audience`, `resource` and
+    /// `scope`. Called once per token, never retried.
+    pub async fn exchange(
+        &self,
+        subject: Subject<'_>,
+        exchange: &Exchange,
+    ) -> Result<TokenResponse, IdpError> {
+        let scope = exchange.scope();
+        let form = exchange::form(subject, exchange, scope.as_deref());
+        exchange::accept(self.token_request(&form).await?)
+    }
+
     /// Revokes a refresh token (RFC 7009) when the IdP offers revocation;
     /// [`Revoked::NoEndpoint`] when it does not. An unknown or already
     /// revoked token is revoked too, as far as the IdP says (§2.2).
@@ -401,6 +323,51 @@ impl Idp {
         let request = self.authenticate(metadata, self.client.post(endpoint.clone()), params)?;
         let pushed: par::Pushed = http::json("par", request).await?;
         Ok(Some(pushed.request_uri))
+    }
+
+    /// The UserInfo answer for a fresh access token, through
+    /// [`http::json`] like every IdP call (redirects refused, time and size
+    /// bounded). A token bound to the DPoP key `jkt` goes with a proof for
+    /// the endpoint, as to any resource server.
+    pub async fn userinfo(
+        &self,
+        access_token: &AccessToken,
+        jkt: Option<&str>,
+    ) -> Result<Map<String, Value>, IdpError> {
+        let metadata = self.metadata().await?;
+        let endpoint = metadata.userinfo_endpoint.clone().ok_or(IdpError::BadResponse(
+            "the IdP metadata names no userinfo_endpoint",
+        ))?;
+        let request = || {
+            self.client
+                .get(endpoint.clone())
+                .header(reqwest::header::ACCEPT, "application/json")
+        };
+        let (Some(dpop), Some(jkt)) = (self.dpop(), jkt) else {
+            return http::json("userinfo", request().bearer_auth(access_token.expose())).await;
+        };
+        let mut htu = endpoint.clone();
+        htu.set_query(None);
+        htu.set_fragment(None);
+        let ath = dpop::ath(access_token);
+        let mut authorization =
+            reqwest::header::HeaderValue::from_str(&format!("DPoP {}", access_token.expose()))
+                .map_err(|_| IdpError::BadResponse("the access token is not a header value"))?;
+        authorization.set_sensitive(true);
+        self.with_proof(
+            dpop,
+            "userinfo",
+            Some(jkt),
+            "GET",
+            htu.as_str(),
+            Some(&ath),
+            |proof| {
+                Ok(request()
+                    .header(reqwest::header::AUTHORIZATION, authorization.clone())
+                    .header(&dpop::DPOP, proof))
+            },
+        )
+        .await
     }
 
     /// A call to the token endpoint, whatever its grant. With `oidc.dpop`
@@ -564,18 +531,6 @@ pub enum IdTokenCheckError {
 mod tests {
     use super::*;
 
-    fn answer(access_token: &str, expires_in: Option<u64>) -> TokenResponse {
-        TokenResponse {
-            access_token: AccessToken::new(access_token.to_owned()),
-            token_type: "Bearer".into(),
-            expires_in,
-            refresh_token: None,
-            id_token: None,
-            issued_token_type: None,
-            jkt: None,
-        }
-    }
-
     #[test]
     fn lo13_a_configured_revocation_endpoint_wins_over_the_metadata() {
         let metadata: Metadata = serde_json::from_value(serde_json::json!({
@@ -607,19 +562,5 @@ routes: [{{path: /api, upstream: 'http://a'}}]"
             listed.revocation_endpoint(&metadata).unwrap().as_str(),
             "https://idp.example.com/listed"
         );
-    }
-
-    #[test]
-    fn lg17_lifetime_from_expires_in_then_jwt_exp_then_a_default() {
-        // Payload {"exp":1000}.
-        let jwt = "eyJhbGciOiJub25lIn0.eyJleHAiOjEwMDB9.";
-        assert_eq!(answer(jwt, Some(60)).access_token_lifetime(900), 60);
-        assert_eq!(answer(jwt, None).access_token_lifetime(900), 100);
-        assert_eq!(
-            answer(jwt, None).access_token_lifetime(2000),
-            0,
-            "already expired"
-        );
-        assert_eq!(answer("opaque", None).access_token_lifetime(900), 300);
     }
 }

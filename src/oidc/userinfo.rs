@@ -8,15 +8,14 @@
 //! the ID token's value, which was signed and checked, and the claims that
 //! say who issued the login, for whom and how the user authenticated
 //! ([`ID_TOKEN_ONLY`]) are never taken from it. Signed answers
-//! (`application/jwt`) are refused by [`super::http`]; the request asks for
-//! JSON.
+//! (`application/jwt`) are refused by `http.rs`; the request
+//! (`Idp::userinfo`) asks for JSON.
 
 use serde_json::{Map, Value};
 
 use super::discovery::{DiscoveryError, Metadata};
-use super::{http, Idp, IdpError};
+use super::error::IdpError;
 use crate::config::OidcConfig;
-use crate::secret::AccessToken;
 
 /// Claims only the ID token may set: they describe the authentication
 /// itself (`step_up` reads `acr` and `auth_time`; back-channel logout finds
@@ -46,55 +45,6 @@ pub enum UserinfoError {
     /// §5.3.2: the answer describes someone else, or no one.
     #[error("userinfo names another subject than the ID token")]
     SubjectMismatch,
-}
-
-// === impl Idp ===
-
-impl Idp {
-    /// The UserInfo answer for a fresh access token, through
-    /// [`http::json`] like every IdP call (redirects refused, time and size
-    /// bounded). A token bound to the DPoP key `jkt` goes with a proof for
-    /// the endpoint, as to any resource server.
-    pub async fn userinfo(
-        &self,
-        access_token: &AccessToken,
-        jkt: Option<&str>,
-    ) -> Result<Map<String, Value>, IdpError> {
-        let metadata = self.metadata().await?;
-        let endpoint = metadata.userinfo_endpoint.clone().ok_or(IdpError::BadResponse(
-            "the IdP metadata names no userinfo_endpoint",
-        ))?;
-        let request = || {
-            self.client
-                .get(endpoint.clone())
-                .header(reqwest::header::ACCEPT, "application/json")
-        };
-        let (Some(dpop), Some(jkt)) = (self.dpop(), jkt) else {
-            return http::json("userinfo", request().bearer_auth(access_token.expose())).await;
-        };
-        let mut htu = endpoint.clone();
-        htu.set_query(None);
-        htu.set_fragment(None);
-        let ath = super::dpop::ath(access_token);
-        let mut authorization =
-            reqwest::header::HeaderValue::from_str(&format!("DPoP {}", access_token.expose()))
-                .map_err(|_| IdpError::BadResponse("the access token is not a header value"))?;
-        authorization.set_sensitive(true);
-        self.with_proof(
-            dpop,
-            "userinfo",
-            Some(jkt),
-            "GET",
-            htu.as_str(),
-            Some(&ath),
-            |proof| {
-                Ok(request()
-                    .header(reqwest::header::AUTHORIZATION, authorization.clone())
-                    .header(&super::dpop::DPOP, proof))
-            },
-        )
-        .await
-    }
 }
 
 /// Refuses metadata without a `userinfo_endpoint` when the config asks for

@@ -20,7 +20,7 @@
 
 use icu_normalizer::DecomposingNormalizerBorrowed;
 
-use super::PathError;
+use super::error::PathError;
 
 /// Decodings examined per segment; anything still decodable below that is
 /// refused rather than judged.

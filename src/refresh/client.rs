@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{point_ms, renewing, Fresh, RefreshError, Refresher, LEASE_TTL, OBTAIN_TIMEOUT, POLL};
+use super::flight::{point_ms, renewing, Fresh, RefreshError, Refresher, LEASE_TTL, OBTAIN_TIMEOUT, POLL};
 use crate::config::Audience;
 use crate::cookie::Purpose;
 use crate::metrics::Grant;
@@ -34,10 +34,6 @@ struct Stored {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jkt: Option<String>,
 }
-
-/// The client tokens this replica last saw, by store key, with when each
-/// is due for renewal (milliseconds).
-pub(super) type Seen = std::sync::Mutex<std::collections::HashMap<String, (Fresh, u64)>>;
 
 // === impl Refresher ===
 

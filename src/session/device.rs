@@ -21,8 +21,8 @@ use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::life::{Loaded, Sessions};
-use super::StoreError;
+use super::sessions::{Loaded, Sessions};
+use super::store::StoreError;
 use crate::config::DeviceBinding;
 use crate::cookie::Purpose;
 use crate::error::DeviceRefusal;

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Digest;
 
+use super::sessions::Sessions;
 use super::store::{IndexEntry, StoreError};
-use super::Sessions;
 use crate::metrics::EndReason;
 
 /// Whom a session belongs to, from its ID token's claims.

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::store::{Announcements, Claimed, IndexEntry};
-use super::{SessionStore, StoreError, Versioned};
+use super::store::{Announcements, Claimed, IndexEntry, SessionStore, StoreError, Versioned};
 use crate::metrics::{Metrics, StoreOp, StoreOutcome};
 
 /// Measures every call to `inner`.

@@ -39,7 +39,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::Sessions;
+use super::sessions::Sessions;
 use crate::audit::{self, RevocationEnd};
 use crate::cookie::{KeyRing, Purpose, SealError};
 use crate::metrics::{EndReason, Revocation};

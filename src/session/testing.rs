@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::Sessions;
+use super::memory::MemoryStore;
+use super::sessions::Sessions;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 
@@ -23,7 +24,7 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
     );
     let config = crate::config::Config::load(&yaml, &crate::config::MapEnv::default()).unwrap();
     let clock = Clock::manual();
-    let store = Arc::new(super::MemoryStore::new());
+    let store = Arc::new(MemoryStore::new());
     let sessions = Sessions::new(&config, store, clock.clone(), metrics).unwrap();
     (Arc::new(sessions), clock)
 }

@@ -9,8 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tracing::Instrument;
 
-use super::store::{Announcements, Claimed, IndexEntry};
-use super::{SessionStore, StoreError, Versioned};
+use super::store::{Announcements, Claimed, IndexEntry, SessionStore, StoreError, Versioned};
 
 /// A store whose calls inside a request are spans of that request.
 pub struct TracedStore {
