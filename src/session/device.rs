@@ -21,6 +21,7 @@ use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+use super::record::DeviceKey;
 use super::sessions::{Loaded, Sessions};
 use super::store::StoreError;
 use crate::config::DeviceBinding;
@@ -39,20 +40,6 @@ const CHALLENGE_MARGIN: Duration = Duration::from_secs(300);
 /// The associated-data name of challenges: not a cookie, but the ring's
 /// seal wants one.
 const CHALLENGE_NAME: &str = "device challenge";
-
-/// What a bound session keeps of its device, in its record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeviceKey {
-    /// The DBSC session identifier the browser names this session by: a
-    /// random value of its own, never the session id.
-    pub id: String,
-    /// `ES256` or `RS256`, as registered.
-    pub alg: String,
-    /// The device's public key (RFC 7517).
-    pub jwk: serde_json::Value,
-    /// When it was bound, seconds since the epoch.
-    pub bound_at: u64,
-}
 
 /// What a bound cookie and a challenge hold, sealed: the session's store
 /// key, and until when it is good; a challenge also its own randomness.
@@ -73,20 +60,6 @@ pub enum ChallengeError {
     Expired,
     #[error("the challenge was used before")]
     Spent,
-}
-
-// === impl DeviceKey ===
-
-impl DeviceKey {
-    /// A new binding of `jwk` (signing with `alg`) at `now`.
-    pub fn new(alg: &str, jwk: serde_json::Value, now: u64) -> Self {
-        Self {
-            id: crate::random::token(16),
-            alg: alg.to_owned(),
-            jwk,
-            bound_at: now,
-        }
-    }
 }
 
 // === impl Sessions ===

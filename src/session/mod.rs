@@ -20,10 +20,10 @@ pub mod traced;
 mod watched;
 
 pub use self::cache::CachedStore;
-pub use self::device::DeviceKey;
 pub use self::index::{Indexes, Owner, SessionInfo};
 pub use self::measured::MeasuredStore;
 pub use self::memory::MemoryStore;
+pub use self::record::DeviceKey;
 pub use self::redis::RedisStore;
 pub use self::sessions::{Created, Loaded, Sessions};
 pub use self::store::{Announcements, Claimed, IndexEntry, SessionStore, StoreError, Versioned};

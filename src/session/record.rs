@@ -15,7 +15,6 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::device::DeviceKey;
 use crate::cookie::{SealError, Ticket};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
@@ -78,6 +77,20 @@ pub struct ResourceToken {
     pub jkt: Option<String>,
 }
 
+/// What a bound session keeps of its device, in its record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceKey {
+    /// The DBSC session identifier the browser names this session by: a
+    /// random value of its own, never the session id.
+    pub id: String,
+    /// `ES256` or `RS256`, as registered.
+    pub alg: String,
+    /// The device's public key (RFC 7517).
+    pub jwk: serde_json::Value,
+    /// When it was bound, seconds since the epoch.
+    pub bound_at: u64,
+}
+
 /// The store key of a session: a keyed hash of its id (T08), keyed by the
 /// session's own data key so it survives cookie-key rotation. The hash tag
 /// keeps a session's keys in one Redis Cluster slot.
@@ -88,6 +101,20 @@ pub fn store_key(ticket: &Ticket) -> String {
     mac.update(ticket.sid.expose());
     let digest = mac.finalize().into_bytes();
     format!("cloakroom:{{{}}}:s", hex::encode(&digest[..16]))
+}
+
+// === impl DeviceKey ===
+
+impl DeviceKey {
+    /// A new binding of `jwk` (signing with `alg`) at `now`.
+    pub fn new(alg: &str, jwk: serde_json::Value, now: u64) -> Self {
+        Self {
+            id: crate::random::token(16),
+            alg: alg.to_owned(),
+            jwk,
+            bound_at: now,
+        }
+    }
 }
 
 // === impl ResourceToken ===
