@@ -45,6 +45,20 @@ pub enum Revoked {
     NoEndpoint,
 }
 
+/// Token-endpoint calls one process has in flight at most. A refresh
+/// storm (every replica's sessions due at once, after an outage or a
+/// restart) would otherwise queue thousands of grants at the IdP, and a
+/// grant the IdP answers after cloakroom stopped waiting (`http.rs`'s
+/// timeout) has rotated a refresh token nobody kept: that session's next
+/// refresh is `invalid_grant`, a logout. Bounded, each call stays short;
+/// the others wait their turn before anything is sent.
+pub const MAX_TOKEN_CALLS: usize = 32;
+
+/// How long a grant waits for its turn. Nothing has been sent then, so a
+/// wait that runs out is `IdpError::Busy` (503, the session and its
+/// refresh token kept), never a lost rotation.
+pub const TOKEN_CALL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The provider, discovered once and shared by every worker.
 pub struct Idp {
     pub config: OidcConfig,
@@ -56,6 +70,8 @@ pub struct Idp {
     state: state::Tracker,
     /// Pushed authorization requests in flight (LG-24, [`par`]).
     pushing: tokio::sync::Semaphore,
+    /// Token-endpoint calls in flight ([`MAX_TOKEN_CALLS`]).
+    granting: tokio::sync::Semaphore,
     /// Proofs and nonces, with `oidc.dpop`.
     dpop: Option<Arc<Dpop>>,
 }
@@ -77,6 +93,7 @@ impl Idp {
             discovering: tokio::sync::Mutex::new(()),
             state: state::Tracker::default(),
             pushing: tokio::sync::Semaphore::new(par::MAX_IN_FLIGHT),
+            granting: tokio::sync::Semaphore::new(MAX_TOKEN_CALLS),
         }))
     }
 
@@ -386,6 +403,11 @@ impl Idp {
         jkt: Option<&str>,
     ) -> Result<TokenResponse, IdpError> {
         let metadata = self.metadata().await?;
+        let _turn = tokio::time::timeout(TOKEN_CALL_WAIT, self.granting.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or(IdpError::Busy("too many token requests in flight"))?;
         let endpoint = &metadata.token_endpoint;
         let request = || self.authenticate(&metadata, self.client.post(endpoint.clone()), form);
         let Some(dpop) = &self.dpop else {

@@ -169,6 +169,27 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
         Refresher::new(self.sessions.clone(), idp)
     }
 
+    /// `n` signed-in sessions whose access tokens are all due at once.
+    async fn due_sessions(&self, n: usize) -> Vec<Loaded> {
+        let mut cookies = Vec::new();
+        for _ in 0..n {
+            let tokens = serde_json::from_value(json!({
+                "access_token": "at-0", "refresh_token": "rt-0",
+                "token_type": "Bearer", "expires_in": 300,
+            }))
+            .unwrap();
+            let sub = serde_json::Map::from_iter([("sub".to_owned(), json!("alice"))]);
+            let created = self.sessions.create(tokens, sub, None, None).await.unwrap();
+            cookies.push(created.cookie);
+        }
+        self.clock.advance(Duration::from_secs(295));
+        let mut loaded = Vec::new();
+        for cookie in &cookies {
+            loaded.push(self.load(cookie).await);
+        }
+        loaded
+    }
+
     /// A signed-in session whose access token is due for refresh.
     async fn due_session(&self) -> Loaded {
         let tokens = serde_json::from_value(json!({
@@ -237,6 +258,28 @@ async fn rf01_rf20_fifty_callers_on_one_replica_share_one_token_call() {
     assert_eq!(bench.stored_access_token(&loaded).await, "at-1");
     // The flight is over: nothing of it stays behind.
     assert!(replica.flights.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_refresh_storm_sends_at_most_max_token_calls_at_once_and_the_rest_wait_their_turn() {
+    let bench = Bench::start().await;
+    bench.endpoint.hold();
+    let replica = bench.replica();
+    let n = crate::oidc::MAX_TOKEN_CALLS + 8;
+    let sessions: Vec<Arc<Loaded>> = bench.due_sessions(n).await.into_iter().map(Arc::new).collect();
+    let flights: Vec<_> = sessions.iter().map(|s| in_flight(&replica, s)).collect();
+    bench.endpoint.until_grants(crate::oidc::MAX_TOKEN_CALLS).await;
+    // However long the IdP takes, no more are sent meanwhile.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(bench.endpoint.grants().len(), crate::oidc::MAX_TOKEN_CALLS);
+    for i in 0..n {
+        bench.endpoint.release(i);
+    }
+    for flight in flights {
+        assert!(access(flight.await.unwrap()).starts_with("at-"));
+    }
+    assert_eq!(bench.endpoint.grants().len(), n, "one grant per session, none lost");
+    assert!(bench.counted(&format!("cloakroom_refreshes_total{{outcome=\"rotated\"}} {n}")));
 }
 
 #[tokio::test]
