@@ -113,6 +113,36 @@ async fn t51_registration_binds_the_session_and_every_replica_asks_for_the_bound
 }
 
 #[tokio::test]
+async fn t51_a_login_back_from_another_site_is_offered_at_its_first_user_call() {
+    let redis = RedisServer::start();
+    let w = world(&redis, "").await;
+
+    // Back from an IdP on another site, the browser would post the
+    // registration without the SameSite session cookie: no offer there.
+    let browser = Browser::new(&w.base);
+    let callback = w.callback_url(&browser, "alice").await;
+    let landed = browser.get(&callback, &[("sec-fetch-site", "cross-site")]).await;
+    assert_eq!(landed.status, 302);
+    assert!(dbsc::offer(&landed).is_none(), "{:?}", landed.headers);
+    // The SPA's first call, from its own origin, gets the offer.
+    let user = browser
+        .get(
+            &w.url("/auth/user"),
+            &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(user.status, 200, "{}", user.body);
+    assert!(dbsc::offer(&user).is_some(), "{:?}", user.headers);
+
+    // Back from an IdP on the same site, the login's answer offers.
+    let browser = Browser::new(&w.base);
+    let callback = w.callback_url(&browser, "bob").await;
+    let landed = browser.get(&callback, &[("sec-fetch-site", "same-site")]).await;
+    assert!(dbsc::offer(&landed).is_some(), "{:?}", landed.headers);
+    assert_eq!(w.counted(&event("offered")).await, 2);
+}
+
+#[tokio::test]
 async fn t51_a_copied_session_cookie_without_the_device_is_refused_counted_and_no_logout() {
     let redis = RedisServer::start();
     let w = world(&redis, "").await;
