@@ -1,4 +1,4 @@
-//! Device-bound sessions (DBSC, DB-01 to DB-09 in docs/threat-model.md): a session bound to a browser's key
+//! Device-bound sessions (DBSC, DB-01 to DB-10 in docs/threat-model.md): a session bound to a browser's key
 //! needs the short-lived bound cookie, which only a proof of that key
 //! renews; a copied session cookie alone is refused within the bound
 //! cookie's lifetime, and counted, never a logout. Driven by a DBSC client
@@ -110,6 +110,36 @@ async fn db01_registration_binds_the_session_and_every_replica_asks_for_the_boun
     // challenge, is refused: it stays bound to its first key.
     let (page, _) = dbsc::register(&browser, &w.base, &at_login, DeviceKey::es256()).await;
     assert_eq!(page.status, 400, "{}", page.body);
+}
+
+#[tokio::test]
+async fn db10_a_login_back_from_another_site_is_offered_at_its_first_user_call() {
+    let redis = RedisServer::start();
+    let w = world(&redis, "").await;
+
+    // Back from an IdP on another site, the browser would post the
+    // registration without the SameSite session cookie: no offer there.
+    let browser = Browser::new(&w.base);
+    let callback = w.callback_url(&browser, "alice").await;
+    let landed = browser.get(&callback, &[("sec-fetch-site", "cross-site")]).await;
+    assert_eq!(landed.status, 302);
+    assert!(dbsc::offer(&landed).is_none(), "{:?}", landed.headers);
+    // The SPA's first call, from its own origin, gets the offer.
+    let user = browser
+        .get(
+            &w.url("/auth/user"),
+            &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(user.status, 200, "{}", user.body);
+    assert!(dbsc::offer(&user).is_some(), "{:?}", user.headers);
+
+    // Back from an IdP on the same site, the login's answer offers.
+    let browser = Browser::new(&w.base);
+    let callback = w.callback_url(&browser, "bob").await;
+    let landed = browser.get(&callback, &[("sec-fetch-site", "same-site")]).await;
+    assert!(dbsc::offer(&landed).is_some(), "{:?}", landed.headers);
+    assert_eq!(w.counted(&event("offered")).await, 2);
 }
 
 #[tokio::test]

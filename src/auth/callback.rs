@@ -337,7 +337,7 @@ async fn start_session(
     if CookieNames::find(&request.headers, &auth.sessions.names.bound).is_some() {
         h.append(header::SET_COOKIE, auth.sessions.names.clear_bound());
     }
-    if let Some(offer) = device::offer_for(auth, &created.key) {
+    if let Some(offer) = device::offer_for(auth, &created.key, &request.headers) {
         h.insert("secure-session-registration", offer);
     }
     Ok(response)

@@ -6,7 +6,10 @@
 //!
 //! - The offer (`Secure-Session-Registration`, with a challenge for this
 //!   session) goes with the login's answer and with `GET /auth/user`
-//!   while the session is unbound and in its registration window.
+//!   while the session is unbound and in its registration window, unless
+//!   the request came from another site: the browser registers in that
+//!   request's context, and would send no `SameSite` cookie. A login
+//!   through an IdP on another site is bound at its first `/auth/user`.
 //! - Registration: the browser posts a proof signed by its new key, the
 //!   key in the proof's header; the key goes into the session record,
 //!   and the answer is the session instructions and the first bound
@@ -21,7 +24,7 @@
 //! challenges are sealed with the key ring and spent in the store.
 
 use http::request::Parts;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::answer::json;
@@ -37,17 +40,24 @@ use crate::session::{DeviceKey, Loaded};
 pub const REGISTER: &str = "/auth/device/register";
 pub const REFRESH: &str = "/auth/device/refresh";
 
-/// The offer to bind `loaded`, when it is due: unbound, in its window.
-pub fn offer(auth: &Auth, loaded: &Loaded) -> Option<HeaderValue> {
+/// The offer to bind `loaded` in the answer to a request with `headers`,
+/// when it is due: unbound, in its window.
+pub fn offer(auth: &Auth, loaded: &Loaded, headers: &HeaderMap) -> Option<HeaderValue> {
     if !auth.sessions.binding_offered(loaded) {
         return None;
     }
-    offer_for(auth, &loaded.key)
+    offer_for(auth, &loaded.key, headers)
 }
 
-/// The offer to bind the session `key`, just created.
-pub fn offer_for(auth: &Auth, key: &str) -> Option<HeaderValue> {
-    if auth.config.session.device_binding == DeviceBinding::Off {
+/// The offer to bind the session `key` in the answer to a request with
+/// `headers`: none when that request came from another site (Chromium
+/// 156 then posts the registration without the `SameSite` session
+/// cookie, a certain 401).
+pub fn offer_for(auth: &Auth, key: &str, headers: &HeaderMap) -> Option<HeaderValue> {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site == "cross-site");
+    if auth.config.session.device_binding == DeviceBinding::Off || cross_site {
         return None;
     }
     auth.sessions.metrics.device(DeviceEvent::Offered);

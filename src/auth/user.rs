@@ -35,7 +35,7 @@ pub async fn get(auth: &Auth, request: &Parts, client: IpAddr) -> Result<Respons
         Err(e) => return Err(e),
     };
     let mut response = json(StatusCode::OK, &user_info(&auth.sessions, &loaded));
-    if let Some(offer) = super::device::offer(auth, &loaded) {
+    if let Some(offer) = super::device::offer(auth, &loaded, &request.headers) {
         response
             .headers_mut()
             .insert("secure-session-registration", offer);

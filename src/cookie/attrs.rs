@@ -1,7 +1,8 @@
 //! Cookie names and `Set-Cookie` attributes.
 //!
 //! Over https: `__Host-` prefix (or `__Host-Http-`, which a browser lets
-//! only an HTTP response set, with `cookie.host_http_prefix`), `Secure`,
+//! only an HTTP response set, with `cookie.host_http_prefix`; not for the
+//! bound cookie, see [`CookieNames::new`]), `Secure`,
 //! `Path=/`, no `Domain` (BBA §6.1.3.2). A cookie under the other prefix
 //! is still read, so that switching prefixes logs nobody out. The session cookie is `SameSite=Strict` (or `Lax` when
 //! `cookie.same_site` says so, with a reason); the pre-auth cookie must be `Lax`, because the IdP's redirect back to the callback is a
@@ -43,10 +44,16 @@ impl CookieNames {
             (true, false) => ("__Host-", Some("__Host-Http-")),
         };
         let base = &config.cookie.name;
+        // The bound cookie stays `__Host-` under either prefix: Chromium
+        // refuses a DBSC credential named `__Host-Http-` (its session
+        // instructions fail with InvalidCredentialsCookie, so the browser
+        // never refreshes it). A script that sets one gains nothing: it
+        // opens no session without the device's key.
+        let bound_prefix = if secure { "__Host-" } else { "" };
         Self {
             session: format!("{prefix}{base}"),
             login: format!("{prefix}{base}-login"),
-            bound: format!("{prefix}{base}-bound"),
+            bound: format!("{bound_prefix}{base}-bound"),
             previous_session: other.map(|p| format!("{p}{base}")),
             previous_login: other.map(|p| format!("{p}{base}-login")),
             secure,
@@ -174,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn the_host_http_prefix_names_every_cookie_and_the_other_prefix_is_still_read() {
+    fn the_host_http_prefix_names_the_session_and_login_cookies_and_the_other_prefix_is_still_read() {
         let yaml = "public_url: https://app.example.com
 cookie: {host_http_prefix: true}
 routes: [{path: /, upstream: 'http://a', auth: none}]";
@@ -184,9 +191,10 @@ routes: [{path: /, upstream: 'http://a', auth: none}]";
             "__Host-Http-cloakroom=v; Path=/; HttpOnly; SameSite=Strict; Secure"
         );
         assert_eq!(n.login, "__Host-Http-cloakroom-login");
+        // Chromium takes no __Host-Http- cookie as a DBSC credential.
         assert_eq!(
             n.set_bound("v", Duration::from_secs(600)),
-            "__Host-Http-cloakroom-bound=v; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=600"
+            "__Host-cloakroom-bound=v; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=600"
         );
         let mut h = http::HeaderMap::new();
         h.append("cookie", "__Host-cloakroom=before".parse().unwrap());

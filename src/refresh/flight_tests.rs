@@ -278,7 +278,11 @@ async fn a_refresh_storm_sends_at_most_max_token_calls_at_once_and_the_rest_wait
     for flight in flights {
         assert!(access(flight.await.unwrap()).starts_with("at-"));
     }
-    assert_eq!(bench.endpoint.grants().len(), n, "one grant per session, none lost");
+    assert_eq!(
+        bench.endpoint.grants().len(),
+        n,
+        "one grant per session, none lost"
+    );
     assert!(bench.counted(&format!("cloakroom_refreshes_total{{outcome=\"rotated\"}} {n}")));
 }
 

@@ -111,11 +111,12 @@ fn is_identity_header(name: &str) -> bool {
 }
 
 /// Whether a cookie name belongs to cloakroom: the base name, with or without
-/// a `__Host-`/`__Secure-` prefix, and anything derived from it.
+/// a `__Host-Http-`/`__Host-`/`__Secure-` prefix, and anything derived from it.
 pub(crate) fn is_reserved_cookie(name: &str, base: &str) -> bool {
-    let bare = name
-        .strip_prefix("__Host-")
-        .or_else(|| name.strip_prefix("__Secure-"))
+    // `__Host-Http-` before `__Host-`, which would leave `Http-cloakroom`.
+    let bare = ["__Host-Http-", "__Host-", "__Secure-"]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
         .unwrap_or(name);
     bare == base || bare.strip_prefix(base).is_some_and(|rest| rest.starts_with('-'))
 }
@@ -329,16 +330,28 @@ mod tests {
         let mut only_ours = map(&[("cookie", "__Host-cloakroom=abc")]);
         strip_reserved_cookies(&mut only_ours, "cloakroom");
         assert!(!only_ours.contains_key("cookie"));
+        // Under `cookie.host_http_prefix`: the session and bound cookies.
+        let mut http_prefixed = map(&[(
+            "cookie",
+            "__Host-Http-cloakroom=abc; theme=dark; __Host-Http-cloakroom-bound=b",
+        )]);
+        strip_reserved_cookies(&mut http_prefixed, "cloakroom");
+        assert_eq!(http_prefixed["cookie"], "theme=dark");
     }
 
     #[test]
     fn px11_upstream_cannot_set_reserved_or_domain_cookies() {
         let mut h = map(&[
             ("set-cookie", "__Host-cloakroom=x; Path=/; Secure"),
+            ("set-cookie", "__Host-Http-cloakroom=x; Path=/; Secure; HttpOnly"),
+            (
+                "set-cookie",
+                "__Host-Http-cloakroom-bound=x; Path=/; Secure; HttpOnly",
+            ),
             ("set-cookie", "wide=1; Domain=.example.com"),
             ("set-cookie", "ok=1; Path=/; HttpOnly"),
         ]);
-        assert_eq!(strip_upstream_set_cookies(&mut h, "cloakroom"), 2);
+        assert_eq!(strip_upstream_set_cookies(&mut h, "cloakroom"), 4);
         assert_eq!(
             h.get_all("set-cookie").iter().collect::<Vec<_>>(),
             ["ok=1; Path=/; HttpOnly"]

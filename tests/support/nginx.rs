@@ -1,15 +1,19 @@
-//! A real nginx (`nginx-light` has `auth_request`) on a free loopback port,
-//! run as the current user in one process (`master_process off`, so it
-//! never switches to another user) with its pid, logs and temporary files
-//! in a temporary directory; killed on drop.
+//! A real nginx (`nginx-light` has `auth_request` and TLS) on a free
+//! loopback port, run as the current user in one process (`master_process
+//! off`, so it never switches to another user) with its pid, logs and
+//! temporary files in a temporary directory; killed on drop.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::free_port;
+use super::pki::Pki;
 
 pub struct Nginx {
     pub port: u16,
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` (the name the
+    /// certificate is for) when nginx terminates TLS.
+    origin: String,
     dir: tempfile::TempDir,
     child: Child,
 }
@@ -18,7 +22,25 @@ impl Nginx {
     /// Starts nginx serving one `server` whose body (its `location`s) is
     /// `server`; `{port}` in it is replaced by nginx's own port.
     pub fn start(server: &str) -> Self {
+        Self::launch(server, false)
+    }
+
+    /// [`Nginx::start`] over https only, with `pki`'s server certificate.
+    pub fn start_tls(server: &str, pki: &Pki) -> Self {
+        let tls = format!(
+            "        ssl_certificate {};\n        ssl_certificate_key {};\n",
+            pki.path("server"),
+            pki.path("server-key")
+        );
+        Self::launch(&format!("{tls}{server}"), true)
+    }
+
+    fn launch(server: &str, tls: bool) -> Self {
         let port = free_port();
+        let (listen, origin) = match tls {
+            false => ("", format!("http://127.0.0.1:{port}")),
+            true => (" ssl", format!("https://localhost:{port}")),
+        };
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let server = server.replace("{port}", &port.to_string());
@@ -33,7 +55,7 @@ http {{
     client_body_temp_path {d}/client_body;
     proxy_temp_path {d}/proxy;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{listen};
 {server}
     }}
 }}
@@ -51,11 +73,16 @@ http {{
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "nginx must be installed to run the forward-auth tests \
-                     (apt-get install nginx-light; .ci/run does): {e}"
+                    "nginx must be installed to run the forward-auth and DBSC \
+                     browser tests (apt-get install nginx-light; .ci/run does): {e}"
                 )
             });
-        let mut nginx = Self { port, dir, child };
+        let mut nginx = Self {
+            port,
+            origin,
+            dir,
+            child,
+        };
         let started = std::time::Instant::now();
         // Polled by hand, not with `wait::until_blocking`: an nginx that
         // exits on a bad config should fail the test with its log at once.
@@ -74,7 +101,7 @@ http {{
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}{path}", self.origin)
     }
 
     /// What nginx logged, for a failing test's message.

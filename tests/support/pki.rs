@@ -1,5 +1,6 @@
 //! A throwaway certificate authority, a server certificate for 127.0.0.1
-//! and a client certificate, written as PEM files for `redis-server`.
+//! and `localhost` and a client certificate, written as PEM files for
+//! `redis-server` and nginx (and the CA for a browser to trust).
 
 use std::path::PathBuf;
 
@@ -18,13 +19,16 @@ impl Pki {
             .push(DnType::CommonName, "cloakroom test CA");
         let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        for (name, san) in [("server", "127.0.0.1"), ("client", "cloakroom")] {
+        let server: &[&str] = &["127.0.0.1", "localhost"];
+        for (name, sans) in [("server", server), ("client", &["cloakroom"])] {
             let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.distinguished_name.push(DnType::CommonName, san);
-            params.subject_alt_names.push(match san.parse() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(san.try_into().unwrap()),
-            });
+            params.distinguished_name.push(DnType::CommonName, sans[0]);
+            for san in sans {
+                params.subject_alt_names.push(match san.parse() {
+                    Ok(ip) => SanType::IpAddress(ip),
+                    Err(_) => SanType::DnsName((*san).try_into().unwrap()),
+                });
+            }
             let key = KeyPair::generate().unwrap();
             let cert = params.signed_by(&key, &ca).unwrap();
             std::fs::write(dir.path().join(format!("{name}.pem")), cert.pem()).unwrap();
