@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::redis::RedisServer;
 use support::{App, COOKIE_KEY};
 
@@ -69,7 +69,7 @@ fn demo_config(vars: &[(&str, &str)], redis: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_signs_in_calls_the_api_renews_and_signs_out_in_chromium() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into());
+    let chromium = support::playwright::chromium();
     assert!(
         Path::new(&chromium).exists(),
         "{chromium} is missing: apt-get install chromium (.ci/run does)"
@@ -120,23 +120,8 @@ async fn the_demo_signs_in_calls_the_api_renews_and_signs_out_in_chromium() {
     );
     let _app = bound.start(&yaml);
 
-    let started = std::time::Instant::now();
     let settings = json!({ "base": public, "artifacts": artifacts });
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(repo("tests/browser/demo.mjs"))
-            .arg(settings.to_string())
-            .env("CHROMIUM", chromium)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("node must be installed")
-    })
-    .await
-    .unwrap();
-    eprintln!("browser run took {:.1} s", started.elapsed().as_secs_f64());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or("");
-    let r: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("no results:\n{stdout}"));
+    let r = support::playwright::run("demo.mjs", settings).await;
     assert_eq!(
         r["ok"],
         true,

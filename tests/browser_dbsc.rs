@@ -12,7 +12,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
@@ -23,10 +23,6 @@ use support::{App, Upstream, COOKIE_KEY};
 
 const SESSION: &str = "__Host-Http-cloakroom";
 const BOUND: &str = "__Host-cloakroom-bound";
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 /// A home directory whose NSS db (`.pki/nssdb`, where Chromium on Linux
 /// looks) trusts `pki`'s CA: DBSC registers only over https the browser
@@ -83,7 +79,7 @@ const LOCATIONS: &str = r#"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db11_chromium_binds_its_session_refreshes_the_bound_cookie_and_a_copy_is_refused() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into());
+    let chromium = support::playwright::chromium();
     assert!(
         Path::new(&chromium).exists(),
         "{chromium} is missing: apt-get install chromium (.ci/run does)"
@@ -119,27 +115,12 @@ routes:
     );
     let app = bound.start(&yaml);
 
-    let started = std::time::Instant::now();
     let settings = json!({
         "base": base,
         "metrics": format!("http://{}/metrics", app.admin),
         "home": home.path(),
     });
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(repo("tests/browser/dbsc.mjs"))
-            .arg(settings.to_string())
-            .env("CHROMIUM", chromium)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("node must be installed")
-    })
-    .await
-    .unwrap();
-    eprintln!("browser run took {:.1} s", started.elapsed().as_secs_f64());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or("");
-    let r: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("no results:\n{stdout}"));
+    let r = support::playwright::run("dbsc.mjs", settings).await;
     assert_eq!(
         r["ok"],
         true,

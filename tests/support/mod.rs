@@ -29,6 +29,7 @@ pub mod net;
 pub mod nginx;
 pub mod npm;
 pub mod pki;
+pub mod playwright;
 pub mod redis;
 pub mod store_contract;
 pub mod upstream;
