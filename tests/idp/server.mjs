@@ -124,6 +124,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import * as jose from 'jose';
 import Provider, { errors } from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 const settings = JSON.parse(process.argv[2] || '{}');
 const users = settings.users ?? {};
@@ -187,7 +188,35 @@ const offlineNonces = new Set();
 const authorizations = [];
 const pushed = [];
 
+// oidc-provider's default adapter keeps at most 1,000 entries (an LRU): a
+// few hundred logins in, it forgets refresh tokens it issued, as no real
+// IdP does. Its own adapter over this store keeps each entry until it
+// expires.
+class ExpiringStore {
+  #entries = new Map();
+
+  get(key) {
+    const entry = this.#entries.get(key);
+    if (entry && entry.expiry <= Date.now()) {
+      this.#entries.delete(key);
+      return undefined;
+    }
+    return entry?.value;
+  }
+
+  set(key, value, options) {
+    const expiry = options?.maxAge ? Date.now() + options.maxAge : Infinity;
+    this.#entries.set(key, { value, expiry });
+  }
+
+  delete(key) {
+    this.#entries.delete(key);
+  }
+}
+const store = new ExpiringStore();
+
 const provider = new Provider(issuer, {
+  adapter: (model) => new MemoryAdapter(model, store),
   clients: [{
     client_id: settings.client_id ?? 'cloakroom',
     client_secret: settings.client_secret ?? 'test-secret',
