@@ -160,8 +160,13 @@ try {
     return r.status;
   });
 
-  // 7. Sign out: the session ends here and at the IdP.
+  // 7. Sign out: the session ends here and at the IdP. The automatic calls
+  // stop first, and the one in flight is let finish: its 401 after the
+  // logout would send the page to sign in again, cutting the visit to the
+  // IdP's end-session page short (the client module's race, noted in
+  // docs/spa.md).
   await page.uncheck('#auto');
+  await page.waitForLoadState('networkidle');
   await page.click('#signout');
   await page.waitForURL(`${base}/`);
   await page.locator('#signed-out').waitFor();
