@@ -192,20 +192,7 @@ routes: [{{path: /api, upstream: 'http://127.0.0.1:9'}}]"
 
     /// A signed-in session whose access token is due for refresh.
     async fn due_session(&self) -> Loaded {
-        let tokens = serde_json::from_value(json!({
-            "access_token": "at-0", "refresh_token": "rt-0",
-            "token_type": "Bearer", "expires_in": 300,
-        }))
-        .unwrap();
-        let sub = serde_json::Map::from_iter([("sub".to_owned(), json!("alice"))]);
-        let cookie = self
-            .sessions
-            .create(tokens, sub, None, None)
-            .await
-            .unwrap()
-            .cookie;
-        self.clock.advance(Duration::from_secs(295));
-        self.load(&cookie).await
+        self.due_sessions(1).await.pop().unwrap()
     }
 
     async fn load(&self, cookie: &str) -> Loaded {
