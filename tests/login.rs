@@ -1421,3 +1421,35 @@ async fn lg28_accepted_codes_are_not_held_against_their_address() {
     }
     assert_eq!(w.idp.stats().await["token_requests"], 5);
 }
+
+/// LG-28 counts codes the IdP refused, not exchanges in flight: while a
+/// slow IdP holds more of one address's logins than the bound, every one
+/// of them completes (an office behind one NAT at nine in the morning).
+#[tokio::test]
+async fn lg28_logins_in_flight_together_are_not_throttled_by_each_other() {
+    let w = world("limits: {refused_code_exchanges_per_minute: 2}\n").await;
+    let mut prepared = Vec::new();
+    for i in 0..5 {
+        let browser = Browser::new(&w.base);
+        let callback = w.callback_url(&browser, &format!("office-{i}")).await;
+        prepared.push((browser, callback));
+    }
+    // The IdP holds every token request: all five exchanges are in flight
+    // at once, as many as are let through.
+    w.idp.outage("hang").await;
+    let callbacks: Vec<_> = prepared
+        .into_iter()
+        .map(|(browser, callback)| tokio::spawn(async move { browser.get(&callback, &[]).await }))
+        .collect();
+    let stats = w.idp.stats_when(|s| s["held"] == 5).await;
+    w.idp.outage("up").await;
+    for (i, callback) in callbacks.into_iter().enumerate() {
+        let page = callback.await.unwrap();
+        assert_eq!(
+            page.status, 302,
+            "login {i}: {} (IdP held {})",
+            page.body, stats["held"]
+        );
+    }
+    assert_eq!(w.idp.stats().await["token_requests"], 5);
+}

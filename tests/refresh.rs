@@ -451,22 +451,41 @@ async fn rf06_a_refresh_that_lost_its_lease_does_not_overwrite_the_winner() {
 }
 
 #[tokio::test]
-async fn rf19_a_token_call_that_timed_out_after_sending_is_not_retried() {
+async fn rf19_a_late_answer_to_a_token_call_is_waited_for_never_retried_and_its_tokens_kept() {
     let w = world_with(
         "session: {refresh_skew: 2s}",
-        // The first refresh is answered after cloakroom's 10 s read timeout.
-        json!({"access_token_ttl": 5, "token_delay": {"call": 2, "ms": 12000, "phase": "after"}}),
+        // The first refresh is granted at once and answered 17 s later:
+        // past the 15 s a caller waits, within the 60 s a token call may
+        // take. The IdP has rotated the refresh token meanwhile.
+        json!({"access_token_ttl": 5, "rotate_refresh": true,
+               "token_delay": {"call": 2, "ms": 17000, "phase": "after"}}),
         1,
     )
     .await;
     let (browser, _) = w.login("alice").await;
+    let (_, first) = bearer(&browser, &w.base).await;
     w.clock.advance(DUE);
     let page = w.api_get(&browser).await;
-    // The access token expired while the IdP kept silent: 503, session
-    // kept, and never the expired token.
+    // The caller stops waiting: 503, session kept, never the expired token.
     assert_eq!(page.status, 503, "{}", page.body);
-    assert!(page.body.contains("idp_unavailable"), "{}", page.body);
+    assert!(page.body.contains("refresh_pending"), "{}", page.body);
     assert!(page.headers.get("set-cookie").is_none(), "the cookie is kept");
+    // The flight does not: once the answer lands, its tokens serve.
+    let what = "the refreshed token never served";
+    let mut next = None;
+    until(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        what,
+        async || {
+            let (status, seen) = bearer(&browser, &w.base).await;
+            assert_ne!(status, 401, "the session must survive a late answer: {seen:?}");
+            next = seen.filter(|_| status == 200);
+            next.is_some()
+        },
+    )
+    .await;
+    assert_ne!(next, first, "the rotated grant's token");
     let stats = w.idp.stats().await;
     assert_eq!(
         stats["token_requests"], 2,

@@ -17,10 +17,14 @@
 //! address behind a trusted proxy) may have at most
 //! `limits.refused_code_exchanges_per_minute` codes refused by the IdP over a
 //! sliding minute; beyond that the callback is a 429 with `Retry-After`, and
-//! may be retried as is. An exchange counts while it runs and is taken back
-//! when the IdP accepts the code or cannot be reached: forged codes are what
-//! the IdP refuses, and the real logins of a whole office behind one NAT
-//! address must never be throttled by each other.
+//! may be retried as is. An exchange counts once the IdP has refused its
+//! code, not while it runs, nor when the IdP accepts the code or cannot be
+//! reached: forged codes are what the IdP refuses, and the real logins of a
+//! whole office behind one NAT address must never be throttled by each
+//! other, even while a slow IdP keeps many in flight. What a burst of
+//! forged codes can spend before their refusals are known is capped by
+//! the exchanges one address may have in flight, [`oidc::MAX_TOKEN_CALLS`]
+//! (the replica's own bound on token calls).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,9 +42,10 @@ use super::{device, return_to};
 use crate::body::Body;
 use crate::cookie::CookieNames;
 use crate::error::{BoxError, LoginError, WithHeaders};
+use crate::metrics::bursts::Attempt;
 use crate::metrics::{EndReason, Grant, Limit};
 use crate::oidc::userinfo::{self, UserinfoError};
-use crate::oidc::{IdTokenCheckError, IdpError, TokenResponse};
+use crate::oidc::{self, IdTokenCheckError, IdpError, TokenResponse};
 use crate::secret::AccessToken;
 use crate::session::{revocation, Indexes, StoreError};
 
@@ -184,7 +189,11 @@ async fn use_login(
     // Counted once this state's claim is won: a state already spent is
     // refused without using up its address's exchanges.
     let per_minute = u32::try_from(auth.config.limits.refused_code_exchanges_per_minute).unwrap_or(u32::MAX);
-    if !auth.exchanges.admit(client, per_minute, Instant::now()) {
+    let in_flight = u32::try_from(oidc::MAX_TOKEN_CALLS).unwrap_or(u32::MAX);
+    let Some(attempt) = auth
+        .exchanges
+        .admit(client, per_minute, in_flight, Instant::now())
+    else {
         auth.sessions.metrics.over_limit(Limit::CodeExchanges);
         tracing::warn!(%client, per_minute, "code exchanges over the per-address rate; callback refused");
         // About when the sliding minute has room again.
@@ -192,9 +201,9 @@ async fn use_login(
         // Not spent: the same callback may come back in a while.
         let _ = auth.sessions.store.delete(&claim).await;
         return Err(LoginError::Throttled { retry_after_secs });
-    }
+    };
 
-    let tokens = match exchange(auth, client, code, transaction).await {
+    let tokens = match exchange(auth, attempt, code, transaction).await {
         Ok(tokens) => tokens,
         Err(e @ LoginError::Unavailable(_)) => {
             // The IdP could not be reached: the same callback may be
@@ -227,10 +236,10 @@ async fn use_login(
     })
 }
 
-/// Exchanges the code for tokens.
+/// Exchanges the code for tokens, and settles the address's `attempt`.
 async fn exchange(
     auth: &Auth,
-    client: IpAddr,
+    attempt: Attempt<'_>,
     code: &str,
     transaction: &pending::Transaction,
 ) -> Result<TokenResponse, LoginError> {
@@ -244,10 +253,9 @@ async fn exchange(
         .metrics
         .token_call(Grant::AuthorizationCode, exchanged)
         .await;
-    // Only a code the IdP refused stays counted against the address (LG-28).
-    if !matches!(tokens, Err(IdpError::Rejected(_) | IdpError::BadResponse(_))) {
-        auth.exchanges.release(client, Instant::now());
-    }
+    // Only a code the IdP refused counts against the address (LG-28).
+    let refused = matches!(tokens, Err(IdpError::Rejected(_) | IdpError::BadResponse(_)));
+    attempt.settle(refused);
     // Tokens not bound to the DPoP key (LG-16): refused, not taken as
     // bearer tokens; no session holds the grant's refresh token, so it is
     // revoked (queued, off the answer's path).

@@ -1,6 +1,6 @@
 //! Bursts of one kind of failure from one client, over a sliding window,
 //! in bounded memory; the same window also serves as a per-client limiter
-//! ([`Bursts::admit`]).
+//! of attempts that may fail ([`Bursts::admit`], [`Bursts::settle`]).
 //!
 //! Each client address has two fixed windows (the current one and the one
 //! before), and its rate is the usual sliding-window estimate: the previous
@@ -34,6 +34,35 @@ struct Window {
     count: u32,
     previous: u32,
     reported: Option<Instant>,
+    /// Attempts admitted and not yet settled ([`Bursts::admit`]).
+    in_flight: u32,
+}
+
+/// An attempt [`Bursts::admit`] let in, in flight until it is settled.
+/// One dropped unsettled (its request went away before the outcome was
+/// known) counts as failed: leaving early must not be a way around the
+/// bound.
+#[must_use]
+pub struct Attempt<'a> {
+    bursts: &'a Bursts,
+    client: IpAddr,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    /// The attempt is over; `failed` says whether it counts as a failure.
+    pub fn settle(mut self, failed: bool) {
+        self.settled = true;
+        self.bursts.settle(self.client, failed, Instant::now());
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.bursts.settle(self.client, true, Instant::now());
+        }
+    }
 }
 
 // === impl Bursts ===
@@ -67,29 +96,40 @@ impl Bursts {
         })
     }
 
-    /// Counts one event from `client` at `now` if that keeps its estimated
-    /// count over the window within `max`, and says whether it did: the
-    /// same sliding window as a limiter. An event refused is not counted,
-    /// so a client that keeps trying is admitted again as its window slides.
-    pub fn admit(&self, client: IpAddr, max: u32, now: Instant) -> bool {
-        self.with_window(client, now, |w, before| {
-            if before >= max {
+    /// Admits one attempt from `client` at `now` that may fail, while its
+    /// estimated failures over the window are under `max_failures` and its
+    /// attempts in flight under `max_in_flight`; the [`Attempt`] then says
+    /// how it went. An attempt in flight is not held against the failure
+    /// bound: attempts that succeed (a whole office's logins behind one
+    /// address, while the IdP is slow) never throttle each other. Its own
+    /// bound caps what a burst can spend before its failures are known.
+    pub fn admit(
+        &self,
+        client: IpAddr,
+        max_failures: u32,
+        max_in_flight: u32,
+        now: Instant,
+    ) -> Option<Attempt<'_>> {
+        let admitted = self.with_window(client, now, |w, before| {
+            if before >= max_failures || w.in_flight >= max_in_flight {
                 return false;
             }
-            w.count = w.count.saturating_add(1);
+            w.in_flight += 1;
             true
+        });
+        // Made only when admitted: an `Attempt` dropped settles as failed.
+        admitted.then(|| Attempt {
+            bursts: self,
+            client,
+            settled: false,
         })
     }
 
-    /// Takes back one event [`Bursts::admit`] counted for `client`: for a
-    /// limit on what goes wrong, an attempt that went right is not held
-    /// against its address.
-    pub fn release(&self, client: IpAddr, now: Instant) {
+    fn settle(&self, client: IpAddr, failed: bool, now: Instant) {
         self.with_window(client, now, |w, _| {
-            if w.count > 0 {
-                w.count -= 1;
-            } else {
-                w.previous = w.previous.saturating_sub(1);
+            w.in_flight = w.in_flight.saturating_sub(1);
+            if failed {
+                w.count = w.count.saturating_add(1);
             }
         });
     }
@@ -107,6 +147,7 @@ impl Bursts {
             count: 0,
             previous: 0,
             reported: None,
+            in_flight: 0,
         });
         let elapsed = now.saturating_duration_since(window.start);
         if elapsed >= 2 * self.window {
@@ -215,19 +256,58 @@ mod tests {
     }
 
     #[test]
-    fn lg28_admit_keeps_a_client_within_its_rate() {
+    fn lg28_admit_keeps_a_client_within_its_failures() {
         let limiter = Bursts::new(MINUTE, 1, 100);
         let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let admitted = (0..20)
-            .filter(|i| limiter.admit(ip("192.0.2.1"), 10, t0 + Duration::from_millis(*i)))
+            .filter(|i| {
+                let attempt = limiter.admit(ip("192.0.2.1"), 10, 32, at(*i));
+                attempt.map(|a| a.settle(true)).is_some()
+            })
             .count();
-        assert_eq!(admitted, 10, "ten a minute");
+        assert_eq!(admitted, 10, "ten failures a minute");
         assert!(
-            limiter.admit(ip("192.0.2.2"), 10, t0),
+            limiter.admit(ip("192.0.2.2"), 10, 32, t0).is_some(),
             "another client has its own"
         );
         // Two windows later the client starts afresh.
-        assert!(limiter.admit(ip("192.0.2.1"), 10, t0 + 2 * MINUTE));
+        assert!(limiter.admit(ip("192.0.2.1"), 10, 32, t0 + 2 * MINUTE).is_some());
+    }
+
+    #[test]
+    fn lg28_attempts_that_succeed_never_throttle_each_other() {
+        let limiter = Bursts::new(MINUTE, 1, 100);
+        let t0 = Instant::now();
+        // Twenty at once, more than the failure bound: all in.
+        let attempts: Vec<_> = (0..20)
+            .map(|_| limiter.admit(ip("192.0.2.1"), 2, 32, t0).expect("admitted"))
+            .collect();
+        attempts.into_iter().for_each(|a| a.settle(false));
+        // And a hundred more, one after another.
+        for _ in 0..100 {
+            let attempt = limiter.admit(ip("192.0.2.1"), 2, 32, t0);
+            attempt.expect("admitted").settle(false);
+        }
+    }
+
+    #[test]
+    fn lg28_a_burst_is_capped_before_its_failures_are_known() {
+        let limiter = Bursts::new(MINUTE, 1, 100);
+        let t0 = Instant::now();
+        let attempts: Vec<_> = (0..100)
+            .filter_map(|_| limiter.admit(ip("192.0.2.1"), 2, 32, t0))
+            .collect();
+        assert_eq!(attempts.len(), 32, "no more in flight at once");
+        // They all fail, half of them by going away unsettled: the address
+        // is over its failures until they age out.
+        for (i, attempt) in attempts.into_iter().enumerate() {
+            if i % 2 == 0 {
+                attempt.settle(true);
+            }
+        }
+        assert!(limiter.admit(ip("192.0.2.1"), 2, 32, t0 + MINUTE / 2).is_none());
+        assert!(limiter.admit(ip("192.0.2.1"), 2, 32, t0 + 2 * MINUTE).is_some());
     }
 
     #[test]

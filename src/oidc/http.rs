@@ -23,7 +23,9 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(10))
+        // A whole call, answer included; the token endpoint's calls are
+        // given longer ([`super::TOKEN_CALL_TIMEOUT`]). No read timeout of
+        // its own: it would cut a token call short at the first silence.
         .timeout(Duration::from_secs(15))
         .user_agent(concat!("cloakroom/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -54,6 +54,14 @@ pub enum Revoked {
 /// the others wait their turn before anything is sent.
 pub const MAX_TOKEN_CALLS: usize = 32;
 
+/// How long a token-endpoint call may take once sent. Longer than other
+/// IdP calls: a grant the IdP carried out spent what it presented (a
+/// rotating refresh token, a code), so an answer given up on is a grant
+/// lost, and the session with it. Callers do not wait this long: a
+/// refresh's callers leave its flight after [`crate::refresh`]'s own
+/// wait, and the flight lands the answer whenever it comes.
+pub const TOKEN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long a grant waits for its turn. Nothing has been sent then, so a
 /// wait that runs out is `IdpError::Busy` (503, the session and its
 /// refresh token kept), never a lost rotation.
@@ -409,7 +417,8 @@ impl Idp {
             .and_then(Result::ok)
             .ok_or(IdpError::Busy("too many token requests in flight"))?;
         let endpoint = &metadata.token_endpoint;
-        let request = || self.authenticate(&metadata, self.client.post(endpoint.clone()), form);
+        let post = || self.client.post(endpoint.clone()).timeout(TOKEN_CALL_TIMEOUT);
+        let request = || self.authenticate(&metadata, post(), form);
         let Some(dpop) = &self.dpop else {
             let tokens: TokenResponse = http::json("token", request()?).await?;
             if !tokens.token_type.eq_ignore_ascii_case("bearer") {

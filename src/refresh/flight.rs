@@ -18,6 +18,11 @@ use crate::session::Sessions;
 pub(super) const LEASE_TTL: Duration = Duration::from_secs(15);
 /// How long a caller waits for another replica's refresh.
 pub(super) const OBTAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for this replica's flight: then it answers 503
+/// `refresh_pending`, and the flight goes on, waiting for the IdP's answer
+/// up to [`crate::oidc::TOKEN_CALL_TIMEOUT`] so that a rotated refresh
+/// token is kept however late it comes.
+pub(super) const FLIGHT_WAIT: Duration = Duration::from_secs(15);
 pub(super) const POLL: Duration = Duration::from_millis(50);
 
 /// What made a refresh fail, shared by every caller of one flight.
@@ -133,8 +138,9 @@ impl Refresher {
     /// Joins this replica's flight under `key`, or starts the one `start`
     /// makes, as a task of its own: callers that go away do not cancel it,
     /// and its store and IdP calls are spans of the request that started it
-    /// (traces on). The flight leaves the map when it lands. One mechanism
-    /// for every kind of token (a session's, a route's, the client's).
+    /// (traces on). The flight leaves the map when it lands; a caller waits
+    /// for it at most [`FLIGHT_WAIT`]. One mechanism for every kind of
+    /// token (a session's, a route's, the client's).
     pub(super) async fn join_flight<F>(
         &self,
         key: String,
@@ -163,7 +169,9 @@ impl Refresher {
                 })
                 .clone()
         };
-        flight.await
+        tokio::time::timeout(FLIGHT_WAIT, flight)
+            .await
+            .unwrap_or(Err(RefreshError::Pending))
     }
 
     /// Whether a token bound to `jkt` (or to nothing) can be sent: a key
