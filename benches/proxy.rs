@@ -1,6 +1,13 @@
 //! Proxy throughput on loopback, measured with wrk, in one run:
 //!
 //! - `direct`: wrk → upstream (the reference ceiling);
+//! - `hyper`: wrk → a bare hyper reverse proxy (this executable again,
+//!   hyper's server and pooled client, no auth) → upstream, so that
+//!   cloakroom's own work is the difference between it and the routes
+//!   below, and hyper's the difference between it and nginx;
+//! - `hyper-flat`: the same with HTTP/1 `writev` off (hyper copies each
+//!   answer's head and body into one buffer and writes it with one
+//!   `write`): what that knob buys;
 //! - `anonymous`: wrk → cloakroom (anonymous route) → upstream;
 //! - `nginx`: wrk → nginx as a plain keep-alive reverse proxy → upstream,
 //!   when `nginx` is installed (`apt-get install nginx-light wrk`);
@@ -37,6 +44,16 @@
 //! `BENCH_TARGETS` (names, comma separated) keeps only those targets, for
 //! longer rounds of a comparison.
 //!
+//! With `BENCH_PERF=<targets>` (e.g. `hyper,auth-redis-cache`), the last
+//! round of each runs under `perf record` (Debian's `linux-perf`, frame
+//! pointers, 1 999 Hz) on the process serving it, which leaves in
+//! `BENCH_PERF_DIR` (default `target/bench-perf`) the folded stacks and a
+//! flame graph when `inferno` is installed (`cargo install inferno`), and
+//! prints that process's CPU time per request. For whole stacks build
+//! with frame pointers and symbols:
+//! `RUSTFLAGS='-C force-frame-pointers=yes' CARGO_PROFILE_BENCH_STRIP=none
+//! CARGO_PROFILE_BENCH_DEBUG=line-tables-only cargo bench --bench proxy`.
+//!
 //! The upstream is this same executable re-started in upstream mode, so it
 //! is a separate process shared by every target.
 
@@ -54,6 +71,12 @@ use cloakroom::oidc::TokenResponse;
 use cloakroom::secret::AccessToken;
 
 use common::{free_port, wait_for, Guard, BODY};
+
+// The upstream and the bare hyper proxy run in this executable: on
+// cloakroom's allocator, so the hyper reference differs from it by
+// cloakroom's work alone.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     common::serve_upstream_if_asked();
@@ -98,6 +121,9 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
     );
     wait_for(cloakroom_port);
 
+    let (_hyper_proxy, hyper_port) = common::start_hyper_proxy(upstream_port, false);
+    let (_hyper_flat, hyper_flat_port) = common::start_hyper_proxy(upstream_port, true);
+
     let nginx_port = free_port();
     let _nginx = start_nginx(dir.path(), nginx_port, upstream_port);
     if _nginx.is_some() {
@@ -110,6 +136,8 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
         .unwrap_or(3);
     let mut targets = vec![
         Target::plain("direct", upstream_port),
+        Target::plain("hyper", hyper_port),
+        Target::plain("hyper-flat", hyper_flat_port),
         Target::plain("anonymous", cloakroom_port),
     ];
     if _nginx.is_some() {
@@ -127,6 +155,8 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
     // load, frequency) falls on all of them alike; every other round runs
     // them in reverse, so no target always follows the same one. The
     // median round counts.
+    let perf_list = std::env::var("BENCH_PERF").unwrap_or_default();
+    let perf_targets: Vec<&str> = perf_list.split(',').map(str::trim).collect();
     let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         let order: Vec<usize> = if round % 2 == 0 {
@@ -136,7 +166,12 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
         };
         for i in order {
             let target = &targets[i];
+            let profiled = (round + 1 == rounds && perf_targets.contains(&target.name.as_str()))
+                .then(|| Profile::start(target, seconds));
             let sample = wrk(target, seconds, connections);
+            if let Some(profile) = profiled {
+                profile.finish(target, &sample, seconds);
+            }
             eprintln!(
                 "round {}: {:<24} {:>10.0} req/s",
                 round + 1,
@@ -171,9 +206,13 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
     };
     ratio("anonymous", "direct");
     ratio("anonymous", "nginx");
+    ratio("hyper", "nginx");
+    ratio("hyper-flat", "hyper");
+    ratio("anonymous", "hyper");
     ratio("auth-memory", "auth-memory@baseline");
     for auth in ["auth-memory", "auth-redis-cache", "auth-redis", "auth-dpop"] {
         ratio(auth, "anonymous");
+        ratio(auth, "hyper");
         ratio(auth, "nginx");
     }
     ratio("auth-dpop", "auth-memory");
@@ -427,6 +466,124 @@ end
     )
     .expect("write the wrk script");
     script
+}
+
+/// `perf record` on the process behind one target, for one wrk run.
+struct Profile {
+    perf: Option<std::process::Child>,
+    pid: u32,
+    cpu_before: f64,
+    dir: PathBuf,
+}
+
+impl Profile {
+    fn start(target: &Target, seconds: u64) -> Self {
+        let pid = pid_listening(target.port).expect("the process behind the profiled target");
+        let dir = std::env::var("BENCH_PERF_DIR").map_or_else(
+            |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-perf"),
+            PathBuf::from,
+        );
+        std::fs::create_dir_all(&dir).expect("create BENCH_PERF_DIR");
+        // Skip wrk's first second (connections opening) and stop before its last.
+        let perf = Command::new("perf")
+            .args([
+                "record",
+                "-F",
+                "1999",
+                "-g",
+                "-D",
+                "1000",
+                "-p",
+                &pid.to_string(),
+                "-o",
+            ])
+            .arg(dir.join(format!("{}.perf.data", target.name)))
+            .args(["--", "sleep", &seconds.saturating_sub(1).max(1).to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| eprintln!("warning: perf not started ({e}): apt-get install linux-perf"))
+            .ok();
+        Self {
+            perf,
+            pid,
+            cpu_before: common::cpu_seconds(pid),
+            dir,
+        }
+    }
+
+    fn finish(self, target: &Target, sample: &Sample, seconds: u64) {
+        let cpu = common::cpu_seconds(self.pid) - self.cpu_before;
+        let requests = sample.rps * seconds as f64;
+        println!(
+            "{}: {:.1} µs of CPU per request in the process serving it ({cpu:.2} s for {requests:.0} requests)",
+            target.name,
+            cpu * 1e6 / requests.max(1.0)
+        );
+        let Some(mut perf) = self.perf else { return };
+        let _ = perf.wait();
+        let data = self.dir.join(format!("{}.perf.data", target.name));
+        let script = Command::new("perf")
+            .args(["script", "--no-inline", "-i"])
+            .arg(&data)
+            .stderr(Stdio::null())
+            .output();
+        let Ok(script) = script else { return };
+        let folded = run_with_input("inferno-collapse-perf", &[], &script.stdout);
+        let Some(folded) = folded else {
+            println!(
+                "{}: perf data in {} (install inferno for a flame graph)",
+                target.name,
+                data.display()
+            );
+            return;
+        };
+        let base = self.dir.join(&target.name);
+        std::fs::write(base.with_extension("folded"), &folded).expect("write folded stacks");
+        let title = format!("cloakroom {}: wrk -c64, {:.0} req/s", target.name, sample.rps);
+        if let Some(svg) = run_with_input("inferno-flamegraph", &["--title", &title], &folded) {
+            std::fs::write(base.with_extension("svg"), svg).expect("write the flame graph");
+        }
+        println!(
+            "{}: perf data, folded stacks and flame graph in {}",
+            target.name,
+            self.dir.display()
+        );
+    }
+}
+
+/// The process listening on `port` on loopback, from `ss`.
+fn pid_listening(port: u16) -> Option<u32> {
+    let out = Command::new("ss")
+        .args(["-Hltnp", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let at = text.find("pid=")? + 4;
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `program`'s standard output for `input` on its standard input; `None`
+/// when it is not installed or fails.
+fn run_with_input(program: &str, args: &[&str], input: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().ok()?;
+    let _ = writer.join();
+    out.status.success().then_some(out.stdout)
 }
 
 struct Sample {

@@ -13,7 +13,7 @@
 //!    reference is the same number of requests with one cookie.
 //! 3. `storm`: `SCALE_STORM_SESSIONS` (default 2 000; 10 000 full) real
 //!    logins through the test IdP with access tokens of
-//!    `SCALE_STORM_TTL` seconds (default 30), on three replicas sharing one
+//!    `SCALE_STORM_TTL` seconds (default 60), on three replicas sharing one
 //!    Redis; once every token has expired, each session is called on all
 //!    three replicas at once (at most `SCALE_STORM_CONCURRENCY` calls in
 //!    flight, default 1 024): refresh grants at the IdP (one per session),
@@ -162,7 +162,7 @@ const REPLICAS: usize = 3;
 
 impl World {
     fn start(upstream: u16) -> Self {
-        let ttl: u64 = env_or("SCALE_STORM_TTL", 30);
+        let ttl: u64 = env_or("SCALE_STORM_TTL", 60);
         let ports: Vec<u16> = (0..REPLICAS).map(|_| free_port()).collect();
         let apache_port = free_port();
         let mut redirects: Vec<String> = ports
@@ -185,21 +185,23 @@ impl World {
             ttl,
         };
         world.replicas = (0..REPLICAS)
-            .map(|i| Process::start_at(world.ports[i], &world.yaml(i, &world.redis.url(), 100_000)))
+            .map(|i| Process::start_logged_at(world.ports[i], &world.yaml(i, &world.redis.url(), 100_000)))
             .collect();
         world
     }
 
     /// Replica `i`'s config on the Redis at `url` with a local cache of
     /// `cached` records. The per-address caps are lifted: every client of
-    /// the bench comes from 127.0.0.1.
+    /// the bench comes from 127.0.0.1. A token is refreshed a second
+    /// before it expires (`refresh_skew`), so the storm's tokens are due
+    /// once expired, and the round after it stays clear of refreshes.
     fn yaml(&self, i: usize, url: &str, cached: usize) -> String {
         format!(
             "public_url: http://127.0.0.1:{port}
 log: {{level: warn}}
 oidc: {{issuer: '{iss}', client_id: cloakroom, client_secret: test-secret}}
 cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
-session: {{store: {{redis: {{url: '{url}', local_cache: {{max_entries: {cached}}}}}}}}}
+session: {{store: {{redis: {{url: '{url}', local_cache: {{max_entries: {cached}}}}}}}, refresh_skew: 1s}}
 limits: {{max_connections_per_ip: 100000, max_requests_per_ip: 100000, max_connections: 100000}}
 routes:
   - {{path: /api, upstream: 'http://127.0.0.1:{up}'}}
@@ -226,7 +228,13 @@ routes:
             .cookie(&base, "cloakroom")
             .filter(|_| page.status == 200)
             .map(|c| format!("cloakroom={c}"))
-            .ok_or(format!("login ended on {}", page.status))
+            .ok_or_else(|| {
+                // Where it ended, and what it said: the path (no query, so
+                // no code or state) and the start of the body.
+                let path = page.url.split('?').next().unwrap_or_default();
+                let said: String = page.body.chars().take(120).collect();
+                format!("login ended on {} at {path}: {said}", page.status)
+            })
     }
 
     /// One real login's tokens, as the IdP issued them, and the ID token's

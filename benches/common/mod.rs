@@ -35,14 +35,37 @@ pub fn is_bench_run() -> bool {
     !std::env::args().any(|a| a == "--list") && std::env::args().any(|a| a == "--bench")
 }
 
-/// Serves as the upstream, and never returns, when this process was
-/// started by [`start_upstream`].
+/// Serves as the upstream, or as the bare hyper proxy, and never returns,
+/// when this process was started by [`start_upstream`] or
+/// [`start_hyper_proxy`].
 pub fn serve_upstream_if_asked() {
-    if std::env::var(ROLE).as_deref() == Ok("upstream") {
-        let port: u16 = env_or("PORT", 0);
-        upstream(port);
-        std::process::exit(0);
+    let port: u16 = env_or("PORT", 0);
+    match std::env::var(ROLE).as_deref() {
+        Ok("upstream") => upstream(port),
+        Ok("hyper-proxy") => hyper_proxy(port, env_or("UPSTREAM_PORT", 0)),
+        _ => return,
     }
+    std::process::exit(0);
+}
+
+/// Starts the bare hyper proxy (this executable again) on a free port,
+/// forwarding to `upstream_port`, with HTTP/1 `writev` off when `flat`;
+/// returns it and its port once it listens.
+pub fn start_hyper_proxy(upstream_port: u16, flat: bool) -> (Guard, u16) {
+    let port = free_port();
+    let mut command = Command::new(std::env::current_exe().expect("own path"));
+    if flat {
+        command.env("BENCH_HYPER_FLAT", "1");
+    }
+    let child = command
+        .env(ROLE, "hyper-proxy")
+        .env("PORT", port.to_string())
+        .env("UPSTREAM_PORT", upstream_port.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start hyper proxy");
+    wait_for(port);
+    (Guard(child), port)
 }
 
 /// Starts the upstream (this executable again) on a free port; returns it
@@ -83,6 +106,60 @@ fn upstream(port: u16) {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
+            });
+        }
+    });
+}
+
+/// The reference for what cloakroom adds: the same hyper server and
+/// pooled hyper client cloakroom is built on, on the same allocator and a
+/// multi-thread runtime, forwarding every request as it came (the URI
+/// made absolute) with no auth, no header work and no metrics.
+fn hyper_proxy(port: u16, upstream_port: u16) {
+    use http_body_util::BodyExt;
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind hyper proxy");
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Client<_, hyper::body::Incoming> = Client::builder(TokioExecutor::new()).build(connector);
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let client = client.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    let client = client.clone();
+                    async move {
+                        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                        *req.uri_mut() = format!("http://127.0.0.1:{upstream_port}{path}")
+                            .parse()
+                            .expect("uri");
+                        match client.request(req).await {
+                            Ok(response) => Ok::<_, Infallible>(response.map(|b| b.boxed())),
+                            Err(_) => {
+                                let mut r =
+                                    Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
+                                *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+                                Ok(r)
+                            }
+                        }
+                    }
+                });
+                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if std::env::var("BENCH_HYPER_FLAT").is_ok() {
+                    builder.http1().writev(false);
+                }
+                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });

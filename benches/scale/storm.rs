@@ -21,6 +21,13 @@ pub async fn storm(world: &World, report: &mut Report) {
         .await;
     let took = started.elapsed();
     let failed = logins.iter().filter(|l| l.is_err()).count();
+    let mut causes = std::collections::BTreeMap::<&str, usize>::new();
+    for cause in logins.iter().filter_map(|l| l.as_ref().err()) {
+        *causes.entry(cause.as_str()).or_default() += 1;
+    }
+    for (cause, count) in &causes {
+        report.line(format!("[storm] {count} logins failed: {cause}"));
+    }
     let cookies: Vec<String> = logins.into_iter().filter_map(Result::ok).collect();
     report.line(format!(
         "\n[storm] {} real logins through the test IdP in {took:.1?} ({:.0}/s end to end){}; access tokens of {} s",
@@ -63,4 +70,42 @@ pub async fn storm(world: &World, report: &mut Report) {
         "[storm] p99 storm / quiet = {:.2}x",
         rounds[0] / rounds[1]
     ));
+    // What the replicas warned of meanwhile, by message and error.
+    let mut warnings = std::collections::BTreeMap::<String, usize>::new();
+    for line in world.replicas.iter().flat_map(|r| r.logs()) {
+        if matches!(line["level"].as_str(), Some("WARN" | "ERROR")) {
+            let what = format!("{} {}", line["message"], line["error"]);
+            *warnings.entry(what).or_default() += 1;
+        }
+    }
+    for (what, count) in warnings {
+        report.line(format!("[storm] replicas warned {count} times: {what}"));
+    }
+    // How the replicas' refreshes ended, and why sessions ended: summed
+    // over the three from their metrics.
+    let mut counted = std::collections::BTreeMap::<String, f64>::new();
+    for replica in &world.replicas {
+        let text = client
+            .get(format!("{}/metrics", replica.admin))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status());
+        let Ok(text) = (match text {
+            Ok(r) => r.text().await,
+            Err(e) => Err(e),
+        }) else {
+            continue;
+        };
+        for line in text.lines() {
+            let series = ["cloakroom_refreshes_total{", "cloakroom_sessions_ended_total{"];
+            if series.iter().any(|s| line.starts_with(s)) {
+                if let Some((name, value)) = line.rsplit_once(' ') {
+                    *counted.entry(name.to_owned()).or_default() += value.parse::<f64>().unwrap_or(0.0);
+                }
+            }
+        }
+    }
+    for (series, value) in counted.iter().filter(|(_, v)| **v > 0.0) {
+        report.line(format!("[storm] {series} {value}"));
+    }
 }

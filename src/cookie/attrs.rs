@@ -31,6 +31,9 @@ pub struct CookieNames {
     secure: bool,
     /// The session cookie's `SameSite` value.
     same_site: &'static str,
+    /// [`Self::clear_session`]'s value, made once: every answer that may
+    /// end a session carries it ready, and cloning it copies no bytes.
+    cleared_session: HeaderValue,
 }
 
 // === impl CookieNames ===
@@ -61,7 +64,14 @@ impl CookieNames {
                 SameSite::Strict => "Strict",
                 SameSite::Lax => "Lax",
             },
+            cleared_session: HeaderValue::from_static(""),
         }
+        .with_cleared_session()
+    }
+
+    fn with_cleared_session(mut self) -> Self {
+        self.cleared_session = self.build(&self.session, "", self.same_site, Some(Duration::ZERO));
+        self
     }
 
     /// The session cookie; no `Max-Age`, so it ends with the browser
@@ -78,7 +88,7 @@ impl CookieNames {
 
     /// Clears the session cookie with the attributes it was set with (CK-15).
     pub fn clear_session(&self) -> HeaderValue {
-        self.build(&self.session, "", self.same_site, Some(Duration::ZERO))
+        self.cleared_session.clone()
     }
 
     /// Clears the session cookie under its previous name, once it has

@@ -219,7 +219,12 @@ fn credential(refresher: &Refresher, token: &Fresh) -> Result<Credential, BoxErr
 
 /// `Authorization: Bearer <token>`, marked sensitive so no layer logs it.
 fn bearer_header(token: &str) -> Result<HeaderValue, BoxError> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
+    // One buffer, handed to the header as it is (no second copy): this
+    // runs on every request of a token route.
+    let mut bytes = bytes::BytesMut::with_capacity(7 + token.len());
+    bytes.extend_from_slice(b"Bearer ");
+    bytes.extend_from_slice(token.as_bytes());
+    let mut value = HeaderValue::from_maybe_shared(bytes.freeze())?;
     value.set_sensitive(true);
     Ok(value)
 }
