@@ -257,7 +257,7 @@ fn record_format(format: cloakroom::config::RecordFormat) -> String {
     match format {
         RecordFormat::Json => "session records: written as JSON, format 1 (session.record_format: json); \
              formats 1 and 2 are read. Once every replica runs a release that reads format 2, \
-             compact takes about half the Redis memory per session"
+             compact takes about a quarter less Redis memory per session"
             .to_owned(),
         RecordFormat::Compact => {
             "session records: written compact, format 2 (session.record_format: compact); \

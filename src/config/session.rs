@@ -64,8 +64,8 @@ pub enum RecordFormat {
     /// Format 1: JSON, the one earlier releases read.
     Json,
     /// Format 2: binary (postcard), each JWT kept as its decoded segments
-    /// and only the claims the ID token does not hold; about half the
-    /// bytes in the store.
+    /// and only the claims the ID token does not hold; two thirds of the
+    /// bytes of a JSON record.
     Compact,
 }
 

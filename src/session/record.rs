@@ -8,7 +8,7 @@
 //! Two formats, told apart by the first byte sealed: 1, JSON (`{`), which
 //! every release reads; and 2, compact (`wire.rs`: postcard, each JWT as
 //! its decoded segments (`jwt.rs`), the claims relative to the ID token
-//! (`claims.rs`)), about half the bytes. Every release reads both;
+//! (`claims.rs`)), two thirds of the bytes. Every release reads both;
 //! `session.record_format` says which one this replica writes, so that a
 //! rollout first brings every replica to reading format 2 (RD-13, N2).
 
