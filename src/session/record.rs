@@ -233,7 +233,10 @@ impl Record {
         let refresh = self.refresh_token.as_ref().map(|t| Split::new(t.expose()));
         let id = self.id_token.as_ref().map(|t| Split::new(t.expose()));
         let claims = claims::encode(&self.claims, id.as_ref().and_then(|t| t.token().payload()));
-        let (resources, exchanged) = (split(&self.resource_tokens), split(&self.exchanged_tokens));
+        let (resources, exchanged) = (
+            split_all(&self.resource_tokens),
+            split_all(&self.exchanged_tokens),
+        );
         let jwk = self.device.as_ref().map(|d| d.jwk.to_string());
         wire::encode(&Compact {
             access_token: access.token(),
@@ -246,8 +249,8 @@ impl Record {
             claims: &claims,
             created_at: self.created_at,
             last_seen: self.last_seen,
-            resource_tokens: kept(&resources),
-            exchanged_tokens: kept(&exchanged),
+            resource_tokens: on_wire(&resources),
+            exchanged_tokens: on_wire(&exchanged),
             device: self.device.as_ref().zip(jwk.as_deref()).map(|(d, jwk)| Device {
                 id: &d.id,
                 alg: &d.alg,
@@ -261,7 +264,7 @@ impl Record {
     fn from_compact(bytes: &[u8]) -> Option<Self> {
         let wire = wire::decode(bytes)?;
         let payload = wire.id_token.as_ref().and_then(|t| t.payload());
-        let kept = |tokens: &[Kept<'_>]| {
+        let read = |tokens: &[Kept<'_>]| {
             tokens
                 .iter()
                 .map(|t| {
@@ -297,15 +300,15 @@ impl Record {
             claims: claims::decode(wire.claims, payload).ok()?,
             created_at: wire.created_at,
             last_seen: wire.last_seen,
-            resource_tokens: kept(&wire.resource_tokens),
-            exchanged_tokens: kept(&wire.exchanged_tokens),
+            resource_tokens: read(&wire.resource_tokens),
+            exchanged_tokens: read(&wire.exchanged_tokens),
             device,
         })
     }
 }
 
 /// Routes' tokens made ready for the wire (format 2).
-fn split(tokens: &BTreeMap<String, ResourceToken>) -> Vec<(&str, &ResourceToken, Split<'_>)> {
+fn split_all(tokens: &BTreeMap<String, ResourceToken>) -> Vec<(&str, &ResourceToken, Split<'_>)> {
     tokens
         .iter()
         .map(|(key, token)| (key.as_str(), token, Split::new(token.access_token.expose())))
@@ -313,7 +316,7 @@ fn split(tokens: &BTreeMap<String, ResourceToken>) -> Vec<(&str, &ResourceToken,
 }
 
 /// Routes' tokens on the wire (format 2).
-fn kept<'a>(tokens: &'a [(&'a str, &'a ResourceToken, Split<'a>)]) -> Vec<Kept<'a>> {
+fn on_wire<'a>(tokens: &'a [(&'a str, &'a ResourceToken, Split<'a>)]) -> Vec<Kept<'a>> {
     tokens
         .iter()
         .map(|(key, token, split)| Kept {
