@@ -6,7 +6,9 @@
 //!    (`Sessions::create`), with tokens and ID-token claims of the sizes a
 //!    real login through the test IdP gave in this run: `used_memory`
 //!    delta / N, split by `MEMORY USAGE` of sampled keys into the record
-//!    and its indexes, and the record's encoded size.
+//!    and its indexes, and the record's encoded size; for each
+//!    `session.record_format` (json, compact) in turn, and compact again
+//!    with `hash-max-listpack-value 4096`, with their ratios.
 //! 2. `rss`: resident memory of one `cloakroom serve` (Redis store, local
 //!    cache of `SCALE_CACHED` entries, default 100 000) before and after
 //!    each of `SCALE_CACHED` distinct cookies is requested once; the
@@ -265,6 +267,15 @@ fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The JWT `token` with `claims` for its payload.
+fn with_payload(token: &str, claims: &Map<String, Value>) -> Option<String> {
+    let (header, rest) = token.split_once('.')?;
+    let (_, signature) = rest.split_once('.')?;
+    let payload = serde_json::to_vec(claims).ok()?;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+    Some(format!("{header}.{payload}.{signature}"))
+}
+
 /// The tokens and claims of one real login, copied for many sessions.
 #[derive(Default)]
 struct LoginShape {
@@ -276,7 +287,9 @@ struct LoginShape {
 
 impl LoginShape {
     /// Session `i`'s login: every token the real one's length, its first
-    /// bytes replaced by `i`; its own subject (and IdP session).
+    /// bytes replaced by `i`; its own subject (and IdP session), which its
+    /// ID token's payload names too, as a real one would (the signature
+    /// kept: nothing checks it here).
     fn login(&self, i: usize) -> (TokenResponse, Map<String, Value>) {
         let mark = |token: &str| {
             let tag = format!("{i:08x}");
@@ -293,7 +306,10 @@ impl LoginShape {
             // No refresh while measuring: the figures are for the session.
             expires_in: Some(3600),
             refresh_token: self.refresh.as_deref().map(|t| RefreshToken::new(mark(t))),
-            id_token: self.id.as_deref().map(|t| IdToken::new(mark(t))),
+            id_token: self
+                .id
+                .as_deref()
+                .map(|t| IdToken::new(with_payload(t, &claims).unwrap_or_else(|| mark(t)))),
             issued_token_type: None,
             jkt: None,
         };

@@ -648,7 +648,7 @@ mod tests {
     /// seconds; `known: false` as an earlier release wrote it.
     fn obtained(lifetime: u64, known: bool) -> Record {
         let mut record = Record {
-            format: crate::session::record::FORMAT,
+            format: 1,
             access_token: AccessToken::new("AT".into()),
             access_expires_at: 0,
             access_issued_ms: None,

@@ -231,6 +231,47 @@ routes: [{{path: /api, upstream: 'http://api:8000'}}]
     }
 }
 
+#[test]
+fn check_says_which_record_format_is_written_and_names_the_key_of_a_bad_one() {
+    let yaml = |session: &str| {
+        format!(
+            "public_url: https://app.example.com
+oidc: {{issuer: 'https://idp.example.com', client_id: spa, client_secret: s}}
+cookie: {{keys: [{{id: '1', secret: {COOKIE_KEY}}}]}}
+{session}
+routes: [{{path: /api, upstream: 'http://api:8000'}}]
+"
+        )
+    };
+    for (session, expected) in [
+        (
+            "",
+            "session records: written as JSON, format 1 (session.record_format: json)",
+        ),
+        (
+            "session: {record_format: compact}",
+            "session records: written compact, format 2 (session.record_format: compact)",
+        ),
+    ] {
+        let file = config_file(&yaml(session));
+        let out = cloakroom()
+            .args(["check", "--config"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(stdout.contains(expected), "{stdout}");
+        assert!(stdout.contains("formats 1 and 2 are read"), "{stdout}");
+    }
+    let (code, stderr) = check(&yaml("session: {record_format: binary}"));
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("session.record_format: \"binary\" is not one of json, compact"),
+        "{stderr}"
+    );
+}
+
 /// The reference config documents the variables it needs to be checked as
 /// it is; with exactly those set, it passes.
 #[test]

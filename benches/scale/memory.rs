@@ -1,5 +1,5 @@
-//! Parts 1 and 2: what a session costs in Redis, and in a replica's
-//! local cache.
+//! Parts 1 and 2: what a session costs in Redis, in each record format
+//! (`session.record_format`), and in a replica's local cache.
 
 use std::process::Command;
 use std::time::Instant;
@@ -9,12 +9,58 @@ use crate::support::redis::RedisServer;
 use crate::support::Process;
 use crate::{call_each, client, mean, sample_keys, LoginShape, Report, World};
 
-/// Part 1: bytes per session in a fresh Redis. Returns that Redis and the
+/// Part 1: bytes per session in a fresh Redis, for each record format in
+/// turn, and their ratio; then compact records in a Redis whose
+/// `hash-max-listpack-value` keeps a record's hash a listpack (Redis's
+/// default, 64 bytes, makes it a hash table: the sealed record is longer).
+/// Returns the Redis of the compact records with Redis's defaults and its
 /// sessions' cookies, for part 2.
 pub async fn memory(world: &World, shape: &LoginShape, report: &mut Report) -> (RedisServer, Vec<String>) {
+    let listpack = ["--hash-max-listpack-value", "4096"];
+    let mut per_session = Vec::new();
+    let mut last = None;
+    for (format, redis_args) in [
+        ("json", &[][..]),
+        ("compact", &listpack[..]),
+        ("compact", &[][..]),
+    ] {
+        // One Redis at a time: the previous one's memory is given back first.
+        drop(last.take());
+        let (bytes, redis, cookies) = memory_in(world, shape, format, redis_args, report).await;
+        per_session.push(bytes);
+        last = Some((redis, cookies));
+    }
+    if let [json, listpack, compact] = per_session[..] {
+        report.line(format!(
+            "\n[memory] record_format compact / json: {:.2}x the used_memory per session ({compact:.0} B / {json:.0} B), {:.0} B less",
+            compact / json,
+            json - compact
+        ));
+        report.line(format!(
+            "[memory] compact, hash-max-listpack-value 4096 / 64 (Redis's default): {:.2}x ({listpack:.0} B / {compact:.0} B), {:.0} B less",
+            listpack / compact,
+            compact - listpack
+        ));
+    }
+    last.expect("every format measured")
+}
+
+/// Part 1 for one record format, in a Redis started with `redis_args`
+/// besides no persistence: returns the `used_memory` delta per
+/// session, the Redis, and the sessions' cookies.
+async fn memory_in(
+    world: &World,
+    shape: &LoginShape,
+    format: &str,
+    redis_args: &[&str],
+    report: &mut Report,
+) -> (f64, RedisServer, Vec<String>) {
     let n: usize = env_or("SCALE_SESSIONS", 100_000);
-    let redis = RedisServer::start_with(&["--appendonly", "no", "--save", ""]);
-    let yaml = world.yaml(0, &redis.url(), 100_000);
+    let args = [&["--appendonly", "no", "--save", ""][..], redis_args].concat();
+    let redis = RedisServer::start_with(&args);
+    let yaml = world
+        .yaml(0, &redis.url(), 100_000)
+        .replace("session: {", &format!("session: {{record_format: {format}, "));
     let before = redis_info(&redis, "used_memory");
     let started = Instant::now();
     let cookies = common::create_sessions(&yaml, n, |i| shape.login(i))
@@ -25,7 +71,12 @@ pub async fn memory(world: &World, shape: &LoginShape, report: &mut Report) -> (
     let keys: u64 = redis.cli(&["DBSIZE"]).trim().parse().unwrap_or(0);
     let per_session = (after - before) as f64 / n as f64;
     report.line(format!(
-        "\n[memory] {n} sessions created in {took:.1?} ({:.0}/s); Redis used_memory {:.1} MB → {:.1} MB, {keys} keys ({:.2} per session)",
+        "\n[memory] record_format: {format}{}; {n} sessions created in {took:.1?} ({:.0}/s); Redis used_memory {:.1} MB → {:.1} MB, {keys} keys ({:.2} per session)",
+        if redis_args.is_empty() {
+            String::new()
+        } else {
+            format!(", redis-server {}", redis_args.join(" "))
+        },
         n as f64 / took.as_secs_f64(),
         before as f64 / 1e6,
         after as f64 / 1e6,
@@ -60,17 +111,22 @@ pub async fn memory(world: &World, shape: &LoginShape, report: &mut Report) -> (
             count as f64 / n as f64
         );
         if kind == "record" {
-            let encoded = mean(
-                sample
-                    .iter()
-                    .map(|k| redis.cli(&["HSTRLEN", k, "d"]).trim().parse().unwrap_or(0.0)),
-            );
+            let field = |name: &str| {
+                mean(
+                    sample
+                        .iter()
+                        .map(|k| redis.cli(&["HSTRLEN", k, name]).trim().parse().unwrap_or(0.0)),
+                )
+            };
+            let (encoded, beside) = (field("d"), field("b"));
             let tokens = shape.access.len()
                 + shape.refresh.as_ref().map_or(0, String::len)
                 + shape.id.as_ref().map_or(0, String::len);
+            let encoding = redis.cli(&["OBJECT", "ENCODING", &sample[0]]);
             line += &format!(
-                "; sealed record {encoded:.0} B = {:.2}x its tokens' {tokens} B",
-                encoded / tokens as f64
+                "; sealed record {encoded:.0} B = {:.2}x its tokens' {tokens} B; revocation copy {beside:.0} B; hash encoding {}",
+                encoded / tokens as f64,
+                encoding.trim()
             );
         }
         report.line(line);
@@ -79,7 +135,7 @@ pub async fn memory(world: &World, shape: &LoginShape, report: &mut Report) -> (
         "[memory] keys' MEMORY USAGE sum {parts_total:.0} B = {:.2}x of used_memory / N (the rest: Redis's dict and expiry tables)",
         parts_total / per_session
     ));
-    (redis, cookies)
+    (per_session, redis, cookies)
 }
 
 /// How many keys match `pattern` (a full scan, once per kind).

@@ -60,7 +60,7 @@ pub use self::oidc::{
 pub use self::redis::{LocalCache, RedisConfig, RedisTls, RedisTopology, RedisWait};
 pub use self::root::Config;
 pub use self::routes::{covers, CsrfMode, RouteConfig, Target, TokenKind, FORBIDDEN_METHODS};
-pub use self::session::{DeviceBinding, SessionConfig, StoreConfig};
+pub use self::session::{DeviceBinding, RecordFormat, SessionConfig, StoreConfig};
 pub use self::statics::StaticConfig;
 pub use self::telemetry::{OtlpConfig, TelemetryConfig};
 

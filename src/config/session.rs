@@ -39,6 +39,8 @@ pub struct SessionConfig {
     /// is worth without the device's key, and how often a bound browser
     /// proves it still holds it.
     pub bound_cookie_lifetime: Duration,
+    /// How session records are written; every release reads both.
+    pub record_format: RecordFormat,
 }
 
 /// `session.device_binding`.
@@ -51,6 +53,20 @@ pub enum DeviceBinding {
     /// Offered at login, and a session not bound in its first minutes is
     /// refused (managed fleets whose browsers all bind).
     Require,
+}
+
+/// `session.record_format`: the encoding a record is written in. Every
+/// release reads both, so replicas of one release apart share sessions
+/// whatever each writes, as long as none writes a format the other does
+/// not read (threat-model N2, RD-13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// Format 1: JSON, the one earlier releases read.
+    Json,
+    /// Format 2: binary (postcard), each JWT kept as its decoded segments
+    /// and only the claims the ID token does not hold; two thirds of the
+    /// bytes of a JSON record.
+    Compact,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +97,9 @@ impl Default for SessionConfig {
             revocation_queue_max: 10_000,
             device_binding: DeviceBinding::Offer,
             bound_cookie_lifetime: Duration::from_secs(600),
+            // The next release writes `compact` by default, once every
+            // replica that may run beside it reads format 2.
+            record_format: RecordFormat::Json,
         }
     }
 }
@@ -101,6 +120,7 @@ impl FromNode for SessionConfig {
         let revocation_queue_max = f.or::<u64>("revocation_queue_max", d.revocation_queue_max as u64, at);
         let device_binding = f.or("device_binding", d.device_binding, at);
         let bound_cookie_lifetime = f.or("bound_cookie_lifetime", d.bound_cookie_lifetime, at);
+        let record_format = f.or("record_format", d.record_format, at);
         f.finish(at);
         if bound_cookie_lifetime
             .is_some_and(|t| t < Duration::from_secs(30) || t > Duration::from_secs(86_400))
@@ -142,6 +162,7 @@ impl FromNode for SessionConfig {
             revocation_queue_max: revocation_queue_max.ok_or(Reported)? as usize,
             device_binding: device_binding.ok_or(Reported)?,
             bound_cookie_lifetime: bound_cookie_lifetime.ok_or(Reported)?,
+            record_format: record_format.ok_or(Reported)?,
         })
     }
 }
@@ -158,6 +179,39 @@ impl FromNode for DeviceBinding {
                 text => Err(at.fail(format!("{text:?} is not one of off, offer, require"))),
             },
             _ => Err(at.fail("expected off, offer or require")),
+        }
+    }
+}
+
+impl FromNode for RecordFormat {
+    fn from_node(node: &Value, at: &mut Cursor<'_>) -> Result<Self, Reported> {
+        match node {
+            Value::String(text) => match text.trim() {
+                "json" => Ok(RecordFormat::Json),
+                "compact" => Ok(RecordFormat::Compact),
+                text => Err(at.fail(format!("{text:?} is not one of json, compact"))),
+            },
+            _ => Err(at.fail("expected json or compact")),
+        }
+    }
+}
+
+// === impl RecordFormat ===
+
+impl RecordFormat {
+    /// The format's number, as `Record::format` holds it.
+    pub fn number(self) -> u32 {
+        match self {
+            RecordFormat::Json => 1,
+            RecordFormat::Compact => 2,
+        }
+    }
+
+    /// The key's value, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordFormat::Json => "json",
+            RecordFormat::Compact => "compact",
         }
     }
 }
@@ -238,6 +292,31 @@ mod tests {
                 "{lifetime}"
             );
         }
+    }
+
+    #[test]
+    fn record_format_names_its_key() {
+        let base =
+            "public_url: http://localhost:8080\nroutes: [{path: /, upstream: 'http://a', auth: none}]\n";
+        assert_eq!(
+            errors(&format!("{base}session: {{record_format: binary}}")),
+            ["session.record_format: \"binary\" is not one of json, compact"]
+        );
+        assert_eq!(
+            errors(&format!("{base}session: {{record_format: 2}}")),
+            ["session.record_format: expected json or compact"]
+        );
+        let load = |extra: &str| {
+            crate::config::Config::load(&format!("{base}{extra}"), &crate::config::MapEnv::default())
+                .unwrap()
+                .session
+                .record_format
+        };
+        assert_eq!(load(""), super::RecordFormat::Json, "the default, this release");
+        assert_eq!(
+            load("session: {record_format: compact}"),
+            super::RecordFormat::Compact
+        );
     }
 
     #[test]

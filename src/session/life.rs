@@ -171,7 +171,7 @@ impl Sessions {
             .collect();
         let lifetime = tokens.access_token_lifetime(now);
         let mut record = Record {
-            format: record::FORMAT,
+            format: self.config.record_format.number(),
             access_expires_at: 0,
             access_issued_ms: None,
             access_lifetime: None,
@@ -214,8 +214,9 @@ impl Sessions {
     }
 
     /// Writes `record` under `key` if the stored version is `expected`:
-    /// sealed with the ticket's key, its refresh tokens beside it sealed
-    /// for revocation (`revocation.rs`). Returns the new version.
+    /// sealed with the ticket's key in the configured format
+    /// (`session.record_format`), its refresh tokens beside it sealed for
+    /// revocation (`revocation.rs`). Returns the new version.
     pub async fn write(
         &self,
         ticket: &Ticket,
@@ -226,7 +227,13 @@ impl Sessions {
     ) -> Result<u64, StoreError> {
         let beside = self.beside(key, &record.refresh_tokens());
         self.store
-            .put_beside(key, record.seal(ticket, key), beside, expected, ttl)
+            .put_beside(
+                key,
+                record.seal(self.config.record_format, ticket, key),
+                beside,
+                expected,
+                ttl,
+            )
             .await
     }
 

@@ -4,6 +4,17 @@
 //! carries, with the store key as associated data, so a record cannot be
 //! moved under another session's key (threat-model T09, CK-14). Whoever
 //! reads the store alone recovers nothing.
+//!
+//! Two formats, told apart by the first byte sealed: 1, JSON (`{`), which
+//! every release reads; and 2, compact (`wire.rs`: postcard, each JWT as
+//! its decoded segments (`jwt.rs`), the claims relative to the ID token
+//! (`claims.rs`)), two thirds of the bytes. Every release reads both;
+//! `session.record_format` says which one this replica writes, so that a
+//! rollout first brings every replica to reading format 2 (RD-13, N2).
+
+mod claims;
+mod jwt;
+mod wire;
 
 use std::collections::BTreeMap;
 
@@ -14,15 +25,23 @@ use hmac::Mac;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
+use self::jwt::Split;
+use self::wire::{Compact, Device, Kept};
+use crate::config::RecordFormat;
 use crate::cookie::{SealError, Ticket};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
-/// Record format written by this release; older ones stay readable.
-pub const FORMAT: u32 = 1;
+/// The JSON format's number, written in every JSON record.
+const JSON: u32 = 1;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Record {
+    /// The format the record was read in (1 JSON, 2 compact; a new one's:
+    /// the one it is first written in). Sealing writes the format it is
+    /// asked for, whatever this says: JSON says 1.
+    #[serde(serialize_with = "json_format")]
     pub format: u32,
     pub access_token: AccessToken,
     /// Seconds since the epoch.
@@ -150,8 +169,13 @@ impl Record {
         self.refresh_token.iter().collect()
     }
 
-    pub fn seal(&self, ticket: &Ticket, store_key: &str) -> Bytes {
-        let json = zeroize::Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
+    /// Seals the record in `format` under the ticket's key, bound to
+    /// `store_key`.
+    pub fn seal(&self, format: RecordFormat, ticket: &Ticket, store_key: &str) -> Bytes {
+        let plain = match format {
+            RecordFormat::Json => Zeroizing::new(serde_json::to_vec(self).unwrap_or_default()),
+            RecordFormat::Compact => self.compact(),
+        };
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
         let cipher = Aes256Gcm::new(ticket.data_key.expose().into());
@@ -159,7 +183,7 @@ impl Record {
             .encrypt(
                 &Nonce::from(nonce),
                 Payload {
-                    msg: &json,
+                    msg: &plain,
                     aad: store_key.as_bytes(),
                 },
             )
@@ -170,7 +194,8 @@ impl Record {
         Bytes::from(out)
     }
 
-    /// Opens a record. A record of an unknown format is "no session" (RD-13).
+    /// Opens a record of either format. A record of an unknown format is
+    /// "no session" (RD-13).
     pub fn open(bytes: &[u8], ticket: &Ticket, store_key: &str) -> Result<Self, SealError> {
         if bytes.len() < 12 + 16 {
             return Err(SealError::Malformed);
@@ -178,7 +203,7 @@ impl Record {
         let (nonce, sealed) = bytes.split_at(12);
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| SealError::Malformed)?;
         let cipher = Aes256Gcm::new(ticket.data_key.expose().into());
-        let json = zeroize::Zeroizing::new(
+        let plain = Zeroizing::new(
             cipher
                 .decrypt(
                     &Nonce::from(nonce),
@@ -189,196 +214,126 @@ impl Record {
                 )
                 .map_err(|_| SealError::Tampered)?,
         );
-        let record: Record = serde_json::from_slice(&json).map_err(|_| SealError::Malformed)?;
-        if record.format > FORMAT {
-            return Err(SealError::Malformed);
+        match plain.split_first() {
+            Some((b'{', _)) => {
+                let record: Record = serde_json::from_slice(&plain).map_err(|_| SealError::Malformed)?;
+                if record.format > JSON {
+                    return Err(SealError::Malformed);
+                }
+                Ok(record)
+            }
+            Some((&wire::TAG, rest)) => Self::from_compact(rest).ok_or(SealError::Malformed),
+            _ => Err(SealError::Malformed),
         }
-        Ok(record)
     }
+
+    /// Format 2's bytes, tag first.
+    fn compact(&self) -> Zeroizing<Vec<u8>> {
+        let access = Split::new(self.access_token.expose());
+        let refresh = self.refresh_token.as_ref().map(|t| Split::new(t.expose()));
+        let id = self.id_token.as_ref().map(|t| Split::new(t.expose()));
+        let claims = claims::encode(&self.claims, id.as_ref().and_then(|t| t.token().payload()));
+        let (resources, exchanged) = (
+            split_all(&self.resource_tokens),
+            split_all(&self.exchanged_tokens),
+        );
+        let jwk = self.device.as_ref().map(|d| d.jwk.to_string());
+        wire::encode(&Compact {
+            access_token: access.token(),
+            access_expires_at: self.access_expires_at,
+            access_issued_ms: self.access_issued_ms,
+            access_lifetime: self.access_lifetime,
+            access_jkt: self.access_jkt.as_deref(),
+            refresh_token: refresh.as_ref().map(Split::token),
+            id_token: id.as_ref().map(Split::token),
+            claims: &claims,
+            created_at: self.created_at,
+            last_seen: self.last_seen,
+            resource_tokens: on_wire(&resources),
+            exchanged_tokens: on_wire(&exchanged),
+            device: self.device.as_ref().zip(jwk.as_deref()).map(|(d, jwk)| Device {
+                id: &d.id,
+                alg: &d.alg,
+                jwk,
+                bound_at: d.bound_at,
+            }),
+        })
+    }
+
+    /// The record format 2's `bytes` (after the tag) hold.
+    fn from_compact(bytes: &[u8]) -> Option<Self> {
+        let wire = wire::decode(bytes)?;
+        let payload = wire.id_token.as_ref().and_then(|t| t.payload());
+        let read = |tokens: &[Kept<'_>]| {
+            tokens
+                .iter()
+                .map(|t| {
+                    let token = ResourceToken {
+                        access_token: AccessToken::new(jwt::text(&t.access_token)),
+                        expires_at: t.expires_at,
+                        issued_ms: t.issued_ms,
+                        lifetime: t.lifetime,
+                        jkt: t.jkt.map(str::to_owned),
+                    };
+                    (t.key.to_owned(), token)
+                })
+                .collect()
+        };
+        let device = match &wire.device {
+            Some(d) => Some(DeviceKey {
+                id: d.id.to_owned(),
+                alg: d.alg.to_owned(),
+                jwk: serde_json::from_str(d.jwk).ok()?,
+                bound_at: d.bound_at,
+            }),
+            None => None,
+        };
+        Some(Record {
+            format: RecordFormat::Compact.number(),
+            access_token: AccessToken::new(jwt::text(&wire.access_token)),
+            access_expires_at: wire.access_expires_at,
+            access_issued_ms: wire.access_issued_ms,
+            access_lifetime: wire.access_lifetime,
+            access_jkt: wire.access_jkt.map(str::to_owned),
+            refresh_token: wire.refresh_token.map(|t| RefreshToken::new(jwt::text(&t))),
+            id_token: wire.id_token.map(|t| IdToken::new(jwt::text(&t))),
+            claims: claims::decode(wire.claims, payload).ok()?,
+            created_at: wire.created_at,
+            last_seen: wire.last_seen,
+            resource_tokens: read(&wire.resource_tokens),
+            exchanged_tokens: read(&wire.exchanged_tokens),
+            device,
+        })
+    }
+}
+
+/// Routes' tokens made ready for the wire (format 2).
+fn split_all(tokens: &BTreeMap<String, ResourceToken>) -> Vec<(&str, &ResourceToken, Split<'_>)> {
+    tokens
+        .iter()
+        .map(|(key, token)| (key.as_str(), token, Split::new(token.access_token.expose())))
+        .collect()
+}
+
+/// Routes' tokens on the wire (format 2).
+fn on_wire<'a>(tokens: &'a [(&'a str, &'a ResourceToken, Split<'a>)]) -> Vec<Kept<'a>> {
+    tokens
+        .iter()
+        .map(|(key, token, split)| Kept {
+            key,
+            access_token: split.token(),
+            expires_at: token.expires_at,
+            issued_ms: token.issued_ms,
+            lifetime: token.lifetime,
+            jkt: token.jkt.as_deref(),
+        })
+        .collect()
+}
+
+/// A JSON record says format 1, whatever format it was read in.
+fn json_format<S: serde::Serializer>(_: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u32(JSON)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secret::Secret;
-
-    fn record() -> Record {
-        Record {
-            format: FORMAT,
-            access_token: AccessToken::new("AT-secret".into()),
-            access_expires_at: 10,
-            access_issued_ms: Some(5_000),
-            access_lifetime: Some(5),
-            access_jkt: None,
-            refresh_token: Some(RefreshToken::new("RT-secret".into())),
-            id_token: None,
-            claims: Map::new(),
-            created_at: 1,
-            last_seen: 1,
-            resource_tokens: BTreeMap::new(),
-            exchanged_tokens: BTreeMap::new(),
-            device: None,
-        }
-    }
-
-    #[test]
-    fn ck14_a_record_is_unreadable_without_the_cookie() {
-        let ticket = Ticket::generate(0);
-        let key = store_key(&ticket);
-        let sealed = record().seal(&ticket, &key);
-        assert!(!sealed.windows(9).any(|w| w == b"AT-secret"));
-        assert!(!sealed.windows(9).any(|w| w == b"RT-secret"));
-        assert_eq!(
-            Record::open(&sealed, &ticket, &key)
-                .unwrap()
-                .access_token
-                .expose(),
-            "AT-secret"
-        );
-        assert!(
-            Record::open(&sealed, &Ticket::generate(0), &key).is_err(),
-            "another session's key"
-        );
-        let other = Ticket::generate(0);
-        assert!(
-            Record::open(&sealed, &ticket, &store_key(&other)).is_err(),
-            "moved under another key"
-        );
-    }
-
-    /// The record as the previous release declared it, every token a
-    /// `Secret<String>`.
-    #[derive(Serialize)]
-    struct PreviousRecord {
-        format: u32,
-        access_token: Secret<String>,
-        access_expires_at: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        access_issued_ms: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        access_lifetime: Option<u64>,
-        refresh_token: Option<Secret<String>>,
-        id_token: Option<Secret<String>>,
-        claims: Map<String, Value>,
-        created_at: u64,
-        last_seen: u64,
-    }
-
-    /// Seals `json` as the previous release's `Record::seal` did: nonce,
-    /// then AES-256-GCM under the data key with the store key as AAD.
-    fn seal_as_before(json: &[u8], ticket: &Ticket, store_key: &str) -> Vec<u8> {
-        let nonce = [7u8; 12];
-        let cipher = Aes256Gcm::new(ticket.data_key.expose().into());
-        let sealed = cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: json,
-                    aad: store_key.as_bytes(),
-                },
-            )
-            .unwrap();
-        [&nonce[..], &sealed].concat()
-    }
-
-    #[test]
-    fn a_record_sealed_with_secret_string_tokens_opens_with_the_token_types() {
-        let mut claims = Map::new();
-        claims.insert("sub".into(), Value::from("alice"));
-        let previous = PreviousRecord {
-            format: FORMAT,
-            access_token: Secret::new("AT-secret".into()),
-            access_expires_at: 10,
-            access_issued_ms: Some(5_000),
-            access_lifetime: Some(5),
-            refresh_token: Some(Secret::new("RT-secret".into())),
-            id_token: Some(Secret::new("ID-secret".into())),
-            claims: claims.clone(),
-            created_at: 1,
-            last_seen: 2,
-        };
-        let json = serde_json::to_vec(&previous).unwrap();
-        let ticket = Ticket::generate(0);
-        let key = store_key(&ticket);
-        let opened = Record::open(&seal_as_before(&json, &ticket, &key), &ticket, &key).unwrap();
-        assert_eq!(opened.access_token.expose(), "AT-secret");
-        assert_eq!(opened.refresh_token.as_ref().unwrap().expose(), "RT-secret");
-        assert_eq!(opened.id_token.as_ref().unwrap().expose(), "ID-secret");
-        assert_eq!(
-            (
-                opened.access_expires_at,
-                opened.access_issued_ms,
-                opened.access_lifetime
-            ),
-            (10, Some(5_000), Some(5))
-        );
-        assert_eq!(
-            (opened.claims, opened.created_at, opened.last_seen),
-            (claims, 1, 2)
-        );
-
-        // And what this release writes is the same text, byte for byte.
-        let mut current = record();
-        current.id_token = Some(IdToken::new("ID-secret".into()));
-        current.claims.insert("sub".into(), Value::from("alice"));
-        current.last_seen = 2;
-        assert_eq!(serde_json::to_vec(&current).unwrap(), json);
-    }
-
-    #[test]
-    fn a_record_from_before_token_lifetimes_were_kept_still_opens() {
-        let json = br#"{"format":1,"access_token":"AT","access_expires_at":10,"refresh_token":null,"id_token":null,"claims":{},"created_at":1,"last_seen":1}"#;
-        let ticket = Ticket::generate(0);
-        let key = store_key(&ticket);
-        let opened = Record::open(&seal_as_before(json, &ticket, &key), &ticket, &key).unwrap();
-        assert_eq!(opened.access_token.expose(), "AT");
-        assert!(opened.refresh_token.is_none() && opened.id_token.is_none());
-        assert_eq!((opened.access_issued_ms, opened.access_lifetime), (None, None));
-        assert_eq!(serde_json::to_vec(&opened).unwrap(), json);
-    }
-
-    #[test]
-    fn px23_routes_tokens_are_sealed_with_the_record_and_absent_when_none() {
-        let ticket = Ticket::generate(0);
-        let key = store_key(&ticket);
-        let mut with = record();
-        with.resource_tokens.insert(
-            "urn:x:orders orders:read".into(),
-            ResourceToken {
-                access_token: AccessToken::new("RES-secret".into()),
-                expires_at: 20,
-                issued_ms: 15_000,
-                lifetime: 5,
-                jkt: None,
-            },
-        );
-        with.exchanged_tokens.insert(
-            "access_token ledger  read".into(),
-            ResourceToken::obtained(AccessToken::new("EXC-secret".into()), None, 60, 15_000),
-        );
-        let sealed = with.seal(&ticket, &key);
-        assert!(!sealed.windows(10).any(|w| w == b"RES-secret"));
-        assert!(!sealed.windows(10).any(|w| w == b"EXC-secret"));
-        let opened = Record::open(&sealed, &ticket, &key).unwrap();
-        let kept = &opened.resource_tokens["urn:x:orders orders:read"];
-        assert_eq!((kept.access_token.expose(), kept.expires_at), ("RES-secret", 20));
-        let exchanged = &opened.exchanged_tokens["access_token ledger  read"];
-        assert_eq!(
-            (exchanged.access_token.expose(), exchanged.expires_at),
-            ("EXC-secret", 75)
-        );
-        // A session without them writes what earlier releases wrote.
-        let json = serde_json::to_string(&record()).unwrap();
-        assert!(!json.contains("resource_tokens"), "{json}");
-        assert!(!json.contains("exchanged_tokens"), "{json}");
-    }
-
-    #[test]
-    fn ck12_store_keys_are_hashed_and_hash_tagged() {
-        let ticket = Ticket::generate(0);
-        let key = store_key(&ticket);
-        assert!(key.starts_with("cloakroom:{") && key.ends_with("}:s"), "{key}");
-        let sid_hex = hex::encode(ticket.sid.expose());
-        assert!(!key.contains(&sid_hex));
-    }
-}
+mod tests;
