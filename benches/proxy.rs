@@ -20,8 +20,9 @@
 //!   to cloakroom's key and each request carries a fresh proof (ES256).
 //!
 //! With `BENCH_SESSIONS=1,10000,100000` (counts, comma separated), the
-//! Redis replicas are also loaded with that many distinct sessions each,
-//! round-robin, so the local cache hits and misses as in production:
+//! Redis replicas are also loaded with that many distinct sessions each
+//! (each replica its own), round-robin, so the local cache hits and misses
+//! as in production:
 //! `auth-redis-cache@N` (the cache on) and `auth-redis@N` (off). The
 //! sessions are created in Redis through the library (`Sessions::create`,
 //! as a login would, one user each) rather than by N logins; wrk cycles
@@ -44,12 +45,16 @@
 //! `BENCH_TARGETS` (names, comma separated) keeps only those targets, for
 //! longer rounds of a comparison.
 //!
-//! With `BENCH_PERF=<targets>` (e.g. `hyper,auth-redis-cache`), the last
-//! round of each runs under `perf record` (Debian's `linux-perf`, frame
-//! pointers, 1 999 Hz) on the process serving it, which leaves in
+//! With `BENCH_PERF=<targets>` (e.g. `hyper,auth-redis-cache`), a pass
+//! after the counted rounds runs each under `perf record` (Debian's
+//! `linux-perf`, frame pointers, 1 999 Hz) on the process serving it, which
+//! leaves in
 //! `BENCH_PERF_DIR` (default `target/bench-perf`) the folded stacks and a
 //! flame graph when `inferno` is installed (`cargo install inferno`), and
-//! prints that process's CPU time per request. For whole stacks build
+//! prints that process's CPU time per request and how it divides among
+//! the parts of the path (`proxy/breakdown.rs`; `BENCH_BREAKDOWN=<folded
+//! stacks>:<µs per request>` prints that again for a saved profile). For
+//! whole stacks build
 //! with frame pointers and symbols:
 //! `RUSTFLAGS='-C force-frame-pointers=yes' CARGO_PROFILE_BENCH_STRIP=none
 //! CARGO_PROFILE_BENCH_DEBUG=line-tables-only cargo bench --bench proxy`.
@@ -57,6 +62,8 @@
 //! The upstream is this same executable re-started in upstream mode, so it
 //! is a separate process shared by every target.
 
+#[path = "proxy/breakdown.rs"]
+mod breakdown;
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -82,6 +89,16 @@ fn main() {
     common::serve_upstream_if_asked();
     if !common::is_bench_run() {
         // `cargo test --benches` runs bench targets as tests: do nothing there.
+        return;
+    }
+    if let Ok(saved) = std::env::var("BENCH_BREAKDOWN") {
+        // A saved profile's breakdown again: `<name>.folded:<µs per request>`.
+        let (path, cpu_us) = saved
+            .rsplit_once(':')
+            .and_then(|(path, us)| Some((path, us.parse::<f64>().ok()?)))
+            .expect("BENCH_BREAKDOWN=<folded stacks>:<µs of CPU per request>");
+        let folded = std::fs::read_to_string(path).expect("read the folded stacks");
+        breakdown::print(path, &folded, cpu_us);
         return;
     }
     if Command::new("wrk").arg("--version").output().is_err() {
@@ -155,8 +172,6 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
     // load, frequency) falls on all of them alike; every other round runs
     // them in reverse, so no target always follows the same one. The
     // median round counts.
-    let perf_list = std::env::var("BENCH_PERF").unwrap_or_default();
-    let perf_targets: Vec<&str> = perf_list.split(',').map(str::trim).collect();
     let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         let order: Vec<usize> = if round % 2 == 0 {
@@ -166,12 +181,7 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
         };
         for i in order {
             let target = &targets[i];
-            let profiled = (round + 1 == rounds && perf_targets.contains(&target.name.as_str()))
-                .then(|| Profile::start(target, seconds));
             let sample = wrk(target, seconds, connections);
-            if let Some(profile) = profiled {
-                profile.finish(target, &sample, seconds);
-            }
             eprintln!(
                 "round {}: {:<24} {:>10.0} req/s",
                 round + 1,
@@ -180,6 +190,17 @@ log: {{level: warn}}\nroutes: [{{path: /, upstream: 'http://127.0.0.1:{upstream_
             );
             samples[i].push(sample);
         }
+    }
+    // Profiles come from a pass of their own after the rounds: perf's
+    // sampling slows the process it watches, so no counted round has it.
+    let perf_list = std::env::var("BENCH_PERF").unwrap_or_default();
+    for target in targets
+        .iter()
+        .filter(|t| perf_list.split(',').any(|name| name.trim() == t.name))
+    {
+        let profile = Profile::start(target, seconds);
+        let sample = wrk(target, seconds, connections);
+        profile.finish(target, &sample, seconds);
     }
     let results: Vec<(&str, Sample)> = targets
         .iter()
@@ -362,20 +383,23 @@ routes:
     }
     let counts = session_counts();
     if let (Some(most), Some((_, _, yaml))) = (counts.iter().max(), on_redis.first()) {
-        // One set of sessions in the shared Redis serves every replica:
-        // they share the cookie key.
+        // Each replica cycles through sessions of its own (they share the
+        // cookie key, so one call makes them all): a session's activity is
+        // written back at most once a minute, by whichever replica meets it
+        // first after that, and with shared sessions that write would fall
+        // on one target of a pair and spare the other.
         let started = Instant::now();
-        match runtime.block_on(create_sessions(yaml, *most)) {
+        match runtime.block_on(create_sessions(yaml, *most * on_redis.len())) {
             Ok(cookies) => {
-                eprintln!("{most} sessions created in {:.1?}", started.elapsed());
+                eprintln!("{} sessions created in {:.1?}", cookies.len(), started.elapsed());
                 for &n in &counts {
-                    let script = round_robin(dir, n, &cookies[..n]);
-                    for (name, port, _) in &on_redis {
+                    for (j, (name, port, _)) in on_redis.iter().enumerate() {
+                        let own = &cookies[j * most..j * most + n];
                         targets.push(Target {
                             name: format!("{name}@{n}"),
                             port: *port,
                             headers: Vec::new(),
-                            script: Some(script.clone()),
+                            script: Some(round_robin(dir, &format!("{name}@{n}"), own)),
                         });
                     }
                 }
@@ -439,10 +463,10 @@ async fn create_sessions(yaml: &str, n: usize) -> Result<Vec<String>, String> {
 
 /// A wrk script that sends each request with the next of `cookies`, the
 /// two wrk threads starting half the list apart.
-fn round_robin(dir: &Path, n: usize, cookies: &[String]) -> PathBuf {
-    let list = dir.join(format!("cookies-{n}.txt"));
+fn round_robin(dir: &Path, label: &str, cookies: &[String]) -> PathBuf {
+    let list = dir.join(format!("cookies-{label}.txt"));
     std::fs::write(&list, cookies.join("\n") + "\n").expect("write the cookie list");
-    let script = dir.join(format!("sessions-{n}.lua"));
+    let script = dir.join(format!("sessions-{label}.lua"));
     std::fs::write(
         &script,
         format!(
@@ -471,14 +495,17 @@ end
 /// `perf record` on the process behind one target, for one wrk run.
 struct Profile {
     perf: Option<std::process::Child>,
-    pid: u32,
+    pids: Vec<u32>,
     cpu_before: f64,
     dir: PathBuf,
 }
 
 impl Profile {
     fn start(target: &Target, seconds: u64) -> Self {
-        let pid = pid_listening(target.port).expect("the process behind the profiled target");
+        // nginx serves from several workers: all of them count.
+        let pids = pids_listening(target.port);
+        assert!(!pids.is_empty(), "no process listens behind {}", target.name);
+        let list = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
         let dir = std::env::var("BENCH_PERF_DIR").map_or_else(
             |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-perf"),
             PathBuf::from,
@@ -486,17 +513,7 @@ impl Profile {
         std::fs::create_dir_all(&dir).expect("create BENCH_PERF_DIR");
         // Skip wrk's first second (connections opening) and stop before its last.
         let perf = Command::new("perf")
-            .args([
-                "record",
-                "-F",
-                "1999",
-                "-g",
-                "-D",
-                "1000",
-                "-p",
-                &pid.to_string(),
-                "-o",
-            ])
+            .args(["record", "-F", "1999", "-g", "-D", "1000", "-p", &list, "-o"])
             .arg(dir.join(format!("{}.perf.data", target.name)))
             .args(["--", "sleep", &seconds.saturating_sub(1).max(1).to_string()])
             .stdout(Stdio::null())
@@ -506,19 +523,19 @@ impl Profile {
             .ok();
         Self {
             perf,
-            pid,
-            cpu_before: common::cpu_seconds(pid),
+            cpu_before: cpu_seconds(&pids),
+            pids,
             dir,
         }
     }
 
     fn finish(self, target: &Target, sample: &Sample, seconds: u64) {
-        let cpu = common::cpu_seconds(self.pid) - self.cpu_before;
+        let cpu = cpu_seconds(&self.pids) - self.cpu_before;
         let requests = sample.rps * seconds as f64;
+        let cpu_us = cpu * 1e6 / requests.max(1.0);
         println!(
-            "{}: {:.1} µs of CPU per request in the process serving it ({cpu:.2} s for {requests:.0} requests)",
+            "{}: {cpu_us:.1} µs of CPU per request in the process serving it ({cpu:.2} s for {requests:.0} requests)",
             target.name,
-            cpu * 1e6 / requests.max(1.0)
         );
         let Some(mut perf) = self.perf else { return };
         let _ = perf.wait();
@@ -540,7 +557,11 @@ impl Profile {
         };
         let base = self.dir.join(&target.name);
         std::fs::write(base.with_extension("folded"), &folded).expect("write folded stacks");
-        let title = format!("cloakroom {}: wrk -c64, {:.0} req/s", target.name, sample.rps);
+        breakdown::print(&target.name, &String::from_utf8_lossy(&folded), cpu_us);
+        let title = format!(
+            "{}: {:.0} req/s under perf (cargo bench --bench proxy)",
+            target.name, sample.rps
+        );
         if let Some(svg) = run_with_input("inferno-flamegraph", &["--title", &title], &folded) {
             std::fs::write(base.with_extension("svg"), svg).expect("write the flame graph");
         }
@@ -552,19 +573,27 @@ impl Profile {
     }
 }
 
-/// The process listening on `port` on loopback, from `ss`.
-fn pid_listening(port: u16) -> Option<u32> {
-    let out = Command::new("ss")
+/// The processes listening on `port` on loopback, from `ss`.
+fn pids_listening(port: u16) -> Vec<u32> {
+    let Ok(out) = Command::new("ss")
         .args(["-Hltnp", &format!("sport = :{port}")])
         .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let at = text.find("pid=")? + 4;
-    text[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .split("pid=")
+        .skip(1)
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    // A master that only accepts (nginx's) is listed too; it costs nothing.
+    pids
+}
+
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter().map(|&pid| common::cpu_seconds(pid)).sum()
 }
 
 /// `program`'s standard output for `input` on its standard input; `None`

@@ -11,7 +11,9 @@
 //!    with `hash-max-listpack-value 4096`, with their ratios.
 //! 2. `rss`: resident memory of one `cloakroom serve` (Redis store, local
 //!    cache of `SCALE_CACHED` entries, default 100 000) before and after
-//!    each of `SCALE_CACHED` distinct cookies is requested once; the
+//!    each of `SCALE_CACHED` distinct cookies is requested twice (a
+//!    session's first call in over a minute writes its activity back,
+//!    which drops its cached copy; the second call caches it again); the
 //!    reference is the same number of requests with one cookie.
 //! 3. `storm`: `SCALE_STORM_SESSIONS` (default 2 000; 10 000 full) real
 //!    logins through the test IdP with access tokens of
