@@ -60,6 +60,8 @@ impl Activity {
     /// Resolves once no request has been in flight for `timeout`, counted
     /// from this call at the earliest.
     pub(super) async fn idle_for(&self, timeout: Duration) {
+        // The config refuses 0s; a timer that never waits would spin here.
+        let timeout = timeout.max(Duration::from_millis(1));
         let mut deadline = Instant::now() + timeout;
         loop {
             tokio::time::sleep_until(deadline).await;
