@@ -116,9 +116,7 @@ pub fn print(name: &str, folded: &str, cpu_us: f64) {
 
 /// The part one sample belongs to.
 fn part_of(frames: &[&str]) -> String {
-    let upstream = frames
-        .iter()
-        .any(|f| UPSTREAM_CONNECTION.iter().any(|marker| f.contains(marker)));
+    let upstream = through(frames, UPSTREAM_CONNECTION);
     // The system call is named by its libc wrapper, the frame before the
     // kernel's entry (the `__x64_sys_*` frames are often inlined away).
     if let Some(entry) = frames.iter().position(|f| f.starts_with("entry_SYSCALL_64")) {
@@ -132,10 +130,7 @@ fn part_of(frames: &[&str]) -> String {
         } else {
             return "kernel: other system calls".into();
         };
-        let server = frames
-            .iter()
-            .any(|f| SERVER_CONNECTION.iter().any(|m| f.contains(m)));
-        let peer = match (upstream, server) {
+        let peer = match (upstream, through(frames, SERVER_CONNECTION)) {
             (true, _) => "upstream side",
             (false, true) => "client side",
             (false, false) => "side not in the stack",
@@ -161,4 +156,9 @@ fn part_of(frames: &[&str]) -> String {
         return (*part).to_owned();
     }
     "other (libc, std, the bench's own proxy)".into()
+}
+
+/// Whether the stack passes through a frame naming one of `markers`.
+fn through(frames: &[&str], markers: &[&str]) -> bool {
+    frames.iter().any(|f| markers.iter().any(|m| f.contains(m)))
 }
